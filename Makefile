@@ -1,0 +1,39 @@
+# pyro build and test entry points. See README.md.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/pyrovm/pyro/internal/cli.Version=$(VERSION)
+
+.PHONY: all build deps test test-short bench demo clean fmt vet
+
+all: build
+
+# Host packages (Debian 12). Idempotent; needs root.
+deps:
+	./scripts/install-host-deps.sh
+
+# pyro and the static guest agent side by side: pyro finds pyro-agent next to itself.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro-agent ./cmd/pyro-agent
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro ./cmd/pyro
+
+# The main job on a fresh machine: install, build, run a real command in a microVM.
+demo: deps build
+	$(BIN)/pyro run debian:12 -- uname -r
+
+# The whole suite: real VMs, real MCP clients. Environments are built once and cached.
+test: deps build
+	$(BIN)/pyro env pull debian:12 debian:12-base debian:12-build
+	$(GO) vet ./...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	PYRO_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 60m ./...
+
+# Logic only, no VMs.
+test-short:
+	$(GO) test -short -race ./...
+
+bench: build
+	$(BIN)/pyro bench
+
+clean:
+	rm -rf $(BIN)

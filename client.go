@@ -1,0 +1,173 @@
+// Package pyro is the Go SDK of pyro: disposable Linux microVMs for coding
+// agents. Client is the single facade; the pyro CLI and the MCP server are thin
+// layers over it, so all three faces agree.
+//
+//	c, err := pyro.New()
+//	res, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12", Command: "uname -r"})
+package pyro
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+
+	"github.com/pyrovm/pyro/internal/env"
+	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
+)
+
+// Client runs pyro's operations. It is safe for concurrent use.
+type Client struct {
+	stateDir  string
+	cacheDir  string
+	agentPath string
+	accel     string // "auto", "kvm" or "tcg"
+	progress  func(ProgressEvent)
+	log       *slog.Logger
+
+	envs *env.Store
+
+	accelOnce sync.Once
+	verdict   qemu.AccelVerdict
+}
+
+// ProgressEvent reports long work (environment builds, boots).
+type ProgressEvent struct {
+	Stage   string `json:"stage"`
+	Message string `json:"message,omitempty"`
+	Done    int64  `json:"done,omitempty"`
+	Total   int64  `json:"total,omitempty"` // 0 = unknown
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithStateDir sets where VM and workspace state lives (default PYRO_STATE_DIR,
+// else $XDG_STATE_HOME/pyro, else ~/.local/state/pyro).
+func WithStateDir(dir string) Option { return func(c *Client) { c.stateDir = dir } }
+
+// WithCacheDir sets where kernels and environments are cached (default
+// PYRO_CACHE_DIR, else $XDG_CACHE_HOME/pyro, else ~/.cache/pyro).
+func WithCacheDir(dir string) Option { return func(c *Client) { c.cacheDir = dir } }
+
+// WithAgentPath sets the guest agent binary baked into environment images
+// (default PYRO_AGENT_PATH, else pyro-agent beside the running executable,
+// else pyro-agent on PATH).
+func WithAgentPath(path string) Option { return func(c *Client) { c.agentPath = path } }
+
+// WithAccel forces an accelerator: "kvm", "tcg" or "auto" (default PYRO_ACCEL,
+// else auto: KVM only where a probe guest really boots under it).
+func WithAccel(accel string) Option { return func(c *Client) { c.accel = accel } }
+
+// WithProgress receives progress of long operations.
+func WithProgress(fn func(ProgressEvent)) Option { return func(c *Client) { c.progress = fn } }
+
+// WithLogger sets the logger for diagnostics (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// New returns a Client. It touches nothing on disk until an operation needs it.
+func New(opts ...Option) (*Client, error) {
+	c := &Client{
+		stateDir:  os.Getenv("PYRO_STATE_DIR"),
+		cacheDir:  os.Getenv("PYRO_CACHE_DIR"),
+		agentPath: os.Getenv("PYRO_AGENT_PATH"),
+		accel:     os.Getenv("PYRO_ACCEL"),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.stateDir == "" {
+		c.stateDir = defaultStateDir()
+	}
+	if c.cacheDir == "" {
+		dir, err := env.DefaultCacheDir()
+		if err != nil {
+			return nil, err
+		}
+		c.cacheDir = dir
+	}
+	if c.agentPath == "" {
+		c.agentPath = defaultAgentPath()
+	}
+	if c.accel == "" {
+		c.accel = "auto"
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if err := validateAccel(c.accel); err != nil {
+		return nil, err
+	}
+	c.envs = env.NewStore(env.Options{CacheDir: c.cacheDir, AgentPath: c.agentPath, Progress: c.envProgress})
+	return c, nil
+}
+
+// StateDir and CacheDir report where the client keeps its files.
+func (c *Client) StateDir() string { return c.stateDir }
+func (c *Client) CacheDir() string { return c.cacheDir }
+
+func (c *Client) vmsDir() string { return filepath.Join(c.stateDir, "vms") }
+
+func (c *Client) envProgress(e env.Event) {
+	c.report(ProgressEvent{Stage: e.Stage, Message: e.Message, Done: e.Done, Total: e.Total})
+}
+
+func (c *Client) report(e ProgressEvent) {
+	if c.progress != nil {
+		c.progress(e)
+	}
+}
+
+// reapOrphans removes VMs whose owning pyro process died. Every operation that
+// boots calls it first, so nothing leaks past the next pyro call.
+func (c *Client) reapOrphans() {
+	reaped, err := vm.ReapOrphans(c.vmsDir())
+	if len(reaped) > 0 {
+		c.log.Info("reaped orphaned VMs", "vms", reaped)
+	}
+	if err != nil {
+		c.log.Warn("reaping orphaned VMs", "err", err)
+	}
+}
+
+// accelFor returns the accelerator to use with this kernel, probing once.
+func (c *Client) accelFor(ctx context.Context, kernelPath string) qemu.AccelVerdict {
+	c.accelOnce.Do(func() {
+		switch c.accel {
+		case "kvm":
+			c.verdict = qemu.AccelVerdict{Accel: vmm.AccelKVM, KVMUsable: true, Reason: "forced by PYRO_ACCEL/WithAccel"}
+		case "tcg":
+			c.verdict = qemu.AccelVerdict{Accel: vmm.AccelTCG, Reason: "forced by PYRO_ACCEL/WithAccel"}
+		default:
+			c.verdict = qemu.DetectAccel(ctx, kernelPath, filepath.Join(c.cacheDir, "accel.json"))
+		}
+	})
+	return c.verdict
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "pyro")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "pyro")
+	}
+	return filepath.Join(os.TempDir(), "pyro-state")
+}
+
+func defaultAgentPath() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "pyro-agent")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("pyro-agent"); err == nil {
+		return p
+	}
+	return ""
+}

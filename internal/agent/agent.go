@@ -1,0 +1,156 @@
+//go:build linux
+
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
+
+// Version is the agent's own version, reported by OpHello.
+const Version = "0.1.0"
+
+// Options tunes Serve.
+type Options struct {
+	// PowerOff runs after the reply to OpShutdown has been sent. Nil means
+	// shutdown only replies (tests, or an agent that is not PID 1).
+	PowerOff func()
+}
+
+// Serve runs a yamux server on conn and handles every stream as one call until
+// the session dies or ctx is done. It takes ownership of conn and closes it.
+// It returns after all calls have finished; calls still running when the
+// session dies are cancelled (their processes killed).
+//
+// Serve starts a process-wide SIGCHLD reaper that waits for every child
+// (wait4(-1)): a process calling Serve must not start children with os/exec.
+func Serve(ctx context.Context, conn io.ReadWriteCloser, opts Options) error {
+	sess, err := yamux.Server(conn, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	s := &server{opts: opts, reaper: sharedReaper()}
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	defer sess.Close()
+	for {
+		stream, err := sess.AcceptStream()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		calls.Go(func() { s.handle(stream) })
+	}
+}
+
+func yamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	// The host owns liveness; pings would only add traffic on an idle VM.
+	c.EnableKeepAlive = false
+	c.LogOutput = io.Discard
+	c.ConnectionWriteTimeout = 30 * time.Second
+	c.StreamOpenTimeout = 30 * time.Second
+	return c
+}
+
+type server struct {
+	opts   Options
+	reaper *reaper
+}
+
+// errCanceled ends a call whose host side went away: no frame is written.
+var errCanceled = errors.New("call canceled by host")
+
+// handle runs one call. It must never panic: a panic here would kill PID 1
+// and with it the kernel.
+func (s *server) handle(stream net.Conn) {
+	defer stream.Close()
+	fw := &frameWriter{conn: stream}
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("panic in call: %v\n%s", r, debug.Stack())
+			fw.fail(wireError(agentproto.ErrCodeInternal, "panic: %v", r))
+		}
+	}()
+	err := s.call(stream, fw)
+	if err == nil || errors.Is(err, errCanceled) {
+		return
+	}
+	var werr *agentproto.Error
+	if !errors.As(err, &werr) {
+		werr = wireError(agentproto.ErrCodeInternal, "%v", err)
+	}
+	fw.fail(werr)
+}
+
+func (s *server) call(stream net.Conn, fw *frameWriter) error {
+	kind, payload, err := agentproto.ReadFrame(stream)
+	if err != nil {
+		return wireError(agentproto.ErrCodeBadRequest, "reading request: %v", err)
+	}
+	if kind != agentproto.FrameRequest {
+		return wireError(agentproto.ErrCodeBadRequest, "first frame has kind %d, want a request", kind)
+	}
+	var req agentproto.Request
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return wireError(agentproto.ErrCodeBadRequest, "decoding request: %v", err)
+	}
+	switch req.Op {
+	case agentproto.OpHello:
+		return fw.json(agentproto.FrameResult, hello())
+	case agentproto.OpExec:
+		return s.exec(stream, fw, req.Exec)
+	case agentproto.OpShutdown:
+		return s.shutdown(stream, fw)
+	default:
+		return wireError(agentproto.ErrCodeUnknownOp, "unknown op %q", req.Op)
+	}
+}
+
+func hello() agentproto.Hello {
+	h := agentproto.Hello{ProtocolVersion: agentproto.ProtocolVersion, AgentVersion: Version}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.KernelRelease = unix.ByteSliceToString(u.Release[:])
+	}
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil {
+		h.BootMs = ts.Nano() / int64(time.Millisecond)
+	}
+	return h
+}
+
+// shutdown replies first: once PowerOff runs, the host gets nothing more.
+func (s *server) shutdown(stream net.Conn, fw *frameWriter) error {
+	if err := fw.json(agentproto.FrameResult, agentproto.ShutdownResult{}); err != nil {
+		return err
+	}
+	stream.Close()
+	if s.opts.PowerOff != nil {
+		s.opts.PowerOff()
+	}
+	return nil
+}
+
+func wireError(code, format string, args ...any) *agentproto.Error {
+	return &agentproto.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,154 @@
+//go:build linux
+
+package agent
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
+
+// pipeWait bounds how long output is still collected after the command
+// exited: background children may hold its pipes open forever.
+const pipeWait = 250 * time.Millisecond
+
+func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequest) error {
+	if req == nil || len(req.Argv) == 0 {
+		return wireError(agentproto.ErrCodeBadRequest, "exec needs a non-empty argv")
+	}
+	env, err := buildEnv(req.Env)
+	if err != nil {
+		return wireError(agentproto.ErrCodeBadRequest, "%v", err)
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if st, err := os.Stat(cwd); errors.Is(err, fs.ErrNotExist) {
+		return wireError(agentproto.ErrCodeExecFailed, "cwd %s does not exist", cwd)
+	} else if err != nil {
+		return wireError(agentproto.ErrCodeExecFailed, "cwd: %v", err)
+	} else if !st.IsDir() {
+		return wireError(agentproto.ErrCodeExecFailed, "cwd %s is not a directory", cwd)
+	}
+	path, err := lookPath(req.Argv[0], env, cwd)
+	if err != nil {
+		return wireError(agentproto.ErrCodeExecFailed, "%v", err)
+	}
+
+	start := time.Now()
+	p, err := spawn(s.reaper, path, req.Argv, env, cwd, len(req.Stdin) > 0)
+	if err != nil {
+		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", req.Argv[0], err)
+	}
+	defer p.close()
+
+	// A host that cannot take the Started frame is gone: same as a cancel.
+	canceled := fw.json(agentproto.FrameStarted, agentproto.Started{Pid: p.pid}) != nil
+	if canceled {
+		killGroup(p.pid)
+	}
+	if p.stdin != nil {
+		go func() {
+			_, _ = p.stdin.Write(req.Stdin)
+			p.stdin.Close()
+		}()
+	}
+	stdout := &output{kind: agentproto.FrameStdout, limit: req.MaxStdout}
+	stderr := &output{kind: agentproto.FrameStderr, limit: req.MaxStderr}
+	var copiers sync.WaitGroup
+	copiers.Go(func() { stdout.drain(p.stdout, fw) })
+	copiers.Go(func() { stderr.drain(p.stderr, fw) })
+
+	var timeout <-chan time.Time
+	if req.TimeoutMs > 0 {
+		t := time.NewTimer(time.Duration(req.TimeoutMs) * time.Millisecond)
+		defer t.Stop()
+		timeout = t.C
+	}
+	hostGone := watchHost(stream)
+	timedOut := false
+	var ws syscall.WaitStatus
+wait:
+	for {
+		select {
+		case ws = <-p.exited:
+			break wait
+		case <-timeout:
+			timedOut = true
+			killGroup(p.pid)
+			timeout = nil
+		case <-hostGone:
+			canceled = true
+			killGroup(p.pid)
+			fw.abort()
+			hostGone = nil
+		}
+	}
+	duration := time.Since(start)
+
+	drained := make(chan struct{})
+	go func() { copiers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(pipeWait):
+	}
+	p.stdout.Close()
+	p.stderr.Close()
+	<-drained
+	if timedOut || canceled {
+		// Whatever survived the first kill (or was forked meanwhile) goes too.
+		killGroup(p.pid)
+	}
+	if canceled {
+		return errCanceled
+	}
+
+	res := agentproto.ExecResult{
+		TimedOut:        timedOut,
+		StdoutBytes:     stdout.produced,
+		StderrBytes:     stderr.produced,
+		StdoutTruncated: stdout.truncated(),
+		StderrTruncated: stderr.truncated(),
+		DurationMs:      duration.Milliseconds(),
+	}
+	res.ExitCode, res.Signal = exitStatus(ws)
+	return fw.json(agentproto.FrameResult, res)
+}
+
+// watchHost reports when the host closes or resets the stream. After its
+// request the host never writes again, so any end of reading means "cancel".
+func watchHost(stream net.Conn) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, stream)
+		close(gone)
+	}()
+	return gone
+}
+
+func killGroup(pgid int) {
+	_ = unix.Kill(-pgid, unix.SIGKILL)
+}
+
+func exitStatus(ws syscall.WaitStatus) (code int, signal string) {
+	if !ws.Signaled() {
+		return ws.ExitStatus(), ""
+	}
+	name := strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")
+	if name == "" {
+		name = strconv.Itoa(int(ws.Signal()))
+	}
+	return -1, name
+}

@@ -1,0 +1,49 @@
+//go:build linux
+
+package agent
+
+import (
+	"encoding/json"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
+
+// frameWriter serializes frames on one stream: the stdout and stderr copiers
+// write concurrently and a frame must never be split by another. The first
+// write error sticks, so later writers give up at once.
+type frameWriter struct {
+	mu   sync.Mutex
+	conn net.Conn
+	err  error
+}
+
+func (f *frameWriter) frame(kind byte, payload []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = agentproto.WriteFrame(f.conn, kind, payload)
+	}
+	return f.err
+}
+
+func (f *frameWriter) json(kind byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return f.frame(kind, b)
+}
+
+// fail sends the final error frame; if the stream is already broken there is
+// nobody left to tell.
+func (f *frameWriter) fail(e *agentproto.Error) {
+	_ = f.json(agentproto.FrameError, e)
+}
+
+// abort unblocks a writer stuck on a full stream window once the host has gone.
+func (f *frameWriter) abort() {
+	_ = f.conn.SetWriteDeadline(time.Now())
+}

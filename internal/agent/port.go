@@ -1,0 +1,49 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// virtioPortsDir lists virtio-serial ports. There is no udev in the guest, so
+// the /dev/virtio-ports/<name> symlinks do not exist: names come from sysfs.
+const virtioPortsDir = "/sys/class/virtio-ports"
+
+// openPort opens the virtio-serial port called name, retrying discovery for
+// up to wait since the device may still be probing.
+func openPort(name string, wait time.Duration) (*os.File, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		dev, err := findPort(virtioPortsDir, name)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(filepath.Join("/dev", dev), os.O_RDWR, 0); err == nil {
+				return f, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// findPort returns the device name (e.g. "vport1p1") of the port called name.
+func findPort(classDir, name string) (string, error) {
+	entries, err := os.ReadDir(classDir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(classDir, e.Name(), "name"))
+		if err == nil && string(bytes.TrimSpace(b)) == name {
+			return e.Name(), nil
+		}
+	}
+	return "", fmt.Errorf("no virtio-serial port named %q in %s", name, classDir)
+}

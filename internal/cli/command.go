@@ -1,0 +1,35 @@
+package cli
+
+import "strings"
+
+// shellCommand turns the words after "--" into one shell string: a single
+// word is taken as the shell string as is (so `-- 'echo $HOME | wc -c'` works);
+// several words are each quoted, then joined (so `-- sh -c 'exit 7'` works).
+func shellCommand(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = shellQuote(w)
+	}
+	return strings.Join(quoted, " ")
+}
+
+// shellQuote quotes s for /bin/sh unless it is made of safe characters only.
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe := true
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./-_", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

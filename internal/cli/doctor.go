@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func (a *app) doctorCommand() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "doctor", Short: "Check the host: accelerator, VMM, tools, caches, and one probe boot", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(cmd.Context(), err, jsonOut)
+			}
+			defer done()
+			r, err := c.Doctor(cmd.Context())
+			if err != nil {
+				return a.fail(cmd.Context(), err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, r)
+			} else {
+				w := a.stdout
+				fmt.Fprintf(w, "platform:     %s/%s, host kernel %s, %d CPUs, %d MiB\n", r.Platform.OS, r.Platform.Arch, r.Platform.HostKernel, r.Platform.CPUs, r.Platform.MemTotalMiB)
+				fmt.Fprintf(w, "accelerator:  %s (/dev/kvm present: %v, usable: %v)\n              %s\n", dash(r.Accelerator.Mode), r.Accelerator.KVMDevice, r.Accelerator.KVMUsable, r.Accelerator.Reason)
+				for _, t := range r.Tools {
+					state := "ok"
+					if !t.OK {
+						state = "MISSING: apt-get install -y " + t.Package
+					}
+					fmt.Fprintf(w, "tool:         %-20s %s\n", t.Name, state)
+				}
+				fmt.Fprintf(w, "kernel:       built=%v %s %s\n", r.Kernel.Built, r.Kernel.Release, r.Kernel.Path)
+				for _, e := range r.Environments {
+					fmt.Fprintf(w, "environment:  %-16s installed=%v %s\n", e.Name, e.Installed, e.Version)
+				}
+				fmt.Fprintf(w, "networking:   user-mode=%v tun=%v (%s)\n", r.Networking.UserMode, r.Networking.TunDev, r.Networking.Note)
+				fmt.Fprintf(w, "state dir:    %s (writable: %v)\ncache dir:    %s (writable: %v)\n", r.StateDir.Path, r.StateDir.Writable, r.CacheDir.Path, r.CacheDir.Writable)
+				if r.Probe.Ran {
+					fmt.Fprintf(w, "probe boot:   ok=%v %s boot %d ms, total %d ms, guest kernel %s %s\n", r.Probe.OK, r.Probe.ExecutionMode, r.Probe.BootMs, r.Probe.DurationMs, r.Probe.GuestKernel, r.Probe.Error)
+				}
+				for _, p := range r.Problems {
+					fmt.Fprintln(w, "problem:     ", p)
+				}
+			}
+			if !r.OK {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}

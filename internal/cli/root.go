@@ -1,0 +1,101 @@
+// Package cli is the pyro command tree: flags -> SDK call -> print (human
+// text or one JSON object with --json). It holds no runtime logic.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+// Exit codes shared by every command (CONTRACT.md).
+const (
+	ExitUsage       = 2
+	ExitTimeout     = pyro.TimeoutExitCode
+	ExitPyroFailure = 125
+	ExitInterrupted = 130
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
+var Version = "dev"
+
+// exitError carries an exit status out of a command without printing more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// app holds what the commands share.
+type app struct {
+	stdout, stderr io.Writer
+}
+
+// Main runs the CLI and returns the process exit status.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(a.stderr, "pyro: interrupted")
+		return ExitInterrupted
+	}
+	// cobra's own errors (unknown flag, bad args) are usage errors.
+	fmt.Fprintln(a.stderr, "pyro:", err)
+	return ExitUsage
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pyro",
+		Short:         "Disposable Linux microVMs for coding agents",
+		Long:          "pyro runs commands inside disposable Linux microVMs: one-shot runs and persistent workspaces,\nthrough this CLI, a Go SDK and an MCP server.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.mcpCommand())
+	return root
+}
+
+// client builds the SDK client, with terminal progress when attached to one.
+func (a *app) client(jsonOut bool) (*pyro.Client, func(), error) {
+	p := newProgress(a.stderr)
+	c, err := pyro.New(pyro.WithProgress(p.event))
+	return c, p.done, err
+}
+
+// fail prints err as pyro's one clear line (or a JSON error object) and
+// returns the exit status for it.
+func (a *app) fail(ctx context.Context, err error, jsonOut bool) error {
+	code := ExitPyroFailure
+	if ctx.Err() != nil && errdefs.IsCanceled(err) {
+		code = ExitInterrupted
+	}
+	if jsonOut {
+		writeJSON(a.stdout, map[string]any{"error": map[string]string{
+			"code": errdefs.CodeOf(err), "message": err.Error(),
+		}})
+	}
+	fmt.Fprintf(a.stderr, "pyro: %s: %s\n", errdefs.CodeOf(err), err.Error())
+	return exitError{code}
+}

@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+)
+
+func (a *app) runCommand() *cobra.Command {
+	var req pyro.RunRequest
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "run ENV [flags] -- CMD...",
+		Short: "Run one command in a fresh microVM, then destroy it",
+		Long: "Boots a fresh VM from ENV, runs CMD with /bin/sh -lc, prints its output and exits with its exit code\n" +
+			"(124 on timeout, 125 when pyro itself failed). The VM is always destroyed.\n" +
+			"One word after -- is taken as a shell string as is; several words are quoted and joined.",
+		Example: "  pyro run debian:12 -- uname -r\n  pyro run debian:12-build --timeout-seconds 60 -- 'cc --version | head -1'",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return fmt.Errorf("usage: pyro run ENV [flags] -- CMD...")
+			}
+			if len(args) < 2 {
+				return fmt.Errorf("no command given after --")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			req.Environment = args[0]
+			req.Command = shellCommand(args[1:])
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			res, err := c.Run(ctx, req)
+			done()
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, res)
+			} else {
+				fmt.Fprint(a.stdout, res.Stdout)
+				fmt.Fprint(a.stderr, res.Stderr)
+				if res.StdoutTruncated || res.StderrTruncated {
+					fmt.Fprintln(a.stderr, "pyro: output was truncated at the output cap (--max-output-bytes)")
+				}
+				if res.TimedOut {
+					fmt.Fprintf(a.stderr, "pyro: timeout: the command did not finish within %ds and was killed\n", req.TimeoutSeconds)
+				}
+			}
+			if res.ExitCode != 0 {
+				return exitError{res.ExitCode & 0xff}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, fmt.Sprintf("virtual CPUs [%d-%d]", pyro.MinVCPUCount, pyro.MaxVCPUCount))
+	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, fmt.Sprintf("guest memory in MiB [%d-%d]", pyro.MinMemMiB, pyro.MaxMemMiB))
+	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, fmt.Sprintf("command timeout [1-%d]", pyro.MaxTimeoutSeconds))
+	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
+	f.BoolVar(&req.Network, "network", false, "give the guest network access (not available yet)")
+	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}

@@ -1,0 +1,283 @@
+package env
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+// The final image: base tarball extracted, guest agent and a few /etc files
+// added, turned into ext4 by mkfs.ext4 -d, installed as
+// environments/<slug>/<version>/{rootfs.ext4,manifest.json}.
+
+const (
+	rootfsFile     = "rootfs.ext4"
+	agentGuestPath = "sbin/pyro-agent"
+	imageHeadroom  = 512 << 20 // free space left for workspaces, on top of 20%
+	ext4Block      = 4096
+)
+
+// Version scheme: "<debian major>.<UTC build date YYYYMMDD>.<first 8 hex of
+// the agent sha256>", with "-N" appended when that directory already exists
+// (a second build the same day with the same agent: force pull or repair).
+// A version directory is never rewritten: a path always names the same bytes,
+// which copy-on-write overlays backed by the image depend on.
+var versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]{8}\.[0-9a-f]{8}(-[0-9]+)?$`)
+
+func validVersion(v string) bool { return versionRE.MatchString(v) }
+
+func (s *Store) newVersion(e catalogEntry, agentSum string, now time.Time) string {
+	base := fmt.Sprintf("%s.%s.%s", debianMajor, now.UTC().Format("20060102"), agentSum[:8])
+	v := base
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(filepath.Join(s.root, "environments", slug(e.Name), v)); os.IsNotExist(err) {
+			return v
+		}
+		v = base + "-" + strconv.Itoa(n)
+	}
+}
+
+// errBaseCorrupt: the cached base tarball does not match its record.
+var errBaseCorrupt = errors.New("base tarball does not match its recorded sha256")
+
+// buildImage makes a new version of e from its base tarball. Caller holds
+// the environment lock.
+func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, basePath string, base baseRecord, ag agentInfo) (*Environment, error) {
+	what := "image " + e.Name
+	if err := checkTools(imageTools...); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	s.progress(Event{Stage: "image", Message: "checking base tarball"})
+	sum, _, err := sha256File(ctx, basePath, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx, what)
+		}
+		return nil, errBaseCorrupt
+	}
+	if sum != base.SHA256 {
+		return nil, errBaseCorrupt
+	}
+
+	b, err := s.newBuildDir(ctx, "image-"+slug(e.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer b.remove()
+	r, err := newRunner(what, b.dir, s.logsDir(), toolEnv("TMPDIR="+b.dir))
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+
+	tree := filepath.Join(b.dir, "root")
+	out := filepath.Join(b.dir, "out")
+	for _, d := range []string{tree, out} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, buildErr(err, "%s", what)
+		}
+	}
+	s.progress(Event{Stage: "image", Message: "extracting base"})
+	if err := r.run(ctx, b.dir, nil, "tar", "--extract", "--file="+basePath, "--directory="+tree,
+		"--numeric-owner", "--same-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*"); err != nil {
+		return nil, err
+	}
+	s.progress(Event{Stage: "image", Message: "installing guest agent"})
+	if err := customizeTree(tree, ag.path); err != nil {
+		return nil, buildErr(err, "%s: customizing the tree", what)
+	}
+	var pkgs []string
+	if err := r.run(ctx, b.dir, func(line string) {
+		if strings.Contains(line, "=") && !strings.ContainsAny(line, " \t") {
+			pkgs = append(pkgs, line)
+		}
+	}, "dpkg-query", "--admindir="+filepath.Join(tree, "var/lib/dpkg"), "-W", "-f=${Package}=${Version}\n"); err != nil {
+		return nil, err
+	}
+	sort.Strings(pkgs)
+
+	used, files := treeUsage(tree)
+	size := roundUp(used+used/5+imageHeadroom, 1<<20)
+	img := filepath.Join(out, rootfsFile)
+	if err := createSparse(img, size); err != nil {
+		return nil, buildErr(err, "%s", what)
+	}
+	args := []string{"-q", "-F", "-t", "ext4", "-L", "pyro-root", "-m", "0", "-d", tree, "-E", "root_owner=0:0"}
+	if need := files*2 + 16384; need > size/16384 {
+		args = append(args, "-N", strconv.FormatInt(need, 10))
+	}
+	s.progress(Event{Stage: "image", Message: fmt.Sprintf("creating ext4 image (%d MiB)", size>>20)})
+	if err := r.run(ctx, b.dir, nil, "mkfs.ext4", append(args, img)...); err != nil {
+		return nil, err
+	}
+	if err := syncFile(img); err != nil {
+		return nil, buildErr(err, "%s: syncing image", what)
+	}
+	s.progress(Event{Stage: "image", Message: "hashing image"})
+	rsum, rsize, err := sha256File(ctx, img, func(done, total int64) {
+		s.progress(Event{Stage: "image", Message: "hashing image", Done: done, Total: total})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx, what)
+		}
+		return nil, buildErr(err, "%s: hashing image", what)
+	}
+
+	now := time.Now().UTC()
+	version := s.newVersion(e, ag.sha256, now)
+	final := filepath.Join(s.root, "environments", slug(e.Name), version)
+	m := &Manifest{
+		SchemaVersion: manifestSchemaVersion,
+		Name:          e.Name,
+		Version:       version,
+		Description:   e.Description,
+		CreatedAt:     now,
+		Kernel:        k,
+		Rootfs:        RootfsInfo{Path: filepath.Join(final, rootfsFile), SHA256: rsum, Size: rsize, DiskUsage: diskUsage(img)},
+		AgentSHA256:   ag.sha256,
+		RecipeHash:    e.recipeHash(),
+		BaseSHA256:    base.SHA256,
+		Packages:      pkgs,
+	}
+	// The manifest goes in last; the directory appears in one rename.
+	if err := writeManifest(s.root, out, m); err != nil {
+		return nil, buildErr(err, "%s: writing manifest", what)
+	}
+	if err := syncDir(out); err != nil {
+		return nil, buildErr(err, "%s", what)
+	}
+	if err := s.replaceDir(out, final, b.dir); err != nil {
+		return nil, buildErr(err, "%s: installing %s", what, final)
+	}
+	s.progress(Event{Stage: "image", Message: fmt.Sprintf("%s %s ready in %s", e.Name, version, time.Since(start).Round(100*time.Millisecond))})
+	return &Environment{Manifest: m, Dir: final, KernelPath: m.Kernel.Path, RootfsPath: m.Rootfs.Path}, nil
+}
+
+// customizeTree adds what pyro needs to the extracted tree. All access goes
+// through os.Root, so a symlink in the tree (an absolute /etc/resolv.conf
+// link, say) can never make us write to the host.
+func customizeTree(tree, agentPath string) error {
+	root, err := os.OpenRoot(tree)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	agent, err := os.Open(agentPath)
+	if err != nil {
+		return err
+	}
+	defer agent.Close()
+	if err := replaceFile(root, agentGuestPath, agent, 0o755); err != nil {
+		return err
+	}
+	files := []struct{ name, content string }{
+		{"etc/hostname", "pyro\n"},
+		{"etc/hosts", "127.0.0.1\tlocalhost pyro\n::1\tlocalhost ip6-localhost ip6-loopback\n"},
+		{"etc/resolv.conf", "nameserver 10.0.2.3\n"},
+	}
+	for _, f := range files {
+		if err := replaceFile(root, f.name, strings.NewReader(f.content), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := root.Mkdir("workspace", 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return root.Chmod("workspace", 0o755)
+}
+
+// replaceFile (re)creates name inside root as a regular file owned by root.
+func replaceFile(root *os.Root, name string, content io.Reader, perm os.FileMode) error {
+	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chown(0, 0); err != nil && os.Geteuid() == 0 {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// treeUsage estimates the ext4 space a tree needs (4 KiB blocks, one block
+// per directory and long symlink, hard links once) and counts its inodes.
+func treeUsage(tree string) (bytes, inodes int64) {
+	seen := map[uint64]bool{}
+	filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && !info.IsDir() {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		inodes++
+		switch {
+		case info.Mode().IsRegular():
+			bytes += roundUp(info.Size(), ext4Block)
+		case info.IsDir():
+			bytes += ext4Block
+		case info.Mode()&fs.ModeSymlink != 0 && info.Size() >= 60:
+			bytes += ext4Block
+		}
+		return nil
+	})
+	return bytes, inodes
+}
+
+func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
+
+func createSparse(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// agentInfo is the guest agent binary given by the caller.
+type agentInfo struct {
+	path   string
+	sha256 string
+}
+
+// errNoAgent: building needs Options.AgentPath.
+func errNoAgent() error {
+	return errdefs.InvalidArgument("agent_path",
+		"the guest agent binary is required to build an environment image (Options.AgentPath is empty)")
+}

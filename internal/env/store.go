@@ -1,0 +1,306 @@
+// Package env manages pyro's environments: the catalog, the guest kernel
+// built from Debian's linux-source package, root filesystem images built
+// with mmdebstrap and mkfs.ext4, and the cache that holds them.
+//
+// Cache layout (root = Options.CacheDir):
+//
+//	kernels/<config hash>/{vmlinux,kernel.json}
+//	bases/<slug>-<recipe hash>.{tar,json}      mmdebstrap output + sha256/size
+//	environments/<slug>/<version>/{rootfs.ext4,manifest.json}
+//	locks/*.lock                                flocks, never deleted
+//	tmp/<kind>-<random>/                        one per build, flocked via .lock
+//	logs/*.log                                  logs of failed builds
+//
+// Everything is built under tmp/ and renamed into place complete; an
+// environment's manifest.json is written last, so a directory without one
+// is never taken for an install.
+package env
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+// Options configure a Store.
+type Options struct {
+	CacheDir  string      // empty: DefaultCacheDir()
+	AgentPath string      // host path to the static guest agent binary
+	Progress  func(Event) // may be nil; called from the building goroutine
+}
+
+// Event reports progress of long work.
+type Event struct {
+	Stage   string `json:"stage"` // "kernel", "debootstrap", "image", "verify", "env"
+	Message string `json:"message"`
+	Done    int64  `json:"done"`
+	Total   int64  `json:"total"` // 0 = unknown
+}
+
+// Info is one catalog entry and its installed state.
+type Info struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Installed   bool     `json:"installed"`
+	Version     string   `json:"version,omitempty"`
+	Packages    []string `json:"packages"` // the catalog's package list
+	RootfsSize  int64    `json:"rootfs_size,omitempty"`
+}
+
+// Environment is an installed, valid environment version.
+type Environment struct {
+	Manifest   *Manifest
+	Dir        string
+	KernelPath string
+	RootfsPath string
+}
+
+// Store is the environment cache. Safe for concurrent use, also across
+// processes (file locks).
+type Store struct {
+	opts    Options
+	root    string
+	rootErr error
+
+	mu       sync.Mutex
+	agentKey agentCacheKey
+	agentSum string
+
+	// Test seams: nil means the real thing.
+	kernelVersionFn func(ctx context.Context) (string, error)
+	compileKernelFn func(ctx context.Context, dir string) (vmlinux, release string, err error)
+}
+
+// NewStore returns a Store over opts.CacheDir (or the default cache dir).
+func NewStore(opts Options) *Store {
+	s := &Store{opts: opts, kernelVersionFn: kernelSourceVersion}
+	dir := opts.CacheDir
+	if dir == "" {
+		dir, s.rootErr = DefaultCacheDir()
+	}
+	if s.rootErr == nil {
+		s.root, s.rootErr = filepath.Abs(dir)
+	}
+	if s.rootErr != nil {
+		s.rootErr = errdefs.Wrap(s.rootErr, errdefs.ErrFailedPrecondition, errdefs.CodeInternal,
+			"cannot determine the cache directory: set PYRO_CACHE_DIR")
+	}
+	return s
+}
+
+// DefaultCacheDir resolves PYRO_CACHE_DIR, else $XDG_CACHE_HOME/pyro (when
+// absolute), else ~/.cache/pyro.
+func DefaultCacheDir() (string, error) {
+	if d := os.Getenv("PYRO_CACHE_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	if x := os.Getenv("XDG_CACHE_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "pyro"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".cache", "pyro"), nil
+}
+
+// CacheDir is the resolved cache root.
+func (s *Store) CacheDir() string { return s.root }
+
+func (s *Store) init() error { return s.rootErr }
+
+func (s *Store) progress(ev Event) {
+	if s.opts.Progress != nil {
+		s.opts.Progress(ev)
+	}
+}
+
+func (s *Store) lockPath(name string) string { return filepath.Join(s.root, "locks", name+".lock") }
+func (s *Store) logsDir() string             { return filepath.Join(s.root, "logs") }
+
+// List returns the whole catalog with installed state.
+func (s *Store) List(ctx context.Context) ([]Info, error) {
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	ag, _, err := s.agent(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(catalog))
+	for _, e := range catalog {
+		info := Info{Name: e.Name, Description: e.Description, Packages: append([]string(nil), e.Include...)}
+		if in, _ := s.pick(e, ag.sha256, false); in != nil {
+			info.Installed = true
+			info.Version = in.version
+			info.RootfsSize = in.manifest.Rootfs.Size
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Get returns the installed environment: newest valid version built from
+// the current recipe and (when Options.AgentPath is set) the current agent.
+func (s *Store) Get(ctx context.Context, name string) (*Environment, error) {
+	e, err := lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	ag, _, err := s.agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in, why := s.pick(e, ag.sha256, false)
+	if in == nil {
+		return nil, errNotInstalled(name, why)
+	}
+	return in.environment(), nil
+}
+
+// Ensure returns the installed environment, building it when missing or
+// built with another agent. An install that appears while waiting for
+// another process's build is reused as is.
+func (s *Store) Ensure(ctx context.Context, name string) (*Environment, error) {
+	if _, err := lookup(name); err != nil {
+		return nil, err
+	}
+	env, err := s.Get(ctx, name)
+	if err == nil || errdefs.CodeOf(err) != errdefs.CodeEnvironmentMissing {
+		return env, err
+	}
+	return s.pull(ctx, name, false, false)
+}
+
+// Pull builds the environment. When a current install exists and !force it
+// is verified instead (sha256 of kernel and image) and repaired on mismatch.
+// force re-runs mmdebstrap (fresh packages) and makes a new image; the
+// kernel is reused when intact (it is a function of config and source).
+func (s *Store) Pull(ctx context.Context, name string, force bool) (*Environment, error) {
+	return s.pull(ctx, name, force, true)
+}
+
+func (s *Store) pull(ctx context.Context, name string, force, verify bool) (*Environment, error) {
+	e, err := lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	ag, has, err := s.agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !has {
+		return nil, errNoAgent()
+	}
+	s.cleanStaleTmp()
+	unlock, err := s.lockEnv(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if !force {
+		if !verify {
+			if in, _ := s.pick(e, ag.sha256, false); in != nil {
+				return in.environment(), nil
+			}
+		}
+		if in, _ := s.pick(e, ag.sha256, true); in != nil {
+			cur, _, kerr := s.currentKernelHash(ctx)
+			if kerr != nil || cur == in.manifest.Kernel.ConfigHash {
+				return s.verifyLocked(ctx, e, in, ag)
+			}
+			s.progress(Event{Stage: "env", Message: "guest kernel config or source changed: building a new version of " + name})
+		}
+	}
+	return s.build(ctx, e, ag, force)
+}
+
+// Verify re-hashes the installed kernel and image against the manifest and
+// repairs what does not match (a new image version; the kernel in place).
+func (s *Store) Verify(ctx context.Context, name string) (*Environment, error) {
+	e, err := lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	ag, _, err := s.agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lockEnv(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	in, why := s.pick(e, ag.sha256, true)
+	if in == nil {
+		return nil, errNotInstalled(name, why)
+	}
+	return s.verifyLocked(ctx, e, in, ag)
+}
+
+// Inspect returns the manifest of the installed environment (the one Get
+// would use, else the newest valid one whatever agent built it).
+func (s *Store) Inspect(ctx context.Context, name string) (*Manifest, error) {
+	e, err := lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	ag, _, _ := s.agent(ctx)
+	in, why := s.pick(e, ag.sha256, false)
+	if in == nil && ag.sha256 != "" {
+		in, _ = s.pick(e, "", false)
+	}
+	if in == nil {
+		return nil, errNotInstalled(name, why)
+	}
+	return in.manifest, nil
+}
+
+func (s *Store) lockEnv(ctx context.Context, e catalogEntry) (func(), error) {
+	return acquireLock(ctx, s.lockPath("env-"+slug(e.Name)), func() {
+		s.progress(Event{Stage: "env", Message: "waiting for another pyro process working on " + e.Name})
+	})
+}
+
+// pick chooses the newest usable install of e, or explains why there is
+// none. agentSum "" accepts any agent. allowKernel accepts an install whose
+// only fault is the shared kernel file (verifyLocked can fix that).
+func (s *Store) pick(e catalogEntry, agentSum string, allowKernel bool) (*install, string) {
+	why := "is not installed"
+	set := func(w string) {
+		if why == "is not installed" {
+			why = w
+		}
+	}
+	for _, in := range s.scanInstalls(e) {
+		switch {
+		case in.manifest == nil:
+			continue // half-built or damaged beyond use: not an install
+		case in.err != nil && !(allowKernel && errors.Is(in.err, errKernelFiles)):
+			set("is damaged (" + in.err.Error() + ")")
+		case in.manifest.RecipeHash != e.recipeHash():
+			set("was built from an older package recipe")
+		case agentSum != "" && in.manifest.AgentSHA256 != agentSum:
+			set("was built with a different guest agent")
+		default:
+			return &in, ""
+		}
+	}
+	return nil, why
+}

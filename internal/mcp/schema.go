@@ -1,0 +1,52 @@
+package mcp
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/jsonschema-go/jsonschema"
+)
+
+// prop adds to an inferred property what Go types cannot say: description,
+// default, range and enum. The tool table is the one place these live.
+type prop struct {
+	desc     string
+	def      any
+	min, max *float64
+	enum     []any
+	required bool
+}
+
+func rng(lo, hi float64) (*float64, *float64) { return &lo, &hi }
+
+// inputSchema infers the schema of In and decorates it with props; every
+// property of In must be described, so no field reaches a model unexplained.
+func inputSchema[In any](props map[string]prop) *jsonschema.Schema {
+	s, err := jsonschema.For[In](nil)
+	if err != nil {
+		panic(fmt.Sprintf("schema for %T: %v", *new(In), err))
+	}
+	s.Required = nil
+	for name, ps := range s.Properties {
+		p, ok := props[name]
+		if !ok {
+			panic(fmt.Sprintf("schema for %T: property %q has no description", *new(In), name))
+		}
+		ps.Description = p.desc
+		ps.Minimum, ps.Maximum = p.min, p.max
+		ps.Enum = p.enum
+		if p.def != nil {
+			b, _ := json.Marshal(p.def)
+			ps.Default = b
+		}
+		if p.required {
+			s.Required = append(s.Required, name)
+		}
+	}
+	for name := range props {
+		if _, ok := s.Properties[name]; !ok {
+			panic(fmt.Sprintf("schema for %T: described property %q does not exist", *new(In), name))
+		}
+	}
+	return s
+}

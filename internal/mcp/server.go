@@ -1,0 +1,56 @@
+// Package mcp is pyro's MCP server: the tool table, profiles and schemas, on
+// top of the SDK Client. Transports: stdio (and Streamable HTTP later).
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+const instructions = "pyro runs commands in disposable Linux microVMs. Use vm_run for a one-off command in a fresh VM " +
+	"(nothing persists). Every tool error starts with a stable code (e.g. invalid_argument, environment_missing, boot_failed) " +
+	"followed by what to do next."
+
+// ParseProfile validates a profile name.
+func ParseProfile(s string) (Profile, error) {
+	for _, p := range Profiles {
+		if string(p) == s {
+			return p, nil
+		}
+	}
+	return "", errdefs.InvalidArgument("profile", "%q is not one of vm-run, workspace-core, workspace-full", s)
+}
+
+// NewServer builds an MCP server exposing the tools of profile.
+func NewServer(c *pyro.Client, profile Profile, version string) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: version}, &mcp.ServerOptions{Instructions: instructions})
+	for _, t := range tools {
+		for _, p := range t.profiles {
+			if p == profile {
+				t.add(s, c, t.name)
+				break
+			}
+		}
+	}
+	return s
+}
+
+// ServeStdio serves one client on stdin/stdout until it disconnects or ctx ends.
+func ServeStdio(ctx context.Context, c *pyro.Client, profile Profile, version string) error {
+	err := NewServer(c, profile, version).Run(ctx, &mcp.StdioTransport{})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// toolError turns an SDK error into the text a model sees: "code: message".
+func toolError(err error) error {
+	return fmt.Errorf("%s: %s", errdefs.CodeOf(err), err.Error())
+}

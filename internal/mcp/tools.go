@@ -1,0 +1,120 @@
+package mcp
+
+import (
+	"context"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro"
+)
+
+// Profile selects which tools a server exposes.
+type Profile string
+
+const (
+	ProfileVMRun         Profile = "vm-run"
+	ProfileWorkspaceCore Profile = "workspace-core"
+	ProfileWorkspaceFull Profile = "workspace-full"
+)
+
+// Profiles lists the valid profiles, narrowest first.
+var Profiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFull}
+
+// tool is one row of the tool table: its name, description, the profiles it
+// belongs to, and how to register it (schema and handler) on a server.
+type tool struct {
+	name     string
+	profiles []Profile
+	add      func(s *mcp.Server, c *pyro.Client, name string)
+}
+
+var allProfiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFull}
+
+// tools is the single tool table.
+var tools = []tool{
+	{name: "vm_run", profiles: allProfiles, add: addVMRun},
+	{name: "vm_list_environments", profiles: allProfiles, add: addListEnvironments},
+}
+
+// ToolNames returns the tools of a profile, in table order.
+func ToolNames(p Profile) []string {
+	var names []string
+	for _, t := range tools {
+		if slices.Contains(t.profiles, p) {
+			names = append(names, t.name)
+		}
+	}
+	return names
+}
+
+// vmRunInput is vm_run's arguments.
+type vmRunInput struct {
+	Environment    string `json:"environment,omitempty"`
+	Command        string `json:"command"`
+	VCPUCount      int    `json:"vcpu_count,omitempty"`
+	MemMiB         int    `json:"mem_mib,omitempty"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+}
+
+func addVMRun(s *mcp.Server, c *pyro.Client, name string) {
+	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
+	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
+	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
+	outMin, outMax := rng(0, pyro.MaxMaxOutputBytes)
+	t := &mcp.Tool{
+		Name: name,
+		Description: "Run one shell command in a fresh, disposable Linux microVM and return its output and exit code. " +
+			"The VM is destroyed afterwards, so nothing persists between calls: use vm_run for one-off commands " +
+			"(checks, builds, scripts), and the workspace_* tools when several steps must share files. " +
+			"Result: exit_code (the command's; 124 when it hit timeout_seconds), stdout and stderr (each capped at " +
+			"max_output_bytes; stdout_truncated/stderr_truncated say whether output was cut), timed_out, " +
+			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg).",
+		InputSchema: inputSchema[vmRunInput](map[string]prop{
+			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
+				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"command":          {desc: "Shell command, run by /bin/sh -lc in the guest as root, cwd /.", required: true},
+			"vcpu_count":       {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":          {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
+			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
+			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
+		}),
+	}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmRunInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
+		if in.Environment == "" {
+			in.Environment = pyro.DefaultEnvironment
+		}
+		res, err := c.Run(ctx, pyro.RunRequest{
+			Environment: in.Environment, Command: in.Command, VCPUCount: in.VCPUCount,
+			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes,
+		})
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, res, nil
+	})
+}
+
+type listEnvironmentsInput struct{}
+
+type listEnvironmentsOutput struct {
+	Environments []pyro.EnvironmentInfo `json:"environments"`
+}
+
+func addListEnvironments(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{
+		Name: name,
+		Description: "List the environments (guest OS images) pyro can boot, with their packages and whether each is " +
+			"installed locally. An environment that is not installed is built on first use, which takes minutes.",
+		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
+	}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, _ listEnvironmentsInput) (*mcp.CallToolResult, listEnvironmentsOutput, error) {
+		envs, err := c.ListEnvironments(ctx)
+		if err != nil {
+			return nil, listEnvironmentsOutput{}, toolError(err)
+		}
+		return nil, listEnvironmentsOutput{Environments: envs}, nil
+	})
+}

@@ -1,0 +1,167 @@
+package vm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+const ownerFile = "owner.json"
+
+// owner records which host process owns a VM dir, so that a later pyro process
+// can tell a live VM from one whose owner died (kill -9, crash, power loss).
+type owner struct {
+	VMID       string    `json:"vm_id"`
+	Kind       string    `json:"kind"`
+	OwnerPid   int       `json:"owner_pid"`
+	OwnerStart uint64    `json:"owner_start"` // /proc/PID/stat starttime: guards against pid reuse
+	VMMPid     int       `json:"vmm_pid,omitempty"`
+	VMMStart   uint64    `json:"vmm_start,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+var idPattern = regexp.MustCompile(`^[a-f0-9]{12}$`)
+
+func writeOwner(dir string, o owner) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "create VM dir")
+	}
+	o.OwnerPid = os.Getpid()
+	o.OwnerStart = procStart(o.OwnerPid)
+	o.CreatedAt = time.Now().UTC()
+	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
+}
+
+func updateOwnerVMM(dir string, pid int) error {
+	o, err := readOwner(dir)
+	if err != nil {
+		return err
+	}
+	o.VMMPid, o.VMMStart = pid, procStart(pid)
+	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
+}
+
+func readOwner(dir string) (owner, error) {
+	var o owner
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if err != nil {
+		return o, err
+	}
+	return o, json.Unmarshal(b, &o)
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// procStart returns the start time of pid in clock ticks since boot, 0 if gone.
+func procStart(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may contain spaces and parens: fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64) // field 22 overall
+	return v
+}
+
+// alive reports whether pid still is the process that started at start.
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	return start == 0 || procStart(pid) == start
+}
+
+// ReapOrphans removes every VM under root whose owner process is gone: it
+// kills the VMM (if it still runs and still is that VMM) and deletes the dir.
+// Dirs without an owner record older than a minute are half-created leftovers.
+func ReapOrphans(root string) (reaped []string, err error) {
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		o, rerr := readOwner(dir)
+		if rerr != nil {
+			info, serr := e.Info()
+			if serr != nil || time.Since(info.ModTime()) < time.Minute {
+				continue
+			}
+		} else if alive(o.OwnerPid, o.OwnerStart) {
+			continue
+		}
+		if o.VMMPid > 0 && alive(o.VMMPid, o.VMMStart) {
+			if err := syscall.Kill(o.VMMPid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill VMM %d of %s: %w", o.VMMPid, e.Name(), err))
+				continue
+			}
+			waitGone(o.VMMPid, o.VMMStart, 3*time.Second)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reaped = append(reaped, e.Name())
+	}
+	return reaped, errors.Join(errs...)
+}
+
+func waitGone(pid int, start uint64, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && alive(pid, start) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}

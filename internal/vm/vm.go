@@ -1,0 +1,183 @@
+// Package vm boots one guest (VMM + agent channel) and tears it down. It owns
+// the per-VM runtime directory and its owner record, so that a VM left behind
+// by a crashed pyro process is found and reaped by the next one.
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/agentclient"
+	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/vmm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
+)
+
+// Named timeouts.
+const (
+	DefaultBootTimeout = 120 * time.Second // TCG on a loaded 2-core host is slow
+	teardownTimeout    = 10 * time.Second
+)
+
+// Spec is what to boot.
+type Spec struct {
+	KernelPath  string
+	RootfsPath  string
+	VCPUs       int
+	MemMiB      int
+	Accel       vmm.Accel
+	BootTimeout time.Duration // 0 = DefaultBootTimeout
+	Kind        string        // "run", "workspace": shown in owner records
+}
+
+// VM is a booted guest with a live agent.
+type VM struct {
+	ID      string
+	Dir     string
+	Hello   *agentproto.Hello
+	BootDur time.Duration
+
+	machine vmm.Machine
+	agent   *agentclient.Client
+	log     *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewID returns a short random id (not guessable, not a counter).
+func NewID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Boot starts a VM under root (the state dir's vms/ directory) and waits for
+// its agent. On any error everything acquired so far is released. ctx bounds
+// the boot only; the VM lives until Close.
+func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	id := NewID()
+	dir := filepath.Join(root, id)
+	bootTimeout := spec.BootTimeout
+	if bootTimeout == 0 {
+		bootTimeout = DefaultBootTimeout
+	}
+	m, err := qemu.New(vmm.Config{
+		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
+		DiskMode: vmm.DiskEphemeral, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
+		BootTimeout: bootTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := &VM{ID: id, Dir: dir, machine: m, log: log.With("vm", id)}
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	if err := writeOwner(dir, owner{VMID: id, Kind: spec.Kind}); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	conn, err := m.Start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := updateOwnerVMM(dir, m.Pid()); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	v.agent, err = agentclient.New(conn)
+	if err != nil {
+		conn.Close()
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "agent session")
+	}
+	v.Hello, err = v.waitAgent(ctx, bootTimeout)
+	if err != nil {
+		return nil, err
+	}
+	v.BootDur = time.Since(start)
+	v.log.Debug("booted", "boot_ms", v.BootDur.Milliseconds(), "kernel", v.Hello.KernelRelease)
+	return v, nil
+}
+
+// waitAgent waits for the agent's hello, the VMM's death, or the deadline.
+func (v *VM) waitAgent(ctx context.Context, timeout time.Duration) (*agentproto.Hello, error) {
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		h   *agentproto.Hello
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		h, err := v.agent.Hello(hctx)
+		ch <- result{h, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err == nil {
+			return r.h, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var e *errdefs.Error
+		if errors.As(r.err, &e) && e.Code == errdefs.CodeAgentProtocol {
+			return nil, r.err
+		}
+		if hctx.Err() != nil {
+			return nil, vmm.BootFailed("no answer from the guest agent within "+timeout.String(), v.machine.ConsoleTail(25))
+		}
+		// The channel died: most likely the VMM exited. Give it a moment so
+		// the console holds the guest's last words.
+		select {
+		case <-v.machine.Exited():
+		case <-time.After(time.Second):
+		}
+		return nil, vmm.BootFailed("the guest stopped before its agent answered", v.machine.ConsoleTail(25))
+	case <-v.machine.Exited():
+		return nil, vmm.BootFailed("the VM exited during boot", v.machine.ConsoleTail(25))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Agent is the VM's agent client.
+func (v *VM) Agent() *agentclient.Client { return v.agent }
+
+// Exited is closed when the VMM process ends.
+func (v *VM) Exited() <-chan struct{} { return v.machine.Exited() }
+
+// ExecutionMode names backend and accelerator.
+func (v *VM) ExecutionMode() string { return v.machine.ExecutionMode() }
+
+// ConsoleTail returns the guest console's last n lines.
+func (v *VM) ConsoleTail(n int) string { return v.machine.ConsoleTail(n) }
+
+// Close destroys the VM at once and removes all its host state. Disposable
+// VMs need no graceful power-off: their disk writes are discarded anyway.
+func (v *VM) Close() error {
+	v.closeOnce.Do(func() {
+		var errs []error
+		if v.agent != nil {
+			v.agent.Close()
+		}
+		errs = append(errs, v.machine.Close())
+		v.closeErr = errors.Join(errs...)
+	})
+	return v.closeErr
+}

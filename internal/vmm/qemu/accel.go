@@ -1,0 +1,149 @@
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyrovm/pyro/internal/vmm"
+)
+
+// ProbeDeadline bounds the KVM probe boot. A kernel that reaches its root-mount
+// panic under real KVM does so in well under a second.
+const ProbeDeadline = 6 * time.Second
+
+// AccelVerdict is the outcome of the accelerator probe, cached per host.
+type AccelVerdict struct {
+	Accel      vmm.Accel `json:"accel"`
+	KVMUsable  bool      `json:"kvm_usable"`
+	Reason     string    `json:"reason"`
+	HostKey    string    `json:"host_key"`
+	ProbedAt   time.Time `json:"probed_at"`
+	ProbeMs    int64     `json:"probe_ms,omitempty"`
+	FromCache  bool      `json:"from_cache"`
+	KernelPath string    `json:"-"`
+}
+
+// DetectAccel decides between KVM and TCG. /dev/kvm is never trusted by its
+// presence: a nested or paravirtualised KVM can start a guest and then hang it,
+// so a real guest kernel must boot to its end under KVM within a deadline. The
+// verdict is cached in cacheFile, keyed by host, QEMU and kernel.
+func DetectAccel(ctx context.Context, kernelPath, cacheFile string) AccelVerdict {
+	key := hostKey(kernelPath)
+	if b, err := os.ReadFile(cacheFile); err == nil {
+		var v AccelVerdict
+		if json.Unmarshal(b, &v) == nil && v.HostKey == key && (v.Accel == vmm.AccelKVM || v.Accel == vmm.AccelTCG) {
+			v.FromCache = true
+			return v
+		}
+	}
+	v := probe(ctx, kernelPath)
+	v.HostKey, v.ProbedAt = key, time.Now().UTC()
+	if ctx.Err() == nil { // an interrupted probe proves nothing
+		if b, err := json.MarshalIndent(v, "", "  "); err == nil {
+			_ = os.MkdirAll(filepath.Dir(cacheFile), 0o755)
+			tmp := cacheFile + fmt.Sprintf(".%d.tmp", os.Getpid())
+			if os.WriteFile(tmp, b, 0o644) == nil {
+				_ = os.Rename(tmp, cacheFile)
+			}
+		}
+	}
+	return v
+}
+
+func probe(ctx context.Context, kernelPath string) AccelVerdict {
+	tcg := func(reason string) AccelVerdict {
+		return AccelVerdict{Accel: vmm.AccelTCG, Reason: reason + "; using software emulation (TCG)"}
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return tcg("/dev/kvm is not usable: " + err.Error())
+	}
+	f.Close()
+	bin, err := LookPath()
+	if err != nil {
+		return tcg(err.Error())
+	}
+	dir, err := os.MkdirTemp("", "pyro-kvm-probe-")
+	if err != nil {
+		return tcg("cannot create probe dir: " + err.Error())
+	}
+	defer os.RemoveAll(dir)
+	console := filepath.Join(dir, "console.log")
+	// No root disk: the kernel boots to "VFS: Unable to mount root fs", panics,
+	// and panic=-1 with -no-reboot ends QEMU. Reaching that line proves the
+	// whole kernel boot ran under KVM.
+	pctx, cancel := context.WithTimeout(ctx, ProbeDeadline)
+	defer cancel()
+	cmd := exec.CommandContext(pctx, bin,
+		"-M", "microvm,acpi=off,rtc=on,isa-serial=on,x-option-roms=off",
+		"-accel", "kvm", "-cpu", "host", "-m", "256M", "-smp", "1",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-kernel", kernelPath,
+		"-append", "console=ttyS0 panic=-1 reboot=t",
+		"-chardev", "file,id=console,path="+escapeOpt(console),
+		"-serial", "chardev:console")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	ms := time.Since(start).Milliseconds()
+	text, _ := os.ReadFile(console)
+	booted := strings.Contains(string(text), "Kernel panic") || strings.Contains(string(text), "VFS:")
+	switch {
+	case pctx.Err() != nil:
+		v := tcg(fmt.Sprintf("a probe guest under KVM did not finish booting within %s (nested or paravirtualised KVM that cannot run this guest)", ProbeDeadline))
+		v.ProbeMs = ms
+		return v
+	case !booted:
+		v := tcg(fmt.Sprintf("a probe guest under KVM failed: %v %s", err, strings.TrimSpace(string(out))))
+		v.ProbeMs = ms
+		return v
+	}
+	return AccelVerdict{Accel: vmm.AccelKVM, KVMUsable: true, ProbeMs: ms,
+		Reason: fmt.Sprintf("KVM booted a probe guest in %d ms", ms)}
+}
+
+// hostKey identifies what the verdict depends on: host kernel, CPU, QEMU
+// binary and guest kernel.
+func hostKey(kernelPath string) string {
+	h := sha256.New()
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Write(u.Release[:])
+		h.Write(u.Version[:])
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "model name") || strings.HasPrefix(line, "flags") {
+				h.Write([]byte(line))
+			}
+			if line == "" {
+				break // first CPU is enough
+			}
+		}
+		f.Close()
+	}
+	for _, p := range []string{Binary, kernelPath} {
+		if p == Binary {
+			p, _ = exec.LookPath(Binary)
+		}
+		if st, err := os.Stat(p); err == nil {
+			fmt.Fprintf(h, "%s|%d|%d", p, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,333 @@
+// Package qemu runs guests under QEMU's microvm machine: virtio-mmio devices
+// on the kernel command line, an uncompressed PVH kernel, no firmware.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/vmm"
+)
+
+// Binary is the QEMU system emulator pyro drives.
+const Binary = "qemu-system-x86_64"
+
+// Files inside the runtime dir.
+const (
+	agentSocket = "agent.sock"
+	consoleLog  = "console.log"
+	vmmLog      = "vmm.log"
+)
+
+// Machine is a QEMU microvm process.
+type Machine struct {
+	cfg vmm.Config
+
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	waitErr   error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ vmm.Machine = (*Machine)(nil)
+
+// New prepares a machine; nothing runs until Start.
+func New(cfg vmm.Config) (*Machine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Machine{cfg: cfg, exited: make(chan struct{})}, nil
+}
+
+// LookPath finds the QEMU binary or says which Debian package provides it.
+func LookPath() (string, error) {
+	p, err := exec.LookPath(Binary)
+	if err != nil {
+		return "", errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
+			"%s is not installed: install it with: apt-get install -y --no-install-recommends qemu-system-x86", Binary)
+	}
+	return p, nil
+}
+
+// KernelArgs are the guest kernel's defaults. reboot=t plus QEMU's -no-reboot
+// turn a guest reboot (and a panic, via panic=-1) into a VMM exit.
+func KernelArgs() []string {
+	return []string{
+		"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check",
+		"root=/dev/vda", "rootfstype=ext4", "rw", "init=/sbin/pyro-agent",
+		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd",
+	}
+}
+
+// Args builds QEMU's argv (without the binary) for cfg. The agent channel is a
+// virtio-serial port whose chardev connects to agentSock, where the host listens.
+func Args(cfg vmm.Config, agentSock, console string) []string {
+	machine := "microvm,acpi=off,rtc=on,isa-serial=on,x-option-roms=off"
+	accel := "tcg"
+	if cfg.Accel == vmm.AccelKVM {
+		accel = "kvm"
+	}
+	drive := "id=root,if=none,cache=unsafe,discard=unmap,"
+	switch cfg.DiskMode {
+	case vmm.DiskOverlay:
+		drive += "format=qcow2,file=" + escapeOpt(cfg.OverlayPath)
+	default:
+		drive += "format=raw,snapshot=on,file=" + escapeOpt(cfg.RootfsPath)
+	}
+	cmdline := strings.Join(append(KernelArgs(), cfg.KernelArgs...), " ")
+	return []string{
+		"-name", "pyro-" + cfg.ID,
+		"-M", machine,
+		"-accel", accel,
+		"-cpu", cpuModel(cfg.Accel),
+		"-smp", strconv.Itoa(cfg.VCPUs),
+		"-m", strconv.Itoa(cfg.MemMiB) + "M",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-kernel", cfg.KernelPath,
+		"-append", cmdline,
+		"-chardev", "file,id=console,path=" + escapeOpt(console),
+		"-serial", "chardev:console",
+		"-drive", drive,
+		"-device", "virtio-blk-device,drive=root",
+		"-device", "virtio-rng-device",
+		"-device", "virtio-serial-device,max_ports=2",
+		"-chardev", "socket,id=agent,path=" + escapeOpt(agentSock),
+		"-device", "virtserialport,chardev=agent,name=" + agentproto.PortName,
+	}
+}
+
+func cpuModel(a vmm.Accel) string {
+	if a == vmm.AccelKVM {
+		return "host"
+	}
+	return "max"
+}
+
+// escapeOpt doubles commas, QEMU's escape inside option values.
+func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// Start launches QEMU and accepts its agent channel connection.
+func (m *Machine) Start(ctx context.Context) (net.Conn, error) {
+	if m.cmd != nil {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s already started", m.cfg.ID)
+	}
+	bin, err := LookPath()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(m.cfg.RuntimeDir, 0o700); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "create runtime dir")
+	}
+	if m.cfg.DiskMode == vmm.DiskOverlay {
+		if err := ensureOverlay(ctx, m.cfg.OverlayPath, m.cfg.RootfsPath); err != nil {
+			return nil, err
+		}
+	}
+	sock := filepath.Join(m.cfg.RuntimeDir, agentSocket)
+	_ = os.Remove(sock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "listen on agent socket")
+	}
+	defer ln.Close()
+
+	logf, err := os.OpenFile(filepath.Join(m.cfg.RuntimeDir, vmmLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "open vmm log")
+	}
+	defer logf.Close()
+
+	cmd := exec.Command(bin, Args(m.cfg, sock, filepath.Join(m.cfg.RuntimeDir, consoleLog))...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// QEMU keeps temporary snapshot files in TMPDIR: keep them inside the VM's dir.
+	cmd.Env = append(os.Environ(), "TMPDIR="+m.cfg.RuntimeDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // a terminal's Ctrl-C reaches pyro, which tears down in order
+		Pdeathsig: syscall.SIGKILL, // the VM never outlives the process that owns it
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "start %s", bin)
+	}
+	m.cmd = cmd
+	go func() {
+		m.waitErr = cmd.Wait()
+		close(m.exited)
+	}()
+
+	conn, err := m.accept(ctx, ln)
+	if err != nil {
+		_ = m.Kill()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// accept waits for QEMU to connect its chardev, or for QEMU to die.
+func (m *Machine) accept(ctx context.Context, ln *net.UnixListener) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- result{c, err}
+	}()
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, errdefs.Wrap(r.err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "accept agent channel")
+		}
+		return r.c, nil
+	case <-m.exited:
+		return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeVMMFailed,
+			"%s exited at start: %s", Binary, m.vmmLogTail())
+	case <-timeout.C:
+		return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "%s did not connect the agent channel within 30s", Binary)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Machine) vmmLogTail() string {
+	return strings.TrimSpace(tailLines(filepath.Join(m.cfg.RuntimeDir, vmmLog), 10))
+}
+
+// ensureOverlay creates a qcow2 overlay over the read-only image if missing.
+func ensureOverlay(ctx context.Context, overlay, base string) error {
+	if _, err := os.Stat(overlay); err == nil {
+		return nil
+	}
+	img, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
+			"qemu-img is not installed: install it with: apt-get install -y qemu-utils")
+	}
+	tmp := overlay + ".tmp"
+	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, tmp).CombinedOutput()
+	if err != nil {
+		os.Remove(tmp)
+		return errdefs.Wrap(fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out))), errdefs.ErrInternal, errdefs.CodeVMMFailed, "create disk overlay")
+	}
+	return os.Rename(tmp, overlay)
+}
+
+func (m *Machine) Exited() <-chan struct{} { return m.exited }
+
+func (m *Machine) Wait(ctx context.Context) error {
+	if m.cmd == nil {
+		return nil
+	}
+	select {
+	case <-m.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Machine) Pid() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+func (m *Machine) ExecutionMode() string { return "guest_qemu_" + string(m.cfg.Accel) }
+
+// Kill sends SIGKILL and waits for the process to be reaped.
+func (m *Machine) Kill() error {
+	if m.cmd == nil {
+		return nil
+	}
+	select {
+	case <-m.exited:
+		return nil
+	default:
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-m.exited:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", Binary, m.cmd.Process.Pid)
+	}
+}
+
+// Stop lets the guest finish powering off, then escalates.
+func (m *Machine) Stop(grace time.Duration) error {
+	if m.cmd == nil {
+		return nil
+	}
+	select {
+	case <-m.exited:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+		return nil
+	case <-time.After(2 * time.Second):
+	}
+	return m.Kill()
+}
+
+func (m *Machine) ConsoleTail(n int) string {
+	return tailLines(filepath.Join(m.cfg.RuntimeDir, consoleLog), n)
+}
+
+// Close kills QEMU if needed and removes the runtime dir. Idempotent.
+func (m *Machine) Close() error {
+	m.closeOnce.Do(func() {
+		killErr := m.Kill()
+		rmErr := os.RemoveAll(m.cfg.RuntimeDir)
+		m.closeErr = errors.Join(killErr, rmErr)
+	})
+	return m.closeErr
+}
+
+// tailLines returns the last n lines of a file, reading at most 64 KiB.
+func tailLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const window = 64 << 10
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := st.Size() - window
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(string(buf), "\r", ""), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

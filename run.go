@@ -1,0 +1,193 @@
+package pyro
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm"
+)
+
+// Defaults and limits shared by every face.
+const (
+	DefaultVCPUCount      = 1
+	DefaultMemMiB         = 1024
+	DefaultTimeoutSeconds = 30
+	MaxTimeoutSeconds     = 3600
+	DefaultMaxOutputBytes = 1 << 20
+	MaxMaxOutputBytes     = 16 << 20
+	MinVCPUCount          = vmm.MinVCPUs
+	MaxVCPUCount          = vmm.MaxVCPUs
+	MinMemMiB             = vmm.MinMemMiB
+	MaxMemMiB             = vmm.MaxMemMiB
+)
+
+// RunRequest is one command in a fresh, disposable VM. Zero values take the
+// defaults above.
+type RunRequest struct {
+	Environment    string `json:"environment"`
+	Command        string `json:"command"` // run by /bin/sh -lc in the guest
+	VCPUCount      int    `json:"vcpu_count,omitempty"`
+	MemMiB         int    `json:"mem_mib,omitempty"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"` // per stream
+	Network        bool   `json:"network,omitempty"`
+}
+
+// RunResult is what a one-shot run returns on every face.
+type RunResult struct {
+	Environment     string `json:"environment"`
+	Command         string `json:"command"`
+	ExitCode        int    `json:"exit_code"`
+	Signal          string `json:"signal,omitempty"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	TimedOut        bool   `json:"timed_out"`
+	DurationMs      int64  `json:"duration_ms"`
+	BootMs          int64  `json:"boot_ms"`
+	ExecutionMode   string `json:"execution_mode"`
+	VMID            string `json:"vm_id"`
+}
+
+// withDefaults fills zero values and checks ranges, naming the field at fault.
+func (r RunRequest) withDefaults() (RunRequest, error) {
+	if r.VCPUCount == 0 {
+		r.VCPUCount = DefaultVCPUCount
+	}
+	if r.MemMiB == 0 {
+		r.MemMiB = DefaultMemMiB
+	}
+	if r.TimeoutSeconds == 0 {
+		r.TimeoutSeconds = DefaultTimeoutSeconds
+	}
+	if r.MaxOutputBytes == 0 {
+		r.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	switch {
+	case strings.TrimSpace(r.Environment) == "":
+		return r, errdefs.InvalidArgument("environment", "is required; run \"pyro env list\" to see the catalog")
+	case strings.TrimSpace(r.Command) == "":
+		return r, errdefs.InvalidArgument("command", "is empty; give the shell command to run in the guest")
+	case r.VCPUCount < MinVCPUCount || r.VCPUCount > MaxVCPUCount:
+		return r, errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", r.VCPUCount, MinVCPUCount, MaxVCPUCount)
+	case r.MemMiB < MinMemMiB || r.MemMiB > MaxMemMiB:
+		return r, errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", r.MemMiB, MinMemMiB, MaxMemMiB)
+	case r.TimeoutSeconds < 1 || r.TimeoutSeconds > MaxTimeoutSeconds:
+		return r, errdefs.InvalidArgument("timeout_seconds", "%d is out of range [1, %d]", r.TimeoutSeconds, MaxTimeoutSeconds)
+	case r.MaxOutputBytes < 0 || r.MaxOutputBytes > MaxMaxOutputBytes:
+		return r, errdefs.InvalidArgument("max_output_bytes", "%d is out of range [0, %d]", r.MaxOutputBytes, MaxMaxOutputBytes)
+	case r.Network:
+		return r, errdefs.New(errdefs.ErrFailedPrecondition, "network_unsupported",
+			"network: guest networking is not available in this version of pyro; run without --network")
+	}
+	return r, nil
+}
+
+// Run boots a fresh VM, runs one command and destroys the VM, on every path:
+// success, error, timeout and cancellation of ctx.
+func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
+	start := time.Now()
+	req, err := req.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e, err := c.envs.Ensure(ctx, req.Environment)
+	if err != nil {
+		return nil, err
+	}
+	c.reapOrphans()
+	verdict := c.accelFor(ctx, e.KernelPath)
+	c.report(ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
+	v, err := vm.Boot(ctx, c.vmsDir(), vm.Spec{
+		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
+		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run",
+	}, c.log)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+
+	res := &RunResult{
+		Environment: req.Environment, Command: req.Command,
+		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(), VMID: v.ID,
+	}
+	out, err := execShell(ctx, v, req.Command, nil, "/", req.TimeoutSeconds, req.MaxOutputBytes)
+	if err != nil {
+		return nil, err
+	}
+	res.fill(out)
+	res.DurationMs = time.Since(start).Milliseconds()
+	return res, nil
+}
+
+// execOutcome is a finished guest command, as every face reports it.
+type execOutcome struct {
+	ExitCode        int
+	Signal          string
+	Stdout, Stderr  string
+	StdoutTruncated bool
+	StderrTruncated bool
+	TimedOut        bool
+}
+
+func (r *RunResult) fill(o *execOutcome) {
+	r.ExitCode, r.Signal, r.Stdout, r.Stderr = o.ExitCode, o.Signal, o.Stdout, o.Stderr
+	r.StdoutTruncated, r.StderrTruncated, r.TimedOut = o.StdoutTruncated, o.StderrTruncated, o.TimedOut
+}
+
+// TimeoutExitCode is the exit code reported for a command that hit its timeout.
+const TimeoutExitCode = 124
+
+// hostGrace is how long past the guest-side timeout the host waits for the
+// agent's answer before it declares the guest hung.
+const hostGrace = 10 * time.Second
+
+// execShell runs command through /bin/sh -lc. The agent enforces the timeout
+// in the guest (killing the process group); the host enforces it too, with a
+// grace period, in case the guest does not answer.
+func execShell(ctx context.Context, v *vm.VM, command string, envv []string, cwd string, timeoutSec int, maxOut int64) (*execOutcome, error) {
+	timeout := time.Duration(timeoutSec) * time.Second
+	ectx, cancel := context.WithTimeout(ctx, timeout+hostGrace)
+	defer cancel()
+	r, err := v.Agent().Exec(ectx, agentproto.ExecRequest{
+		Argv: []string{"/bin/sh", "-lc", command}, Env: envv, Cwd: cwd,
+		TimeoutMs: timeout.Milliseconds(), MaxStdout: maxOut, MaxStderr: maxOut,
+	})
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(ectx.Err(), context.DeadlineExceeded) {
+			return &execOutcome{ExitCode: TimeoutExitCode, TimedOut: true,
+				Stderr: "pyro: the guest did not answer after the command's timeout; the VM was destroyed"}, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, errdefs.CodeCanceled, "canceled; the VM was destroyed")
+		}
+		select {
+		case <-v.Exited():
+			return nil, errdefs.New(errdefs.ErrUnavailable, "vm_crashed",
+				"the VM ended while the command ran\n--- guest console (last lines) ---\n%s", v.ConsoleTail(20))
+		default:
+		}
+		return nil, err
+	}
+	o := &execOutcome{
+		ExitCode: r.ExitCode, Signal: r.Signal,
+		Stdout: string(r.Stdout), Stderr: string(r.Stderr),
+		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
+		TimedOut: r.TimedOut,
+	}
+	if o.Signal != "" && o.ExitCode < 0 {
+		o.ExitCode = 128 + int(unix.SignalNum("SIG"+o.Signal)) // what a shell reports
+	}
+	if o.TimedOut {
+		o.ExitCode = TimeoutExitCode
+	}
+	return o, nil
+}
