@@ -103,8 +103,10 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.log.Debug("environment ready", "env", req.Environment, "ms", time.Since(start).Milliseconds())
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, e.KernelPath)
+	c.log.Debug("accelerator chosen", "accel", verdict.Accel, "ms", time.Since(start).Milliseconds())
 	c.report(ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
 	v, err := vm.Boot(ctx, c.vmsDir(), vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
@@ -119,10 +121,12 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 		Environment: req.Environment, Command: req.Command,
 		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(), VMID: v.ID,
 	}
+	c.log.Debug("booted", "vm", v.ID, "boot_ms", res.BootMs, "ms", time.Since(start).Milliseconds())
 	out, err := execShell(ctx, v, req.Command, nil, "/", req.TimeoutSeconds, req.MaxOutputBytes)
 	if err != nil {
 		return nil, err
 	}
+	c.log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
 	res.fill(out)
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil

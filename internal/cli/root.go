@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -73,15 +74,31 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.mcpCommand())
+	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.mcpCommand(), a.benchCommand())
 	return root
 }
 
 // client builds the SDK client, with terminal progress when attached to one.
 func (a *app) client(jsonOut bool) (*pyro.Client, func(), error) {
 	p := newProgress(a.stderr)
-	c, err := pyro.New(pyro.WithProgress(p.event))
+	c, err := pyro.New(pyro.WithProgress(p.event), pyro.WithLogger(logger(a.stderr)))
 	return c, p.done, err
+}
+
+// logger writes diagnostics to stderr when PYRO_LOG is set (debug, info, warn).
+func logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	switch os.Getenv("PYRO_LOG") {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "info":
+		lvl = slog.LevelInfo
+	case "warn":
+		lvl = slog.LevelWarn
+	default:
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
 // fail prints err as pyro's one clear line (or a JSON error object) and

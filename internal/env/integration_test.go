@@ -244,3 +244,43 @@ func mustTool(t *testing.T, name string) string {
 	}
 	return p
 }
+
+// Builds every catalog environment and logs the timings of each stage:
+// PYRO_TEST_BUILD_ALL=1 (network, several minutes).
+func TestIntegrationBuildCatalog(t *testing.T) {
+	if testing.Short() || os.Getenv("PYRO_TEST_BUILD_ALL") != "1" {
+		t.Skip("set PYRO_TEST_BUILD_ALL=1 to build the whole catalog")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("building images needs root")
+	}
+	ctx := context.Background()
+	agent := buildStaticAgent(t)
+	var stageStart time.Time
+	var stage string
+	s := NewStore(Options{CacheDir: t.TempDir(), AgentPath: agent, Progress: func(ev Event) {
+		if ev.Stage != stage {
+			if stage != "" {
+				t.Logf("  %s: %s", stage, time.Since(stageStart).Round(100*time.Millisecond))
+			}
+			stage, stageStart = ev.Stage, time.Now()
+		}
+	}})
+	if vm := prebuiltKernel(); vm != "" {
+		s.compileKernelFn = func(ctx context.Context, dir string) (string, string, error) { return vm, "6.1.192", nil }
+	}
+	for _, e := range catalog {
+		start := time.Now()
+		stage = ""
+		env, err := s.Pull(ctx, e.Name, false)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Name, err)
+		}
+		t.Logf("  %s: %s", stage, time.Since(stageStart).Round(100*time.Millisecond))
+		m := env.Manifest
+		t.Logf("%s: %s total; rootfs %d MiB apparent, %d MiB on disk; %d packages",
+			e.Name, time.Since(start).Round(100*time.Millisecond), m.Rootfs.Size>>20, m.Rootfs.DiskUsage>>20, len(m.Packages))
+		base, _ := s.basePaths(e)
+		t.Logf("  base tarball %d MiB", fileSize(base)>>20)
+	}
+}

@@ -106,3 +106,46 @@ func TestKernelFallbackWithoutSource(t *testing.T) {
 		t.Fatalf("fallback: %+v, %v", got, err)
 	}
 }
+
+// Pull of an install whose shared kernel got corrupted rebuilds the kernel
+// in place and updates the manifest to the new digest; the image is kept.
+func TestPullRepairsKernel(t *testing.T) {
+	agent := writeStaticELF(t)
+	s := newTestStore(t, Options{AgentPath: agent})
+	ctx := context.Background()
+	ag, _, err := s.agent(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := "12.20250101." + ag.sha256[:8]
+	m := fakeInstall(t, s, "debian:12", version, ag.sha256, testNow())
+	data, _ := os.ReadFile(m.Kernel.Path)
+	data[10] ^= 0xff
+	os.WriteFile(m.Kernel.Path, data, 0o644)
+	builds := 0
+	s.compileKernelFn = func(ctx context.Context, dir string) (string, string, error) {
+		builds++
+		p := filepath.Join(dir, "vmlinux")
+		writeFile(t, p, 2000)
+		return p, "6.1.0-rebuilt", nil
+	}
+	env, err := s.Pull(ctx, "debian:12", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if builds != 1 || env.Manifest.Version != version || env.Manifest.Kernel.Size != 2000 ||
+		env.Manifest.Kernel.Release != "6.1.0-rebuilt" || env.Manifest.Kernel.SHA256 == m.Kernel.SHA256 {
+		t.Fatalf("builds %d, manifest %+v", builds, env.Manifest)
+	}
+	onDisk, err := readManifest(s.root, env.Dir)
+	if err != nil || onDisk.Kernel != env.Manifest.Kernel {
+		t.Fatalf("manifest on disk %+v, %v", onDisk, err)
+	}
+	if _, err := s.Get(ctx, "debian:12"); err != nil {
+		t.Fatal(err)
+	}
+	// Intact now: a second pull builds nothing.
+	if _, err := s.Pull(ctx, "debian:12", false); err != nil || builds != 1 {
+		t.Fatalf("second pull: %v, builds %d", err, builds)
+	}
+}

@@ -126,6 +126,10 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 	if err := syncFile(img); err != nil {
 		return nil, buildErr(err, "%s: syncing image", what)
 	}
+	// Shared by every VM as a read-only backing file.
+	if err := os.Chmod(img, 0o444); err != nil {
+		return nil, buildErr(err, "%s", what)
+	}
 	s.progress(Event{Stage: "image", Message: "hashing image"})
 	rsum, rsize, err := sha256File(ctx, img, func(done, total int64) {
 		s.progress(Event{Stage: "image", Message: "hashing image", Done: done, Total: total})

@@ -1,19 +1,3 @@
-// Package env manages pyro's environments: the catalog, the guest kernel
-// built from Debian's linux-source package, root filesystem images built
-// with mmdebstrap and mkfs.ext4, and the cache that holds them.
-//
-// Cache layout (root = Options.CacheDir):
-//
-//	kernels/<config hash>/{vmlinux,kernel.json}
-//	bases/<slug>-<recipe hash>.{tar,json}      mmdebstrap output + sha256/size
-//	environments/<slug>/<version>/{rootfs.ext4,manifest.json}
-//	locks/*.lock                                flocks, never deleted
-//	tmp/<kind>-<random>/                        one per build, flocked via .lock
-//	logs/*.log                                  logs of failed builds
-//
-// Everything is built under tmp/ and renamed into place complete; an
-// environment's manifest.json is written last, so a directory without one
-// is never taken for an install.
 package env
 
 import (

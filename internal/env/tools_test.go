@@ -110,3 +110,23 @@ func TestToolEnvStripsMakeVars(t *testing.T) {
 		t.Errorf("toolEnv: %s", env)
 	}
 }
+
+func TestDefaultCacheDir(t *testing.T) {
+	t.Setenv("PYRO_CACHE_DIR", "/x/pyro-cache")
+	if d, _ := DefaultCacheDir(); d != "/x/pyro-cache" {
+		t.Fatal(d)
+	}
+	t.Setenv("PYRO_CACHE_DIR", "")
+	t.Setenv("XDG_CACHE_HOME", "/xdg")
+	if d, _ := DefaultCacheDir(); d != "/xdg/pyro" {
+		t.Fatal(d)
+	}
+	t.Setenv("XDG_CACHE_HOME", "relative")
+	t.Setenv("HOME", "/home/u")
+	if d, _ := DefaultCacheDir(); d != "/home/u/.cache/pyro" {
+		t.Fatal(d)
+	}
+	if s := NewStore(Options{}); s.CacheDir() != "/home/u/.cache/pyro" {
+		t.Fatal(s.CacheDir())
+	}
+}

@@ -64,17 +64,34 @@ func LookPath() (string, error) {
 
 // KernelArgs are the guest kernel's defaults. reboot=t plus QEMU's -no-reboot
 // turn a guest reboot (and a panic, via panic=-1) into a VMM exit.
-func KernelArgs() []string {
+func KernelArgs(init string) []string {
 	return []string{
 		"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check",
-		"root=/dev/vda", "rootfstype=ext4", "rw", "init=/sbin/pyro-agent",
+		"root=/dev/vda", "rootfstype=ext4", "rw", "init=" + init,
 		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd",
 	}
 }
 
+// GuestInit is the guest agent's path inside every environment image.
+const GuestInit = "/sbin/pyro-agent"
+
 // Args builds QEMU's argv (without the binary) for cfg. The agent channel is a
 // virtio-serial port whose chardev connects to agentSock, where the host listens.
 func Args(cfg vmm.Config, agentSock, console string) []string {
+	return append(baseArgs(cfg, GuestInit, console),
+		"-device", "virtio-serial-device,max_ports=2",
+		"-chardev", "socket,id=agent,path="+escapeOpt(agentSock),
+		"-device", "virtserialport,chardev=agent,name="+agentproto.PortName,
+	)
+}
+
+// FloorArgs boots the same machine, kernel and image as Args, but with init
+// and no agent channel: the floor that benchmarks compare pyro against.
+func FloorArgs(cfg vmm.Config, init, console string) []string {
+	return baseArgs(cfg, init, console)
+}
+
+func baseArgs(cfg vmm.Config, init, console string) []string {
 	machine := "microvm,acpi=off,rtc=on,isa-serial=on,x-option-roms=off"
 	accel := "tcg"
 	if cfg.Accel == vmm.AccelKVM {
@@ -87,7 +104,7 @@ func Args(cfg vmm.Config, agentSock, console string) []string {
 	default:
 		drive += "format=raw,snapshot=on,file=" + escapeOpt(cfg.RootfsPath)
 	}
-	cmdline := strings.Join(append(KernelArgs(), cfg.KernelArgs...), " ")
+	cmdline := strings.Join(append(KernelArgs(init), cfg.KernelArgs...), " ")
 	return []string{
 		"-name", "pyro-" + cfg.ID,
 		"-M", machine,
@@ -104,9 +121,6 @@ func Args(cfg vmm.Config, agentSock, console string) []string {
 		"-drive", drive,
 		"-device", "virtio-blk-device,drive=root",
 		"-device", "virtio-rng-device",
-		"-device", "virtio-serial-device,max_ports=2",
-		"-chardev", "socket,id=agent,path=" + escapeOpt(agentSock),
-		"-device", "virtserialport,chardev=agent,name=" + agentproto.PortName,
 	}
 }
 

@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/bench"
+	"github.com/pyrovm/pyro/internal/vmm"
+)
+
+func (a *app) benchCommand() *cobra.Command {
+	var jsonOut bool
+	var envName string
+	var runs, vcpus, mem int
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure `pyro run ENV -- true` against a raw QEMU boot of the same kernel and image",
+		Long: "Times, interleaved and in one run: the floor (QEMU booting the same kernel and image with init=/bin/true\n" +
+			"to power-off, nothing of pyro in it) and `pyro run ENV -- true` end to end as a separate process.\n" +
+			"Prints both medians and their ratio.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			defer done()
+			// A first run builds what is missing and settles the accelerator.
+			warm, err := c.Run(ctx, pyro.RunRequest{Environment: envName, Command: "true", VCPUCount: vcpus, MemMiB: mem})
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			m, err := c.InspectEnvironment(ctx, envName)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			t := bench.Target{
+				Environment: envName, KernelPath: m.Kernel.Path, RootfsPath: m.Rootfs.Path,
+				Accel: vmm.Accel(strings.TrimPrefix(warm.ExecutionMode, "guest_qemu_")),
+				VCPUs: vcpus, MemMiB: mem, PyroBin: self, Runs: runs,
+			}
+			r, err := bench.OneShot(ctx, t, func(s string) {
+				if !jsonOut {
+					fmt.Fprintln(a.stderr, s)
+				}
+			})
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, r)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "environment:        %s (%s, %d vCPU, %d MiB)\n", r.Environment, r.ExecutionMode, vcpus, mem)
+			fmt.Fprintf(a.stdout, "floor (raw QEMU):   median %d ms  %v\n", r.FloorMedianMs, r.FloorMs)
+			fmt.Fprintf(a.stdout, "pyro run -- true:   median %d ms  %v\n", r.RunMedianMs, r.RunMs)
+			fmt.Fprintf(a.stdout, "ratio:              %.3f\n", r.Ratio)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&envName, "env", pyro.DefaultEnvironment, "environment to measure")
+	f.IntVar(&runs, "runs", 7, "measured rounds")
+	f.IntVar(&vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
+	f.IntVar(&mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
+	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}

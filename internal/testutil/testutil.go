@@ -1,0 +1,103 @@
+// Package testutil holds helpers shared by tests that boot real VMs.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// RequiresVM skips under -short: the test boots real microVMs.
+func RequiresVM(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots real VMs; skipped with -short")
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries returns a directory holding freshly built pyro and pyro-agent.
+// PYRO_BIN_DIR (set by `make test`) is used as is when given.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if d := os.Getenv("PYRO_BIN_DIR"); d != "" {
+			binDir = d
+			return
+		}
+		root := RepoRoot()
+		dir, err := os.MkdirTemp("", "pyro-test-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir = dir
+		// Same flags as the Makefile: identical agent bytes share built images.
+		agent := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "pyro-agent"), "./cmd/pyro-agent")
+		agent.Dir, agent.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := agent.CombinedOutput(); err != nil {
+			buildErr = &buildError{"pyro-agent", string(out), err}
+			return
+		}
+		cli := exec.Command("go", "build", "-o", filepath.Join(dir, "pyro"), "./cmd/pyro")
+		cli.Dir = root
+		if out, err := cli.CombinedOutput(); err != nil {
+			buildErr = &buildError{"pyro", string(out), err}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build binaries: %v", buildErr)
+	}
+	return binDir
+}
+
+type buildError struct {
+	what, out string
+	err       error
+}
+
+func (e *buildError) Error() string { return e.what + ": " + e.err.Error() + "\n" + e.out }
+
+// RepoRoot is the module root (where go.mod is).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// QEMUProcessesUnder lists QEMU processes whose command line mentions dir.
+func QEMUProcessesUnder(dir string) []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, dir) {
+			found = append(found, e.Name()+": "+cmd)
+		}
+	}
+	return found
+}
+
+// AssertNoLeaks fails if any VM process or VM state is left under stateDir.
+func AssertNoLeaks(t testing.TB, stateDir string) {
+	t.Helper()
+	if procs := QEMUProcessesUnder(stateDir); len(procs) > 0 {
+		t.Errorf("QEMU processes left behind: %v", procs)
+	}
+	vms, _ := os.ReadDir(filepath.Join(stateDir, "vms"))
+	for _, v := range vms {
+		t.Errorf("VM state left behind: %s", filepath.Join(stateDir, "vms", v.Name()))
+	}
+}

@@ -1,0 +1,174 @@
+package pyro_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/testutil"
+)
+
+// newClient returns a client with a private state dir (so leak checks see
+// only this test's VMs) and the shared environment cache.
+func newClient(t *testing.T) (*pyro.Client, string) {
+	t.Helper()
+	testutil.RequiresVM(t)
+	bin := testutil.Binaries(t)
+	state := t.TempDir()
+	c, err := pyro.New(pyro.WithStateDir(state), pyro.WithAgentPath(bin+"/pyro-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testutil.AssertNoLeaks(t, state) })
+	return c, state
+}
+
+func hostRelease() string {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func TestRunGuestKernelAndExitCode(t *testing.T) {
+	c, _ := newClient(t)
+	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12",
+		Command: "uname -r; git --version; echo oops >&2; exit 3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(res.Stdout), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stdout = %q", res.Stdout)
+	}
+	if lines[0] == hostRelease() || !strings.HasPrefix(lines[0], "6.1.") {
+		t.Errorf("guest kernel release %q: want the guest's 6.1.x, host is %q", lines[0], hostRelease())
+	}
+	if !strings.HasPrefix(lines[1], "git version 2.") {
+		t.Errorf("git --version = %q", lines[1])
+	}
+	if res.Stderr != "oops\n" || res.ExitCode != 3 || res.TimedOut {
+		t.Errorf("stderr %q exit %d timed_out %v", res.Stderr, res.ExitCode, res.TimedOut)
+	}
+	if !strings.HasPrefix(res.ExecutionMode, "guest_qemu_") || res.BootMs <= 0 || res.DurationMs < res.BootMs {
+		t.Errorf("execution_mode %q boot_ms %d duration_ms %d", res.ExecutionMode, res.BootMs, res.DurationMs)
+	}
+}
+
+func TestRunBuildEnvironmentHasCompiler(t *testing.T) {
+	c, _ := newClient(t)
+	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12-build",
+		Command: "cc --version | head -1 && printf 'int main(){return 42;}' > /tmp/m.c && cc -o /tmp/m /tmp/m.c && /tmp/m",
+		TimeoutSeconds: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 42 || !strings.HasPrefix(res.Stdout, "cc (Debian") {
+		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+}
+
+func TestRunBaseEnvironment(t *testing.T) {
+	c, _ := newClient(t)
+	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12-base", Command: "cat /etc/debian_version; command -v git || echo no-git"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.Stdout, "12.") || !strings.Contains(res.Stdout, "no-git") {
+		t.Fatalf("stdout %q", res.Stdout)
+	}
+}
+
+func TestRunBadInput(t *testing.T) {
+	testutil.RequiresVM(t) // newClient's binaries; the checks themselves boot nothing
+	c, state := newClient(t)
+	cases := []struct {
+		req   pyro.RunRequest
+		code  string
+		field string
+	}{
+		{pyro.RunRequest{Environment: "nope:1", Command: "true"}, "environment_missing", "pyro env list"},
+		{pyro.RunRequest{Environment: "debian:12", Command: "  "}, "invalid_argument", "command"},
+		{pyro.RunRequest{Environment: "debian:12", Command: "true", VCPUCount: 99}, "invalid_argument", "vcpu_count"},
+		{pyro.RunRequest{Environment: "debian:12", Command: "true", MemMiB: 16}, "invalid_argument", "mem_mib"},
+		{pyro.RunRequest{Environment: "debian:12", Command: "true", TimeoutSeconds: -1}, "invalid_argument", "timeout_seconds"},
+		{pyro.RunRequest{Environment: "", Command: "true"}, "invalid_argument", "environment"},
+	}
+	for _, tc := range cases {
+		_, err := c.Run(t.Context(), tc.req)
+		if err == nil {
+			t.Errorf("%+v: no error", tc.req)
+			continue
+		}
+		if got := pyro.ErrorCode(err); got != tc.code || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%+v: code %q err %q; want code %q mentioning %q", tc.req, got, err, tc.code, tc.field)
+		}
+	}
+	testutil.AssertNoLeaks(t, state)
+}
+
+func TestRunOutputIsBounded(t *testing.T) {
+	c, _ := newClient(t)
+	// 50 MiB on stdout, a little on stderr.
+	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12",
+		Command: "head -c 52428800 /dev/zero | tr '\\0' x; echo done >&2", TimeoutSeconds: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Stdout) != pyro.DefaultMaxOutputBytes || !res.StdoutTruncated {
+		t.Errorf("stdout %d bytes truncated=%v; want %d and true", len(res.Stdout), res.StdoutTruncated, pyro.DefaultMaxOutputBytes)
+	}
+	if res.Stderr != "done\n" || res.StderrTruncated || res.ExitCode != 0 {
+		t.Errorf("stderr %q truncated=%v exit=%d", res.Stderr, res.StderrTruncated, res.ExitCode)
+	}
+	small, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12", Command: "seq 1 1000", MaxOutputBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small.Stdout != "1\n2\n3\n4\n5\n" || !small.StdoutTruncated {
+		t.Errorf("capped stdout %q truncated=%v", small.Stdout, small.StdoutTruncated)
+	}
+}
+
+func TestRunTimeoutKillsCommandAndVM(t *testing.T) {
+	c, state := newClient(t)
+	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12",
+		Command: "echo started; sleep 1000 & sleep 1000", TimeoutSeconds: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.TimedOut || res.ExitCode != pyro.TimeoutExitCode || res.Stdout != "started\n" {
+		t.Fatalf("timed_out %v exit %d stdout %q", res.TimedOut, res.ExitCode, res.Stdout)
+	}
+	// The VM is gone by the time Run returns; Run returns within 2 s of the timeout.
+	if over := time.Duration(res.DurationMs-res.BootMs)*time.Millisecond - 3*time.Second; over > 2*time.Second {
+		t.Errorf("Run returned %v after the timeout", over)
+	}
+	testutil.AssertNoLeaks(t, state)
+}
+
+func TestRunCanceledDestroysVM(t *testing.T) {
+	c, state := newClient(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		// Cancel once the VM is up and the command runs.
+		for ctx.Err() == nil && len(testutil.QEMUProcessesUnder(state)) == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	_, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12", Command: "sleep 1000"})
+	if !errors.Is(err, pyro.ErrCanceled) && !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want canceled", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	testutil.AssertNoLeaks(t, state)
+}
