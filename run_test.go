@@ -62,7 +62,7 @@ func TestRunGuestKernelAndExitCode(t *testing.T) {
 func TestRunBuildEnvironmentHasCompiler(t *testing.T) {
 	c, _ := newClient(t)
 	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12-build",
-		Command: "cc --version | head -1 && printf 'int main(){return 42;}' > /tmp/m.c && cc -o /tmp/m /tmp/m.c && /tmp/m",
+		Command:        "cc --version | head -1 && printf 'int main(){return 42;}' > /tmp/m.c && cc -o /tmp/m /tmp/m.c && /tmp/m",
 		TimeoutSeconds: 120})
 	if err != nil {
 		t.Fatal(err)
