@@ -149,3 +149,18 @@ func TestPullRepairsKernel(t *testing.T) {
 		t.Fatalf("second pull: %v, builds %d", err, builds)
 	}
 }
+
+func TestCachedKernel(t *testing.T) {
+	s := newTestStore(t, Options{})
+	if _, ok := s.CachedKernel(); ok {
+		t.Fatal("empty cache has a kernel")
+	}
+	writeFile(t, filepath.Join(s.root, "kernels", "0000000000000000", "vmlinux"), 10)
+	if _, ok := s.CachedKernel(); ok {
+		t.Fatal("a kernel of another config counted")
+	}
+	k := fakeKernel(t, s)
+	if got, ok := s.CachedKernel(); !ok || got != k {
+		t.Fatalf("got %+v %v", got, ok)
+	}
+}
