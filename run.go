@@ -128,7 +128,9 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	}
 	c.log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
 	res.fill(out)
+	v.Close()
 	res.DurationMs = time.Since(start).Milliseconds()
+	c.log.Debug("vm destroyed", "vm", v.ID, "ms", res.DurationMs)
 	return res, nil
 }
 

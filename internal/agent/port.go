@@ -29,6 +29,8 @@ func openPort(name string, wait time.Duration) (*os.File, error) {
 		if time.Now().After(deadline) {
 			return nil, err
 		}
+		// The port appears moments after boot (virtio-serial adds ports
+		// through its control queue); poll finely, it is on the boot path.
 		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -69,7 +69,7 @@ func fakeInstall(t *testing.T, s *Store, name, version, agentSum string, created
 		SchemaVersion: manifestSchemaVersion, Name: name, Version: version, Description: e.Description,
 		CreatedAt: created.UTC(), Kernel: k,
 		Rootfs:      RootfsInfo{Path: img, SHA256: sum, Size: size, DiskUsage: size},
-		AgentSHA256: agentSum, RecipeHash: e.recipeHash(), Packages: []string{"bash=5.2.15-2+b7"},
+		AgentSHA256: agentSum, RecipeHash: e.recipeHash(), Packages: []string{"bash=5.2.15-2+b7"}, ImageRevision: imageRevision,
 	}
 	if err := writeManifest(s.root, dir, m); err != nil {
 		t.Fatal(err)

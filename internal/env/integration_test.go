@@ -14,16 +14,20 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
-// prebuiltKernel is a vmlinux built by hand from the same fragment, used to
-// save the ~5 minute kernel build. PYRO_TEST_VMLINUX overrides the path;
+// prebuiltKernel is a vmlinux already built from the same fragment (by
+// `make test`'s `pyro env pull`, in the default cache), used to save the ~5
+// minute kernel build. PYRO_TEST_VMLINUX overrides the path;
 // PYRO_TEST_KERNEL_BUILD=1 forces the real build instead.
 func prebuiltKernel() string {
 	if os.Getenv("PYRO_TEST_KERNEL_BUILD") == "1" {
 		return ""
 	}
-	for _, p := range []string{os.Getenv("PYRO_TEST_VMLINUX"), "/tmp/kb/linux-source-6.1/vmlinux"} {
-		if p != "" && fileSize(p) > 0 {
-			return p
+	if p := os.Getenv("PYRO_TEST_VMLINUX"); p != "" && fileSize(p) > 0 {
+		return p
+	}
+	if dir, err := DefaultCacheDir(); err == nil {
+		if k, ok := NewStore(Options{CacheDir: dir}).CachedKernel(); ok {
+			return k.Path
 		}
 	}
 	return ""

@@ -30,7 +30,13 @@ type Manifest struct {
 	RecipeHash string   `json:"recipe_hash"`
 	BaseSHA256 string   `json:"base_sha256"`
 	Packages   []string `json:"packages"` // "name=version", sorted
+	// ImageRevision is pyro's own layer on top of the packages (agent path,
+	// config files, tuning); an install of an older revision is rebuilt.
+	ImageRevision int `json:"image_revision"`
 }
+
+// imageRevision is bumped whenever customizeTree changes what it writes.
+const imageRevision = 2
 
 // RootfsInfo describes the ext4 root filesystem image.
 type RootfsInfo struct {

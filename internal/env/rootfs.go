@@ -156,6 +156,7 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 		RecipeHash:    e.recipeHash(),
 		BaseSHA256:    base.SHA256,
 		Packages:      pkgs,
+		ImageRevision: imageRevision,
 	}
 	// The manifest goes in last; the directory appears in one rename.
 	if err := writeManifest(s.root, out, m); err != nil {
@@ -201,7 +202,44 @@ func customizeTree(tree, agentPath string) error {
 	if err := root.Mkdir("workspace", 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return root.Chmod("workspace", 0o755)
+	if err := root.Chmod("workspace", 0o755); err != nil {
+		return err
+	}
+	return speedUpLoginShells(root)
+}
+
+// loginShellEdits keep `sh -lc` (how every command runs) from spawning
+// programs on each call: under software emulation each exec of a dynamic
+// binary costs tens of milliseconds. Behaviour is unchanged: `[ -O / ]` is
+// true exactly for root (who owns /), like `[ "$(id -u)" -eq 0 ]`, and mesg
+// only matters on a terminal.
+var loginShellEdits = []struct{ file, old, new string }{
+	{"etc/profile", `if [ "$(id -u)" -eq 0 ]; then`, `if [ -O / ]; then # pyro: no fork of id(1)`},
+	{"root/.profile", "mesg n 2> /dev/null || true", "[ -t 0 ] && mesg n 2> /dev/null || true"},
+}
+
+func speedUpLoginShells(root *os.Root) error {
+	for _, e := range loginShellEdits {
+		b, err := root.ReadFile(e.file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		edited := strings.ReplaceAll(string(b), e.old, e.new)
+		if edited == string(b) {
+			continue
+		}
+		st, err := root.Stat(e.file)
+		if err != nil {
+			return err
+		}
+		if err := replaceFile(root, e.file, strings.NewReader(edited), st.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // replaceFile (re)creates name inside root as a regular file owned by root.

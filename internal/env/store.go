@@ -280,6 +280,8 @@ func (s *Store) pick(e catalogEntry, agentSum string, allowKernel bool) (*instal
 			set("is damaged (" + in.err.Error() + ")")
 		case in.manifest.RecipeHash != e.recipeHash():
 			set("was built from an older package recipe")
+		case in.manifest.ImageRevision != imageRevision:
+			set("was built by an older pyro image layout")
 		case agentSum != "" && in.manifest.AgentSHA256 != agentSum:
 			set("was built with a different guest agent")
 		default:

@@ -96,6 +96,7 @@ func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM,
 	if err != nil {
 		return nil, err
 	}
+	v.log.Debug("vmm started", "pid", m.Pid(), "ms", time.Since(start).Milliseconds())
 	if err := updateOwnerVMM(dir, m.Pid()); err != nil {
 		conn.Close()
 		return nil, err
