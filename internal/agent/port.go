@@ -31,7 +31,7 @@ func openPort(name string, wait time.Duration) (*os.File, error) {
 		}
 		// The port appears moments after boot (virtio-serial adds ports
 		// through its control queue); poll finely, it is on the boot path.
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
