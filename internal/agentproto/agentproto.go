@@ -23,7 +23,7 @@ import (
 
 // ProtocolVersion is bumped on every change of agent behaviour or wire format.
 // The host refuses an agent that reports another version.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // PortName is the virtio-serial port name the agent listens on.
 const PortName = "org.pyro.agent"
@@ -39,6 +39,8 @@ const (
 	FrameStdout  byte = 4 // agent -> host: raw bytes
 	FrameStderr  byte = 5 // agent -> host: raw bytes
 	FrameStarted byte = 6 // agent -> host: JSON Started
+	FrameData    byte = 7 // either way: raw bytes of an archive (tar) stream
+	FrameDataEnd byte = 8 // host -> agent: the archive stream is complete
 )
 
 // Ops.
@@ -46,12 +48,38 @@ const (
 	OpHello    = "hello"
 	OpExec     = "exec"
 	OpShutdown = "shutdown"
+	// OpPutArchive: after the request the host sends FrameData frames with a
+	// tar stream, then FrameDataEnd; the agent extracts it under Archive.Path.
+	OpPutArchive = "put_archive"
+	// OpGetArchive: the agent answers with FrameData frames holding a tar of
+	// Archive.Path, then FrameResult.
+	OpGetArchive = "get_archive"
+	// OpSync flushes the guest's filesystems (before a stop or a disk copy).
+	OpSync = "sync"
 )
+
+// WorkspaceRoot is the only directory archive ops may touch.
+const WorkspaceRoot = "/workspace"
 
 // Request is the first frame of every stream.
 type Request struct {
-	Op   string       `json:"op"`
-	Exec *ExecRequest `json:"exec,omitempty"`
+	Op      string          `json:"op"`
+	Exec    *ExecRequest    `json:"exec,omitempty"`
+	Archive *ArchiveRequest `json:"archive,omitempty"`
+}
+
+// ArchiveRequest names a path under WorkspaceRoot: the directory to extract
+// into (put) or the file or directory to pack (get). MaxBytes bounds the
+// total file content either way (0 = the agent's default limit).
+type ArchiveRequest struct {
+	Path     string `json:"path"`
+	MaxBytes int64  `json:"max_bytes,omitempty"`
+}
+
+// ArchiveResult is the result of OpPutArchive and OpGetArchive.
+type ArchiveResult struct {
+	Entries int   `json:"entries"` // files, dirs and symlinks
+	Bytes   int64 `json:"bytes"`   // file content bytes
 }
 
 // Hello is the result of OpHello.
@@ -106,6 +134,10 @@ const (
 	ErrCodeExecFailed  = "exec_failed" // could not start the process
 	ErrCodeInternal    = "internal"
 	ErrCodeUnsupported = "unsupported"
+	ErrCodeOutside     = "path_outside_workspace" // a path or archive entry escapes WorkspaceRoot
+	ErrCodeNotFound    = "not_found"
+	ErrCodeTooLarge    = "too_large"
+	ErrCodeBadArchive  = "bad_archive" // malformed tar, or an entry type that is refused
 )
 
 func (e *Error) Error() string { return fmt.Sprintf("agent: %s: %s", e.Code, e.Message) }
