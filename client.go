@@ -25,6 +25,7 @@ type Client struct {
 	stateDir  string
 	cacheDir  string
 	agentPath string
+	pyroBin   string // runs workspace supervisors
 	accel     string // "auto", "kvm" or "tcg"
 	progress  func(ProgressEvent)
 	log       *slog.Logger

@@ -184,16 +184,22 @@ func execShell(ctx context.Context, v *vm.VM, command string, envv []string, cwd
 		return nil, err
 	}
 	o := &execOutcome{
-		ExitCode: r.ExitCode, Signal: r.Signal,
+		ExitCode: outcome(r.ExitCode, r.Signal, r.TimedOut), Signal: r.Signal,
 		Stdout: string(r.Stdout), Stderr: string(r.Stderr),
 		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
 		TimedOut: r.TimedOut,
 	}
-	if o.Signal != "" && o.ExitCode < 0 {
-		o.ExitCode = 128 + int(unix.SignalNum("SIG"+o.Signal)) // what a shell reports
-	}
-	if o.TimedOut {
-		o.ExitCode = TimeoutExitCode
-	}
 	return o, nil
+}
+
+// outcome is the exit code every face reports: the command's own, 128+N when
+// a signal killed it (as a shell reports it), 124 when it hit its timeout.
+func outcome(exitCode int, signal string, timedOut bool) int {
+	switch {
+	case timedOut:
+		return TimeoutExitCode
+	case signal != "" && exitCode < 0:
+		return 128 + int(unix.SignalNum("SIG"+signal))
+	}
+	return exitCode
 }

@@ -28,6 +28,9 @@ type Options struct {
 	// PowerOff runs after the reply to OpShutdown has been sent. Nil means
 	// shutdown only replies (tests, or an agent that is not PID 1).
 	PowerOff func()
+	// WorkspaceRoot is the only directory archive ops may touch; empty means
+	// agentproto.WorkspaceRoot. Tests point it at a temporary directory.
+	WorkspaceRoot string
 }
 
 // Serve runs a yamux server on conn and handles every stream as one call until
@@ -121,6 +124,12 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 		return s.exec(stream, fw, req.Exec)
 	case agentproto.OpShutdown:
 		return s.shutdown(stream, fw)
+	case agentproto.OpSync:
+		return s.sync(fw)
+	case agentproto.OpPutArchive:
+		return s.putArchive(stream, fw, req.Archive)
+	case agentproto.OpGetArchive:
+		return s.getArchive(stream, fw, req.Archive)
 	default:
 		return wireError(agentproto.ErrCodeUnknownOp, "unknown op %q", req.Op)
 	}

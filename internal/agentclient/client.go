@@ -191,6 +191,17 @@ func wireErr(payload []byte) error {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "exec_failed", "%s", msg)
 	case agentproto.ErrCodeUnknownOp, agentproto.ErrCodeUnsupported:
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeAgentProtocol, "guest agent: %s", msg)
+	case agentproto.ErrCodeOutside:
+		return errdefs.New(errdefs.ErrInvalidArgument, CodePathOutsideWorkspace,
+			"%s: paths must be relative to %s or absolute under it, and must not lead out of it through a symlink",
+			msg, agentproto.WorkspaceRoot)
+	case agentproto.ErrCodeNotFound:
+		return errdefs.New(errdefs.ErrNotFound, CodeNotFound, "%s in the guest: check the path (relative to %s or absolute under it)",
+			msg, agentproto.WorkspaceRoot)
+	case agentproto.ErrCodeTooLarge:
+		return errdefs.New(errdefs.ErrInvalidArgument, CodeTooLarge, "%s: transfer a smaller tree or raise the limit", msg)
+	case agentproto.ErrCodeBadArchive:
+		return errdefs.New(errdefs.ErrInvalidArgument, CodeBadArchive, "%s", msg)
 	}
 	return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "guest agent: %s", msg)
 }

@@ -35,6 +35,18 @@ var allProfiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspace
 var tools = []tool{
 	{name: "vm_run", profiles: allProfiles, add: addVMRun},
 	{name: "vm_list_environments", profiles: allProfiles, add: addListEnvironments},
+	{name: "workspace_create", profiles: coreAndFull, add: addWorkspaceCreate},
+	{name: "workspace_list", profiles: coreAndFull, add: addWorkspaceList},
+	{name: "workspace_status", profiles: coreAndFull, add: addWorkspaceRefTool(
+		"Show one workspace's state and sizes.", true, (*pyro.Client).WorkspaceStatus)},
+	{name: "workspace_logs", profiles: coreAndFull, add: addWorkspaceLogs},
+	{name: "workspace_exec", profiles: coreAndFull, add: addWorkspaceExec},
+	{name: "workspace_stop", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
+		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", false, (*pyro.Client).StopWorkspace)},
+	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
+		"Boot a stopped workspace from its kept disk.", false, (*pyro.Client).StartWorkspace)},
+	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
+		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
 }
 
 // ToolNames returns the tools of a profile, in table order.

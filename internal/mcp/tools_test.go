@@ -11,7 +11,7 @@ import (
 )
 
 func TestProfiles(t *testing.T) {
-	if got := ToolNames(ProfileVMRun); !slices.Equal(got, []string{"vm_run", "vm_list_environments"}) {
+	if got := ToolNames(ProfileVMRun); !slices.Equal(got, []string{"vm_run", "vm_list_environments"}) || len(ToolNames(ProfileWorkspaceFull)) <= len(ToolNames(ProfileWorkspaceCore)) {
 		t.Errorf("vm-run tools = %v", got)
 	}
 	for _, p := range Profiles {

@@ -73,7 +73,8 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// QEMUProcessesUnder lists QEMU processes whose command line mentions dir.
+// QEMUProcessesUnder lists VM processes (QEMU, workspace supervisors) whose
+// command line mentions dir.
 func QEMUProcessesUnder(dir string) []string {
 	var found []string
 	entries, _ := os.ReadDir("/proc")
@@ -83,7 +84,7 @@ func QEMUProcessesUnder(dir string) []string {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, dir) {
+		if (strings.Contains(cmd, "qemu-system") || strings.Contains(cmd, "__supervise")) && strings.Contains(cmd, dir) {
 			found = append(found, e.Name()+": "+cmd)
 		}
 	}

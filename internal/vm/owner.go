@@ -36,7 +36,7 @@ func writeOwner(dir string, o owner) error {
 		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "create VM dir")
 	}
 	o.OwnerPid = os.Getpid()
-	o.OwnerStart = procStart(o.OwnerPid)
+	o.OwnerStart = ProcStart(o.OwnerPid)
 	o.CreatedAt = time.Now().UTC()
 	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
 }
@@ -46,7 +46,7 @@ func updateOwnerVMM(dir string, pid int) error {
 	if err != nil {
 		return err
 	}
-	o.VMMPid, o.VMMStart = pid, procStart(pid)
+	o.VMMPid, o.VMMStart = pid, ProcStart(pid)
 	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
 }
 
@@ -86,35 +86,47 @@ func writeJSONAtomic(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
-// procStart returns the start time of pid in clock ticks since boot, 0 if gone.
-func procStart(pid int) uint64 {
+// procStat returns the state letter and start time (clock ticks since boot)
+// of pid, or ("", 0) if it is gone.
+func procStat(pid int) (state string, start uint64) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return "", 0
 	}
 	// The command name may contain spaces and parens: fields start after the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return "", 0
 	}
 	fields := strings.Fields(s[i+1:])
 	if len(fields) < 20 {
-		return 0
+		return "", 0
 	}
-	v, _ := strconv.ParseUint(fields[19], 10, 64) // field 22 overall
-	return v
+	start, _ = strconv.ParseUint(fields[19], 10, 64) // field 22 overall
+	return fields[0], start
 }
 
-// alive reports whether pid still is the process that started at start.
-func alive(pid int, start uint64) bool {
+// ProcStart returns the start time of pid in clock ticks since boot, 0 if gone.
+func ProcStart(pid int) uint64 {
+	_, start := procStat(pid)
+	return start
+}
+
+// Alive reports whether pid still is the process that started at start. A
+// zombie (dead, not yet reaped by its parent) is not alive.
+func Alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	return start == 0 || procStart(pid) == start
+	state, st := procStat(pid)
+	if state == "Z" || state == "X" || state == "" {
+		return false
+	}
+	return start == 0 || st == start
 }
 
 // ReapOrphans removes every VM under root whose owner process is gone: it
@@ -140,10 +152,10 @@ func ReapOrphans(root string) (reaped []string, err error) {
 			if serr != nil || time.Since(info.ModTime()) < time.Minute {
 				continue
 			}
-		} else if alive(o.OwnerPid, o.OwnerStart) {
+		} else if Alive(o.OwnerPid, o.OwnerStart) {
 			continue
 		}
-		if o.VMMPid > 0 && alive(o.VMMPid, o.VMMStart) {
+		if o.VMMPid > 0 && Alive(o.VMMPid, o.VMMStart) {
 			if err := syscall.Kill(o.VMMPid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("kill VMM %d of %s: %w", o.VMMPid, e.Name(), err))
 				continue
@@ -161,7 +173,7 @@ func ReapOrphans(root string) (reaped []string, err error) {
 
 func waitGone(pid int, start uint64, d time.Duration) {
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && alive(pid, start) {
+	for time.Now().Before(deadline) && Alive(pid, start) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -21,10 +21,7 @@ import (
 )
 
 // Named timeouts.
-const (
-	DefaultBootTimeout = 120 * time.Second // TCG on a loaded 2-core host is slow
-	teardownTimeout    = 10 * time.Second
-)
+const DefaultBootTimeout = 120 * time.Second // TCG on a loaded 2-core host is slow
 
 // Spec is what to boot.
 type Spec struct {
@@ -35,6 +32,10 @@ type Spec struct {
 	Accel       vmm.Accel
 	BootTimeout time.Duration // 0 = DefaultBootTimeout
 	Kind        string        // "run", "workspace": shown in owner records
+	// OverlayPath, when set, keeps disk writes in this qcow2 overlay over
+	// RootfsPath (created if missing) instead of discarding them. It lives
+	// outside the VM dir, so it survives Close.
+	OverlayPath string
 }
 
 // VM is a booted guest with a live agent.
@@ -74,9 +75,13 @@ func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM,
 	if bootTimeout == 0 {
 		bootTimeout = DefaultBootTimeout
 	}
+	disk := vmm.DiskEphemeral
+	if spec.OverlayPath != "" {
+		disk = vmm.DiskOverlay
+	}
 	m, err := qemu.New(vmm.Config{
 		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
-		DiskMode: vmm.DiskEphemeral, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
+		DiskMode: disk, OverlayPath: spec.OverlayPath, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
 		BootTimeout: bootTimeout,
 	})
 	if err != nil {
@@ -157,6 +162,9 @@ func (v *VM) waitAgent(ctx context.Context, timeout time.Duration) (*agentproto.
 	}
 }
 
+// VMMPid is the VMM's process id.
+func (v *VM) VMMPid() int { return v.machine.Pid() }
+
 // Agent is the VM's agent client.
 func (v *VM) Agent() *agentclient.Client { return v.agent }
 
@@ -168,6 +176,20 @@ func (v *VM) ExecutionMode() string { return v.machine.ExecutionMode() }
 
 // ConsoleTail returns the guest console's last n lines.
 func (v *VM) ConsoleTail(n int) string { return v.machine.ConsoleTail(n) }
+
+// Shutdown flushes the guest's filesystems and powers it off, waiting up to
+// grace for the VMM to end before killing it, then removes the VM dir. Use it
+// when the disk outlives the VM.
+func (v *VM) Shutdown(ctx context.Context, grace time.Duration) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := v.agent.Sync(sctx); err != nil {
+		v.log.Warn("guest sync before power-off failed", "err", err)
+	}
+	_ = v.agent.Shutdown(sctx) // the guest may power off before it answers
+	stopErr := v.machine.Stop(grace)
+	return errors.Join(stopErr, v.Close())
+}
 
 // Close destroys the VM at once and removes all its host state. Disposable
 // VMs need no graceful power-off: their disk writes are discarded anyway.

@@ -97,12 +97,15 @@ func baseArgs(cfg vmm.Config, init, console string) []string {
 	if cfg.Accel == vmm.AccelKVM {
 		accel = "kvm"
 	}
-	drive := "id=root,if=none,cache=unsafe,discard=unmap,"
+	drive := "id=root,if=none,discard=unmap,"
 	switch cfg.DiskMode {
 	case vmm.DiskOverlay:
-		drive += "format=qcow2,file=" + escapeOpt(cfg.OverlayPath)
+		// A kept disk honours the guest's flushes, so a crash of the host
+		// side loses at most what the guest had not synced.
+		drive += "cache=writeback,format=qcow2,file=" + escapeOpt(cfg.OverlayPath)
 	default:
-		drive += "format=raw,snapshot=on,file=" + escapeOpt(cfg.RootfsPath)
+		// A discarded disk never needs to reach the host's disk.
+		drive += "cache=unsafe,format=raw,snapshot=on,file=" + escapeOpt(cfg.RootfsPath)
 	}
 	cmdline := strings.Join(append(KernelArgs(init), cfg.KernelArgs...), " ")
 	return []string{

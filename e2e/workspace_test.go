@@ -1,0 +1,130 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+func seedDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	if err := os.WriteFile(filepath.Join(d, "hello.txt"), []byte("hello from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestCLIWorkspaceLifecycle(t *testing.T) {
+	s := stateDir(t)
+	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--name", "cli-ws", "--id-only")
+	if r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	if len(id) != 12 {
+		t.Fatalf("--id-only printed %q", r.stdout)
+	}
+	defer runPyro(t, s, "workspace", "delete", id)
+	if r := runPyro(t, s, "workspace", "exec", "cli-ws", "--", "cat hello.txt; echo more >> hello.txt"); r.code != 0 || r.stdout != "hello from the host\n" {
+		t.Fatalf("exec: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", "sh", "-c", "exit 9"); r.code != 9 {
+		t.Fatalf("exit code: %+v", r)
+	}
+	r = runPyro(t, s, "workspace", "logs", id, "--json")
+	var logs struct {
+		Commands []struct {
+			Command  string `json:"command"`
+			ExitCode int    `json:"exit_code"`
+		} `json:"commands"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &logs); err != nil || len(logs.Commands) != 2 || logs.Commands[1].ExitCode != 9 {
+		t.Fatalf("logs: %v %s", err, r.stdout)
+	}
+	if r := runPyro(t, s, "workspace", "stop", id, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"state": "stopped"`) {
+		t.Fatalf("stop: %+v", r)
+	}
+	r = runPyro(t, s, "workspace", "list", "--json")
+	if !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, `"stopped"`) {
+		t.Fatalf("list: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "workspace start") {
+		t.Fatalf("exec when stopped: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "start", id); r.code != 0 {
+		t.Fatalf("start: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", "cat hello.txt"); r.stdout != "hello from the host\nmore\n" {
+		t.Fatalf("after restart: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "delete", id); r.code != 0 {
+		t.Fatalf("delete: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "status", id); r.code != 125 || !strings.Contains(r.stderr, "workspace_not_found") {
+		t.Fatalf("status after delete: %+v", r)
+	}
+}
+
+func TestMCPWorkspaceCoreLoop(t *testing.T) {
+	s := stateDir(t)
+	cs := mcpSession(t, s, "workspace-core")
+	tools, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range tools.Tools {
+		names = append(names, tl.Name)
+	}
+	for _, want := range []string{"vm_run", "workspace_create", "workspace_exec", "workspace_delete", "workspace_logs"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("workspace-core lacks %s: %v", want, names)
+		}
+	}
+	for _, notWant := range []string{"workspace_stop", "workspace_start"} {
+		if slices.Contains(names, notWant) {
+			t.Errorf("workspace-core has full-only tool %s", notWant)
+		}
+	}
+	call := func(name string, args map[string]any, out any) {
+		t.Helper()
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.IsError {
+			t.Fatalf("%s: %s", name, toolText(res))
+		}
+		b, _ := json.Marshal(res.StructuredContent)
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var w struct {
+		WorkspaceID string `json:"workspace_id"`
+		State       string `json:"state"`
+	}
+	call("workspace_create", map[string]any{"seed_path": seedDir(t)}, &w)
+	if w.State != "running" {
+		t.Fatalf("created %+v", w)
+	}
+	var ex struct {
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+	}
+	call("workspace_exec", map[string]any{"workspace_id": w.WorkspaceID, "command": "wc -l < hello.txt"}, &ex)
+	if ex.ExitCode != 0 || ex.Stdout != "1\n" {
+		t.Fatalf("exec %+v", ex)
+	}
+	call("workspace_delete", map[string]any{"workspace_id": w.WorkspaceID}, &w)
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_status", Arguments: map[string]any{"workspace_id": w.WorkspaceID}})
+	if err != nil || !res.IsError || !strings.Contains(toolText(res), "workspace_not_found") {
+		t.Fatalf("status after delete: %v %s", err, toolText(res))
+	}
+}

@@ -1,0 +1,173 @@
+//go:build linux
+
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
+
+// archiveAgent serves an agent whose workspace is a fresh temporary
+// directory; outside is a sibling directory the archive ops must never touch.
+func archiveAgent(t *testing.T) (sess *yamux.Session, root, outside string) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, outside = filepath.Join(dir, "workspace"), filepath.Join(dir, "outside")
+	for _, d := range []string{root, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return startAgent(t, Options{WorkspaceRoot: root}), root, outside
+}
+
+var testTime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// entry is one tar member; Size is set from body for regular files.
+type entry struct {
+	hdr  tar.Header
+	body string
+}
+
+func tarFile(name, body string, mode int64) entry {
+	return entry{tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, ModTime: testTime}, body}
+}
+
+func tarDir(name string, mode int64) entry {
+	return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode, ModTime: testTime}}
+}
+
+func tarLink(flag byte, name, target string) entry {
+	return entry{hdr: tar.Header{Typeflag: flag, Name: name, Linkname: target, Mode: 0o777, ModTime: testTime}}
+}
+
+func mkTar(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range entries {
+		h := e.hdr
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func archiveReq(op, path string, maxBytes int64) agentproto.Request {
+	return agentproto.Request{Op: op, Archive: &agentproto.ArchiveRequest{Path: path, MaxBytes: maxBytes}}
+}
+
+// sendData writes data as FrameData frames, then FrameDataEnd. It stops at
+// the first write error (the call is over and the stream closed).
+func sendData(stream io.Writer, data []byte) {
+	for len(data) > 0 {
+		n := min(len(data), dataChunk)
+		if agentproto.WriteFrame(stream, agentproto.FrameData, data[:n]) != nil {
+			return
+		}
+		data = data[n:]
+	}
+	_ = agentproto.WriteFrame(stream, agentproto.FrameDataEnd, nil)
+}
+
+// put runs a put_archive call, sending concurrently with reading the reply
+// like the real host does.
+func put(t *testing.T, sess *yamux.Session, path string, maxBytes int64, data []byte) reply {
+	t.Helper()
+	stream := send(t, sess, archiveReq(agentproto.OpPutArchive, path, maxBytes))
+	defer stream.Close()
+	go sendData(stream, data)
+	return readReply(t, stream)
+}
+
+func putOK(t *testing.T, sess *yamux.Session, path string, data []byte) agentproto.ArchiveResult {
+	t.Helper()
+	r := put(t, sess, path, 0, data)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	var res agentproto.ArchiveResult
+	mustUnmarshal(t, r.result, &res)
+	return res
+}
+
+// get runs a get_archive call and returns the tar bytes with the reply.
+func get(t *testing.T, sess *yamux.Session, path string, maxBytes int64) ([]byte, reply) {
+	t.Helper()
+	stream := send(t, sess, archiveReq(agentproto.OpGetArchive, path, maxBytes))
+	defer stream.Close()
+	var data []byte
+	for {
+		kind, payload, err := agentproto.ReadFrame(stream)
+		if err != nil {
+			t.Fatalf("reading frame: %v", err)
+		}
+		switch kind {
+		case agentproto.FrameData:
+			if len(payload) > dataChunk {
+				t.Fatalf("data frame of %d bytes", len(payload))
+			}
+			data = append(data, payload...)
+		case agentproto.FrameResult:
+			return data, reply{result: payload}
+		case agentproto.FrameError:
+			r := reply{err: new(agentproto.Error)}
+			mustUnmarshal(t, payload, r.err)
+			return data, r
+		default:
+			t.Fatalf("unexpected frame kind %d", kind)
+		}
+	}
+}
+
+// tarNames lists the members of a tar stream.
+func tarNames(t *testing.T, data []byte) []string {
+	t.Helper()
+	var names []string
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+}
+
+// emptyDir fails unless dir has no entries.
+func emptyDir(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		t.Fatalf("%s holds %d entries, want none", dir, len(ents))
+	}
+}

@@ -1,0 +1,17 @@
+package agentclient
+
+import (
+	"context"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
+
+// Sync flushes the guest's filesystems (before a stop or a copy of its disk).
+func (c *Client) Sync(ctx context.Context) error {
+	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpSync})
+	if err != nil {
+		return err
+	}
+	defer done()
+	return readResult(ctx, st, &struct{}{})
+}

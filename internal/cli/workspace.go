@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+func (a *app) workspaceCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
+	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
+		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
+		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
+		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))
+	return cmd
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, errdefs.InvalidArgument("label", "%q is not KEY=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (a *app) wsCreate() *cobra.Command {
+	var req pyro.CreateWorkspaceRequest
+	var labels []string
+	var jsonOut, idOnly bool
+	cmd := &cobra.Command{
+		Use: "create ENV", Short: "Boot a workspace, seed /workspace and record the baseline", Args: cobra.ExactArgs(1),
+		Example: "  pyro workspace create debian:12 --seed-path ./repo --name fix-tests",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			req.Environment = args[0]
+			l, err := parseLabels(labels)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			req.Labels = l
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			w, err := c.CreateWorkspace(ctx, req)
+			done()
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			switch {
+			case idOnly:
+				fmt.Fprintln(a.stdout, w.WorkspaceID)
+			case jsonOut:
+				writeJSON(a.stdout, w)
+			default:
+				printWorkspace(a, w)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.SeedPath, "seed-path", "", "host directory, .tar, .tar.gz or .tgz to seed /workspace from")
+	f.StringVar(&req.Name, "name", "", "unique name to address the workspace by")
+	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
+	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
+	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
+	f.IntVar(&req.TTLSeconds, "ttl-seconds", 0, "expire after this many seconds without activity (0 = never)")
+	f.BoolVar(&idOnly, "id-only", false, "print only the workspace id")
+	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+func printWorkspace(a *app, w *pyro.Workspace) {
+	fmt.Fprintf(a.stdout, "workspace:   %s", w.WorkspaceID)
+	if w.Name != "" {
+		fmt.Fprintf(a.stdout, " (%s)", w.Name)
+	}
+	fmt.Fprintf(a.stdout, "\nstate:       %s\nenvironment: %s (%d vCPU, %d MiB)\nseed:        %d entries, %s\ncommands:    %d\n",
+		w.State, w.Environment, w.VCPUCount, w.MemMiB, w.SeedEntries, humanBytes(w.SeedBytes), w.CommandCount)
+	if w.ExecutionMode != "" {
+		fmt.Fprintf(a.stdout, "vm:          %s, booted in %d ms\n", w.ExecutionMode, w.BootMs)
+	}
+	if w.ExpiresAt != nil {
+		fmt.Fprintf(a.stdout, "expires:     %s\n", w.ExpiresAt.Format(time.RFC3339))
+	}
+}
+
+func (a *app) wsList() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "list", Short: "List workspaces, newest activity first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			defer done()
+			ws, err := c.ListWorkspaces(ctx)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, map[string]any{"workspaces": ws})
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tENVIRONMENT\tCOMMANDS\tLAST ACTIVITY")
+			for _, w := range ws {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", w.WorkspaceID, dash(w.Name), w.State, w.Environment, w.CommandCount, w.LastActivityAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+func (a *app) wsStatus() *cobra.Command {
+	return a.wsSimple("status", "Show one workspace", func(c *pyro.Client, ctx context.Context, ref string) (*pyro.Workspace, error) {
+		return c.WorkspaceStatus(ctx, ref)
+	})
+}
+
+func (a *app) wsLogs() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "logs ID", Short: "Show the workspace's command history", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			defer done()
+			entries, err := c.WorkspaceLogs(ctx, args[0])
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, map[string]any{"commands": entries})
+				return nil
+			}
+			for _, e := range entries {
+				fmt.Fprintf(a.stdout, "#%d  exit %d  %d ms  %s  %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.StartedAt.Format(time.RFC3339), e.Command)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+func (a *app) wsExec() *cobra.Command {
+	var req pyro.WorkspaceExecRequest
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "exec ID [flags] -- CMD...", Short: "Run a command in /workspace", Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
+				return fmt.Errorf("usage: pyro workspace exec ID [flags] -- CMD...")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			req.Workspace, req.Command = args[0], shellCommand(args[1:])
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			defer done()
+			res, err := c.ExecWorkspace(ctx, req)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, res)
+			} else {
+				fmt.Fprint(a.stdout, res.Stdout)
+				fmt.Fprint(a.stderr, res.Stderr)
+				if res.StdoutTruncated || res.StderrTruncated {
+					fmt.Fprintln(a.stderr, "pyro: output was truncated at the output cap (--max-output-bytes)")
+				}
+				if res.TimedOut {
+					fmt.Fprintln(a.stderr, "pyro: timeout: the command did not finish in time and was killed")
+				}
+			}
+			if res.ExitCode != 0 {
+				return exitError{res.ExitCode & 0xff}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, "command timeout")
+	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
+	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+// wsSimple is a command taking one workspace id or name and printing it.
+func (a *app) wsSimple(verb, short string, call func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: verb + " ID", Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			defer done()
+			w, err := call(c, ctx, args[0])
+			if err != nil {
+				return a.fail(ctx, err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, w)
+			} else {
+				printWorkspace(a, w)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}

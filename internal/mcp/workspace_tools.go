@@ -1,0 +1,152 @@
+package mcp
+
+import (
+	"context"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro"
+)
+
+var coreAndFull = []Profile{ProfileWorkspaceCore, ProfileWorkspaceFull}
+
+type workspaceCreateInput struct {
+	Environment string            `json:"environment,omitempty"`
+	SeedPath    string            `json:"seed_path,omitempty"`
+	Name        string            `json:"name,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	VCPUCount   int               `json:"vcpu_count,omitempty"`
+	MemMiB      int               `json:"mem_mib,omitempty"`
+	TTLSeconds  int               `json:"ttl_seconds,omitempty"`
+}
+
+const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
+	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
+	"last_activity_at, expires_at (when ttl_seconds is set)."
+
+func addWorkspaceCreate(s *mcp.Server, c *pyro.Client, name string) {
+	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
+	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
+	ttlMin, ttlMax := rng(0, 30*24*3600)
+	t := &mcp.Tool{
+		Name: name,
+		Description: "Create a persistent workspace: a Linux microVM whose /workspace directory keeps its files across " +
+			"calls, seeded from a host directory or tar archive. Use it for multi-step work (edit, build, test, repeat); " +
+			"use vm_run instead for a single command. Delete the workspace when done. " + workspaceFields,
+		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
+			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
+				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"seed_path":   {desc: "Host directory, .tar, .tar.gz or .tgz whose content becomes /workspace (the baseline)."},
+			"name":        {desc: "Optional unique name to address the workspace by."},
+			"labels":      {desc: "Optional KEY: VALUE labels."},
+			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
+			"ttl_seconds": {desc: "Delete the workspace after this many seconds without activity; 0 = never.", def: 0, min: ttlMin, max: ttlMax},
+		}),
+	}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceCreateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
+		if in.Environment == "" {
+			in.Environment = pyro.DefaultEnvironment
+		}
+		w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{
+			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
+			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds,
+		})
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, w, nil
+	})
+}
+
+type workspaceRefInput struct {
+	WorkspaceID string `json:"workspace_id"`
+}
+
+var workspaceRefProps = map[string]prop{
+	"workspace_id": {desc: "Workspace id (or name) from workspace_create or workspace_list.", required: true},
+}
+
+// addWorkspaceRefTool registers a tool that takes only a workspace id.
+func addWorkspaceRefTool(description string, readOnly bool, call func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) func(*mcp.Server, *pyro.Client, string) {
+	return func(s *mcp.Server, c *pyro.Client, name string) {
+		t := &mcp.Tool{Name: name, Description: description + " " + workspaceFields,
+			InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
+		if readOnly {
+			t.Annotations = &mcp.ToolAnnotations{ReadOnlyHint: true}
+		}
+		mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
+			w, err := call(c, ctx, in.WorkspaceID)
+			if err != nil {
+				return nil, nil, toolError(err)
+			}
+			return nil, w, nil
+		})
+	}
+}
+
+type workspaceListOutput struct {
+	Workspaces []pyro.Workspace `json:"workspaces"`
+}
+
+func addWorkspaceList(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "List workspaces, newest activity first, with their state. Use it to find a workspace_id again.",
+		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, _ listEnvironmentsInput) (*mcp.CallToolResult, workspaceListOutput, error) {
+		ws, err := c.ListWorkspaces(ctx)
+		if err != nil {
+			return nil, workspaceListOutput{}, toolError(err)
+		}
+		return nil, workspaceListOutput{Workspaces: ws}, nil
+	})
+}
+
+type workspaceLogsOutput struct {
+	Commands []pyro.WorkspaceLogEntry `json:"commands"`
+}
+
+func addWorkspaceLogs(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Show the workspace's command history: each workspace_exec with its sequence number, command, exit_code, timed_out, duration_ms and started_at.",
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, workspaceLogsOutput, error) {
+		entries, err := c.WorkspaceLogs(ctx, in.WorkspaceID)
+		if err != nil {
+			return nil, workspaceLogsOutput{}, toolError(err)
+		}
+		return nil, workspaceLogsOutput{Commands: entries}, nil
+	})
+}
+
+type workspaceExecInput struct {
+	WorkspaceID    string `json:"workspace_id"`
+	Command        string `json:"command"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+}
+
+func addWorkspaceExec(s *mcp.Server, c *pyro.Client, name string) {
+	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
+	outMin, outMax := rng(0, pyro.MaxMaxOutputBytes)
+	t := &mcp.Tool{Name: name,
+		Description: "Run a shell command in the workspace, in /workspace, by /bin/sh -lc. Files persist between calls. " +
+			"Result: exit_code (124 when it hit timeout_seconds), stdout/stderr (capped at max_output_bytes each; " +
+			"stdout_truncated/stderr_truncated say whether output was cut), timed_out, duration_ms, sequence (its number in workspace_logs).",
+		InputSchema: inputSchema[workspaceExecInput](map[string]prop{
+			"workspace_id":     workspaceRefProps["workspace_id"],
+			"command":          {desc: "Shell command, run by /bin/sh -lc with cwd /workspace.", required: true},
+			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
+			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceExecInput) (*mcp.CallToolResult, *pyro.WorkspaceExecResult, error) {
+		res, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
+			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes})
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, res, nil
+	})
+}

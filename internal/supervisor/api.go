@@ -1,0 +1,74 @@
+// Package supervisor is the per-VM host process of a workspace: it owns the
+// VMM and the agent session, and serves a small HTTP API on a unix socket so
+// that any number of CLI, SDK and MCP processes can use the VM at once, and
+// die, without harming it. It runs as `pyro __supervise SPEC` (the same
+// binary, a hidden mode), in its own session.
+package supervisor
+
+import "time"
+
+// Spec is what the supervisor boots and where it keeps its files.
+type Spec struct {
+	WorkspaceID string `json:"workspace_id"`
+	KernelPath  string `json:"kernel_path"`
+	RootfsPath  string `json:"rootfs_path"`
+	OverlayPath string `json:"overlay_path"`
+	VCPUs       int    `json:"vcpus"`
+	MemMiB      int    `json:"mem_mib"`
+	Accel       string `json:"accel"`
+	RunDir      string `json:"run_dir"`   // VM runtime dirs (reaped like one-shot VMs)
+	Socket      string `json:"socket"`    // the API socket
+	InfoPath    string `json:"info_path"` // Info, written once ready, removed on exit
+}
+
+// Info describes a running supervisor; it is also the ready message.
+type Info struct {
+	Pid           int       `json:"pid"`
+	PidStart      uint64    `json:"pid_start"`
+	VMMPid        int       `json:"vmm_pid"`
+	VMID          string    `json:"vm_id"`
+	Socket        string    `json:"socket"`
+	BootMs        int64     `json:"boot_ms"`
+	ExecutionMode string    `json:"execution_mode"`
+	GuestKernel   string    `json:"guest_kernel"`
+	StartedAt     time.Time `json:"started_at"`
+}
+
+// Ready is the one line a supervisor writes on its ready pipe.
+type Ready struct {
+	Info  *Info      `json:"info,omitempty"`
+	Error *WireError `json:"error,omitempty"`
+}
+
+// WireError carries a typed error across the API.
+type WireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ExecRequest is a command in the workspace.
+type ExecRequest struct {
+	Command   string   `json:"command"`
+	Env       []string `json:"env,omitempty"`
+	Cwd       string   `json:"cwd,omitempty"`
+	TimeoutMs int64    `json:"timeout_ms"`
+	MaxOutput int64    `json:"max_output"`
+}
+
+// ExecResult is a finished command.
+type ExecResult struct {
+	ExitCode        int    `json:"exit_code"`
+	Signal          string `json:"signal,omitempty"`
+	Stdout          []byte `json:"stdout"`
+	Stderr          []byte `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	TimedOut        bool   `json:"timed_out"`
+	DurationMs      int64  `json:"duration_ms"`
+}
+
+// ArchiveResult is the outcome of an archive transfer.
+type ArchiveResult struct {
+	Entries int   `json:"entries"`
+	Bytes   int64 `json:"bytes"`
+}

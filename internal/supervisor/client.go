@@ -1,0 +1,182 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+// Client calls one supervisor over its socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// Dial returns a client for the supervisor listening on socket. It does not
+// connect until a call is made.
+func Dial(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableCompression: true,
+		MaxIdleConns:       4,
+	}
+	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Alive reports whether the supervisor answers.
+func (c *Client) Alive(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := c.Status(ctx)
+	return err == nil
+}
+
+func (c *Client) Status(ctx context.Context) (*Info, error) {
+	var i Info
+	return &i, c.do(ctx, http.MethodGet, "/v1/status", nil, "", &i)
+}
+
+func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error) {
+	b, _ := json.Marshal(req)
+	var r ExecResult
+	return &r, c.do(ctx, http.MethodPost, "/v1/exec", strings.NewReader(string(b)), "application/json", &r)
+}
+
+// PutArchive streams a tar into dest (a path under /workspace) in the guest.
+func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reader) (*ArchiveResult, error) {
+	var r ArchiveResult
+	return &r, c.do(ctx, http.MethodPost, "/v1/archive?path="+url.QueryEscape(dest), tarStream, "application/x-tar", &r)
+}
+
+func (c *Client) Sync(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/sync", nil, "", nil)
+}
+
+// Shutdown asks the supervisor to flush and power off its VM, then exit.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/shutdown", nil, "", nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, body)
+	if err != nil {
+		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errdefs.Wrap(err, errdefs.ErrUnavailable, "supervisor_unavailable", "the workspace's supervisor does not answer")
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 64<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error *WireError `json:"error"`
+		}
+		if err := dec.Decode(&e); err != nil || e.Error == nil {
+			return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "supervisor answered %s", resp.Status)
+		}
+		return fromWire(e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := dec.Decode(out); err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "bad supervisor answer")
+	}
+	return nil
+}
+
+// Launch starts `bin __supervise specPath` in its own session and waits for
+// its ready line. The supervisor outlives the caller; logPath gets its stderr.
+func Launch(ctx context.Context, bin, specPath, logPath string, timeout time.Duration) (*Info, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "__supervise", specPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w} // fd 3: the ready pipe
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, errdefs.Wrap(err, errdefs.ErrFailedPrecondition, errdefs.CodeInternal,
+			"start the workspace supervisor %s (set PYRO_BIN to the pyro binary)", bin)
+	}
+	w.Close()
+	go cmd.Wait() // reap it if it ends while we live; it is not ours to stop
+
+	type line struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan line, 1)
+	go func() {
+		b, err := bufio.NewReader(r).ReadBytes('\n')
+		ch <- line{b, err}
+	}()
+	select {
+	case l := <-ch:
+		if len(l.b) == 0 {
+			return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeBootFailed,
+				"the workspace supervisor exited before it was ready: %s", tail(logPath))
+		}
+		var rd Ready
+		if err := json.Unmarshal(l.b, &rd); err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "bad ready line from supervisor")
+		}
+		if rd.Error != nil {
+			return nil, fromWire(rd.Error)
+		}
+		return rd.Info, nil
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeBootFailed, "the workspace did not boot within %s: %s", timeout, tail(logPath))
+	case <-ctx.Done():
+		// The supervisor is told to stop: it shuts its VM down (SIGTERM).
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		return nil, ctx.Err()
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	s := strings.TrimSpace(string(b))
+	if len(s) > 2000 {
+		s = s[len(s)-2000:]
+	}
+	if s == "" {
+		return "(no log)"
+	}
+	return fmt.Sprintf("\n%s", s)
+}

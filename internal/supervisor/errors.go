@@ -1,0 +1,31 @@
+package supervisor
+
+import "github.com/pyrovm/pyro/internal/errdefs"
+
+// toWire keeps an error's stable code across the API.
+func toWire(err error) *WireError {
+	return &WireError{Code: errdefs.CodeOf(err), Message: err.Error()}
+}
+
+// fromWire rebuilds a typed error; the class follows from the code.
+func fromWire(w *WireError) error {
+	return &errdefs.Error{Code: w.Code, Message: w.Message, Class: classOf(w.Code)}
+}
+
+func classOf(code string) error {
+	switch code {
+	case errdefs.CodeInvalidArgument, "path_outside_workspace", "too_large", "bad_archive":
+		return errdefs.ErrInvalidArgument
+	case "not_found", "workspace_not_found":
+		return errdefs.ErrNotFound
+	case errdefs.CodeTimeout:
+		return errdefs.ErrDeadlineExceeded
+	case errdefs.CodeCanceled:
+		return errdefs.ErrCanceled
+	case errdefs.CodeBootFailed, "agent_unavailable", "vm_crashed", errdefs.CodeVMMFailed:
+		return errdefs.ErrUnavailable
+	case "exec_failed", errdefs.CodeAgentProtocol, errdefs.CodeHostToolMissing:
+		return errdefs.ErrFailedPrecondition
+	}
+	return errdefs.ErrInternal
+}

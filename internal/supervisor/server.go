@@ -1,0 +1,234 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm"
+)
+
+// Named timeouts.
+const (
+	shutdownGrace = 15 * time.Second // guest sync + power-off
+	execGrace     = 10 * time.Second // past a command's timeout before the host gives up on the guest
+)
+
+// Main runs a supervisor until its VM is shut down or dies. It reports
+// readiness (or the boot error) as one JSON line on ready, then closes it.
+func Main(specPath string, ready *os.File, log *slog.Logger) error {
+	var spec Spec
+	b, err := os.ReadFile(specPath)
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		return sendReady(ready, Ready{Error: &WireError{Code: errdefs.CodeInternal, Message: "read supervisor spec: " + err.Error()}})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer stop()
+
+	v, err := vm.Boot(ctx, spec.RunDir, vm.Spec{
+		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
+		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
+	}, log)
+	if err != nil {
+		return sendReady(ready, Ready{Error: toWire(err)})
+	}
+	s := &server{spec: spec, vm: v, log: log, shutdown: make(chan struct{})}
+	defer s.cleanup()
+
+	_ = os.Remove(spec.Socket)
+	ln, err := net.Listen("unix", spec.Socket)
+	if err != nil {
+		v.Close()
+		return sendReady(ready, Ready{Error: toWire(errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "listen on supervisor socket"))})
+	}
+	info := &Info{
+		Pid: os.Getpid(), PidStart: vm.ProcStart(os.Getpid()), VMID: v.ID, Socket: spec.Socket,
+		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(),
+		GuestKernel: v.Hello.KernelRelease, StartedAt: time.Now().UTC(),
+	}
+	info.VMMPid = v.VMMPid()
+	if err := writeJSONAtomic(spec.InfoPath, info); err != nil {
+		v.Close()
+		return sendReady(ready, Ready{Error: toWire(err)})
+	}
+	srv := &http.Server{Handler: s.routes()}
+	go func() { _ = srv.Serve(ln) }()
+	if err := sendReady(ready, Ready{Info: info}); err != nil {
+		log.Warn("ready pipe", "err", err)
+	}
+
+	graceful := false
+	select {
+	case <-s.shutdown:
+		graceful = true
+	case <-ctx.Done():
+		graceful = true // SIGTERM: flush and power off like a stop
+	case <-v.Exited():
+		log.Warn("VM exited on its own", "console", v.ConsoleTail(10))
+	}
+	// Stop taking calls; in-flight ones end with the VM.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = srv.Shutdown(sctx)
+	cancel()
+	if graceful {
+		return v.Shutdown(context.Background(), shutdownGrace)
+	}
+	return v.Close()
+}
+
+type server struct {
+	spec     Spec
+	vm       *vm.VM
+	log      *slog.Logger
+	once     sync.Once
+	shutdown chan struct{}
+}
+
+func (s *server) cleanup() {
+	_ = os.Remove(s.spec.Socket)
+	_ = os.Remove(s.spec.InfoPath)
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		info, err := readInfo(s.spec.InfoPath)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, info)
+	})
+	mux.HandleFunc("POST /v1/exec", s.handleExec)
+	mux.HandleFunc("POST /v1/archive", s.handlePutArchive)
+	mux.HandleFunc("POST /v1/sync", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.vm.Agent().Sync(r.Context()); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, struct{}{})
+	})
+	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, struct{}{})
+		s.once.Do(func() { close(s.shutdown) })
+	})
+	return mux
+}
+
+func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
+	var req ExecRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeErr(w, errdefs.InvalidArgument("request", "bad exec request: %v", err))
+		return
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = agentproto.WorkspaceRoot
+	}
+	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
+	ctx, cancel := context.WithTimeout(r.Context(), timeout+execGrace)
+	defer cancel()
+	res, err := s.vm.Agent().Exec(ctx, agentproto.ExecRequest{
+		Argv: []string{"/bin/sh", "-lc", req.Command}, Env: req.Env, Cwd: cwd,
+		TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
+	})
+	if err != nil {
+		if r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			writeErr(w, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeTimeout,
+				"the guest did not answer %s after the command's timeout; stop and start the workspace", execGrace))
+			return
+		}
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, ExecResult{
+		ExitCode: res.ExitCode, Signal: res.Signal, Stdout: res.Stdout, Stderr: res.Stderr,
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
+		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
+	})
+}
+
+func (s *server) handlePutArchive(w http.ResponseWriter, r *http.Request) {
+	dest := r.URL.Query().Get("path")
+	res, err := s.vm.Agent().PutArchive(r.Context(), dest, r.Body)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, ArchiveResult{Entries: res.Entries, Bytes: res.Bytes})
+}
+
+func sendReady(f *os.File, r Ready) error {
+	if f == nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := json.Marshal(r)
+	_, err := f.Write(append(b, '\n'))
+	if r.Error != nil {
+		return fmt.Errorf("%s: %s", r.Error.Code, r.Error.Message)
+	}
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus(err))
+	_ = json.NewEncoder(w).Encode(struct {
+		Error *WireError `json:"error"`
+	}{toWire(err)})
+}
+
+func httpStatus(err error) int {
+	switch {
+	case errdefs.IsInvalidArgument(err):
+		return http.StatusBadRequest
+	case errdefs.IsNotFound(err):
+		return http.StatusNotFound
+	case errdefs.IsFailedPrecondition(err):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func readInfo(path string) (*Info, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var i Info
+	return &i, json.Unmarshal(b, &i)
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,495 @@
+package workspace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/archive"
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/vm"
+)
+
+// CodeNotFound is returned for an unknown or deleted workspace.
+const CodeNotFound = "workspace_not_found"
+
+// Named timeouts.
+const (
+	bootTimeout = 3 * time.Minute
+	stopTimeout = 30 * time.Second
+)
+
+// Manager runs workspace operations over the state dir.
+type Manager struct {
+	root          string // $STATE/workspaces
+	supervisorBin string // the pyro binary, run as `pyro __supervise`
+	log           *slog.Logger
+}
+
+// NewManager keeps workspaces under root.
+func NewManager(root, supervisorBin string, log *slog.Logger) *Manager {
+	return &Manager{root: root, supervisorBin: supervisorBin, log: log}
+}
+
+func (m *Manager) paths(id string) Paths { return Paths{Dir: filepath.Join(m.root, id)} }
+
+// CreateSpec is a validated create request with its environment resolved.
+type CreateSpec struct {
+	Name        string
+	Labels      map[string]string
+	Environment string
+	EnvVersion  string
+	KernelPath  string
+	RootfsPath  string
+	VCPUCount   int
+	MemMiB      int
+	Accel       string
+	TTLSeconds  int
+	SeedPath    string
+}
+
+var (
+	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+)
+
+// ValidateName checks a workspace name (it must not look like an id).
+func ValidateName(name string) error {
+	if !namePattern.MatchString(name) || ValidID(name) {
+		return errdefs.InvalidArgument("name", "%q must be 1-63 letters, digits, '.', '_' or '-', start with a letter or digit, and not look like a workspace id", name)
+	}
+	return nil
+}
+
+// ValidateLabels checks label keys and values.
+func ValidateLabels(labels map[string]string) error {
+	for k, v := range labels {
+		if !labelPattern.MatchString(k) {
+			return errdefs.InvalidArgument("labels", "key %q must be 1-63 letters, digits, '.', '_', '/' or '-'", k)
+		}
+		if len(v) > 256 {
+			return errdefs.InvalidArgument("labels", "value of %q is longer than 256 bytes", k)
+		}
+	}
+	return nil
+}
+
+// Create boots a new workspace, seeds /workspace and records the baseline.
+// On any error nothing is left behind.
+func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err error) {
+	if s.Name != "" {
+		if _, err := m.Resolve(s.Name); err == nil {
+			return nil, errdefs.New(errdefs.ErrAlreadyExists, "name_taken", "a workspace named %q already exists: pick another name or delete it", s.Name)
+		}
+	}
+	if err := os.MkdirAll(m.root, 0o700); err != nil {
+		return nil, err
+	}
+	id := vm.NewID()
+	p := m.paths(id)
+	if err := os.Mkdir(p.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			m.destroy(p)
+		}
+	}()
+	now := time.Now().UTC()
+	rec := &Record{
+		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
+		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
+		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
+	}
+	// The baseline is the normalized seed archive, kept on the host for good.
+	stats, err := writeBaseline(ctx, p.Baseline(), s.SeedPath)
+	if err != nil {
+		return nil, err
+	}
+	rec.Seed = SeedInfo{Source: s.SeedPath, Entries: stats.Entries, Bytes: stats.Bytes}
+	if err := writeRecord(p, rec); err != nil {
+		return nil, err
+	}
+	if _, err := m.launch(ctx, p, rec); err != nil {
+		return nil, err
+	}
+	if stats.Entries > 0 {
+		f, err := os.Open(p.Baseline())
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		sc := supervisor.Dial(p.Socket())
+		defer sc.Close()
+		if _, err := sc.PutArchive(ctx, "/workspace", f); err != nil {
+			return nil, err
+		}
+	}
+	rec.State = StateRunning
+	return rec, writeRecord(p, rec)
+}
+
+func writeBaseline(ctx context.Context, path, seed string) (archive.Stats, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		return archive.Stats{}, err
+	}
+	defer f.Close()
+	if seed == "" {
+		return archive.Stats{}, nil
+	}
+	stats, err := archive.Seed(ctx, seed, f, archive.Limits{})
+	if err != nil {
+		return stats, err
+	}
+	return stats, f.Sync()
+}
+
+// launch starts the workspace's supervisor (booting its VM) and waits until
+// it serves.
+func (m *Manager) launch(ctx context.Context, p Paths, rec *Record) (*supervisor.Info, error) {
+	// Whatever a dead supervisor left (its VMM, runtime dirs) goes first.
+	if _, err := vm.ReapOrphans(p.RunDir()); err != nil {
+		m.log.Warn("reaping workspace VM", "workspace", rec.ID, "err", err)
+	}
+	spec := supervisor.Spec{
+		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
+		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
+		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(),
+	}
+	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
+	if err := writeJSONAtomic(specPath, spec); err != nil {
+		return nil, err
+	}
+	return supervisor.Launch(ctx, m.supervisorBin, specPath, p.SupervisorLog(), bootTimeout)
+}
+
+// Resolve finds a workspace by id or unique name.
+func (m *Manager) Resolve(ref string) (*Record, error) {
+	if ValidID(ref) {
+		if r, err := readRecord(m.paths(ref)); err == nil {
+			return r, nil
+		}
+	}
+	recs, _ := m.scan()
+	for _, r := range recs {
+		if r.Name != "" && r.Name == ref {
+			return r, nil
+		}
+	}
+	return nil, errdefs.New(errdefs.ErrNotFound, CodeNotFound,
+		"no workspace %q: run \"pyro workspace list\" to see the workspaces", ref)
+}
+
+func (m *Manager) scan() ([]*Record, error) {
+	entries, err := os.ReadDir(m.root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, e := range entries {
+		if !e.IsDir() || !ValidID(e.Name()) {
+			continue
+		}
+		if r, err := readRecord(m.paths(e.Name())); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// List returns every workspace, newest activity first, with live state.
+func (m *Manager) List(ctx context.Context) ([]*Record, error) {
+	recs, err := m.scan()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		r.State = m.liveState(ctx, r)
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].LastActivityAt.After(recs[j].LastActivityAt) })
+	return recs, nil
+}
+
+// Status returns one workspace with its live state and supervisor info.
+func (m *Manager) Status(ctx context.Context, ref string) (*Record, *supervisor.Info, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.State = m.liveState(ctx, r)
+	var info *supervisor.Info
+	if r.State == StateRunning {
+		info, _ = readInfo(m.paths(r.ID))
+	}
+	return r, info, nil
+}
+
+// liveState is the recorded state corrected by reality: a workspace whose
+// supervisor died (kill -9, crash) is stopped, not lost.
+func (m *Manager) liveState(ctx context.Context, r *Record) string {
+	if r.State != StateRunning {
+		return r.State
+	}
+	info, err := readInfo(m.paths(r.ID))
+	if err == nil && vm.Alive(info.Pid, info.PidStart) {
+		return StateRunning
+	}
+	return StateStopped
+}
+
+func readInfo(p Paths) (*supervisor.Info, error) {
+	b, err := os.ReadFile(p.Supervisor())
+	if err != nil {
+		return nil, err
+	}
+	var i supervisor.Info
+	return &i, json.Unmarshal(b, &i)
+}
+
+// running returns a client for a running workspace, or a typed error.
+func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor.Client, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.liveState(ctx, r) != StateRunning {
+		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
+			"workspace %s is stopped: run \"pyro workspace start %s\" first", r.ID, r.ID)
+	}
+	return r, supervisor.Dial(m.paths(r.ID).Socket()), nil
+}
+
+// HistoryEntry is one command in a workspace's log.
+type HistoryEntry struct {
+	Sequence   int       `json:"sequence"`
+	Command    string    `json:"command"`
+	ExitCode   int       `json:"exit_code"`
+	TimedOut   bool      `json:"timed_out"`
+	DurationMs int64     `json:"duration_ms"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+// Exec runs a command in /workspace and records it in the history. Many
+// execs may run at once: only the record update takes the lock.
+func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest) (*Record, *supervisor.ExecResult, int, error) {
+	r, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer sc.Close()
+	started := time.Now().UTC()
+	res, err := sc.Exec(ctx, req)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	seq, err := m.recordActivity(r.ID, func(rec *Record) (int, error) {
+		rec.Commands++
+		rec.LastActivityAt = time.Now().UTC()
+		return rec.Commands, appendHistory(m.paths(r.ID), HistoryEntry{
+			Sequence: rec.Commands, Command: req.Command, ExitCode: res.ExitCode, TimedOut: res.TimedOut,
+			DurationMs: res.DurationMs, StartedAt: started,
+		})
+	})
+	return r, res, seq, err
+}
+
+func (m *Manager) recordActivity(id string, update func(*Record) (int, error)) (int, error) {
+	p := m.paths(id)
+	l, err := lock(p)
+	if err != nil {
+		return 0, err
+	}
+	defer l.Unlock()
+	rec, err := readRecord(p)
+	if err != nil {
+		return 0, err
+	}
+	n, err := update(rec)
+	if err != nil {
+		return 0, err
+	}
+	return n, writeRecord(p, rec)
+}
+
+func appendHistory(p Paths, e HistoryEntry) error {
+	f, err := os.OpenFile(p.History(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, _ := json.Marshal(e)
+	_, err = f.Write(append(b, '\n'))
+	return err
+}
+
+// Logs returns the command history, oldest first.
+func (m *Manager) Logs(ref string) (*Record, []HistoryEntry, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(m.paths(r.ID).History())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	var out []HistoryEntry
+	for _, line := range splitLines(b) {
+		var e HistoryEntry
+		if json.Unmarshal(line, &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return r, out, nil
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		if i > 0 {
+			out = append(out, b[:i])
+		}
+		if i == len(b) {
+			break
+		}
+		b = b[i+1:]
+	}
+	return out
+}
+
+// Stop flushes and powers off the VM, keeping everything.
+func (m *Manager) Stop(ctx context.Context, ref string) (*Record, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	p := m.paths(r.ID)
+	l, err := lock(p)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	m.stopSupervisor(ctx, p)
+	rec, err := readRecord(p)
+	if err != nil {
+		return nil, err
+	}
+	rec.State = StateStopped
+	return rec, writeRecord(p, rec)
+}
+
+// stopSupervisor asks a live supervisor to power off gracefully, waits for
+// it, and escalates; it then reaps whatever is left.
+func (m *Manager) stopSupervisor(ctx context.Context, p Paths) {
+	info, err := readInfo(p)
+	if err == nil && vm.Alive(info.Pid, info.PidStart) {
+		sc := supervisor.Dial(p.Socket())
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := sc.Shutdown(sctx); err != nil {
+			_ = syscall.Kill(info.Pid, syscall.SIGTERM)
+		}
+		cancel()
+		sc.Close()
+		if !waitGone(info.Pid, info.PidStart, stopTimeout) {
+			_ = syscall.Kill(info.Pid, syscall.SIGKILL)
+			waitGone(info.Pid, info.PidStart, 5*time.Second)
+		}
+	}
+	_, _ = vm.ReapOrphans(p.RunDir())
+	_ = os.Remove(p.Socket())
+	_ = os.Remove(p.Supervisor())
+}
+
+func waitGone(pid int, start uint64, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if !vm.Alive(pid, start) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return !vm.Alive(pid, start)
+}
+
+// Start boots a stopped workspace from its kept disk.
+func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	p := m.paths(r.ID)
+	l, err := lock(p)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	rec, err := readRecord(p)
+	if err != nil {
+		return nil, err
+	}
+	if m.liveState(ctx, rec) == StateRunning {
+		return rec, nil
+	}
+	m.stopSupervisor(ctx, p) // leftovers of a crashed supervisor
+	if _, err := m.launch(ctx, p, rec); err != nil {
+		return nil, err
+	}
+	rec.State = StateRunning
+	return rec, writeRecord(p, rec)
+}
+
+// Delete removes the workspace's VM and all its host state.
+func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	p := m.paths(r.ID)
+	l, err := lock(p)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	m.destroy(p)
+	return r, nil
+}
+
+// destroy kills the supervisor (no flush: the disk goes too) and removes the dir.
+func (m *Manager) destroy(p Paths) {
+	if info, err := readInfo(p); err == nil && vm.Alive(info.Pid, info.PidStart) {
+		_ = syscall.Kill(info.Pid, syscall.SIGKILL) // its VMM dies with it (parent-death signal)
+		waitGone(info.Pid, info.PidStart, 5*time.Second)
+	}
+	_, _ = vm.ReapOrphans(p.RunDir())
+	if err := os.RemoveAll(p.Dir); err != nil {
+		m.log.Warn("removing workspace dir", "dir", p.Dir, "err", err)
+	}
+}
+
+// Dirs is for tests and doctor: every workspace dir name.
+func (m *Manager) Dirs() ([]string, error) {
+	entries, err := os.ReadDir(m.root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, err
+}

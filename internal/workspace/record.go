@@ -1,0 +1,130 @@
+// Package workspace manages persistent workspaces: their on-disk state (one
+// directory each), the per-workspace supervisor process that owns the VM, and
+// the lifecycle (create, exec, stop, start, delete).
+package workspace
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+// States of a workspace.
+const (
+	StateRunning = "running"
+	StateStopped = "stopped"
+)
+
+// Record is the persisted state of one workspace, written atomically.
+type Record struct {
+	ID             string            `json:"workspace_id"`
+	Name           string            `json:"name,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Environment    string            `json:"environment"`
+	EnvVersion     string            `json:"environment_version"`
+	KernelPath     string            `json:"kernel_path"` // pinned: the overlay depends on this exact image
+	RootfsPath     string            `json:"rootfs_path"`
+	VCPUCount      int               `json:"vcpu_count"`
+	MemMiB         int               `json:"mem_mib"`
+	Accel          string            `json:"accel"`
+	TTLSeconds     int               `json:"ttl_seconds"`
+	State          string            `json:"state"`
+	CreatedAt      time.Time         `json:"created_at"`
+	LastActivityAt time.Time         `json:"last_activity_at"`
+	Seed           SeedInfo          `json:"seed"`
+	Commands       int               `json:"command_count"`
+}
+
+// SeedInfo says what /workspace started from.
+type SeedInfo struct {
+	Source  string `json:"source,omitempty"`
+	Entries int    `json:"entries"`
+	Bytes   int64  `json:"bytes"`
+}
+
+// ExpiresAt is when the workspace expires, or zero for never.
+func (r *Record) ExpiresAt() time.Time {
+	if r.TTLSeconds <= 0 {
+		return time.Time{}
+	}
+	return r.LastActivityAt.Add(time.Duration(r.TTLSeconds) * time.Second)
+}
+
+var idPattern = regexp.MustCompile(`^[a-f0-9]{12}$`)
+
+// ValidID reports whether s is shaped like a workspace id.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// Paths names every file of one workspace.
+type Paths struct{ Dir string }
+
+func (p Paths) Record() string        { return filepath.Join(p.Dir, "workspace.json") }
+func (p Paths) Lock() string          { return filepath.Join(p.Dir, "lock") }
+func (p Paths) Disk() string          { return filepath.Join(p.Dir, "disk.qcow2") }
+func (p Paths) Baseline() string      { return filepath.Join(p.Dir, "baseline.tar") }
+func (p Paths) History() string       { return filepath.Join(p.Dir, "history.jsonl") }
+func (p Paths) RunDir() string        { return filepath.Join(p.Dir, "run") }
+func (p Paths) Socket() string        { return filepath.Join(p.Dir, "supervisor.sock") }
+func (p Paths) Supervisor() string    { return filepath.Join(p.Dir, "supervisor.json") }
+func (p Paths) SupervisorLog() string { return filepath.Join(p.Dir, "supervisor.log") }
+
+func readRecord(p Paths) (*Record, error) {
+	b, err := os.ReadFile(p.Record())
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "workspace record %s is damaged", p.Record())
+	}
+	return &r, nil
+}
+
+func writeRecord(p Paths, r *Record) error { return writeJSONAtomic(p.Record(), r) }
+
+// writeJSONAtomic writes v to path through a temp file, fsync and rename, so
+// a crash leaves the old or the new record, never half of one.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// lock takes the workspace's mutation lock, waiting while another process
+// holds it (bounded by the caller's context through tryLock polling).
+func lock(p Paths) (*flock.Flock, error) {
+	l := flock.New(p.Lock())
+	if err := l.Lock(); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "lock workspace")
+	}
+	return l, nil
+}

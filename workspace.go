@@ -1,0 +1,254 @@
+package pyro
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/workspace"
+)
+
+// CreateWorkspaceRequest describes a new persistent workspace.
+type CreateWorkspaceRequest struct {
+	Environment string            `json:"environment"`
+	SeedPath    string            `json:"seed_path,omitempty"` // host dir, .tar, .tar.gz or .tgz
+	Name        string            `json:"name,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	VCPUCount   int               `json:"vcpu_count,omitempty"`
+	MemMiB      int               `json:"mem_mib,omitempty"`
+	TTLSeconds  int               `json:"ttl_seconds,omitempty"` // 0 = no expiry
+}
+
+// Workspace is a workspace as every face reports it.
+type Workspace struct {
+	WorkspaceID    string            `json:"workspace_id"`
+	Name           string            `json:"name,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Environment    string            `json:"environment"`
+	State          string            `json:"state"` // running or stopped
+	VCPUCount      int               `json:"vcpu_count"`
+	MemMiB         int               `json:"mem_mib"`
+	TTLSeconds     int               `json:"ttl_seconds"`
+	CreatedAt      time.Time         `json:"created_at"`
+	LastActivityAt time.Time         `json:"last_activity_at"`
+	ExpiresAt      *time.Time        `json:"expires_at,omitempty"`
+	CommandCount   int               `json:"command_count"`
+	SeedEntries    int               `json:"seed_entries"`
+	SeedBytes      int64             `json:"seed_bytes"`
+	ExecutionMode  string            `json:"execution_mode,omitempty"` // while running
+	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
+}
+
+// WorkspaceExecRequest is one command in a workspace's /workspace.
+type WorkspaceExecRequest struct {
+	Workspace      string `json:"workspace_id"` // id or name
+	Command        string `json:"command"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+}
+
+// WorkspaceExecResult is a finished workspace command.
+type WorkspaceExecResult struct {
+	WorkspaceID     string `json:"workspace_id"`
+	Command         string `json:"command"`
+	Sequence        int    `json:"sequence"` // its number in the workspace's history
+	ExitCode        int    `json:"exit_code"`
+	Signal          string `json:"signal,omitempty"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	TimedOut        bool   `json:"timed_out"`
+	DurationMs      int64  `json:"duration_ms"`
+}
+
+// WorkspaceLogEntry is one command of a workspace's history.
+type WorkspaceLogEntry = workspace.HistoryEntry
+
+// WithPyroBinary sets the pyro binary that runs workspace supervisors
+// (default PYRO_BIN, else the running executable when it is pyro, else pyro
+// beside the guest agent, else pyro on PATH).
+func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = path } }
+
+func (c *Client) workspaces() *workspace.Manager {
+	return workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
+}
+
+func (c *Client) supervisorBinary() string {
+	if c.pyroBin != "" {
+		return c.pyroBin
+	}
+	if p := os.Getenv("PYRO_BIN"); p != "" {
+		return p
+	}
+	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "pyro" {
+		return exe
+	}
+	if c.agentPath != "" {
+		if p := filepath.Join(filepath.Dir(c.agentPath), "pyro"); fileExists(p) {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("pyro"); err == nil {
+		return p
+	}
+	return "pyro"
+}
+
+// CreateWorkspace boots a persistent workspace, seeds /workspace from
+// SeedPath before it returns, and records that content as the baseline.
+func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest) (*Workspace, error) {
+	if req.VCPUCount == 0 {
+		req.VCPUCount = DefaultVCPUCount
+	}
+	if req.MemMiB == 0 {
+		req.MemMiB = DefaultMemMiB
+	}
+	if err := validateCreate(req); err != nil {
+		return nil, err
+	}
+	e, err := c.envs.Ensure(ctx, req.Environment)
+	if err != nil {
+		return nil, err
+	}
+	c.reapOrphans()
+	verdict := c.accelFor(ctx, e.KernelPath)
+	c.report(ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
+	rec, err := c.workspaces().Create(ctx, workspace.CreateSpec{
+		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
+		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
+		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.WorkspaceStatus(ctx, rec.ID)
+}
+
+func validateCreate(req CreateWorkspaceRequest) error {
+	switch {
+	case strings.TrimSpace(req.Environment) == "":
+		return errdefs.InvalidArgument("environment", "is required; run \"pyro env list\" to see the catalog")
+	case req.VCPUCount < MinVCPUCount || req.VCPUCount > MaxVCPUCount:
+		return errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", req.VCPUCount, MinVCPUCount, MaxVCPUCount)
+	case req.MemMiB < MinMemMiB || req.MemMiB > MaxMemMiB:
+		return errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", req.MemMiB, MinMemMiB, MaxMemMiB)
+	case req.TTLSeconds < 0:
+		return errdefs.InvalidArgument("ttl_seconds", "%d is negative; use 0 for no expiry", req.TTLSeconds)
+	}
+	if req.Name != "" {
+		if err := workspace.ValidateName(req.Name); err != nil {
+			return err
+		}
+	}
+	if req.SeedPath != "" {
+		if _, err := os.Stat(req.SeedPath); err != nil {
+			return errdefs.InvalidArgument("seed_path", "%s: %v", req.SeedPath, err)
+		}
+	}
+	return workspace.ValidateLabels(req.Labels)
+}
+
+// ListWorkspaces returns all workspaces, newest activity first.
+func (c *Client) ListWorkspaces(ctx context.Context) ([]Workspace, error) {
+	recs, err := c.workspaces().List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Workspace, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, toWorkspace(r, nil))
+	}
+	return out, nil
+}
+
+// WorkspaceStatus returns one workspace (by id or name).
+func (c *Client) WorkspaceStatus(ctx context.Context, ref string) (*Workspace, error) {
+	r, info, err := c.workspaces().Status(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	w := toWorkspace(r, info)
+	return &w, nil
+}
+
+// ExecWorkspace runs a command in the workspace's /workspace (by /bin/sh -lc)
+// and records it in the workspace's history.
+func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*WorkspaceExecResult, error) {
+	rr, err := RunRequest{Environment: "-", Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r, res, seq, err := c.workspaces().Exec(ctx, req.Workspace, supervisor.ExecRequest{
+		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	o := outcome(res.ExitCode, res.Signal, res.TimedOut)
+	return &WorkspaceExecResult{
+		WorkspaceID: r.ID, Command: req.Command, Sequence: seq, ExitCode: o,
+		Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
+		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
+	}, nil
+}
+
+// WorkspaceLogs returns the workspace's command history, oldest first.
+func (c *Client) WorkspaceLogs(ctx context.Context, ref string) ([]WorkspaceLogEntry, error) {
+	_, entries, err := c.workspaces().Logs(ref)
+	if entries == nil && err == nil {
+		entries = []WorkspaceLogEntry{}
+	}
+	return entries, err
+}
+
+// StopWorkspace flushes and powers off the VM; disk, history and baseline stay.
+func (c *Client) StopWorkspace(ctx context.Context, ref string) (*Workspace, error) {
+	r, err := c.workspaces().Stop(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	w := toWorkspace(r, nil)
+	return &w, nil
+}
+
+// StartWorkspace boots a stopped workspace from its kept disk.
+func (c *Client) StartWorkspace(ctx context.Context, ref string) (*Workspace, error) {
+	c.reapOrphans()
+	if _, err := c.workspaces().Start(ctx, ref); err != nil {
+		return nil, err
+	}
+	return c.WorkspaceStatus(ctx, ref)
+}
+
+// DeleteWorkspace removes the workspace's VM and all its host state.
+func (c *Client) DeleteWorkspace(ctx context.Context, ref string) (*Workspace, error) {
+	r, err := c.workspaces().Delete(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	w := toWorkspace(r, nil)
+	w.State = "deleted"
+	return &w, nil
+}
+
+func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
+	w := Workspace{
+		WorkspaceID: r.ID, Name: r.Name, Labels: r.Labels, Environment: r.Environment, State: r.State,
+		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
+		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
+	}
+	if t := r.ExpiresAt(); !t.IsZero() {
+		w.ExpiresAt = &t
+	}
+	if info != nil {
+		w.ExecutionMode, w.BootMs = info.ExecutionMode, info.BootMs
+	}
+	return w
+}

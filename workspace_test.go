@@ -1,0 +1,164 @@
+package pyro_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/testutil"
+)
+
+func newWorkspaceClient(t *testing.T) (*pyro.Client, string) {
+	t.Helper()
+	testutil.RequiresVM(t)
+	bin := testutil.Binaries(t)
+	state := t.TempDir()
+	c, err := pyro.New(pyro.WithStateDir(state), pyro.WithAgentPath(bin+"/pyro-agent"), pyro.WithPyroBinary(bin+"/pyro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { testutil.AssertNoLeaks(t, state) })
+	return c, state
+}
+
+func seedRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "src"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "src", "calc.sh"), []byte("add() { echo $(($1 - $2)); }\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "test.sh"), []byte(". ./src/calc.sh\n[ \"$(add 2 3)\" = 5 ] && echo PASS || { echo FAIL; exit 1; }\n"), 0o755))
+	return dir
+}
+
+// The agent loop of the workspaces issue, through the SDK: create with a
+// seed, a failing test, a fix, a passing test, stop, start, still fixed,
+// delete leaves nothing.
+func TestWorkspaceAgentLoop(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12", SeedPath: seedRepo(t), Name: "loop", Labels: map[string]string{"task": "t1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State != "running" || w.SeedEntries < 3 || w.Name != "loop" {
+		t.Fatalf("created %+v", w)
+	}
+	exec := func(cmd string) *pyro.WorkspaceExecResult {
+		t.Helper()
+		r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: "loop", Command: cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := exec("./test.sh"); r.ExitCode != 1 || r.Stdout != "FAIL\n" {
+		t.Fatalf("first test run: %+v", r)
+	}
+	if r := exec("sed -i 's/\\$1 - \\$2/$1 + $2/' src/calc.sh && pwd"); r.ExitCode != 0 || r.Stdout != "/workspace\n" {
+		t.Fatalf("fix: %+v", r)
+	}
+	if r := exec("./test.sh"); r.ExitCode != 0 || r.Stdout != "PASS\n" || r.Sequence != 3 {
+		t.Fatalf("second test run: %+v", r)
+	}
+	if _, err := c.StopWorkspace(ctx, w.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.WorkspaceStatus(ctx, w.WorkspaceID); s.State != "stopped" || len(testutil.QEMUProcessesUnder(state)) != 0 {
+		t.Fatalf("after stop: %+v", s)
+	}
+	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true"}); pyro.ErrorCode(err) != "workspace_stopped" {
+		t.Fatalf("exec on a stopped workspace: %v", err)
+	}
+	if _, err := c.StartWorkspace(ctx, w.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	if r := exec("./test.sh && cat src/calc.sh"); r.ExitCode != 0 || !strings.Contains(r.Stdout, "$1 + $2") {
+		t.Fatalf("after restart: %+v", r)
+	}
+	logs, err := c.WorkspaceLogs(ctx, w.WorkspaceID)
+	if err != nil || len(logs) != 4 || logs[0].ExitCode != 1 || logs[2].ExitCode != 0 {
+		t.Fatalf("logs %v %+v", err, logs)
+	}
+	if _, err := c.DeleteWorkspace(ctx, "loop"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WorkspaceStatus(ctx, w.WorkspaceID); pyro.ErrorCode(err) != "workspace_not_found" {
+		t.Fatalf("status after delete: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(state, "workspaces")); len(left) != 0 {
+		t.Fatalf("host state left: %v", left)
+	}
+}
+
+// kill -9 of the supervisor: the workspace shows as stopped (not lost) and
+// start brings it back with /workspace intact.
+func TestWorkspaceSurvivesSupervisorCrash(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	if r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "echo kept > note && sync"}); err != nil || r.ExitCode != 0 {
+		t.Fatalf("%v %+v", err, r)
+	}
+	b, err := os.ReadFile(filepath.Join(state, "workspaces", w.WorkspaceID, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
+		t.Fatalf("supervisor.json %s: %v", b, err)
+	}
+	syscall.Kill(info.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(testutil.QEMUProcessesUnder(state)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s, err := c.WorkspaceStatus(ctx, w.WorkspaceID); err != nil || s.State != "stopped" {
+		t.Fatalf("after kill -9: %v %+v", err, s)
+	}
+	if _, err := c.StartWorkspace(ctx, w.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "cat note"})
+	if err != nil || r.Stdout != "kept\n" {
+		t.Fatalf("after restart: %v %+v", err, r)
+	}
+}
+
+func TestWorkspaceBadInput(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	cases := []struct {
+		req  pyro.CreateWorkspaceRequest
+		code string
+	}{
+		{pyro.CreateWorkspaceRequest{Environment: "nope:1"}, "environment_missing"},
+		{pyro.CreateWorkspaceRequest{Environment: "debian:12", SeedPath: "/does/not/exist"}, "invalid_argument"},
+		{pyro.CreateWorkspaceRequest{Environment: "debian:12", Name: "bad name!"}, "invalid_argument"},
+		{pyro.CreateWorkspaceRequest{Environment: "debian:12", VCPUCount: 64}, "invalid_argument"},
+		{pyro.CreateWorkspaceRequest{Environment: "debian:12", Labels: map[string]string{"": "x"}}, "invalid_argument"},
+	}
+	for _, tc := range cases {
+		if _, err := c.CreateWorkspace(ctx, tc.req); pyro.ErrorCode(err) != tc.code {
+			t.Errorf("%+v: %v, want %s", tc.req, err, tc.code)
+		}
+	}
+	for _, ref := range []string{"0123456789ab", "no-such-name", "../etc"} {
+		if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ref, Command: "true"}); pyro.ErrorCode(err) != "workspace_not_found" {
+			t.Errorf("exec %q: %v", ref, err)
+		}
+	}
+}
