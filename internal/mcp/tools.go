@@ -41,6 +41,11 @@ var tools = []tool{
 		"Show one workspace's state and sizes.", true, (*pyro.Client).WorkspaceStatus)},
 	{name: "workspace_logs", profiles: coreAndFull, add: addWorkspaceLogs},
 	{name: "workspace_exec", profiles: coreAndFull, add: addWorkspaceExec},
+	{name: "workspace_sync_push", profiles: coreAndFull, add: addWorkspaceSyncPush},
+	{name: "workspace_file_list", profiles: coreAndFull, add: addWorkspaceFileList},
+	{name: "workspace_file_read", profiles: coreAndFull, add: addWorkspaceFileRead},
+	{name: "workspace_file_write", profiles: coreAndFull, add: addWorkspaceFileWrite},
+	{name: "workspace_export", profiles: coreAndFull, add: addWorkspaceExport},
 	{name: "workspace_stop", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", false, (*pyro.Client).StopWorkspace)},
 	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,57 @@ func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reade
 	return &r, c.do(ctx, http.MethodPost, "/v1/archive?path="+url.QueryEscape(dest), tarStream, "application/x-tar", &r)
 }
 
+// GetArchive streams a tar of path (under /workspace) from the guest into w.
+func (c *Client) GetArchive(ctx context.Context, path string, maxBytes int64, w io.Writer) (*ArchiveResult, error) {
+	q := "/v1/archive?path=" + url.QueryEscape(path) + "&max_bytes=" + strconv.FormatInt(maxBytes, 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://supervisor"+q, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.transportErr(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, decodeErr(resp)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return nil, c.transportErr(ctx, err)
+	}
+	if e := resp.Trailer.Get(errorTrailer); e != "" {
+		var we WireError
+		if json.Unmarshal([]byte(e), &we) == nil {
+			return nil, fromWire(&we)
+		}
+	}
+	var res ArchiveResult
+	if err := json.Unmarshal([]byte(resp.Trailer.Get(resultTrailer)), &res); err != nil {
+		return nil, errdefs.New(errdefs.ErrUnavailable, "supervisor_unavailable", "the archive stream ended early")
+	}
+	return &res, nil
+}
+
+func (c *Client) transportErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if _, ok := err.(*errdefs.Error); ok {
+		return err
+	}
+	return errdefs.Wrap(err, errdefs.ErrUnavailable, "supervisor_unavailable", "the workspace's supervisor does not answer")
+}
+
+func decodeErr(resp *http.Response) error {
+	var e struct {
+		Error *WireError `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e); err != nil || e.Error == nil {
+		return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "supervisor answered %s", resp.Status)
+	}
+	return fromWire(e.Error)
+}
+
 func (c *Client) Sync(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/sync", nil, "", nil)
 }
@@ -85,22 +137,13 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return errdefs.Wrap(err, errdefs.ErrUnavailable, "supervisor_unavailable", "the workspace's supervisor does not answer")
+		return c.transportErr(ctx, err)
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error *WireError `json:"error"`
-		}
-		if err := dec.Decode(&e); err != nil || e.Error == nil {
-			return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "supervisor answered %s", resp.Status)
-		}
-		return fromWire(e.Error)
+		return decodeErr(resp)
 	}
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 64<<20))
 	if out == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -117,6 +118,7 @@ func (s *server) routes() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/exec", s.handleExec)
 	mux.HandleFunc("POST /v1/archive", s.handlePutArchive)
+	mux.HandleFunc("GET /v1/archive", s.handleGetArchive)
 	mux.HandleFunc("POST /v1/sync", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.vm.Agent().Sync(r.Context()); err != nil {
 			writeErr(w, err)
@@ -172,6 +174,55 @@ func (s *server) handlePutArchive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, ArchiveResult{Entries: res.Entries, Bytes: res.Bytes})
+}
+
+// handleGetArchive streams a tar of a guest path. An error before the first
+// byte is a normal error answer; one after it travels in the trailer.
+func (s *server) handleGetArchive(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Query().Get("path")
+	maxBytes, _ := strconv.ParseInt(r.URL.Query().Get("max_bytes"), 10, 64)
+	w.Header().Set("Trailer", errorTrailer)
+	lw := &lazyWriter{w: w}
+	res, err := s.vm.Agent().GetArchive(r.Context(), path, maxBytes, lw)
+	if err != nil {
+		if !lw.started {
+			writeErr(w, err)
+			return
+		}
+		b, _ := json.Marshal(toWire(err))
+		w.Header().Set(errorTrailer, string(b))
+		return
+	}
+	if !lw.started {
+		lw.start()
+	}
+	b, _ := json.Marshal(ArchiveResult{Entries: res.Entries, Bytes: res.Bytes})
+	w.Header().Set(resultTrailer, string(b))
+}
+
+// Trailers of a streamed archive.
+const (
+	errorTrailer  = "X-Pyro-Error"
+	resultTrailer = "X-Pyro-Result"
+)
+
+type lazyWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (l *lazyWriter) start() {
+	l.started = true
+	l.w.Header().Set("Content-Type", "application/x-tar")
+	l.w.Header().Add("Trailer", resultTrailer)
+	l.w.WriteHeader(http.StatusOK)
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	if !l.started {
+		l.start()
+	}
+	return l.w.Write(p)
 }
 
 func sendReady(f *os.File, r Ready) error {

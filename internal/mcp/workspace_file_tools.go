@@ -1,0 +1,133 @@
+package mcp
+
+import (
+	"context"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro"
+)
+
+const pathRule = "Relative to /workspace, or absolute under it; paths that leave /workspace (.., symlinks) are refused."
+
+type syncPushInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	SourcePath  string `json:"source_path"`
+	Dest        string `json:"dest,omitempty"`
+}
+
+func addWorkspaceSyncPush(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Copy later host-side changes (a host directory, .tar or .tar.gz) into a running workspace without recreating it; files of the same name are overwritten. Result: path, entries, bytes.",
+		InputSchema: inputSchema[syncPushInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"source_path":  {desc: "Host directory or archive to copy.", required: true},
+			"dest":         {desc: "Guest directory to copy into. " + pathRule, def: "/workspace"},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in syncPushInput) (*mcp.CallToolResult, *pyro.TransferResult, error) {
+		r, err := c.SyncPush(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, r, nil
+	})
+}
+
+type exportInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	Path        string `json:"path"`
+	OutputPath  string `json:"output_path"`
+}
+
+func addWorkspaceExport(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Copy one workspace file or directory back to a new path on the host (its parent must exist). Result: host_path, entries, bytes.",
+		InputSchema: inputSchema[exportInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"path":         {desc: "Workspace file or directory. " + pathRule, required: true},
+			"output_path":  {desc: "Host path to create; it must not exist yet.", required: true},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in exportInput) (*mcp.CallToolResult, *pyro.TransferResult, error) {
+		r, err := c.ExportWorkspace(ctx, in.WorkspaceID, in.Path, in.OutputPath)
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, r, nil
+	})
+}
+
+type fileListInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	Path        string `json:"path,omitempty"`
+	Recursive   bool   `json:"recursive,omitempty"`
+}
+
+type fileListOutput struct {
+	Entries []pyro.FileEntry `json:"entries"`
+}
+
+func addWorkspaceFileList(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "List a workspace directory. Result: entries with path (relative to /workspace), type (file, dir, symlink, other), size and mode.",
+		InputSchema: inputSchema[fileListInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"path":         {desc: "Directory to list. " + pathRule, def: "/workspace"},
+			"recursive":    {desc: "List the whole tree instead of one level.", def: false},
+		}),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in fileListInput) (*mcp.CallToolResult, fileListOutput, error) {
+		e, err := c.ListWorkspaceFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
+		if err != nil {
+			return nil, fileListOutput{}, toolError(err)
+		}
+		return nil, fileListOutput{Entries: e}, nil
+	})
+}
+
+type fileReadInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	Path        string `json:"path"`
+	MaxBytes    int64  `json:"max_bytes,omitempty"`
+}
+
+func addWorkspaceFileRead(s *mcp.Server, c *pyro.Client, name string) {
+	lo, hi := rng(1, pyro.MaxFileReadMaxBytes)
+	t := &mcp.Tool{Name: name,
+		Description: "Read one workspace file. Result: content, size, binary (true when the content is not UTF-8 text). Files above max_bytes are refused with too_large.",
+		InputSchema: inputSchema[fileReadInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"path":         {desc: "File to read. " + pathRule, required: true},
+			"max_bytes":    {desc: "Refuse files larger than this.", def: pyro.DefaultFileReadMaxBytes, min: lo, max: hi},
+		}),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in fileReadInput) (*mcp.CallToolResult, *pyro.FileContent, error) {
+		f, err := c.ReadWorkspaceFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, f, nil
+	})
+}
+
+type fileWriteInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	Path        string `json:"path"`
+	Text        string `json:"text"`
+}
+
+func addWorkspaceFileWrite(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Create or replace one workspace file with the given text (parent directories are created). Prefer workspace_patch_apply for edits to existing files.",
+		InputSchema: inputSchema[fileWriteInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"path":         {desc: "File to write. " + pathRule, required: true},
+			"text":         {desc: "The complete new content.", required: true},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in fileWriteInput) (*mcp.CallToolResult, *pyro.TransferResult, error) {
+		r, err := c.WriteWorkspaceFile(ctx, in.WorkspaceID, in.Path, []byte(in.Text))
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, r, nil
+	})
+}

@@ -1,0 +1,308 @@
+package workspace
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/archive"
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/supervisor"
+)
+
+// Root is /workspace in the guest.
+const Root = "/workspace"
+
+// GuestPath turns a user path (relative to /workspace, or absolute under
+// it) into a clean absolute guest path, refusing anything that leaves it.
+// Symlinks are checked in the guest, where they live.
+func GuestPath(field, p string) (string, error) {
+	if strings.ContainsRune(p, 0) {
+		return "", errdefs.InvalidArgument(field, "contains a NUL byte")
+	}
+	if p == "" || p == "." {
+		return Root, nil
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(Root, p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return "", outside(field, p)
+		}
+	}
+	c := path.Clean(p)
+	if c != Root && !strings.HasPrefix(c, Root+"/") {
+		return "", outside(field, p)
+	}
+	return c, nil
+}
+
+func outside(field, p string) error {
+	return errdefs.New(errdefs.ErrInvalidArgument, "path_outside_workspace",
+		"%s: %q is outside /workspace: paths must be relative to /workspace or absolute under it", field, p)
+}
+
+// SyncPush copies a host directory or archive into the running workspace
+// (default destination /workspace), overwriting files of the same name.
+func (m *Manager) SyncPush(ctx context.Context, ref, src, dest string) (*Record, archive.Stats, error) {
+	dst, err := GuestPath("dest", dest)
+	if err != nil {
+		return nil, archive.Stats{}, err
+	}
+	if _, err := os.Stat(src); err != nil {
+		return nil, archive.Stats{}, errdefs.InvalidArgument("source", "%s: %v", src, err)
+	}
+	r, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, archive.Stats{}, err
+	}
+	defer sc.Close()
+	pr, pw := io.Pipe()
+	var stats archive.Stats
+	go func() {
+		var err error
+		stats, err = archive.Seed(ctx, src, pw, archive.Limits{})
+		pw.CloseWithError(err)
+	}()
+	_, err = sc.PutArchive(ctx, dst, pr)
+	pr.CloseWithError(io.ErrClosedPipe) // stop the packer if the put failed early
+	if err != nil {
+		return nil, stats, err
+	}
+	return r, stats, m.touch(r.ID)
+}
+
+// touch records activity (reads do not count).
+func (m *Manager) touch(id string) error {
+	_, err := m.recordActivity(id, func(rec *Record) (int, error) {
+		rec.LastActivityAt = time.Now().UTC()
+		return 0, nil
+	})
+	return err
+}
+
+// Export copies a guest file or directory out to a new host path. The
+// guest's archive is extracted (validated) into a temp dir beside the
+// output and renamed into place, so a failure leaves nothing behind.
+func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Record, archive.Stats, error) {
+	src, err := GuestPath("path", guest)
+	if err != nil {
+		return nil, archive.Stats{}, err
+	}
+	out, err := filepath.Abs(output)
+	if err != nil {
+		return nil, archive.Stats{}, errdefs.InvalidArgument("output", "%v", err)
+	}
+	parent := filepath.Dir(out)
+	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
+		return nil, archive.Stats{}, errdefs.InvalidArgument("output", "the parent of %s does not exist or is not a directory: create it first", out)
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return nil, archive.Stats{}, errdefs.New(errdefs.ErrAlreadyExists, "already_exists", "output %s already exists: remove it or pick another path", out)
+	}
+	r, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, archive.Stats{}, err
+	}
+	defer sc.Close()
+	tmp, err := os.MkdirTemp(parent, ".pyro-export-")
+	if err != nil {
+		return nil, archive.Stats{}, err
+	}
+	defer os.RemoveAll(tmp)
+	pr, pw := io.Pipe()
+	type result struct {
+		stats archive.Stats
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := archive.Extract(ctx, pr, tmp, archive.Limits{})
+		pr.CloseWithError(err)
+		done <- result{st, err}
+	}()
+	_, gerr := sc.GetArchive(ctx, src, 0, pw)
+	pw.CloseWithError(gerr)
+	res := <-done
+	if err := errors.Join(gerr, res.err); err != nil {
+		return nil, res.stats, firstTyped(gerr, res.err)
+	}
+	// A directory's entries are relative to it; a file arrives under its base name.
+	from := tmp
+	if entries, _ := os.ReadDir(tmp); len(entries) == 1 && !entries[0].IsDir() && entries[0].Name() == path.Base(src) {
+		from = filepath.Join(tmp, entries[0].Name())
+	}
+	if err := os.Rename(from, out); err != nil {
+		return nil, res.stats, err
+	}
+	return r, res.stats, nil
+}
+
+func firstTyped(errs ...error) error {
+	for _, e := range errs {
+		var te *errdefs.Error
+		if errors.As(e, &te) {
+			return e
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FileRead returns the content of one guest file, refusing files larger
+// than maxBytes.
+func (m *Manager) FileRead(ctx context.Context, ref, guest string, maxBytes int64) ([]byte, error) {
+	src, err := GuestPath("path", guest)
+	if err != nil {
+		return nil, err
+	}
+	_, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Close()
+	var buf bytes.Buffer
+	if _, err := sc.GetArchive(ctx, src, maxBytes, &limitedBuffer{b: &buf, max: maxBytes + 64<<10}); err != nil {
+		if errdefs.CodeOf(err) == "too_large" {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "too_large",
+				"%s is larger than max_bytes (%d): raise max_bytes, or read a part with exec (e.g. head -c)", src, maxBytes)
+		}
+		return nil, err
+	}
+	tr := tar.NewReader(&buf)
+	h, err := tr.Next()
+	if err != nil {
+		return nil, errdefs.New(errdefs.ErrInternal, "bad_archive", "the guest sent an empty archive for %s", src)
+	}
+	if h.Typeflag != tar.TypeReg {
+		return nil, errdefs.InvalidArgument("path", "%s is not a regular file: use file list for directories", src)
+	}
+	if h.Size > maxBytes {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "too_large", "%s is larger than max_bytes (%d)", src, maxBytes)
+	}
+	return io.ReadAll(io.LimitReader(tr, maxBytes))
+}
+
+// limitedBuffer refuses to grow past max: the guest is not trusted to honour limits.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int64
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if int64(l.b.Len()+len(p)) > l.max {
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, "too_large", "the guest sent more than it was asked for")
+	}
+	return l.b.Write(p)
+}
+
+// FileWrite creates or replaces one guest file with content.
+func (m *Manager) FileWrite(ctx context.Context, ref, guest string, content []byte) (*Record, error) {
+	dst, err := GuestPath("path", guest)
+	if err != nil {
+		return nil, err
+	}
+	if dst == Root {
+		return nil, errdefs.InvalidArgument("path", "names /workspace itself: give a file path")
+	}
+	r, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Close()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: path.Base(dst), Mode: 0o644, Size: int64(len(content)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(content); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := sc.PutArchive(ctx, path.Dir(dst), &buf); err != nil {
+		return nil, err
+	}
+	return r, m.touch(r.ID)
+}
+
+// FileEntry is one entry of a guest directory listing.
+type FileEntry struct {
+	Path string `json:"path"` // relative to /workspace
+	Type string `json:"type"` // file, dir, symlink, other
+	Size int64  `json:"size"`
+	Mode string `json:"mode"` // octal permission bits
+}
+
+// FileList lists a guest directory (one level, or the whole tree).
+func (m *Manager) FileList(ctx context.Context, ref, guest string, recursive bool) ([]FileEntry, error) {
+	dir, err := GuestPath("path", guest)
+	if err != nil {
+		return nil, err
+	}
+	_, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Close()
+	depth := "-maxdepth 1"
+	if recursive {
+		depth = ""
+	}
+	// The realpath check keeps a symlink from listing outside /workspace.
+	script := `p=$(realpath -e -- "$1") || exit 3
+case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
+cd "$p" && find . -mindepth 1 ` + depth + ` -printf '%y\t%s\t%m\t%P\0' | head -c 8388608`
+	res, err := sc.Exec(ctx, supervisor.ExecRequest{
+		Command: "set -- " + shellQuote(dir) + "; " + script, TimeoutMs: 60_000, MaxOutput: 8 << 20,
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch res.ExitCode {
+	case 0:
+	case 3:
+		return nil, errdefs.New(errdefs.ErrNotFound, "not_found", "%s does not exist in the workspace", dir)
+	case 4:
+		return nil, outside("path", guest)
+	default:
+		return nil, errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "listing %s failed: %s", dir, strings.TrimSpace(string(res.Stderr)))
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(dir, Root), "/")
+	var out []FileEntry
+	for _, rec := range bytes.Split(res.Stdout, []byte{0}) {
+		f := strings.SplitN(string(rec), "\t", 4)
+		if len(f) != 4 || f[3] == "" {
+			continue // the guest is not trusted: skip what does not parse
+		}
+		size, err1 := strconv.ParseInt(f[1], 10, 64)
+		if err1 != nil || strings.Contains(f[3], "..") && strings.Contains("/"+f[3]+"/", "/../") {
+			continue
+		}
+		out = append(out, FileEntry{Path: path.Join(rel, f[3]), Type: fileType(f[0]), Size: size, Mode: f[2]})
+	}
+	return out, nil
+}
+
+func fileType(t string) string {
+	switch t {
+	case "f":
+		return "file"
+	case "d":
+		return "dir"
+	case "l":
+		return "symlink"
+	}
+	return "other"
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
