@@ -76,7 +76,41 @@ type WorkspaceLogEntry = workspace.HistoryEntry
 func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = path } }
 
 func (c *Client) workspaces() *workspace.Manager {
-	return workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
+	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
+	// Expired workspaces go before anything else looks at them.
+	if reaped, err := m.ReapExpired(context.Background(), time.Now()); len(reaped) > 0 || err != nil {
+		c.log.Info("reaped expired workspaces", "workspaces", reaped, "err", err)
+	}
+	return m
+}
+
+// ReapExpired deletes every workspace whose TTL has passed and returns their ids.
+// Every workspace call does this first; call it to do it on demand.
+func (c *Client) ReapExpired(ctx context.Context) ([]string, error) {
+	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
+	reaped, err := m.ReapExpired(ctx, time.Now())
+	if reaped == nil {
+		reaped = []string{}
+	}
+	return reaped, err
+}
+
+// UpdateWorkspaceRequest changes a workspace's name and labels.
+type UpdateWorkspaceRequest struct {
+	Workspace   string            `json:"workspace_id"`
+	Name        *string           `json:"name,omitempty"` // nil keeps; "" clears
+	Labels      map[string]string `json:"labels,omitempty"`
+	ClearLabels []string          `json:"clear_labels,omitempty"`
+}
+
+// UpdateWorkspace sets the name, sets labels and clears labels.
+func (c *Client) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest) (*Workspace, error) {
+	r, err := c.workspaces().Update(ctx, req.Workspace, req.Name, req.Labels, req.ClearLabels)
+	if err != nil {
+		return nil, err
+	}
+	w := toWorkspace(r, nil)
+	return &w, nil
 }
 
 func (c *Client) supervisorBinary() string {

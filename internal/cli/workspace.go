@@ -16,7 +16,7 @@ import (
 func (a *app) workspaceCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
 	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
-		a.wsSync(), a.wsExport(), a.wsFile(),
+		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(),
 		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
 		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
 		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))
@@ -235,6 +235,52 @@ func (a *app) wsSimple(verb, short string, call func(*pyro.Client, context.Conte
 				printWorkspace(a, w)
 			}
 			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+func (a *app) wsUpdate() *cobra.Command {
+	var name string
+	var labels, clear []string
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "update ID [--name N] [--label K=V]... [--clear-label K]...", Short: "Change a workspace's name and labels", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := parseLabels(labels)
+			if err != nil {
+				return a.fail(cmd.Context(), err, jsonOut)
+			}
+			req := pyro.UpdateWorkspaceRequest{Workspace: args[0], Labels: set, ClearLabels: clear}
+			if cmd.Flags().Changed("name") {
+				req.Name = &name
+			}
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				return c.UpdateWorkspace(ctx, req)
+			}, func(v any) { printWorkspace(a, v.(*pyro.Workspace)) })
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "new name (empty clears it)")
+	cmd.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE label to set (repeatable)")
+	cmd.Flags().StringArrayVar(&clear, "clear-label", nil, "label key to remove (repeatable)")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+func (a *app) wsReap() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "reap-expired", Short: "Delete every workspace whose TTL has passed", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				ids, err := c.ReapExpired(ctx)
+				return map[string]any{"reaped": ids}, err
+			}, func(v any) {
+				for _, id := range v.(map[string]any)["reaped"].([]string) {
+					fmt.Fprintln(a.stdout, "deleted", id)
+				}
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")

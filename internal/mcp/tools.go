@@ -50,6 +50,8 @@ var tools = []tool{
 		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", false, (*pyro.Client).StopWorkspace)},
 	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Boot a stopped workspace from its kept disk.", false, (*pyro.Client).StartWorkspace)},
+	{name: "workspace_update", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
+	{name: "vm_reap_expired", profiles: []Profile{ProfileWorkspaceFull}, add: addReapExpired},
 	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
 		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
 }

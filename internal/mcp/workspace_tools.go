@@ -150,3 +150,45 @@ func addWorkspaceExec(s *mcp.Server, c *pyro.Client, name string) {
 		return nil, res, nil
 	})
 }
+
+type workspaceUpdateInput struct {
+	WorkspaceID string            `json:"workspace_id"`
+	Name        *string           `json:"name,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	ClearLabels []string          `json:"clear_labels,omitempty"`
+}
+
+func addWorkspaceUpdate(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Rename a workspace, set labels or clear labels. " + workspaceFields,
+		InputSchema: inputSchema[workspaceUpdateInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"name":         {desc: "New unique name; an empty string clears it; omit to keep it."},
+			"labels":       {desc: "Labels to set (KEY: VALUE)."},
+			"clear_labels": {desc: "Label keys to remove."},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceUpdateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
+		w, err := c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: in.WorkspaceID, Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels})
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, w, nil
+	})
+}
+
+type reapOutput struct {
+	Reaped []string `json:"reaped"`
+}
+
+func addReapExpired(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Delete every workspace whose ttl_seconds has passed without activity (pyro also does this before every workspace call). Result: reaped (the deleted ids).",
+		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, _ listEnvironmentsInput) (*mcp.CallToolResult, reapOutput, error) {
+		ids, err := c.ReapExpired(ctx)
+		if err != nil {
+			return nil, reapOutput{}, toolError(err)
+		}
+		return nil, reapOutput{Reaped: ids}, nil
+	})
+}
