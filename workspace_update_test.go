@@ -3,6 +3,7 @@ package pyro_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -73,5 +74,59 @@ func TestWorkspaceUpdateConcurrencyAndTTL(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(state, "workspaces")); len(left) != 0 {
 		t.Errorf("expired workspace left state: %v", left)
+	}
+}
+
+// Eight workspaces at once on this 2-core host, each answering for itself.
+func TestEightWorkspacesAtOnce(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	const n = 8
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12", MemMiB: 512, Name: "eight-" + strconv.Itoa(i)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			ids[i] = w.WorkspaceID
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	defer func() {
+		for _, id := range ids {
+			if id != "" {
+				c.DeleteWorkspace(ctx, id)
+			}
+		}
+	}()
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: "eight-" + strconv.Itoa(i), Command: "echo " + strconv.Itoa(i) + " > me; cat me"})
+			if err != nil || r.Stdout != strconv.Itoa(i)+"\n" {
+				t.Errorf("workspace %d: %v %+v", i, err, r)
+			}
+		}()
+	}
+	wg.Wait()
+	ws, err := c.ListWorkspaces(ctx)
+	if err != nil || len(ws) != n {
+		t.Fatalf("list: %v, %d workspaces", err, len(ws))
+	}
+	for _, w := range ws {
+		if w.State != "running" {
+			t.Errorf("%s is %s", w.WorkspaceID, w.State)
+		}
 	}
 }

@@ -16,6 +16,7 @@ func (a *app) benchCommand() *cobra.Command {
 	var jsonOut bool
 	var envName string
 	var runs, vcpus, mem int
+	var workspaces bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure `pyro run ENV -- true` against a raw QEMU boot of the same kernel and image",
@@ -56,14 +57,25 @@ func (a *app) benchCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
+			var wr *bench.WorkspaceReport
+			if workspaces {
+				if wr, err = bench.Workspaces(ctx, c, envName, runs, 10<<20, r.FloorMedianMs); err != nil {
+					return a.fail(ctx, err, jsonOut)
+				}
+			}
 			if jsonOut {
-				writeJSON(a.stdout, r)
+				writeJSON(a.stdout, map[string]any{"one_shot": r, "workspaces": wr})
 				return nil
 			}
 			fmt.Fprintf(a.stdout, "environment:        %s (%s, %d vCPU, %d MiB)\n", r.Environment, r.ExecutionMode, vcpus, mem)
 			fmt.Fprintf(a.stdout, "floor (raw QEMU):   median %d ms  %v\n", r.FloorMedianMs, r.FloorMs)
 			fmt.Fprintf(a.stdout, "pyro run -- true:   median %d ms  %v\n", r.RunMedianMs, r.RunMs)
 			fmt.Fprintf(a.stdout, "ratio:              %.3f\n", r.Ratio)
+			if wr != nil {
+				fmt.Fprintf(a.stdout, "workspace create (10 MiB seed): median %d ms  %v  (%.2f x floor)\n", wr.CreateMedianMs, wr.CreateMs, wr.CreateFloorRatio)
+				fmt.Fprintf(a.stdout, "workspace exec true:            median %d ms  %v  (%.2f x floor)\n", wr.ExecMedianMs, wr.ExecMs, wr.ExecFloorRatio)
+				fmt.Fprintf(a.stdout, "idle workspace host memory:     %d MiB (supervisor + VMM RSS)\n", wr.IdleHostMemMiB)
+			}
 			return nil
 		},
 	}
@@ -72,6 +84,7 @@ func (a *app) benchCommand() *cobra.Command {
 	f.IntVar(&runs, "runs", 7, "measured rounds")
 	f.IntVar(&vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
+	f.BoolVar(&workspaces, "workspaces", false, "also measure workspace create (10 MiB seed), exec round trips and idle memory")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }
