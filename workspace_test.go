@@ -1,6 +1,7 @@
 package pyro_test
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -139,7 +140,7 @@ func TestWorkspaceSurvivesSupervisorCrash(t *testing.T) {
 }
 
 func TestWorkspaceBadInput(t *testing.T) {
-	c, _ := newWorkspaceClient(t)
+	c, state := newWorkspaceClient(t)
 	ctx := t.Context()
 	cases := []struct {
 		req  pyro.CreateWorkspaceRequest
@@ -155,6 +156,20 @@ func TestWorkspaceBadInput(t *testing.T) {
 		if _, err := c.CreateWorkspace(ctx, tc.req); pyro.ErrorCode(err) != tc.code {
 			t.Errorf("%+v: %v, want %s", tc.req, err, tc.code)
 		}
+	}
+	// A hostile seed archive is refused before anything boots, and leaves nothing.
+	evil := filepath.Join(t.TempDir(), "evil.tar")
+	f, _ := os.Create(evil)
+	tw := tar.NewWriter(f)
+	tw.WriteHeader(&tar.Header{Name: "../escape", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+	tw.Write([]byte("x"))
+	tw.Close()
+	f.Close()
+	if _, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12", SeedPath: evil}); pyro.ErrorCode(err) != "path_outside_workspace" {
+		t.Errorf("seed with ../: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(state, "workspaces")); len(left) != 0 {
+		t.Errorf("failed create left state: %v", left)
 	}
 	for _, ref := range []string{"0123456789ab", "no-such-name", "../etc"} {
 		if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ref, Command: "true"}); pyro.ErrorCode(err) != "workspace_not_found" {
