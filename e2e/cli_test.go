@@ -192,3 +192,5 @@ func TestCLIKilledOwnerIsReaped(t *testing.T) {
 		t.Fatalf("next run: %+v", r)
 	}
 }
+
+const syscallTERM = syscall.SIGTERM

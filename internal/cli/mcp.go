@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
+
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
@@ -9,12 +12,15 @@ import (
 
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
-	var profile string
+	var profile, httpAddr string
+	var allowRemote bool
 	serve := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the MCP protocol on stdio",
-		Long:  "Serves pyro's tools over MCP on stdin/stdout. Profiles: vm-run (vm_run only), workspace-core, workspace-full.",
-		Args:  cobra.NoArgs,
+		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
+		Long: "Serves pyro's tools over MCP on stdin/stdout, or with --http ADDR over Streamable HTTP at http://ADDR/mcp\n" +
+			"(loopback only unless --allow-remote; bearer token from PYRO_MCP_TOKEN, else generated into a 0600 file\n" +
+			"whose path is printed). Profiles: vm-run (vm_run only), workspace-core, workspace-full.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := pyromcp.ParseProfile(profile)
 			if err != nil {
@@ -25,9 +31,21 @@ func (a *app) mcpCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
-			return pyromcp.ServeStdio(cmd.Context(), c, p, Version)
+			if httpAddr == "" {
+				return pyromcp.ServeStdio(cmd.Context(), c, p, Version)
+			}
+			err = pyromcp.ServeHTTP(cmd.Context(), c, p, Version, pyromcp.HTTPOptions{
+				Addr: httpAddr, AllowRemote: allowRemote, Token: os.Getenv("PYRO_MCP_TOKEN"),
+				TokenFile: filepath.Join(c.StateDir(), "mcp-token"), Log: a.stderr,
+			})
+			if err != nil {
+				return a.fail(cmd.Context(), err, false)
+			}
+			return nil
 		},
 	}
+	serve.Flags().StringVar(&httpAddr, "http", "", "serve Streamable HTTP on this loopback HOST:PORT instead of stdio")
+	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)
 	return cmd
