@@ -114,12 +114,23 @@ func (c *Client) CacheDir() string { return c.cacheDir }
 func (c *Client) vmsDir() string { return filepath.Join(c.stateDir, "vms") }
 
 func (c *Client) envProgress(e env.Event) {
-	c.report(ProgressEvent{Stage: e.Stage, Message: e.Message, Done: e.Done, Total: e.Total})
+	c.report(context.Background(), ProgressEvent{Stage: e.Stage, Message: e.Message, Done: e.Done, Total: e.Total})
 }
 
-func (c *Client) report(e ProgressEvent) {
+type progressKey struct{}
+
+// ContextWithProgress returns a context whose calls also report their
+// progress to fn (the MCP server forwards it as progress notifications).
+func ContextWithProgress(ctx context.Context, fn func(ProgressEvent)) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+func (c *Client) report(ctx context.Context, e ProgressEvent) {
 	if c.progress != nil {
 		c.progress(e)
+	}
+	if fn, ok := ctx.Value(progressKey{}).(func(ProgressEvent)); ok {
+		fn(e)
 	}
 }
 

@@ -107,7 +107,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, e.KernelPath)
 	c.log.Debug("accelerator chosen", "accel", verdict.Accel, "ms", time.Since(start).Milliseconds())
-	c.report(ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
+	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
 	v, err := vm.Boot(ctx, c.vmsDir(), vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run",
@@ -122,6 +122,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(), VMID: v.ID,
 	}
 	c.log.Debug("booted", "vm", v.ID, "boot_ms", res.BootMs, "ms", time.Since(start).Milliseconds())
+	c.report(ctx, ProgressEvent{Stage: "exec", Message: "running the command"})
 	out, err := execShell(ctx, v, req.Command, nil, "/", req.TimeoutSeconds, req.MaxOutputBytes)
 	if err != nil {
 		return nil, err

@@ -152,7 +152,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	}
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, e.KernelPath)
-	c.report(ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
+	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
 	rec, err := c.workspaces().Create(ctx, workspace.CreateSpec{
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -53,4 +54,26 @@ func ServeStdio(ctx context.Context, c *pyro.Client, profile Profile, version st
 // toolError turns an SDK error into the text a model sees: "code: message".
 func toolError(err error) error {
 	return fmt.Errorf("%s: %s", errdefs.CodeOf(err), err.Error())
+}
+
+// withProgress forwards the SDK's progress for this call as MCP progress
+// notifications, when the client asked for them with a progress token.
+func withProgress(ctx context.Context, req *mcp.CallToolRequest) context.Context {
+	tok := req.Params.GetProgressToken()
+	if tok == nil || req.Session == nil {
+		return ctx
+	}
+	var mu sync.Mutex
+	n := 0.0
+	return pyro.ContextWithProgress(ctx, func(e pyro.ProgressEvent) {
+		mu.Lock()
+		n++
+		p := n
+		mu.Unlock()
+		msg := e.Stage
+		if e.Message != "" {
+			msg += ": " + e.Message
+		}
+		_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: p, Message: msg})
+	})
 }

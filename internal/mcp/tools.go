@@ -100,7 +100,8 @@ func addVMRun(s *mcp.Server, c *pyro.Client, name string) {
 			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
 		}),
 	}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmRunInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
+	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in vmRunInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
+		ctx = withProgress(ctx, req)
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}

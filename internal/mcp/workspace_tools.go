@@ -44,7 +44,8 @@ func addWorkspaceCreate(s *mcp.Server, c *pyro.Client, name string) {
 			"ttl_seconds": {desc: "Delete the workspace after this many seconds without activity; 0 = never.", def: 0, min: ttlMin, max: ttlMax},
 		}),
 	}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceCreateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
+	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in workspaceCreateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
+		ctx = withProgress(ctx, req)
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
