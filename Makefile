@@ -24,6 +24,7 @@ demo: deps build
 # The whole suite: real VMs, real MCP clients. Environments are built once and cached.
 test: deps build
 	$(BIN)/pyro env pull debian:12 debian:12-base debian:12-build
+	npm ci --prefix e2e/tsclient --no-audit --no-fund
 	$(GO) vet ./...
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	PYRO_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 60m ./...

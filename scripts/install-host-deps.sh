@@ -7,6 +7,8 @@ pkgs=(
   linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev xz-utils cpio kmod  # guest kernel
   ca-certificates git
 )
+# The e2e tests drive pyro with the official TypeScript MCP client.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

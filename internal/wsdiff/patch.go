@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
@@ -175,19 +176,10 @@ func (p *planner) result() *PatchResult {
 			res.Files = append(res.Files, PatchedFile{Path: path, Content: fs.content, Mode: fs.mode})
 		}
 	}
-	slices.SortFunc(res.Files, func(a, b PatchedFile) int { return compareStrings(a.Path, b.Path) })
+	slices.SortFunc(res.Files, func(a, b PatchedFile) int { return strings.Compare(a.Path, b.Path) })
 	for _, f := range res.Files {
 		res.Changed = append(res.Changed, f.Path)
 	}
 	return res
 }
 
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}

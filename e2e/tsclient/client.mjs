@@ -1,0 +1,38 @@
+// Drives `pyro mcp serve` with the official TypeScript MCP client and prints
+// one JSON object with what it saw. Usage:
+//   node client.mjs stdio PYRO_BIN PROFILE SCENARIO
+//   node client.mjs http  URL TOKEN SCENARIO
+// SCENARIO: "vm_run" or "workspace_loop" (needs a seed dir in PYRO_E2E_SEED).
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+const [mode, target, extra, scenario] = process.argv.slice(2);
+const transport = mode === "stdio"
+  ? new StdioClientTransport({ command: target, args: ["mcp", "serve", "--profile", extra], env: process.env, stderr: "inherit" })
+  : new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers: { Authorization: `Bearer ${extra}` } } });
+
+const client = new Client({ name: "pyro-e2e-ts", version: "1.0.0" });
+await client.connect(transport);
+const out = { tools: (await client.listTools()).tools.map((t) => t.name).sort() };
+
+const call = async (name, args) => {
+  const res = await client.callTool({ name, arguments: args });
+  if (res.isError) throw new Error(`${name}: ${res.content.map((c) => c.text).join("")}`);
+  return res.structuredContent;
+};
+
+if (scenario === "vm_run") {
+  out.vm_run = await call("vm_run", { command: "echo from-typescript; exit 3" });
+} else if (scenario === "workspace_loop") {
+  const ws = await call("workspace_create", { seed_path: process.env.PYRO_E2E_SEED });
+  const id = ws.workspace_id;
+  out.first = await call("workspace_exec", { workspace_id: id, command: "./test.sh" });
+  await call("workspace_file_write", { workspace_id: id, path: "src/value", text: "right\n" });
+  out.second = await call("workspace_exec", { workspace_id: id, command: "./test.sh" });
+  out.read = await call("workspace_file_read", { workspace_id: id, path: "src/value" });
+  out.export = await call("workspace_export", { workspace_id: id, path: "src/value", output_path: process.env.PYRO_E2E_EXPORT });
+  out.deleted = await call("workspace_delete", { workspace_id: id });
+}
+await client.close();
+console.log(JSON.stringify(out));

@@ -1,0 +1,85 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pyrovm/pyro/internal/testutil"
+)
+
+// tsClient runs the official TypeScript MCP client (e2e/tsclient, installed
+// by `make test` with npm ci) and decodes what it printed.
+func tsClient(t *testing.T, state string, args ...string) map[string]json.RawMessage {
+	t.Helper()
+	dir := filepath.Join(testutil.RepoRoot(), "e2e", "tsclient")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
+		t.Fatalf("the TypeScript MCP SDK is not installed: run `npm ci --prefix e2e/tsclient` (make test does): %v", err)
+	}
+	cmd := exec.Command("node", append([]string{"client.mjs"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PYRO_STATE_DIR="+state)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node client: %v\n%s", err, out)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("node client output: %v\n%s", err, out)
+	}
+	return m
+}
+
+func TestTypeScriptClientStdioAndHTTP(t *testing.T) {
+	s := stateDir(t)
+	bin := filepath.Join(testutil.Binaries(t), "pyro")
+	check := func(m map[string]json.RawMessage, wantTools []string) {
+		t.Helper()
+		var tools []string
+		json.Unmarshal(m["tools"], &tools)
+		for _, w := range wantTools {
+			if !slices.Contains(tools, w) {
+				t.Errorf("tools %v lack %s", tools, w)
+			}
+		}
+		var r struct {
+			ExitCode int    `json:"exit_code"`
+			Stdout   string `json:"stdout"`
+		}
+		if err := json.Unmarshal(m["vm_run"], &r); err != nil || r.ExitCode != 3 || r.Stdout != "from-typescript\n" {
+			t.Errorf("vm_run via TypeScript: %v %+v", err, r)
+		}
+	}
+	check(tsClient(t, s, "stdio", bin, "vm-run", "vm_run"), []string{"vm_run", "vm_list_environments"})
+	endpoint := startHTTPServer(t, s, "ts-token", "--profile", "workspace-core")
+	check(tsClient(t, s, "http", endpoint, "ts-token", "vm_run"), []string{"vm_run", "workspace_create", "workspace_exec"})
+}
+
+func TestTypeScriptClientWorkspaceLoop(t *testing.T) {
+	s := stateDir(t)
+	seed := t.TempDir()
+	os.MkdirAll(filepath.Join(seed, "src"), 0o755)
+	os.WriteFile(filepath.Join(seed, "src", "value"), []byte("wrong\n"), 0o644)
+	os.WriteFile(filepath.Join(seed, "test.sh"), []byte("#!/bin/sh\ngrep -qx right src/value && echo PASS || { echo FAIL; exit 1; }\n"), 0o755)
+	export := filepath.Join(t.TempDir(), "value.out")
+	t.Setenv("PYRO_E2E_SEED", seed)
+	t.Setenv("PYRO_E2E_EXPORT", export)
+	m := tsClient(t, s, "stdio", filepath.Join(testutil.Binaries(t), "pyro"), "workspace-core", "workspace_loop")
+	var first, second struct {
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+	}
+	json.Unmarshal(m["first"], &first)
+	json.Unmarshal(m["second"], &second)
+	if first.ExitCode != 1 || first.Stdout != "FAIL\n" || second.ExitCode != 0 || second.Stdout != "PASS\n" {
+		t.Fatalf("loop: first %+v second %+v", first, second)
+	}
+	if b, err := os.ReadFile(export); err != nil || strings.TrimSpace(string(b)) != "right" {
+		t.Fatalf("export: %v %q", err, b)
+	}
+}
