@@ -60,7 +60,8 @@ func explain(err error) string {
 }
 
 // locate returns f, or a copy moved to the nearest line at or after min
-// where its old lines are found. Hunks without old lines are left alone.
+// where its old lines are found. A hunk without old lines (a pure
+// insertion) is not moved.
 func locate(f *gitdiff.TextFragment, lines []string, min int) (*gitdiff.TextFragment, error) {
 	var pre []string
 	for _, l := range f.Lines {
@@ -68,8 +69,18 @@ func locate(f *gitdiff.TextFragment, lines []string, min int) (*gitdiff.TextFrag
 			pre = append(pre, l.Line)
 		}
 	}
+	if len(pre) == 0 {
+		if f.OldPosition > 0 {
+			// "@@ -5,0 ..." inserts after line 5 (diff -U0, git, patch);
+			// go-gitdiff would insert before it.
+			g := *f
+			g.OldPosition++
+			return &g, nil
+		}
+		return f, nil
+	}
 	want := max(int(f.OldPosition)-1, 0)
-	if len(pre) == 0 || (want >= min && matchAt(lines, pre, want)) {
+	if want >= min && matchAt(lines, pre, want) {
 		return f, nil
 	}
 	for d := 1; want-d >= min || want+d+len(pre) <= len(lines); d++ {

@@ -182,4 +182,3 @@ func (p *planner) result() *PatchResult {
 	}
 	return res
 }
-
