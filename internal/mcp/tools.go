@@ -46,6 +46,9 @@ var tools = []tool{
 	{name: "workspace_file_read", profiles: coreAndFull, add: addWorkspaceFileRead},
 	{name: "workspace_file_write", profiles: coreAndFull, add: addWorkspaceFileWrite},
 	{name: "workspace_export", profiles: coreAndFull, add: addWorkspaceExport},
+	{name: "workspace_diff", profiles: coreAndFull, add: addWorkspaceDiff},
+	{name: "workspace_patch_apply", profiles: coreAndFull, add: addWorkspacePatchApply},
+	{name: "workspace_summary", profiles: coreAndFull, add: addWorkspaceSummary},
 	{name: "workspace_stop", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", false, (*pyro.Client).StopWorkspace)},
 	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(

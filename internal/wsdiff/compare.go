@@ -150,7 +150,7 @@ func compareEntry(p string, b, c *entry, lim Limits) (Change, bool) {
 	default:
 		var added, removed int
 		ch.Diff, added, removed = fileDiff(p, &side{b.content, b.mode}, &side{c.content, c.mode})
-		ch.Summary = fmt.Sprintf("%d lines added, %d removed", added, removed)
+		ch.Summary = fmt.Sprintf("%s added, %d removed", lines(added), removed)
 	}
 	return ch, true
 }
@@ -173,11 +173,11 @@ func oneSided(p, status string, e *entry, lim Limits) Change {
 		case status == statusAdded:
 			var n int
 			ch.Diff, n, _ = fileDiff(p, nil, &side{e.content, e.mode})
-			ch.Summary = fmt.Sprintf("%d lines added", n)
+			ch.Summary = fmt.Sprintf("new text file (%s)", lines(n))
 		default:
 			var n int
 			ch.Diff, _, n = fileDiff(p, &side{e.content, e.mode}, nil)
-			ch.Summary = fmt.Sprintf("%d lines removed", n)
+			ch.Summary = fmt.Sprintf("text file deleted (%s)", lines(n))
 		}
 	}
 	return ch
@@ -203,4 +203,11 @@ func sameContent(b, c *entry) bool {
 		return b.sum == c.sum
 	}
 	return bytes.Equal(b.content, c.content)
+}
+
+func lines(n int) string {
+	if n == 1 {
+		return "1 line"
+	}
+	return fmt.Sprintf("%d lines", n)
 }

@@ -1,0 +1,58 @@
+package mcp
+
+import (
+	"context"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro"
+)
+
+func addWorkspaceDiff(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Compare /workspace with its immutable create-time baseline. Result: changes (path, status added/modified/deleted, kind, binary, diff: unified text for text files, summary for binary ones), counts, and patch (all text changes as one unified diff).",
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, *pyro.WorkspaceDiff, error) {
+		d, err := c.DiffWorkspace(ctx, in.WorkspaceID)
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, d, nil
+	})
+}
+
+type patchInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	Patch       string `json:"patch"`
+}
+
+func addWorkspacePatchApply(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "Apply a unified diff (git diff or diff -u with a/ b/ prefixes; paths relative to /workspace) to the workspace, all or nothing: if any hunk does not apply, nothing changes and the error (patch_failed) names the file and hunk. Result: changed (the paths written).",
+		InputSchema: inputSchema[patchInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"patch":        {desc: "The unified diff text.", required: true},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in patchInput) (*mcp.CallToolResult, *pyro.PatchResult, error) {
+		r, err := c.ApplyPatch(ctx, in.WorkspaceID, in.Patch)
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, r, nil
+	})
+}
+
+func addWorkspaceSummary(s *mcp.Server, c *pyro.Client, name string) {
+	t := &mcp.Tool{Name: name,
+		Description: "A workspace at a glance: state, sizes, the files changed since the baseline (running workspaces) and the last commands with their exit codes.",
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
+		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, *pyro.WorkspaceSummary, error) {
+		sum, err := c.SummarizeWorkspace(ctx, in.WorkspaceID)
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, sum, nil
+	})
+}
