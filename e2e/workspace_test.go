@@ -128,3 +128,30 @@ func TestMCPWorkspaceCoreLoop(t *testing.T) {
 		t.Fatalf("status after delete: %v %s", err, toolText(res))
 	}
 }
+
+// Two processes mutating one workspace at once: the lock serializes them and
+// the end state is consistent (deleted, nothing left).
+func TestCLIConcurrentMutations(t *testing.T) {
+	s := stateDir(t)
+	r := runPyro(t, s, "workspace", "create", "debian:12", "--id-only")
+	if r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	results := make(chan result, 3)
+	for _, args := range [][]string{{"workspace", "stop", id}, {"workspace", "delete", id}, {"workspace", "update", id, "--label", "k=v"}} {
+		go func() { results <- runPyro(t, s, args...) }()
+	}
+	for i := 0; i < 3; i++ {
+		r := <-results
+		if r.code != 0 && !strings.Contains(r.stderr, "workspace_not_found") {
+			t.Errorf("concurrent mutation: %+v", r)
+		}
+	}
+	if r := runPyro(t, s, "workspace", "list", "--json"); strings.Contains(r.stdout, id) {
+		t.Errorf("workspace survived its delete: %s", r.stdout)
+	}
+	if left, _ := os.ReadDir(filepath.Join(s, "workspaces")); len(left) != 0 {
+		t.Errorf("state left: %v", left)
+	}
+}

@@ -185,8 +185,7 @@ func (m *Manager) Resolve(ref string) (*Record, error) {
 			return r, nil
 		}
 	}
-	return nil, errdefs.New(errdefs.ErrNotFound, CodeNotFound,
-		"no workspace %q: run \"pyro workspace list\" to see the workspaces", ref)
+	return nil, notFound(ref)
 }
 
 func (m *Manager) scan() ([]*Record, error) {

@@ -124,7 +124,20 @@ func writeJSONAtomic(path string, v any) error {
 func lock(p Paths) (*flock.Flock, error) {
 	l := flock.New(p.Lock())
 	if err := l.Lock(); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, notFound(filepath.Base(p.Dir))
+		}
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "lock workspace")
 	}
+	// Deleted while we waited for the lock: the record is gone.
+	if _, err := os.Stat(p.Record()); errors.Is(err, os.ErrNotExist) {
+		l.Unlock()
+		return nil, notFound(filepath.Base(p.Dir))
+	}
 	return l, nil
+}
+
+func notFound(ref string) error {
+	return errdefs.New(errdefs.ErrNotFound, CodeNotFound,
+		"no workspace %q: run \"pyro workspace list\" to see the workspaces", ref)
 }

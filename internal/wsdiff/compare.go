@@ -112,8 +112,7 @@ func reportable(t tree) tree {
 func compareEntry(p string, b, c *entry, lim Limits) (Change, bool) {
 	switch {
 	case b == nil:
-		ch := oneSided(p, statusAdded, c, lim)
-		return ch, true
+		return oneSided(p, statusAdded, c, lim), true
 	case c == nil:
 		return oneSided(p, statusDeleted, b, lim), true
 	case b.kind != c.kind:

@@ -4,12 +4,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
@@ -284,4 +288,79 @@ func TestRoundTripGitApply(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRoundTripRandom diffs and re-applies random edits of random files.
+func TestRoundTripRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	words := []string{"a\n", "b\n", "}\n", "\n", "x := 1\n", "return\n"}
+	randLines := func(n int) []string {
+		var ls []string
+		for range n {
+			if rng.IntN(3) == 0 {
+				ls = append(ls, fmt.Sprintf("unique %d\n", rng.IntN(1000)))
+			} else {
+				ls = append(ls, words[rng.IntN(len(words))])
+			}
+		}
+		return ls
+	}
+	for iter := range 300 {
+		a := randLines(rng.IntN(60))
+		b := slices.Clone(a)
+		for range rng.IntN(8) {
+			at := rng.IntN(len(b) + 1)
+			switch rng.IntN(3) {
+			case 0:
+				b = slices.Insert(b, at, randLines(1+rng.IntN(4))...)
+			case 1:
+				b = slices.Delete(b, at, min(len(b), at+1+rng.IntN(4)))
+			default:
+				if at < len(b) {
+					b[at] = randLines(1)[0]
+				}
+			}
+		}
+		as, bs := strings.Join(a, ""), strings.Join(b, "")
+		if rng.IntN(4) == 0 {
+			bs = strings.TrimSuffix(bs, "\n")
+		}
+		base, cur := []tent{file("f", as)}, []tent{file("f", bs)}
+		res := compare(t, base, cur, Limits{})
+		if as == bs {
+			if len(res.Changes) != 0 {
+				t.Fatalf("iter %d: change for equal files", iter)
+			}
+			continue
+		}
+		p, err := Plan(res.Patch, filesOf(base...).source)
+		if err != nil {
+			t.Fatalf("iter %d: %v\n%s", iter, err, res.Patch)
+		}
+		if got := filesOf(base...).write(p)["f"].content; got != bs {
+			t.Fatalf("iter %d: got %q want %q\n%s", iter, got, bs, res.Patch)
+		}
+	}
+}
+
+func TestLargeScatteredDiffIsFast(t *testing.T) {
+	var a, b strings.Builder
+	for i := range 30000 {
+		fmt.Fprintf(&a, "line %d of the file with some text\n", i)
+		if i%10 == 0 {
+			fmt.Fprintf(&b, "changed %d\n", i)
+		} else {
+			fmt.Fprintf(&b, "line %d of the file with some text\n", i)
+		}
+	}
+	start := time.Now()
+	diff, added, removed := fileDiff("x", &side{[]byte(a.String()), 0o644}, &side{[]byte(b.String()), 0o644})
+	if added != 3000 || removed != 3000 || time.Since(start) > 5*time.Second {
+		t.Fatalf("+%d -%d in %v", added, removed, time.Since(start))
+	}
+	p, err := Plan(diff, memFS{"x": {a.String(), 0o644}}.source)
+	if err != nil || string(p.Files[0].Content) != b.String() {
+		t.Fatalf("apply: %v", err)
+	}
+	t.Logf("1 MiB, 3000 changed lines: diffed in %v", time.Since(start))
 }

@@ -46,8 +46,15 @@ func applyFragments(name string, src []byte, frags []*gitdiff.TextFragment) ([]b
 	return out.Bytes(), nil
 }
 
+// hunkHeader spells a hunk header as diff -u does ("@@ -3 +3,2 @@").
 func hunkHeader(f *gitdiff.TextFragment) string {
-	return fmt.Sprintf("@@ -%d,%d +%d,%d @@", f.OldPosition, f.OldLines, f.NewPosition, f.NewLines)
+	r := func(pos, n int64) string {
+		if n == 1 {
+			return fmt.Sprint(pos)
+		}
+		return fmt.Sprintf("%d,%d", pos, n)
+	}
+	return fmt.Sprintf("@@ -%s +%s @@", r(f.OldPosition, f.OldLines), r(f.NewPosition, f.NewLines))
 }
 
 // explain turns a go-gitdiff apply error into a line of text.

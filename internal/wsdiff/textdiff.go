@@ -6,8 +6,6 @@ import (
 	"os"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/pmezard/go-difflib/difflib"
 )
 
 const (
@@ -72,7 +70,7 @@ func fileDiff(path string, old, new *side) (diff string, added, removed int) {
 		}
 		oldLines, newLines = splitLines(old.content), splitLines(new.content)
 	}
-	groups := difflib.NewMatcher(oldLines, newLines).GetGroupedOpCodes(contextLines)
+	groups := groupedOpCodes(oldLines, newLines, contextLines)
 	if len(groups) == 0 {
 		return b.String(), 0, 0
 	}
