@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/workspace"
@@ -15,13 +16,16 @@ import (
 
 // CreateWorkspaceRequest describes a new persistent workspace.
 type CreateWorkspaceRequest struct {
-	Environment string            `json:"environment"`
-	SeedPath    string            `json:"seed_path,omitempty"` // host dir, .tar, .tar.gz or .tgz
-	Name        string            `json:"name,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	VCPUCount   int               `json:"vcpu_count,omitempty"`
-	MemMiB      int               `json:"mem_mib,omitempty"`
-	TTLSeconds  int               `json:"ttl_seconds,omitempty"` // 0 = no expiry
+	Environment string `json:"environment"`
+	SeedPath    string `json:"seed_path,omitempty"` // host dir, .tar, .tar.gz or .tgz
+	// SeedGitTracked seeds only the Git-tracked files of the checkout at
+	// SeedPath; unreadable or special files are skipped and listed.
+	SeedGitTracked bool              `json:"seed_git_tracked,omitempty"`
+	Name           string            `json:"name,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	VCPUCount      int               `json:"vcpu_count,omitempty"`
+	MemMiB         int               `json:"mem_mib,omitempty"`
+	TTLSeconds     int               `json:"ttl_seconds,omitempty"` // 0 = no expiry
 }
 
 // Workspace is a workspace as every face reports it.
@@ -40,6 +44,7 @@ type Workspace struct {
 	CommandCount   int               `json:"command_count"`
 	SeedEntries    int               `json:"seed_entries"`
 	SeedBytes      int64             `json:"seed_bytes"`
+	SeedSkipped    []SkippedFile     `json:"seed_skipped,omitempty"`   // host files left out of the seed, and why
 	ExecutionMode  string            `json:"execution_mode,omitempty"` // while running
 	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
 }
@@ -66,6 +71,9 @@ type WorkspaceExecResult struct {
 	TimedOut        bool   `json:"timed_out"`
 	DurationMs      int64  `json:"duration_ms"`
 }
+
+// SkippedFile is a host file left out of a seed, and why.
+type SkippedFile = archive.Skipped
 
 // WorkspaceLogEntry is one command of a workspace's history.
 type WorkspaceLogEntry = workspace.HistoryEntry
@@ -152,11 +160,17 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	}
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, e.KernelPath)
+	var files []string
+	if req.SeedGitTracked {
+		if files, err = gitTrackedFiles(ctx, req.SeedPath); err != nil {
+			return nil, err
+		}
+	}
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
 	rec, err := c.workspaces().Create(ctx, workspace.CreateSpec{
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
-		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath,
+		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath, SeedFiles: files,
 	})
 	if err != nil {
 		return nil, err
@@ -179,6 +193,9 @@ func validateCreate(req CreateWorkspaceRequest) error {
 		if err := workspace.ValidateName(req.Name); err != nil {
 			return err
 		}
+	}
+	if req.SeedGitTracked && req.SeedPath == "" {
+		return errdefs.InvalidArgument("seed_git_tracked", "needs seed_path: the Git checkout to seed from")
 	}
 	if req.SeedPath != "" {
 		if _, err := os.Stat(req.SeedPath); err != nil {
@@ -277,6 +294,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		WorkspaceID: r.ID, Name: r.Name, Labels: r.Labels, Environment: r.Environment, State: r.State,
 		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
+		SeedSkipped: r.Seed.Skipped,
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t

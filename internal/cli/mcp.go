@@ -12,7 +12,7 @@ import (
 
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
-	var profile, httpAddr string
+	var profile, httpAddr, projectPath string
 	var allowRemote bool
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -31,10 +31,16 @@ func (a *app) mcpCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
-			if httpAddr == "" {
-				return pyromcp.ServeStdio(cmd.Context(), c, p, Version)
+			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath}
+			if !cmd.Flags().Changed("project-path") {
+				if wd, err := os.Getwd(); err == nil {
+					cfg.ProjectPath = pyro.GitToplevel(cmd.Context(), wd)
+				}
 			}
-			err = pyromcp.ServeHTTP(cmd.Context(), c, p, Version, pyromcp.HTTPOptions{
+			if httpAddr == "" {
+				return pyromcp.ServeStdio(cmd.Context(), c, cfg)
+			}
+			err = pyromcp.ServeHTTP(cmd.Context(), c, cfg, pyromcp.HTTPOptions{
 				Addr: httpAddr, AllowRemote: allowRemote, Token: os.Getenv("PYRO_MCP_TOKEN"),
 				TokenFile: filepath.Join(c.StateDir(), "mcp-token"), Log: a.stderr,
 			})
@@ -45,6 +51,7 @@ func (a *app) mcpCommand() *cobra.Command {
 		},
 	}
 	serve.Flags().StringVar(&httpAddr, "http", "", "serve Streamable HTTP on this loopback HOST:PORT instead of stdio")
+	serve.Flags().StringVar(&projectPath, "project-path", "", "Git checkout workspace_create seeds from when no seed_path is given (default: the checkout the server starts in)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)

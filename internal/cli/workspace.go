@@ -75,6 +75,7 @@ func (a *app) wsCreate() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.SeedPath, "seed-path", "", "host directory, .tar, .tar.gz or .tgz to seed /workspace from")
+	f.BoolVar(&req.SeedGitTracked, "seed-git-tracked", false, "seed only the Git-tracked files of the checkout at --seed-path")
 	f.StringVar(&req.Name, "name", "", "unique name to address the workspace by")
 	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")

@@ -51,7 +51,7 @@ func CheckAddr(addr string, allowRemote bool) error {
 
 // ServeHTTP serves MCP over Streamable HTTP until ctx ends. Every request
 // must carry "Authorization: Bearer TOKEN"; others get 401.
-func ServeHTTP(ctx context.Context, c *pyro.Client, profile Profile, version string, o HTTPOptions) error {
+func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) error {
 	if err := CheckAddr(o.Addr, o.AllowRemote); err != nil {
 		return err
 	}
@@ -66,13 +66,13 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, profile Profile, version str
 		}
 		fmt.Fprintf(o.Log, "pyro: bearer token written to %s\n", o.TokenFile)
 	}
-	server := NewServer(c, profile, version)
+	server := NewServer(c, cfg)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrUnavailable, "listen_failed", "listen on %s", o.Addr)
 	}
-	fmt.Fprintf(o.Log, "pyro: MCP (Streamable HTTP) on http://%s/mcp (profile %s)\n", ln.Addr(), profile)
+	fmt.Fprintf(o.Log, "pyro: MCP (Streamable HTTP) on http://%s/mcp (profile %s)\n", ln.Addr(), cfg.Profile)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", requireToken(token, handler))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -28,13 +28,29 @@ func ParseProfile(s string) (Profile, error) {
 	return "", errdefs.InvalidArgument("profile", "%q is not one of vm-run, workspace-core, workspace-full", s)
 }
 
-// NewServer builds an MCP server exposing the tools of profile.
-func NewServer(c *pyro.Client, profile Profile, version string) *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: version}, &mcp.ServerOptions{Instructions: instructions})
+// Config says what a server exposes.
+type Config struct {
+	Profile Profile
+	Version string
+	// ProjectPath, when set, is the Git checkout workspace_create seeds from
+	// (its tracked files) when the call gives no seed_path.
+	ProjectPath string
+}
+
+// deps is what tool handlers use.
+type deps struct {
+	c           *pyro.Client
+	projectPath string
+}
+
+// NewServer builds an MCP server exposing the tools of cfg.Profile.
+func NewServer(c *pyro.Client, cfg Config) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
+	d := deps{c: c, projectPath: cfg.ProjectPath}
 	for _, t := range tools {
 		for _, p := range t.profiles {
-			if p == profile {
-				t.add(s, c, t.name)
+			if p == cfg.Profile {
+				t.add(s, d, t.name)
 				break
 			}
 		}
@@ -43,8 +59,8 @@ func NewServer(c *pyro.Client, profile Profile, version string) *mcp.Server {
 }
 
 // ServeStdio serves one client on stdin/stdout until it disconnects or ctx ends.
-func ServeStdio(ctx context.Context, c *pyro.Client, profile Profile, version string) error {
-	err := NewServer(c, profile, version).Run(ctx, &mcp.StdioTransport{})
+func ServeStdio(ctx context.Context, c *pyro.Client, cfg Config) error {
+	err := NewServer(c, cfg).Run(ctx, &mcp.StdioTransport{})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

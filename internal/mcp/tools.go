@@ -26,7 +26,7 @@ var Profiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFul
 type tool struct {
 	name     string
 	profiles []Profile
-	add      func(s *mcp.Server, c *pyro.Client, name string)
+	add      func(s *mcp.Server, d deps, name string)
 }
 
 var allProfiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFull}
@@ -80,7 +80,8 @@ type vmRunInput struct {
 	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
 }
 
-func addVMRun(s *mcp.Server, c *pyro.Client, name string) {
+func addVMRun(s *mcp.Server, d deps, name string) {
+	c := d.c
 	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
 	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
 	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
@@ -125,7 +126,8 @@ type listEnvironmentsOutput struct {
 	Environments []pyro.EnvironmentInfo `json:"environments"`
 }
 
-func addListEnvironments(s *mcp.Server, c *pyro.Client, name string) {
+func addListEnvironments(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{
 		Name: name,
 		Description: "List the environments (guest OS images) pyro can boot, with their packages and whether each is " +

@@ -32,7 +32,7 @@ func TestToolTableRegisters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range Profiles {
-		s := NewServer(c, p, "test")
+		s := NewServer(c, Config{Profile: p, Version: "test"})
 		st, ct := mcp.NewInMemoryTransports()
 		if _, err := s.Connect(t.Context(), st, nil); err != nil {
 			t.Fatal(err)

@@ -8,7 +8,8 @@ import (
 	"github.com/pyrovm/pyro"
 )
 
-func addWorkspaceDiff(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceDiff(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Compare /workspace with its immutable create-time baseline. Result: changes (path, status added/modified/deleted, kind, binary, diff: unified text for text files, summary for binary ones), counts, and patch (all text changes as one unified diff).",
 		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
@@ -27,7 +28,8 @@ type patchInput struct {
 	Patch       string `json:"patch"`
 }
 
-func addWorkspacePatchApply(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspacePatchApply(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Apply a unified diff (git diff or diff -u with a/ b/ prefixes; paths relative to /workspace) to the workspace, all or nothing: if any hunk does not apply, nothing changes and the error (patch_failed) names the file and hunk. Result: changed (the paths written).",
 		InputSchema: inputSchema[patchInput](map[string]prop{
@@ -43,7 +45,8 @@ func addWorkspacePatchApply(s *mcp.Server, c *pyro.Client, name string) {
 	})
 }
 
-func addWorkspaceSummary(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceSummary(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "A workspace at a glance: state, sizes, the files changed since the baseline (running workspaces) and the last commands with their exit codes.",
 		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),

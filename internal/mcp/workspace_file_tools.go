@@ -16,7 +16,8 @@ type syncPushInput struct {
 	Dest        string `json:"dest,omitempty"`
 }
 
-func addWorkspaceSyncPush(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceSyncPush(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Copy later host-side changes (a host directory, .tar or .tar.gz) into a running workspace without recreating it; files of the same name are overwritten. Result: path, entries, bytes.",
 		InputSchema: inputSchema[syncPushInput](map[string]prop{
@@ -39,7 +40,8 @@ type exportInput struct {
 	OutputPath  string `json:"output_path"`
 }
 
-func addWorkspaceExport(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceExport(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Copy one workspace file or directory back to a new path on the host (its parent must exist). Result: host_path, entries, bytes.",
 		InputSchema: inputSchema[exportInput](map[string]prop{
@@ -66,7 +68,8 @@ type fileListOutput struct {
 	Entries []pyro.FileEntry `json:"entries"`
 }
 
-func addWorkspaceFileList(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceFileList(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "List a workspace directory. Result: entries with path (relative to /workspace), type (file, dir, symlink, other), size and mode.",
 		InputSchema: inputSchema[fileListInput](map[string]prop{
@@ -90,7 +93,8 @@ type fileReadInput struct {
 	MaxBytes    int64  `json:"max_bytes,omitempty"`
 }
 
-func addWorkspaceFileRead(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceFileRead(s *mcp.Server, d deps, name string) {
+	c := d.c
 	lo, hi := rng(1, pyro.MaxFileReadMaxBytes)
 	t := &mcp.Tool{Name: name,
 		Description: "Read one workspace file. Result: content, size, binary (true when the content is not UTF-8 text). Files above max_bytes are refused with too_large.",
@@ -115,7 +119,8 @@ type fileWriteInput struct {
 	Text        string `json:"text"`
 }
 
-func addWorkspaceFileWrite(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceFileWrite(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Create or replace one workspace file with the given text (parent directories are created). Prefer workspace_patch_apply for edits to existing files.",
 		InputSchema: inputSchema[fileWriteInput](map[string]prop{

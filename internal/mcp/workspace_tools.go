@@ -24,7 +24,8 @@ const workspaceFields = "Result: workspace_id (use it in every later workspace_*
 	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
 	"last_activity_at, expires_at (when ttl_seconds is set)."
 
-func addWorkspaceCreate(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
+	c := d.c
 	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
 	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
 	ttlMin, ttlMax := rng(0, 30*24*3600)
@@ -36,7 +37,8 @@ func addWorkspaceCreate(s *mcp.Server, c *pyro.Client, name string) {
 		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
-			"seed_path":   {desc: "Host directory, .tar, .tar.gz or .tgz whose content becomes /workspace (the baseline)."},
+			"seed_path": {desc: "Host directory, .tar, .tar.gz or .tgz whose content becomes /workspace (the baseline). " +
+				"Omit it to seed from the Git-tracked files of the server's project (when it has one); seed_skipped lists files left out."},
 			"name":        {desc: "Optional unique name to address the workspace by."},
 			"labels":      {desc: "Optional KEY: VALUE labels."},
 			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
@@ -49,10 +51,14 @@ func addWorkspaceCreate(s *mcp.Server, c *pyro.Client, name string) {
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
-		w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{
+		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds,
-		})
+		}
+		if cr.SeedPath == "" && d.projectPath != "" {
+			cr.SeedPath, cr.SeedGitTracked = d.projectPath, true
+		}
+		w, err := c.CreateWorkspace(ctx, cr)
 		if err != nil {
 			return nil, nil, toolError(err)
 		}
@@ -69,8 +75,9 @@ var workspaceRefProps = map[string]prop{
 }
 
 // addWorkspaceRefTool registers a tool that takes only a workspace id.
-func addWorkspaceRefTool(description string, readOnly bool, call func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) func(*mcp.Server, *pyro.Client, string) {
-	return func(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceRefTool(description string, readOnly bool, call func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) func(*mcp.Server, deps, string) {
+	return func(s *mcp.Server, d deps, name string) {
+		c := d.c
 		t := &mcp.Tool{Name: name, Description: description + " " + workspaceFields,
 			InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
 		if readOnly {
@@ -90,7 +97,8 @@ type workspaceListOutput struct {
 	Workspaces []pyro.Workspace `json:"workspaces"`
 }
 
-func addWorkspaceList(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceList(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "List workspaces, newest activity first, with their state. Use it to find a workspace_id again.",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
@@ -108,7 +116,8 @@ type workspaceLogsOutput struct {
 	Commands []pyro.WorkspaceLogEntry `json:"commands"`
 }
 
-func addWorkspaceLogs(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceLogs(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Show the workspace's command history: each workspace_exec with its sequence number, command, exit_code, timed_out, duration_ms and started_at.",
 		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
@@ -129,7 +138,8 @@ type workspaceExecInput struct {
 	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
 }
 
-func addWorkspaceExec(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceExec(s *mcp.Server, d deps, name string) {
+	c := d.c
 	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
 	outMin, outMax := rng(0, pyro.MaxMaxOutputBytes)
 	t := &mcp.Tool{Name: name,
@@ -159,7 +169,8 @@ type workspaceUpdateInput struct {
 	ClearLabels []string          `json:"clear_labels,omitempty"`
 }
 
-func addWorkspaceUpdate(s *mcp.Server, c *pyro.Client, name string) {
+func addWorkspaceUpdate(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Rename a workspace, set labels or clear labels. " + workspaceFields,
 		InputSchema: inputSchema[workspaceUpdateInput](map[string]prop{
@@ -181,7 +192,8 @@ type reapOutput struct {
 	Reaped []string `json:"reaped"`
 }
 
-func addReapExpired(s *mcp.Server, c *pyro.Client, name string) {
+func addReapExpired(s *mcp.Server, d deps, name string) {
+	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Delete every workspace whose ttl_seconds has passed without activity (pyro also does this before every workspace call). Result: reaped (the deleted ids).",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{})}

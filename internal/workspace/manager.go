@@ -54,6 +54,7 @@ type CreateSpec struct {
 	Accel       string
 	TTLSeconds  int
 	SeedPath    string
+	SeedFiles   []string // when set: only these files (relative to SeedPath) are packed, e.g. Git-tracked ones
 }
 
 var (
@@ -110,11 +111,11 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
 	}
 	// The baseline is the normalized seed archive, kept on the host for good.
-	stats, err := writeBaseline(ctx, p.Baseline(), s.SeedPath)
+	stats, err := writeBaseline(ctx, p.Baseline(), s.SeedPath, s.SeedFiles)
 	if err != nil {
 		return nil, err
 	}
-	rec.Seed = SeedInfo{Source: s.SeedPath, Entries: stats.Entries, Bytes: stats.Bytes}
+	rec.Seed = SeedInfo{Source: s.SeedPath, Entries: stats.Entries, Bytes: stats.Bytes, Skipped: stats.Skipped}
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
 	}
@@ -137,7 +138,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	return rec, writeRecord(p, rec)
 }
 
-func writeBaseline(ctx context.Context, path, seed string) (archive.Stats, error) {
+func writeBaseline(ctx context.Context, path, seed string, files []string) (archive.Stats, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err != nil {
 		return archive.Stats{}, err
@@ -146,7 +147,12 @@ func writeBaseline(ctx context.Context, path, seed string) (archive.Stats, error
 	if seed == "" {
 		return archive.Stats{}, nil
 	}
-	stats, err := archive.Seed(ctx, seed, f, archive.Limits{})
+	var stats archive.Stats
+	if files != nil {
+		stats, err = archive.PackFiles(ctx, seed, files, f, archive.Limits{})
+	} else {
+		stats, err = archive.Seed(ctx, seed, f, archive.Limits{})
+	}
 	if err != nil {
 		return stats, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
@@ -44,9 +45,10 @@ type Record struct {
 
 // SeedInfo says what /workspace started from.
 type SeedInfo struct {
-	Source  string `json:"source,omitempty"`
-	Entries int    `json:"entries"`
-	Bytes   int64  `json:"bytes"`
+	Source  string            `json:"source,omitempty"`
+	Entries int               `json:"entries"`
+	Bytes   int64             `json:"bytes"`
+	Skipped []archive.Skipped `json:"skipped,omitempty"` // unreadable or special files left out
 }
 
 // ExpiresAt is when the workspace expires, or zero for never.
