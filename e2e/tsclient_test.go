@@ -79,6 +79,13 @@ func TestTypeScriptClientWorkspaceLoop(t *testing.T) {
 	if first.ExitCode != 1 || first.Stdout != "FAIL\n" || second.ExitCode != 0 || second.Stdout != "PASS\n" {
 		t.Fatalf("loop: first %+v second %+v", first, second)
 	}
+	var diff struct {
+		Modified int `json:"modified"`
+	}
+	json.Unmarshal(m["diff"], &diff)
+	if diff.Modified != 1 {
+		t.Errorf("diff via TypeScript: %s", m["diff"])
+	}
 	if b, err := os.ReadFile(export); err != nil || strings.TrimSpace(string(b)) != "right" {
 		t.Fatalf("export: %v %q", err, b)
 	}

@@ -63,6 +63,34 @@ func TestCLIWorkspaceLifecycle(t *testing.T) {
 	if r := runPyro(t, s, "workspace", "exec", id, "--", "cat hello.txt"); r.stdout != "hello from the host\nmore\n" {
 		t.Fatalf("after restart: %+v", r)
 	}
+	// patch, diff and export through the CLI
+	patch := filepath.Join(t.TempDir(), "fix.diff")
+	os.WriteFile(patch, []byte("--- a/hello.txt\n+++ b/hello.txt\n@@ -1,2 +1,2 @@\n-hello from the host\n+hello from the patch\n more\n"), 0o644)
+	if r := runPyro(t, s, "workspace", "patch", "apply", id, "--patch-file", patch); r.code != 0 || !strings.Contains(r.stdout, "hello.txt") {
+		t.Fatalf("patch apply: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "patch", "apply", id, "--patch-file", patch); r.code != 125 || !strings.Contains(r.stderr, "patch_failed") {
+		t.Fatalf("patch applied twice: %+v", r)
+	}
+	r = runPyro(t, s, "workspace", "diff", id, "--json")
+	var d struct {
+		Changes []struct {
+			Path   string `json:"path"`
+			Status string `json:"status"`
+			Diff   string `json:"diff"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil || len(d.Changes) != 1 || d.Changes[0].Status != "modified" ||
+		!strings.Contains(d.Changes[0].Diff, "+hello from the patch") || !strings.Contains(d.Changes[0].Diff, "+more") {
+		t.Fatalf("diff: %v %s", err, r.stdout)
+	}
+	out := filepath.Join(t.TempDir(), "hello.out")
+	if r := runPyro(t, s, "workspace", "export", id, "hello.txt", "--output", out); r.code != 0 {
+		t.Fatalf("export: %+v", r)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "hello from the patch\nmore\n" {
+		t.Fatalf("exported %q", b)
+	}
 	if r := runPyro(t, s, "workspace", "delete", id); r.code != 0 {
 		t.Fatalf("delete: %+v", r)
 	}
@@ -121,6 +149,32 @@ func TestMCPWorkspaceCoreLoop(t *testing.T) {
 	call("workspace_exec", map[string]any{"workspace_id": w.WorkspaceID, "command": "wc -l < hello.txt"}, &ex)
 	if ex.ExitCode != 0 || ex.Stdout != "1\n" {
 		t.Fatalf("exec %+v", ex)
+	}
+	var p struct {
+		Changed []string `json:"changed"`
+	}
+	call("workspace_patch_apply", map[string]any{"workspace_id": w.WorkspaceID,
+		"patch": "--- a/hello.txt\n+++ b/hello.txt\n@@ -1 +1 @@\n-hello from the host\n+hello from MCP\n"}, &p)
+	if len(p.Changed) != 1 || p.Changed[0] != "hello.txt" {
+		t.Fatalf("patch %+v", p)
+	}
+	var d struct {
+		Modified int `json:"modified"`
+		Changes  []struct {
+			Diff string `json:"diff"`
+		} `json:"changes"`
+	}
+	call("workspace_diff", map[string]any{"workspace_id": w.WorkspaceID}, &d)
+	if d.Modified != 1 || !strings.Contains(d.Changes[0].Diff, "+hello from MCP") {
+		t.Fatalf("diff %+v", d)
+	}
+	out := filepath.Join(t.TempDir(), "hello.out")
+	var ex2 struct {
+		Bytes int64 `json:"bytes"`
+	}
+	call("workspace_export", map[string]any{"workspace_id": w.WorkspaceID, "path": "hello.txt", "output_path": out}, &ex2)
+	if b, _ := os.ReadFile(out); string(b) != "hello from MCP\n" {
+		t.Fatalf("exported %q", b)
 	}
 	call("workspace_delete", map[string]any{"workspace_id": w.WorkspaceID}, &w)
 	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_status", Arguments: map[string]any{"workspace_id": w.WorkspaceID}})

@@ -28,9 +28,10 @@ if (scenario === "vm_run") {
   const ws = await call("workspace_create", { seed_path: process.env.PYRO_E2E_SEED });
   const id = ws.workspace_id;
   out.first = await call("workspace_exec", { workspace_id: id, command: "./test.sh" });
-  await call("workspace_file_write", { workspace_id: id, path: "src/value", text: "right\n" });
+  out.patch = await call("workspace_patch_apply", { workspace_id: id, patch: "--- a/src/value\n+++ b/src/value\n@@ -1 +1 @@\n-wrong\n+right\n" });
   out.second = await call("workspace_exec", { workspace_id: id, command: "./test.sh" });
   out.read = await call("workspace_file_read", { workspace_id: id, path: "src/value" });
+  out.diff = await call("workspace_diff", { workspace_id: id });
   out.export = await call("workspace_export", { workspace_id: id, path: "src/value", output_path: process.env.PYRO_E2E_EXPORT });
   out.deleted = await call("workspace_delete", { workspace_id: id });
 }
