@@ -97,9 +97,7 @@ func (c *Client) workspaces() *workspace.Manager {
 func (c *Client) ReapExpired(ctx context.Context) ([]string, error) {
 	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
 	reaped, err := m.ReapExpired(ctx, time.Now())
-	if reaped == nil {
-		reaped = []string{}
-	}
+	reaped = append(append([]string{}, reaped...), c.reapExpiredMachines(ctx)...)
 	return reaped, err
 }
 

@@ -54,7 +54,14 @@ var tools = []tool{
 	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Boot a stopped workspace from its kept disk.", false, (*pyro.Client).StartWorkspace)},
 	{name: "workspace_update", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
-	{name: "vm_reap_expired", profiles: []Profile{ProfileWorkspaceFull}, add: addReapExpired},
+	{name: "vm_reap_expired", profiles: fullOnly, add: addReapExpired},
+	{name: "vm_create", profiles: fullOnly, add: addVMCreate},
+	{name: "vm_start", profiles: fullOnly, add: addVMRefTool("Low-level: boot a created or stopped VM. "+vmFields, (*pyro.Client).StartVM)},
+	{name: "vm_exec", profiles: fullOnly, add: addVMExec},
+	{name: "vm_status", profiles: fullOnly, add: addVMRefTool("Low-level: show one VM. "+vmFields, (*pyro.Client).VMStatus)},
+	{name: "vm_stop", profiles: fullOnly, add: addVMRefTool("Low-level: power a VM off, keeping its disk. "+vmFields, (*pyro.Client).StopVM)},
+	{name: "vm_delete", profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
+	{name: "vm_network_info", profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device in this version) and interfaces.", (*pyro.Client).VMNetworkInfo)},
 	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
 		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
 }

@@ -55,6 +55,7 @@ type CreateSpec struct {
 	TTLSeconds  int
 	SeedPath    string
 	SeedFiles   []string // when set: only these files (relative to SeedPath) are packed, e.g. Git-tracked ones
+	NoBoot      bool     // record it stopped; Start boots it (the low-level vm_create)
 }
 
 var (
@@ -118,6 +119,9 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	rec.Seed = SeedInfo{Source: s.SeedPath, Entries: stats.Entries, Bytes: stats.Bytes, Skipped: stats.Skipped}
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
+	}
+	if s.NoBoot {
+		return rec, nil
 	}
 	if _, err := m.launch(ctx, p, rec); err != nil {
 		return nil, err

@@ -1,0 +1,91 @@
+package mcp
+
+import (
+	"context"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro"
+)
+
+var fullOnly = []Profile{ProfileWorkspaceFull}
+
+type vmCreateInput struct {
+	Environment string `json:"environment,omitempty"`
+	VCPUCount   int    `json:"vcpu_count,omitempty"`
+	MemMiB      int    `json:"mem_mib,omitempty"`
+	TTLSeconds  int    `json:"ttl_seconds,omitempty"`
+}
+
+const vmFields = "Result: vm_id, state (stopped, running, deleted), environment, sizes, expires_at."
+
+func addVMCreate(s *mcp.Server, d deps, name string) {
+	c := d.c
+	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
+	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
+	ttlMin, ttlMax := rng(1, 24*3600)
+	t := &mcp.Tool{Name: name,
+		Description: "Low-level: define a VM without booting it (vm_start boots it; vm_exec runs one command and then deletes it). Prefer vm_run for one-offs and workspaces for multi-step work. " + vmFields,
+		InputSchema: inputSchema[vmCreateInput](map[string]prop{
+			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
+				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
+			"ttl_seconds": {desc: "Delete the VM after this many seconds without activity.", def: pyro.DefaultVMTTLSeconds, min: ttlMin, max: ttlMax},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmCreateInput) (*mcp.CallToolResult, *pyro.VM, error) {
+		if in.Environment == "" {
+			in.Environment = pyro.DefaultEnvironment
+		}
+		v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds})
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, v, nil
+	})
+}
+
+type vmRefInput struct {
+	VMID string `json:"vm_id"`
+}
+
+var vmRefProps = map[string]prop{"vm_id": {desc: "VM id from vm_create.", required: true}}
+
+func addVMRefTool[Out any](description string, call func(*pyro.Client, context.Context, string) (Out, error)) func(*mcp.Server, deps, string) {
+	return func(s *mcp.Server, d deps, name string) {
+		t := &mcp.Tool{Name: name, Description: description, InputSchema: inputSchema[vmRefInput](vmRefProps)}
+		mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmRefInput) (*mcp.CallToolResult, Out, error) {
+			out, err := call(d.c, ctx, in.VMID)
+			if err != nil {
+				var zero Out
+				return nil, zero, toolError(err)
+			}
+			return nil, out, nil
+		})
+	}
+}
+
+type vmExecInput struct {
+	VMID           string `json:"vm_id"`
+	Command        string `json:"command"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+}
+
+func addVMExec(s *mcp.Server, d deps, name string) {
+	c := d.c
+	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
+	t := &mcp.Tool{Name: name,
+		Description: "Low-level: run one shell command in a started VM, then delete the VM. Result fields as vm_run.",
+		InputSchema: inputSchema[vmExecInput](map[string]prop{
+			"vm_id":           vmRefProps["vm_id"],
+			"command":         {desc: "Shell command, run by /bin/sh -lc in the guest.", required: true},
+			"timeout_seconds": {desc: "Kill the command after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
+		})}
+	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmExecInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
+		r, err := c.ExecVM(ctx, pyro.VMExecRequest{VMID: in.VMID, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
+		if err != nil {
+			return nil, nil, toolError(err)
+		}
+		return nil, r, nil
+	})
+}

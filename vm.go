@@ -1,0 +1,193 @@
+package pyro
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/workspace"
+)
+
+// DefaultVMTTLSeconds is the expiry of low-level VMs unless told otherwise.
+const DefaultVMTTLSeconds = 600
+
+// CreateVMRequest defines a low-level VM (created stopped; StartVM boots it).
+type CreateVMRequest struct {
+	Environment string `json:"environment"`
+	VCPUCount   int    `json:"vcpu_count,omitempty"`
+	MemMiB      int    `json:"mem_mib,omitempty"`
+	TTLSeconds  int    `json:"ttl_seconds,omitempty"` // 0 = DefaultVMTTLSeconds
+}
+
+// VM is a low-level VM as every face reports it.
+type VM struct {
+	VMID           string     `json:"vm_id"`
+	Environment    string     `json:"environment"`
+	State          string     `json:"state"` // stopped, running or deleted
+	VCPUCount      int        `json:"vcpu_count"`
+	MemMiB         int        `json:"mem_mib"`
+	TTLSeconds     int        `json:"ttl_seconds"`
+	CreatedAt      time.Time  `json:"created_at"`
+	LastActivityAt time.Time  `json:"last_activity_at"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	ExecutionMode  string     `json:"execution_mode,omitempty"`
+	BootMs         int64      `json:"boot_ms,omitempty"`
+}
+
+// VMExecRequest is the one command of a low-level VM.
+type VMExecRequest struct {
+	VMID           string `json:"vm_id"`
+	Command        string `json:"command"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+}
+
+// NetworkInfo describes a VM's network.
+type NetworkInfo struct {
+	VMID          string   `json:"vm_id"`
+	NetworkPolicy string   `json:"network_policy"` // "off": no network device
+	Interfaces    []string `json:"interfaces"`
+}
+
+// machines manages low-level VMs: the workspace machinery under its own root.
+func (c *Client) machines() *workspace.Manager {
+	return workspace.NewManager(filepath.Join(c.stateDir, "machines"), c.supervisorBinary(), c.log)
+}
+
+func toVM(r *workspace.Record, info *supervisor.Info) *VM {
+	w := toWorkspace(r, info)
+	return &VM{VMID: w.WorkspaceID, Environment: w.Environment, State: w.State, VCPUCount: w.VCPUCount,
+		MemMiB: w.MemMiB, TTLSeconds: w.TTLSeconds, CreatedAt: w.CreatedAt, LastActivityAt: w.LastActivityAt,
+		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs}
+}
+
+// CreateVM defines a VM without booting it.
+func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error) {
+	c.reapExpiredMachines(ctx)
+	if req.VCPUCount == 0 {
+		req.VCPUCount = DefaultVCPUCount
+	}
+	if req.MemMiB == 0 {
+		req.MemMiB = DefaultMemMiB
+	}
+	if req.TTLSeconds == 0 {
+		req.TTLSeconds = DefaultVMTTLSeconds
+	}
+	if err := validateCreate(CreateWorkspaceRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, TTLSeconds: req.TTLSeconds}); err != nil {
+		return nil, err
+	}
+	e, err := c.envs.Ensure(ctx, req.Environment)
+	if err != nil {
+		return nil, err
+	}
+	verdict := c.accelFor(ctx, e.KernelPath)
+	r, err := c.machines().Create(ctx, workspace.CreateSpec{
+		Environment: req.Environment, EnvVersion: e.Manifest.Version, KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
+		VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, NoBoot: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return toVM(r, nil), nil
+}
+
+// StartVM boots a created or stopped VM.
+func (c *Client) StartVM(ctx context.Context, id string) (*VM, error) {
+	c.reapOrphans()
+	if _, err := c.machines().Start(ctx, id); err != nil {
+		return nil, vmErr(err, id)
+	}
+	return c.VMStatus(ctx, id)
+}
+
+// VMStatus returns one VM.
+func (c *Client) VMStatus(ctx context.Context, id string) (*VM, error) {
+	c.reapExpiredMachines(ctx)
+	r, info, err := c.machines().Status(ctx, id)
+	if err != nil {
+		return nil, vmErr(err, id)
+	}
+	return toVM(r, info), nil
+}
+
+// ExecVM runs one command in a running VM, then deletes the VM, whatever
+// the outcome.
+func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, error) {
+	rr, err := RunRequest{Environment: "-", Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m := c.machines()
+	start := time.Now()
+	_, info, err := m.Status(ctx, req.VMID)
+	if err != nil {
+		return nil, vmErr(err, req.VMID)
+	}
+	if info != nil { // running: whatever happens next, the VM is cleaned up
+		defer m.Delete(context.WithoutCancel(ctx), req.VMID)
+	}
+	r, res, _, err := m.Exec(ctx, req.VMID, supervisor.ExecRequest{
+		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
+	})
+	if err != nil {
+		return nil, vmErr(err, req.VMID)
+	}
+	out := &RunResult{Environment: r.Environment, Command: req.Command, ExitCode: outcome(res.ExitCode, res.Signal, res.TimedOut),
+		Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, TimedOut: res.TimedOut,
+		DurationMs: time.Since(start).Milliseconds(), VMID: r.ID}
+	if info != nil {
+		out.BootMs, out.ExecutionMode = info.BootMs, info.ExecutionMode
+	}
+	return out, nil
+}
+
+// StopVM powers a VM off, keeping its disk.
+func (c *Client) StopVM(ctx context.Context, id string) (*VM, error) {
+	r, err := c.machines().Stop(ctx, id)
+	if err != nil {
+		return nil, vmErr(err, id)
+	}
+	return toVM(r, nil), nil
+}
+
+// DeleteVM removes a VM and all its host state.
+func (c *Client) DeleteVM(ctx context.Context, id string) (*VM, error) {
+	r, err := c.machines().Delete(ctx, id)
+	if err != nil {
+		return nil, vmErr(err, id)
+	}
+	v := toVM(r, nil)
+	v.State = "deleted"
+	return v, nil
+}
+
+// VMNetworkInfo reports a VM's network; guests have none in this version.
+func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, error) {
+	r, err := c.machines().Resolve(id)
+	if err != nil {
+		return nil, vmErr(err, id)
+	}
+	return &NetworkInfo{VMID: r.ID, NetworkPolicy: "off", Interfaces: []string{}}, nil
+}
+
+func (c *Client) reapExpiredMachines(ctx context.Context) []string {
+	reaped, err := c.machines().ReapExpired(ctx, time.Now())
+	if len(reaped) > 0 || err != nil {
+		c.log.Info("reaped expired VMs", "vms", reaped, "err", err)
+	}
+	return reaped
+}
+
+// vmErr names VMs, not workspaces, in errors of the shared machinery.
+func vmErr(err error, id string) error {
+	switch errdefs.CodeOf(err) {
+	case workspace.CodeNotFound:
+		return errdefs.New(errdefs.ErrNotFound, "vm_not_found", "no VM %q: vm_create makes one (VMs expire after their ttl_seconds)", id)
+	case "workspace_stopped":
+		return errdefs.New(errdefs.ErrFailedPrecondition, "vm_stopped", "VM %s is not running: start it with vm_start first", id)
+	}
+	return err
+}
