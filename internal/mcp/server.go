@@ -60,7 +60,8 @@ func NewServer(c *pyro.Client, cfg Config) *mcp.Server {
 
 // ServeStdio serves one client on stdin/stdout until it disconnects or ctx ends.
 func ServeStdio(ctx context.Context, c *pyro.Client, cfg Config) error {
-	err := NewServer(c, cfg).Run(ctx, &mcp.StdioTransport{})
+	r, w := stdioTransport()
+	err := NewServer(c, cfg).Run(ctx, &mcp.IOTransport{Reader: r, Writer: w})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
