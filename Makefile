@@ -14,7 +14,7 @@ deps:
 
 # pyro and the static guest agent side by side: pyro finds pyro-agent next to itself.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro-agent ./cmd/pyro-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o $(BIN)/pyro-agent ./cmd/pyro-agent
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro ./cmd/pyro
 
 # The main job on a fresh machine: install, build, run a real command in a microVM.

@@ -41,8 +41,9 @@ func Binaries(t testing.TB) string {
 			return
 		}
 		binDir = dir
-		// Same flags as the Makefile: identical agent bytes share built images.
-		agent := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "pyro-agent"), "./cmd/pyro-agent")
+		// Same flags as the Makefile (no VCS stamp): identical agent sources give
+		// identical bytes, which share built images.
+		agent := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", filepath.Join(dir, "pyro-agent"), "./cmd/pyro-agent")
 		agent.Dir, agent.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := agent.CombinedOutput(); err != nil {
 			buildErr = &buildError{"pyro-agent", string(out), err}
