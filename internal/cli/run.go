@@ -40,22 +40,7 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
-			if jsonOut {
-				writeJSON(a.stdout, res)
-			} else {
-				fmt.Fprint(a.stdout, res.Stdout)
-				fmt.Fprint(a.stderr, res.Stderr)
-				if res.StdoutTruncated || res.StderrTruncated {
-					fmt.Fprintln(a.stderr, "pyro: output was truncated at the output cap (--max-output-bytes)")
-				}
-				if res.TimedOut {
-					fmt.Fprintf(a.stderr, "pyro: timeout: the command did not finish within %ds and was killed\n", req.TimeoutSeconds)
-				}
-			}
-			if res.ExitCode != 0 {
-				return exitError{res.ExitCode & 0xff}
-			}
-			return nil
+			return a.commandResult(jsonOut, res, res.Stdout, res.Stderr, res.StdoutTruncated || res.StderrTruncated, res.TimedOut, res.ExitCode)
 		},
 	}
 	f := cmd.Flags()
@@ -66,4 +51,25 @@ func (a *app) runCommand() *cobra.Command {
 	f.BoolVar(&req.Network, "network", false, "give the guest network access (not available yet)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
+}
+
+// commandResult prints a guest command's outcome (its output, or the JSON
+// object) and turns its exit code into pyro's.
+func (a *app) commandResult(jsonOut bool, v any, stdout, stderr string, truncated, timedOut bool, exitCode int) error {
+	if jsonOut {
+		writeJSON(a.stdout, v)
+	} else {
+		fmt.Fprint(a.stdout, stdout)
+		fmt.Fprint(a.stderr, stderr)
+		if truncated {
+			fmt.Fprintln(a.stderr, "pyro: output was truncated at the output cap (--max-output-bytes)")
+		}
+		if timedOut {
+			fmt.Fprintln(a.stderr, "pyro: timeout: the command did not finish within --timeout-seconds and was killed")
+		}
+	}
+	if exitCode != 0 {
+		return exitError{exitCode & 0xff}
+	}
+	return nil
 }

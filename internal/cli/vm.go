@@ -68,16 +68,7 @@ func (a *app) vmCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(ctx, err, execJSON)
 			}
-			if execJSON {
-				writeJSON(a.stdout, res)
-			} else {
-				fmt.Fprint(a.stdout, res.Stdout)
-				fmt.Fprint(a.stderr, res.Stderr)
-			}
-			if res.ExitCode != 0 {
-				return exitError{res.ExitCode & 0xff}
-			}
-			return nil
+			return a.commandResult(execJSON, res, res.Stdout, res.Stderr, res.StdoutTruncated || res.StderrTruncated, res.TimedOut, res.ExitCode)
 		},
 	}
 	exec.Flags().IntVar(&execReq.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, "command timeout")

@@ -189,22 +189,7 @@ func (a *app) wsExec() *cobra.Command {
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
-			if jsonOut {
-				writeJSON(a.stdout, res)
-			} else {
-				fmt.Fprint(a.stdout, res.Stdout)
-				fmt.Fprint(a.stderr, res.Stderr)
-				if res.StdoutTruncated || res.StderrTruncated {
-					fmt.Fprintln(a.stderr, "pyro: output was truncated at the output cap (--max-output-bytes)")
-				}
-				if res.TimedOut {
-					fmt.Fprintln(a.stderr, "pyro: timeout: the command did not finish in time and was killed")
-				}
-			}
-			if res.ExitCode != 0 {
-				return exitError{res.ExitCode & 0xff}
-			}
-			return nil
+			return a.commandResult(jsonOut, res, res.Stdout, res.Stderr, res.StdoutTruncated || res.StderrTruncated, res.TimedOut, res.ExitCode)
 		},
 	}
 	f := cmd.Flags()

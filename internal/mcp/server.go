@@ -94,3 +94,16 @@ func withProgress(ctx context.Context, req *mcp.CallToolRequest) context.Context
 		_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: p, Message: msg})
 	})
 }
+
+// handler adapts an SDK call to a typed MCP tool handler; a failed call
+// becomes an isError result whose text starts with the stable code.
+func handler[In, Out any](call func(context.Context, In) (Out, error)) mcp.ToolHandlerFor[In, Out] {
+	return func(ctx context.Context, _ *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+		out, err := call(ctx, in)
+		if err != nil {
+			var zero Out
+			return nil, zero, toolError(err)
+		}
+		return nil, out, nil
+	}
+}

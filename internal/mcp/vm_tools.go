@@ -54,14 +54,9 @@ var vmRefProps = map[string]prop{"vm_id": {desc: "VM id from vm_create.", requir
 func addVMRefTool[Out any](description string, call func(*pyro.Client, context.Context, string) (Out, error)) func(*mcp.Server, deps, string) {
 	return func(s *mcp.Server, d deps, name string) {
 		t := &mcp.Tool{Name: name, Description: description, InputSchema: inputSchema[vmRefInput](vmRefProps)}
-		mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmRefInput) (*mcp.CallToolResult, Out, error) {
-			out, err := call(d.c, ctx, in.VMID)
-			if err != nil {
-				var zero Out
-				return nil, zero, toolError(err)
-			}
-			return nil, out, nil
-		})
+		mcp.AddTool(s, t, handler(func(ctx context.Context, in vmRefInput) (Out, error) {
+			return call(d.c, ctx, in.VMID)
+		}))
 	}
 }
 
@@ -81,11 +76,7 @@ func addVMExec(s *mcp.Server, d deps, name string) {
 			"command":         {desc: "Shell command, run by /bin/sh -lc in the guest.", required: true},
 			"timeout_seconds": {desc: "Kill the command after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmExecInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
-		r, err := c.ExecVM(ctx, pyro.VMExecRequest{VMID: in.VMID, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, r, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmExecInput) (*pyro.RunResult, error) {
+		return c.ExecVM(ctx, pyro.VMExecRequest{VMID: in.VMID, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
+	}))
 }

@@ -14,13 +14,9 @@ func addWorkspaceDiff(s *mcp.Server, d deps, name string) {
 		Description: "Compare /workspace with its immutable create-time baseline. Result: changes (path, status added/modified/deleted, kind, binary, diff: unified text for text files, summary for binary ones), counts, and patch (all text changes as one unified diff).",
 		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, *pyro.WorkspaceDiff, error) {
-		d, err := c.DiffWorkspace(ctx, in.WorkspaceID)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, d, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.WorkspaceDiff, error) {
+		return c.DiffWorkspace(ctx, in.WorkspaceID)
+	}))
 }
 
 type patchInput struct {
@@ -36,13 +32,9 @@ func addWorkspacePatchApply(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"patch":        {desc: "The unified diff text.", required: true},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in patchInput) (*mcp.CallToolResult, *pyro.PatchResult, error) {
-		r, err := c.ApplyPatch(ctx, in.WorkspaceID, in.Patch)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, r, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in patchInput) (*pyro.PatchResult, error) {
+		return c.ApplyPatch(ctx, in.WorkspaceID, in.Patch)
+	}))
 }
 
 func addWorkspaceSummary(s *mcp.Server, d deps, name string) {
@@ -51,11 +43,7 @@ func addWorkspaceSummary(s *mcp.Server, d deps, name string) {
 		Description: "A workspace at a glance: state, sizes, the files changed since the baseline (running workspaces) and the last commands with their exit codes.",
 		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, *pyro.WorkspaceSummary, error) {
-		sum, err := c.SummarizeWorkspace(ctx, in.WorkspaceID)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, sum, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.WorkspaceSummary, error) {
+		return c.SummarizeWorkspace(ctx, in.WorkspaceID)
+	}))
 }

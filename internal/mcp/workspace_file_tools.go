@@ -25,13 +25,9 @@ func addWorkspaceSyncPush(s *mcp.Server, d deps, name string) {
 			"source_path":  {desc: "Host directory or archive to copy.", required: true},
 			"dest":         {desc: "Guest directory to copy into. " + pathRule, def: "/workspace"},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in syncPushInput) (*mcp.CallToolResult, *pyro.TransferResult, error) {
-		r, err := c.SyncPush(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, r, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in syncPushInput) (*pyro.TransferResult, error) {
+		return c.SyncPush(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
+	}))
 }
 
 type exportInput struct {
@@ -49,13 +45,9 @@ func addWorkspaceExport(s *mcp.Server, d deps, name string) {
 			"path":         {desc: "Workspace file or directory. " + pathRule, required: true},
 			"output_path":  {desc: "Host path to create; it must not exist yet.", required: true},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in exportInput) (*mcp.CallToolResult, *pyro.TransferResult, error) {
-		r, err := c.ExportWorkspace(ctx, in.WorkspaceID, in.Path, in.OutputPath)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, r, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in exportInput) (*pyro.TransferResult, error) {
+		return c.ExportWorkspace(ctx, in.WorkspaceID, in.Path, in.OutputPath)
+	}))
 }
 
 type fileListInput struct {
@@ -104,13 +96,9 @@ func addWorkspaceFileRead(s *mcp.Server, d deps, name string) {
 			"max_bytes":    {desc: "Refuse files larger than this.", def: pyro.DefaultFileReadMaxBytes, min: lo, max: hi},
 		}),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in fileReadInput) (*mcp.CallToolResult, *pyro.FileContent, error) {
-		f, err := c.ReadWorkspaceFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, f, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
+		return c.ReadWorkspaceFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
+	}))
 }
 
 type fileWriteInput struct {
@@ -128,11 +116,7 @@ func addWorkspaceFileWrite(s *mcp.Server, d deps, name string) {
 			"path":         {desc: "File to write. " + pathRule, required: true},
 			"text":         {desc: "The complete new content.", required: true},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in fileWriteInput) (*mcp.CallToolResult, *pyro.TransferResult, error) {
-		r, err := c.WriteWorkspaceFile(ctx, in.WorkspaceID, in.Path, []byte(in.Text))
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, r, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileWriteInput) (*pyro.TransferResult, error) {
+		return c.WriteWorkspaceFile(ctx, in.WorkspaceID, in.Path, []byte(in.Text))
+	}))
 }

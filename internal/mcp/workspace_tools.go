@@ -83,13 +83,9 @@ func addWorkspaceRefTool(description string, readOnly bool, call func(*pyro.Clie
 		if readOnly {
 			t.Annotations = &mcp.ToolAnnotations{ReadOnlyHint: true}
 		}
-		mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
-			w, err := call(c, ctx, in.WorkspaceID)
-			if err != nil {
-				return nil, nil, toolError(err)
-			}
-			return nil, w, nil
-		})
+		mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.Workspace, error) {
+			return call(c, ctx, in.WorkspaceID)
+		}))
 	}
 }
 
@@ -152,14 +148,10 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceExecInput) (*mcp.CallToolResult, *pyro.WorkspaceExecResult, error) {
-		res, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
+		return c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
 			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes})
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, res, nil
-	})
+	}))
 }
 
 type workspaceUpdateInput struct {
@@ -179,13 +171,9 @@ func addWorkspaceUpdate(s *mcp.Server, d deps, name string) {
 			"labels":       {desc: "Labels to set (KEY: VALUE)."},
 			"clear_labels": {desc: "Label keys to remove."},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceUpdateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
-		w, err := c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: in.WorkspaceID, Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels})
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, w, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceUpdateInput) (*pyro.Workspace, error) {
+		return c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: in.WorkspaceID, Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels})
+	}))
 }
 
 type reapOutput struct {

@@ -381,23 +381,33 @@ func splitLines(b []byte) [][]byte {
 	return out
 }
 
-// Stop flushes and powers off the VM, keeping everything.
-func (m *Manager) Stop(ctx context.Context, ref string) (*Record, error) {
+// locked resolves ref, takes the workspace's lock and reads its record
+// fresh under it. unlock releases the lock.
+func (m *Manager) locked(ref string) (p Paths, rec *Record, unlock func(), err error) {
 	r, err := m.Resolve(ref)
 	if err != nil {
-		return nil, err
+		return Paths{}, nil, nil, err
 	}
-	p := m.paths(r.ID)
+	p = m.paths(r.ID)
 	l, err := lock(p)
 	if err != nil {
-		return nil, err
+		return Paths{}, nil, nil, err
 	}
-	defer l.Unlock()
-	m.stopSupervisor(ctx, p)
-	rec, err := readRecord(p)
+	if rec, err = readRecord(p); err != nil {
+		l.Unlock()
+		return Paths{}, nil, nil, err
+	}
+	return p, rec, func() { l.Unlock() }, nil
+}
+
+// Stop flushes and powers off the VM, keeping everything.
+func (m *Manager) Stop(ctx context.Context, ref string) (*Record, error) {
+	p, rec, unlock, err := m.locked(ref)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
+	m.stopSupervisor(ctx, p)
 	rec.State = StateStopped
 	return rec, writeRecord(p, rec)
 }
@@ -437,20 +447,11 @@ func waitGone(pid int, start uint64, d time.Duration) bool {
 
 // Start boots a stopped workspace from its kept disk.
 func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
-	r, err := m.Resolve(ref)
+	p, rec, unlock, err := m.locked(ref)
 	if err != nil {
 		return nil, err
 	}
-	p := m.paths(r.ID)
-	l, err := lock(p)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
-	rec, err := readRecord(p)
-	if err != nil {
-		return nil, err
-	}
+	defer unlock()
 	if m.liveState(ctx, rec) == StateRunning {
 		return rec, nil
 	}
@@ -464,18 +465,13 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 
 // Delete removes the workspace's VM and all its host state.
 func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
-	r, err := m.Resolve(ref)
+	p, rec, unlock, err := m.locked(ref)
 	if err != nil {
 		return nil, err
 	}
-	p := m.paths(r.ID)
-	l, err := lock(p)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Unlock()
+	defer unlock()
 	m.destroy(p)
-	return r, nil
+	return rec, nil
 }
 
 // destroy kills the supervisor (no flush: the disk goes too) and removes the dir.

@@ -25,16 +25,11 @@ func (m *Manager) Update(ctx context.Context, ref string, name *string, set map[
 	if err := ValidateLabels(set); err != nil {
 		return nil, err
 	}
-	p := m.paths(r.ID)
-	l, err := lock(p)
+	p, rec, unlock, err := m.locked(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Unlock()
-	rec, err := readRecord(p)
-	if err != nil {
-		return nil, err
-	}
+	defer unlock()
 	if name != nil {
 		rec.Name = *name
 	}
