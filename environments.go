@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/pyrovm/pyro/internal/env"
+	"github.com/pyrovm/pyro/internal/workspace"
 )
 
 // EnvironmentInfo is one catalog entry with its install state.
@@ -37,7 +38,20 @@ func (c *Client) InspectEnvironment(ctx context.Context, name string) (*Environm
 }
 
 // PruneEnvironments removes cached environments, kernels and leftovers that
-// nothing uses.
+// nothing uses. Environments a workspace or VM was created from are kept:
+// their disks are overlays over those images.
 func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
-	return c.envs.Prune(ctx, func(string) bool { return false })
+	inUse := map[string]bool{}
+	for _, m := range []interface {
+		List(context.Context) ([]*workspace.Record, error)
+	}{c.workspaces(), c.machines()} {
+		recs, err := m.List(ctx)
+		if err != nil {
+			return PruneResult{}, err
+		}
+		for _, r := range recs {
+			inUse[r.Environment] = true
+		}
+	}
+	return c.envs.Prune(ctx, func(name string) bool { return inUse[name] })
 }
