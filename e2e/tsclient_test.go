@@ -69,7 +69,18 @@ func TestTypeScriptClientWorkspaceLoop(t *testing.T) {
 	export := filepath.Join(t.TempDir(), "value.out")
 	t.Setenv("PYRO_E2E_SEED", seed)
 	t.Setenv("PYRO_E2E_EXPORT", export)
-	m := tsClient(t, s, "stdio", filepath.Join(testutil.Binaries(t), "pyro"), "workspace-core", "workspace_loop")
+	endpoint := startHTTPServer(t, s, "ts-loop", "--profile", "workspace-core")
+	for _, args := range [][]string{
+		{"stdio", filepath.Join(testutil.Binaries(t), "pyro"), "workspace-core", "workspace_loop"},
+		{"http", endpoint, "ts-loop", "workspace_loop"},
+	} {
+		os.Remove(export)
+		checkTSLoop(t, tsClient(t, s, args...), export)
+	}
+}
+
+func checkTSLoop(t *testing.T, m map[string]json.RawMessage, export string) {
+	t.Helper()
 	var first, second struct {
 		ExitCode int    `json:"exit_code"`
 		Stdout   string `json:"stdout"`

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,7 +102,22 @@ func TestCLIWorkspaceLifecycle(t *testing.T) {
 
 func TestMCPWorkspaceCoreLoop(t *testing.T) {
 	s := stateDir(t)
-	cs := mcpSession(t, s, "workspace-core")
+	t.Run("stdio", func(t *testing.T) { workspaceCoreLoop(t, mcpSession(t, s, "workspace-core")) })
+	t.Run("http", func(t *testing.T) {
+		endpoint := startHTTPServer(t, s, "loop-token", "--profile", "workspace-core")
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "pyro-e2e-http", Version: "1"}, nil).Connect(t.Context(),
+			&mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{"loop-token", http.DefaultTransport}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		workspaceCoreLoop(t, cs)
+	})
+}
+
+// workspaceCoreLoop is the agent loop in workspace-core: create, exec, patch,
+// diff, export, delete.
+func workspaceCoreLoop(t *testing.T, cs *mcp.ClientSession) {
 	tools, err := cs.ListTools(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
