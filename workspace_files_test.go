@@ -74,6 +74,15 @@ func TestWorkspaceFilesSyncExport(t *testing.T) {
 		t.Fatalf("exported dir file %q", b)
 	}
 
+	// A directory holding one file of its own name is still a directory.
+	exec("mkdir -p same && echo inner > same/same")
+	if _, err := c.ExportWorkspace(ctx, id, "same", filepath.Join(out, "same")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "same", "same")); string(b) != "inner\n" {
+		t.Fatalf("exported single-file dir: %q", b)
+	}
+
 	// everything that leaves /workspace is refused, on every path-taking call
 	exec("ln -s /etc escape && head -c 3000000 /dev/zero > big.bin")
 	for _, p := range []string{"../etc/passwd", "/etc/passwd", "escape/passwd", "notes/../../etc"} {

@@ -114,6 +114,10 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 		return nil, archive.Stats{}, err
 	}
 	defer sc.Close()
+	isDir, err := guestIsDir(ctx, sc, src, guest)
+	if err != nil {
+		return nil, archive.Stats{}, err
+	}
 	tmp, err := os.MkdirTemp(parent, ".pyro-export-")
 	if err != nil {
 		return nil, archive.Stats{}, err
@@ -138,8 +142,8 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 	}
 	// A directory's entries are relative to it; a file arrives under its base name.
 	from := tmp
-	if entries, _ := os.ReadDir(tmp); len(entries) == 1 && !entries[0].IsDir() && entries[0].Name() == path.Base(src) {
-		from = filepath.Join(tmp, entries[0].Name())
+	if !isDir {
+		from = filepath.Join(tmp, path.Base(src))
 	}
 	if err := os.Rename(from, out); err != nil {
 		return nil, res.stats, err
@@ -235,6 +239,36 @@ func (m *Manager) FileWrite(ctx context.Context, ref, guest string, content []by
 	return r, m.touch(r.ID)
 }
 
+// guestScript runs a shell snippet on one guest path ($1) after checking
+// that it exists (exit 3) and resolves inside /workspace (exit 4), so a
+// symlink cannot lead it out.
+func guestScript(ctx context.Context, sc *supervisor.Client, guestPath, userPath, body string) (*supervisor.ExecResult, error) {
+	script := "set -- " + shellQuote(guestPath) + `
+p=$(realpath -e -- "$1") || exit 3
+case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
+` + body
+	res, err := sc.Exec(ctx, supervisor.ExecRequest{Command: script, TimeoutMs: 60_000, MaxOutput: 8 << 20})
+	if err != nil {
+		return nil, err
+	}
+	switch res.ExitCode {
+	case 3:
+		return nil, errdefs.New(errdefs.ErrNotFound, "not_found", "%s does not exist in the workspace", guestPath)
+	case 4:
+		return nil, outside("path", userPath)
+	}
+	return res, nil
+}
+
+// guestIsDir reports whether a guest path is a directory.
+func guestIsDir(ctx context.Context, sc *supervisor.Client, guestPath, userPath string) (bool, error) {
+	res, err := guestScript(ctx, sc, guestPath, userPath, `[ -d "$p" ] && echo dir || echo other`)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(res.Stdout)) == "dir", nil
+}
+
 // FileEntry is one entry of a guest directory listing.
 type FileEntry struct {
 	Path string `json:"path"` // relative to /workspace
@@ -258,23 +292,11 @@ func (m *Manager) FileList(ctx context.Context, ref, guest string, recursive boo
 	if recursive {
 		depth = ""
 	}
-	// The realpath check keeps a symlink from listing outside /workspace.
-	script := `p=$(realpath -e -- "$1") || exit 3
-case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
-cd "$p" && find . -mindepth 1 ` + depth + ` -printf '%y\t%s\t%m\t%P\0' | head -c 8388608`
-	res, err := sc.Exec(ctx, supervisor.ExecRequest{
-		Command: "set -- " + shellQuote(dir) + "; " + script, TimeoutMs: 60_000, MaxOutput: 8 << 20,
-	})
+	res, err := guestScript(ctx, sc, dir, guest, `cd "$p" && find . -mindepth 1 `+depth+` -printf '%y\t%s\t%m\t%P\0' | head -c 8388608`)
 	if err != nil {
 		return nil, err
 	}
-	switch res.ExitCode {
-	case 0:
-	case 3:
-		return nil, errdefs.New(errdefs.ErrNotFound, "not_found", "%s does not exist in the workspace", dir)
-	case 4:
-		return nil, outside("path", guest)
-	default:
+	if res.ExitCode != 0 {
 		return nil, errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "listing %s failed: %s", dir, strings.TrimSpace(string(res.Stderr)))
 	}
 	rel := strings.TrimPrefix(strings.TrimPrefix(dir, Root), "/")
