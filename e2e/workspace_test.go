@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pyrovm/pyro/internal/testutil"
 )
 
 func seedDir(t *testing.T) string {
@@ -223,5 +227,27 @@ func TestCLIConcurrentMutations(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(s, "workspaces")); len(left) != 0 {
 		t.Errorf("state left: %v", left)
+	}
+}
+
+// Ctrl-C during `workspace create` leaves nothing: no supervisor, VM or state.
+func TestCLIWorkspaceCreateInterrupted(t *testing.T) {
+	s := stateDir(t)
+	cmd := pyroCmd(t, s, "workspace", "create", "debian:12")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForVM(t, s, 100*time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Errorf("exit: %v, want 130", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(testutil.QEMUProcessesUnder(s)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left, _ := os.ReadDir(filepath.Join(s, "workspaces")); len(left) != 0 {
+		t.Errorf("state left after an interrupted create: %v", left)
 	}
 }

@@ -177,7 +177,19 @@ func Launch(ctx context.Context, bin, specPath, logPath string, timeout time.Dur
 			"start the workspace supervisor %s (set PYRO_BIN to the pyro binary)", bin)
 	}
 	w.Close()
-	go cmd.Wait() // reap it if it ends while we live; it is not ours to stop
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }() // reap it if it ends while we live
+	// stop ends a supervisor that did not get ready: TERM lets it tear its
+	// VM down; KILL (its VMM dies with it) if it takes too long.
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
 
 	type line struct {
 		b   []byte
@@ -203,11 +215,10 @@ func Launch(ctx context.Context, bin, specPath, logPath string, timeout time.Dur
 		}
 		return rd.Info, nil
 	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
+		stop()
 		return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeBootFailed, "the workspace did not boot within %s: %s", timeout, tail(logPath))
 	case <-ctx.Done():
-		// The supervisor is told to stop: it shuts its VM down (SIGTERM).
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		stop()
 		return nil, ctx.Err()
 	}
 }
