@@ -1,10 +1,6 @@
 package pyro
 
-import (
-	"errors"
-
-	"github.com/pyrovm/pyro/internal/errdefs"
-)
+import "github.com/pyrovm/pyro/internal/errdefs"
 
 // Error is a typed pyro failure: Code is stable (e.g. "environment_missing",
 // "boot_failed", "invalid_argument"), Message says what to do next.
@@ -28,11 +24,4 @@ func validateAccel(a string) error {
 		return nil
 	}
 	return errdefs.InvalidArgument("accel", "%q is not one of auto, kvm, tcg", a)
-}
-
-// asError returns err as *Error when it is one.
-func asError(err error) (*Error, bool) {
-	var e *Error
-	ok := errors.As(err, &e)
-	return e, ok
 }

@@ -106,26 +106,17 @@ func (a *app) wsList() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "list", Short: "List workspaces, newest activity first", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			c, done, err := a.client(jsonOut)
-			if err != nil {
-				return a.fail(ctx, err, jsonOut)
-			}
-			defer done()
-			ws, err := c.ListWorkspaces(ctx)
-			if err != nil {
-				return a.fail(ctx, err, jsonOut)
-			}
-			if jsonOut {
-				writeJSON(a.stdout, map[string]any{"workspaces": ws})
-				return nil
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tENVIRONMENT\tCOMMANDS\tLAST ACTIVITY")
-			for _, w := range ws {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", w.WorkspaceID, dash(w.Name), w.State, w.Environment, w.CommandCount, w.LastActivityAt.Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				ws, err := c.ListWorkspaces(ctx)
+				return map[string]any{"workspaces": ws}, err
+			}, func(v any) {
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tSTATE\tENVIRONMENT\tCOMMANDS\tLAST ACTIVITY")
+				for _, w := range v.(map[string]any)["workspaces"].([]pyro.Workspace) {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", w.WorkspaceID, dash(w.Name), w.State, w.Environment, w.CommandCount, w.LastActivityAt.Format(time.RFC3339))
+				}
+				tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
@@ -143,24 +134,14 @@ func (a *app) wsLogs() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "logs ID", Short: "Show the workspace's command history", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c, done, err := a.client(jsonOut)
-			if err != nil {
-				return a.fail(ctx, err, jsonOut)
-			}
-			defer done()
-			entries, err := c.WorkspaceLogs(ctx, args[0])
-			if err != nil {
-				return a.fail(ctx, err, jsonOut)
-			}
-			if jsonOut {
-				writeJSON(a.stdout, map[string]any{"commands": entries})
-				return nil
-			}
-			for _, e := range entries {
-				fmt.Fprintf(a.stdout, "#%d  exit %d  %d ms  %s  %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.StartedAt.Format(time.RFC3339), e.Command)
-			}
-			return nil
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				entries, err := c.WorkspaceLogs(ctx, args[0])
+				return map[string]any{"commands": entries}, err
+			}, func(v any) {
+				for _, e := range v.(map[string]any)["commands"].([]pyro.WorkspaceLogEntry) {
+					fmt.Fprintf(a.stdout, "#%d  exit %d  %d ms  %s  %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.StartedAt.Format(time.RFC3339), e.Command)
+				}
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
@@ -205,22 +186,9 @@ func (a *app) wsSimple(verb, short string, call func(*pyro.Client, context.Conte
 	cmd := &cobra.Command{
 		Use: verb + " ID", Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c, done, err := a.client(jsonOut)
-			if err != nil {
-				return a.fail(ctx, err, jsonOut)
-			}
-			defer done()
-			w, err := call(c, ctx, args[0])
-			if err != nil {
-				return a.fail(ctx, err, jsonOut)
-			}
-			if jsonOut {
-				writeJSON(a.stdout, w)
-			} else {
-				printWorkspace(a, w)
-			}
-			return nil
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				return call(c, ctx, args[0])
+			}, func(v any) { printWorkspace(a, v.(*pyro.Workspace)) })
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")

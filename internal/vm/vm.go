@@ -82,7 +82,6 @@ func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM,
 	m, err := qemu.New(vmm.Config{
 		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
 		DiskMode: disk, OverlayPath: spec.OverlayPath, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
-		BootTimeout: bootTimeout,
 	})
 	if err != nil {
 		return nil, err

@@ -31,17 +31,16 @@ const (
 
 // Config is what to boot. It is plain data; Validate checks it.
 type Config struct {
-	ID          string        // short id, used in process names and paths
-	RuntimeDir  string        // per-VM directory for sockets, logs, overlays; removed on Close
-	KernelPath  string        // uncompressed vmlinux (PVH)
-	RootfsPath  string        // read-only environment image (ext4)
-	DiskMode    DiskMode      //
-	OverlayPath string        // DiskOverlay: qcow2 overlay path (created if missing)
-	VCPUs       int           //
-	MemMiB      int           //
-	Accel       Accel         //
-	BootTimeout time.Duration // from launch to the agent's first answer
-	KernelArgs  []string      // appended to the backend's defaults
+	ID          string   // short id, used in process names and paths
+	RuntimeDir  string   // per-VM directory for sockets, logs, overlays; removed on Close
+	KernelPath  string   // uncompressed vmlinux (PVH)
+	RootfsPath  string   // read-only environment image (ext4)
+	DiskMode    DiskMode //
+	OverlayPath string   // DiskOverlay: qcow2 overlay path (created if missing)
+	VCPUs       int      //
+	MemMiB      int      //
+	Accel       Accel    //
+	KernelArgs  []string // appended to the backend's defaults
 }
 
 // Limits of what pyro accepts; the SDK validates requests against these.

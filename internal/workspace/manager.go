@@ -485,16 +485,3 @@ func (m *Manager) destroy(p Paths) {
 		m.log.Warn("removing workspace dir", "dir", p.Dir, "err", err)
 	}
 }
-
-// Dirs is for tests and doctor: every workspace dir name.
-func (m *Manager) Dirs() ([]string, error) {
-	entries, err := os.ReadDir(m.root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out, err
-}
