@@ -31,6 +31,10 @@ type Options struct {
 	// WorkspaceRoot is the only directory archive ops may touch; empty means
 	// agentproto.WorkspaceRoot. Tests point it at a temporary directory.
 	WorkspaceRoot string
+	// ServicesRoot holds the services' state and logs; empty means
+	// agentproto.ServicesRoot. Services outlive sessions: every Serve with the
+	// same root shares one registry.
+	ServicesRoot string
 }
 
 // Serve runs a yamux server on conn and handles every stream as one call until
@@ -46,7 +50,7 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, opts Options) error {
 		conn.Close()
 		return err
 	}
-	s := &server{opts: opts, reaper: sharedReaper()}
+	s := &server{opts: opts, reaper: sharedReaper(), services: registryFor(servicesRoot(opts))}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
 
@@ -76,8 +80,9 @@ func yamuxConfig() *yamux.Config {
 }
 
 type server struct {
-	opts   Options
-	reaper *reaper
+	opts     Options
+	reaper   *reaper
+	services *serviceRegistry
 }
 
 // errCanceled ends a call whose host side went away: no frame is written.
@@ -130,6 +135,18 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 		return s.putArchive(stream, fw, req.Archive)
 	case agentproto.OpGetArchive:
 		return s.getArchive(stream, fw, req.Archive)
+	case agentproto.OpShell:
+		return s.shell(stream, fw, req.Shell)
+	case agentproto.OpServiceStart:
+		return s.serviceStart(stream, fw, req.Service)
+	case agentproto.OpServiceList:
+		return fw.json(agentproto.FrameResult, s.services.list())
+	case agentproto.OpServiceStatus:
+		return s.serviceStatus(fw, req.Service)
+	case agentproto.OpServiceLogs:
+		return s.serviceLogs(fw, req.Service)
+	case agentproto.OpServiceStop:
+		return s.serviceStop(fw, req.Service)
 	default:
 		return wireError(agentproto.ErrCodeUnknownOp, "unknown op %q", req.Op)
 	}

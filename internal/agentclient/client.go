@@ -202,6 +202,10 @@ func wireErr(payload []byte) error {
 		return errdefs.New(errdefs.ErrInvalidArgument, CodeTooLarge, "%s: transfer a smaller tree or raise the limit", msg)
 	case agentproto.ErrCodeBadArchive:
 		return errdefs.New(errdefs.ErrInvalidArgument, CodeBadArchive, "%s", msg)
+	case agentproto.ErrCodeExists:
+		return errdefs.New(errdefs.ErrAlreadyExists, CodeServiceExists, "%s", msg)
+	case agentproto.ErrCodePortInUse:
+		return errdefs.New(errdefs.ErrFailedPrecondition, CodePortInUse, "%s", msg)
 	}
 	return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "guest agent: %s", msg)
 }

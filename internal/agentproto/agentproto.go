@@ -23,7 +23,7 @@ import (
 
 // ProtocolVersion is bumped on every change of agent behaviour or wire format.
 // The host refuses an agent that reports another version.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // PortName is the virtio-serial port name the agent listens on.
 const PortName = "org.pyro.agent"
@@ -41,6 +41,8 @@ const (
 	FrameStarted byte = 6 // agent -> host: JSON Started
 	FrameData    byte = 7 // either way: raw bytes of an archive (tar) stream
 	FrameDataEnd byte = 8 // host -> agent: the archive stream is complete
+	// FrameControl: host -> agent on a shell stream: JSON ShellControl.
+	FrameControl byte = 9
 )
 
 // Ops.
@@ -56,7 +58,27 @@ const (
 	OpGetArchive = "get_archive"
 	// OpSync flushes the guest's filesystems (before a stop or a disk copy).
 	OpSync = "sync"
+
+	// OpShell starts a program on a new PTY and keeps the stream open for its
+	// whole life. Agent -> host: FrameStarted, then FrameStdout frames with the
+	// PTY's output, then (once the program exited and the PTY is drained)
+	// FrameResult with a ShellExit. Host -> agent: FrameData frames are input
+	// for the PTY, FrameControl frames resize it or signal the program. When
+	// the host closes the stream the agent hangs the session up (SIGHUP to the
+	// process group, SIGKILL after a grace period) and reaps it.
+	OpShell = "shell"
+
+	// Service ops manage long-running processes. Their state and logs live
+	// under ServicesRoot, outside the workspace, and end with the guest.
+	OpServiceStart  = "service_start"  // Request.Service; waits for readiness; result ServiceInfo
+	OpServiceList   = "service_list"   // result ServiceList
+	OpServiceStatus = "service_status" // Request.Service.Name; result ServiceInfo
+	OpServiceLogs   = "service_logs"   // Request.Service.Name, TailLines, MaxBytes; result ServiceLogs
+	OpServiceStop   = "service_stop"   // Request.Service.Name, StopGraceMs; result ServiceInfo
 )
+
+// ServicesRoot holds one directory per service: "state.json" and "log".
+const ServicesRoot = "/run/pyro-services"
 
 // WorkspaceRoot is the only directory archive ops may touch.
 const WorkspaceRoot = "/workspace"
@@ -64,8 +86,99 @@ const WorkspaceRoot = "/workspace"
 // Request is the first frame of every stream.
 type Request struct {
 	Op      string          `json:"op"`
+	Hello   *HelloRequest   `json:"hello,omitempty"`
 	Exec    *ExecRequest    `json:"exec,omitempty"`
 	Archive *ArchiveRequest `json:"archive,omitempty"`
+	Shell   *ShellRequest   `json:"shell,omitempty"`
+	Service *ServiceRequest `json:"service,omitempty"`
+}
+
+// ShellRequest starts Argv (no shell added by the agent) on a new PTY as the
+// leader of a new session, with the PTY as its controlling terminal.
+// TERM=xterm-256color is set unless Env names TERM.
+type ShellRequest struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
+	Cols int      `json:"cols"`
+	Rows int      `json:"rows"`
+}
+
+// ShellControl resizes the PTY (Cols and Rows both > 0) and/or sends Signal
+// (INT, TERM, HUP, KILL, QUIT, ...) to the shell's foreground process group.
+type ShellControl struct {
+	Cols   int    `json:"cols,omitempty"`
+	Rows   int    `json:"rows,omitempty"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// ShellExit is the result of OpShell once its program has exited.
+type ShellExit struct {
+	ExitCode int    `json:"exit_code"`        // -1 when killed by a signal
+	Signal   string `json:"signal,omitempty"` // e.g. "HUP"
+}
+
+// Readiness kinds of a service.
+const (
+	ReadyNone    = ""        // ready as soon as the process runs
+	ReadyFile    = "file"    // Target: a path that must exist (relative to the service's cwd)
+	ReadyTCP     = "tcp"     // Target: a port (or host:port) that accepts a connection
+	ReadyHTTP    = "http"    // Target: an http:// URL answering with a status below 500
+	ReadyCommand = "command" // Target: a shell command exiting 0 (run by /bin/sh -lc)
+)
+
+// Service states.
+const (
+	ServiceStarting = "starting"
+	ServiceReady    = "ready"
+	ServiceFailed   = "failed"  // readiness never came, or the start failed; process gone
+	ServiceExited   = "exited"  // the process ended on its own
+	ServiceStopped  = "stopped" // ended by OpServiceStop
+)
+
+// ServiceRequest carries the arguments of every service op.
+type ServiceRequest struct {
+	Name            string   `json:"name"`
+	Argv            []string `json:"argv,omitempty"` // start: the program, run in its own session
+	Env             []string `json:"env,omitempty"`
+	Cwd             string   `json:"cwd,omitempty"`
+	ReadyKind       string   `json:"ready_kind,omitempty"`
+	ReadyTarget     string   `json:"ready_target,omitempty"`
+	ReadyTimeoutMs  int64    `json:"ready_timeout_ms,omitempty"`
+	ReadyIntervalMs int64    `json:"ready_interval_ms,omitempty"`
+	StopGraceMs     int64    `json:"stop_grace_ms,omitempty"` // TERM -> KILL
+	TailLines       int      `json:"tail_lines,omitempty"`    // logs: 0 = all (within MaxBytes)
+	MaxBytes        int64    `json:"max_bytes,omitempty"`     // logs: at most this many bytes from the end
+}
+
+// ServiceInfo describes one service. Times are RFC 3339 UTC.
+type ServiceInfo struct {
+	Name        string   `json:"name"`
+	State       string   `json:"state"`
+	Pid         int      `json:"pid,omitempty"`
+	Argv        []string `json:"argv"`
+	Cwd         string   `json:"cwd"`
+	ReadyKind   string   `json:"ready_kind,omitempty"`
+	ReadyTarget string   `json:"ready_target,omitempty"`
+	StartedAt   string   `json:"started_at"`
+	ReadyAt     string   `json:"ready_at,omitempty"`
+	EndedAt     string   `json:"ended_at,omitempty"`
+	ExitCode    *int     `json:"exit_code,omitempty"` // set once the process ended: -1 when killed by a signal
+	Signal      string   `json:"signal,omitempty"`
+	Reason      string   `json:"reason,omitempty"` // why it failed
+	LogPath     string   `json:"log_path"`
+}
+
+// ServiceList is the result of OpServiceList, sorted by name.
+type ServiceList struct {
+	Services []ServiceInfo `json:"services"`
+}
+
+// ServiceLogs is the result of OpServiceLogs.
+type ServiceLogs struct {
+	Name      string `json:"name"`
+	Log       []byte `json:"log"`
+	Truncated bool   `json:"truncated"` // older lines or bytes were left out
 }
 
 // ArchiveRequest names a path under WorkspaceRoot: the directory to extract
@@ -80,6 +193,14 @@ type ArchiveRequest struct {
 type ArchiveResult struct {
 	Entries int   `json:"entries"` // files, dirs and symlinks
 	Bytes   int64 `json:"bytes"`   // file content bytes
+}
+
+// HelloRequest is optional on OpHello. A guest restored from a memory
+// snapshot wakes with the snapshot's clock and random state: the host sends
+// its time and fresh entropy, which the agent applies before answering.
+type HelloRequest struct {
+	HostTimeUnixNano int64  `json:"host_time_unix_nano,omitempty"` // set CLOCK_REALTIME to this
+	Entropy          []byte `json:"entropy,omitempty"`             // credited to the kernel RNG, which then reseeds
 }
 
 // Hello is the result of OpHello.
@@ -137,7 +258,9 @@ const (
 	ErrCodeOutside     = "path_outside_workspace" // a path or archive entry escapes WorkspaceRoot
 	ErrCodeNotFound    = "not_found"
 	ErrCodeTooLarge    = "too_large"
-	ErrCodeBadArchive  = "bad_archive" // malformed tar, or an entry type that is refused
+	ErrCodeBadArchive  = "bad_archive"    // malformed tar, or an entry type that is refused
+	ErrCodeExists      = "already_exists" // a service of that name is starting or ready
+	ErrCodePortInUse   = "port_in_use"    // a readiness port already accepts connections before the start
 )
 
 func (e *Error) Error() string { return fmt.Sprintf("agent: %s: %s", e.Code, e.Message) }

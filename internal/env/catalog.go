@@ -37,8 +37,8 @@ var catalog = []catalogEntry{
 	},
 	{
 		Name:        "debian:12-build",
-		Description: "Debian 12 (bookworm) with git, build-essential, python3 and make",
-		Include:     []string{"git", "ca-certificates", "build-essential", "python3", "make"},
+		Description: "Debian 12 (bookworm) with git, build-essential, python3, make, curl, procps (ps, top) and vim-tiny",
+		Include:     []string{"git", "ca-certificates", "build-essential", "python3", "make", "curl", "procps", "vim-tiny"},
 	},
 }
 

@@ -123,3 +123,30 @@ func IsDeadlineExceeded(err error) bool {
 func IsCanceled(err error) bool {
 	return errors.Is(err, ErrCanceled) || errors.Is(err, context.Canceled)
 }
+
+// classNames names each class for the wire (the supervisor API).
+var classNames = map[string]error{
+	"not_found": ErrNotFound, "already_exists": ErrAlreadyExists, "invalid_argument": ErrInvalidArgument,
+	"failed_precondition": ErrFailedPrecondition, "unavailable": ErrUnavailable,
+	"deadline_exceeded": ErrDeadlineExceeded, "conflict": ErrConflict, "internal": ErrInternal,
+	"canceled": ErrCanceled,
+}
+
+// ClassName names err's class, so that it can cross a process boundary.
+func ClassName(err error) string {
+	if IsCanceled(err) {
+		return "canceled"
+	}
+	if IsDeadlineExceeded(err) {
+		return "deadline_exceeded"
+	}
+	for name, class := range classNames {
+		if errors.Is(err, class) {
+			return name
+		}
+	}
+	return "internal"
+}
+
+// ClassByName is the inverse of ClassName; nil for an unknown name.
+func ClassByName(name string) error { return classNames[name] }

@@ -5,7 +5,11 @@
 // binary, a hidden mode), in its own session.
 package supervisor
 
-import "time"
+import (
+	"time"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
 
 // Spec is what the supervisor boots and where it keeps its files.
 type Spec struct {
@@ -43,6 +47,7 @@ type Ready struct {
 // WireError carries a typed error across the API.
 type WireError struct {
 	Code    string `json:"code"`
+	Class   string `json:"class,omitempty"` // errdefs.ClassName
 	Message string `json:"message"`
 }
 
@@ -71,4 +76,54 @@ type ExecResult struct {
 type ArchiveResult struct {
 	Entries int   `json:"entries"`
 	Bytes   int64 `json:"bytes"`
+}
+
+// ShellOpenRequest opens a PTY shell in the guest.
+type ShellOpenRequest struct {
+	Cwd  string   `json:"cwd,omitempty"`
+	Cols int      `json:"cols"`
+	Rows int      `json:"rows"`
+	Env  []string `json:"env,omitempty"`
+}
+
+// ShellReadRequest reads a shell's output from a cursor.
+type ShellReadRequest struct {
+	Cursor        int64 `json:"cursor"`
+	MaxChars      int   `json:"max_chars,omitempty"`
+	Plain         bool  `json:"plain,omitempty"`
+	WaitForIdleMs int64 `json:"wait_for_idle_ms,omitempty"`
+}
+
+// ShellInputRequest writes input, sends a signal or resizes a shell.
+type ShellInputRequest struct {
+	Input  string `json:"input,omitempty"`
+	Signal string `json:"signal,omitempty"`
+	Cols   int    `json:"cols,omitempty"`
+	Rows   int    `json:"rows,omitempty"`
+}
+
+// ServiceStartRequest starts a service; Command runs under /bin/sh -lc.
+type ServiceStartRequest struct {
+	Name            string   `json:"name"`
+	Command         string   `json:"command"`
+	Cwd             string   `json:"cwd,omitempty"`
+	Env             []string `json:"env,omitempty"`
+	ReadyKind       string   `json:"ready_kind,omitempty"`
+	ReadyTarget     string   `json:"ready_target,omitempty"`
+	ReadyTimeoutMs  int64    `json:"ready_timeout_ms,omitempty"`
+	ReadyIntervalMs int64    `json:"ready_interval_ms,omitempty"`
+}
+
+// ServiceStartResult is the outcome of a start; a failed one carries the
+// end of the service's log.
+type ServiceStartResult struct {
+	Service agentproto.ServiceInfo `json:"service"`
+	LogTail string                 `json:"log_tail,omitempty"`
+}
+
+// ServiceLogs is the end of a service's log.
+type ServiceLogs struct {
+	Name      string `json:"name"`
+	Log       string `json:"log"`
+	Truncated bool   `json:"truncated"`
 }

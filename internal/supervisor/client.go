@@ -16,7 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/shell"
 )
 
 // Client calls one supervisor over its socket.
@@ -233,4 +235,73 @@ func tail(path string) string {
 		return "(no log)"
 	}
 	return fmt.Sprintf("\n%s", s)
+}
+
+func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, strings.NewReader(string(b)), "application/json", out)
+}
+
+// OpenShell opens a PTY shell in the guest.
+func (c *Client) OpenShell(ctx context.Context, req ShellOpenRequest) (*shell.Info, error) {
+	var i shell.Info
+	return &i, c.post(ctx, "/v1/shells", req, &i)
+}
+
+// Shells lists the shells this supervisor holds (closed ones included).
+func (c *Client) Shells(ctx context.Context) ([]shell.Info, error) {
+	var l []shell.Info
+	return l, c.do(ctx, http.MethodGet, "/v1/shells", nil, "", &l)
+}
+
+// ReadShell reads a shell's output from a cursor.
+func (c *Client) ReadShell(ctx context.Context, id string, req ShellReadRequest) (*shell.ReadResult, error) {
+	var r shell.ReadResult
+	return &r, c.post(ctx, "/v1/shells/"+url.PathEscape(id)+"/read", req, &r)
+}
+
+// ShellInput writes input to a shell, signals it or resizes it.
+func (c *Client) ShellInput(ctx context.Context, id string, req ShellInputRequest) (*shell.Info, error) {
+	var i shell.Info
+	return &i, c.post(ctx, "/v1/shells/"+url.PathEscape(id)+"/input", req, &i)
+}
+
+// CloseShell hangs a shell up.
+func (c *Client) CloseShell(ctx context.Context, id string) (*shell.Info, error) {
+	var i shell.Info
+	return &i, c.do(ctx, http.MethodDelete, "/v1/shells/"+url.PathEscape(id), nil, "", &i)
+}
+
+// StartService starts a service and waits until it is ready or has failed.
+func (c *Client) StartService(ctx context.Context, req ServiceStartRequest) (*ServiceStartResult, error) {
+	var r ServiceStartResult
+	return &r, c.post(ctx, "/v1/services", req, &r)
+}
+
+// Services lists the workspace's services.
+func (c *Client) Services(ctx context.Context) ([]agentproto.ServiceInfo, error) {
+	var l []agentproto.ServiceInfo
+	return l, c.do(ctx, http.MethodGet, "/v1/services", nil, "", &l)
+}
+
+// ServiceStatus describes one service.
+func (c *Client) ServiceStatus(ctx context.Context, name string) (*agentproto.ServiceInfo, error) {
+	var i agentproto.ServiceInfo
+	return &i, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name), nil, "", &i)
+}
+
+// ServiceLogs returns the last tailLines lines (0 = all, within maxBytes) of a service's log.
+func (c *Client) ServiceLogs(ctx context.Context, name string, tailLines int, maxBytes int64) (*ServiceLogs, error) {
+	var l ServiceLogs
+	q := fmt.Sprintf("/v1/services/%s/logs?tail_lines=%d&max_bytes=%d", url.PathEscape(name), tailLines, maxBytes)
+	return &l, c.do(ctx, http.MethodGet, q, nil, "", &l)
+}
+
+// StopService stops a service: TERM, then KILL after a grace period.
+func (c *Client) StopService(ctx context.Context, name string) (*agentproto.ServiceInfo, error) {
+	var i agentproto.ServiceInfo
+	return &i, c.do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(name)+"/stop", nil, "", &i)
 }

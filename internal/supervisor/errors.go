@@ -4,12 +4,17 @@ import "github.com/pyrovm/pyro/internal/errdefs"
 
 // toWire keeps an error's stable code across the API.
 func toWire(err error) *WireError {
-	return &WireError{Code: errdefs.CodeOf(err), Message: err.Error()}
+	return &WireError{Code: errdefs.CodeOf(err), Class: errdefs.ClassName(err), Message: err.Error()}
 }
 
-// fromWire rebuilds a typed error; the class follows from the code.
+// fromWire rebuilds a typed error; the class travels with it (older
+// supervisors sent only the code, from which it is derived).
 func fromWire(w *WireError) error {
-	return &errdefs.Error{Code: w.Code, Message: w.Message, Class: classOf(w.Code)}
+	class := errdefs.ClassByName(w.Class)
+	if class == nil {
+		class = classOf(w.Code)
+	}
+	return &errdefs.Error{Code: w.Code, Message: w.Message, Class: class}
 }
 
 func classOf(code string) error {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
@@ -49,7 +50,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(err)})
 	}
-	s := &server{spec: spec, vm: v, log: log, shutdown: make(chan struct{})}
+	s := &server{spec: spec, vm: v, log: log, shutdown: make(chan struct{}), shells: shell.NewManager(shell.Options{})}
 	defer s.cleanup()
 
 	_ = os.Remove(spec.Socket)
@@ -87,6 +88,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = srv.Shutdown(sctx)
 	cancel()
+	s.shells.CloseAll() // hang up before the guest powers off
 	if graceful {
 		return v.Shutdown(context.Background(), shutdownGrace)
 	}
@@ -99,6 +101,7 @@ type server struct {
 	log      *slog.Logger
 	once     sync.Once
 	shutdown chan struct{}
+	shells   *shell.Manager
 }
 
 func (s *server) cleanup() {
@@ -126,6 +129,8 @@ func (s *server) routes() http.Handler {
 		}
 		writeJSON(w, struct{}{})
 	})
+	s.shellRoutes(mux)
+	s.serviceRoutes(mux)
 	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, struct{}{})
 		s.once.Do(func() { close(s.shutdown) })
@@ -257,7 +262,7 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case errdefs.IsNotFound(err):
 		return http.StatusNotFound
-	case errdefs.IsFailedPrecondition(err):
+	case errdefs.IsFailedPrecondition(err), errors.Is(err, errdefs.ErrAlreadyExists):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

@@ -31,13 +31,14 @@ func GuestPath(field, p string) (string, error) {
 	if p == "" || p == "." {
 		return Root, nil
 	}
-	if !path.IsAbs(p) {
-		p = path.Join(Root, p)
-	}
+	// Check before joining: path.Join would resolve the ".." away.
 	for _, el := range strings.Split(p, "/") {
 		if el == ".." {
 			return "", outside(field, p)
 		}
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(Root, p)
 	}
 	c := path.Clean(p)
 	if c != Root && !strings.HasPrefix(c, Root+"/") {
