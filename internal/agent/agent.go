@@ -124,7 +124,7 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 	}
 	switch req.Op {
 	case agentproto.OpHello:
-		return fw.json(agentproto.FrameResult, hello())
+		return s.helloCall(fw, req.Hello)
 	case agentproto.OpExec:
 		return s.exec(stream, fw, req.Exec)
 	case agentproto.OpShutdown:

@@ -3,20 +3,14 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -213,89 +207,6 @@ func millis(field string, ms int64, def, lo, hi time.Duration) (time.Duration, e
 	return d, nil
 }
 
-func (sp *startSpec) parseReadiness() error {
-	bad := func(format string, args ...any) error {
-		return wireError(agentproto.ErrCodeBadRequest, "ready_target: "+format, args...)
-	}
-	t := strings.TrimSpace(sp.target)
-	switch sp.kind {
-	case agentproto.ReadyNone:
-		if t != "" {
-			return bad("%q given without a ready_kind (file, tcp, http or command)", sp.target)
-		}
-	case agentproto.ReadyFile:
-		if t == "" {
-			return bad("readiness file needs a path")
-		}
-		sp.file = sp.target
-		if !filepath.IsAbs(sp.file) {
-			sp.file = filepath.Join(sp.cwd, sp.file)
-		}
-	case agentproto.ReadyTCP:
-		host, port, err := parseTCPTarget(t)
-		if err != nil {
-			return bad("%v", err)
-		}
-		sp.host, sp.port = host, port
-	case agentproto.ReadyHTTP:
-		u, err := url.Parse(t)
-		if err != nil || u.Scheme != "http" || u.Hostname() == "" {
-			return bad("%q is not an http:// URL with a host", sp.target)
-		}
-		sp.port = 80
-		if p := u.Port(); p != "" {
-			if sp.port, err = parsePort(p); err != nil {
-				return bad("%v", err)
-			}
-		}
-		sp.host, sp.url = u.Hostname(), u.String()
-	case agentproto.ReadyCommand:
-		if t == "" {
-			return bad("readiness command is empty")
-		}
-	default:
-		return wireError(agentproto.ErrCodeBadRequest, "unknown ready_kind %q (want file, tcp, http or command)", sp.kind)
-	}
-	return nil
-}
-
-// parseTCPTarget takes "8080" (meaning 127.0.0.1:8080) or "host:port".
-func parseTCPTarget(t string) (string, int, error) {
-	if p, err := parsePort(t); err == nil {
-		return "127.0.0.1", p, nil
-	} else if !strings.Contains(t, ":") {
-		return "", 0, err
-	}
-	host, ps, err := net.SplitHostPort(t)
-	if err != nil {
-		return "", 0, fmt.Errorf("%q is neither a port nor host:port", t)
-	}
-	p, err := parsePort(ps)
-	if err != nil {
-		return "", 0, err
-	}
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	return host, p, nil
-}
-
-func parsePort(s string) (int, error) {
-	p, err := strconv.Atoi(s)
-	if err != nil || p < 1 || p > 65535 {
-		return 0, fmt.Errorf("port %q is not a number in 1..65535", s)
-	}
-	return p, nil
-}
-
-// readiness describes the check, for messages: "tcp 8080".
-func (sp *startSpec) readiness() string {
-	if sp.kind == agentproto.ReadyNone {
-		return "none"
-	}
-	return sp.kind + " " + sp.target
-}
-
 // serviceStart starts a service and waits until it is ready, failed, or the
 // host cancels. It never leaves a half-started process behind: unless it
 // answers with a ready service, the process group is gone.
@@ -350,17 +261,6 @@ func (reg *serviceRegistry) reserve(name string) error {
 	}
 	reg.pending[name] = true
 	return nil
-}
-
-// portAnswers reports whether something already accepts connections on the
-// readiness port.
-func portAnswers(host string, port int) bool {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), portCheckTimeout)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }
 
 func (reg *serviceRegistry) portInUse(port int) error {
@@ -598,107 +498,6 @@ func killAndReap(svc *service, grace time.Duration) {
 	_ = unix.Kill(-pgid, unix.SIGKILL)
 }
 
-// probe runs one readiness check, bounded by min(interval*5, 5s) and the
-// deadline.
-func (s *server) probe(ctx context.Context, sp *startSpec, deadline time.Time) bool {
-	if sp.kind == agentproto.ReadyNone {
-		return true
-	}
-	attempt := min(sp.interval*5, maxProbeTimeout)
-	if left := time.Until(deadline); left < attempt {
-		attempt = max(left, minProbeTimeout)
-	}
-	ctx, cancel := context.WithTimeout(ctx, attempt)
-	defer cancel()
-	switch sp.kind {
-	case agentproto.ReadyFile:
-		_, err := os.Stat(sp.file)
-		return err == nil
-	case agentproto.ReadyTCP:
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(sp.host, strconv.Itoa(sp.port)))
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	case agentproto.ReadyHTTP:
-		code, err := httpStatus(ctx, sp.host, sp.port, sp.url)
-		return err == nil && code < 500
-	case agentproto.ReadyCommand:
-		return s.probeCommand(ctx, sp)
-	}
-	return false
-}
-
-// httpStatus sends one GET for rawURL to host:port and returns the status
-// code of the answer. HTTP/1.1 by hand: net/http would more than double the
-// size of the static agent for this one request.
-func httpStatus(ctx context.Context, host string, port int, rawURL string) (int, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return 0, err
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-	defer stop()
-	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pyro-agent/%s\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-		u.RequestURI(), u.Host, Version)
-	if _, err := io.WriteString(c, req); err != nil {
-		return 0, err
-	}
-	// "HTTP/1.1 200 OK"
-	line, err := bufio.NewReaderSize(c, 512).ReadSlice('\n')
-	if err != nil {
-		return 0, fmt.Errorf("reading the status line: %w", err)
-	}
-	proto, rest, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
-	codeStr, _, _ := strings.Cut(rest, " ")
-	code, err := strconv.Atoi(codeStr)
-	if !strings.HasPrefix(proto, "HTTP/") || err != nil || code < 100 || code > 999 {
-		return 0, fmt.Errorf("malformed status line %q", line)
-	}
-	return code, nil
-}
-
-// probeCommand runs `/bin/sh -lc TARGET` in the service's cwd and env, its
-// output discarded, killed with its process group when ctx ends.
-func (s *server) probeCommand(ctx context.Context, sp *startSpec) bool {
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	fd := null.Fd()
-	pid, exited, err := s.reaper.start("/bin/sh", []string{"/bin/sh", "-lc", sp.target}, &syscall.ProcAttr{
-		Dir:   sp.cwd,
-		Env:   sp.env,
-		Files: []uintptr{fd, fd, fd},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	})
-	null.Close()
-	if err != nil {
-		log.Printf("service %s: readiness command: %v", sp.name, err)
-		return false
-	}
-	var ws syscall.WaitStatus
-	select {
-	case ws = <-exited:
-	case <-ctx.Done():
-		killGroup(pid)
-		ws = <-exited
-	}
-	killGroup(pid) // background children of the check
-	return !ws.Signaled() && ws.ExitStatus() == 0
-}
-
 // lookup returns the service called req.Name.
 func (s *server) lookupService(req *agentproto.ServiceRequest) (*service, error) {
 	if req == nil {
@@ -765,83 +564,4 @@ func (s *server) serviceStop(fw *frameWriter, req *agentproto.ServiceRequest) er
 		killAndReap(svc, grace)
 	}
 	return fw.json(agentproto.FrameResult, reg.info(svc))
-}
-
-// serviceLogs answers the end of a service's log: at most MaxBytes bytes,
-// and of those the last TailLines lines.
-func (s *server) serviceLogs(fw *frameWriter, req *agentproto.ServiceRequest) error {
-	svc, err := s.lookupService(req)
-	if err != nil {
-		return err
-	}
-	if req.TailLines < 0 {
-		return wireError(agentproto.ErrCodeBadRequest, "tail_lines %d is negative", req.TailLines)
-	}
-	limit := req.MaxBytes
-	switch {
-	case limit < 0:
-		return wireError(agentproto.ErrCodeBadRequest, "max_bytes %d is negative", limit)
-	case limit == 0:
-		limit = defaultLogBytes
-	case limit > maxLogBytes:
-		limit = maxLogBytes
-	}
-	info := s.services.info(svc)
-	data, truncated, err := tailFile(info.LogPath, limit, req.TailLines)
-	if err != nil {
-		return wireError(agentproto.ErrCodeInternal, "reading the log of %s: %v", req.Name, err)
-	}
-	return fw.json(agentproto.FrameResult, agentproto.ServiceLogs{Name: req.Name, Log: data, Truncated: truncated})
-}
-
-// tailFile reads at most limit bytes from the end of path, then keeps the
-// last lines lines of them (0 = all). A missing file is empty.
-func tailFile(path string, limit int64, lines int) ([]byte, bool, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return []byte{}, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	size := st.Size()
-	n := min(size, limit)
-	off := size - n
-	buf := make([]byte, n)
-	m, err := f.ReadAt(buf, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, false, err
-	}
-	buf = buf[:m] // the log may have been truncated meanwhile
-	truncated := off > 0
-	if lines > 0 {
-		if start := tailStart(buf, lines); start > 0 {
-			buf = buf[start:]
-			truncated = true
-		}
-	}
-	return buf, truncated, nil
-}
-
-// tailStart is the offset in b where its last n lines begin; a final newline
-// ends the last line rather than starting an empty one.
-func tailStart(b []byte, n int) int {
-	end := len(b)
-	if end > 0 && b[end-1] == '\n' {
-		end--
-	}
-	for i := end - 1; i >= 0; i-- {
-		if b[i] == '\n' {
-			n--
-			if n == 0 {
-				return i + 1
-			}
-		}
-	}
-	return 0
 }
