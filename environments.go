@@ -38,8 +38,9 @@ func (c *Client) InspectEnvironment(ctx context.Context, name string) (*Environm
 }
 
 // PruneEnvironments removes cached environments, kernels and leftovers that
-// nothing uses. Environments a workspace or VM was created from are kept:
-// their disks are overlays over those images.
+// nothing uses, then the run snapshots whose environment image is gone.
+// Environments a workspace or VM was created from are kept: their disks are
+// overlays over those images.
 func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 	inUse := map[string]bool{}
 	for _, m := range []interface {
@@ -53,5 +54,10 @@ func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 			inUse[r.Environment] = true
 		}
 	}
-	return c.envs.Prune(ctx, func(name string) bool { return inUse[name] })
+	res, err := c.envs.Prune(ctx, func(name string) bool { return inUse[name] })
+	if err != nil {
+		return res, err
+	}
+	c.pruneSnapshots(&res)
+	return res, nil
 }

@@ -92,7 +92,9 @@ func (r RunRequest) withDefaults() (RunRequest, error) {
 }
 
 // Run boots a fresh VM, runs one command and destroys the VM, on every path:
-// success, error, timeout and cancellation of ctx.
+// success, error, timeout and cancellation of ctx. The VM starts from a
+// memory snapshot of its machine when one can be made (the first run of an
+// environment and machine size makes it).
 func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	start := time.Now()
 	req, err := req.withDefaults()
@@ -108,10 +110,10 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	verdict := c.accelFor(ctx, e.KernelPath)
 	c.log.Debug("accelerator chosen", "accel", verdict.Accel, "ms", time.Since(start).Milliseconds())
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
-	v, err := vm.Boot(ctx, c.vmsDir(), vm.Spec{
+	v, err := c.bootForRun(ctx, e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run",
-	}, c.log)
+	})
 	if err != nil {
 		return nil, err
 	}

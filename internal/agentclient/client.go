@@ -62,7 +62,14 @@ func (c *Client) call(ctx context.Context, req agentproto.Request) (*yamux.Strea
 
 // Hello waits for the agent to answer and checks that it speaks our protocol.
 func (c *Client) Hello(ctx context.Context) (*agentproto.Hello, error) {
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpHello})
+	return c.HelloWith(ctx, nil)
+}
+
+// HelloWith is Hello carrying req: the host's clock and fresh entropy, which
+// the agent applies before it answers (a guest restored from a snapshot
+// wakes with the snapshot's clock and random state).
+func (c *Client) HelloWith(ctx context.Context, req *agentproto.HelloRequest) (*agentproto.Hello, error) {
+	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpHello, Hello: req})
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 
 // PrunedItem is one thing Prune removed.
 type PrunedItem struct {
-	Kind  string `json:"kind"` // "environment", "kernel", "base", "tmp", "log"
+	Kind  string `json:"kind"` // "environment", "kernel", "base", "tmp", "log"; "run_snapshot" from pyro.Client
 	Name  string `json:"name"`
 	Path  string `json:"path"`
 	Bytes int64  `json:"bytes"` // disk usage freed

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,24 @@ type Spec struct {
 	// RootfsPath (created if missing) instead of discarding them. It lives
 	// outside the VM dir, so it survives Close.
 	OverlayPath string
+	// Snapshot, when set, restores this saved machine instead of booting the
+	// kernel. The other fields must be those the snapshot was saved with
+	// (see Save); OverlayPath is ignored: writes go to a throw-away overlay.
+	Snapshot *vmm.Restore
+}
+
+// config is the VMM configuration of spec. Save and a restore of what it
+// saved get the same one, but for the disk (and Save's control socket).
+func (spec Spec) config(id, dir string) vmm.Config {
+	disk := vmm.DiskEphemeral
+	if spec.OverlayPath != "" {
+		disk = vmm.DiskOverlay
+	}
+	return vmm.Config{
+		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
+		DiskMode: disk, OverlayPath: spec.OverlayPath, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
+		Restore: spec.Snapshot,
+	}
 }
 
 // VM is a booted guest with a live agent.
@@ -66,6 +85,11 @@ func NewID() string {
 // its agent. On any error everything acquired so far is released. ctx bounds
 // the boot only; the VM lives until Close.
 func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM, err error) {
+	return boot(ctx, root, spec, false, log)
+}
+
+// boot is Boot; withQMP gives the VMM a control socket (for Save).
+func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.Logger) (_ *VM, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -75,14 +99,11 @@ func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM,
 	if bootTimeout == 0 {
 		bootTimeout = DefaultBootTimeout
 	}
-	disk := vmm.DiskEphemeral
-	if spec.OverlayPath != "" {
-		disk = vmm.DiskOverlay
+	cfg := spec.config(id, dir)
+	if withQMP {
+		cfg.QMPSocket = filepath.Join(dir, qmpSocket)
 	}
-	m, err := qemu.New(vmm.Config{
-		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
-		DiskMode: disk, OverlayPath: spec.OverlayPath, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
-	})
+	m, err := qemu.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -110,14 +131,47 @@ func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM,
 		conn.Close()
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "agent session")
 	}
-	v.Hello, err = v.waitAgent(ctx, bootTimeout)
-	if err != nil {
+	if _, err = v.waitAgent(ctx, bootTimeout); err != nil {
+		return nil, err
+	}
+	if v.Hello, err = v.syncGuest(ctx); err != nil {
 		return nil, err
 	}
 	v.BootDur = time.Since(start)
-	v.log.Debug("booted", "boot_ms", v.BootDur.Milliseconds(), "kernel", v.Hello.KernelRelease)
+	v.log.Debug("booted", "boot_ms", v.BootDur.Milliseconds(), "kernel", v.Hello.KernelRelease, "restored", spec.Snapshot != nil)
 	return v, nil
 }
+
+// syncGuest gives the guest the host's clock and fresh entropy (a second
+// hello, right after the first answered: the first may wait in the channel
+// for the whole boot, so a time sent with it would be stale by that much).
+// A restored guest needs it: it wakes with the clock of the moment it was
+// saved and the random state every restore of that snapshot shares. A cold
+// boot gets it too: its clock came from the RTC, to the second.
+func (v *VM) syncGuest(ctx context.Context) (*agentproto.Hello, error) {
+	req := &agentproto.HelloRequest{Entropy: make([]byte, helloEntropy)}
+	if _, err := rand.Read(req.Entropy); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	req.HostTimeUnixNano = time.Now().UnixNano()
+	h, err := v.agent.HelloWith(sctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, vmm.BootFailed("the guest agent did not take the host's clock and entropy: "+err.Error(), v.machine.ConsoleTail(25))
+	}
+	return h, nil
+}
+
+// Guest sync parameters.
+const (
+	helloEntropy = 64               // bytes of crypto/rand entropy per boot
+	syncTimeout  = 30 * time.Second // the agent is up: this is one round trip
+	qmpSocket    = "qmp.sock"       // in the VM dir, for Save
+)
 
 // waitAgent waits for the agent's hello, the VMM's death, or the deadline.
 func (v *VM) waitAgent(ctx context.Context, timeout time.Duration) (*agentproto.Hello, error) {
@@ -155,10 +209,20 @@ func (v *VM) waitAgent(ctx context.Context, timeout time.Duration) (*agentproto.
 		}
 		return nil, vmm.BootFailed("the guest stopped before its agent answered", v.machine.ConsoleTail(25))
 	case <-v.machine.Exited():
-		return nil, vmm.BootFailed("the VM exited during boot", v.machine.ConsoleTail(25))
+		return nil, vmm.BootFailed("the VM exited during boot"+v.vmmSays(), v.machine.ConsoleTail(25))
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// vmmSays is ": " and the VMM's last error lines, if it printed any.
+func (v *VM) vmmSays() string {
+	if l, ok := v.machine.(interface{ LogTail(n int) string }); ok {
+		if tail := l.LogTail(5); tail != "" {
+			return ": " + strings.ReplaceAll(tail, "\n", "; ")
+		}
+	}
+	return ""
 }
 
 // VMMPid is the VMM's process id.

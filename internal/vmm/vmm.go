@@ -41,6 +41,30 @@ type Config struct {
 	MemMiB      int      //
 	Accel       Accel    //
 	KernelArgs  []string // appended to the backend's defaults
+	// QMPSocket, when set, gives the VMM a control socket at this path (the
+	// backend uses it to save the machine's state; see StateSaver).
+	QMPSocket string
+	// Restore, when set, starts the machine from a saved memory state instead
+	// of booting the kernel. Every other field must match the machine that was
+	// saved (same devices in the same order); DiskMode is ignored: the disk
+	// is Restore.DiskPath, and writes to it are discarded.
+	Restore *Restore
+}
+
+// Restore names the files of a saved machine: the device and memory state
+// and the root disk as it was when the state was saved (a qcow2 file, never
+// written by a restored machine).
+type Restore struct {
+	StatePath string
+	DiskPath  string
+}
+
+// StateSaver is a Machine that can save its state for a later Restore.
+type StateSaver interface {
+	// SaveState pauses the guest, writes its whole state to path and ends
+	// the VMM. The root disk must be an overlay (DiskOverlay): it holds the
+	// disk half of the saved machine and must be kept with the state file.
+	SaveState(ctx context.Context, path string) error
 }
 
 // Limits of what pyro accepts; the SDK validates requests against these.
@@ -64,8 +88,10 @@ func (c *Config) Validate() error {
 		return errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", c.VCPUs, MinVCPUs, MaxVCPUs)
 	case c.MemMiB < MinMemMiB || c.MemMiB > MaxMemMiB:
 		return errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", c.MemMiB, MinMemMiB, MaxMemMiB)
-	case c.DiskMode == DiskOverlay && c.OverlayPath == "":
+	case c.DiskMode == DiskOverlay && c.OverlayPath == "" && c.Restore == nil:
 		return errdefs.InvalidArgument("overlay_path", "required for an overlay disk")
+	case c.Restore != nil && (c.Restore.StatePath == "" || c.Restore.DiskPath == ""):
+		return errdefs.InvalidArgument("restore", "state and disk paths are required")
 	case c.Accel != AccelKVM && c.Accel != AccelTCG:
 		return errdefs.InvalidArgument("accel", "unknown accelerator %q", c.Accel)
 	}

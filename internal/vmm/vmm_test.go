@@ -17,6 +17,7 @@ func TestConfigValidate(t *testing.T) {
 		"accel":        func(c *Config) { c.Accel = "hvf" },
 		"overlay_path": func(c *Config) { c.DiskMode = DiskOverlay },
 		"environment":  func(c *Config) { c.KernelPath = "" },
+		"restore":      func(c *Config) { c.Restore = &Restore{StatePath: "/s"} },
 	}
 	for field, mutate := range bad {
 		c := ok

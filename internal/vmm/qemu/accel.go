@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -123,20 +122,7 @@ func hostKey(kernelPath string) string {
 		h.Write(u.Release[:])
 		h.Write(u.Version[:])
 	}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.HasPrefix(line, "model name") || strings.HasPrefix(line, "flags") {
-				h.Write([]byte(line))
-			}
-			if line == "" {
-				break // first CPU is enough
-			}
-		}
-		f.Close()
-	}
+	writeCPUInfo(h)
 	for _, p := range []string{Binary, kernelPath} {
 		if p == Binary {
 			p, _ = exec.LookPath(Binary)

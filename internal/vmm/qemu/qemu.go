@@ -77,13 +77,34 @@ const GuestInit = "/sbin/pyro-agent"
 
 // Args builds QEMU's argv (without the binary) for cfg. The agent channel is a
 // virtio-serial port whose chardev connects to agentSock, where the host listens.
+//
+// A restored machine (cfg.Restore) gets the very same devices in the same
+// order, its saved disk under a throw-away overlay, and reads its state from
+// file descriptor 3 (Start passes it). QEMU starts the guest as soon as the
+// state is loaded.
 func Args(cfg vmm.Config, agentSock, console string) []string {
-	return append(baseArgs(cfg, GuestInit, console),
+	args := append(baseArgs(cfg, GuestInit, console),
 		"-device", "virtio-serial-device,max_ports=2",
 		"-chardev", "socket,id=agent,path="+escapeOpt(agentSock),
 		"-device", "virtserialport,chardev=agent,name="+agentproto.PortName,
 	)
+	if cfg.QMPSocket != "" {
+		args = append(args, "-qmp", "unix:"+escapeOpt(cfg.QMPSocket)+",server=on,wait=off",
+			// SaveState pauses the guest before it migrates it. Leaving the
+			// run state out of the saved state makes a restoring QEMU start
+			// the guest by itself instead of keeping it paused: no control
+			// socket and no "cont" on the restore path.
+			"-global", "migration.store-global-state=off")
+	}
+	if cfg.Restore != nil {
+		args = append(args, "-incoming", "fd:"+strconv.Itoa(restoreFD))
+	}
+	return args
 }
+
+// restoreFD is the descriptor number of the state file in a restoring QEMU
+// (the first of exec.Cmd.ExtraFiles).
+const restoreFD = 3
 
 // FloorArgs boots the same machine, kernel and image as Args, but with init
 // and no agent channel: the floor that benchmarks compare pyro against.
@@ -98,8 +119,12 @@ func baseArgs(cfg vmm.Config, init, console string) []string {
 		accel = "kvm"
 	}
 	drive := "id=root,if=none,discard=unmap,"
-	switch cfg.DiskMode {
-	case vmm.DiskOverlay:
+	switch {
+	case cfg.Restore != nil:
+		// The saved disk stays as saved: QEMU puts the guest's writes in a
+		// temporary overlay over it (in TMPDIR, the VM dir), read-only below.
+		drive += "cache=unsafe,format=qcow2,snapshot=on,file=" + escapeOpt(cfg.Restore.DiskPath)
+	case cfg.DiskMode == vmm.DiskOverlay:
 		// A kept disk honours the guest's flushes, so a crash of the host
 		// side loses at most what the guest had not synced.
 		drive += "cache=writeback,format=qcow2,file=" + escapeOpt(cfg.OverlayPath)
@@ -149,7 +174,13 @@ func (m *Machine) Start(ctx context.Context) (net.Conn, error) {
 	if err := os.MkdirAll(m.cfg.RuntimeDir, 0o700); err != nil {
 		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "create runtime dir")
 	}
-	if m.cfg.DiskMode == vmm.DiskOverlay {
+	var state *os.File
+	if m.cfg.Restore != nil {
+		if state, err = os.Open(m.cfg.Restore.StatePath); err != nil {
+			return nil, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "open saved machine state")
+		}
+		defer state.Close()
+	} else if m.cfg.DiskMode == vmm.DiskOverlay {
 		if err := ensureOverlay(ctx, m.cfg.OverlayPath, m.cfg.RootfsPath); err != nil {
 			return nil, err
 		}
@@ -170,6 +201,12 @@ func (m *Machine) Start(ctx context.Context) (net.Conn, error) {
 
 	cmd := exec.Command(bin, Args(m.cfg, sock, filepath.Join(m.cfg.RuntimeDir, consoleLog))...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if state != nil {
+		cmd.ExtraFiles = []*os.File{state} // fd 3: restoreFD
+	}
+	if m.cfg.QMPSocket != "" {
+		_ = os.Remove(m.cfg.QMPSocket)
+	}
 	// QEMU keeps temporary snapshot files in TMPDIR: keep them inside the VM's dir.
 	cmd.Env = append(os.Environ(), "TMPDIR="+m.cfg.RuntimeDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -306,6 +343,11 @@ func (m *Machine) Stop(grace time.Duration) error {
 	case <-time.After(2 * time.Second):
 	}
 	return m.Kill()
+}
+
+// LogTail returns the last n lines QEMU itself printed (its errors).
+func (m *Machine) LogTail(n int) string {
+	return strings.TrimSpace(tailLines(filepath.Join(m.cfg.RuntimeDir, vmmLog), n))
 }
 
 func (m *Machine) ConsoleTail(n int) string {

@@ -1,0 +1,92 @@
+package qemu
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pyrovm/pyro/internal/vmm"
+)
+
+// devices lists the -device values of args in order.
+func devices(args []string) []string {
+	var out []string
+	for i, a := range args {
+		if a == "-device" && i+1 < len(args) {
+			out = append(out, args[i+1])
+		}
+	}
+	return out
+}
+
+func argValue(args []string, flag string) string {
+	i := slices.Index(args, flag)
+	if i < 0 || i+1 >= len(args) {
+		return ""
+	}
+	return args[i+1]
+}
+
+// A restored machine must have the devices of the saved one, in the same
+// order; only its disk and the incoming state differ.
+func TestRestoreArgsMatchSavedMachine(t *testing.T) {
+	base := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 2, MemMiB: 512, Accel: vmm.AccelTCG}
+	save := base
+	save.DiskMode, save.OverlayPath, save.QMPSocket = vmm.DiskOverlay, "/snap/disk.qcow2", "/r/qmp.sock"
+	restore := base
+	restore.ID = "b"
+	restore.Restore = &vmm.Restore{StatePath: "/snap/state", DiskPath: "/snap/disk.qcow2"}
+	sa, ra := Args(save, "/r/agent.sock", "/r/console.log"), Args(restore, "/r/agent.sock", "/r/console.log")
+
+	if !slices.Equal(devices(sa), devices(ra)) {
+		t.Errorf("devices differ:\nsave    %q\nrestore %q", devices(sa), devices(ra))
+	}
+	for _, f := range []string{"-M", "-cpu", "-smp", "-m", "-kernel", "-append", "-accel", "-sandbox"} {
+		if argValue(sa, f) != argValue(ra, f) {
+			t.Errorf("%s: save %q restore %q", f, argValue(sa, f), argValue(ra, f))
+		}
+	}
+	if !strings.Contains(argValue(ra, "-sandbox"), "spawn=deny") {
+		t.Errorf("restore sandbox %q", argValue(ra, "-sandbox"))
+	}
+	if d := argValue(ra, "-drive"); !strings.Contains(d, "file=/snap/disk.qcow2") || !strings.Contains(d, "format=qcow2") || !strings.Contains(d, "snapshot=on") {
+		t.Errorf("restore drive %q", d)
+	}
+	if d := argValue(sa, "-drive"); !strings.Contains(d, "file=/snap/disk.qcow2") || strings.Contains(d, "snapshot=on") {
+		t.Errorf("save drive %q", d)
+	}
+	if argValue(ra, "-incoming") != "fd:3" || slices.Contains(sa, "-incoming") {
+		t.Errorf("incoming: save %q restore %q", argValue(sa, "-incoming"), argValue(ra, "-incoming"))
+	}
+	if !strings.HasPrefix(argValue(sa, "-qmp"), "unix:/r/qmp.sock,") || slices.Contains(ra, "-qmp") {
+		t.Errorf("qmp: save %q restore %q", argValue(sa, "-qmp"), argValue(ra, "-qmp"))
+	}
+	if argValue(sa, "-global") != "migration.store-global-state=off" {
+		t.Errorf("save -global %q", argValue(sa, "-global"))
+	}
+	if err := restore.Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMachineDigest(t *testing.T) {
+	a := vmm.Config{ID: "a", RuntimeDir: "/r1", KernelPath: "/k1", RootfsPath: "/i1", VCPUs: 1, MemMiB: 512, Accel: vmm.AccelTCG}
+	b := a
+	b.ID, b.RuntimeDir, b.KernelPath, b.RootfsPath = "b", "/r2", "/k2", "/i2"
+	b.Restore = &vmm.Restore{StatePath: "/s", DiskPath: "/d"}
+	if MachineDigest(a) != MachineDigest(b) {
+		t.Error("the digest depends on paths or on restoring")
+	}
+	for name, mutate := range map[string]func(*vmm.Config){
+		"vcpus":  func(c *vmm.Config) { c.VCPUs = 2 },
+		"mem":    func(c *vmm.Config) { c.MemMiB = 1024 },
+		"accel":  func(c *vmm.Config) { c.Accel = vmm.AccelKVM },
+		"kernel": func(c *vmm.Config) { c.KernelArgs = []string{"debug"} },
+	} {
+		c := a
+		mutate(&c)
+		if MachineDigest(c) == MachineDigest(a) {
+			t.Errorf("%s does not change the digest", name)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package pyro
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/env"
+	"github.com/pyrovm/pyro/internal/snapshot"
+	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
+)
+
+// One-shot runs start from a memory snapshot of their machine (environment,
+// size, accelerator) booted once to its agent: see docs/architecture.md,
+// "Snapshot restore".
+
+// restoreTimeout bounds a restore up to the agent's answer. A restore answers
+// in a fraction of a second; one that takes this long is broken, and the run
+// boots cold instead.
+const restoreTimeout = 20 * time.Second
+
+// snapshotWarmup runs once in the guest before it is saved, so that the
+// shell every run starts (and what it reads) is in the guest's page cache.
+var snapshotWarmup = []string{"/bin/sh", "-lc", "true"}
+
+func (c *Client) snapshots() *snapshot.Store { return snapshot.NewStore(c.envs.CacheDir()) }
+
+// bootForRun boots the VM of a one-shot run: restored from the snapshot of
+// its machine (made first if missing), else cold. A snapshot that cannot be
+// made or restored never fails the run: it is logged and removed, and the
+// run boots cold. The VM's BootDur covers a failed restore too.
+func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spec) (*vm.VM, error) {
+	snap := c.runSnapshot(ctx, e, spec)
+	start := time.Now()
+	if snap != nil {
+		rs := spec
+		rs.Snapshot = &vmm.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath}
+		rs.BootTimeout = restoreTimeout
+		v, err := vm.Boot(ctx, c.vmsDir(), rs, c.log)
+		if err == nil {
+			c.log.Debug("vm restored from snapshot", "vm", v.ID, "snapshot", snap.Meta.ID, "boot_ms", v.BootDur.Milliseconds())
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		c.log.Warn("restoring a snapshot failed: removing it and booting cold", "snapshot", snap.Dir, "err", err)
+		if err := c.snapshots().Invalidate(snap, err); err != nil {
+			c.log.Warn("removing a failed snapshot", "snapshot", snap.Dir, "err", err)
+		}
+	}
+	v, err := vm.Boot(ctx, c.vmsDir(), spec, c.log)
+	if err != nil {
+		return nil, err
+	}
+	v.BootDur = time.Since(start)
+	return v, nil
+}
+
+// runSnapshot returns the valid snapshot for spec's machine, making it when
+// missing, or nil when there is none to use (never an error: the run then
+// boots cold).
+func (c *Client) runSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) *snapshot.Snapshot {
+	store := c.snapshots()
+	key, err := c.snapshotKey(ctx, store, e, spec)
+	if err != nil {
+		c.log.Warn("no snapshot for this machine", "err", err)
+		return nil
+	}
+	snap, err := store.Lookup(key, e.RootfsPath)
+	if err == nil {
+		return snap
+	}
+	c.log.Debug("no usable snapshot", "reason", err)
+	c.report(ctx, ProgressEvent{Stage: "snapshot", Message: "preparing a fast-start snapshot of " + e.Manifest.Name + " (once per environment and machine size)"})
+	start := time.Now()
+	snap, err = store.Create(ctx, key, e.RootfsPath, func(ctx context.Context, dir string) error {
+		return vm.Save(ctx, c.vmsDir(), spec, filepath.Join(dir, snapshot.DiskFile), filepath.Join(dir, snapshot.StateFile), snapshotWarmup, c.log)
+	})
+	switch {
+	case err == nil:
+		c.log.Info("snapshot created", "snapshot", snap.Dir, "ms", time.Since(start).Milliseconds(), "state_bytes", snap.Meta.StateSize)
+		return snap
+	case errors.Is(err, snapshot.ErrBusy), errors.Is(err, snapshot.ErrRecentlyFailed):
+		c.log.Debug("booting cold", "reason", err)
+	case ctx.Err() == nil:
+		c.log.Warn("creating a snapshot failed: booting cold", "err", err)
+	}
+	return nil
+}
+
+// snapshotKey names everything a restored machine depends on.
+func (c *Client) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.Environment, spec vm.Spec) (snapshot.Key, error) {
+	qv, err := qemu.Version(ctx, filepath.Join(store.Root(), "qemu-version.json"))
+	if err != nil {
+		return snapshot.Key{}, err
+	}
+	m := e.Manifest
+	k := snapshot.Key{
+		Environment: m.Name, EnvVersion: m.Version, RootfsSHA256: m.Rootfs.SHA256,
+		KernelSHA256: m.Kernel.SHA256, AgentSHA256: m.AgentSHA256,
+		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: string(spec.Accel), QEMUVersion: qv,
+		Machine: spec.MachineDigest(),
+	}
+	if spec.Accel == vmm.AccelKVM {
+		k.Host = qemu.HostID()
+	}
+	return k, k.Validate()
+}
+
+// pruneSnapshots removes snapshots whose environment image is gone (or that
+// are otherwise invalid), after an environment prune.
+func (c *Client) pruneSnapshots(res *PruneResult) {
+	for _, r := range c.snapshots().Prune(nil) {
+		name := r.ID
+		if r.Environment != "" {
+			name = r.Environment + " " + r.ID
+		}
+		res.Removed = append(res.Removed, env.PrunedItem{Kind: "run_snapshot", Name: name, Path: r.Path, Bytes: r.Bytes})
+		res.BytesFreed += r.Bytes
+	}
+}
