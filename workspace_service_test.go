@@ -14,11 +14,7 @@ import (
 func TestServices(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
 	ctx := t.Context()
-	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12-build"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	w := createWorkspace(t, c, "debian:12-build")
 	ws := w.WorkspaceID
 	exec := func(cmd string) *pyro.WorkspaceExecResult {
 		t.Helper()

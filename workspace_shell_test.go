@@ -1,16 +1,11 @@
 package pyro_test
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pyrovm/pyro"
-	"github.com/pyrovm/pyro/internal/testutil"
 )
 
 // shellSession drives one shell: write a line, read until idle.
@@ -57,11 +52,7 @@ func (s *shellSession) readUntil(want string) *pyro.ShellOutput {
 func TestShellPythonAndErrors(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
 	ctx := t.Context()
-	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12-build"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	w := createWorkspace(t, c, "debian:12-build")
 	sh, err := c.OpenShell(ctx, pyro.OpenShellRequest{Workspace: w.WorkspaceID})
 	if err != nil {
 		t.Fatal(err)
@@ -151,11 +142,7 @@ func TestShellPythonAndErrors(t *testing.T) {
 func TestShellLargeOutput(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
 	ctx := t.Context()
-	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	w := createWorkspace(t, c, "debian:12")
 	sh, err := c.OpenShell(ctx, pyro.OpenShellRequest{Workspace: w.WorkspaceID})
 	if err != nil {
 		t.Fatal(err)
@@ -198,11 +185,7 @@ func TestShellLargeOutput(t *testing.T) {
 func TestShellFullScreenPlain(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
 	ctx := t.Context()
-	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12-build"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	w := createWorkspace(t, c, "debian:12-build")
 	sh, err := c.OpenShell(ctx, pyro.OpenShellRequest{Workspace: w.WorkspaceID, Cols: 100, Rows: 25})
 	if err != nil {
 		t.Fatal(err)
@@ -241,28 +224,12 @@ func TestShellFullScreenPlain(t *testing.T) {
 func TestShellSupervisorRestart(t *testing.T) {
 	c, state := newWorkspaceClient(t)
 	ctx := t.Context()
-	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	w := createWorkspace(t, c, "debian:12")
 	sh, err := c.OpenShell(ctx, pyro.OpenShellRequest{Workspace: w.WorkspaceID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(state, "workspaces", w.WorkspaceID, "supervisor.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct{ Pid int }
-	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
-		t.Fatalf("supervisor.json %s: %v", b, err)
-	}
-	syscall.Kill(info.Pid, syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(testutil.QEMUProcessesUnder(state)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	killSupervisor(t, state, w.WorkspaceID)
 	start := time.Now()
 	if _, err := c.ReadShell(ctx, pyro.ReadShellRequest{Workspace: w.WorkspaceID, ShellID: sh.ShellID, WaitForIdleMs: 1000}); pyro.ErrorCode(err) != "workspace_stopped" {
 		t.Errorf("read while stopped: %v", err)

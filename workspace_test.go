@@ -2,6 +2,7 @@ package pyro_test
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -25,6 +26,36 @@ func newWorkspaceClient(t *testing.T) (*pyro.Client, string) {
 	}
 	t.Cleanup(func() { testutil.AssertNoLeaks(t, state) })
 	return c, state
+}
+
+// createWorkspace creates a workspace of env, deleted when the test ends
+// (before the leak check of newWorkspaceClient).
+func createWorkspace(t *testing.T, c *pyro.Client, env string) *pyro.Workspace {
+	t.Helper()
+	w, err := c.CreateWorkspace(t.Context(), pyro.CreateWorkspaceRequest{Environment: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteWorkspace(context.Background(), w.WorkspaceID) })
+	return w
+}
+
+// killSupervisor kill -9s a workspace's supervisor and waits for its VMM to go.
+func killSupervisor(t *testing.T, state, id string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "workspaces", id, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
+		t.Fatalf("supervisor.json %s: %v", b, err)
+	}
+	syscall.Kill(info.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(testutil.QEMUProcessesUnder(state)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func seedRepo(t *testing.T) string {
@@ -106,27 +137,11 @@ func TestWorkspaceAgentLoop(t *testing.T) {
 func TestWorkspaceSurvivesSupervisorCrash(t *testing.T) {
 	c, state := newWorkspaceClient(t)
 	ctx := t.Context()
-	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: "debian:12"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.DeleteWorkspace(ctx, w.WorkspaceID)
+	w := createWorkspace(t, c, "debian:12")
 	if r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "echo kept > note && sync"}); err != nil || r.ExitCode != 0 {
 		t.Fatalf("%v %+v", err, r)
 	}
-	b, err := os.ReadFile(filepath.Join(state, "workspaces", w.WorkspaceID, "supervisor.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct{ Pid int }
-	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
-		t.Fatalf("supervisor.json %s: %v", b, err)
-	}
-	syscall.Kill(info.Pid, syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(testutil.QEMUProcessesUnder(state)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	killSupervisor(t, state, w.WorkspaceID)
 	if s, err := c.WorkspaceStatus(ctx, w.WorkspaceID); err != nil || s.State != "stopped" {
 		t.Fatalf("after kill -9: %v %+v", err, s)
 	}

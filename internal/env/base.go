@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // The base of an environment is mmdebstrap's output as a tarball, cached as
@@ -138,7 +140,7 @@ func (s *Store) buildBase(ctx context.Context, e catalogEntry) (string, baseReco
 	if err != nil {
 		return "", baseRecord{}, err
 	}
-	if err := syncFile(out); err != nil {
+	if err := fsutil.SyncFile(out); err != nil {
 		return "", baseRecord{}, buildErr(err, "%s: syncing tarball", what)
 	}
 	sum, size, err := sha256File(ctx, out, nil)
@@ -163,7 +165,7 @@ func (s *Store) buildBase(ctx context.Context, e catalogEntry) (string, baseReco
 	if err := os.Rename(out, tarPath); err != nil {
 		return "", baseRecord{}, buildErr(err, "%s: installing tarball", what)
 	}
-	if err := writeJSONAtomic(recPath, rec); err != nil {
+	if err := fsutil.WriteJSONAtomic(recPath, rec, 0o644); err != nil {
 		return "", baseRecord{}, buildErr(err, "%s: writing record", what)
 	}
 	s.progress(Event{Stage: "debootstrap", Message: "base of " + e.Name + " ready in " + time.Since(start).Round(time.Second).String()})

@@ -8,57 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 )
-
-// writeFileAtomic replaces path with data: temp file in the same directory,
-// fsync, rename, fsync of the directory. Readers see the old or the new file,
-// never a partial one.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-// writeJSONAtomic marshals v (indented) and writes it with writeFileAtomic.
-func writeJSONAtomic(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
-}
 
 func readJSON(path string, v any) error {
 	data, err := os.ReadFile(path)
@@ -69,24 +23,6 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // copyFile copies src to a new file dst with mode perm and fsyncs it.
@@ -155,37 +91,6 @@ func sha256File(ctx context.Context, path string, progress func(done, total int6
 		progress(done, st.Size())
 	}
 	return hex.EncodeToString(h.Sum(nil)), done, nil
-}
-
-// diskUsage returns the bytes allocated on disk under path (st_blocks), each
-// hard-linked inode counted once. Missing paths count as 0.
-func diskUsage(path string) int64 {
-	var total int64
-	seen := map[[2]uint64]bool{}
-	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			total += info.Size()
-			return nil
-		}
-		key := [2]uint64{uint64(st.Dev), st.Ino}
-		if st.Nlink > 1 {
-			if seen[key] {
-				return nil
-			}
-			seen[key] = true
-		}
-		total += st.Blocks * 512
-		return nil
-	})
-	return total
 }
 
 // removeTree deletes path recursively, but refuses to when something is

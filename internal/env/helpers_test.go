@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 const testSourceVersion = "6.1.0-test"
@@ -47,7 +49,7 @@ func fakeKernel(t *testing.T, s *Store) KernelInfo {
 		t.Fatal(err)
 	}
 	rec := kernelRecord{SHA256: sum, Size: size, Release: "6.1.0", ConfigHash: hash, SourceVersion: testSourceVersion}
-	if err := writeJSONAtomic(filepath.Join(dir, "kernel.json"), rec); err != nil {
+	if err := fsutil.WriteJSONAtomic(filepath.Join(dir, "kernel.json"), rec, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return KernelInfo{Path: filepath.Join(dir, "vmlinux"), SHA256: sum, Size: size, Release: "6.1.0", ConfigHash: hash}

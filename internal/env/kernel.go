@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // kernelFragment is merged on top of `make tinyconfig`.
@@ -239,7 +240,7 @@ func (s *Store) buildKernel(ctx context.Context, hash, version string) (KernelIn
 	}
 	rec := kernelRecord{SHA256: sum, Size: size, Release: release, ConfigHash: hash,
 		SourcePackage: kernelSourcePackage, SourceVersion: version, BuiltAt: time.Now().UTC()}
-	if err := writeJSONAtomic(filepath.Join(out, "kernel.json"), rec); err != nil {
+	if err := fsutil.WriteJSONAtomic(filepath.Join(out, "kernel.json"), rec, 0o644); err != nil {
 		return KernelInfo{}, buildErr(err, "kernel build: writing kernel.json")
 	}
 	final := s.kernelDir(hash)
@@ -269,7 +270,7 @@ func (s *Store) replaceDir(src, dst, scratch string) error {
 	if err := os.Rename(src, dst); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dst))
+	return fsutil.SyncDir(filepath.Dir(dst))
 }
 
 // compileKernel extracts the Debian kernel source into dir and builds

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 const (
@@ -56,7 +58,7 @@ func writeManifest(root, dir string, m *Manifest) error {
 	if c.Rootfs.Path, err = relPath(root, m.Rootfs.Path); err != nil {
 		return err
 	}
-	return writeJSONAtomic(filepath.Join(dir, manifestFile), &c)
+	return fsutil.WriteJSONAtomic(filepath.Join(dir, manifestFile), &c, 0o644)
 }
 
 // readManifest loads dir/manifest.json and resolves its paths under root.

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // PrunedItem is one thing Prune removed.
@@ -189,7 +191,7 @@ func (s *Store) pruneLogs() []PrunedItem {
 }
 
 func (s *Store) removeItem(kind, name, path string) []PrunedItem {
-	size := diskUsage(path)
+	size := fsutil.DiskUsage(path)
 	if err := removeTree(path); err != nil {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // The final image: base tarball extracted, guest agent and a few /etc files
@@ -123,7 +124,7 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 	if err := r.run(ctx, b.dir, nil, "mkfs.ext4", append(args, img)...); err != nil {
 		return nil, err
 	}
-	if err := syncFile(img); err != nil {
+	if err := fsutil.SyncFile(img); err != nil {
 		return nil, buildErr(err, "%s: syncing image", what)
 	}
 	// Shared by every VM as a read-only backing file.
@@ -151,7 +152,7 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 		Description:   e.Description,
 		CreatedAt:     now,
 		Kernel:        k,
-		Rootfs:        RootfsInfo{Path: filepath.Join(final, rootfsFile), SHA256: rsum, Size: rsize, DiskUsage: diskUsage(img)},
+		Rootfs:        RootfsInfo{Path: filepath.Join(final, rootfsFile), SHA256: rsum, Size: rsize, DiskUsage: fsutil.DiskUsage(img)},
 		AgentSHA256:   ag.sha256,
 		RecipeHash:    e.recipeHash(),
 		BaseSHA256:    base.SHA256,
@@ -162,7 +163,7 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 	if err := writeManifest(s.root, out, m); err != nil {
 		return nil, buildErr(err, "%s: writing manifest", what)
 	}
-	if err := syncDir(out); err != nil {
+	if err := fsutil.SyncDir(out); err != nil {
 		return nil, buildErr(err, "%s", what)
 	}
 	if err := s.replaceDir(out, final, b.dir); err != nil {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // Every build works in its own directory under <cache>/tmp, holding a flock
@@ -95,7 +97,7 @@ func (s *Store) cleanStaleTmp() []PrunedItem {
 				continue // taken meanwhile
 			}
 		}
-		size := diskUsage(p)
+		size := fsutil.DiskUsage(p)
 		err := removeTree(p)
 		if unlock != nil {
 			unlock()

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // FormatVersion is bumped whenever what a snapshot holds, or how it is made,
@@ -267,11 +268,11 @@ func (s *Store) Create(ctx context.Context, k Key, rootfsPath string, build Buil
 	}
 	m := Meta{FormatVersion: FormatVersion, ID: id, Key: k, RootfsPath: rootfsPath, StateSize: st.Size(),
 		CreatedAt: time.Now().UTC(), CreateMs: time.Since(start).Milliseconds(), Nonce: nonce()}
-	if err := writeJSON(filepath.Join(tmp, MetaFile), &m); err != nil {
+	if err := fsutil.WriteJSONAtomic(filepath.Join(tmp, MetaFile), &m, 0o644); err != nil {
 		return nil, err
 	}
 	for _, f := range []string{DiskFile, StateFile} {
-		if err := syncFile(filepath.Join(tmp, f)); err != nil {
+		if err := fsutil.SyncFile(filepath.Join(tmp, f)); err != nil {
 			return nil, err
 		}
 	}
@@ -282,7 +283,7 @@ func (s *Store) Create(ctx context.Context, k Key, rootfsPath string, build Buil
 	if err := os.Rename(tmp, dst); err != nil {
 		return nil, err
 	}
-	_ = syncDir(s.root)
+	_ = fsutil.SyncDir(s.root)
 	os.Remove(s.failedPath(id))
 	return s.load(dst, &k, rootfsPath)
 }
@@ -358,7 +359,7 @@ func (s *Store) Prune(keep func(Meta) bool) []Removed {
 				}
 			}
 		}
-		size := diskUsage(p)
+		size := fsutil.DiskUsage(p)
 		if err := s.removeDir(p); err == nil {
 			out = append(out, Removed{ID: id, Environment: envName, Path: p, Bytes: size, Reason: reason})
 		}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
@@ -65,7 +65,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		GuestKernel: v.Hello.KernelRelease, StartedAt: time.Now().UTC(),
 	}
 	info.VMMPid = v.VMMPid()
-	if err := writeJSONAtomic(spec.InfoPath, info); err != nil {
+	if err := fsutil.WriteJSONAtomic(spec.InfoPath, info, 0o600); err != nil {
 		v.Close()
 		return sendReady(ready, Ready{Error: toWire(err)})
 	}
@@ -275,16 +275,4 @@ func readInfo(path string) (*Info, error) {
 	}
 	var i Info
 	return &i, json.Unmarshal(b, &i)
-}
-
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

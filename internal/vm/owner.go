@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 const ownerFile = "owner.json"
@@ -38,7 +39,7 @@ func writeOwner(dir string, o owner) error {
 	o.OwnerPid = os.Getpid()
 	o.OwnerStart = ProcStart(o.OwnerPid)
 	o.CreatedAt = time.Now().UTC()
-	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
+	return fsutil.WriteJSONAtomic(filepath.Join(dir, ownerFile), o, 0o600)
 }
 
 func updateOwnerVMM(dir string, pid int) error {
@@ -47,7 +48,7 @@ func updateOwnerVMM(dir string, pid int) error {
 		return err
 	}
 	o.VMMPid, o.VMMStart = pid, ProcStart(pid)
-	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
+	return fsutil.WriteJSONAtomic(filepath.Join(dir, ownerFile), o, 0o600)
 }
 
 func readOwner(dir string) (owner, error) {
@@ -57,33 +58,6 @@ func readOwner(dir string) (owner, error) {
 		return o, err
 	}
 	return o, json.Unmarshal(b, &o)
-}
-
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // procStat returns the state letter and start time (clock ticks since boot)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/testutil"
 )
 
@@ -88,5 +89,5 @@ func writeJSONAtomic2(dir string, o owner) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return writeJSONAtomic(filepath.Join(dir, ownerFile), o)
+	return fsutil.WriteJSONAtomic(filepath.Join(dir, ownerFile), o, 0o600)
 }

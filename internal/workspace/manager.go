@@ -14,6 +14,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -176,7 +177,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record) (*supervisor
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(),
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
-	if err := writeJSONAtomic(specPath, spec); err != nil {
+	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {
 		return nil, err
 	}
 	return supervisor.Launch(ctx, m.supervisorBin, specPath, p.SupervisorLog(), bootTimeout)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // States of a workspace.
@@ -89,37 +90,7 @@ func readRecord(p Paths) (*Record, error) {
 	return &r, nil
 }
 
-func writeRecord(p Paths, r *Record) error { return writeJSONAtomic(p.Record(), r) }
-
-// writeJSONAtomic writes v to path through a temp file, fsync and rename, so
-// a crash leaves the old or the new record, never half of one.
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(b)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
+func writeRecord(p Paths, r *Record) error { return fsutil.WriteJSONAtomic(p.Record(), r, 0o600) }
 
 // lock takes the workspace's mutation lock, waiting while another process
 // holds it (bounded by the caller's context through tryLock polling).

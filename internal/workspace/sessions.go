@@ -11,8 +11,27 @@ import (
 )
 
 // Shells and services live in the workspace's supervisor and guest: these
-// calls find the running workspace and pass through. Opening, writing and
-// starting count as activity; reads do not.
+// calls find the running workspace and pass through. Opening, writing,
+// starting and stopping count as activity; reads do not.
+
+// viaSupervisor calls f with the supervisor of a running workspace, and
+// records activity after it when touch is set.
+func viaSupervisor[T any](ctx context.Context, m *Manager, ref string, touch bool, f func(*Record, *supervisor.Client) (T, error)) (*Record, T, error) {
+	var zero T
+	r, sc, err := m.running(ctx, ref)
+	if err != nil {
+		return nil, zero, err
+	}
+	defer sc.Close()
+	v, err := f(r, sc)
+	if err != nil {
+		return nil, zero, err
+	}
+	if touch {
+		err = m.touch(r.ID)
+	}
+	return r, v, err
+}
 
 // OpenShell opens a PTY shell; cwd is relative to /workspace or under it.
 func (m *Manager) OpenShell(ctx context.Context, ref string, req supervisor.ShellOpenRequest) (*Record, *shell.Info, error) {
@@ -21,58 +40,39 @@ func (m *Manager) OpenShell(ctx context.Context, ref string, req supervisor.Shel
 		return nil, nil, err
 	}
 	req.Cwd = cwd
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	info, err := sc.OpenShell(ctx, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, info, m.touch(r.ID)
+	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*shell.Info, error) {
+		return sc.OpenShell(ctx, req)
+	})
 }
 
 // ReadShell reads a shell's output from a cursor.
 func (m *Manager) ReadShell(ctx context.Context, ref, id string, req supervisor.ShellReadRequest) (*Record, *shell.ReadResult, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	res, err := sc.ReadShell(ctx, id, req)
-	return r, res, shellErr(r, id, err)
+	return viaSupervisor(ctx, m, ref, false, func(r *Record, sc *supervisor.Client) (*shell.ReadResult, error) {
+		res, err := sc.ReadShell(ctx, id, req)
+		return res, shellErr(r, id, err)
+	})
 }
 
 // ShellInput writes to, signals or resizes a shell.
 func (m *Manager) ShellInput(ctx context.Context, ref, id string, req supervisor.ShellInputRequest) (*Record, *shell.Info, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	info, err := sc.ShellInput(ctx, id, req)
-	if err != nil {
-		return nil, nil, shellErr(r, id, err)
-	}
-	return r, info, m.touch(r.ID)
+	return viaSupervisor(ctx, m, ref, true, func(r *Record, sc *supervisor.Client) (*shell.Info, error) {
+		info, err := sc.ShellInput(ctx, id, req)
+		return info, shellErr(r, id, err)
+	})
 }
 
 // CloseShell hangs a shell up.
 func (m *Manager) CloseShell(ctx context.Context, ref, id string) (*Record, *shell.Info, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	info, err := sc.CloseShell(ctx, id)
-	return r, info, shellErr(r, id, err)
+	return viaSupervisor(ctx, m, ref, false, func(r *Record, sc *supervisor.Client) (*shell.Info, error) {
+		info, err := sc.CloseShell(ctx, id)
+		return info, shellErr(r, id, err)
+	})
 }
 
 // shellErr explains a missing shell: shells live as long as the VM.
 func shellErr(r *Record, id string, err error) error {
 	var e *errdefs.Error
-	if errors.As(err, &e) && e.Code == "shell_not_found" {
+	if errors.As(err, &e) && e.Code == shell.CodeShellNotFound {
 		return errdefs.New(errdefs.ErrNotFound, e.Code,
 			"workspace %s has no shell %q: shells end when the workspace stops, restarts or is deleted; open a new one with `pyro workspace shell open %s`",
 			r.ID, id, r.ID)
@@ -88,61 +88,35 @@ func (m *Manager) StartService(ctx context.Context, ref string, req supervisor.S
 		return nil, nil, err
 	}
 	req.Cwd = cwd
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	res, err := sc.StartService(ctx, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, res, m.touch(r.ID)
+	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*supervisor.ServiceStartResult, error) {
+		return sc.StartService(ctx, req)
+	})
 }
 
 // Services lists a workspace's services.
 func (m *Manager) Services(ctx context.Context, ref string) (*Record, []agentproto.ServiceInfo, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	l, err := sc.Services(ctx)
-	return r, l, err
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) ([]agentproto.ServiceInfo, error) {
+		return sc.Services(ctx)
+	})
 }
 
 // ServiceStatus describes one service.
 func (m *Manager) ServiceStatus(ctx context.Context, ref, name string) (*Record, *agentproto.ServiceInfo, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	info, err := sc.ServiceStatus(ctx, name)
-	return r, info, err
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*agentproto.ServiceInfo, error) {
+		return sc.ServiceStatus(ctx, name)
+	})
 }
 
 // ServiceLogs returns the end of a service's log.
 func (m *Manager) ServiceLogs(ctx context.Context, ref, name string, tailLines int, maxBytes int64) (*Record, *supervisor.ServiceLogs, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	l, err := sc.ServiceLogs(ctx, name, tailLines, maxBytes)
-	return r, l, err
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*supervisor.ServiceLogs, error) {
+		return sc.ServiceLogs(ctx, name, tailLines, maxBytes)
+	})
 }
 
 // StopService stops a service and reaps it.
 func (m *Manager) StopService(ctx context.Context, ref, name string) (*Record, *agentproto.ServiceInfo, error) {
-	r, sc, err := m.running(ctx, ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sc.Close()
-	info, err := sc.StopService(ctx, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, info, m.touch(r.ID)
+	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*agentproto.ServiceInfo, error) {
+		return sc.StopService(ctx, name)
+	})
 }
