@@ -13,14 +13,9 @@ import (
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
-// One-shot runs start from a memory snapshot of their machine (environment,
-// size, accelerator) booted once to its agent: see docs/architecture.md,
-// "Snapshot restore".
-
-// restoreTimeout bounds a restore up to the agent's answer. A restore answers
-// in a fraction of a second; one that takes this long is broken, and the run
-// boots cold instead.
-const restoreTimeout = 20 * time.Second
+// One-shot runs, and workspaces when created, start from a memory snapshot of
+// their machine (environment, size, accelerator) booted once to its agent:
+// see docs/architecture.md, "Snapshot restore".
 
 // snapshotWarmup runs once in the guest before it is saved, so that the
 // shell every run starts (and what it reads) is in the guest's page cache.
@@ -38,7 +33,7 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 	if snap != nil {
 		rs := spec
 		rs.Snapshot = &vmm.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath}
-		rs.BootTimeout = restoreTimeout
+		rs.BootTimeout = vm.RestoreTimeout
 		v, err := vm.Boot(ctx, c.vmsDir(), rs, c.log)
 		if err == nil {
 			c.log.Debug("vm restored from snapshot", "vm", v.ID, "snapshot", snap.Meta.ID, "boot_ms", v.BootDur.Milliseconds())
@@ -47,10 +42,7 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		c.log.Warn("restoring a snapshot failed: removing it and booting cold", "snapshot", snap.Dir, "err", err)
-		if err := c.snapshots().Invalidate(snap, err); err != nil {
-			c.log.Warn("removing a failed snapshot", "snapshot", snap.Dir, "err", err)
-		}
+		c.invalidateSnapshot(snap, err)
 	}
 	v, err := vm.Boot(ctx, c.vmsDir(), spec, c.log)
 	if err != nil {
@@ -58,6 +50,15 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 	}
 	v.BootDur = time.Since(start)
 	return v, nil
+}
+
+// invalidateSnapshot removes snap after a restore from it failed (cause);
+// the caller boots cold.
+func (c *Client) invalidateSnapshot(snap *snapshot.Snapshot, cause error) {
+	c.log.Warn("restoring a snapshot failed: removing it and booting cold", "snapshot", snap.Dir, "err", cause)
+	if err := c.snapshots().Invalidate(snap, cause); err != nil {
+		c.log.Warn("removing a failed snapshot", "snapshot", snap.Dir, "err", err)
+	}
 }
 
 // runSnapshot returns the valid snapshot for spec's machine, making it when

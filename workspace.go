@@ -11,6 +11,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
@@ -164,11 +165,26 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 			return nil, err
 		}
 	}
+	// The first boot restores the snapshot one-shot runs of this machine use
+	// (made now if missing): the supervisor boots the very machine a run does.
+	snap := c.runSnapshot(ctx, e, vm.Spec{
+		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
+		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "workspace",
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var restore *workspace.Restore
+	if snap != nil {
+		restore = &workspace.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath,
+			Failed: func(err error) { c.invalidateSnapshot(snap, err) }}
+	}
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
 	rec, err := c.workspaces().Create(ctx, workspace.CreateSpec{
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
 		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath, SeedFiles: files,
+		Restore: restore,
 	})
 	if err != nil {
 		return nil, err

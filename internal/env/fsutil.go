@@ -25,32 +25,6 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// copyFile copies src to a new file dst with mode perm and fsyncs it.
-func copyFile(src, dst string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Chmod(perm); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
 // sha256File hashes path, checking ctx between chunks and reporting progress
 // (bytes done, total) when progress is not nil.
 func sha256File(ctx context.Context, path string, progress func(done, total int64)) (sum string, size int64, err error) {

@@ -231,7 +231,7 @@ func (s *Store) buildKernel(ctx context.Context, hash, version string) (KernelIn
 		return KernelInfo{}, buildErr(err, "kernel build")
 	}
 	dst := filepath.Join(out, "vmlinux")
-	if err := copyFile(vmlinux, dst, 0o644); err != nil {
+	if err := fsutil.CopyFile(vmlinux, dst, 0o644); err != nil {
 		return KernelInfo{}, buildErr(err, "kernel build: copying vmlinux")
 	}
 	sum, size, err := sha256File(ctx, dst, nil)

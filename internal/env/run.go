@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 const (
@@ -136,7 +137,7 @@ func (r *runner) keepLog() string {
 	}, strings.ToLower(r.what))
 	dst := filepath.Join(r.keepDir, fmt.Sprintf("%s-%s.log", slug, time.Now().UTC().Format("20060102T150405.000")))
 	r.log.Sync()
-	if err := copyFile(r.logPath, dst, 0o644); err != nil {
+	if err := fsutil.CopyFile(r.logPath, dst, 0o644); err != nil {
 		return ""
 	}
 	return dst

@@ -23,6 +23,11 @@ type Spec struct {
 	RunDir      string `json:"run_dir"`   // VM runtime dirs (reaped like one-shot VMs)
 	Socket      string `json:"socket"`    // the API socket
 	InfoPath    string `json:"info_path"` // Info, written once ready, removed on exit
+	// RestoreStatePath, when set (at create only), restores the machine saved
+	// in this state file instead of booting it; OverlayPath must then be a
+	// private copy of the disk saved with it. A failed restore removes
+	// OverlayPath and boots cold with a fresh overlay (Info.RestoreError).
+	RestoreStatePath string `json:"restore_state_path,omitempty"`
 }
 
 // Info describes a running supervisor; it is also the ready message.
@@ -32,7 +37,9 @@ type Info struct {
 	VMMPid        int       `json:"vmm_pid"`
 	VMID          string    `json:"vm_id"`
 	Socket        string    `json:"socket"`
-	BootMs        int64     `json:"boot_ms"`
+	BootMs        int64     `json:"boot_ms"` // restore or boot, up to the agent's answer
+	Restored      bool      `json:"restored,omitempty"`
+	RestoreError  string    `json:"restore_error,omitempty"` // why a restore failed (then it booted cold)
 	ExecutionMode string    `json:"execution_mode"`
 	GuestKernel   string    `json:"guest_kernel"`
 	StartedAt     time.Time `json:"started_at"`

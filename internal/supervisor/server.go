@@ -43,10 +43,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 
-	v, err := vm.Boot(ctx, spec.RunDir, vm.Spec{
-		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
-		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
-	}, log)
+	v, restoreErr, err := boot(ctx, spec, log)
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(err)})
 	}
@@ -63,6 +60,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		Pid: os.Getpid(), PidStart: vm.ProcStart(os.Getpid()), VMID: v.ID, Socket: spec.Socket,
 		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(),
 		GuestKernel: v.Hello.KernelRelease, StartedAt: time.Now().UTC(),
+		Restored: spec.RestoreStatePath != "" && restoreErr == nil,
+	}
+	if restoreErr != nil {
+		info.RestoreError = restoreErr.Error()
 	}
 	info.VMMPid = v.VMMPid()
 	if err := fsutil.WriteJSONAtomic(spec.InfoPath, info, 0o600); err != nil {
@@ -93,6 +94,46 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		return v.Shutdown(context.Background(), shutdownGrace)
 	}
 	return v.Close()
+}
+
+// boot starts the workspace's VM: restored from spec.RestoreStatePath into
+// the disk copy at spec.OverlayPath when given, else (or when that fails)
+// booted cold from the overlay. restoreErr is why a restore failed. The VM's
+// BootDur covers a failed restore too.
+func boot(ctx context.Context, spec Spec, log *slog.Logger) (v *vm.VM, restoreErr, err error) {
+	vs := vm.Spec{
+		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
+		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
+	}
+	start := time.Now()
+	if spec.RestoreStatePath != "" {
+		rs := vs
+		rs.Snapshot = &vmm.Restore{StatePath: spec.RestoreStatePath, DiskPath: spec.OverlayPath, Writable: true}
+		rs.BootTimeout = vm.RestoreTimeout
+		v, err := vm.Boot(ctx, spec.RunDir, rs, log)
+		if err == nil {
+			log.Debug("vm restored from snapshot", "vm", v.ID, "boot_ms", v.BootDur.Milliseconds())
+			return v, nil, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, err
+		}
+		log.Warn("restoring the snapshot failed: booting cold", "err", err)
+		// The restored guest may have written to the copy: a cold boot
+		// starts over from a fresh overlay.
+		if rerr := os.Remove(spec.OverlayPath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return nil, nil, errors.Join(err, rerr)
+		}
+		restoreErr = err
+	}
+	v, err = vm.Boot(ctx, spec.RunDir, vs, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if restoreErr != nil {
+		v.BootDur = time.Since(start)
+	}
+	return v, restoreErr, nil
 }
 
 type server struct {

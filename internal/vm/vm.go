@@ -39,9 +39,16 @@ type Spec struct {
 	OverlayPath string
 	// Snapshot, when set, restores this saved machine instead of booting the
 	// kernel. The other fields must be those the snapshot was saved with
-	// (see Save); OverlayPath is ignored: writes go to a throw-away overlay.
+	// (see Save); OverlayPath is ignored: writes go to a throw-away overlay,
+	// or with Snapshot.Writable to Snapshot.DiskPath (a private copy of the
+	// saved disk, kept after Close like an overlay).
 	Snapshot *vmm.Restore
 }
+
+// RestoreTimeout bounds a restore up to the agent's answer. A restore
+// answers in a fraction of a second; one that takes this long is broken, and
+// the caller boots cold instead.
+const RestoreTimeout = 20 * time.Second
 
 // config is the VMM configuration of spec. Save and a restore of what it
 // saved get the same one, but for the disk (and Save's control socket).

@@ -46,17 +46,21 @@ type Config struct {
 	QMPSocket string
 	// Restore, when set, starts the machine from a saved memory state instead
 	// of booting the kernel. Every other field must match the machine that was
-	// saved (same devices in the same order); DiskMode is ignored: the disk
-	// is Restore.DiskPath, and writes to it are discarded.
+	// saved (same devices in the same order); DiskMode and OverlayPath are
+	// ignored: the disk is Restore.DiskPath.
 	Restore *Restore
 }
 
 // Restore names the files of a saved machine: the device and memory state
-// and the root disk as it was when the state was saved (a qcow2 file, never
-// written by a restored machine).
+// and the root disk as it was when the state was saved (a qcow2 file).
 type Restore struct {
 	StatePath string
 	DiskPath  string
+	// Writable makes the restored machine write to DiskPath itself (kept,
+	// honouring the guest's flushes, like an overlay disk). DiskPath must then
+	// be a private copy of the saved disk: the machine owns it from now on.
+	// Otherwise DiskPath is never written: writes go to a throw-away overlay.
+	Writable bool
 }
 
 // StateSaver is a Machine that can save its state for a later Restore.

@@ -57,6 +57,19 @@ type CreateSpec struct {
 	SeedPath    string
 	SeedFiles   []string // when set: only these files (relative to SeedPath) are packed, e.g. Git-tracked ones
 	NoBoot      bool     // record it stopped; Start boots it (the low-level vm_create)
+	// Restore, when set, is the saved machine the first boot restores
+	// instead of booting cold (a memory snapshot of this very machine).
+	Restore *Restore
+}
+
+// Restore is a saved machine a create restores. Its disk is copied into the
+// workspace, which never depends on the snapshot afterwards; its state is
+// read by the VMM at once. If the restore fails the VM boots cold from a
+// fresh overlay, and Failed (when set) is told why.
+type Restore struct {
+	StatePath string
+	DiskPath  string // qcow2 over the workspace's RootfsPath
+	Failed    func(error)
 }
 
 var (
@@ -124,8 +137,23 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	if s.NoBoot {
 		return rec, nil
 	}
-	if _, err := m.launch(ctx, p, rec); err != nil {
+	var restoreState string
+	if s.Restore != nil {
+		// The copy becomes the workspace's own disk: the pair it forms with
+		// the state is exactly what was saved.
+		if err := fsutil.CopyFile(s.Restore.DiskPath, p.Disk(), 0o600); err != nil {
+			m.log.Warn("copying the snapshot's disk: booting cold", "workspace", id, "err", err)
+			os.Remove(p.Disk())
+		} else {
+			restoreState = s.Restore.StatePath
+		}
+	}
+	info, err := m.launch(ctx, p, rec, restoreState)
+	if err != nil {
 		return nil, err
+	}
+	if info != nil && info.RestoreError != "" && s.Restore != nil && s.Restore.Failed != nil {
+		s.Restore.Failed(errors.New(info.RestoreError))
 	}
 	if stats.Entries > 0 {
 		f, err := os.Open(p.Baseline())
@@ -164,9 +192,10 @@ func writeBaseline(ctx context.Context, path, seed string, files []string) (arch
 	return stats, f.Sync()
 }
 
-// launch starts the workspace's supervisor (booting its VM) and waits until
-// it serves.
-func (m *Manager) launch(ctx context.Context, p Paths, rec *Record) (*supervisor.Info, error) {
+// launch starts the workspace's supervisor (booting its VM, or restoring the
+// state at restoreState into the disk copy at p.Disk()) and waits until it
+// serves.
+func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState string) (*supervisor.Info, error) {
 	// Whatever a dead supervisor left (its VMM, runtime dirs) goes first.
 	if _, err := vm.ReapOrphans(p.RunDir()); err != nil {
 		m.log.Warn("reaping workspace VM", "workspace", rec.ID, "err", err)
@@ -174,7 +203,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record) (*supervisor
 	spec := supervisor.Spec{
 		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
-		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(),
+		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {
@@ -457,7 +486,8 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 		return rec, nil
 	}
 	m.stopSupervisor(ctx, p) // leftovers of a crashed supervisor
-	if _, err := m.launch(ctx, p, rec); err != nil {
+	// Always cold: the disk has moved on from any saved machine.
+	if _, err := m.launch(ctx, p, rec, ""); err != nil {
 		return nil, err
 	}
 	rec.State = StateRunning

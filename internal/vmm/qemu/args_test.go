@@ -69,6 +69,30 @@ func TestRestoreArgsMatchSavedMachine(t *testing.T) {
 	}
 }
 
+// A workspace restores into a private copy of the saved disk and keeps it:
+// the same devices, the copy written in place, no throw-away overlay.
+func TestWritableRestoreArgs(t *testing.T) {
+	base := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 1, MemMiB: 512, Accel: vmm.AccelTCG}
+	ro, rw := base, base
+	ro.Restore = &vmm.Restore{StatePath: "/snap/state", DiskPath: "/snap/disk.qcow2"}
+	rw.DiskMode, rw.OverlayPath = vmm.DiskOverlay, "/ws/disk.qcow2"
+	rw.Restore = &vmm.Restore{StatePath: "/snap/state", DiskPath: "/ws/disk.qcow2", Writable: true}
+	roa, rwa := Args(ro, "/r/agent.sock", "/r/console.log"), Args(rw, "/r/agent.sock", "/r/console.log")
+	if !slices.Equal(devices(roa), devices(rwa)) {
+		t.Errorf("devices differ:\nread-only %q\nwritable  %q", devices(roa), devices(rwa))
+	}
+	d := argValue(rwa, "-drive")
+	if !strings.Contains(d, "file=/ws/disk.qcow2") || !strings.Contains(d, "format=qcow2") || !strings.Contains(d, "cache=writeback") || strings.Contains(d, "snapshot=on") {
+		t.Errorf("writable restore drive %q", d)
+	}
+	if argValue(rwa, "-incoming") != "fd:3" {
+		t.Errorf("incoming %q", argValue(rwa, "-incoming"))
+	}
+	if MachineDigest(rw) != MachineDigest(ro) {
+		t.Error("the digest depends on the restore disk mode")
+	}
+}
+
 func TestMachineDigest(t *testing.T) {
 	a := vmm.Config{ID: "a", RuntimeDir: "/r1", KernelPath: "/k1", RootfsPath: "/i1", VCPUs: 1, MemMiB: 512, Accel: vmm.AccelTCG}
 	b := a

@@ -120,6 +120,10 @@ func baseArgs(cfg vmm.Config, init, console string) []string {
 	}
 	drive := "id=root,if=none,discard=unmap,"
 	switch {
+	case cfg.Restore != nil && cfg.Restore.Writable:
+		// A private copy of the saved disk, kept like an overlay disk: the
+		// restored guest goes on writing where the saved one stopped.
+		drive += "cache=writeback,format=qcow2,file=" + escapeOpt(cfg.Restore.DiskPath)
 	case cfg.Restore != nil:
 		// The saved disk stays as saved: QEMU puts the guest's writes in a
 		// temporary overlay over it (in TMPDIR, the VM dir), read-only below.
