@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/archive"
+	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
@@ -48,6 +50,10 @@ type Workspace struct {
 	SeedSkipped    []SkippedFile     `json:"seed_skipped,omitempty"`   // host files left out of the seed, and why
 	ExecutionMode  string            `json:"execution_mode,omitempty"` // while running
 	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
+	SnapshotCount  int               `json:"snapshot_count"`
+	// ResetFrom is set in the answer to a reset: "baseline" or the
+	// snapshot's name.
+	ResetFrom string `json:"reset_from,omitempty"`
 }
 
 // WorkspaceExecRequest is one command in a workspace's /workspace.
@@ -167,17 +173,9 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	}
 	// The first boot restores the snapshot one-shot runs of this machine use
 	// (made now if missing): the supervisor boots the very machine a run does.
-	snap := c.runSnapshot(ctx, e, vm.Spec{
-		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "workspace",
-	})
+	restore := c.workspaceRestore(ctx, e, req.VCPUCount, req.MemMiB, verdict.Accel)
 	if err := ctx.Err(); err != nil {
 		return nil, err
-	}
-	var restore *workspace.Restore
-	if snap != nil {
-		restore = &workspace.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath,
-			Failed: func(err error) { c.invalidateSnapshot(snap, err) }}
 	}
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
 	rec, err := c.workspaces().Create(ctx, workspace.CreateSpec{
@@ -190,6 +188,21 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		return nil, err
 	}
 	return c.WorkspaceStatus(ctx, rec.ID)
+}
+
+// workspaceRestore returns the saved machine a fresh workspace VM (create,
+// reset) restores: the run snapshot of its machine, made first if missing;
+// nil when there is none (the VM then boots cold).
+func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel) *workspace.Restore {
+	snap := c.runSnapshot(ctx, e, vm.Spec{
+		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
+		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, Kind: "workspace",
+	})
+	if snap == nil {
+		return nil
+	}
+	return &workspace.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath,
+		Failed: func(err error) { c.invalidateSnapshot(snap, err) }}
 }
 
 func validateCreate(req CreateWorkspaceRequest) error {
@@ -308,7 +321,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		WorkspaceID: r.ID, Name: r.Name, Labels: r.Labels, Environment: r.Environment, State: r.State,
 		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
-		SeedSkipped: r.Seed.Skipped,
+		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots),
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t

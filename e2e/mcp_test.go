@@ -22,6 +22,22 @@ func mcpSession(t *testing.T, state string, profile string) *mcp.ClientSession {
 	return cs
 }
 
+// callTool calls a tool that must succeed and decodes its structured result into out.
+func callTool(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any, out any) {
+	t.Helper()
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if res.IsError {
+		t.Fatalf("%s: %s", name, toolText(res))
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
 func toolText(r *mcp.CallToolResult) string {
 	var b strings.Builder
 	for _, c := range r.Content {

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -91,18 +90,8 @@ func TestMCPShellAndService(t *testing.T) {
 	ctx := t.Context()
 	call := func(name string, args map[string]any) map[string]any {
 		t.Helper()
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if res.IsError {
-			t.Fatalf("%s: %s", name, toolText(res))
-		}
 		var out map[string]any
-		b, _ := json.Marshal(res.StructuredContent)
-		if err := json.Unmarshal(b, &out); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		callTool(t, cs, name, args, &out)
 		return out
 	}
 	ws := call("workspace_create", map[string]any{"environment": "debian:12-build"})["workspace_id"].(string)

@@ -142,17 +142,7 @@ func workspaceCoreLoop(t *testing.T, cs *mcp.ClientSession) {
 	}
 	call := func(name string, args map[string]any, out any) {
 		t.Helper()
-		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: args})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.IsError {
-			t.Fatalf("%s: %s", name, toolText(res))
-		}
-		b, _ := json.Marshal(res.StructuredContent)
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatal(err)
-		}
+		callTool(t, cs, name, args, out)
 	}
 	var w struct {
 		WorkspaceID string `json:"workspace_id"`
@@ -249,5 +239,129 @@ func TestCLIWorkspaceCreateInterrupted(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(s, "workspaces")); len(left) != 0 {
 		t.Errorf("state left after an interrupted create: %v", left)
+	}
+}
+
+// Snapshots and reset through the CLI: snapshot, change, reset to the
+// snapshot, reset to the baseline, with human and JSON output.
+func TestCLIWorkspaceSnapshotReset(t *testing.T) {
+	s := stateDir(t)
+	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--id-only")
+	if r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	defer runPyro(t, s, "workspace", "delete", id)
+	if r := runPyro(t, s, "workspace", "exec", id, "--", "echo snap >> hello.txt"); r.code != 0 {
+		t.Fatalf("exec: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "snapshot", "create", id, "s1"); r.code != 0 || !strings.Contains(r.stdout, "created snapshot s1") {
+		t.Fatalf("snapshot create: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "snapshot", "create", id, "s1", "--json"); r.code != 125 || !strings.Contains(r.stdout, "snapshot_exists") {
+		t.Fatalf("duplicate snapshot: %+v", r)
+	}
+	r = runPyro(t, s, "workspace", "snapshot", "list", id, "--json")
+	var list struct {
+		Snapshots []struct {
+			WorkspaceID string `json:"workspace_id"`
+			Name        string `json:"name"`
+			Entries     int    `json:"entries"`
+			Bytes       int64  `json:"bytes"`
+		} `json:"snapshots"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Snapshots) != 1 || list.Snapshots[0].Name != "s1" ||
+		list.Snapshots[0].WorkspaceID != id || list.Snapshots[0].Entries != 1 {
+		t.Fatalf("snapshot list: %v %s", err, r.stdout)
+	}
+	runPyro(t, s, "workspace", "exec", id, "--", "rm hello.txt")
+	r = runPyro(t, s, "workspace", "reset", id, "--snapshot", "s1", "--json")
+	var w struct {
+		State         string `json:"state"`
+		ResetFrom     string `json:"reset_from"`
+		CommandCount  int    `json:"command_count"`
+		SnapshotCount int    `json:"snapshot_count"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &w); err != nil || w.State != "running" || w.ResetFrom != "s1" || w.CommandCount != 0 || w.SnapshotCount != 1 {
+		t.Fatalf("reset --snapshot s1: %v %+v", err, r)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", "cat hello.txt"); r.stdout != "hello from the host\nsnap\n" {
+		t.Fatalf("after reset to s1: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "reset", id); r.code != 0 || !strings.Contains(r.stdout, "reset from baseline") {
+		t.Fatalf("reset: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", "cat hello.txt"); r.stdout != "hello from the host\n" {
+		t.Fatalf("after reset to baseline: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "reset", id, "--snapshot", "nope"); r.code != 125 || !strings.Contains(r.stderr, "snapshot_not_found") {
+		t.Fatalf("reset to an unknown snapshot: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "snapshot", "delete", id, "s1"); r.code != 0 || !strings.Contains(r.stdout, "deleted snapshot s1") {
+		t.Fatalf("snapshot delete: %+v", r)
+	}
+}
+
+// snapshot_create and workspace_reset over MCP (workspace-full; reset is
+// in workspace-core too).
+func TestMCPWorkspaceSnapshotReset(t *testing.T) {
+	s := stateDir(t)
+	core, err := mcpSession(t, s, "workspace-core").ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var coreNames []string
+	for _, tl := range core.Tools {
+		coreNames = append(coreNames, tl.Name)
+	}
+	if !slices.Contains(coreNames, "workspace_reset") || slices.Contains(coreNames, "snapshot_create") {
+		t.Fatalf("workspace-core tools: %v", coreNames)
+	}
+	cs := mcpSession(t, s, "workspace-full")
+	call := func(name string, args map[string]any, out any) {
+		t.Helper()
+		callTool(t, cs, name, args, out)
+	}
+	var w struct {
+		WorkspaceID string `json:"workspace_id"`
+		State       string `json:"state"`
+		ResetFrom   string `json:"reset_from"`
+	}
+	call("workspace_create", map[string]any{"seed_path": seedDir(t)}, &w)
+	id := w.WorkspaceID
+	defer cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_delete", Arguments: map[string]any{"workspace_id": id}})
+	var ex struct {
+		Stdout string `json:"stdout"`
+	}
+	call("workspace_exec", map[string]any{"workspace_id": id, "command": "echo mcp > new.txt"}, &ex)
+	var snap struct {
+		Name    string `json:"name"`
+		Entries int    `json:"entries"`
+	}
+	call("snapshot_create", map[string]any{"workspace_id": id, "name": "s1"}, &snap)
+	if snap.Name != "s1" || snap.Entries != 2 {
+		t.Fatalf("snapshot_create: %+v", snap)
+	}
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "snapshot_create", Arguments: map[string]any{"workspace_id": id, "name": "baseline"}})
+	if err != nil || !res.IsError || !strings.Contains(toolText(res), "reserved") {
+		t.Fatalf("snapshot_create baseline: %v %s", err, toolText(res))
+	}
+	call("workspace_exec", map[string]any{"workspace_id": id, "command": "rm new.txt hello.txt"}, &ex)
+	call("workspace_reset", map[string]any{"workspace_id": id, "snapshot": "s1"}, &w)
+	if w.State != "running" || w.ResetFrom != "s1" {
+		t.Fatalf("workspace_reset: %+v", w)
+	}
+	call("workspace_exec", map[string]any{"workspace_id": id, "command": "cat hello.txt new.txt"}, &ex)
+	if ex.Stdout != "hello from the host\nmcp\n" {
+		t.Fatalf("after workspace_reset: %q", ex.Stdout)
+	}
+	var list struct {
+		Snapshots []struct {
+			Name string `json:"name"`
+		} `json:"snapshots"`
+	}
+	call("snapshot_list", map[string]any{"workspace_id": id}, &list)
+	if len(list.Snapshots) != 1 || list.Snapshots[0].Name != "s1" {
+		t.Fatalf("snapshot_list: %+v", list)
 	}
 }

@@ -49,11 +49,15 @@ var tools = []tool{
 	{name: "workspace_diff", profiles: coreAndFull, add: addWorkspaceDiff},
 	{name: "workspace_patch_apply", profiles: coreAndFull, add: addWorkspacePatchApply},
 	{name: "workspace_summary", profiles: coreAndFull, add: addWorkspaceSummary},
+	{name: "workspace_reset", profiles: coreAndFull, add: addWorkspaceReset},
 	{name: "workspace_stop", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", false, (*pyro.Client).StopWorkspace)},
 	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Boot a stopped workspace from its kept disk.", false, (*pyro.Client).StartWorkspace)},
 	{name: "workspace_update", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
+	{name: "snapshot_create", profiles: fullOnly, add: addSnapshotCreate},
+	{name: "snapshot_list", profiles: fullOnly, add: addSnapshotList},
+	{name: "snapshot_delete", profiles: fullOnly, add: addSnapshotDelete},
 	{name: "shell_open", profiles: fullOnly, add: addShellOpen},
 	{name: "shell_read", profiles: fullOnly, add: addShellRead},
 	{name: "shell_write", profiles: fullOnly, add: addShellWrite},

@@ -137,38 +137,59 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	if s.NoBoot {
 		return rec, nil
 	}
+	if err := m.boot(ctx, p, rec, s.Restore); err != nil {
+		return nil, err
+	}
+	if err := m.seed(ctx, p, p.Baseline(), stats.Entries); err != nil {
+		return nil, err
+	}
+	rec.State = StateRunning
+	return rec, writeRecord(p, rec)
+}
+
+// boot starts a fresh VM for the workspace on the disk at p.Disk() (created
+// by the supervisor when missing): when restore is set, its saved machine
+// is restored into a copy of its disk (cold boot if the copy fails; the
+// supervisor falls back to a cold boot itself if the restore fails, and
+// restore.Failed is told why). Create and Reset share it.
+func (m *Manager) boot(ctx context.Context, p Paths, rec *Record, restore *Restore) error {
 	var restoreState string
-	if s.Restore != nil {
+	if restore != nil {
 		// The copy becomes the workspace's own disk: the pair it forms with
 		// the state is exactly what was saved.
-		if err := fsutil.CopyFile(s.Restore.DiskPath, p.Disk(), 0o600); err != nil {
-			m.log.Warn("copying the snapshot's disk: booting cold", "workspace", id, "err", err)
+		if err := fsutil.CopyFile(restore.DiskPath, p.Disk(), 0o600); err != nil {
+			m.log.Warn("copying the snapshot's disk: booting cold", "workspace", rec.ID, "err", err)
 			os.Remove(p.Disk())
 		} else {
-			restoreState = s.Restore.StatePath
+			restoreState = restore.StatePath
 		}
 	}
 	info, err := m.launch(ctx, p, rec, restoreState)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if info != nil && info.RestoreError != "" && s.Restore != nil && s.Restore.Failed != nil {
-		s.Restore.Failed(errors.New(info.RestoreError))
+	if info != nil && info.RestoreError != "" && restore != nil && restore.Failed != nil {
+		restore.Failed(errors.New(info.RestoreError))
 	}
-	if stats.Entries > 0 {
-		f, err := os.Open(p.Baseline())
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		sc := supervisor.Dial(p.Socket())
-		defer sc.Close()
-		if _, err := sc.PutArchive(ctx, "/workspace", f); err != nil {
-			return nil, err
-		}
+	return nil
+}
+
+// seed streams a normalized tar kept on the host (the baseline or a
+// snapshot) into the running workspace's /workspace; an archive without
+// entries (possibly an empty file) sends nothing.
+func (m *Manager) seed(ctx context.Context, p Paths, tarPath string, entries int) error {
+	if entries == 0 {
+		return nil
 	}
-	rec.State = StateRunning
-	return rec, writeRecord(p, rec)
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := supervisor.Dial(p.Socket())
+	defer sc.Close()
+	_, err = sc.PutArchive(ctx, Root, f)
+	return err
 }
 
 func writeBaseline(ctx context.Context, path, seed string, files []string) (archive.Stats, error) {
@@ -486,6 +507,9 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 		return rec, nil
 	}
 	m.stopSupervisor(ctx, p) // leftovers of a crashed supervisor
+	if _, err := os.Stat(p.PreResetDisk()); err == nil {
+		m.rollbackReset(p) // an interrupted reset: back to the disk from before it
+	}
 	// Always cold: the disk has moved on from any saved machine.
 	if _, err := m.launch(ctx, p, rec, ""); err != nil {
 		return nil, err

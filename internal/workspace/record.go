@@ -42,6 +42,7 @@ type Record struct {
 	LastActivityAt time.Time         `json:"last_activity_at"`
 	Seed           SeedInfo          `json:"seed"`
 	Commands       int               `json:"command_count"`
+	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"` // oldest first
 }
 
 // SeedInfo says what /workspace started from.
@@ -68,10 +69,21 @@ func ValidID(s string) bool { return idPattern.MatchString(s) }
 // Paths names every file of one workspace.
 type Paths struct{ Dir string }
 
-func (p Paths) Record() string        { return filepath.Join(p.Dir, "workspace.json") }
-func (p Paths) Lock() string          { return filepath.Join(p.Dir, "lock") }
-func (p Paths) Disk() string          { return filepath.Join(p.Dir, "disk.qcow2") }
-func (p Paths) Baseline() string      { return filepath.Join(p.Dir, "baseline.tar") }
+func (p Paths) Record() string      { return filepath.Join(p.Dir, "workspace.json") }
+func (p Paths) Lock() string        { return filepath.Join(p.Dir, "lock") }
+func (p Paths) Disk() string        { return filepath.Join(p.Dir, "disk.qcow2") }
+func (p Paths) Baseline() string    { return filepath.Join(p.Dir, "baseline.tar") }
+func (p Paths) SnapshotDir() string { return filepath.Join(p.Dir, "snapshots") }
+func (p Paths) Snapshot(name string) string {
+	return filepath.Join(p.SnapshotDir(), name+".tar")
+}
+func (p Paths) snapshotTmp(name string) string {
+	return filepath.Join(p.SnapshotDir(), "."+name+".tar.tmp")
+}
+
+// PreResetDisk is where a reset keeps the disk it replaces until the new
+// one is seeded; one left behind means a reset was interrupted.
+func (p Paths) PreResetDisk() string  { return filepath.Join(p.Dir, "disk.pre-reset.qcow2") }
 func (p Paths) History() string       { return filepath.Join(p.Dir, "history.jsonl") }
 func (p Paths) RunDir() string        { return filepath.Join(p.Dir, "run") }
 func (p Paths) Socket() string        { return filepath.Join(p.Dir, "supervisor.sock") }

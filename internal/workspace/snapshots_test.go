@@ -1,0 +1,166 @@
+package workspace
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/pyrovm/pyro/internal/archive"
+	"github.com/pyrovm/pyro/internal/errdefs"
+)
+
+type tarEntry struct {
+	h    tar.Header
+	body string
+}
+
+func craftTar(t *testing.T, entries ...tarEntry) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := e.h
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
+}
+
+// The snapshot path takes the guest's archive through archive.Extract: a
+// hostile or oversized stream is refused, nothing lands outside the temp
+// dir, and the temp dir goes on every path.
+func TestSnapshotFromStreamValidates(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		entries []tarEntry
+		lim     archive.Limits
+		code    string
+	}{
+		{"dotdot", []tarEntry{{tar.Header{Name: "../escape", Mode: 0o644, Typeflag: tar.TypeReg}, "x"}}, archive.Limits{}, archive.CodePathOutsideWorkspace},
+		{"absolute", []tarEntry{{tar.Header{Name: "/etc/evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"}}, archive.Limits{}, archive.CodePathOutsideWorkspace},
+		{"through symlink", []tarEntry{
+			{tar.Header{Name: "link", Linkname: "/", Typeflag: tar.TypeSymlink}, ""},
+			{tar.Header{Name: "link/tmp/evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"},
+		}, archive.Limits{}, archive.CodePathOutsideWorkspace},
+		{"device", []tarEntry{{tar.Header{Name: "dev", Mode: 0o644, Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, ""}}, archive.Limits{}, archive.CodeBadArchive},
+		{"too many bytes", []tarEntry{{tar.Header{Name: "big", Mode: 0o644, Typeflag: tar.TypeReg}, "0123456789abcdef"}}, archive.Limits{MaxBytes: 8}, archive.CodeTooLarge},
+		{"too many entries", []tarEntry{
+			{tar.Header{Name: "a", Mode: 0o644, Typeflag: tar.TypeReg}, "a"},
+			{tar.Header{Name: "b", Mode: 0o644, Typeflag: tar.TypeReg}, "b"},
+		}, archive.Limits{MaxEntries: 1}, archive.CodeTooLarge},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			work := t.TempDir()
+			var out bytes.Buffer
+			_, err := snapshotFromStream(ctx, craftTar(t, tc.entries...), work, &out, tc.lim)
+			if got := errdefs.CodeOf(err); got != tc.code {
+				t.Fatalf("err = %v (code %q), want %s", err, got, tc.code)
+			}
+			if left, _ := os.ReadDir(work); len(left) != 0 {
+				t.Errorf("left in the work dir: %v", left)
+			}
+			if _, err := os.Lstat(filepath.Join(filepath.Dir(work), "escape")); err == nil {
+				t.Error("an entry escaped")
+			}
+		})
+	}
+}
+
+// A good stream comes out normalized (sorted, no "./", uid 0) with its stats.
+func TestSnapshotFromStreamNormalizes(t *testing.T) {
+	work := t.TempDir()
+	in := craftTar(t,
+		tarEntry{tar.Header{Name: "./", Mode: 0o755, Typeflag: tar.TypeDir}, ""},
+		tarEntry{tar.Header{Name: "./src/", Mode: 0o755, Typeflag: tar.TypeDir}, ""},
+		tarEntry{tar.Header{Name: "./src/b.txt", Mode: 0o644, Uid: 1000, Uname: "user", Typeflag: tar.TypeReg}, "bee\n"},
+		tarEntry{tar.Header{Name: "./a.sh", Mode: 0o4755, Typeflag: tar.TypeReg}, "#!/bin/sh\n"},
+		tarEntry{tar.Header{Name: "./l", Linkname: "a.sh", Typeflag: tar.TypeSymlink}, ""},
+	)
+	var out bytes.Buffer
+	st, err := snapshotFromStream(context.Background(), in, work, &out, archive.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != 4 || st.Bytes != 14 {
+		t.Errorf("stats %+v", st)
+	}
+	tr := tar.NewReader(&out)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Uid != 0 || h.Uname != "" || h.Mode&^0o1777 != 0 {
+			t.Errorf("%s not normalized: uid %d %q mode %o", h.Name, h.Uid, h.Uname, h.Mode)
+		}
+		names = append(names, h.Name)
+	}
+	if want := []string{"a.sh", "l", "src", "src/b.txt"}; !slices.Equal(names, want) {
+		t.Errorf("names %v, want %v", names, want)
+	}
+	if left, _ := os.ReadDir(work); len(left) != 0 {
+		t.Errorf("left in the work dir: %v", left)
+	}
+}
+
+func TestValidateSnapshotName(t *testing.T) {
+	for _, ok := range []string{"s1", "before-refactor", "v1.2_x"} {
+		if err := ValidateSnapshotName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "baseline", "Baseline", "a/b", "..", "../x", ".hidden", "-x", "a b", string(make([]byte, 64))} {
+		if err := ValidateSnapshotName(bad); errdefs.CodeOf(err) != errdefs.CodeInvalidArgument {
+			t.Errorf("%q: %v, want invalid_argument", bad, err)
+		}
+	}
+}
+
+// Two creates of one name at once: the second is refused while the first
+// holds the reservation, and a released reservation (a crashed create)
+// does not block the name.
+func TestReserveSnapshotIsExclusive(t *testing.T) {
+	m := NewManager(t.TempDir(), "pyro", slog.New(slog.DiscardHandler))
+	p := m.paths("0123456789ab")
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := m.reserveSnapshot(p, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.reserveSnapshot(p, "s1"); errdefs.CodeOf(err) != CodeSnapshotExists {
+		t.Fatalf("second reservation: %v", err)
+	}
+	f.Close() // as if its process died: the temp file stays, the flock goes
+	g, err := m.reserveSnapshot(p, "s1")
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	g.Close()
+}
