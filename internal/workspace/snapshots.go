@@ -92,11 +92,10 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 		if !committed {
 			// Under the lock, so that no other create opens the path
 			// between the removal and the flock's release.
-			if l, lerr := lock(p); lerr == nil {
-				os.Remove(tmpFile.Name())
+			l, lerr := lock(p)
+			os.Remove(tmpFile.Name())
+			if lerr == nil {
 				l.Unlock()
-			} else {
-				os.Remove(tmpFile.Name())
 			}
 		}
 		tmpFile.Close()
