@@ -74,7 +74,7 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand())
+	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand())
 	return root
 }
 

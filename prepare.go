@@ -1,0 +1,66 @@
+package pyro
+
+import (
+	"context"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/vm"
+)
+
+// PrepareRequest warms one environment for a machine size (defaults: 1 vCPU,
+// 1024 MiB, the size runs and workspaces use unless told otherwise).
+type PrepareRequest struct {
+	Environment string `json:"environment"`
+	VCPUCount   int    `json:"vcpu_count,omitempty"`
+	MemMiB      int    `json:"mem_mib,omitempty"`
+}
+
+// PrepareResult says what is ready.
+type PrepareResult struct {
+	Environment   string `json:"environment"`
+	Version       string `json:"version"`
+	VCPUCount     int    `json:"vcpu_count"`
+	MemMiB        int    `json:"mem_mib"`
+	ExecutionMode string `json:"execution_mode"` // e.g. guest_qemu_tcg
+	// SnapshotReady: the fast-start snapshot of this machine exists, so the
+	// next run or workspace create restores it instead of booting.
+	SnapshotReady bool   `json:"snapshot_ready"`
+	SnapshotID    string `json:"snapshot_id,omitempty"`
+	Note          string `json:"note,omitempty"` // why the snapshot is not ready
+	DurationMs    int64  `json:"duration_ms"`
+}
+
+// Prepare makes the next run or workspace create of an environment fast: it
+// builds or repairs the environment if needed, probes the accelerator, and
+// makes the fast-start snapshot of the machine. Calling it again is cheap.
+func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResult, error) {
+	start := time.Now()
+	rr, err := RunRequest{Environment: req.Environment, Command: ":", VCPUCount: req.VCPUCount, MemMiB: req.MemMiB}.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e, err := c.envs.Ensure(ctx, rr.Environment)
+	if err != nil {
+		return nil, err
+	}
+	c.reapOrphans()
+	verdict := c.accelFor(ctx, e.KernelPath)
+	res := &PrepareResult{
+		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
+		ExecutionMode: "guest_qemu_" + string(verdict.Accel),
+	}
+	snap := c.runSnapshot(ctx, e, vm.Spec{
+		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
+		VCPUs: rr.VCPUCount, MemMiB: rr.MemMiB, Accel: verdict.Accel, Kind: "run",
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if snap != nil {
+		res.SnapshotReady, res.SnapshotID = true, snap.Meta.ID
+	} else {
+		res.Note = "no fast-start snapshot now (another process is making it, or making it failed recently: set PYRO_LOG=debug to see why); runs boot cold meanwhile"
+	}
+	res.DurationMs = time.Since(start).Milliseconds()
+	return res, nil
+}
