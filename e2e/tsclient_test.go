@@ -101,3 +101,25 @@ func checkTSLoop(t *testing.T, m map[string]json.RawMessage, export string) {
 		t.Fatalf("export: %v %q", err, b)
 	}
 }
+
+// Shells and services through the official TypeScript client (workspace-full).
+func TestTypeScriptClientShellAndService(t *testing.T) {
+	m := tsClient(t, stateDir(t), "stdio", filepath.Join(testutil.Binaries(t), "pyro"), "workspace-full", "shell_service")
+	var text string
+	var svc, stopped struct {
+		State string `json:"state"`
+	}
+	var fetch struct {
+		Stdout string `json:"stdout"`
+	}
+	json.Unmarshal(m["shell_text"], &text)
+	json.Unmarshal(m["service"], &svc)
+	json.Unmarshal(m["fetch"], &fetch)
+	json.Unmarshal(m["stopped"], &stopped)
+	if !strings.Contains(text, "1337") || strings.Contains(text, "\x1b") {
+		t.Errorf("shell text via TypeScript:\n%s", text)
+	}
+	if svc.State != "ready" || fetch.Stdout != "200" || stopped.State != "stopped" {
+		t.Errorf("service via TypeScript: %+v %+v %+v", svc, fetch, stopped)
+	}
+}

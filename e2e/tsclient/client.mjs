@@ -2,7 +2,8 @@
 // one JSON object with what it saw. Usage:
 //   node client.mjs stdio PYRO_BIN PROFILE SCENARIO
 //   node client.mjs http  URL TOKEN SCENARIO
-// SCENARIO: "vm_run" or "workspace_loop" (needs a seed dir in PYRO_E2E_SEED).
+// SCENARIO: "vm_run", "workspace_loop" (needs a seed dir in PYRO_E2E_SEED) or
+// "shell_service" (workspace-full).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -34,6 +35,22 @@ if (scenario === "vm_run") {
   out.diff = await call("workspace_diff", { workspace_id: id });
   out.export = await call("workspace_export", { workspace_id: id, path: "src/value", output_path: process.env.PYRO_E2E_EXPORT });
   out.deleted = await call("workspace_delete", { workspace_id: id });
+} else if (scenario === "shell_service") {
+  const id = (await call("workspace_create", { environment: "debian:12-build" })).workspace_id;
+  const sh = (await call("shell_open", { workspace_id: id })).shell_id;
+  await call("shell_write", { workspace_id: id, shell_id: sh, input: "python3 -q" });
+  await call("shell_write", { workspace_id: id, shell_id: sh, input: "print(7 * 191)" });
+  let text = "", cursor = 0;
+  for (let i = 0; i < 30 && !text.includes("1337"); i++) {
+    const r = await call("shell_read", { workspace_id: id, shell_id: sh, cursor, plain: true, wait_for_idle_ms: 500 });
+    text += r.output + "\n";
+    cursor = r.next_cursor;
+  }
+  out.shell_text = text;
+  out.service = await call("service_start", { workspace_id: id, name: "web", command: "python3 -m http.server 8090", ready_tcp: 8090 });
+  out.fetch = await call("workspace_exec", { workspace_id: id, command: "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8090/" });
+  out.stopped = await call("service_stop", { workspace_id: id, name: "web" });
+  await call("workspace_delete", { workspace_id: id });
 }
 await client.close();
 console.log(JSON.stringify(out));
