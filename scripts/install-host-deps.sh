@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(
   qemu-system-x86 qemu-utils      # the VMM and disk overlays
-  mmdebstrap e2fsprogs            # environment images
+  mmdebstrap e2fsprogs            # environment images; debugfs for the offline disk tools
   linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev xz-utils cpio kmod  # guest kernel
   ca-certificates git
 )

@@ -140,3 +140,15 @@ func toolEnv(extra ...string) []string {
 	out = append(out, "PATH="+strings.Join(parts, string(os.PathListSeparator)), "LC_ALL=C", "LANG=C")
 	return append(out, extra...)
 }
+
+// RequireTool resolves a host command (PATH, then the sbin directories), or
+// fails with host_tool_missing naming the Debian package that provides it.
+func RequireTool(cmd, pkg string) (string, error) {
+	if p, err := lookTool(cmd); err == nil {
+		return p, nil
+	}
+	if err := checkTools(hostTool{Cmd: cmd, Package: pkg}); err != nil {
+		return "", err
+	}
+	return lookTool(cmd)
+}

@@ -55,6 +55,9 @@ var tools = []tool{
 	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Boot a stopped workspace from its kept disk.", false, (*pyro.Client).StartWorkspace)},
 	{name: "workspace_update", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
+	{name: "workspace_disk_list", profiles: fullOnly, add: addWorkspaceDiskList},
+	{name: "workspace_disk_read", profiles: fullOnly, add: addWorkspaceDiskRead},
+	{name: "workspace_disk_export", profiles: fullOnly, add: addWorkspaceDiskExport},
 	{name: "snapshot_create", profiles: fullOnly, add: addSnapshotCreate},
 	{name: "snapshot_list", profiles: fullOnly, add: addSnapshotList},
 	{name: "snapshot_delete", profiles: fullOnly, add: addSnapshotDelete},

@@ -1,0 +1,62 @@
+package pyro
+
+import (
+	"context"
+	"path/filepath"
+	"unicode/utf8"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/workspace"
+)
+
+// The disk tools read a stopped workspace's disk offline (raw ext4, through
+// debugfs), without booting it: a running workspace is refused with code
+// workspace_running. They hold the workspace's lock for their duration and
+// never write to its disk. Symlinks are listed but never followed.
+
+// DiskExportResult reports a disk export.
+type DiskExportResult struct {
+	WorkspaceID string `json:"workspace_id"`
+	HostPath    string `json:"host_path"` // the raw image created
+	Format      string `json:"format"`    // always "raw" (an ext4 filesystem)
+	Bytes       int64  `json:"bytes"`     // the image's (apparent) size; it is sparse
+}
+
+// ListDiskFiles lists a directory of a stopped workspace's disk (default
+// /workspace), in the shape of ListWorkspaceFiles; directories have size 0.
+func (c *Client) ListDiskFiles(ctx context.Context, ref, path string, recursive bool) ([]FileEntry, error) {
+	_, entries, err := c.workspaces().DiskList(ctx, ref, path, recursive)
+	if err != nil {
+		return nil, err
+	}
+	return entries, nil
+}
+
+// ReadDiskFile returns one regular file of a stopped workspace's disk, in
+// the shape of ReadWorkspaceFile; files above maxBytes (0 =
+// DefaultFileReadMaxBytes) are refused with code too_large.
+func (c *Client) ReadDiskFile(ctx context.Context, ref, path string, maxBytes int64) (*FileContent, error) {
+	if maxBytes == 0 {
+		maxBytes = DefaultFileReadMaxBytes
+	}
+	if maxBytes < 1 || maxBytes > MaxFileReadMaxBytes {
+		return nil, errdefs.InvalidArgument("max_bytes", "%d is out of range [1, %d]", maxBytes, MaxFileReadMaxBytes)
+	}
+	r, b, err := c.workspaces().DiskRead(ctx, ref, path, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	p, _ := workspace.GuestPath("path", path)
+	return &FileContent{WorkspaceID: r.ID, Path: p, Size: len(b), Content: string(b), Binary: !utf8.Valid(b)}, nil
+}
+
+// ExportDisk writes a stopped workspace's whole disk as a raw ext4 image to
+// a new host path (its parent must exist; an existing path is refused).
+func (c *Client) ExportDisk(ctx context.Context, ref, output string) (*DiskExportResult, error) {
+	r, size, err := c.workspaces().DiskExport(ctx, ref, output)
+	if err != nil {
+		return nil, err
+	}
+	abs, _ := filepath.Abs(output)
+	return &DiskExportResult{WorkspaceID: r.ID, HostPath: abs, Format: "raw", Bytes: size}, nil
+}
