@@ -3,7 +3,6 @@ package pyro
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/workspace"
 )
 
 // Service states.
@@ -90,8 +90,6 @@ type StartServiceRequest struct {
 	ReadyIntervalMs     int    `json:"ready_interval_ms,omitempty"`
 }
 
-var serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 func (r StartServiceRequest) readiness() (kind, target string, err error) {
 	n := 0
 	set := func(k, t string, on bool) {
@@ -117,7 +115,7 @@ func (r StartServiceRequest) readiness() (kind, target string, err error) {
 
 func (r StartServiceRequest) validate() error {
 	switch {
-	case !serviceName.MatchString(r.Name):
+	case !workspace.SafeName(r.Name):
 		return errdefs.InvalidArgument("name", "%q is not a service name: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", r.Name)
 	case strings.TrimSpace(r.Command) == "":
 		return errdefs.InvalidArgument("command", "a service needs a command")

@@ -63,6 +63,14 @@ func TestShellPythonAndErrors(t *testing.T) {
 	s := &shellSession{t: t, c: c, ws: w.WorkspaceID, id: sh.ShellID}
 	s.write("stty size; pwd")
 	s.readUntil("30 120")
+	if r, err := c.ResizeShell(ctx, w.WorkspaceID, sh.ShellID, 100, 40); err != nil || r.Cols != 100 || r.Rows != 40 {
+		t.Fatalf("resize: %v %+v", err, r)
+	}
+	s.write("stty size")
+	s.readUntil("40 100")
+	if _, err := c.ResizeShell(ctx, w.WorkspaceID, sh.ShellID, 5000, 40); pyro.ErrorCode(err) != "invalid_argument" {
+		t.Errorf("resize to 5000 cols: %v", err)
+	}
 	s.write("python3 -q")
 	s.readUntil(">>>")
 	s.write("x = 6 * 7")

@@ -50,6 +50,9 @@ func TestCLIShellAndService(t *testing.T) {
 	if r.code != 125 || !strings.Contains(r.stderr, "invalid_cursor") {
 		t.Errorf("future cursor: %+v", r)
 	}
+	if r := runPyro(t, s, "workspace", "shell", "resize", ws, sh, "--cols", "100", "--rows", "40", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"rows": 40`) {
+		t.Errorf("resize: %+v", r)
+	}
 	if r := runPyro(t, s, "workspace", "shell", "close", ws, sh, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"state": "closed"`) {
 		t.Fatalf("close: %+v", r)
 	}
@@ -113,6 +116,9 @@ func TestMCPShellAndService(t *testing.T) {
 	}
 	if out := call("shell_signal", map[string]any{"workspace_id": ws, "shell_id": sh, "signal": "INT"}); out["state"] != "running" {
 		t.Errorf("signal: %v", out)
+	}
+	if out := call("shell_resize", map[string]any{"workspace_id": ws, "shell_id": sh, "cols": 100, "rows": 40}); out["cols"] != 100.0 || out["rows"] != 40.0 {
+		t.Errorf("shell_resize: %v", out)
 	}
 	call("shell_close", map[string]any{"workspace_id": ws, "shell_id": sh})
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shell_write", Arguments: map[string]any{"workspace_id": ws, "shell_id": sh, "input": "1"}})

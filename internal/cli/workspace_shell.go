@@ -11,7 +11,7 @@ import (
 
 func (a *app) wsShell() *cobra.Command {
 	cmd := &cobra.Command{Use: "shell", Short: "Interactive PTY shells that live across calls"}
-	cmd.AddCommand(a.shellOpen(), a.shellRead(), a.shellWrite(), a.shellSignal(), a.shellClose())
+	cmd.AddCommand(a.shellOpen(), a.shellRead(), a.shellWrite(), a.shellSignal(), a.shellResize(), a.shellClose())
 	return cmd
 }
 
@@ -117,6 +117,23 @@ func (a *app) shellSignal() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&signal, "signal", "INT", "INT, TERM, HUP or KILL")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
+func (a *app) shellResize() *cobra.Command {
+	var cols, rows int
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use: "resize ID SHELL --cols N --rows N", Short: "Change a shell's terminal size (its program gets SIGWINCH)", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				return c.ResizeShell(ctx, args[0], args[1], cols, rows)
+			}, a.printShell)
+		},
+	}
+	cmd.Flags().IntVar(&cols, "cols", 120, "terminal width")
+	cmd.Flags().IntVar(&rows, "rows", 30, "terminal height")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

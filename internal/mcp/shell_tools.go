@@ -90,6 +90,28 @@ func addShellSignal(s *mcp.Server, d deps, name string) {
 	}))
 }
 
+type shellResizeInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	ShellID     string `json:"shell_id"`
+	Cols        int    `json:"cols"`
+	Rows        int    `json:"rows"`
+}
+
+func addShellResize(s *mcp.Server, d deps, name string) {
+	c := d.c
+	t := &mcp.Tool{Name: name,
+		Description: "Change a shell's terminal size; its program gets SIGWINCH and full-screen programs redraw. " + shellFields,
+		InputSchema: inputSchema[shellResizeInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"shell_id":     shellRefProps["shell_id"],
+			"cols":         {desc: "Terminal width.", required: true, min: ptr(10.0), max: ptr(500.0)},
+			"rows":         {desc: "Terminal height.", required: true, min: ptr(2.0), max: ptr(200.0)},
+		})}
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in shellResizeInput) (*pyro.Shell, error) {
+		return c.ResizeShell(ctx, in.WorkspaceID, in.ShellID, in.Cols, in.Rows)
+	}))
+}
+
 type shellRefInput struct {
 	WorkspaceID string `json:"workspace_id"`
 	ShellID     string `json:"shell_id"`

@@ -65,6 +65,7 @@ var tools = []tool{
 	{name: "shell_read", profiles: fullOnly, add: addShellRead},
 	{name: "shell_write", profiles: fullOnly, add: addShellWrite},
 	{name: "shell_signal", profiles: fullOnly, add: addShellSignal},
+	{name: "shell_resize", profiles: fullOnly, add: addShellResize},
 	{name: "shell_close", profiles: fullOnly, add: addShellClose},
 	{name: "service_start", profiles: fullOnly, add: addServiceStart},
 	{name: "service_list", profiles: fullOnly, add: addServiceList},

@@ -51,10 +51,11 @@ const (
 	DefaultMaxIdleWait = 30 * time.Second
 	DefaultMaxChars    = 65536
 	MaxMaxChars        = 1 << 20
-	DefaultCols        = 80 // used by Open for cols == 0
-	DefaultRows        = 24 // used by Open for rows == 0
-	MaxCols            = 1000
-	MaxRows            = 1000
+	DefaultCols        = 120 // used by Open for cols == 0
+	DefaultRows        = 30  // used by Open for rows == 0
+	// Plain reads render on a screen of the shell's size: keep it bounded.
+	MinCols, MaxCols = 10, 500
+	MinRows, MaxRows = 2, 200
 
 	// closeWait bounds how long Close waits for the pump to end.
 	closeWait = 5 * time.Second
@@ -177,7 +178,7 @@ func (m *Manager) Open(conn Conn, cwd string, cols, rows int) (*Info, error) {
 	if rows == 0 {
 		rows = DefaultRows
 	}
-	if err := checkSize(cols, rows); err != nil {
+	if err := CheckSize(cols, rows); err != nil {
 		return nil, err
 	}
 	s := &shell{
@@ -488,7 +489,7 @@ func (m *Manager) Resize(id string, cols, rows int) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSize(cols, rows); err != nil {
+	if err := CheckSize(cols, rows); err != nil {
 		return nil, err
 	}
 	err = s.do(func() error {
@@ -506,12 +507,13 @@ func (m *Manager) Resize(id string, cols, rows int) (*Info, error) {
 	return s.info(), nil
 }
 
-func checkSize(cols, rows int) error {
-	if cols < 1 || cols > MaxCols {
-		return errdefs.InvalidArgument("cols", "%d is out of range: use 1..%d", cols, MaxCols)
+// CheckSize checks a terminal size against the bounds above.
+func CheckSize(cols, rows int) error {
+	if cols < MinCols || cols > MaxCols {
+		return errdefs.InvalidArgument("cols", "%d is out of range: use %d..%d (default %d)", cols, MinCols, MaxCols, DefaultCols)
 	}
-	if rows < 1 || rows > MaxRows {
-		return errdefs.InvalidArgument("rows", "%d is out of range: use 1..%d", rows, MaxRows)
+	if rows < MinRows || rows > MaxRows {
+		return errdefs.InvalidArgument("rows", "%d is out of range: use %d..%d (default %d)", rows, MinRows, MaxRows, DefaultRows)
 	}
 	return nil
 }

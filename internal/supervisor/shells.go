@@ -12,12 +12,8 @@ import (
 	"github.com/pyrovm/pyro/internal/shell"
 )
 
-// Shell defaults and bounds.
-const (
-	DefaultShellCols = 120
-	DefaultShellRows = 30
-	shellOpenTimeout = 30 * time.Second
-)
+// shellOpenTimeout bounds starting a shell in the guest.
+const shellOpenTimeout = 30 * time.Second
 
 // loginShell prefers bash and falls back to the image's sh.
 var loginShell = []string{"/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l"}
@@ -42,13 +38,14 @@ func (s *server) handleShellOpen(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	// Checked here too, before anything starts in the guest.
 	if req.Cols == 0 {
-		req.Cols = DefaultShellCols
+		req.Cols = shell.DefaultCols
 	}
 	if req.Rows == 0 {
-		req.Rows = DefaultShellRows
+		req.Rows = shell.DefaultRows
 	}
-	if err := checkShellSize(req.Cols, req.Rows); err != nil {
+	if err := shell.CheckSize(req.Cols, req.Rows); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -71,16 +68,6 @@ func (s *server) handleShellOpen(w http.ResponseWriter, r *http.Request) {
 	reply(w)(info, err)
 }
 
-func checkShellSize(cols, rows int) error {
-	// Plain reads render on a screen of this size: keep it bounded.
-	if cols < 10 || cols > 500 {
-		return errdefs.InvalidArgument("cols", "%d is out of range: use 10..500 (default %d)", cols, DefaultShellCols)
-	}
-	if rows < 2 || rows > 200 {
-		return errdefs.InvalidArgument("rows", "%d is out of range: use 2..200 (default %d)", rows, DefaultShellRows)
-	}
-	return nil
-}
 
 func (s *server) handleShellRead(w http.ResponseWriter, r *http.Request) {
 	var req ShellReadRequest
@@ -113,9 +100,7 @@ func (s *server) handleShellInput(w http.ResponseWriter, r *http.Request) {
 		info, err = s.shells.Signal(id, req.Signal)
 	}
 	if err == nil && (req.Cols != 0 || req.Rows != 0) {
-		if err = checkShellSize(req.Cols, req.Rows); err == nil {
-			info, err = s.shells.Resize(id, req.Cols, req.Rows)
-		}
+		info, err = s.shells.Resize(id, req.Cols, req.Rows)
 	}
 	reply(w)(info, err)
 }

@@ -32,6 +32,10 @@ type owner struct {
 
 var idPattern = regexp.MustCompile(`^[a-f0-9]{12}$`)
 
+// ValidID reports whether s is shaped like an id from NewID (VMs and
+// workspaces).
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
 func writeOwner(dir string, o owner) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "create VM dir")
@@ -116,7 +120,7 @@ func ReapOrphans(root string) (reaped []string, err error) {
 	}
 	var errs []error
 	for _, e := range entries {
-		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+		if !e.IsDir() || !ValidID(e.Name()) {
 			continue
 		}
 		dir := filepath.Join(root, e.Name())

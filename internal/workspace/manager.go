@@ -73,13 +73,18 @@ type Restore struct {
 }
 
 var (
-	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) // also a safe file name
 	labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
 )
 
+// SafeName reports whether s follows the name rules shared by workspaces,
+// their snapshots and services: 1-63 letters, digits, '.', '_' or '-',
+// starting with a letter or digit (so it is also one safe file name).
+func SafeName(s string) bool { return namePattern.MatchString(s) }
+
 // ValidateName checks a workspace name (it must not look like an id).
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) || ValidID(name) {
+	if !namePattern.MatchString(name) || vm.ValidID(name) {
 		return errdefs.InvalidArgument("name", "%q must be 1-63 letters, digits, '.', '_' or '-', start with a letter or digit, and not look like a workspace id", name)
 	}
 	return nil
@@ -235,7 +240,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 
 // Resolve finds a workspace by id or unique name.
 func (m *Manager) Resolve(ref string) (*Record, error) {
-	if ValidID(ref) {
+	if vm.ValidID(ref) {
 		if r, err := readRecord(m.paths(ref)); err == nil {
 			return r, nil
 		}
@@ -259,7 +264,7 @@ func (m *Manager) scan() ([]*Record, error) {
 	}
 	var out []*Record
 	for _, e := range entries {
-		if !e.IsDir() || !ValidID(e.Name()) {
+		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
 		}
 		if r, err := readRecord(m.paths(e.Name())); err == nil {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -60,11 +59,6 @@ func (r *Record) ExpiresAt() time.Time {
 	}
 	return r.LastActivityAt.Add(time.Duration(r.TTLSeconds) * time.Second)
 }
-
-var idPattern = regexp.MustCompile(`^[a-f0-9]{12}$`)
-
-// ValidID reports whether s is shaped like a workspace id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
 
 // Paths names every file of one workspace.
 type Paths struct{ Dir string }

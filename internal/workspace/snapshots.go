@@ -41,7 +41,7 @@ var snapshotLimits = archive.Limits{}
 // (which keep it one safe file name: no '/', no leading '.'), and not the
 // reserved "baseline".
 func ValidateSnapshotName(name string) error {
-	if !namePattern.MatchString(name) {
+	if !SafeName(name) {
 		return errdefs.InvalidArgument("name", "snapshot name %q must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	if strings.EqualFold(name, Baseline) {
