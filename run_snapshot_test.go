@@ -61,6 +61,20 @@ func snapshotClient(t *testing.T, cache string) (*pyro.Client, *logBuffer) {
 	return c, logs
 }
 
+// damageSnapshotState overwrites the head of a snapshot's state: QEMU
+// refuses it at once.
+func damageSnapshotState(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "state"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("garbage!garbage!"), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // privateCache is a cache made of hard links to the shared kernels and
 // debian:12 images, with no snapshots: what a test does to its snapshots
 // cannot touch other tests.
@@ -167,14 +181,7 @@ func TestRunBadSnapshotBootsCold(t *testing.T) {
 		t.Fatalf("snapshots: %v", snaps)
 	}
 	// Damage the state: QEMU refuses it at once.
-	f, err := os.OpenFile(filepath.Join(snaps[0], "state"), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("garbage!garbage!"), 0); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	damageSnapshotState(t, snaps[0])
 
 	res, err := c.Run(ctx, req)
 	if err != nil {

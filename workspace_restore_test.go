@@ -171,14 +171,7 @@ func TestWorkspaceBadSnapshotBootsCold(t *testing.T) {
 	if len(snaps) != 1 {
 		t.Fatalf("snapshots: %v", snaps)
 	}
-	f, err := os.OpenFile(filepath.Join(snaps[0], "state"), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("garbage!garbage!"), 0); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	damageSnapshotState(t, snaps[0])
 	logs.take()
 
 	seed := t.TempDir()

@@ -68,7 +68,6 @@ func (s *server) handleShellOpen(w http.ResponseWriter, r *http.Request) {
 	reply(w)(info, err)
 }
 
-
 func (s *server) handleShellRead(w http.ResponseWriter, r *http.Request) {
 	var req ShellReadRequest
 	if !decode(w, r, &req) {
@@ -93,7 +92,9 @@ func (s *server) handleShellInput(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var info *shell.Info
 	var err error
-	if req.Signal == "" && req.Cols == 0 && req.Rows == 0 || req.Input != "" {
+	// With nothing else asked, an empty write: it only reports the shell
+	// (and refuses a closed one, like any write).
+	if req.Input != "" || (req.Signal == "" && req.Cols == 0 && req.Rows == 0) {
 		info, err = s.shells.Write(id, []byte(req.Input))
 	}
 	if err == nil && req.Signal != "" {
