@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // PrepareRequest warms one environment for a machine size (defaults: 1 vCPU,
@@ -39,20 +39,15 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	if err != nil {
 		return nil, err
 	}
-	e, err := c.envs.Ensure(ctx, rr.Environment)
+	e, spec, err := c.runMachine(ctx, rr)
 	if err != nil {
 		return nil, err
 	}
-	c.reapOrphans()
-	verdict := c.accelFor(ctx, e.KernelPath)
 	res := &PrepareResult{
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
-		ExecutionMode: "guest_qemu_" + string(verdict.Accel),
+		ExecutionMode: qemu.ExecutionMode(spec.Accel),
 	}
-	snap := c.runSnapshot(ctx, e, vm.Spec{
-		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: rr.VCPUCount, MemMiB: rr.MemMiB, Accel: verdict.Accel, Kind: "run",
-	})
+	snap := c.runSnapshot(ctx, e, spec)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
@@ -101,19 +102,13 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := c.envs.Ensure(ctx, req.Environment)
+	e, spec, err := c.runMachine(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	c.log.Debug("environment ready", "env", req.Environment, "ms", time.Since(start).Milliseconds())
-	c.reapOrphans()
-	verdict := c.accelFor(ctx, e.KernelPath)
-	c.log.Debug("accelerator chosen", "accel", verdict.Accel, "ms", time.Since(start).Milliseconds())
+	c.log.Debug("environment and accelerator ready", "env", req.Environment, "accel", spec.Accel, "ms", time.Since(start).Milliseconds())
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
-	v, err := c.bootForRun(ctx, e, vm.Spec{
-		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run",
-	})
+	v, err := c.bootForRun(ctx, e, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +130,21 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	res.DurationMs = time.Since(start).Milliseconds()
 	c.log.Debug("vm destroyed", "vm", v.ID, "ms", res.DurationMs)
 	return res, nil
+}
+
+// runMachine makes sure req's environment is installed and returns it with
+// the machine a one-shot VM of req boots (also what its snapshot saves).
+func (c *Client) runMachine(ctx context.Context, req RunRequest) (*env.Environment, vm.Spec, error) {
+	e, err := c.envs.Ensure(ctx, req.Environment)
+	if err != nil {
+		return nil, vm.Spec{}, err
+	}
+	c.reapOrphans()
+	verdict := c.accelFor(ctx, e.KernelPath)
+	return e, vm.Spec{
+		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
+		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run",
+	}, nil
 }
 
 // execOutcome is a finished guest command, as every face reports it.

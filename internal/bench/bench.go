@@ -52,7 +52,7 @@ func OneShot(ctx context.Context, t Target, progress func(string)) (*Report, err
 	if t.Runs < 1 {
 		t.Runs = 5
 	}
-	r := &Report{Environment: t.Environment, ExecutionMode: "guest_qemu_" + string(t.Accel), Runs: t.Runs}
+	r := &Report{Environment: t.Environment, ExecutionMode: qemu.ExecutionMode(t.Accel), Runs: t.Runs}
 	// One unmeasured round of each warms the page cache for both alike.
 	if _, err := Floor(ctx, t); err != nil {
 		return nil, err

@@ -307,7 +307,10 @@ func (m *Machine) Pid() int {
 	return m.cmd.Process.Pid
 }
 
-func (m *Machine) ExecutionMode() string { return "guest_qemu_" + string(m.cfg.Accel) }
+func (m *Machine) ExecutionMode() string { return ExecutionMode(m.cfg.Accel) }
+
+// ExecutionMode names how QEMU runs guests under accel, e.g. "guest_qemu_tcg".
+func ExecutionMode(accel vmm.Accel) string { return "guest_qemu_" + string(accel) }
 
 // Kill sends SIGKILL and waits for the process to be reaped.
 func (m *Machine) Kill() error {
