@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,20 +26,38 @@ import (
 type Client struct {
 	socket string
 	http   *http.Client
+	// gone, when set, explains a socket nobody listens on: it returns the
+	// error to report instead of the bare dial error, or nil to keep it.
+	gone func() error
 }
 
 // Dial returns a client for the supervisor listening on socket. It does not
 // connect until a call is made.
 func Dial(socket string) *Client {
+	c := &Client{socket: socket}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			conn, err := d.DialContext(ctx, "unix", socket)
+			if err != nil && c.gone != nil && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)) {
+				if why := c.gone(); why != nil {
+					return nil, why
+				}
+			}
+			return conn, err
 		},
 		DisableCompression: true,
 		MaxIdleConns:       4,
 	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	c.http = &http.Client{Transport: tr}
+	return c
+}
+
+// WhenGone sets how to explain a socket that nobody listens on, for example
+// because the supervisor was killed a moment ago and is still exiting.
+func (c *Client) WhenGone(explain func() error) *Client {
+	c.gone = explain
+	return c
 }
 
 // Close releases idle connections.
@@ -104,8 +123,9 @@ func (c *Client) transportErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if _, ok := err.(*errdefs.Error); ok {
-		return err
+	var e *errdefs.Error
+	if errors.As(err, &e) {
+		return e
 	}
 	return errdefs.Wrap(err, errdefs.ErrUnavailable, "supervisor_unavailable", "the workspace's supervisor does not answer")
 }

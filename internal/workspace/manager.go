@@ -330,10 +330,27 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 		return nil, nil, err
 	}
 	if m.liveState(ctx, r) != StateRunning {
-		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
-			"workspace %s is stopped: run \"pyro workspace start %s\" first", r.ID, r.ID)
+		return nil, nil, errStopped(r)
 	}
-	return r, supervisor.Dial(m.paths(r.ID).Socket()), nil
+	sc := supervisor.Dial(m.paths(r.ID).Socket()).WhenGone(func() error {
+		// A supervisor that closed its socket is usually dying: give its
+		// exit a moment to finish so the caller hears "stopped", not a
+		// transport error.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if m.liveState(ctx, r) != StateRunning {
+				return errStopped(r)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	})
+	return r, sc, nil
+}
+
+func errStopped(r *Record) error {
+	return errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
+		"workspace %s is stopped: run \"pyro workspace start %s\" first", r.ID, r.ID)
 }
 
 // HistoryEntry is one command in a workspace's log.
