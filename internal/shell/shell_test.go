@@ -423,7 +423,8 @@ func TestPlainRead(t *testing.T) {
 }
 
 func TestWaitForIdle(t *testing.T) {
-	m := NewManager(Options{MaxIdleWait: 2 * time.Second})
+	// Bounds are loose on purpose: a loaded CI host may stall goroutines.
+	m := NewManager(Options{MaxIdleWait: 20 * time.Second})
 	c, id := open(t, m)
 	// Output in bursts for ~150 ms, then quiet.
 	go func() {
@@ -433,18 +434,18 @@ func TestWaitForIdle(t *testing.T) {
 		}
 	}()
 	begin := time.Now()
-	res := read(t, m, id, ReadRequest{WaitForIdle: 100 * time.Millisecond})
+	res := read(t, m, id, ReadRequest{WaitForIdle: 400 * time.Millisecond})
 	took := time.Since(begin)
 	if !strings.Contains(res.Output, "burst 5") {
 		t.Fatalf("read before the output went quiet (after %s): %q", took, res.Output)
 	}
-	if took < 200*time.Millisecond || took > 1500*time.Millisecond {
+	if took < 500*time.Millisecond || took > 10*time.Second {
 		t.Fatalf("took %s", took)
 	}
 	// Already quiet: returns after the idle time, counted from the call.
 	begin = time.Now()
 	read(t, m, id, ReadRequest{Cursor: res.NextCursor, WaitForIdle: 50 * time.Millisecond})
-	if took := time.Since(begin); took < 50*time.Millisecond || took > time.Second {
+	if took := time.Since(begin); took < 50*time.Millisecond || took > 10*time.Second {
 		t.Fatalf("quiet shell: took %s", took)
 	}
 	// A canceled context ends the wait.
@@ -454,7 +455,7 @@ func TestWaitForIdle(t *testing.T) {
 	if _, err := m.Read(ctx, id, ReadRequest{WaitForIdle: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(begin); took > time.Second {
+	if took := time.Since(begin); took > 10*time.Second {
 		t.Fatalf("canceled: took %s", took)
 	}
 }
@@ -479,7 +480,7 @@ func TestWaitForIdleBounded(t *testing.T) {
 	begin := time.Now()
 	res := read(t, m, id, ReadRequest{WaitForIdle: 200 * time.Millisecond})
 	took := time.Since(begin)
-	if took < 290*time.Millisecond || took > 1500*time.Millisecond {
+	if took < 290*time.Millisecond || took > 10*time.Second {
 		t.Fatalf("busy shell: took %s", took)
 	}
 	if !strings.Contains(res.Output, "tick") {
@@ -488,7 +489,7 @@ func TestWaitForIdleBounded(t *testing.T) {
 	// WaitForIdle above the max is capped.
 	begin = time.Now()
 	read(t, m, id, ReadRequest{WaitForIdle: time.Hour})
-	if took := time.Since(begin); took > 1500*time.Millisecond {
+	if took := time.Since(begin); took > 10*time.Second {
 		t.Fatalf("capped: took %s", took)
 	}
 }
