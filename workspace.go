@@ -11,6 +11,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
@@ -29,7 +30,23 @@ type CreateWorkspaceRequest struct {
 	VCPUCount      int               `json:"vcpu_count,omitempty"`
 	MemMiB         int               `json:"mem_mib,omitempty"`
 	TTLSeconds     int               `json:"ttl_seconds,omitempty"` // 0 = no expiry
+	// Secrets are kept on the host (owner-only) for the workspace's life,
+	// appear in the guest only as files under /run/pyro-secrets and in the
+	// environment of calls that name them (SecretEnv), and are replaced by
+	// [REDACTED] in everything pyro returns.
+	Secrets []WorkspaceSecret `json:"secrets,omitempty"`
 }
+
+// WorkspaceSecret is one secret given at create: a value, or a host file
+// whose content is the value.
+type WorkspaceSecret struct {
+	Name     string `json:"name"`
+	Value    string `json:"value,omitempty"`
+	FilePath string `json:"file_path,omitempty"`
+}
+
+// SecretInfo names a workspace's secret; its value is never shown.
+type SecretInfo = secrets.Info
 
 // Workspace is a workspace as every face reports it.
 type Workspace struct {
@@ -51,6 +68,7 @@ type Workspace struct {
 	ExecutionMode  string            `json:"execution_mode,omitempty"` // while running
 	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
 	SnapshotCount  int               `json:"snapshot_count"`
+	Secrets        []SecretInfo      `json:"secrets,omitempty"` // names only
 	// ResetFrom is set in the answer to a reset: "baseline" or the
 	// snapshot's name.
 	ResetFrom string `json:"reset_from,omitempty"`
@@ -62,6 +80,9 @@ type WorkspaceExecRequest struct {
 	Command        string `json:"command"`
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
 	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+	// SecretEnv sets secrets as environment variables of this command
+	// only: secret name -> variable name ("" = the secret's name).
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
 }
 
 // WorkspaceExecResult is a finished workspace command.
@@ -159,6 +180,10 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
+	secretSet, err := loadSecrets(req.Secrets)
+	if err != nil {
+		return nil, err
+	}
 	e, err := c.envs.Ensure(ctx, req.Environment)
 	if err != nil {
 		return nil, err
@@ -182,7 +207,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
 		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath, SeedFiles: files,
-		Restore: restore,
+		Restore: restore, Secrets: secretSet,
 	})
 	if err != nil {
 		return nil, err
@@ -203,6 +228,29 @@ func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus
 	}
 	return &workspace.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath,
 		Failed: func(err error) { c.invalidateSnapshot(snap, err) }}
+}
+
+// loadSecrets reads secret files and validates the set.
+func loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
+	out := make([]secrets.Secret, 0, len(in))
+	for _, s := range in {
+		switch {
+		case s.FilePath != "" && s.Value != "":
+			return nil, errdefs.InvalidArgument("secrets", "secret %s has both a value and a file: give one", s.Name)
+		case s.FilePath != "":
+			if err := secrets.ValidateName("secrets", s.Name); err != nil {
+				return nil, err
+			}
+			f, err := secrets.ReadFile(s.Name, s.FilePath)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, f)
+		default:
+			out = append(out, secrets.Secret{Name: s.Name, Value: s.Value, Source: secrets.SourceValue})
+		}
+	}
+	return secrets.NewSet(out)
 }
 
 func validateCreate(req CreateWorkspaceRequest) error {
@@ -262,15 +310,15 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	r, res, seq, err := c.workspaces().Exec(ctx, req.Workspace, supervisor.ExecRequest{
+	r, res, entry, err := c.workspaces().Exec(ctx, req.Workspace, supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
-	})
+	}, req.SecretEnv)
 	if err != nil {
 		return nil, err
 	}
 	o := outcome(res.ExitCode, res.Signal, res.TimedOut)
 	return &WorkspaceExecResult{
-		WorkspaceID: r.ID, Command: req.Command, Sequence: seq, ExitCode: o,
+		WorkspaceID: r.ID, Command: entry.Command, Sequence: entry.Sequence, ExitCode: o,
 		Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
 		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
 		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
@@ -321,7 +369,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		WorkspaceID: r.ID, Name: r.Name, Labels: r.Labels, Environment: r.Environment, State: r.State,
 		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
-		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots),
+		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots), Secrets: r.Secrets,
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t

@@ -88,6 +88,9 @@ type StartServiceRequest struct {
 	ReadyCommand        string `json:"ready_command,omitempty"`
 	ReadyTimeoutSeconds int    `json:"ready_timeout_seconds,omitempty"`
 	ReadyIntervalMs     int    `json:"ready_interval_ms,omitempty"`
+	// SecretEnv sets secrets as environment variables of the service:
+	// secret name -> variable name ("" = the secret's name).
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
 }
 
 func (r StartServiceRequest) readiness() (kind, target string, err error) {
@@ -146,7 +149,7 @@ func (c *Client) StartService(ctx context.Context, req StartServiceRequest) (*Se
 	r, res, err := c.workspaces().StartService(ctx, req.Workspace, supervisor.ServiceStartRequest{
 		Name: req.Name, Command: req.Command, Cwd: req.Cwd, ReadyKind: kind, ReadyTarget: target,
 		ReadyTimeoutMs: int64(req.ReadyTimeoutSeconds) * 1000, ReadyIntervalMs: int64(req.ReadyIntervalMs),
-	})
+	}, req.SecretEnv)
 	if err != nil {
 		return nil, err
 	}

@@ -45,13 +45,16 @@ type OpenShellRequest struct {
 	Cwd       string `json:"cwd,omitempty"`
 	Cols      int    `json:"cols,omitempty"`
 	Rows      int    `json:"rows,omitempty"`
+	// SecretEnv sets secrets as environment variables of the shell: secret
+	// name -> variable name ("" = the secret's name).
+	SecretEnv map[string]string `json:"secret_env,omitempty"`
 }
 
 // OpenShell starts a login shell (bash where the image has it) on a new PTY.
 func (c *Client) OpenShell(ctx context.Context, req OpenShellRequest) (*Shell, error) {
 	r, info, err := c.workspaces().OpenShell(ctx, req.Workspace, supervisor.ShellOpenRequest{
 		Cwd: req.Cwd, Cols: req.Cols, Rows: req.Rows,
-	})
+	}, req.SecretEnv)
 	if err != nil {
 		return nil, err
 	}

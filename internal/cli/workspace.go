@@ -40,14 +40,20 @@ func parseLabels(kvs []string) (map[string]string, error) {
 
 func (a *app) wsCreate() *cobra.Command {
 	var req pyro.CreateWorkspaceRequest
-	var labels []string
+	var labels, secretValues, secretFiles []string
 	var jsonOut, idOnly bool
 	cmd := &cobra.Command{
 		Use: "create ENV", Short: "Boot a workspace, seed /workspace and record the baseline", Args: cobra.ExactArgs(1),
-		Example: "  pyro workspace create debian:12 --seed-path ./repo --name fix-tests",
+		Example: "  pyro workspace create debian:12 --seed-path ./repo --name fix-tests\n" +
+			"  pyro workspace create debian:12 --secret-file GH_TOKEN=$HOME/.config/gh-token",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			req.Environment = args[0]
+			sec, err := parseSecrets(secretValues, secretFiles)
+			if err != nil {
+				return err // usage error
+			}
+			req.Secrets = sec
 			l, err := parseLabels(labels)
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
@@ -78,6 +84,8 @@ func (a *app) wsCreate() *cobra.Command {
 	f.BoolVar(&req.SeedGitTracked, "seed-git-tracked", false, "seed only the Git-tracked files of the checkout at --seed-path")
 	f.StringVar(&req.Name, "name", "", "unique name to address the workspace by")
 	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
+	f.StringArrayVar(&secretValues, "secret", nil, secretFlagHelp)
+	f.StringArrayVar(&secretFiles, "secret-file", nil, secretFileFlagHelp)
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.IntVar(&req.TTLSeconds, "ttl-seconds", 0, "expire after this many seconds without activity (0 = never)")
@@ -95,6 +103,13 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 		w.State, w.Environment, w.VCPUCount, w.MemMiB, w.SeedEntries, humanBytes(w.SeedBytes), w.CommandCount)
 	if w.SnapshotCount > 0 {
 		fmt.Fprintf(a.stdout, "snapshots:   %d\n", w.SnapshotCount)
+	}
+	if len(w.Secrets) > 0 {
+		names := make([]string, len(w.Secrets))
+		for i, s := range w.Secrets {
+			names[i] = s.Name
+		}
+		fmt.Fprintf(a.stdout, "secrets:     %s\n", strings.Join(names, ", "))
 	}
 	if w.ExecutionMode != "" {
 		fmt.Fprintf(a.stdout, "vm:          %s, booted in %d ms\n", w.ExecutionMode, w.BootMs)
@@ -153,6 +168,7 @@ func (a *app) wsLogs() *cobra.Command {
 
 func (a *app) wsExec() *cobra.Command {
 	var req pyro.WorkspaceExecRequest
+	var secretEnv []string
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use: "exec ID [flags] -- CMD...", Short: "Run a command in /workspace", Args: func(cmd *cobra.Command, args []string) error {
@@ -164,6 +180,11 @@ func (a *app) wsExec() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			req.Workspace, req.Command = args[0], shellCommand(args[1:])
+			env, err := parseSecretEnv(secretEnv)
+			if err != nil {
+				return err // usage error
+			}
+			req.SecretEnv = env
 			c, done, err := a.client(jsonOut)
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
@@ -179,6 +200,7 @@ func (a *app) wsExec() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, "command timeout")
 	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
+	addSecretEnvFlag(cmd, &secretEnv)
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

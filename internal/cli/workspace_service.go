@@ -42,6 +42,7 @@ func (a *app) printService(v any) {
 
 func (a *app) serviceStart() *cobra.Command {
 	var req pyro.StartServiceRequest
+	var secretEnv []string
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use: "start ID NAME [flags] -- CMD...", Short: "Start a service and wait until it is ready",
@@ -54,6 +55,11 @@ func (a *app) serviceStart() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Workspace, req.Name, req.Command = args[0], args[1], shellCommand(args[2:])
+			env, err := parseSecretEnv(secretEnv)
+			if err != nil {
+				return err // usage error
+			}
+			req.SecretEnv = env
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) { return c.StartService(ctx, req) }, a.printService)
 		},
 	}
@@ -65,6 +71,7 @@ func (a *app) serviceStart() *cobra.Command {
 	f.StringVar(&req.ReadyCommand, "ready-command", "", "ready once this shell command exits 0")
 	f.IntVar(&req.ReadyTimeoutSeconds, "ready-timeout-seconds", pyro.DefaultReadyTimeoutSeconds, "give up and stop the service after this long")
 	f.IntVar(&req.ReadyIntervalMs, "ready-interval-ms", pyro.DefaultReadyIntervalMs, "time between readiness checks")
+	addSecretEnvFlag(cmd, &secretEnv)
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	cmd.MarkFlagsMutuallyExclusive("ready-file", "ready-tcp", "ready-http", "ready-command")
 	return cmd

@@ -29,11 +29,17 @@ func (a *app) printShell(v any) {
 
 func (a *app) shellOpen() *cobra.Command {
 	var req pyro.OpenShellRequest
+	var secretEnv []string
 	var jsonOut, idOnly bool
 	cmd := &cobra.Command{
 		Use: "open ID", Short: "Open a login shell on a PTY (default 120x30)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Workspace = args[0]
+			env, err := parseSecretEnv(secretEnv)
+			if err != nil {
+				return err // usage error
+			}
+			req.SecretEnv = env
 			human := a.printShell
 			if idOnly {
 				human = func(v any) { fmt.Fprintln(a.stdout, v.(*pyro.Shell).ShellID) }
@@ -45,6 +51,7 @@ func (a *app) shellOpen() *cobra.Command {
 	f.StringVar(&req.Cwd, "cwd", "", "starting directory, relative to /workspace (default /workspace)")
 	f.IntVar(&req.Cols, "cols", 120, "terminal width")
 	f.IntVar(&req.Rows, "rows", 30, "terminal height")
+	addSecretEnvFlag(cmd, &secretEnv)
 	f.BoolVar(&idOnly, "id-only", false, "print only the shell id")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd

@@ -3,6 +3,7 @@ package mcp
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/google/jsonschema-go/jsonschema"
 )
@@ -15,6 +16,8 @@ type prop struct {
 	min, max *float64
 	enum     []any
 	required bool
+	// items describes the properties of an array's object elements.
+	items map[string]prop
 }
 
 func rng(lo, hi float64) (*float64, *float64) { return &lo, &hi }
@@ -26,11 +29,17 @@ func inputSchema[In any](props map[string]prop) *jsonschema.Schema {
 	if err != nil {
 		panic(fmt.Sprintf("schema for %T: %v", *new(In), err))
 	}
+	describe(s, props, fmt.Sprintf("%T", *new(In)))
+	return s
+}
+
+// describe decorates the properties of object schema s with props.
+func describe(s *jsonschema.Schema, props map[string]prop, what string) {
 	s.Required = nil
 	for name, ps := range s.Properties {
 		p, ok := props[name]
 		if !ok {
-			panic(fmt.Sprintf("schema for %T: property %q has no description", *new(In), name))
+			panic(fmt.Sprintf("schema for %s: property %q has no description", what, name))
 		}
 		ps.Description = p.desc
 		ps.Minimum, ps.Maximum = p.min, p.max
@@ -42,11 +51,20 @@ func inputSchema[In any](props map[string]prop) *jsonschema.Schema {
 		if p.required {
 			s.Required = append(s.Required, name)
 		}
+		if p.items != nil {
+			if ps.Items == nil || ps.Items.Properties == nil {
+				panic(fmt.Sprintf("schema for %s: property %q is not an array of objects", what, name))
+			}
+			describe(ps.Items, p.items, what+"."+name)
+			if slices.Equal(ps.Types, []string{"null", "array"}) {
+				ps.Type, ps.Types = "array", nil // plainer for clients; omitting it is the way to give none
+			}
+		}
 	}
 	for name := range props {
 		if _, ok := s.Properties[name]; !ok {
-			panic(fmt.Sprintf("schema for %T: described property %q does not exist", *new(In), name))
+			panic(fmt.Sprintf("schema for %s: described property %q does not exist", what, name))
 		}
 	}
-	return s
+	slices.Sort(s.Required)
 }

@@ -22,7 +22,9 @@ func addServiceStart(s *mcp.Server, d deps, name string) {
 		Description: "Start a long-running process (a server, a watcher) in the workspace and wait until it is ready. " +
 			"Give at most one readiness check: ready_file, ready_tcp, ready_http or ready_command; without one it is ready once started. " +
 			"If it does not get ready in ready_timeout_seconds, or exits first, it is stopped and the error gives the reason and the end of its log. " +
-			"Its log and state live under /run/pyro-services, never in /workspace. " + serviceFields,
+			"Its log and state live under /run/pyro-services, never in /workspace. " +
+			"When the service needs a secret (a token, a key), name it in secret_env; never put secrets in the command text. " +
+			"Secret values show as [REDACTED] in its log. " + serviceFields,
 		InputSchema: inputSchema[pyro.StartServiceRequest](map[string]prop{
 			"workspace_id":          workspaceRefProps["workspace_id"],
 			"name":                  {desc: "Unique service name: letters, digits, '.', '_' or '-'.", required: true},
@@ -34,6 +36,7 @@ func addServiceStart(s *mcp.Server, d deps, name string) {
 			"ready_command":         {desc: "Ready once this shell command exits 0."},
 			"ready_timeout_seconds": {desc: "Give up (and stop the service) after this long.", def: pyro.DefaultReadyTimeoutSeconds, min: ptr(1.0), max: ptr(600.0)},
 			"ready_interval_ms":     {desc: "Time between readiness checks.", def: pyro.DefaultReadyIntervalMs, min: ptr(20.0), max: ptr(10000.0)},
+			"secret_env":            secretEnvProp,
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.StartServiceRequest) (*pyro.Service, error) {
 		return c.StartService(ctx, in)

@@ -20,12 +20,14 @@ func addShellOpen(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Open an interactive shell (bash -l on a PTY) in the workspace. It keeps its state (cwd, variables, " +
 			"running programs such as a REPL) between calls until shell_close, workspace stop or delete. Type into it with " +
-			"shell_write and follow its output with shell_read. " + shellFields,
+			"shell_write and follow its output with shell_read. To give the shell a secret (a token, a key), name it in secret_env; " +
+			"never type secret values into the shell. Secret values show as [REDACTED] in its output. " + shellFields,
 		InputSchema: inputSchema[pyro.OpenShellRequest](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"cwd":          {desc: "Starting directory, relative to /workspace or absolute under it.", def: "/workspace"},
 			"cols":         {desc: "Terminal width.", def: 120, min: ptr(10.0), max: ptr(500.0)},
 			"rows":         {desc: "Terminal height.", def: 30, min: ptr(2.0), max: ptr(200.0)},
+			"secret_env":   secretEnvProp,
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.OpenShellRequest) (*pyro.Shell, error) {
 		return c.OpenShell(ctx, in)

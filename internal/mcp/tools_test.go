@@ -2,7 +2,9 @@ package mcp
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -85,4 +87,95 @@ func TestInputSchemaRefusesUndescribedFields(t *testing.T) {
 		B string `json:"b"`
 	}
 	inputSchema[in](map[string]prop{"a": {desc: "x"}})
+}
+
+// listTools registers a profile on an in-memory server and lists its tools.
+func listTools(t *testing.T, p Profile) map[string]*mcp.Tool {
+	t.Helper()
+	c, err := pyro.New(pyro.WithStateDir(t.TempDir()), pyro.WithCacheDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := NewServer(c, Config{Profile: p, Version: "test"}).Connect(t.Context(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*mcp.Tool{}
+	for _, tl := range res.Tools {
+		out[tl.Name] = tl
+	}
+	return out
+}
+
+type schemaProp struct {
+	Type                 string `json:"type"`
+	Description          string `json:"description"`
+	AdditionalProperties *struct {
+		Type string `json:"type"`
+	} `json:"additionalProperties"`
+	Items *struct {
+		Type       string                `json:"type"`
+		Required   []string              `json:"required"`
+		Properties map[string]schemaProp `json:"properties"`
+	} `json:"items"`
+}
+
+func toolProps(t *testing.T, tl *mcp.Tool) map[string]schemaProp {
+	t.Helper()
+	b, _ := json.Marshal(tl.InputSchema)
+	var sch struct {
+		Properties map[string]schemaProp `json:"properties"`
+	}
+	if err := json.Unmarshal(b, &sch); err != nil {
+		t.Fatal(err)
+	}
+	return sch.Properties
+}
+
+// Secrets reach MCP as values only (no host file paths), and the calls
+// that run programs take secret_env, in the narrowed core schemas too.
+func TestSecretSchemas(t *testing.T) {
+	for _, p := range []Profile{ProfileWorkspaceCore, ProfileWorkspaceFull} {
+		tools := listTools(t, p)
+		sec := toolProps(t, tools["workspace_create"])["secrets"]
+		if sec.Type != "array" || sec.Description == "" || sec.Items == nil || sec.Items.Type != "object" {
+			t.Fatalf("%s workspace_create.secrets = %+v", p, sec)
+		}
+		if got := slices.Sorted(maps.Keys(sec.Items.Properties)); !slices.Equal(got, []string{"name", "value"}) {
+			t.Errorf("%s secrets items have %v; want name and value only (no file_path over MCP)", p, got)
+		}
+		if !slices.Equal(sec.Items.Required, []string{"name", "value"}) {
+			t.Errorf("%s secrets items require %v", p, sec.Items.Required)
+		}
+		for name, ip := range sec.Items.Properties {
+			if ip.Description == "" || ip.Type != "string" {
+				t.Errorf("%s secrets.%s = %+v", p, name, ip)
+			}
+		}
+		if !strings.Contains(tools["workspace_create"].Description, "never put a secret in command text") {
+			t.Errorf("%s workspace_create does not say when to use secrets", p)
+		}
+		withEnv := []string{"workspace_exec"}
+		if p == ProfileWorkspaceFull {
+			withEnv = append(withEnv, "shell_open", "service_start")
+		}
+		for _, name := range withEnv {
+			se := toolProps(t, tools[name])["secret_env"]
+			if se.Type != "object" || se.Description == "" || se.AdditionalProperties == nil || se.AdditionalProperties.Type != "string" {
+				t.Errorf("%s %s.secret_env = %+v", p, name, se)
+			}
+			if !strings.Contains(tools[name].Description, "secret_env") {
+				t.Errorf("%s %s does not say when to use secret_env", p, name)
+			}
+		}
+	}
 }

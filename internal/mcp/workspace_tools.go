@@ -18,11 +18,25 @@ type workspaceCreateInput struct {
 	VCPUCount   int               `json:"vcpu_count,omitempty"`
 	MemMiB      int               `json:"mem_mib,omitempty"`
 	TTLSeconds  int               `json:"ttl_seconds,omitempty"`
+	Secrets     []secretInput     `json:"secrets,omitempty"`
 }
+
+// secretInput is one secret of workspace_create. It takes a value only:
+// unlike the CLI and SDK there is no file_path, so that a model cannot read
+// arbitrary host files into a guest.
+type secretInput struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// secretEnvProp describes secret_env wherever a call takes it.
+var secretEnvProp = prop{desc: "Secrets to set as environment variables of this call only: an object mapping a secret's name " +
+	"(from workspace_create's secrets) to the variable name; an empty string means the secret's own name, " +
+	`e.g. {"GH_TOKEN": ""} or {"GH_TOKEN": "GITHUB_TOKEN"}. Use it instead of putting a secret in the command text.`}
 
 const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
 	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
-	"last_activity_at, expires_at (when ttl_seconds is set)."
+	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values)."
 
 func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 	c := d.c
@@ -33,7 +47,10 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		Name: name,
 		Description: "Create a persistent workspace: a Linux microVM whose /workspace directory keeps its files across " +
 			"calls, seeded from a host directory or tar archive. Use it for multi-step work (edit, build, test, repeat); " +
-			"use vm_run instead for a single command. Delete the workspace when done. " + workspaceFields,
+			"use vm_run instead for a single command. Delete the workspace when done. " +
+			"Use secrets for tokens and keys the commands need (never put a secret in command text): each is kept for the " +
+			"workspace's life, appears in the guest as the root-only file /run/pyro-secrets/NAME and, for the calls that name it " +
+			"in secret_env, as an environment variable, and is shown as [REDACTED] in every output, log, diff and export. " + workspaceFields,
 		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
@@ -44,6 +61,12 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
 			"ttl_seconds": {desc: "Delete the workspace after this many seconds without activity; 0 = never.", def: 0, min: ttlMin, max: ttlMax},
+			"secrets": {desc: "Optional secrets (API tokens, keys) for the workspace's commands: [{\"name\": ..., \"value\": ...}]. " +
+				"Values are never returned; the guest gets them as files /run/pyro-secrets/NAME and through secret_env.",
+				items: map[string]prop{
+					"name":  {desc: "Secret name: 1-64 letters, digits or '_', not starting with a digit; also the default environment variable name.", required: true},
+					"value": {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
+				}},
 		}),
 	}
 	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in workspaceCreateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
@@ -54,6 +77,9 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds,
+		}
+		for _, sec := range in.Secrets {
+			cr.Secrets = append(cr.Secrets, pyro.WorkspaceSecret{Name: sec.Name, Value: sec.Value})
 		}
 		if cr.SeedPath == "" && d.projectPath != "" {
 			cr.SeedPath, cr.SeedGitTracked = d.projectPath, true
@@ -128,10 +154,11 @@ func addWorkspaceLogs(s *mcp.Server, d deps, name string) {
 }
 
 type workspaceExecInput struct {
-	WorkspaceID    string `json:"workspace_id"`
-	Command        string `json:"command"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
-	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+	WorkspaceID    string            `json:"workspace_id"`
+	Command        string            `json:"command"`
+	TimeoutSeconds int               `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64             `json:"max_output_bytes,omitempty"`
+	SecretEnv      map[string]string `json:"secret_env,omitempty"`
 }
 
 func addWorkspaceExec(s *mcp.Server, d deps, name string) {
@@ -141,16 +168,19 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Run a shell command in the workspace, in /workspace, by /bin/sh -lc. Files persist between calls. " +
 			"Result: exit_code (124 when it hit timeout_seconds), stdout/stderr (capped at max_output_bytes each; " +
-			"stdout_truncated/stderr_truncated say whether output was cut), timed_out, duration_ms, sequence (its number in workspace_logs).",
+			"stdout_truncated/stderr_truncated say whether output was cut), timed_out, duration_ms, sequence (its number in workspace_logs). " +
+			"When the command needs a secret (a token, a key), name it in secret_env and use the variable; never put secrets in the command text. " +
+			"Secret values show as [REDACTED] in the result.",
 		InputSchema: inputSchema[workspaceExecInput](map[string]prop{
 			"workspace_id":     workspaceRefProps["workspace_id"],
 			"command":          {desc: "Shell command, run by /bin/sh -lc with cwd /workspace.", required: true},
 			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
+			"secret_env":       secretEnvProp,
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
 		return c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
-			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes})
+			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv})
 	}))
 }
 

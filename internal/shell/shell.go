@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/secrets"
 )
 
 // Conn is one running shell in the guest (implemented by the agent client).
@@ -61,6 +62,13 @@ const (
 	closeWait = 5 * time.Second
 	// pumpChunk is the pump's read size.
 	pumpChunk = 32 << 10
+	// redactFlushDelay is how long a held-back tail of output (bytes that
+	// may be the start of a secret value, see secrets.Stream) waits for the
+	// rest before it is shown as it is. A program writes a value in one go,
+	// so its pieces arrive milliseconds apart; but the tail is often just a
+	// prompt that happens to begin like a value, and an interactive user
+	// must not wait long to see it.
+	redactFlushDelay = 300 * time.Millisecond
 )
 
 // Reasons a shell is closed.
@@ -116,12 +124,17 @@ type Options struct {
 	BufferBytes int           // output kept per shell; default 4 MiB
 	MaxShells   int           // running shells at once; default 16
 	MaxIdleWait time.Duration // cap of ReadRequest.WaitForIdle; default 30 s
+	// Redact hides secret values from the output before it is kept, so that
+	// no read (raw or plain, from any cursor) can show one. nil keeps the
+	// output as it is.
+	Redact *secrets.Redactor
 }
 
 // Manager holds the shells of one workspace. All methods are safe for
 // concurrent use.
 type Manager struct {
-	opts Options
+	opts       Options
+	flushDelay time.Duration // redactFlushDelay; tests change it
 
 	mu     sync.Mutex
 	shells map[string]*shell
@@ -142,6 +155,11 @@ type shell struct {
 	mu         sync.Mutex
 	out        *ring
 	lastOutput time.Time
+	redact     *secrets.Stream // output on its way into out
+	flushDelay time.Duration   // the Manager's
+	flushTimer *time.Timer     // flushes redact's held-back tail after a quiet time
+	flushGen   uint64          // bumped by every chunk and flush: a stale timer does nothing
+	flushDue   time.Time       // when flushTimer fires; zero when none is due
 	state      string
 	closing    string // why Close was called; "" until it is
 	cols, rows int
@@ -162,7 +180,7 @@ func NewManager(opts Options) *Manager {
 	if opts.MaxIdleWait <= 0 {
 		opts.MaxIdleWait = DefaultMaxIdleWait
 	}
-	return &Manager{opts: opts, shells: map[string]*shell{}}
+	return &Manager{opts: opts, flushDelay: redactFlushDelay, shells: map[string]*shell{}}
 }
 
 // Open registers a shell that runs in the guest and starts pumping its
@@ -184,7 +202,8 @@ func (m *Manager) Open(conn Conn, cwd string, cols, rows int) (*Info, error) {
 	s := &shell{
 		conn: conn, cwd: cwd, startedAt: time.Now(),
 		pumpDone: make(chan struct{}), ended: make(chan struct{}),
-		out: newRing(m.opts.BufferBytes), state: StateRunning, cols: cols, rows: rows,
+		out: newRing(m.opts.BufferBytes), redact: m.opts.Redact.NewStream(), flushDelay: m.flushDelay,
+		state: StateRunning, cols: cols, rows: rows,
 	}
 
 	m.mu.Lock()
@@ -400,13 +419,18 @@ func (m *Manager) waitIdle(ctx context.Context, s *shell, idle time.Duration) {
 	}()
 	for {
 		s.mu.Lock()
-		running, last := s.state == StateRunning, s.lastOutput
+		running, last, due := s.state == StateRunning, s.lastOutput, s.flushDue
 		s.mu.Unlock()
-		if !running {
+		if !running || !time.Now().Before(deadline) {
 			return
 		}
 		if last.Before(begin) {
 			last = begin
+		}
+		// Output held back for redaction is not idle yet: it is shown
+		// (and counts as output) when its flush is due.
+		if last.Before(due) {
+			last = due
 		}
 		wake := last.Add(idle)
 		if wake.After(deadline) {
@@ -414,7 +438,10 @@ func (m *Manager) waitIdle(ctx context.Context, s *shell, idle time.Duration) {
 		}
 		d := time.Until(wake)
 		if d <= 0 {
-			return
+			if due.IsZero() {
+				return
+			}
+			d = time.Millisecond // the flush is late (a busy host): wait for it
 		}
 		if timer == nil {
 			timer = time.NewTimer(d)
@@ -556,7 +583,7 @@ func (m *Manager) get(id string) (*shell, error) {
 	return s, nil
 }
 
-// pump moves the PTY output into the log until the shell ends.
+// pump moves the PTY output, redacted, into the log until the shell ends.
 func (s *shell) pump() {
 	defer close(s.pumpDone)
 	buf := make([]byte, pumpChunk)
@@ -564,8 +591,7 @@ func (s *shell) pump() {
 		n, err := s.conn.Read(buf)
 		if n > 0 {
 			s.mu.Lock()
-			s.out.write(buf[:n])
-			s.lastOutput = time.Now()
+			s.outputLocked(buf[:n])
 			s.mu.Unlock()
 		}
 		if err == nil {
@@ -578,6 +604,10 @@ func (s *shell) pump() {
 			code, sig = s.conn.Exit()
 		}
 		s.mu.Lock()
+		// No more output can complete a held-back tail: show it before the
+		// shell ends (close may have ended it already, still the tail is
+		// output).
+		s.flushLocked()
 		if s.state == StateRunning {
 			if eof {
 				s.exitCode, s.signal = &code, sig
@@ -598,8 +628,52 @@ func (s *shell) pump() {
 	}
 }
 
-// endLocked moves a running shell to state; s.mu is held.
+// outputLocked passes a chunk of PTY output through the redaction stream
+// into the log. When the stream holds back a tail, a flush is scheduled for
+// the flush delay; the next chunk supersedes it. s.mu is held.
+func (s *shell) outputLocked(p []byte) {
+	now := time.Now()
+	s.out.write(s.redact.Push(p))
+	s.lastOutput = now
+	s.stopFlushLocked()
+	if s.redact.Pending() {
+		gen := s.flushGen
+		s.flushDue = now.Add(s.flushDelay)
+		s.flushTimer = time.AfterFunc(s.flushDelay, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.flushGen == gen { // else a later chunk or flush took over
+				s.flushLocked()
+			}
+		})
+	}
+}
+
+// flushLocked writes the redaction stream's held-back tail into the log as
+// output, and cancels a scheduled flush. s.mu is held.
+func (s *shell) flushLocked() {
+	s.stopFlushLocked()
+	if b := s.redact.Flush(); len(b) > 0 {
+		s.out.write(b)
+		s.lastOutput = time.Now()
+	}
+}
+
+// stopFlushLocked cancels a scheduled flush; a timer that already fired
+// and waits for s.mu sees flushGen moved on. s.mu is held.
+func (s *shell) stopFlushLocked() {
+	s.flushGen++
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
+		s.flushTimer = nil
+	}
+	s.flushDue = time.Time{}
+}
+
+// endLocked moves a running shell to state, first showing the output held
+// back for redaction; s.mu is held.
 func (s *shell) endLocked(state, reason string) {
+	s.flushLocked()
 	wasRunning := s.state == StateRunning
 	s.state = state
 	if reason != "" && s.reason == "" {

@@ -28,6 +28,10 @@ type Spec struct {
 	// private copy of the disk saved with it. A failed restore removes
 	// OverlayPath and boots cold with a fresh overlay (Info.RestoreError).
 	RestoreStatePath string `json:"restore_state_path,omitempty"`
+	// SecretsPath, when set, is the workspace's secrets file (secrets.Save):
+	// after every boot the supervisor installs them under secrets.GuestDir,
+	// and it redacts their values from everything it answers.
+	SecretsPath string `json:"secrets_path,omitempty"`
 }
 
 // Info describes a running supervisor; it is also the ready message.

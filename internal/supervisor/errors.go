@@ -29,7 +29,7 @@ func classOf(code string) error {
 		return errdefs.ErrCanceled
 	case errdefs.CodeBootFailed, "agent_unavailable", "vm_crashed", errdefs.CodeVMMFailed:
 		return errdefs.ErrUnavailable
-	case "exec_failed", errdefs.CodeAgentProtocol, errdefs.CodeHostToolMissing:
+	case "exec_failed", errdefs.CodeAgentProtocol, errdefs.CodeHostToolMissing, CodeSecretsInstallFailed:
 		return errdefs.ErrFailedPrecondition
 	}
 	return errdefs.ErrInternal

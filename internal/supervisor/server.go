@@ -18,6 +18,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
@@ -40,21 +41,36 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	if err != nil {
 		return sendReady(ready, Ready{Error: &WireError{Code: errdefs.CodeInternal, Message: "read supervisor spec: " + err.Error()}})
 	}
+	// Read before booting: a damaged file need not cost a boot.
+	set, err := loadSecrets(spec.SecretsPath)
+	if err != nil {
+		return sendReady(ready, Ready{Error: toWire(err)})
+	}
+	redact := set.Redactor()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 
 	v, restoreErr, err := boot(ctx, spec, log)
 	if err != nil {
-		return sendReady(ready, Ready{Error: toWire(err)})
+		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
-	s := &server{spec: spec, vm: v, log: log, shutdown: make(chan struct{}), shells: shell.NewManager(shell.Options{})}
+	// After every boot, cold or restored: a restored guest has them in its
+	// tmpfs already, extracting again replaces them.
+	if err := installSecrets(ctx, v.Agent(), set); err != nil {
+		v.Close()
+		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
+	}
+	s := &server{
+		spec: spec, vm: v, log: log, shutdown: make(chan struct{}), redact: redact,
+		shells: shell.NewManager(shell.Options{Redact: redact}),
+	}
 	defer s.cleanup()
 
 	_ = os.Remove(spec.Socket)
 	ln, err := net.Listen("unix", spec.Socket)
 	if err != nil {
 		v.Close()
-		return sendReady(ready, Ready{Error: toWire(errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "listen on supervisor socket"))})
+		return sendReady(ready, Ready{Error: s.wireErr(errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "listen on supervisor socket"))})
 	}
 	info := &Info{
 		Pid: os.Getpid(), PidStart: vm.ProcStart(os.Getpid()), VMID: v.ID, Socket: spec.Socket,
@@ -63,12 +79,12 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		Restored: spec.RestoreStatePath != "" && restoreErr == nil,
 	}
 	if restoreErr != nil {
-		info.RestoreError = restoreErr.Error()
+		info.RestoreError = redact.String(restoreErr.Error())
 	}
 	info.VMMPid = v.VMMPid()
 	if err := fsutil.WriteJSONAtomic(spec.InfoPath, info, 0o600); err != nil {
 		v.Close()
-		return sendReady(ready, Ready{Error: toWire(err)})
+		return sendReady(ready, Ready{Error: s.wireErr(err)})
 	}
 	srv := &http.Server{Handler: s.routes()}
 	go func() { _ = srv.Serve(ln) }()
@@ -83,7 +99,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	case <-ctx.Done():
 		graceful = true // SIGTERM: flush and power off like a stop
 	case <-v.Exited():
-		log.Warn("VM exited on its own", "console", v.ConsoleTail(10))
+		log.Warn("VM exited on its own", "console", redact.String(v.ConsoleTail(10)))
 	}
 	// Stop taking calls; in-flight ones end with the VM.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -143,6 +159,7 @@ type server struct {
 	once     sync.Once
 	shutdown chan struct{}
 	shells   *shell.Manager
+	redact   *secrets.Redactor // the workspace's secret values; nil when none
 }
 
 func (s *server) cleanup() {
@@ -155,7 +172,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		info, err := readInfo(s.spec.InfoPath)
 		if err != nil {
-			writeErr(w, err)
+			s.writeErr(w, err)
 			return
 		}
 		writeJSON(w, info)
@@ -165,7 +182,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/archive", s.handleGetArchive)
 	mux.HandleFunc("POST /v1/sync", func(w http.ResponseWriter, r *http.Request) {
 		if err := s.vm.Agent().Sync(r.Context()); err != nil {
-			writeErr(w, err)
+			s.writeErr(w, err)
 			return
 		}
 		writeJSON(w, struct{}{})
@@ -182,7 +199,7 @@ func (s *server) routes() http.Handler {
 func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	var req ExecRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeErr(w, errdefs.InvalidArgument("request", "bad exec request: %v", err))
+		s.writeErr(w, errdefs.InvalidArgument("request", "bad exec request: %v", err))
 		return
 	}
 	cwd := req.Cwd
@@ -198,25 +215,21 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		if r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			writeErr(w, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeTimeout,
+			s.writeErr(w, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeTimeout,
 				"the guest did not answer %s after the command's timeout; stop and start the workspace", execGrace))
 			return
 		}
-		writeErr(w, err)
+		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, ExecResult{
-		ExitCode: res.ExitCode, Signal: res.Signal, Stdout: res.Stdout, Stderr: res.Stderr,
-		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
-		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
-	})
+	writeJSON(w, redactExecResult(s.redact, res))
 }
 
 func (s *server) handlePutArchive(w http.ResponseWriter, r *http.Request) {
 	dest := r.URL.Query().Get("path")
 	res, err := s.vm.Agent().PutArchive(r.Context(), dest, r.Body)
 	if err != nil {
-		writeErr(w, err)
+		s.writeErr(w, err)
 		return
 	}
 	writeJSON(w, ArchiveResult{Entries: res.Entries, Bytes: res.Bytes})
@@ -232,10 +245,10 @@ func (s *server) handleGetArchive(w http.ResponseWriter, r *http.Request) {
 	res, err := s.vm.Agent().GetArchive(r.Context(), path, maxBytes, lw)
 	if err != nil {
 		if !lw.started {
-			writeErr(w, err)
+			s.writeErr(w, err)
 			return
 		}
-		b, _ := json.Marshal(toWire(err))
+		b, _ := json.Marshal(s.wireErr(err))
 		w.Header().Set(errorTrailer, string(b))
 		return
 	}
@@ -289,12 +302,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeErr(w http.ResponseWriter, err error) {
+// wireErr is err as the API carries it, with secret values redacted.
+func (s *server) wireErr(err error) *WireError { return toWire(s.redact.Error(err)) }
+
+// writeErr answers with err, its secret values redacted.
+func (s *server) writeErr(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus(err))
 	_ = json.NewEncoder(w).Encode(struct {
 		Error *WireError `json:"error"`
-	}{toWire(err)})
+	}{s.wireErr(err)})
 }
 
 func httpStatus(err error) int {

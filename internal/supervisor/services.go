@@ -20,10 +20,11 @@ const (
 func (s *server) serviceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services", s.handleServiceStart)
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
-		reply(w)(s.vm.Agent().ListServices(r.Context()))
+		l, err := s.vm.Agent().ListServices(r.Context())
+		s.reply(w)(redactServices(s.redact, l), err)
 	})
 	mux.HandleFunc("GET /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w)(s.vm.Agent().ServiceStatus(r.Context(), r.PathValue("name")))
+		s.replyService(w)(s.vm.Agent().ServiceStatus(r.Context(), r.PathValue("name")))
 	})
 	mux.HandleFunc("GET /v1/services/{name}/logs", func(w http.ResponseWriter, r *http.Request) {
 		tail, err := strconv.Atoi(r.URL.Query().Get("tail_lines"))
@@ -33,23 +34,34 @@ func (s *server) serviceRoutes(mux *http.ServeMux) {
 		maxBytes, _ := strconv.ParseInt(r.URL.Query().Get("max_bytes"), 10, 64)
 		l, err := s.vm.Agent().ServiceLogs(r.Context(), r.PathValue("name"), tail, maxBytes)
 		if err != nil {
-			writeErr(w, err)
+			s.writeErr(w, err)
 			return
 		}
-		writeJSON(w, ServiceLogs{Name: l.Name, Log: string(l.Log), Truncated: l.Truncated})
+		writeJSON(w, ServiceLogs{Name: l.Name, Log: redactLog(s.redact, l.Log, l.Truncated), Truncated: l.Truncated})
 	})
 	mux.HandleFunc("POST /v1/services/{name}/stop", func(w http.ResponseWriter, r *http.Request) {
-		reply(w)(s.vm.Agent().StopService(r.Context(), r.PathValue("name"), serviceStopGrace))
+		s.replyService(w)(s.vm.Agent().StopService(r.Context(), r.PathValue("name"), serviceStopGrace))
 	})
+}
+
+// replyService writes a service's info, redacted, or err when it is set.
+func (s *server) replyService(w http.ResponseWriter) func(info *agentproto.ServiceInfo, err error) {
+	return func(info *agentproto.ServiceInfo, err error) {
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		writeJSON(w, redactService(s.redact, *info))
+	}
 }
 
 func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 	var req ServiceStartRequest
-	if !decode(w, r, &req) {
+	if !s.decode(w, r, &req) {
 		return
 	}
 	if req.Command == "" {
-		writeErr(w, errdefs.InvalidArgument("command", "a service needs a command"))
+		s.writeErr(w, errdefs.InvalidArgument("command", "a service needs a command"))
 		return
 	}
 	if req.Cwd == "" {
@@ -57,7 +69,7 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 	}
 	timeout := time.Duration(req.ReadyTimeoutMs) * time.Millisecond
 	if timeout <= 0 || timeout > maxReadyTimeout {
-		writeErr(w, errdefs.InvalidArgument("ready_timeout_seconds", "must be 1..%d", int(maxReadyTimeout.Seconds())))
+		s.writeErr(w, errdefs.InvalidArgument("ready_timeout_seconds", "must be 1..%d", int(maxReadyTimeout.Seconds())))
 		return
 	}
 	// The agent gives up at the readiness deadline; the host waits a little
@@ -70,13 +82,13 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 		ReadyTimeoutMs: req.ReadyTimeoutMs, ReadyIntervalMs: req.ReadyIntervalMs,
 	})
 	if err != nil {
-		writeErr(w, err)
+		s.writeErr(w, err)
 		return
 	}
-	res := ServiceStartResult{Service: *info}
+	res := ServiceStartResult{Service: redactService(s.redact, *info)}
 	if info.State != agentproto.ServiceReady {
 		if l, err := s.vm.Agent().ServiceLogs(r.Context(), req.Name, serviceLogTail, 16<<10); err == nil {
-			res.LogTail = string(l.Log)
+			res.LogTail = redactLog(s.redact, l.Log, l.Truncated)
 		}
 	}
 	writeJSON(w, res)

@@ -24,18 +24,18 @@ func (s *server) shellRoutes(mux *http.ServeMux) {
 		writeJSON(w, s.shells.List())
 	})
 	mux.HandleFunc("GET /v1/shells/{id}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w)(s.shells.Info(r.PathValue("id")))
+		s.reply(w)(s.shells.Info(r.PathValue("id")))
 	})
 	mux.HandleFunc("POST /v1/shells/{id}/read", s.handleShellRead)
 	mux.HandleFunc("POST /v1/shells/{id}/input", s.handleShellInput)
 	mux.HandleFunc("DELETE /v1/shells/{id}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w)(s.shells.Close(r.PathValue("id")))
+		s.reply(w)(s.shells.Close(r.PathValue("id")))
 	})
 }
 
 func (s *server) handleShellOpen(w http.ResponseWriter, r *http.Request) {
 	var req ShellOpenRequest
-	if !decode(w, r, &req) {
+	if !s.decode(w, r, &req) {
 		return
 	}
 	// Checked here too, before anything starts in the guest.
@@ -46,7 +46,7 @@ func (s *server) handleShellOpen(w http.ResponseWriter, r *http.Request) {
 		req.Rows = shell.DefaultRows
 	}
 	if err := shell.CheckSize(req.Cols, req.Rows); err != nil {
-		writeErr(w, err)
+		s.writeErr(w, err)
 		return
 	}
 	if req.Cwd == "" {
@@ -58,26 +58,26 @@ func (s *server) handleShellOpen(w http.ResponseWriter, r *http.Request) {
 		Argv: loginShell, Env: req.Env, Cwd: req.Cwd, Cols: req.Cols, Rows: req.Rows,
 	})
 	if err != nil {
-		writeErr(w, err)
+		s.writeErr(w, err)
 		return
 	}
 	info, err := s.shells.Open(conn, req.Cwd, req.Cols, req.Rows)
 	if err != nil {
 		conn.Close()
 	}
-	reply(w)(info, err)
+	s.reply(w)(info, err)
 }
 
 func (s *server) handleShellRead(w http.ResponseWriter, r *http.Request) {
 	var req ShellReadRequest
-	if !decode(w, r, &req) {
+	if !s.decode(w, r, &req) {
 		return
 	}
 	if req.WaitForIdleMs < 0 || req.MaxChars < 0 {
-		writeErr(w, errdefs.InvalidArgument("wait_for_idle_ms", "must not be negative"))
+		s.writeErr(w, errdefs.InvalidArgument("wait_for_idle_ms", "must not be negative"))
 		return
 	}
-	reply(w)(s.shells.Read(r.Context(), r.PathValue("id"), shell.ReadRequest{
+	s.reply(w)(s.shells.Read(r.Context(), r.PathValue("id"), shell.ReadRequest{
 		Cursor: req.Cursor, MaxChars: req.MaxChars, Plain: req.Plain,
 		WaitForIdle: time.Duration(req.WaitForIdleMs) * time.Millisecond,
 	}))
@@ -86,7 +86,7 @@ func (s *server) handleShellRead(w http.ResponseWriter, r *http.Request) {
 // handleShellInput writes input, then signals, then resizes: whichever are set.
 func (s *server) handleShellInput(w http.ResponseWriter, r *http.Request) {
 	var req ShellInputRequest
-	if !decode(w, r, &req) {
+	if !s.decode(w, r, &req) {
 		return
 	}
 	id := r.PathValue("id")
@@ -103,25 +103,25 @@ func (s *server) handleShellInput(w http.ResponseWriter, r *http.Request) {
 	if err == nil && (req.Cols != 0 || req.Rows != 0) {
 		info, err = s.shells.Resize(id, req.Cols, req.Rows)
 	}
-	reply(w)(info, err)
+	s.reply(w)(info, err)
 }
 
 // decode reads a JSON request body of at most 4 MiB.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+func (s *server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeErr(w, errdefs.InvalidArgument("request", "bad request body: %s", strings.TrimSpace(err.Error())))
+		s.writeErr(w, errdefs.InvalidArgument("request", "bad request body: %s", strings.TrimSpace(err.Error())))
 		return false
 	}
 	return true
 }
 
 // reply writes v, or err when it is set.
-func reply(w http.ResponseWriter) func(v any, err error) {
+func (s *server) reply(w http.ResponseWriter) func(v any, err error) {
 	return func(v any, err error) {
 		if err != nil {
-			writeErr(w, err)
+			s.writeErr(w, err)
 			return
 		}
 		writeJSON(w, v)

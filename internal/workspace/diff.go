@@ -30,7 +30,12 @@ func (m *Manager) Diff(ctx context.Context, ref string) (*Record, *wsdiff.Result
 	return r, res, err
 }
 
+// diff compares /workspace with the baseline; secret values are redacted.
 func (m *Manager) diff(ctx context.Context, r *Record, sc *supervisor.Client) (*wsdiff.Result, error) {
+	red, err := m.redactor(r.ID)
+	if err != nil {
+		return nil, err
+	}
 	base, err := os.Open(m.paths(r.ID).Baseline())
 	if err != nil {
 		return nil, err
@@ -43,7 +48,8 @@ func (m *Manager) diff(ctx context.Context, r *Record, sc *supervisor.Client) (*
 	}()
 	res, err := wsdiff.Compare(base, pr, diffLimits)
 	pr.CloseWithError(io.ErrClosedPipe)
-	return res, err
+	redactDiff(res, red)
+	return res, red.Error(err)
 }
 
 // PatchResult says what a patch changed.
@@ -59,15 +65,25 @@ func (m *Manager) PatchApply(ctx context.Context, ref, patch string) (*Record, *
 		return nil, nil, err
 	}
 	defer sc.Close()
-	paths, err := wsdiff.Paths(patch)
+	red, err := m.redactor(r.ID)
 	if err != nil {
 		return nil, nil, err
+	}
+	res, err := m.patchApply(ctx, r, sc, patch)
+	// Hunks that do not apply are quoted in the error: they may hold values.
+	return r, res, red.Error(err)
+}
+
+func (m *Manager) patchApply(ctx context.Context, r *Record, sc *supervisor.Client, patch string) (*PatchResult, error) {
+	paths, err := wsdiff.Paths(patch)
+	if err != nil {
+		return nil, err
 	}
 	current := map[string]fileState{}
 	for _, p := range paths {
 		st, err := m.readForPatch(ctx, sc, p)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		current[p] = st
 	}
@@ -83,14 +99,14 @@ func (m *Manager) PatchApply(ctx context.Context, ref, patch string) (*Record, *
 		return st.content, st.mode, st.exists, nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := m.writePlan(ctx, sc, plan); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	changed := append([]string(nil), plan.Changed...)
 	sort.Strings(changed)
-	return r, &PatchResult{Changed: changed}, m.touch(r.ID)
+	return &PatchResult{Changed: changed}, m.touch(r.ID)
 }
 
 type fileState struct {

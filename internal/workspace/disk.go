@@ -447,7 +447,11 @@ func (m *Manager) DiskRead(ctx context.Context, ref, guest string, maxBytes int6
 	if err != nil {
 		return nil, nil, err
 	}
-	return r, content, nil
+	red, err := m.redactor(r.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, red.Bytes(content), nil
 }
 
 // DiskExport writes the whole disk of a stopped workspace as a raw ext4

@@ -141,6 +141,13 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 	if err := errors.Join(gerr, res.err); err != nil {
 		return nil, res.stats, firstTyped(gerr, res.err)
 	}
+	red, err := m.redactor(r.ID)
+	if err == nil {
+		err = redactTree(tmp, red)
+	}
+	if err != nil {
+		return nil, res.stats, err
+	}
 	// A directory's entries are relative to it; a file arrives under its base name.
 	from := tmp
 	if !isDir {
@@ -169,11 +176,15 @@ func (m *Manager) FileRead(ctx context.Context, ref, guest string, maxBytes int6
 	if err != nil {
 		return nil, err
 	}
-	_, sc, err := m.running(ctx, ref)
+	r, sc, err := m.running(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer sc.Close()
+	red, err := m.redactor(r.ID)
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	if _, err := sc.GetArchive(ctx, src, maxBytes, &limitedBuffer{b: &buf, max: maxBytes + 64<<10}); err != nil {
 		if errdefs.CodeOf(err) == "too_large" {
@@ -193,7 +204,8 @@ func (m *Manager) FileRead(ctx context.Context, ref, guest string, maxBytes int6
 	if h.Size > maxBytes {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "too_large", "%s is larger than max_bytes (%d)", src, maxBytes)
 	}
-	return io.ReadAll(io.LimitReader(tr, maxBytes))
+	b, err := io.ReadAll(io.LimitReader(tr, maxBytes))
+	return red.Bytes(b), err
 }
 
 // limitedBuffer refuses to grow past max: the guest is not trusted to honour limits.

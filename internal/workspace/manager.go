@@ -15,6 +15,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -60,6 +61,9 @@ type CreateSpec struct {
 	// Restore, when set, is the saved machine the first boot restores
 	// instead of booting cold (a memory snapshot of this very machine).
 	Restore *Restore
+	// Secrets are kept for the workspace's life (stop, start and reset
+	// keep them) and installed in the guest at every boot.
+	Secrets secrets.Set
 }
 
 // Restore is a saved machine a create restores. Its disk is copied into the
@@ -136,6 +140,12 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		return nil, err
 	}
 	rec.Seed = SeedInfo{Source: s.SeedPath, Entries: stats.Entries, Bytes: stats.Bytes, Skipped: stats.Skipped}
+	if len(s.Secrets) > 0 {
+		if err := secrets.Save(p.Secrets(), s.Secrets); err != nil {
+			return nil, err
+		}
+		rec.Secrets = s.Secrets.Infos()
+	}
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
 	}
@@ -230,6 +240,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
+		SecretsPath: p.Secrets(),
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {
@@ -363,28 +374,64 @@ type HistoryEntry struct {
 	StartedAt  time.Time `json:"started_at"`
 }
 
-// Exec runs a command in /workspace and records it in the history. Many
-// execs may run at once: only the record update takes the lock.
-func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest) (*Record, *supervisor.ExecResult, int, error) {
+// Exec runs a command in /workspace and records it in the history (with
+// secret values redacted, as the returned entry). secretEnv maps secret
+// names to the environment variables that carry them for this command only.
+// Many execs may run at once: only the record update takes the lock.
+func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest, secretEnv map[string]string) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, HistoryEntry{}, err
 	}
 	defer sc.Close()
+	set, err := m.secrets(r.ID)
+	if err != nil {
+		return nil, nil, HistoryEntry{}, err
+	}
+	if req.Env, err = withSecretEnv(req.Env, set, secretEnv); err != nil {
+		return nil, nil, HistoryEntry{}, err
+	}
 	started := time.Now().UTC()
 	res, err := sc.Exec(ctx, req)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, HistoryEntry{}, err
 	}
-	seq, err := m.recordActivity(r.ID, func(rec *Record) (int, error) {
+	entry := HistoryEntry{
+		Command: set.Redactor().String(req.Command), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
+		DurationMs: res.DurationMs, StartedAt: started,
+	}
+	entry.Sequence, err = m.recordActivity(r.ID, func(rec *Record) (int, error) {
 		rec.Commands++
 		rec.LastActivityAt = time.Now().UTC()
-		return rec.Commands, appendHistory(m.paths(r.ID), HistoryEntry{
-			Sequence: rec.Commands, Command: req.Command, ExitCode: res.ExitCode, TimedOut: res.TimedOut,
-			DurationMs: res.DurationMs, StartedAt: started,
-		})
+		e := entry
+		e.Sequence = rec.Commands
+		return rec.Commands, appendHistory(m.paths(r.ID), e)
 	})
-	return r, res, seq, err
+	return r, res, entry, err
+}
+
+// secrets loads a workspace's secrets (none when it has no secrets file).
+func (m *Manager) secrets(id string) (secrets.Set, error) {
+	return secrets.Load(m.paths(id).Secrets())
+}
+
+// redactor hides the workspace's secret values; nil when it has none. It
+// fails closed: unreadable secrets fail the call rather than show values.
+func (m *Manager) redactor(id string) (*secrets.Redactor, error) {
+	set, err := m.secrets(id)
+	if err != nil {
+		return nil, err
+	}
+	return set.Redactor(), nil
+}
+
+// withSecretEnv adds the variables of a secret_env mapping to env.
+func withSecretEnv(env []string, set secrets.Set, mapping map[string]string) ([]string, error) {
+	extra, err := set.Env(mapping)
+	if err != nil {
+		return nil, err
+	}
+	return append(env, extra...), nil
 }
 
 func (m *Manager) recordActivity(id string, update func(*Record) (int, error)) (int, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/secrets"
 )
 
 // States of a workspace.
@@ -42,6 +43,7 @@ type Record struct {
 	Seed           SeedInfo          `json:"seed"`
 	Commands       int               `json:"command_count"`
 	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"` // oldest first
+	Secrets        []secrets.Info    `json:"secrets,omitempty"`   // names only; values live in Paths.Secrets
 }
 
 // SeedInfo says what /workspace started from.
@@ -67,6 +69,7 @@ func (p Paths) Record() string      { return filepath.Join(p.Dir, "workspace.jso
 func (p Paths) Lock() string        { return filepath.Join(p.Dir, "lock") }
 func (p Paths) Disk() string        { return filepath.Join(p.Dir, "disk.qcow2") }
 func (p Paths) Baseline() string    { return filepath.Join(p.Dir, "baseline.tar") }
+func (p Paths) Secrets() string     { return filepath.Join(p.Dir, "secrets.json") } // owner-only
 func (p Paths) SnapshotDir() string { return filepath.Join(p.Dir, "snapshots") }
 func (p Paths) Snapshot(name string) string {
 	return filepath.Join(p.SnapshotDir(), name+".tar")

@@ -34,13 +34,21 @@ func viaSupervisor[T any](ctx context.Context, m *Manager, ref string, touch boo
 }
 
 // OpenShell opens a PTY shell; cwd is relative to /workspace or under it.
-func (m *Manager) OpenShell(ctx context.Context, ref string, req supervisor.ShellOpenRequest) (*Record, *shell.Info, error) {
+// secretEnv maps secret names to variables set in the shell only.
+func (m *Manager) OpenShell(ctx context.Context, ref string, req supervisor.ShellOpenRequest, secretEnv map[string]string) (*Record, *shell.Info, error) {
 	cwd, err := GuestPath("cwd", req.Cwd)
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Cwd = cwd
-	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*shell.Info, error) {
+	return viaSupervisor(ctx, m, ref, true, func(r *Record, sc *supervisor.Client) (*shell.Info, error) {
+		set, err := m.secrets(r.ID)
+		if err == nil {
+			req.Env, err = withSecretEnv(req.Env, set, secretEnv)
+		}
+		if err != nil {
+			return nil, err
+		}
 		return sc.OpenShell(ctx, req)
 	})
 }
@@ -82,13 +90,20 @@ func shellErr(r *Record, id string, err error) error {
 
 // StartService starts a service and waits for readiness; cwd is relative to
 // /workspace or under it.
-func (m *Manager) StartService(ctx context.Context, ref string, req supervisor.ServiceStartRequest) (*Record, *supervisor.ServiceStartResult, error) {
+func (m *Manager) StartService(ctx context.Context, ref string, req supervisor.ServiceStartRequest, secretEnv map[string]string) (*Record, *supervisor.ServiceStartResult, error) {
 	cwd, err := GuestPath("cwd", req.Cwd)
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Cwd = cwd
-	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*supervisor.ServiceStartResult, error) {
+	return viaSupervisor(ctx, m, ref, true, func(r *Record, sc *supervisor.Client) (*supervisor.ServiceStartResult, error) {
+		set, err := m.secrets(r.ID)
+		if err == nil {
+			req.Env, err = withSecretEnv(req.Env, set, secretEnv)
+		}
+		if err != nil {
+			return nil, err
+		}
 		return sc.StartService(ctx, req)
 	})
 }

@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+)
+
+// Help of the secret flags, shared by the commands that take them.
+const (
+	secretFlagHelp = "secret NAME=VALUE for the workspace (repeatable); the value is visible in the host's " +
+		"process list while pyro runs, so prefer --secret-file"
+	secretFileFlagHelp = "secret NAME=PATH whose value is the host file's content, as is (repeatable)"
+	secretEnvFlagHelp  = "give this call secret NAME as $NAME, or NAME=ENV_VAR as $ENV_VAR (repeatable)"
+)
+
+// addSecretEnvFlag registers --secret-env on a command.
+func addSecretEnvFlag(cmd *cobra.Command, into *[]string) {
+	cmd.Flags().StringArrayVar(into, "secret-env", nil, secretEnvFlagHelp)
+}
+
+// parseSecrets turns --secret NAME=VALUE and --secret-file NAME=PATH into
+// the SDK's secrets. A malformed flag is a usage error; names and values are
+// checked by the SDK. The error never repeats a --secret argument: it may
+// hold the value.
+func parseSecrets(values, files []string) ([]pyro.WorkspaceSecret, error) {
+	var out []pyro.WorkspaceSecret
+	for i, kv := range values {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--secret #%d is malformed: expected NAME=VALUE (or --secret-file NAME=PATH)", i+1)
+		}
+		out = append(out, pyro.WorkspaceSecret{Name: name, Value: value})
+	}
+	for _, kv := range files {
+		name, path, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || path == "" {
+			return nil, fmt.Errorf("--secret-file %q is malformed: expected NAME=PATH", kv)
+		}
+		out = append(out, pyro.WorkspaceSecret{Name: name, FilePath: path})
+	}
+	return out, nil
+}
+
+// parseSecretEnv turns --secret-env NAME and NAME=ENV_VAR into the SDK's
+// secret name -> variable name map ("" = the secret's own name).
+func parseSecretEnv(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, arg := range args {
+		name, envName, hasEnv := strings.Cut(arg, "=")
+		if name == "" || hasEnv && envName == "" {
+			return nil, fmt.Errorf("--secret-env %q is malformed: expected NAME or NAME=ENV_VAR", arg)
+		}
+		if envName == name {
+			envName = ""
+		}
+		if prev, dup := out[name]; dup && prev != envName {
+			return nil, fmt.Errorf("--secret-env names secret %s twice: give each secret once", name)
+		}
+		out[name] = envName
+	}
+	return out, nil
+}
