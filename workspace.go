@@ -113,7 +113,11 @@ func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = p
 
 func (c *Client) workspaces() *workspace.Manager {
 	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
-	// Expired workspaces go before anything else looks at them.
+	// What dead pyro processes left half done, and expired workspaces, go
+	// before anything else looks at them.
+	if recovered, err := m.Recover(context.Background()); len(recovered) > 0 || err != nil {
+		c.log.Info("recovered interrupted workspace operations", "workspaces", recovered, "err", err)
+	}
 	if reaped, err := m.ReapExpired(context.Background(), time.Now()); len(reaped) > 0 || err != nil {
 		c.log.Info("reaped expired workspaces", "workspaces", reaped, "err", err)
 	}

@@ -50,15 +50,26 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 
-	v, restoreErr, err := boot(ctx, spec, log)
+	// Until ready is sent, a launcher that dies abandons the boot.
+	bootCtx, abandon := context.WithCancel(ctx)
+	defer abandon()
+	watch := watchLauncher(ready, abandon)
+	defer watch.stop()
+	v, restoreErr, err := boot(bootCtx, spec, log)
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
-	// After every boot, cold or restored: a restored guest has them in its
-	// tmpfs already, extracting again replaces them.
-	if err := installSecrets(ctx, v.Agent(), set); err != nil {
+	// After every boot, cold or restored (the saved machine has none).
+	if err := installSecrets(bootCtx, v.Agent(), set); err != nil {
 		v.Close()
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
+	}
+	watch.stop()
+	if bootCtx.Err() != nil && ctx.Err() == nil {
+		// Before the socket and the info file: a newer supervisor of this
+		// workspace may own those paths by now.
+		v.Close()
+		return errors.New("the launcher died before the supervisor was ready: nobody will use this VM")
 	}
 	s := &server{
 		spec: spec, vm: v, log: log, shutdown: make(chan struct{}), redact: redact,

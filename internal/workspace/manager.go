@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
@@ -123,6 +125,14 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	if err := os.Mkdir(p.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	// Held until the create ends, so that Recover can tell a create in
+	// progress from one whose process died (the kernel drops the lock).
+	l := flock.New(p.Lock())
+	if err := l.Lock(); err != nil {
+		os.RemoveAll(p.Dir)
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "lock the new workspace")
+	}
+	defer l.Unlock()
 	defer func() {
 		if err != nil {
 			m.destroy(p)
@@ -133,6 +143,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
 		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
+		Creating: true,
 	}
 	// The baseline is the normalized seed archive, kept on the host for good.
 	stats, err := writeBaseline(ctx, p.Baseline(), s.SeedPath, s.SeedFiles)
@@ -149,16 +160,16 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
 	}
-	if s.NoBoot {
-		return rec, nil
+	if !s.NoBoot {
+		if err := m.boot(ctx, p, rec, s.Restore); err != nil {
+			return nil, err
+		}
+		if err := m.seed(ctx, p, p.Baseline(), stats.Entries); err != nil {
+			return nil, err
+		}
+		rec.State = StateRunning
 	}
-	if err := m.boot(ctx, p, rec, s.Restore); err != nil {
-		return nil, err
-	}
-	if err := m.seed(ctx, p, p.Baseline(), stats.Entries); err != nil {
-		return nil, err
-	}
-	rec.State = StateRunning
+	rec.Creating = false
 	return rec, writeRecord(p, rec)
 }
 

@@ -44,6 +44,9 @@ type Record struct {
 	Commands       int               `json:"command_count"`
 	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"` // oldest first
 	Secrets        []secrets.Info    `json:"secrets,omitempty"`   // names only; values live in Paths.Secrets
+	// Creating is set until Create returns: a record that still has it,
+	// with nobody holding the lock, is a create whose process died.
+	Creating bool `json:"creating,omitempty"`
 }
 
 // SeedInfo says what /workspace started from.
