@@ -227,7 +227,9 @@ func TestCLIWorkspaceCreateInterrupted(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForVM(t, s, 100*time.Millisecond)
+	// As soon as the supervisor is being launched: the boot takes a few
+	// hundred ms more, so the interrupt lands in the middle of it.
+	waitForFile(t, filepath.Join(s, "workspaces", "*", "supervisor-spec.json"))
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
