@@ -45,7 +45,7 @@ func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 	inUse := map[string]bool{}
 	for _, m := range []interface {
 		List(context.Context) ([]*workspace.Record, error)
-	}{c.workspaces(), c.machines()} {
+	}{c.workspaces(ctx), c.machines()} {
 		recs, err := m.List(ctx)
 		if err != nil {
 			return PruneResult{}, err

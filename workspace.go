@@ -111,15 +111,13 @@ type WorkspaceLogEntry = workspace.HistoryEntry
 // beside the guest agent, else pyro on PATH).
 func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = path } }
 
-func (c *Client) workspaces() *workspace.Manager {
+func (c *Client) workspaces(ctx context.Context) *workspace.Manager {
 	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
 	// What dead pyro processes left half done, and expired workspaces, go
 	// before anything else looks at them.
-	if recovered, err := m.Recover(context.Background()); len(recovered) > 0 || err != nil {
-		c.log.Info("recovered interrupted workspace operations", "workspaces", recovered, "err", err)
-	}
-	if reaped, err := m.ReapExpired(context.Background(), time.Now()); len(reaped) > 0 || err != nil {
-		c.log.Info("reaped expired workspaces", "workspaces", reaped, "err", err)
+	recovered, expired, err := m.Tidy(ctx, time.Now())
+	if len(recovered) > 0 || len(expired) > 0 || err != nil {
+		c.log.Info("tidied workspaces", "recovered", recovered, "expired", expired, "err", err)
 	}
 	return m
 }
@@ -143,7 +141,7 @@ type UpdateWorkspaceRequest struct {
 
 // UpdateWorkspace sets the name, sets labels and clears labels.
 func (c *Client) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest) (*Workspace, error) {
-	r, err := c.workspaces().Update(ctx, req.Workspace, req.Name, req.Labels, req.ClearLabels)
+	r, err := c.workspaces(ctx).Update(ctx, req.Workspace, req.Name, req.Labels, req.ClearLabels)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +205,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		return nil, err
 	}
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting workspace on " + req.Environment})
-	rec, err := c.workspaces().Create(ctx, workspace.CreateSpec{
+	rec, err := c.workspaces(ctx).Create(ctx, workspace.CreateSpec{
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
 		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath, SeedFiles: files,
@@ -286,7 +284,7 @@ func validateCreate(req CreateWorkspaceRequest) error {
 
 // ListWorkspaces returns all workspaces, newest activity first.
 func (c *Client) ListWorkspaces(ctx context.Context) ([]Workspace, error) {
-	recs, err := c.workspaces().List(ctx)
+	recs, err := c.workspaces(ctx).List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +297,7 @@ func (c *Client) ListWorkspaces(ctx context.Context) ([]Workspace, error) {
 
 // WorkspaceStatus returns one workspace (by id or name).
 func (c *Client) WorkspaceStatus(ctx context.Context, ref string) (*Workspace, error) {
-	r, info, err := c.workspaces().Status(ctx, ref)
+	r, info, err := c.workspaces(ctx).Status(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +312,7 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	r, res, entry, err := c.workspaces().Exec(ctx, req.Workspace, supervisor.ExecRequest{
+	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
 	}, req.SecretEnv)
 	if err != nil {
@@ -331,7 +329,7 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 
 // WorkspaceLogs returns the workspace's command history, oldest first.
 func (c *Client) WorkspaceLogs(ctx context.Context, ref string) ([]WorkspaceLogEntry, error) {
-	_, entries, err := c.workspaces().Logs(ref)
+	_, entries, err := c.workspaces(ctx).Logs(ref)
 	if entries == nil && err == nil {
 		entries = []WorkspaceLogEntry{}
 	}
@@ -340,7 +338,7 @@ func (c *Client) WorkspaceLogs(ctx context.Context, ref string) ([]WorkspaceLogE
 
 // StopWorkspace flushes and powers off the VM; disk, history and baseline stay.
 func (c *Client) StopWorkspace(ctx context.Context, ref string) (*Workspace, error) {
-	r, err := c.workspaces().Stop(ctx, ref)
+	r, err := c.workspaces(ctx).Stop(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +349,7 @@ func (c *Client) StopWorkspace(ctx context.Context, ref string) (*Workspace, err
 // StartWorkspace boots a stopped workspace from its kept disk.
 func (c *Client) StartWorkspace(ctx context.Context, ref string) (*Workspace, error) {
 	c.reapOrphans()
-	if _, err := c.workspaces().Start(ctx, ref); err != nil {
+	if _, err := c.workspaces(ctx).Start(ctx, ref); err != nil {
 		return nil, err
 	}
 	return c.WorkspaceStatus(ctx, ref)
@@ -359,7 +357,7 @@ func (c *Client) StartWorkspace(ctx context.Context, ref string) (*Workspace, er
 
 // DeleteWorkspace removes the workspace's VM and all its host state.
 func (c *Client) DeleteWorkspace(ctx context.Context, ref string) (*Workspace, error) {
-	r, err := c.workspaces().Delete(ctx, ref)
+	r, err := c.workspaces(ctx).Delete(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ type WorkspaceSummary struct {
 // modified and deleted files, unified text for text files and a summary line
 // for binary ones.
 func (c *Client) DiffWorkspace(ctx context.Context, ref string) (*WorkspaceDiff, error) {
-	r, res, err := c.workspaces().Diff(ctx, ref)
+	r, res, err := c.workspaces(ctx).Diff(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func (c *Client) ApplyPatch(ctx context.Context, ref, patch string) (*PatchResul
 	if strings.TrimSpace(patch) == "" {
 		return nil, errdefs.InvalidArgument("patch", "is empty; give a unified diff")
 	}
-	r, res, err := c.workspaces().PatchApply(ctx, ref, patch)
+	r, res, err := c.workspaces(ctx).PatchApply(ctx, ref, patch)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func (c *Client) ApplyPatch(ctx context.Context, ref, patch string) (*PatchResul
 // SummarizeWorkspace reports state, sizes, changed files since the baseline
 // and the last commands.
 func (c *Client) SummarizeWorkspace(ctx context.Context, ref string) (*WorkspaceSummary, error) {
-	r, s, err := c.workspaces().Summarize(ctx, ref)
+	r, s, err := c.workspaces(ctx).Summarize(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

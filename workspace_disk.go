@@ -25,7 +25,7 @@ type DiskExportResult struct {
 // ListDiskFiles lists a directory of a stopped workspace's disk (default
 // /workspace), in the shape of ListWorkspaceFiles; directories have size 0.
 func (c *Client) ListDiskFiles(ctx context.Context, ref, path string, recursive bool) ([]FileEntry, error) {
-	_, entries, err := c.workspaces().DiskList(ctx, ref, path, recursive)
+	_, entries, err := c.workspaces(ctx).DiskList(ctx, ref, path, recursive)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +42,7 @@ func (c *Client) ReadDiskFile(ctx context.Context, ref, path string, maxBytes in
 	if maxBytes < 1 || maxBytes > MaxFileReadMaxBytes {
 		return nil, errdefs.InvalidArgument("max_bytes", "%d is out of range [1, %d]", maxBytes, MaxFileReadMaxBytes)
 	}
-	r, b, err := c.workspaces().DiskRead(ctx, ref, path, maxBytes)
+	r, b, err := c.workspaces(ctx).DiskRead(ctx, ref, path, maxBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (c *Client) ReadDiskFile(ctx context.Context, ref, path string, maxBytes in
 // ExportDisk writes a stopped workspace's whole disk as a raw ext4 image to
 // a new host path (its parent must exist; an existing path is refused).
 func (c *Client) ExportDisk(ctx context.Context, ref, output string) (*DiskExportResult, error) {
-	r, size, err := c.workspaces().DiskExport(ctx, ref, output)
+	r, size, err := c.workspaces(ctx).DiskExport(ctx, ref, output)
 	if err != nil {
 		return nil, err
 	}

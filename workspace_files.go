@@ -39,7 +39,7 @@ type FileContent struct {
 // SyncPush copies a host directory or archive into the running workspace
 // under dest (default /workspace), overwriting files of the same name.
 func (c *Client) SyncPush(ctx context.Context, ref, src, dest string) (*TransferResult, error) {
-	r, st, err := c.workspaces().SyncPush(ctx, ref, src, dest)
+	r, st, err := c.workspaces(ctx).SyncPush(ctx, ref, src, dest)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (c *Client) SyncPush(ctx context.Context, ref, src, dest string) (*Transfer
 
 // ExportWorkspace copies a workspace file or directory to a new host path.
 func (c *Client) ExportWorkspace(ctx context.Context, ref, path, output string) (*TransferResult, error) {
-	r, st, err := c.workspaces().Export(ctx, ref, path, output)
+	r, st, err := c.workspaces(ctx).Export(ctx, ref, path, output)
 	if err != nil {
 		return nil, err
 	}
@@ -66,11 +66,11 @@ func (c *Client) ReadWorkspaceFile(ctx context.Context, ref, path string, maxByt
 	if maxBytes < 1 || maxBytes > MaxFileReadMaxBytes {
 		return nil, errdefs.InvalidArgument("max_bytes", "%d is out of range [1, %d]", maxBytes, MaxFileReadMaxBytes)
 	}
-	b, err := c.workspaces().FileRead(ctx, ref, path, maxBytes)
+	b, err := c.workspaces(ctx).FileRead(ctx, ref, path, maxBytes)
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.workspaces().Resolve(ref)
+	r, err := c.workspaces(ctx).Resolve(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (c *Client) ReadWorkspaceFile(ctx context.Context, ref, path string, maxByt
 
 // WriteWorkspaceFile creates or replaces one workspace file.
 func (c *Client) WriteWorkspaceFile(ctx context.Context, ref, path string, content []byte) (*TransferResult, error) {
-	r, err := c.workspaces().FileWrite(ctx, ref, path, content)
+	r, err := c.workspaces(ctx).FileWrite(ctx, ref, path, content)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func (c *Client) WriteWorkspaceFile(ctx context.Context, ref, path string, conte
 
 // ListWorkspaceFiles lists a workspace directory (default /workspace).
 func (c *Client) ListWorkspaceFiles(ctx context.Context, ref, path string, recursive bool) ([]FileEntry, error) {
-	entries, err := c.workspaces().FileList(ctx, ref, path, recursive)
+	entries, err := c.workspaces(ctx).FileList(ctx, ref, path, recursive)
 	if entries == nil && err == nil {
 		entries = []FileEntry{}
 	}

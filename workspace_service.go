@@ -146,7 +146,7 @@ func (c *Client) StartService(ctx context.Context, req StartServiceRequest) (*Se
 	if req.ReadyIntervalMs == 0 {
 		req.ReadyIntervalMs = DefaultReadyIntervalMs
 	}
-	r, res, err := c.workspaces().StartService(ctx, req.Workspace, supervisor.ServiceStartRequest{
+	r, res, err := c.workspaces(ctx).StartService(ctx, req.Workspace, supervisor.ServiceStartRequest{
 		Name: req.Name, Command: req.Command, Cwd: req.Cwd, ReadyKind: kind, ReadyTarget: target,
 		ReadyTimeoutMs: int64(req.ReadyTimeoutSeconds) * 1000, ReadyIntervalMs: int64(req.ReadyIntervalMs),
 	}, req.SecretEnv)
@@ -179,7 +179,7 @@ func serviceFailed(s *Service, logTail string) error {
 
 // ListServices lists a workspace's services by name, in every state.
 func (c *Client) ListServices(ctx context.Context, ref string) ([]Service, error) {
-	r, l, err := c.workspaces().Services(ctx, ref)
+	r, l, err := c.workspaces(ctx).Services(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func (c *Client) ListServices(ctx context.Context, ref string) ([]Service, error
 
 // ServiceStatus describes one service.
 func (c *Client) ServiceStatus(ctx context.Context, ref, name string) (*Service, error) {
-	r, info, err := c.workspaces().ServiceStatus(ctx, ref, name)
+	r, info, err := c.workspaces(ctx).ServiceStatus(ctx, ref, name)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func (c *Client) ServiceLogs(ctx context.Context, ref, name string, tailLines in
 	if tailLines < 0 {
 		return nil, errdefs.InvalidArgument("tail_lines", "must not be negative")
 	}
-	r, l, err := c.workspaces().ServiceLogs(ctx, ref, name, tailLines, 1<<20)
+	r, l, err := c.workspaces(ctx).ServiceLogs(ctx, ref, name, tailLines, 1<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +224,7 @@ func (c *Client) ServiceLogs(ctx context.Context, ref, name string, tailLines in
 // StopService sends TERM to the service's process group, KILL after 5 s,
 // and reaps it. Stopping an ended service returns it unchanged.
 func (c *Client) StopService(ctx context.Context, ref, name string) (*Service, error) {
-	r, info, err := c.workspaces().StopService(ctx, ref, name)
+	r, info, err := c.workspaces(ctx).StopService(ctx, ref, name)
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ type OpenShellRequest struct {
 
 // OpenShell starts a login shell (bash where the image has it) on a new PTY.
 func (c *Client) OpenShell(ctx context.Context, req OpenShellRequest) (*Shell, error) {
-	r, info, err := c.workspaces().OpenShell(ctx, req.Workspace, supervisor.ShellOpenRequest{
+	r, info, err := c.workspaces(ctx).OpenShell(ctx, req.Workspace, supervisor.ShellOpenRequest{
 		Cwd: req.Cwd, Cols: req.Cols, Rows: req.Rows,
 	}, req.SecretEnv)
 	if err != nil {
@@ -86,7 +86,7 @@ type ShellOutput struct {
 
 // ReadShell reads a shell's output.
 func (c *Client) ReadShell(ctx context.Context, req ReadShellRequest) (*ShellOutput, error) {
-	r, res, err := c.workspaces().ReadShell(ctx, req.Workspace, req.ShellID, supervisor.ShellReadRequest{
+	r, res, err := c.workspaces(ctx).ReadShell(ctx, req.Workspace, req.ShellID, supervisor.ShellReadRequest{
 		Cursor: req.Cursor, MaxChars: req.MaxChars, Plain: req.Plain, WaitForIdleMs: req.WaitForIdleMs,
 	})
 	if err != nil {
@@ -130,7 +130,7 @@ func (c *Client) ResizeShell(ctx context.Context, ref, shellID string, cols, row
 }
 
 func (c *Client) shellInput(ctx context.Context, ref, shellID string, req supervisor.ShellInputRequest) (*Shell, error) {
-	r, info, err := c.workspaces().ShellInput(ctx, ref, shellID, req)
+	r, info, err := c.workspaces(ctx).ShellInput(ctx, ref, shellID, req)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func (c *Client) shellInput(ctx context.Context, ref, shellID string, req superv
 // CloseShell hangs the shell up and ends its programs. Its output stays
 // readable until the workspace stops.
 func (c *Client) CloseShell(ctx context.Context, ref, shellID string) (*Shell, error) {
-	r, info, err := c.workspaces().CloseShell(ctx, ref, shellID)
+	r, info, err := c.workspaces(ctx).CloseShell(ctx, ref, shellID)
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,7 @@ func toSnapshot(id string, s workspace.SnapshotInfo) WorkspaceSnapshot {
 // Errors: workspace_stopped, snapshot_exists, invalid_argument (bad or
 // reserved name: "baseline").
 func (c *Client) CreateSnapshot(ctx context.Context, ref, name string) (*WorkspaceSnapshot, error) {
-	r, s, err := c.workspaces().CreateSnapshot(ctx, ref, name)
+	r, s, err := c.workspaces(ctx).CreateSnapshot(ctx, ref, name)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +42,7 @@ func (c *Client) CreateSnapshot(ctx context.Context, ref, name string) (*Workspa
 
 // ListSnapshots returns the workspace's snapshots, oldest first.
 func (c *Client) ListSnapshots(ctx context.Context, ref string) ([]WorkspaceSnapshot, error) {
-	r, ss, err := c.workspaces().Snapshots(ref)
+	r, ss, err := c.workspaces(ctx).Snapshots(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (c *Client) ListSnapshots(ctx context.Context, ref string) ([]WorkspaceSnap
 // DeleteSnapshot removes a snapshot (snapshot_not_found when there is none
 // of that name) and returns what it was.
 func (c *Client) DeleteSnapshot(ctx context.Context, ref, name string) (*WorkspaceSnapshot, error) {
-	r, s, err := c.workspaces().DeleteSnapshot(ctx, ref, name)
+	r, s, err := c.workspaces(ctx).DeleteSnapshot(ctx, ref, name)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func (c *Client) DeleteSnapshot(ctx context.Context, ref, name string) (*Workspa
 // labels, TTL, baseline, snapshots and the diff's reference (the baseline)
 // stay. If it fails, the workspace is left stopped as it was before.
 func (c *Client) ResetWorkspace(ctx context.Context, req ResetWorkspaceRequest) (*Workspace, error) {
-	m := c.workspaces()
+	m := c.workspaces(ctx)
 	r, err := m.Resolve(req.Workspace)
 	if err != nil {
 		return nil, err

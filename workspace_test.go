@@ -52,10 +52,7 @@ func killSupervisor(t *testing.T, state, id string) {
 		t.Fatalf("supervisor.json %s: %v", b, err)
 	}
 	syscall.Kill(info.Pid, syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(testutil.QEMUProcessesUnder(state)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitProcessesGone(state, 10*time.Second)
 }
 
 func seedRepo(t *testing.T) string {

@@ -176,11 +176,7 @@ func TestCLIKilledOwnerIsReaped(t *testing.T) {
 	_ = cmd.Process.Kill() // SIGKILL: no cleanup code runs in pyro
 	_ = cmd.Wait()
 	// The VMM dies with its owner (parent-death signal).
-	deadline := time.Now().Add(10 * time.Second)
-	for len(testutil.QEMUProcessesUnder(s)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if procs := testutil.QEMUProcessesUnder(s); len(procs) > 0 {
+	if procs := testutil.WaitProcessesGone(s, 10*time.Second); len(procs) > 0 {
 		t.Fatalf("VMM outlived its killed owner: %v", procs)
 	}
 	left, _ := os.ReadDir(filepath.Join(s, "vms"))

@@ -51,11 +51,7 @@ func TestMCPProgressAndCancellation(t *testing.T) {
 	if err == nil {
 		t.Fatal("cancelled call succeeded")
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for len(testutil.QEMUProcessesUnder(s)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if procs := testutil.QEMUProcessesUnder(s); len(procs) > 0 {
+	if procs := testutil.WaitProcessesGone(s, 15*time.Second); len(procs) > 0 {
 		t.Fatalf("VM survived the cancellation: %v", procs)
 	}
 	// The server still serves.

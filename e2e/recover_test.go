@@ -40,7 +40,9 @@ func TestCLIWorkspaceCreateKilled(t *testing.T) {
 	if r.code != 0 || strings.Contains(r.stdout, "workspace_id") {
 		t.Fatalf("list after a killed create: %+v", r)
 	}
-	waitNoVMs(t, s)
+	if procs := testutil.WaitProcessesGone(s, 15*time.Second); len(procs) > 0 {
+		t.Fatalf("processes left: %v", procs)
+	}
 	if left, _ := os.ReadDir(filepath.Join(s, "workspaces")); len(left) != 0 {
 		t.Errorf("a killed create left %v", left)
 	}
@@ -75,7 +77,9 @@ func TestCLIWorkspaceResetKilled(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, `"state": "stopped"`) {
 		t.Fatalf("status after a killed reset: %+v", r)
 	}
-	waitNoVMs(t, s)
+	if procs := testutil.WaitProcessesGone(s, 15*time.Second); len(procs) > 0 {
+		t.Fatalf("processes left: %v", procs)
+	}
 	if _, err := os.Stat(filepath.Join(s, "workspaces", id, "disk.pre-reset.qcow2")); err == nil {
 		t.Error("the set-aside disk is still there after the rollback")
 	}
@@ -87,16 +91,5 @@ func TestCLIWorkspaceResetKilled(t *testing.T) {
 	}
 	if r := runPyro(t, s, "workspace", "logs", id); !strings.Contains(r.stdout, "echo before-reset") {
 		t.Errorf("history after the rollback: %+v", r)
-	}
-}
-
-func waitNoVMs(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for len(testutil.QEMUProcessesUnder(s)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if procs := testutil.QEMUProcessesUnder(s); len(procs) > 0 {
-		t.Fatalf("processes left: %v", procs)
 	}
 }

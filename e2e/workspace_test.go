@@ -235,10 +235,7 @@ func TestCLIWorkspaceCreateInterrupted(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
 		t.Errorf("exit: %v, want 130", err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for len(testutil.QEMUProcessesUnder(s)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.WaitProcessesGone(s, 15*time.Second) // the leak check at cleanup reports any
 	if left, _ := os.ReadDir(filepath.Join(s, "workspaces")); len(left) != 0 {
 		t.Errorf("state left after an interrupted create: %v", left)
 	}

@@ -59,18 +59,13 @@ func addServiceList(s *mcp.Server, d deps, name string) {
 	}))
 }
 
-type serviceRefInput struct {
-	WorkspaceID string `json:"workspace_id"`
-	Name        string `json:"name"`
-}
-
 func addServiceStatus(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Show one service. " + serviceFields,
-		InputSchema: inputSchema[serviceRefInput](serviceRefProps),
+		InputSchema: inputSchema[namedInput](serviceRefProps),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in serviceRefInput) (*pyro.Service, error) {
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
 		return c.ServiceStatus(ctx, in.WorkspaceID, in.Name)
 	}))
 }
@@ -100,9 +95,9 @@ func addServiceStop(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Stop a service: TERM to its process group, KILL after 5 s. Stopping an ended service changes nothing. " + serviceFields,
-		InputSchema: inputSchema[serviceRefInput](serviceRefProps),
+		InputSchema: inputSchema[namedInput](serviceRefProps),
 		Annotations: &mcp.ToolAnnotations{IdempotentHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in serviceRefInput) (*pyro.Service, error) {
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
 		return c.StopService(ctx, in.WorkspaceID, in.Name)
 	}))
 }

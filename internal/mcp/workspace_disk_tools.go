@@ -22,13 +22,10 @@ func addWorkspaceDiskList(s *mcp.Server, d deps, name string) {
 			"recursive":    {desc: "List the whole tree instead of one level.", def: false},
 		}),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in fileListInput) (*mcp.CallToolResult, fileListOutput, error) {
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
 		e, err := c.ListDiskFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
-		if err != nil {
-			return nil, fileListOutput{}, toolError(err)
-		}
-		return nil, fileListOutput{Entries: e}, nil
-	})
+		return fileListOutput{Entries: e}, err
+	}))
 }
 
 func addWorkspaceDiskRead(s *mcp.Server, d deps, name string) {

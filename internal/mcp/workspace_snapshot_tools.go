@@ -8,7 +8,8 @@ import (
 	"github.com/pyrovm/pyro"
 )
 
-type snapshotInput struct {
+// namedInput names one thing of a workspace: a snapshot or a service.
+type namedInput struct {
 	WorkspaceID string `json:"workspace_id"`
 	Name        string `json:"name"`
 }
@@ -22,11 +23,11 @@ func addSnapshotCreate(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Save the running workspace's /workspace under a name, before a risky change; workspace_reset with " +
 			"that snapshot returns to it later. Only files are saved, not processes, shells or services. " + snapshotFields,
-		InputSchema: inputSchema[snapshotInput](map[string]prop{
+		InputSchema: inputSchema[namedInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"name":         snapshotNameProp,
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in snapshotInput) (*pyro.WorkspaceSnapshot, error) {
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
 		return c.CreateSnapshot(ctx, in.WorkspaceID, in.Name)
 	}))
 }
@@ -36,11 +37,11 @@ func addSnapshotDelete(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Delete a workspace snapshot for good (the baseline cannot be deleted). Result: the deleted snapshot's " +
 			"workspace_id, name, created_at, entries, bytes.",
-		InputSchema: inputSchema[snapshotInput](map[string]prop{
+		InputSchema: inputSchema[namedInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"name":         {desc: "Name of the snapshot to delete; see snapshot_list.", required: true},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in snapshotInput) (*pyro.WorkspaceSnapshot, error) {
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
 		return c.DeleteSnapshot(ctx, in.WorkspaceID, in.Name)
 	}))
 }
@@ -75,7 +76,7 @@ func addWorkspaceReset(s *mcp.Server, d deps, name string) {
 			"If it fails, the workspace is left stopped as it was before. " + workspaceFields + " reset_from says which source was used.",
 		InputSchema: inputSchema[workspaceResetInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
-			"snapshot":     {desc: "Snapshot to reset to (see snapshot_list), or \"baseline\" for the create-time content.", def: "baseline"},
+			"snapshot":     {desc: "\"baseline\" for the create-time content (the default), or the name of a snapshot made with snapshot_create (workspace-full profile).", def: "baseline"},
 		})}
 	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in workspaceResetInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
 		ctx = withProgress(ctx, req)

@@ -19,7 +19,9 @@ import (
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/shell"
+	"github.com/pyrovm/pyro/internal/vm"
 )
 
 // Client calls one supervisor over its socket.
@@ -176,8 +178,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 }
 
 // Launch starts `bin __supervise specPath` in its own session and waits for
-// its ready line. The supervisor outlives the caller; logPath gets its stderr.
-func Launch(ctx context.Context, bin, specPath, logPath string, timeout time.Duration) (*Info, error) {
+// its ready line. The supervisor outlives the caller; logPath gets its
+// stderr, and pidPath its pid and start time (an Info with only those) at
+// once, so that it can be found and stopped before it is ready, should the
+// caller die.
+func Launch(ctx context.Context, bin, specPath, logPath, pidPath string, timeout time.Duration) (*Info, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -222,6 +227,18 @@ func Launch(ctx context.Context, bin, specPath, logPath string, timeout time.Dur
 		b, err := bufio.NewReader(r).ReadBytes('\n')
 		ch <- line{b, err}
 	}()
+	// Whatever goes wrong, no supervisor is left running (stop returns at
+	// once for one that already exited).
+	ok := false
+	defer func() {
+		if !ok {
+			stop()
+		}
+	}()
+	pid := cmd.Process.Pid
+	if err := fsutil.WriteJSONAtomic(pidPath, Info{Pid: pid, PidStart: vm.ProcStart(pid)}, 0o600); err != nil {
+		return nil, err
+	}
 	select {
 	case l := <-ch:
 		if len(l.b) == 0 {
@@ -235,12 +252,11 @@ func Launch(ctx context.Context, bin, specPath, logPath string, timeout time.Dur
 		if rd.Error != nil {
 			return nil, fromWire(rd.Error)
 		}
+		ok = true
 		return rd.Info, nil
 	case <-time.After(timeout):
-		stop()
 		return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeBootFailed, "the workspace did not boot within %s: %s", timeout, tail(logPath))
 	case <-ctx.Done():
-		stop()
 		return nil, ctx.Err()
 	}
 }

@@ -21,8 +21,12 @@ type launcherWatch struct {
 // stop is called. A nil ready (tests) watches nothing.
 func watchLauncher(ready *os.File, cancel context.CancelFunc) *launcherWatch {
 	w := &launcherWatch{done: make(chan struct{})}
+	if ready == nil {
+		close(w.done)
+		return w
+	}
 	r, wake, err := os.Pipe()
-	if ready == nil || err != nil {
+	if err != nil {
 		close(w.done)
 		return w
 	}

@@ -100,7 +100,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	srv := &http.Server{Handler: s.routes()}
 	go func() { _ = srv.Serve(ln) }()
 	if err := sendReady(ready, Ready{Info: info}); err != nil {
-		log.Warn("ready pipe", "err", err)
+		// The launcher died in the last moment: nobody records this VM.
+		_ = srv.Close()
+		v.Close()
+		return fmt.Errorf("the launcher is gone, nobody will use this VM: %w", err)
 	}
 
 	graceful := false

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // RequiresVM skips under -short: the test boots real microVMs.
@@ -90,6 +91,19 @@ func QEMUProcessesUnder(dir string) []string {
 		}
 	}
 	return found
+}
+
+// WaitProcessesGone waits up to d for the VM processes under dir to exit
+// (they die a moment after their owner) and returns those still running.
+func WaitProcessesGone(dir string, d time.Duration) []string {
+	deadline := time.Now().Add(d)
+	for {
+		procs := QEMUProcessesUnder(dir)
+		if len(procs) == 0 || time.Now().After(deadline) {
+			return procs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // AssertNoLeaks fails if any VM process or VM state is left under stateDir.

@@ -257,7 +257,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {
 		return nil, err
 	}
-	return supervisor.Launch(ctx, m.supervisorBin, specPath, p.SupervisorLog(), bootTimeout)
+	return supervisor.Launch(ctx, m.supervisorBin, specPath, p.SupervisorLog(), p.SupervisorPid(), bootTimeout)
 }
 
 // Resolve finds a workspace by id or unique name.
@@ -336,8 +336,10 @@ func (m *Manager) liveState(ctx context.Context, r *Record) string {
 	return StateStopped
 }
 
-func readInfo(p Paths) (*supervisor.Info, error) {
-	b, err := os.ReadFile(p.Supervisor())
+func readInfo(p Paths) (*supervisor.Info, error) { return readInfoAt(p.Supervisor()) }
+
+func readInfoAt(path string) (*supervisor.Info, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -358,12 +360,9 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 		// A supervisor that closed its socket is usually dying: give its
 		// exit a moment to finish so the caller hears "stopped", not a
 		// transport error.
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			if m.liveState(ctx, r) != StateRunning {
-				return errStopped(r)
-			}
-			time.Sleep(20 * time.Millisecond)
+		info, err := readInfo(m.paths(r.ID))
+		if err != nil || waitGone(info.Pid, info.PidStart, 2*time.Second) {
+			return errStopped(r)
 		}
 		return nil
 	})
@@ -395,11 +394,11 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 		return nil, nil, HistoryEntry{}, err
 	}
 	defer sc.Close()
-	set, err := m.secrets(r.ID)
+	red, err := m.redactor(r.ID)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
-	if req.Env, err = withSecretEnv(req.Env, set, secretEnv); err != nil {
+	if req.Env, err = m.withSecretEnv(r.ID, req.Env, secretEnv); err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
 	started := time.Now().UTC()
@@ -408,7 +407,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 		return nil, nil, HistoryEntry{}, err
 	}
 	entry := HistoryEntry{
-		Command: set.Redactor().String(req.Command), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
+		Command: red.String(req.Command), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
 		DurationMs: res.DurationMs, StartedAt: started,
 	}
 	entry.Sequence, err = m.recordActivity(r.ID, func(rec *Record) (int, error) {
@@ -436,8 +435,16 @@ func (m *Manager) redactor(id string) (*secrets.Redactor, error) {
 	return set.Redactor(), nil
 }
 
-// withSecretEnv adds the variables of a secret_env mapping to env.
-func withSecretEnv(env []string, set secrets.Set, mapping map[string]string) ([]string, error) {
+// withSecretEnv adds the variables of a secret_env mapping (secret name ->
+// variable name) to env.
+func (m *Manager) withSecretEnv(id string, env []string, mapping map[string]string) ([]string, error) {
+	if len(mapping) == 0 {
+		return env, nil
+	}
+	set, err := m.secrets(id)
+	if err != nil {
+		return nil, err
+	}
 	extra, err := set.Env(mapping)
 	if err != nil {
 		return nil, err
@@ -556,13 +563,23 @@ func (m *Manager) stopSupervisor(ctx context.Context, p Paths) {
 		cancel()
 		sc.Close()
 		if !waitGone(info.Pid, info.PidStart, stopTimeout) {
-			_ = syscall.Kill(info.Pid, syscall.SIGKILL)
-			waitGone(info.Pid, info.PidStart, 5*time.Second)
+			killSupervisor(info)
 		}
+	}
+	if booting, err := readInfoAt(p.SupervisorPid()); err == nil && vm.Alive(booting.Pid, booting.PidStart) {
+		killSupervisor(booting) // launched, never ready: nothing to flush
 	}
 	_, _ = vm.ReapOrphans(p.RunDir())
 	_ = os.Remove(p.Socket())
 	_ = os.Remove(p.Supervisor())
+	_ = os.Remove(p.SupervisorPid())
+}
+
+// killSupervisor kills a supervisor and waits for it (its VMM dies with it:
+// parent-death signal).
+func killSupervisor(info *supervisor.Info) {
+	_ = syscall.Kill(info.Pid, syscall.SIGKILL)
+	waitGone(info.Pid, info.PidStart, 5*time.Second)
 }
 
 func waitGone(pid int, start uint64, d time.Duration) bool {
@@ -611,9 +628,10 @@ func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
 
 // destroy kills the supervisor (no flush: the disk goes too) and removes the dir.
 func (m *Manager) destroy(p Paths) {
-	if info, err := readInfo(p); err == nil && vm.Alive(info.Pid, info.PidStart) {
-		_ = syscall.Kill(info.Pid, syscall.SIGKILL) // its VMM dies with it (parent-death signal)
-		waitGone(info.Pid, info.PidStart, 5*time.Second)
+	for _, path := range []string{p.Supervisor(), p.SupervisorPid()} {
+		if info, err := readInfoAt(path); err == nil && vm.Alive(info.Pid, info.PidStart) {
+			killSupervisor(info)
+		}
 	}
 	_, _ = vm.ReapOrphans(p.RunDir())
 	if err := os.RemoveAll(p.Dir); err != nil {

@@ -88,6 +88,7 @@ func (p Paths) History() string       { return filepath.Join(p.Dir, "history.jso
 func (p Paths) RunDir() string        { return filepath.Join(p.Dir, "run") }
 func (p Paths) Socket() string        { return filepath.Join(p.Dir, "supervisor.sock") }
 func (p Paths) Supervisor() string    { return filepath.Join(p.Dir, "supervisor.json") }
+func (p Paths) SupervisorPid() string { return filepath.Join(p.Dir, "supervisor.pid") } // from launch on
 func (p Paths) SupervisorLog() string { return filepath.Join(p.Dir, "supervisor.log") }
 
 func readRecord(p Paths) (*Record, error) {

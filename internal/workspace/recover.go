@@ -8,39 +8,66 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
 // halfCreatedAge is how old a workspace dir without a record must be before
-// Recover removes it: younger ones may be a create that just began.
+// Tidy removes it: younger ones may be a create that just began.
 const halfCreatedAge = time.Minute
 
-// Recover finishes what pyro processes that died (kill -9, crash, power
-// loss) left half done, so that nothing leaks and no workspace is left in
-// between. Every workspace call runs it first. A workspace whose lock is
-// held is being worked on and is left alone.
+// Tidy is what every workspace call does first, in one pass over the
+// workspaces, so that whichever pyro process comes next does the work:
+//
+// It finishes what pyro processes that died (kill -9, crash, power loss)
+// left half done, so that nothing leaks and no workspace is left in
+// between. A workspace whose lock is held is being worked on and is left
+// alone.
 //   - A create that never returned is undone: the caller never got an id.
 //   - A reset that never returned is rolled back, as a failed one is: the
 //     new VM is stopped and the disk from before the reset is put back.
+//   - A supervisor running for a workspace recorded as stopped (its
+//     launcher died before recording it) is stopped.
 //
-// It returns the ids it acted on.
-func (m *Manager) Recover(ctx context.Context) (recovered []string, err error) {
+// Then it deletes the workspaces whose TTL has passed (the lock in Delete
+// keeps two processes from colliding).
+func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired []string, err error) {
 	entries, err := os.ReadDir(m.root)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, e := range entries {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
 		}
-		if m.recoverOne(ctx, m.paths(e.Name())) {
+		p := m.paths(e.Name())
+		if m.recoverOne(ctx, p) {
 			recovered = append(recovered, e.Name())
 		}
+		rec, err := readRecord(p)
+		if err != nil {
+			continue
+		}
+		if exp := rec.ExpiresAt(); exp.IsZero() || now.Before(exp) {
+			continue
+		}
+		if _, err := m.Delete(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
+			m.log.Warn("reaping expired workspace", "workspace", rec.ID, "err", err)
+			continue
+		}
+		expired = append(expired, rec.ID)
 	}
-	return recovered, nil
+	return recovered, expired, nil
+}
+
+// ReapExpired deletes every workspace whose TTL has passed (and does the
+// rest of Tidy's work), returning their ids.
+func (m *Manager) ReapExpired(ctx context.Context, now time.Time) ([]string, error) {
+	_, expired, err := m.Tidy(ctx, now)
+	return expired, err
 }
 
 func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
@@ -75,6 +102,13 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 			m.log.Warn("recording the rolled back reset", "workspace", rec.ID, "err", err)
 		}
 		return true
+	}
+	if rec.State == StateStopped {
+		if info, err := readInfo(p); err == nil && vm.Alive(info.Pid, info.PidStart) {
+			m.log.Warn("stopping a supervisor its dead launcher never recorded", "workspace", rec.ID)
+			m.stopSupervisor(ctx, p)
+			return true
+		}
 	}
 	return false
 }

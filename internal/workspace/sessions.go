@@ -42,11 +42,8 @@ func (m *Manager) OpenShell(ctx context.Context, ref string, req supervisor.Shel
 	}
 	req.Cwd = cwd
 	return viaSupervisor(ctx, m, ref, true, func(r *Record, sc *supervisor.Client) (*shell.Info, error) {
-		set, err := m.secrets(r.ID)
-		if err == nil {
-			req.Env, err = withSecretEnv(req.Env, set, secretEnv)
-		}
-		if err != nil {
+		var err error
+		if req.Env, err = m.withSecretEnv(r.ID, req.Env, secretEnv); err != nil {
 			return nil, err
 		}
 		return sc.OpenShell(ctx, req)
@@ -97,11 +94,8 @@ func (m *Manager) StartService(ctx context.Context, ref string, req supervisor.S
 	}
 	req.Cwd = cwd
 	return viaSupervisor(ctx, m, ref, true, func(r *Record, sc *supervisor.Client) (*supervisor.ServiceStartResult, error) {
-		set, err := m.secrets(r.ID)
-		if err == nil {
-			req.Env, err = withSecretEnv(req.Env, set, secretEnv)
-		}
-		if err != nil {
+		var err error
+		if req.Env, err = m.withSecretEnv(r.ID, req.Env, secretEnv); err != nil {
 			return nil, err
 		}
 		return sc.StartService(ctx, req)

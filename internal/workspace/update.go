@@ -2,7 +2,6 @@ package workspace
 
 import (
 	"context"
-	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
@@ -44,26 +43,4 @@ func (m *Manager) Update(ctx context.Context, ref string, name *string, set map[
 	}
 	rec.State = m.liveState(ctx, rec)
 	return rec, writeRecord(p, rec)
-}
-
-// ReapExpired deletes every workspace whose TTL has passed. Every pyro
-// process calls it before workspace operations, so whichever notices first
-// does the work; the lock in Delete keeps two from colliding.
-func (m *Manager) ReapExpired(ctx context.Context, now time.Time) ([]string, error) {
-	recs, err := m.scan()
-	if err != nil {
-		return nil, err
-	}
-	var reaped []string
-	for _, r := range recs {
-		if exp := r.ExpiresAt(); exp.IsZero() || now.Before(exp) {
-			continue
-		}
-		if _, err := m.Delete(ctx, r.ID); err != nil && !errdefs.IsNotFound(err) {
-			m.log.Warn("reaping expired workspace", "workspace", r.ID, "err", err)
-			continue
-		}
-		reaped = append(reaped, r.ID)
-	}
-	return reaped, nil
 }
