@@ -50,7 +50,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"use vm_run instead for a single command. Delete the workspace when done. " +
 			"Use secrets for tokens and keys the commands need (never put a secret in command text): each is kept for the " +
 			"workspace's life, appears in the guest as the root-only file /run/pyro-secrets/NAME and, for the calls that name it " +
-			"in secret_env, as an environment variable, and is shown as [REDACTED] in every output, log, diff and export. " + workspaceFields,
+			"in secret_env, as an environment variable, and is shown as [REDACTED] in command, shell and service output, file reads, diffs, exported files and errors. " + workspaceFields,
 		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},

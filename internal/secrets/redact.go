@@ -23,6 +23,11 @@ type Redactor struct {
 	patterns [][]byte // longest first
 	first    [256]bool
 	maxLen   int
+	// Every pattern is at least MinValueBytes (4) long, so the patterns
+	// that can match where data begins are those with its first 4 bytes:
+	// a scan checks only them, however many values there are.
+	byHead map[[4]byte][]int // indexes into patterns, longest first
+	starts map[string]bool   // the 1-3 byte starts of patterns
 }
 
 // NewRedactor hides each value without its surrounding white space (the
@@ -54,11 +59,14 @@ func NewRedactor(values ...string) *Redactor {
 	if len(uniq) == 0 {
 		return nil
 	}
-	r := &Redactor{}
+	r := &Redactor{byHead: map[[4]byte][]int{}, starts: map[string]bool{}}
 	for p := range uniq {
 		r.patterns = append(r.patterns, []byte(p))
 		r.first[p[0]] = true
 		r.maxLen = max(r.maxLen, len(p))
+		for n := 1; n < 4; n++ {
+			r.starts[p[:n]] = true
+		}
 	}
 	sort.Slice(r.patterns, func(i, j int) bool {
 		if len(r.patterns[i]) != len(r.patterns[j]) {
@@ -66,6 +74,10 @@ func NewRedactor(values ...string) *Redactor {
 		}
 		return bytes.Compare(r.patterns[i], r.patterns[j]) < 0
 	})
+	for i, p := range r.patterns {
+		head := [4]byte(p[:4])
+		r.byHead[head] = append(r.byHead[head], i)
+	}
 	return r
 }
 
@@ -73,7 +85,11 @@ func NewRedactor(values ...string) *Redactor {
 // none), and whether data is the proper start of a longer pattern, so that
 // more data could make a longer match.
 func (r *Redactor) match(data []byte) (n int, partial bool) {
-	for _, p := range r.patterns { // longest first
+	if len(data) < 4 {
+		return 0, r.starts[string(data)]
+	}
+	for _, k := range r.byHead[[4]byte(data[:4])] { // longest first
+		p := r.patterns[k]
 		if len(p) > len(data) {
 			if !partial && bytes.HasPrefix(p, data) {
 				partial = true
@@ -147,8 +163,8 @@ func (r *Redactor) String(s string) string {
 
 // Clipped redacts a piece cut out of longer output: when head is set, s may
 // begin in the middle of a value, and when tail is set, it may end in the
-// middle of one (with both set, s may lie wholly inside one). Such a partial
-// value is replaced as well.
+// middle of one (with both set, s may lie wholly inside one). Such a
+// partial value is replaced as well, however short.
 func (r *Redactor) Clipped(s string, head, tail bool) string {
 	if r == nil || s == "" {
 		return s
@@ -179,8 +195,14 @@ func (r *Redactor) Clipped(s string, head, tail bool) string {
 func (r *Redactor) partialHead(data []byte) int {
 	best := 0
 	for _, p := range r.patterns {
-		for n := min(len(p)-1, len(data)); n > best; n-- {
-			if bytes.Equal(data[:n], p[len(p)-n:]) {
+		// Candidate ends of p start where p holds data's first byte.
+		for from := max(1, len(p)-len(data)); len(p)-from > best; from++ {
+			k := bytes.IndexByte(p[from:], data[0])
+			if k < 0 {
+				break
+			}
+			from += k
+			if n := len(p) - from; n > best && bytes.Equal(p[from:], data[:n]) {
 				best = n
 				break
 			}
@@ -254,6 +276,17 @@ func (s *Stream) Push(p []byte) []byte {
 
 // Pending reports whether bytes are held back.
 func (s *Stream) Pending() bool { return len(s.pending) > 0 }
+
+// FlushQuiet is Flush for output that went quiet but may go on: a held
+// tail of at least minLinePattern bytes that begins a value stays held (it
+// is most likely a value printed in two writes), anything shorter (a
+// prompt that happens to begin like a value) is shown.
+func (s *Stream) FlushQuiet() []byte {
+	if s.r != nil && s.covered == 0 && len(s.pending) >= minLinePattern {
+		return nil
+	}
+	return s.Flush()
+}
 
 // Flush returns what is held back, redacted as final output.
 func (s *Stream) Flush() []byte {

@@ -748,3 +748,37 @@ func BenchmarkRedact1MiB(b *testing.B) {
 		r.Bytes(text)
 	}
 }
+
+// The worst set the limits allow in shape: 64 multi-line base64 values (PEM
+// keys, say), thousands of line patterns, over 1 MiB of base64-heavy text.
+func BenchmarkRedactManyKeys(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	line := func() string {
+		var sb strings.Builder
+		for range 64 {
+			sb.WriteByte(alphabet[rng.IntN(len(alphabet))])
+		}
+		return sb.String()
+	}
+	vals := make([]string, 64)
+	for i := range vals {
+		var sb strings.Builder
+		sb.WriteString("-----BEGIN PRIVATE KEY-----\n")
+		for range 50 {
+			sb.WriteString(line() + "\n")
+		}
+		sb.WriteString("-----END PRIVATE KEY-----\n")
+		vals[i] = sb.String()
+	}
+	r := NewRedactor(vals...)
+	var sb strings.Builder
+	for sb.Len() < 1<<20 {
+		sb.WriteString(line() + "\n")
+	}
+	text := []byte(sb.String())
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		r.Bytes(text)
+	}
+}

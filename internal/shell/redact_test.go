@@ -66,9 +66,10 @@ func TestRedactSplitEveryPosition(t *testing.T) {
 	}
 }
 
-// A pause longer than the flush delay between the pieces of a value is the
-// documented limitation: the first piece is shown as it is once the delay
-// passed. A value written whole is still never shown.
+// A pause longer than the flush delay within the first 8 bytes of a value
+// is the documented limitation: the first piece is shown as it is once the
+// delay passed, and the rest after it. A value written whole is still never
+// shown.
 func TestRedactSplitWithPause(t *testing.T) {
 	m := redactingManager(0)
 	c, id := open(t, m)
@@ -84,6 +85,26 @@ func TestRedactSplitWithPause(t *testing.T) {
 	c.emit(t, testSecret[6:]+"\n")
 	c.emit(t, "whole "+testSecret+"\n")
 	want := "x " + testSecret + "\nwhole " + secrets.Redacted + "\n"
+	waitBytes(t, m, id, int64(len(want)))
+	if got := output(t, m, id); got != want {
+		t.Fatalf("output %q, want %q", got, want)
+	}
+}
+
+// A first piece of at least 8 bytes is most likely a value printed in two
+// writes: a quiet flush keeps it held, so the value is redacted whole once
+// the rest comes, however long the pause.
+func TestRedactLongPieceHeldAcrossPause(t *testing.T) {
+	m := redactingManager(20 * time.Millisecond)
+	c, id := open(t, m)
+	c.emit(t, "x "+testSecret[:10])
+	waitBytes(t, m, id, int64(len("x ")))
+	time.Sleep(200 * time.Millisecond) // ten flush delays
+	if got := output(t, m, id); got != "x " {
+		t.Fatalf("after the pause: %q", got)
+	}
+	c.emit(t, testSecret[10:]+"\n")
+	want := "x " + secrets.Redacted + "\n"
 	waitBytes(t, m, id, int64(len(want)))
 	if got := output(t, m, id); got != want {
 		t.Fatalf("output %q, want %q", got, want)
@@ -228,4 +249,19 @@ func TestRedactConcurrent(t *testing.T) {
 	waitState(t, m, id, StateExited)
 	close(stop)
 	wg.Wait()
+}
+
+// A value split by escape sequences (grep --color) passes the byte stream,
+// but a plain read renders it whole and redacts it there.
+func TestRedactPlainAfterRender(t *testing.T) {
+	m := redactingManager(time.Hour)
+	c, id := open(t, m)
+	c.emit(t, "key: \x1b[01;31m"+testSecret[:6]+"\x1b[m"+testSecret[6:]+"\r\n")
+	c.exit(0, "")
+	waitState(t, m, id, StateExited)
+	out := read(t, m, id, ReadRequest{Plain: true, MaxChars: MaxMaxChars}).Output
+	if !strings.Contains(out, "key: "+secrets.Redacted) {
+		t.Fatalf("plain read %q", out)
+	}
+	noPieces(t, "plain read", out)
 }

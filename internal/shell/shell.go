@@ -349,7 +349,9 @@ func (m *Manager) Read(ctx context.Context, id string, req ReadRequest) (*ReadRe
 	}
 	var text string
 	if req.Plain {
-		text = renderPlain(data[:n], info.Cols, info.Rows)
+		// Again after rendering: escape sequences inside a value (colour
+		// from grep, a line wrap) hide it from the byte stream, not here.
+		text = m.opts.Redact.String(renderPlain(data[:n], info.Cols, info.Rows))
 	} else {
 		text = strings.ToValidUTF8(string(data[:n]), "\uFFFD")
 	}
@@ -607,7 +609,7 @@ func (s *shell) pump() {
 		// No more output can complete a held-back tail: show it before the
 		// shell ends (close may have ended it already, still the tail is
 		// output).
-		s.flushLocked()
+		s.flushLocked(true)
 		if s.state == StateRunning {
 			if eof {
 				s.exitCode, s.signal = &code, sig
@@ -643,17 +645,23 @@ func (s *shell) outputLocked(p []byte) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if s.flushGen == gen { // else a later chunk or flush took over
-				s.flushLocked()
+				s.flushLocked(false)
 			}
 		})
 	}
 }
 
 // flushLocked writes the redaction stream's held-back tail into the log as
-// output, and cancels a scheduled flush. s.mu is held.
-func (s *shell) flushLocked() {
+// output, and cancels a scheduled flush. Unless final (the shell ended), a
+// tail long enough to be the first part of a value printed in two writes
+// stays held: showing it would let the rest through unredacted. s.mu is held.
+func (s *shell) flushLocked(final bool) {
 	s.stopFlushLocked()
-	if b := s.redact.Flush(); len(b) > 0 {
+	flush := s.redact.FlushQuiet
+	if final {
+		flush = s.redact.Flush
+	}
+	if b := flush(); len(b) > 0 {
 		s.out.write(b)
 		s.lastOutput = time.Now()
 	}
@@ -673,7 +681,7 @@ func (s *shell) stopFlushLocked() {
 // endLocked moves a running shell to state, first showing the output held
 // back for redaction; s.mu is held.
 func (s *shell) endLocked(state, reason string) {
-	s.flushLocked()
+	s.flushLocked(true)
 	wasRunning := s.state == StateRunning
 	s.state = state
 	if reason != "" && s.reason == "" {

@@ -154,7 +154,7 @@ func installSecrets(ctx context.Context, ex execer, set secrets.Set) error {
 		default:
 			what += fmt.Sprintf(" exited with code %d", res.ExitCode)
 		}
-		if out := strings.TrimSpace(red.Clipped(string(res.Stderr), false, res.StderrTruncated)); out != "" {
+		if out := strings.TrimSpace(string(redactOutput(red, res.Stderr, res.StderrTruncated))); out != "" {
 			what += ": " + strings.Join(strings.Fields(out), " ")
 		}
 		return fail("%s", what)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -385,5 +386,23 @@ func TestWriteErrRedacts(t *testing.T) {
 		if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), apiKey) {
 			t.Errorf("no secrets: %d %s", rec.Code, rec.Body)
 		}
+	}
+}
+
+// The supervisor's log reaches users (its tail is in boot errors): values
+// are hidden in messages, attributes, errors, groups and With attributes.
+func TestRedactingLogger(t *testing.T) {
+	const value = "s3cr3t-log-value"
+	var buf bytes.Buffer
+	base := slog.New(slog.NewTextHandler(&buf, nil))
+	log := redactingLogger(base, secrets.NewRedactor(value))
+	log.With("ctx", "with "+value).Warn("msg "+value, "s", value, "err", errors.New("failed: "+value),
+		slog.Group("g", "inner", value), "n", 42)
+	out := buf.String()
+	if strings.Contains(out, value) || strings.Count(out, secrets.Redacted) != 5 || !strings.Contains(out, "n=42") {
+		t.Fatalf("log line: %s", out)
+	}
+	if redactingLogger(base, nil) != base {
+		t.Error("no secrets should keep the logger")
 	}
 }

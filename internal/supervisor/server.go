@@ -47,6 +47,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		return sendReady(ready, Ready{Error: toWire(err)})
 	}
 	redact := set.Redactor()
+	log = redactingLogger(log, redact)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 
@@ -113,7 +114,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	case <-ctx.Done():
 		graceful = true // SIGTERM: flush and power off like a stop
 	case <-v.Exited():
-		log.Warn("VM exited on its own", "console", redact.String(v.ConsoleTail(10)))
+		log.Warn("VM exited on its own", "console", v.ConsoleTail(10))
 	}
 	// Stop taking calls; in-flight ones end with the VM.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)

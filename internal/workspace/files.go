@@ -138,14 +138,15 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 	_, gerr := sc.GetArchive(ctx, src, 0, pw)
 	pw.CloseWithError(gerr)
 	res := <-done
-	if err := errors.Join(gerr, res.err); err != nil {
-		return nil, res.stats, firstTyped(gerr, res.err)
-	}
 	red, err := m.redactor(r.ID)
-	if err == nil {
-		err = redactTree(tmp, red)
-	}
 	if err != nil {
+		return nil, res.stats, err
+	}
+	if err := errors.Join(gerr, res.err); err != nil {
+		// Archive errors quote entry names the guest sent.
+		return nil, res.stats, red.Error(firstTyped(gerr, res.err))
+	}
+	if err := redactTree(tmp, red); err != nil {
 		return nil, res.stats, err
 	}
 	// A directory's entries are relative to it; a file arrives under its base name.

@@ -394,13 +394,16 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 		return nil, nil, HistoryEntry{}, err
 	}
 	defer sc.Close()
-	red, err := m.redactor(r.ID)
+	set, err := m.secrets(r.ID) // once: for the variables and the history
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
-	if req.Env, err = m.withSecretEnv(r.ID, req.Env, secretEnv); err != nil {
+	extra, err := set.Env(secretEnv)
+	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
+	req.Env = append(req.Env, extra...)
+	red := set.Redactor()
 	started := time.Now().UTC()
 	res, err := sc.Exec(ctx, req)
 	if err != nil {

@@ -119,7 +119,12 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 	pw.CloseWithError(gerr)
 	res := <-done
 	if gerr != nil || res.err != nil {
-		return nil, nil, firstTyped(gerr, res.err)
+		// Archive errors quote entry names the guest sent.
+		red, err := m.redactor(r.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, red.Error(firstTyped(gerr, res.err))
 	}
 
 	l, err := lock(p)
