@@ -142,6 +142,20 @@ func waitForVM(t *testing.T, state string, settle time.Duration) {
 	time.Sleep(settle)
 }
 
+// waitForFile polls for a file, failing after 60 s.
+func waitForFile(t *testing.T, pattern string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, _ := filepath.Glob(pattern); len(m) > 0 {
+			return m[0]
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%s never appeared", pattern)
+	return ""
+}
+
 func TestCLIInterruptTearsDown(t *testing.T) {
 	s := stateDir(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
