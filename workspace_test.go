@@ -13,6 +13,7 @@ import (
 
 	"github.com/pyrovm/pyro"
 	"github.com/pyrovm/pyro/internal/testutil"
+	"github.com/pyrovm/pyro/internal/vm"
 )
 
 func newWorkspaceClient(t *testing.T) (*pyro.Client, string) {
@@ -52,6 +53,14 @@ func killSupervisor(t *testing.T, state, id string) {
 		t.Fatalf("supervisor.json %s: %v", b, err)
 	}
 	syscall.Kill(info.Pid, syscall.SIGKILL)
+	// kill(2) only queues the signal: wait for the supervisor itself to be
+	// dead, not only for its QEMU, before asking what pyro sees.
+	for deadline := time.Now().Add(10 * time.Second); vm.Alive(info.Pid, 0); {
+		if time.Now().After(deadline) {
+			t.Fatalf("supervisor %d still alive 10 s after kill -9", info.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	testutil.WaitProcessesGone(state, 10*time.Second)
 }
 
