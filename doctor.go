@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
@@ -67,10 +68,14 @@ type KernelStatus struct {
 	Release string `json:"release,omitempty"`
 }
 
+// NetworkingInfo says how guests get a network. pyro runs its own
+// user-mode network (no root, tap devices or firewall rules needed), so the
+// policies work wherever QEMU runs.
 type NetworkingInfo struct {
-	UserMode bool   `json:"user_mode"` // QEMU slirp is available
-	TunDev   bool   `json:"tun_device"`
-	Note     string `json:"note"`
+	UserMode bool     `json:"user_mode"` // pyro's user-mode network (gVisor netstack), built in
+	Policies []string `json:"policies"`
+	TunDev   bool     `json:"tun_device"` // not needed; shown for other backends
+	Note     string   `json:"note"`
 }
 
 type DirStatus struct {
@@ -225,11 +230,12 @@ func dirStatus(dir string) DirStatus {
 
 func networking() NetworkingInfo {
 	_, tunErr := os.Stat("/dev/net/tun")
-	n := NetworkingInfo{TunDev: tunErr == nil}
-	// Debian's qemu-system-x86 gets user-mode networking from libslirp.
-	n.UserMode = fileExists("/usr/lib/x86_64-linux-gnu/libslirp.so.0")
-	n.Note = "guest networking policies are not implemented yet: VMs have no network device"
-	return n
+	return NetworkingInfo{
+		UserMode: true, TunDev: tunErr == nil,
+		Policies: []string{string(network.PolicyOff), string(network.PolicyEgress), string(network.PolicyEgressPublish)},
+		Note: "user-mode network in pyro (gVisor netstack): egress is NAT to anywhere but this host, its loopback " +
+			"services and link-local addresses; published ports bind 127.0.0.1 only; IPv4 TCP/UDP, no ICMP",
+	}
 }
 
 func fileExists(p string) bool {

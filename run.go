@@ -11,6 +11,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
@@ -38,7 +39,10 @@ type RunRequest struct {
 	MemMiB         int    `json:"mem_mib,omitempty"`
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
 	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"` // per stream
-	Network        bool   `json:"network,omitempty"`
+	// Network gives the guest outbound network access (policy egress: NAT
+	// to anywhere but the host itself, its loopback services and
+	// link-local addresses). Off by default: the guest has no network device.
+	Network bool `json:"network,omitempty"`
 }
 
 // RunResult is what a one-shot run returns on every face.
@@ -85,9 +89,6 @@ func (r RunRequest) withDefaults() (RunRequest, error) {
 		return r, errdefs.InvalidArgument("timeout_seconds", "%d is out of range [1, %d]", r.TimeoutSeconds, MaxTimeoutSeconds)
 	case r.MaxOutputBytes < 0 || r.MaxOutputBytes > MaxMaxOutputBytes:
 		return r, errdefs.InvalidArgument("max_output_bytes", "%d is out of range [0, %d]", r.MaxOutputBytes, MaxMaxOutputBytes)
-	case r.Network:
-		return r, errdefs.New(errdefs.ErrFailedPrecondition, "network_unsupported",
-			"network: guest networking is not available in this version of pyro; run without --network")
 	}
 	return r, nil
 }
@@ -141,9 +142,13 @@ func (c *Client) runMachine(ctx context.Context, req RunRequest) (*env.Environme
 	}
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, e.KernelPath)
+	policy := network.PolicyOff
+	if req.Network {
+		policy = network.PolicyEgress
+	}
 	return e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run",
+		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run", Network: policy,
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
@@ -19,6 +20,9 @@ type CreateVMRequest struct {
 	VCPUCount   int    `json:"vcpu_count,omitempty"`
 	MemMiB      int    `json:"mem_mib,omitempty"`
 	TTLSeconds  int    `json:"ttl_seconds,omitempty"` // 0 = DefaultVMTTLSeconds
+	// NetworkPolicy is off (default), egress or egress+published-ports, as
+	// for workspaces.
+	NetworkPolicy string `json:"network_policy,omitempty"`
 }
 
 // VM is a low-level VM as every face reports it.
@@ -44,11 +48,17 @@ type VMExecRequest struct {
 	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
 }
 
-// NetworkInfo describes a VM's network.
+// NetworkInfo describes a VM's network. The guest side (address, gateway,
+// DNS, MAC) is filled while the VM runs with a network.
 type NetworkInfo struct {
-	VMID          string   `json:"vm_id"`
-	NetworkPolicy string   `json:"network_policy"` // "off": no network device
-	Interfaces    []string `json:"interfaces"`
+	VMID           string          `json:"vm_id"`
+	NetworkPolicy  string          `json:"network_policy"` // off: no network device
+	State          string          `json:"state"`
+	GuestAddress   string          `json:"guest_address,omitempty"` // CIDR
+	Gateway        string          `json:"gateway,omitempty"`
+	DNS            []string        `json:"dns,omitempty"`
+	MAC            string          `json:"mac,omitempty"`
+	PublishedPorts []PublishedPort `json:"published_ports,omitempty"`
 }
 
 // machines manages low-level VMs: the workspace machinery under its own root.
@@ -75,9 +85,10 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	if req.TTLSeconds == 0 {
 		req.TTLSeconds = DefaultVMTTLSeconds
 	}
-	if err := validateCreate(CreateWorkspaceRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, TTLSeconds: req.TTLSeconds}); err != nil {
+	if err := validateCreate(CreateWorkspaceRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, TTLSeconds: req.TTLSeconds, NetworkPolicy: req.NetworkPolicy}); err != nil {
 		return nil, err
 	}
+	policy, _ := network.ParsePolicy(req.NetworkPolicy) // checked by validateCreate
 	e, err := c.envs.Ensure(ctx, req.Environment)
 	if err != nil {
 		return nil, err
@@ -86,6 +97,7 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	r, err := c.machines().Create(ctx, workspace.CreateSpec{
 		Environment: req.Environment, EnvVersion: e.Manifest.Version, KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, NoBoot: true,
+		NetworkPolicy: recordedPolicy(policy),
 	})
 	if err != nil {
 		return nil, err
@@ -164,13 +176,21 @@ func (c *Client) DeleteVM(ctx context.Context, id string) (*VM, error) {
 	return v, nil
 }
 
-// VMNetworkInfo reports a VM's network; guests have none in this version.
+// VMNetworkInfo reports a VM's network policy and, while it runs with a
+// network, the guest's addresses and published ports.
 func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, error) {
-	r, err := c.machines().Resolve(id)
+	r, info, err := c.machines().Network(ctx, id)
 	if err != nil {
 		return nil, vmErr(err, id)
 	}
-	return &NetworkInfo{VMID: r.ID, NetworkPolicy: "off", Interfaces: []string{}}, nil
+	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State}
+	if info != nil && info.GuestAddress != "" {
+		out.GuestAddress, out.Gateway, out.DNS, out.MAC = info.GuestAddress, info.Gateway, info.DNS, info.MAC
+		for _, p := range info.Published {
+			out.PublishedPorts = append(out.PublishedPorts, PublishedPort{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddress: p.HostAddress})
+		}
+	}
+	return out, nil
 }
 
 func (c *Client) reapExpiredMachines(ctx context.Context) []string {

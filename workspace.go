@@ -11,6 +11,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
@@ -35,6 +36,12 @@ type CreateWorkspaceRequest struct {
 	// environment of calls that name them (SecretEnv), and are replaced by
 	// [REDACTED] in everything pyro returns.
 	Secrets []WorkspaceSecret `json:"secrets,omitempty"`
+	// NetworkPolicy is the guest's network for the workspace's life: "off"
+	// (the default: no network device), "egress" (outbound NAT, never to
+	// the host itself, its loopback services or link-local addresses) or
+	// "egress+published-ports" (also services may publish TCP ports on the
+	// host's 127.0.0.1).
+	NetworkPolicy string `json:"network_policy,omitempty"`
 }
 
 // WorkspaceSecret is one secret given at create: a value, or a host file
@@ -69,6 +76,7 @@ type Workspace struct {
 	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
 	SnapshotCount  int               `json:"snapshot_count"`
 	Secrets        []SecretInfo      `json:"secrets,omitempty"` // names only
+	NetworkPolicy  string            `json:"network_policy"`    // off, egress or egress+published-ports
 	// ResetFrom is set in the answer to a reset: "baseline" or the
 	// snapshot's name.
 	ResetFrom string `json:"reset_from,omitempty"`
@@ -200,7 +208,8 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	}
 	// The first boot restores the snapshot one-shot runs of this machine use
 	// (made now if missing): the supervisor boots the very machine a run does.
-	restore := c.workspaceRestore(ctx, e, req.VCPUCount, req.MemMiB, verdict.Accel)
+	policy, _ := network.ParsePolicy(req.NetworkPolicy) // checked by validateCreate
+	restore := c.workspaceRestore(ctx, e, req.VCPUCount, req.MemMiB, verdict.Accel, policy)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -209,7 +218,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
 		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath, SeedFiles: files,
-		Restore: restore, Secrets: secretSet,
+		Restore: restore, Secrets: secretSet, NetworkPolicy: recordedPolicy(policy),
 	})
 	if err != nil {
 		return nil, err
@@ -220,10 +229,10 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 // workspaceRestore returns the saved machine a fresh workspace VM (create,
 // reset) restores: the run snapshot of its machine, made first if missing;
 // nil when there is none (the VM then boots cold).
-func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel) *workspace.Restore {
+func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel, policy network.Policy) *workspace.Restore {
 	snap := c.runSnapshot(ctx, e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, Kind: "workspace",
+		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, Kind: "workspace", Network: policy,
 	})
 	if snap == nil {
 		return nil
@@ -265,6 +274,9 @@ func validateCreate(req CreateWorkspaceRequest) error {
 		return errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", req.MemMiB, MinMemMiB, MaxMemMiB)
 	case req.TTLSeconds < 0:
 		return errdefs.InvalidArgument("ttl_seconds", "%d is negative; use 0 for no expiry", req.TTLSeconds)
+	}
+	if _, err := network.ParsePolicy(req.NetworkPolicy); err != nil {
+		return err
 	}
 	if req.Name != "" {
 		if err := workspace.ValidateName(req.Name); err != nil {
@@ -372,6 +384,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
 		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots), Secrets: r.Secrets,
+		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)),
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t
@@ -380,4 +393,21 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		w.ExecutionMode, w.BootMs = info.ExecutionMode, info.BootMs
 	}
 	return w
+}
+
+// recordedPolicy is how a workspace record stores policy: "" for off, so
+// that records written before networks existed read as off.
+func recordedPolicy(p network.Policy) string {
+	if !p.Enabled() {
+		return ""
+	}
+	return string(p)
+}
+
+// recordPolicy reads a record's policy back.
+func recordPolicy(s string) network.Policy {
+	if s == "" {
+		return network.PolicyOff
+	}
+	return network.Policy(s)
 }

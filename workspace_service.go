@@ -46,9 +46,28 @@ type Service struct {
 	Signal      string     `json:"signal,omitempty"`
 	Reason      string     `json:"reason,omitempty"` // why it failed
 	LogPath     string     `json:"log_path"`         // in the guest
+	// PublishedPorts are the service's ports on the host's 127.0.0.1 while
+	// it runs (network policy egress+published-ports).
+	PublishedPorts []PublishedPort `json:"published_ports,omitempty"`
 }
 
-func toService(wsID string, i *agentproto.ServiceInfo) Service {
+// PublishedPort is a guest TCP port reachable on the host at
+// HostAddress:HostPort (HostAddress is always 127.0.0.1).
+type PublishedPort struct {
+	GuestPort   int    `json:"guest_port"`
+	HostPort    int    `json:"host_port"`
+	HostAddress string `json:"host_address"`
+}
+
+// PortMapping asks for a guest port on the host: HostPort 0 lets the host
+// pick a free port.
+type PortMapping struct {
+	GuestPort int `json:"guest_port"`
+	HostPort  int `json:"host_port,omitempty"`
+}
+
+func toService(wsID string, svc *supervisor.Service) Service {
+	i := &svc.ServiceInfo
 	s := Service{
 		WorkspaceID: wsID, Name: i.Name, State: i.State, Cwd: i.Cwd, Pid: i.Pid,
 		ReadyKind: i.ReadyKind, ReadyTarget: i.ReadyTarget, ExitCode: i.ExitCode, Signal: i.Signal,
@@ -60,6 +79,9 @@ func toService(wsID string, i *agentproto.ServiceInfo) Service {
 		s.Command = i.Argv[2]
 	} else {
 		s.Command = strings.Join(i.Argv, " ")
+	}
+	for _, p := range svc.PublishedPorts {
+		s.PublishedPorts = append(s.PublishedPorts, PublishedPort{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddress: p.HostAddress})
 	}
 	return s
 }
@@ -91,6 +113,10 @@ type StartServiceRequest struct {
 	// SecretEnv sets secrets as environment variables of the service:
 	// secret name -> variable name ("" = the secret's name).
 	SecretEnv map[string]string `json:"secret_env,omitempty"`
+	// Publish makes guest TCP ports reachable on the host's 127.0.0.1 while
+	// the service runs. The workspace needs network policy
+	// egress+published-ports.
+	Publish []PortMapping `json:"published_ports,omitempty"`
 }
 
 func (r StartServiceRequest) readiness() (kind, target string, err error) {
@@ -127,6 +153,11 @@ func (r StartServiceRequest) validate() error {
 	case r.ReadyIntervalMs != 0 && (r.ReadyIntervalMs < 20 || r.ReadyIntervalMs > 10000):
 		return errdefs.InvalidArgument("ready_interval_ms", "%d is out of range 20..10000", r.ReadyIntervalMs)
 	}
+	for _, p := range r.Publish {
+		if p.GuestPort < 1 || p.GuestPort > 65535 || p.HostPort < 0 || p.HostPort > 65535 {
+			return errdefs.InvalidArgument("publish", "guest port %d, host port %d: ports are 1..65535 (host port 0: any free port)", p.GuestPort, p.HostPort)
+		}
+	}
 	_, _, err := r.readiness()
 	return err
 }
@@ -149,6 +180,7 @@ func (c *Client) StartService(ctx context.Context, req StartServiceRequest) (*Se
 	r, res, err := c.workspaces(ctx).StartService(ctx, req.Workspace, supervisor.ServiceStartRequest{
 		Name: req.Name, Command: req.Command, Cwd: req.Cwd, ReadyKind: kind, ReadyTarget: target,
 		ReadyTimeoutMs: int64(req.ReadyTimeoutSeconds) * 1000, ReadyIntervalMs: int64(req.ReadyIntervalMs),
+		Publish: portMappings(req.Publish),
 	}, req.SecretEnv)
 	if err != nil {
 		return nil, err
@@ -230,4 +262,12 @@ func (c *Client) StopService(ctx context.Context, ref, name string) (*Service, e
 	}
 	s := toService(r.ID, info)
 	return &s, nil
+}
+
+func portMappings(in []PortMapping) []supervisor.PortMapping {
+	out := make([]supervisor.PortMapping, len(in))
+	for i, p := range in {
+		out[i] = supervisor.PortMapping{GuestPort: p.GuestPort, HostPort: p.HostPort}
+	}
+	return out
 }

@@ -33,7 +33,13 @@ func newWorkspaceClient(t *testing.T) (*pyro.Client, string) {
 // (before the leak check of newWorkspaceClient).
 func createWorkspace(t *testing.T, c *pyro.Client, env string) *pyro.Workspace {
 	t.Helper()
-	w, err := c.CreateWorkspace(t.Context(), pyro.CreateWorkspaceRequest{Environment: env})
+	return createWorkspaceWith(t, c, pyro.CreateWorkspaceRequest{Environment: env})
+}
+
+// createWorkspaceWith is createWorkspace with a whole request.
+func createWorkspaceWith(t *testing.T, c *pyro.Client, req pyro.CreateWorkspaceRequest) *pyro.Workspace {
+	t.Helper()
+	w, err := c.CreateWorkspace(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}

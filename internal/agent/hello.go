@@ -29,8 +29,9 @@ var minHostTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 // helloCall answers OpHello. With a request it first sets the clock and
 // reseeds the kernel RNG: a guest restored from a memory snapshot wakes with
 // the clock of the moment it was saved and with the same random state as
-// every other restore of that snapshot. Only PID 1 touches the system: the
-// agent's tests run it as an ordinary process on the host.
+// every other restore of that snapshot. Then it configures the network, if
+// the request has one. Only PID 1 touches the system: the agent's tests run
+// it as an ordinary process on the host.
 func (s *server) helloCall(fw *frameWriter, req *agentproto.HelloRequest) error {
 	if req != nil && os.Getpid() == 1 {
 		if err := applyHello(req); err != nil {
@@ -43,6 +44,15 @@ func (s *server) helloCall(fw *frameWriter, req *agentproto.HelloRequest) error 
 func applyHello(req *agentproto.HelloRequest) error {
 	if len(req.Entropy) > maxEntropy {
 		return fmt.Errorf("hello: %d bytes of entropy, at most %d", len(req.Entropy), maxEntropy)
+	}
+	// Validate the network before anything changes: a bad request touches nothing.
+	var network *netConfig
+	if req.Network != nil {
+		n, err := parseNetConfig(req.Network)
+		if err != nil {
+			return err
+		}
+		network = n
 	}
 	if req.HostTimeUnixNano != 0 {
 		if req.HostTimeUnixNano < minHostTime {
@@ -62,6 +72,11 @@ func applyHello(req *agentproto.HelloRequest) error {
 	if len(req.Entropy) > 0 {
 		if err := addEntropy(req.Entropy); err != nil {
 			return fmt.Errorf("hello: reseed the kernel RNG: %w", err)
+		}
+	}
+	if network != nil {
+		if err := applyNetwork(network); err != nil {
+			return err
 		}
 	}
 	return nil

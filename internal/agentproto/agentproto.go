@@ -23,7 +23,8 @@ import (
 
 // ProtocolVersion is bumped on every change of agent behaviour or wire format.
 // The host refuses an agent that reports another version.
-const ProtocolVersion = 3
+// 4 adds HelloRequest.Network: the agent configures the guest's network interface.
+const ProtocolVersion = 4
 
 // PortName is the virtio-serial port name the agent listens on.
 const PortName = "org.pyro.agent"
@@ -201,6 +202,22 @@ type ArchiveResult struct {
 type HelloRequest struct {
 	HostTimeUnixNano int64  `json:"host_time_unix_nano,omitempty"` // set CLOCK_REALTIME to this
 	Entropy          []byte `json:"entropy,omitempty"`             // credited to the kernel RNG, which then reseeds
+	// Network, when set, configures the guest's network interface (the virtio-net device with this MAC): address, default route, MTU and /etc/resolv.conf. Sent on every boot and restore of a VM that has a network.
+	Network *NetConfig `json:"network,omitempty"`
+}
+
+// NetConfig is the guest's IPv4 network configuration. The agent applies it
+// idempotently: the link with MAC gets MTU (unless 0), exactly one IPv4
+// address (Address; any other IPv4 address is removed), is set up, and the
+// default route goes via Gateway, which must lie inside Address's subnet.
+// /etc/resolv.conf is replaced by one "nameserver" line per DNS entry (at
+// most 3); with no DNS it is left alone.
+type NetConfig struct {
+	MAC     string   `json:"mac"`           // e.g. "52:54:00:12:34:56"
+	Address string   `json:"address"`       // CIDR, e.g. "10.0.2.15/24"
+	Gateway string   `json:"gateway"`       // e.g. "10.0.2.2"
+	DNS     []string `json:"dns,omitempty"` // nameservers for /etc/resolv.conf
+	MTU     int      `json:"mtu,omitempty"` // 0 = leave as is; else 576..9000
 }
 
 // Hello is the result of OpHello.

@@ -2,6 +2,7 @@ package agentproto
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"testing"
@@ -39,5 +40,25 @@ func TestFrameLimits(t *testing.T) {
 	short := []byte{FrameStdout, 0, 0, 0, 9, 'a'}
 	if _, _, err := ReadFrame(bytes.NewReader(short)); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("short read: %v", err)
+	}
+}
+
+func TestHelloRequestNetworkJSON(t *testing.T) {
+	b, err := json.Marshal(HelloRequest{HostTimeUnixNano: 1})
+	if err != nil || string(b) != `{"host_time_unix_nano":1}` {
+		t.Errorf("without a network: %s %v", b, err)
+	}
+	req := HelloRequest{Network: &NetConfig{MAC: "52:54:00:12:34:56", Address: "10.0.2.15/24", Gateway: "10.0.2.2"}}
+	b, err = json.Marshal(req)
+	want := `{"network":{"mac":"52:54:00:12:34:56","address":"10.0.2.15/24","gateway":"10.0.2.2"}}`
+	if err != nil || string(b) != want {
+		t.Errorf("got %s %v, want %s", b, err, want)
+	}
+	req.Network.DNS, req.Network.MTU = []string{"10.0.2.3"}, 1500
+	b, _ = json.Marshal(req)
+	var back HelloRequest
+	if err := json.Unmarshal(b, &back); err != nil || back.Network == nil || back.Network.MTU != 1500 ||
+		len(back.Network.DNS) != 1 || back.Network.DNS[0] != "10.0.2.3" || back.Network.Gateway != "10.0.2.2" {
+		t.Errorf("round trip of %s: %+v %v", b, back.Network, err)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -37,7 +38,7 @@ func (a *app) doctorCommand() *cobra.Command {
 				for _, e := range r.Environments {
 					fmt.Fprintf(w, "environment:  %-16s installed=%v %s\n", e.Name, e.Installed, e.Version)
 				}
-				fmt.Fprintf(w, "networking:   user-mode=%v tun=%v (%s)\n", r.Networking.UserMode, r.Networking.TunDev, r.Networking.Note)
+				fmt.Fprintf(w, "networking:   policies %s (%s)\n", strings.Join(r.Networking.Policies, ", "), r.Networking.Note)
 				fmt.Fprintf(w, "state dir:    %s (writable: %v)\ncache dir:    %s (writable: %v)\n", r.StateDir.Path, r.StateDir.Writable, r.CacheDir.Path, r.CacheDir.Writable)
 				if r.Probe.Ran {
 					fmt.Fprintf(w, "probe boot:   ok=%v %s boot %d ms, total %d ms, guest kernel %s %s\n", r.Probe.OK, r.Probe.ExecutionMode, r.Probe.BootMs, r.Probe.DurationMs, r.Probe.GuestKernel, r.Probe.Error)

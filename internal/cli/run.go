@@ -48,7 +48,7 @@ func (a *app) runCommand() *cobra.Command {
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, fmt.Sprintf("guest memory in MiB [%d-%d]", pyro.MinMemMiB, pyro.MaxMemMiB))
 	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, fmt.Sprintf("command timeout [1-%d]", pyro.MaxTimeoutSeconds))
 	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
-	f.BoolVar(&req.Network, "network", false, "give the guest network access (not available yet)")
+	f.BoolVar(&req.Network, "network", false, "give the guest outbound network access (NAT; never the host itself, its loopback services or link-local addresses)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

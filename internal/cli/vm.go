@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +33,7 @@ func (a *app) vmCommand() *cobra.Command {
 	create.Flags().IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	create.Flags().IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	create.Flags().IntVar(&req.TTLSeconds, "ttl-seconds", pyro.DefaultVMTTLSeconds, "delete after this many seconds without activity")
+	create.Flags().StringVar(&req.NetworkPolicy, "network-policy", "off", networkPolicyHelp)
 	create.Flags().BoolVar(&createJSON, "json", false, "print one JSON object")
 
 	simple := func(verb, short string, call func(*pyro.Client, context.Context, string) (*pyro.VM, error)) *cobra.Command {
@@ -76,10 +78,20 @@ func (a *app) vmCommand() *cobra.Command {
 
 	var netJSON bool
 	netInfo := &cobra.Command{
-		Use: "network-info VM_ID", Short: "Show a VM's network (none in this version)", Args: cobra.ExactArgs(1),
+		Use: "network-info VM_ID", Short: "Show a VM's network policy, and its guest addresses while it runs", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, netJSON, func(ctx context.Context, c *pyro.Client) (any, error) { return c.VMNetworkInfo(ctx, args[0]) },
-				func(v any) { fmt.Fprintf(a.stdout, "network policy: %s\n", v.(*pyro.NetworkInfo).NetworkPolicy) })
+				func(v any) {
+					n := v.(*pyro.NetworkInfo)
+					fmt.Fprintf(a.stdout, "network policy: %s\n", n.NetworkPolicy)
+					if n.GuestAddress != "" {
+						fmt.Fprintf(a.stdout, "guest address:  %s (MAC %s)\ngateway:        %s\ndns:            %s\n",
+							n.GuestAddress, n.MAC, n.Gateway, strings.Join(n.DNS, ", "))
+					}
+					for _, p := range n.PublishedPorts {
+						fmt.Fprintf(a.stdout, "published:      guest %d -> %s:%d\n", p.GuestPort, p.HostAddress, p.HostPort)
+					}
+				})
 		},
 	}
 	netInfo.Flags().BoolVar(&netJSON, "json", false, "print one JSON object")

@@ -89,6 +89,7 @@ func (a *app) wsCreate() *cobra.Command {
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.IntVar(&req.TTLSeconds, "ttl-seconds", 0, "expire after this many seconds without activity (0 = never)")
+	f.StringVar(&req.NetworkPolicy, "network-policy", "off", networkPolicyHelp)
 	f.BoolVar(&idOnly, "id-only", false, "print only the workspace id")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
@@ -101,6 +102,9 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 	}
 	fmt.Fprintf(a.stdout, "\nstate:       %s\nenvironment: %s (%d vCPU, %d MiB)\nseed:        %d entries, %s\ncommands:    %d\n",
 		w.State, w.Environment, w.VCPUCount, w.MemMiB, w.SeedEntries, humanBytes(w.SeedBytes), w.CommandCount)
+	if w.NetworkPolicy != "off" && w.NetworkPolicy != "" {
+		fmt.Fprintf(a.stdout, "network:     %s\n", w.NetworkPolicy)
+	}
 	if w.SnapshotCount > 0 {
 		fmt.Fprintf(a.stdout, "snapshots:   %d\n", w.SnapshotCount)
 	}
@@ -265,3 +269,6 @@ func (a *app) wsReap() *cobra.Command {
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }
+
+const networkPolicyHelp = "guest network: off (no network device), egress (outbound NAT, never to the host itself, " +
+	"its loopback services or link-local addresses) or egress+published-ports (also lets services --publish ports on the host's 127.0.0.1)"

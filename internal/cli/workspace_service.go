@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -37,12 +39,33 @@ func (a *app) printService(v any) {
 	if s.Reason != "" {
 		fmt.Fprintf(a.stdout, "reason:  %s\n", s.Reason)
 	}
+	for _, p := range s.PublishedPorts {
+		fmt.Fprintf(a.stdout, "port:    guest %d -> %s:%d\n", p.GuestPort, p.HostAddress, p.HostPort)
+	}
 	fmt.Fprintf(a.stdout, "log:     %s (in the guest)\n", s.LogPath)
+}
+
+// parsePublish turns --publish GUEST_PORT[:HOST_PORT] into port mappings.
+func parsePublish(args []string) ([]pyro.PortMapping, error) {
+	var out []pyro.PortMapping
+	for _, arg := range args {
+		g, h, hasHost := strings.Cut(arg, ":")
+		guest, err := strconv.Atoi(g)
+		host := 0
+		if err == nil && hasHost {
+			host, err = strconv.Atoi(h)
+		}
+		if err != nil || guest < 1 || guest > 65535 || host < 0 || host > 65535 {
+			return nil, fmt.Errorf("--publish %q is malformed: expected GUEST_PORT or GUEST_PORT:HOST_PORT (ports 1-65535; host port 0 = any free port)", arg)
+		}
+		out = append(out, pyro.PortMapping{GuestPort: guest, HostPort: host})
+	}
+	return out, nil
 }
 
 func (a *app) serviceStart() *cobra.Command {
 	var req pyro.StartServiceRequest
-	var secretEnv []string
+	var secretEnv, publish []string
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use: "start ID NAME [flags] -- CMD...", Short: "Start a service and wait until it is ready",
@@ -60,6 +83,9 @@ func (a *app) serviceStart() *cobra.Command {
 				return err // usage error
 			}
 			req.SecretEnv = env
+			if req.Publish, err = parsePublish(publish); err != nil {
+				return err // usage error
+			}
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) { return c.StartService(ctx, req) }, a.printService)
 		},
 	}
@@ -71,6 +97,8 @@ func (a *app) serviceStart() *cobra.Command {
 	f.StringVar(&req.ReadyCommand, "ready-command", "", "ready once this shell command exits 0")
 	f.IntVar(&req.ReadyTimeoutSeconds, "ready-timeout-seconds", pyro.DefaultReadyTimeoutSeconds, "give up and stop the service after this long")
 	f.IntVar(&req.ReadyIntervalMs, "ready-interval-ms", pyro.DefaultReadyIntervalMs, "time between readiness checks")
+	f.StringArrayVar(&publish, "publish", nil, "GUEST_PORT[:HOST_PORT]: reach a guest TCP port on the host's 127.0.0.1 while the service runs "+
+		"(repeatable; host port 0 or none = any free port; needs network policy egress+published-ports)")
 	addSecretEnvFlag(cmd, &secretEnv)
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	cmd.MarkFlagsMutuallyExclusive("ready-file", "ready-tcp", "ready-http", "ready-command")

@@ -14,7 +14,8 @@ var serviceRefProps = map[string]prop{
 }
 
 const serviceFields = "Result: name, state (starting, ready, failed, exited: ended on its own, see exit_code; stopped), " +
-	"command, cwd, pid, ready_kind, ready_target, started_at, ready_at, ended_at, exit_code, signal, reason (why it failed), log_path."
+	"command, cwd, pid, ready_kind, ready_target, started_at, ready_at, ended_at, exit_code, signal, reason (why it failed), log_path, " +
+	"published_ports ([{guest_port, host_port, host_address}] while it runs)."
 
 func addServiceStart(s *mcp.Server, d deps, name string) {
 	c := d.c
@@ -37,6 +38,12 @@ func addServiceStart(s *mcp.Server, d deps, name string) {
 			"ready_timeout_seconds": {desc: "Give up (and stop the service) after this long.", def: pyro.DefaultReadyTimeoutSeconds, min: ptr(1.0), max: ptr(600.0)},
 			"ready_interval_ms":     {desc: "Time between readiness checks.", def: pyro.DefaultReadyIntervalMs, min: ptr(20.0), max: ptr(10000.0)},
 			"secret_env":            secretEnvProp,
+			"published_ports": {desc: "Guest TCP ports to reach from the host while the service runs, each on the host's 127.0.0.1 " +
+				"(the result's published_ports gives host_port). Needs a workspace created with network_policy egress+published-ports.",
+				items: map[string]prop{
+					"guest_port": {desc: "The port the service listens on in the guest.", required: true, min: ptr(1.0), max: ptr(65535.0)},
+					"host_port":  {desc: "Port on the host's 127.0.0.1; 0 = any free port.", def: 0, min: ptr(0.0), max: ptr(65535.0)},
+				}},
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.StartServiceRequest) (*pyro.Service, error) {
 		return c.StartService(ctx, in)

@@ -79,7 +79,8 @@ var tools = []tool{
 	{name: "vm_status", profiles: fullOnly, add: addVMRefTool("Low-level: show one VM. "+vmFields, (*pyro.Client).VMStatus)},
 	{name: "vm_stop", profiles: fullOnly, add: addVMRefTool("Low-level: power a VM off, keeping its disk. "+vmFields, (*pyro.Client).StopVM)},
 	{name: "vm_delete", profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
-	{name: "vm_network_info", profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device in this version) and interfaces.", (*pyro.Client).VMNetworkInfo)},
+	{name: "vm_network_info", profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device), state, and while it runs "+
+		"guest_address, gateway, dns, mac and published_ports.", (*pyro.Client).VMNetworkInfo)},
 	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
 		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
 }
@@ -103,6 +104,7 @@ type vmRunInput struct {
 	MemMiB         int    `json:"mem_mib,omitempty"`
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
 	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
+	Network        bool   `json:"network,omitempty"`
 }
 
 func addVMRun(s *mcp.Server, d deps, name string) {
@@ -127,6 +129,8 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"mem_mib":          {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
 			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
+			"network": {desc: "Give the guest outbound network access (NAT; never this host, its loopback services or " +
+				"link-local/metadata addresses). Off by default: the guest has no network device.", def: false},
 		}),
 	}
 	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in vmRunInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
@@ -136,7 +140,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 		}
 		res, err := c.Run(ctx, pyro.RunRequest{
 			Environment: in.Environment, Command: in.Command, VCPUCount: in.VCPUCount,
-			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes,
+			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, Network: in.Network,
 		})
 		if err != nil {
 			return nil, nil, toolError(err)

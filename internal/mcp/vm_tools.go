@@ -11,10 +11,11 @@ import (
 var fullOnly = []Profile{ProfileWorkspaceFull}
 
 type vmCreateInput struct {
-	Environment string `json:"environment,omitempty"`
-	VCPUCount   int    `json:"vcpu_count,omitempty"`
-	MemMiB      int    `json:"mem_mib,omitempty"`
-	TTLSeconds  int    `json:"ttl_seconds,omitempty"`
+	Environment   string `json:"environment,omitempty"`
+	VCPUCount     int    `json:"vcpu_count,omitempty"`
+	MemMiB        int    `json:"mem_mib,omitempty"`
+	TTLSeconds    int    `json:"ttl_seconds,omitempty"`
+	NetworkPolicy string `json:"network_policy,omitempty"`
 }
 
 const vmFields = "Result: vm_id, state (stopped, running, deleted), environment, sizes, expires_at."
@@ -29,15 +30,16 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 		InputSchema: inputSchema[vmCreateInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
-			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
-			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
-			"ttl_seconds": {desc: "Delete the VM after this many seconds without activity.", def: pyro.DefaultVMTTLSeconds, min: ttlMin, max: ttlMax},
+			"vcpu_count":     {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":        {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
+			"ttl_seconds":    {desc: "Delete the VM after this many seconds without activity.", def: pyro.DefaultVMTTLSeconds, min: ttlMin, max: ttlMax},
+			"network_policy": networkPolicyProp,
 		})}
 	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmCreateInput) (*mcp.CallToolResult, *pyro.VM, error) {
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
-		v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds})
+		v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.NetworkPolicy})
 		if err != nil {
 			return nil, nil, toolError(err)
 		}

@@ -19,6 +19,7 @@ type workspaceCreateInput struct {
 	MemMiB      int               `json:"mem_mib,omitempty"`
 	TTLSeconds  int               `json:"ttl_seconds,omitempty"`
 	Secrets     []secretInput     `json:"secrets,omitempty"`
+	Network     string            `json:"network_policy,omitempty"`
 }
 
 // secretInput is one secret of workspace_create. It takes a value only:
@@ -36,7 +37,13 @@ var secretEnvProp = prop{desc: "Secrets to set as environment variables of this 
 
 const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
 	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
-	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values)."
+	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values), network_policy."
+
+// networkPolicyProp describes network_policy wherever a VM is defined.
+var networkPolicyProp = prop{desc: "The guest's network: off (no network device), egress (outbound NAT to the internet and " +
+	"other machines, never to this host, its loopback services or link-local/metadata addresses) or egress+published-ports " +
+	"(egress, and services may publish TCP ports on the host's 127.0.0.1). Use off unless commands must download something.",
+	def: "off", enum: []any{"off", "egress", "egress+published-ports"}}
 
 func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 	c := d.c
@@ -67,6 +74,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 					"name":  {desc: "Secret name: 1-64 letters, digits or '_', not starting with a digit; also the default environment variable name.", required: true},
 					"value": {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
 				}},
+			"network_policy": networkPolicyProp,
 		}),
 	}
 	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in workspaceCreateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
@@ -76,7 +84,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		}
 		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
-			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds,
+			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.Network,
 		}
 		for _, sec := range in.Secrets {
 			cr.Secrets = append(cr.Secrets, pyro.WorkspaceSecret{Name: sec.Name, Value: sec.Value})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/network"
 )
 
 // Spec is what the supervisor boots and where it keeps its files.
@@ -32,6 +33,8 @@ type Spec struct {
 	// after every boot the supervisor installs them under secrets.GuestDir,
 	// and it redacts their values from everything it answers.
 	SecretsPath string `json:"secrets_path,omitempty"`
+	// NetworkPolicy is the VM's network (network.Policy; "" = off).
+	NetworkPolicy string `json:"network_policy,omitempty"`
 }
 
 // Info describes a running supervisor; it is also the ready message.
@@ -123,13 +126,30 @@ type ServiceStartRequest struct {
 	ReadyTarget     string   `json:"ready_target,omitempty"`
 	ReadyTimeoutMs  int64    `json:"ready_timeout_ms,omitempty"`
 	ReadyIntervalMs int64    `json:"ready_interval_ms,omitempty"`
+	// Publish maps guest TCP ports to ports on the host's 127.0.0.1 for the
+	// service's life (network policy egress+published-ports only).
+	Publish []PortMapping `json:"publish,omitempty"`
+}
+
+// PortMapping publishes GuestPort on the host's 127.0.0.1:HostPort (0: a
+// free port the host picks).
+type PortMapping struct {
+	GuestPort int `json:"guest_port"`
+	HostPort  int `json:"host_port,omitempty"`
+}
+
+// Service is a service as the guest reports it, with the ports the host
+// publishes for it (host data: never taken from the guest).
+type Service struct {
+	agentproto.ServiceInfo
+	PublishedPorts []network.Published `json:"published_ports,omitempty"`
 }
 
 // ServiceStartResult is the outcome of a start; a failed one carries the
 // end of the service's log.
 type ServiceStartResult struct {
-	Service agentproto.ServiceInfo `json:"service"`
-	LogTail string                 `json:"log_tail,omitempty"`
+	Service Service `json:"service"`
+	LogTail string  `json:"log_tail,omitempty"`
 }
 
 // ServiceLogs is the end of a service's log.

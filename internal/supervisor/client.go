@@ -17,9 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -318,14 +318,14 @@ func (c *Client) StartService(ctx context.Context, req ServiceStartRequest) (*Se
 }
 
 // Services lists the workspace's services.
-func (c *Client) Services(ctx context.Context) ([]agentproto.ServiceInfo, error) {
-	var l []agentproto.ServiceInfo
+func (c *Client) Services(ctx context.Context) ([]Service, error) {
+	var l []Service
 	return l, c.do(ctx, http.MethodGet, "/v1/services", nil, "", &l)
 }
 
 // ServiceStatus describes one service.
-func (c *Client) ServiceStatus(ctx context.Context, name string) (*agentproto.ServiceInfo, error) {
-	var i agentproto.ServiceInfo
+func (c *Client) ServiceStatus(ctx context.Context, name string) (*Service, error) {
+	var i Service
 	return &i, c.do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name), nil, "", &i)
 }
 
@@ -337,7 +337,13 @@ func (c *Client) ServiceLogs(ctx context.Context, name string, tailLines int, ma
 }
 
 // StopService stops a service: TERM, then KILL after a grace period.
-func (c *Client) StopService(ctx context.Context, name string) (*agentproto.ServiceInfo, error) {
-	var i agentproto.ServiceInfo
+func (c *Client) StopService(ctx context.Context, name string) (*Service, error) {
+	var i Service
 	return &i, c.do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(name)+"/stop", nil, "", &i)
+}
+
+// Network describes the VM's network (policy off: no device).
+func (c *Client) Network(ctx context.Context) (*network.Info, error) {
+	var i network.Info
+	return &i, c.do(ctx, http.MethodGet, "/v1/network", nil, "", &i)
 }

@@ -51,17 +51,6 @@ func redactService(r *secrets.Redactor, info agentproto.ServiceInfo) agentproto.
 	return info
 }
 
-func redactServices(r *secrets.Redactor, l []agentproto.ServiceInfo) []agentproto.ServiceInfo {
-	if r == nil || l == nil {
-		return l
-	}
-	out := make([]agentproto.ServiceInfo, len(l))
-	for i, info := range l {
-		out[i] = redactService(r, info)
-	}
-	return out
-}
-
 // redactLog redacts the end of a service's log; when older lines or bytes
 // were left out, it may begin in the middle of a value, which is hidden too.
 func redactLog(r *secrets.Redactor, log []byte, truncated bool) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/vm"
@@ -75,6 +76,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	s := &server{
 		spec: spec, vm: v, log: log, shutdown: make(chan struct{}), redact: redact,
 		shells: shell.NewManager(shell.Options{Redact: redact}),
+		ports:  newPortTable(v.Network(), network.Policy(spec.NetworkPolicy)),
 	}
 	defer s.cleanup()
 
@@ -135,6 +137,7 @@ func boot(ctx context.Context, spec Spec, log *slog.Logger) (v *vm.VM, restoreEr
 	vs := vm.Spec{
 		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
+		Network: network.Policy(spec.NetworkPolicy),
 	}
 	start := time.Now()
 	if spec.RestoreStatePath != "" {
@@ -174,6 +177,7 @@ type server struct {
 	once     sync.Once
 	shutdown chan struct{}
 	shells   *shell.Manager
+	ports    *portTable
 	redact   *secrets.Redactor // the workspace's secret values; nil when none
 }
 
@@ -189,6 +193,13 @@ func (s *server) routes() http.Handler {
 		if err != nil {
 			s.writeErr(w, err)
 			return
+		}
+		writeJSON(w, info)
+	})
+	mux.HandleFunc("GET /v1/network", func(w http.ResponseWriter, r *http.Request) {
+		info := network.Info{Policy: network.PolicyOff}
+		if st := s.vm.Network(); st != nil {
+			info = st.Info()
 		}
 		writeJSON(w, info)
 	})

@@ -21,7 +21,15 @@ func (s *server) serviceRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/services", s.handleServiceStart)
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
 		l, err := s.vm.Agent().ListServices(r.Context())
-		s.reply(w)(redactServices(s.redact, l), err)
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		out := make([]Service, len(l))
+		for i, info := range l {
+			out[i] = s.service(info)
+		}
+		writeJSON(w, out)
 	})
 	mux.HandleFunc("GET /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
 		s.replyService(w)(s.vm.Agent().ServiceStatus(r.Context(), r.PathValue("name")))
@@ -40,7 +48,12 @@ func (s *server) serviceRoutes(mux *http.ServeMux) {
 		writeJSON(w, ServiceLogs{Name: l.Name, Log: redactLog(s.redact, l.Log, l.Truncated), Truncated: l.Truncated})
 	})
 	mux.HandleFunc("POST /v1/services/{name}/stop", func(w http.ResponseWriter, r *http.Request) {
-		s.replyService(w)(s.vm.Agent().StopService(r.Context(), r.PathValue("name"), serviceStopGrace))
+		name := r.PathValue("name")
+		info, err := s.vm.Agent().StopService(r.Context(), name, serviceStopGrace)
+		if err == nil {
+			s.ports.unpublishAll(name)
+		}
+		s.replyService(w)(info, err)
 	})
 }
 
@@ -51,8 +64,14 @@ func (s *server) replyService(w http.ResponseWriter) func(info *agentproto.Servi
 			s.writeErr(w, err)
 			return
 		}
-		writeJSON(w, redactService(s.redact, *info))
+		writeJSON(w, s.service(*info))
 	}
+}
+
+// service is what the host answers for a guest's service: redacted, with
+// the ports the host publishes for it.
+func (s *server) service(info agentproto.ServiceInfo) Service {
+	return Service{ServiceInfo: redactService(s.redact, info), PublishedPorts: s.ports.of(info.Name)}
 }
 
 func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
@@ -72,6 +91,13 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, errdefs.InvalidArgument("ready_timeout_seconds", "must be 1..%d", int(maxReadyTimeout.Seconds())))
 		return
 	}
+	// Ports first: a host port that is taken fails the start before the
+	// service runs, and a published port is there the moment it is ready.
+	published, err := s.ports.publish(req.Name, req.Publish)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
 	// The agent gives up at the readiness deadline; the host waits a little
 	// longer for its answer (stopping a failed service takes a moment).
 	ctx, cancel := context.WithTimeout(r.Context(), timeout+execGrace+serviceStopGrace)
@@ -82,11 +108,14 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 		ReadyTimeoutMs: req.ReadyTimeoutMs, ReadyIntervalMs: req.ReadyIntervalMs,
 	})
 	if err != nil {
+		s.ports.release(req.Name, published) // not another service's of that name
 		s.writeErr(w, err)
 		return
 	}
-	res := ServiceStartResult{Service: redactService(s.redact, *info)}
+	res := ServiceStartResult{Service: s.service(*info)}
 	if info.State != agentproto.ServiceReady {
+		s.ports.release(req.Name, published) // a failed start leaves nothing behind
+		res.Service.PublishedPorts = s.ports.of(req.Name)
 		if l, err := s.vm.Agent().ServiceLogs(r.Context(), req.Name, serviceLogTail, 16<<10); err == nil {
 			res.LogTail = redactLog(s.redact, l.Log, l.Truncated)
 		}

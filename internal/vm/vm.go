@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
@@ -37,6 +39,9 @@ type Spec struct {
 	// RootfsPath (created if missing) instead of discarding them. It lives
 	// outside the VM dir, so it survives Close.
 	OverlayPath string
+	// Network is the guest's network policy; off (or "") gives it no network
+	// device at all.
+	Network network.Policy
 	// Snapshot, when set, restores this saved machine instead of booting the
 	// kernel. The other fields must be those the snapshot was saved with
 	// (see Save); OverlayPath is ignored: writes go to a throw-away overlay,
@@ -57,11 +62,15 @@ func (spec Spec) config(id, dir string) vmm.Config {
 	if spec.OverlayPath != "" {
 		disk = vmm.DiskOverlay
 	}
-	return vmm.Config{
+	cfg := vmm.Config{
 		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
 		DiskMode: disk, OverlayPath: spec.OverlayPath, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
 		Restore: spec.Snapshot,
 	}
+	if spec.Network.Enabled() {
+		cfg.Network = &vmm.NetDevice{MAC: network.GuestMAC} // boot adds the socket
+	}
+	return cfg
 }
 
 // VM is a booted guest with a live agent.
@@ -73,6 +82,7 @@ type VM struct {
 
 	machine vmm.Machine
 	agent   *agentclient.Client
+	net     *network.Stack // nil without a network
 	log     *slog.Logger
 
 	closeOnce sync.Once
@@ -110,11 +120,23 @@ func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.L
 	if withQMP {
 		cfg.QMPSocket = filepath.Join(dir, qmpSocket)
 	}
+	v := &VM{ID: id, Dir: dir, log: log.With("vm", id)}
+	var netEnd *os.File // the VMM's end of the network socketpair, closed here once the VMM has it
+	if cfg.Network != nil {
+		if v.net, netEnd, err = startNetwork(spec.Network, v.log); err != nil {
+			return nil, err
+		}
+		defer netEnd.Close()
+		cfg.Network.File = netEnd
+	}
 	m, err := qemu.New(cfg)
 	if err != nil {
+		if v.net != nil {
+			v.net.Close()
+		}
 		return nil, err
 	}
-	v := &VM{ID: id, Dir: dir, machine: m, log: log.With("vm", id)}
+	v.machine = m
 	defer func() {
 		if err != nil {
 			v.Close()
@@ -162,6 +184,7 @@ func (v *VM) syncGuest(ctx context.Context) (*agentproto.Hello, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
+	req.Network = guestNetConfig(v.net)
 	req.HostTimeUnixNano = time.Now().UnixNano()
 	h, err := v.agent.HelloWith(sctx, req)
 	if err != nil {
@@ -232,6 +255,9 @@ func (v *VM) vmmSays() string {
 	return ""
 }
 
+// Network is the VM's user-mode network, or nil when it has none.
+func (v *VM) Network() *network.Stack { return v.net }
+
 // VMMPid is the VMM's process id.
 func (v *VM) VMMPid() int { return v.machine.Pid() }
 
@@ -270,6 +296,9 @@ func (v *VM) Close() error {
 			v.agent.Close()
 		}
 		errs = append(errs, v.machine.Close())
+		if v.net != nil {
+			errs = append(errs, v.net.Close())
+		}
 		v.closeErr = errors.Join(errs...)
 	})
 	return v.closeErr

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -44,11 +45,21 @@ type Config struct {
 	// QMPSocket, when set, gives the VMM a control socket at this path (the
 	// backend uses it to save the machine's state; see StateSaver).
 	QMPSocket string
+	// Network, when set, gives the guest one network device.
+	Network *NetDevice
 	// Restore, when set, starts the machine from a saved memory state instead
 	// of booting the kernel. Every other field must match the machine that was
 	// saved (same devices in the same order); DiskMode and OverlayPath are
 	// ignored: the disk is Restore.DiskPath.
 	Restore *Restore
+}
+
+// NetDevice is a virtio-net device whose Ethernet frames travel as datagrams
+// on File, the VMM's end of a socketpair. The host end runs the user-mode
+// network (internal/network). File is not part of the machine's identity.
+type NetDevice struct {
+	MAC  string
+	File *os.File
 }
 
 // Restore names the files of a saved machine: the device and memory state
@@ -96,6 +107,8 @@ func (c *Config) Validate() error {
 		return errdefs.InvalidArgument("overlay_path", "required for an overlay disk")
 	case c.Restore != nil && (c.Restore.StatePath == "" || c.Restore.DiskPath == ""):
 		return errdefs.InvalidArgument("restore", "state and disk paths are required")
+	case c.Network != nil && (c.Network.File == nil || c.Network.MAC == ""):
+		return errdefs.InvalidArgument("network", "a network device needs a MAC address and its socket")
 	case c.Accel != AccelKVM && c.Accel != AccelTCG:
 		return errdefs.InvalidArgument("accel", "unknown accelerator %q", c.Accel)
 	}

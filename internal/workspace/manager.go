@@ -66,6 +66,9 @@ type CreateSpec struct {
 	// Secrets are kept for the workspace's life (stop, start and reset
 	// keep them) and installed in the guest at every boot.
 	Secrets secrets.Set
+	// NetworkPolicy is the VM's network (a network.Policy; "" = off). It is
+	// fixed for the workspace's life.
+	NetworkPolicy string
 }
 
 // Restore is a saved machine a create restores. Its disk is copied into the
@@ -143,7 +146,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
 		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
-		Creating: true,
+		Creating: true, NetworkPolicy: s.NetworkPolicy,
 	}
 	// The baseline is the normalized seed archive, kept on the host for good.
 	stats, err := writeBaseline(ctx, p.Baseline(), s.SeedPath, s.SeedFiles)
@@ -251,7 +254,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
-		SecretsPath: p.Secrets(),
+		SecretsPath: p.Secrets(), NetworkPolicy: rec.NetworkPolicy,
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {

@@ -42,8 +42,9 @@ type Record struct {
 	LastActivityAt time.Time         `json:"last_activity_at"`
 	Seed           SeedInfo          `json:"seed"`
 	Commands       int               `json:"command_count"`
-	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"` // oldest first
-	Secrets        []secrets.Info    `json:"secrets,omitempty"`   // names only; values live in Paths.Secrets
+	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"`      // oldest first
+	Secrets        []secrets.Info    `json:"secrets,omitempty"`        // names only; values live in Paths.Secrets
+	NetworkPolicy  string            `json:"network_policy,omitempty"` // "" = off: no network device
 	// Creating is set until Create returns: a record that still has it,
 	// with nobody holding the lock, is a create whose process died.
 	Creating bool `json:"creating,omitempty"`

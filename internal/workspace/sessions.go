@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/supervisor"
 )
@@ -103,15 +103,15 @@ func (m *Manager) StartService(ctx context.Context, ref string, req supervisor.S
 }
 
 // Services lists a workspace's services.
-func (m *Manager) Services(ctx context.Context, ref string) (*Record, []agentproto.ServiceInfo, error) {
-	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) ([]agentproto.ServiceInfo, error) {
+func (m *Manager) Services(ctx context.Context, ref string) (*Record, []supervisor.Service, error) {
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) ([]supervisor.Service, error) {
 		return sc.Services(ctx)
 	})
 }
 
 // ServiceStatus describes one service.
-func (m *Manager) ServiceStatus(ctx context.Context, ref, name string) (*Record, *agentproto.ServiceInfo, error) {
-	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*agentproto.ServiceInfo, error) {
+func (m *Manager) ServiceStatus(ctx context.Context, ref, name string) (*Record, *supervisor.Service, error) {
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*supervisor.Service, error) {
 		return sc.ServiceStatus(ctx, name)
 	})
 }
@@ -124,8 +124,23 @@ func (m *Manager) ServiceLogs(ctx context.Context, ref, name string, tailLines i
 }
 
 // StopService stops a service and reaps it.
-func (m *Manager) StopService(ctx context.Context, ref, name string) (*Record, *agentproto.ServiceInfo, error) {
-	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*agentproto.ServiceInfo, error) {
+func (m *Manager) StopService(ctx context.Context, ref, name string) (*Record, *supervisor.Service, error) {
+	return viaSupervisor(ctx, m, ref, true, func(_ *Record, sc *supervisor.Client) (*supervisor.Service, error) {
 		return sc.StopService(ctx, name)
+	})
+}
+
+// Network describes the workspace's network: nil info when it is not
+// running (its policy is in the record).
+func (m *Manager) Network(ctx context.Context, ref string) (*Record, *network.Info, error) {
+	r, err := m.Resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.State = m.liveState(ctx, r); r.State != StateRunning {
+		return r, nil, nil
+	}
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*network.Info, error) {
+		return sc.Network(ctx)
 	})
 }

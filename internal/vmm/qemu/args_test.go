@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -112,5 +113,29 @@ func TestMachineDigest(t *testing.T) {
 		if MachineDigest(c) == MachineDigest(a) {
 			t.Errorf("%s does not change the digest", name)
 		}
+	}
+}
+
+// A networked machine has its device on fd 4 in a boot and in a restore
+// alike, and is a different machine from one without a network.
+func TestNetworkArgs(t *testing.T) {
+	base := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 1, MemMiB: 512, Accel: vmm.AccelTCG}
+	net := base
+	net.Network = &vmm.NetDevice{MAC: "52:54:00:12:34:56", File: os.Stdin}
+	restore := net
+	restore.Restore = &vmm.Restore{StatePath: "/snap/state", DiskPath: "/snap/disk.qcow2"}
+	for _, cfg := range []vmm.Config{net, restore} {
+		a := Args(cfg, "/r/agent.sock", "/r/console.log")
+		if argValue(a, "-netdev") != "socket,id=net0,fd=4" || !slices.Contains(devices(a), "virtio-net-device,netdev=net0,mac=52:54:00:12:34:56") {
+			t.Errorf("network args %q", a)
+		}
+	}
+	if slices.Contains(Args(base, "/r/agent.sock", "/r/console.log"), "-netdev") {
+		t.Error("a machine without a network has a netdev")
+	}
+	other := net
+	other.Network = &vmm.NetDevice{MAC: "52:54:00:12:34:56", File: os.Stdout}
+	if MachineDigest(net) != MachineDigest(other) || MachineDigest(net) == MachineDigest(base) {
+		t.Error("the digest must depend on the network device, not on its socket")
 	}
 }

@@ -88,6 +88,12 @@ func Args(cfg vmm.Config, agentSock, console string) []string {
 		"-chardev", "socket,id=agent,path="+escapeOpt(agentSock),
 		"-device", "virtserialport,chardev=agent,name="+agentproto.PortName,
 	)
+	if cfg.Network != nil {
+		// A datagram socketpair: one Ethernet frame per datagram, no framing.
+		args = append(args,
+			"-netdev", "socket,id=net0,fd="+strconv.Itoa(netFD),
+			"-device", "virtio-net-device,netdev=net0,mac="+escapeOpt(cfg.Network.MAC))
+	}
 	if cfg.QMPSocket != "" {
 		args = append(args, "-qmp", "unix:"+escapeOpt(cfg.QMPSocket)+",server=on,wait=off",
 			// SaveState pauses the guest before it migrates it. Leaving the
@@ -102,9 +108,13 @@ func Args(cfg vmm.Config, agentSock, console string) []string {
 	return args
 }
 
-// restoreFD is the descriptor number of the state file in a restoring QEMU
-// (the first of exec.Cmd.ExtraFiles).
-const restoreFD = 3
+// Descriptor numbers in QEMU (exec.Cmd.ExtraFiles from 3 on). The network's
+// is fixed whether or not a state file comes first, so that a machine and
+// its restore have the same arguments.
+const (
+	restoreFD = 3
+	netFD     = 4
+)
 
 // FloorArgs boots the same machine, kernel and image as Args, but with init
 // and no agent channel: the floor that benchmarks compare pyro against.
@@ -207,6 +217,9 @@ func (m *Machine) Start(ctx context.Context) (net.Conn, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if state != nil {
 		cmd.ExtraFiles = []*os.File{state} // fd 3: restoreFD
+	}
+	if m.cfg.Network != nil {
+		cmd.ExtraFiles = []*os.File{state, m.cfg.Network.File} // fd 4: netFD (fd 3 closed when nil)
 	}
 	if m.cfg.QMPSocket != "" {
 		_ = os.Remove(m.cfg.QMPSocket)

@@ -113,6 +113,9 @@ func writeCPUInfo(w interface{ Write([]byte) (int, error) }) {
 func MachineDigest(cfg vmm.Config) string {
 	cfg.ID, cfg.RuntimeDir, cfg.KernelPath, cfg.RootfsPath = "x", "/x", "/x/kernel", "/x/rootfs"
 	cfg.DiskMode, cfg.OverlayPath, cfg.QMPSocket, cfg.Restore = vmm.DiskEphemeral, "", "", nil
+	if cfg.Network != nil {
+		cfg.Network = &vmm.NetDevice{MAC: cfg.Network.MAC}
+	}
 	h := sha256.New()
 	for _, a := range Args(cfg, "/x/agent.sock", "/x/console.log") {
 		h.Write([]byte(a))

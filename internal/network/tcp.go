@@ -1,0 +1,119 @@
+package network
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// handleTCP gets every guest SYN to an address without a listener in the
+// stack (gVisor runs it in a new goroutine). It dials the real destination
+// first and completes the guest's handshake only if that worked, so the
+// guest sees "connection refused" exactly when the destination refuses, and
+// an instant RST when the filter says no.
+func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
+	if !s.enter() {
+		r.Complete(false) // closing: the NIC is going away, send nothing
+		return
+	}
+	defer s.wg.Done()
+
+	id := r.ID()
+	dst := toAddrPort(id.LocalAddress, id.LocalPort)
+	if reason := s.blockReason(dst.Addr()); reason != "" {
+		s.log.Debug("blocked connection", "proto", "tcp", "dst", dst, "reason", reason)
+		r.Complete(true)
+		return
+	}
+	if !acquire(s.tcpSlots) {
+		s.log.Debug("refused connection: too many", "proto", "tcp", "dst", dst, "limit", maxTCPConns)
+		r.Complete(true)
+		return
+	}
+	defer release(s.tcpSlots)
+
+	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
+	var d net.Dialer
+	host, err := d.DialContext(ctx, "tcp", s.target(dst).String())
+	cancel()
+	if err != nil {
+		s.log.Debug("dial failed", "proto", "tcp", "dst", dst, "err", err)
+		r.Complete(true)
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		s.log.Debug("guest handshake failed", "dst", dst, "err", terr)
+		r.Complete(true)
+		host.Close()
+		return
+	}
+	r.Complete(false)
+	s.bridge(gonet.NewTCPConn(&wq, ep), host)
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// bridge copies between two stream connections until both directions are
+// done, passing half-closes through, then closes both. Both are registered in
+// s.conns and in extra (a publication's set), so either can tear them down.
+func (s *Stack) bridge(a, b net.Conn, extra ...*closerSet) {
+	sets := append([]*closerSet{&s.conns}, extra...)
+	for _, set := range sets {
+		if !set.add(a) || !set.add(b) {
+			for _, set := range sets {
+				set.remove(a)
+				set.remove(b)
+			}
+			a.Close()
+			b.Close()
+			return
+		}
+	}
+	defer func() {
+		for _, set := range sets {
+			set.remove(a)
+			set.remove(b)
+		}
+	}()
+
+	var once sync.Once
+	closeBoth := func() {
+		once.Do(func() {
+			a.Close()
+			b.Close()
+		})
+	}
+	defer closeBoth()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		halfCopy(b, a, closeBoth)
+	}()
+	halfCopy(a, b, closeBoth)
+	wg.Wait()
+}
+
+// halfCopy copies src to dst. At EOF it half-closes dst so the peer sees the
+// end of the stream while the other direction goes on; on an error (reset,
+// closed) it tears the whole connection down.
+func halfCopy(dst, src net.Conn, closeBoth func()) {
+	if _, err := io.Copy(dst, src); err != nil {
+		closeBoth()
+		return
+	}
+	if cw, ok := dst.(closeWriter); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	closeBoth()
+}
