@@ -171,6 +171,32 @@ func TestWorkspacePublishedPorts(t *testing.T) {
 		t.Errorf("port %d still published after stop", taken)
 	}
 
+	// A service that ends on its own gives its port back.
+	brief, err := c.StartService(ctx, pyro.StartServiceRequest{Workspace: w.WorkspaceID, Name: "brief",
+		Command: "exec python3 -m http.server 8001", ReadyTCP: 8001, Publish: []pyro.PortMapping{{GuestPort: 8001}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "pkill -f 'http[.]server 8001'"}); err != nil || r.ExitCode != 0 {
+		t.Fatalf("pkill: %v %+v", err, r)
+	}
+	briefAddr := fmt.Sprintf("127.0.0.1:%d", brief.PublishedPorts[0].HostPort)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := c.ServiceStatus(ctx, w.WorkspaceID, "brief")
+		c, derr := net.DialTimeout("tcp", briefAddr, time.Second)
+		if derr == nil {
+			c.Close()
+		}
+		if err == nil && s.State == pyro.ServiceExited && len(s.PublishedPorts) == 0 && derr != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the port of an exited service: %v %+v, dial %v", err, s, derr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// A cold boot configures the network again.
 	if _, err := c.StopWorkspace(ctx, w.WorkspaceID); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,13 @@
 package supervisor
 
 import (
+	"context"
+	"maps"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 )
@@ -12,8 +16,9 @@ import (
 const maxPublished = 16
 
 // portTable is the ports published for each service, on the VM's network.
-// Ports live as long as their service's start: a stop ends them, and so
-// does the VM's end (the network closes every listener).
+// Ports live as long as their service runs: a stop ends them, so does the
+// service's own end (watch) and the VM's end (the network closes every
+// listener).
 type portTable struct {
 	net    *network.Stack // nil: the VM has no network
 	policy network.Policy
@@ -25,9 +30,10 @@ func newPortTable(st *network.Stack, policy network.Policy) *portTable {
 	return &portTable{net: st, policy: policy, byName: map[string][]network.Published{}}
 }
 
-// publish publishes mappings for service name. On error nothing of this
-// call is left published.
-func (t *portTable) publish(name string, mappings []PortMapping) ([]network.Published, error) {
+// publish opens the host side of mappings for a service about to start.
+// They belong to no service until commit, so watch leaves them alone while
+// the service starts. On error nothing of this call stays open.
+func (t *portTable) publish(mappings []PortMapping) ([]network.Published, error) {
 	if len(mappings) == 0 {
 		return nil, nil
 	}
@@ -42,32 +48,26 @@ func (t *portTable) publish(name string, mappings []PortMapping) ([]network.Publ
 	for _, m := range mappings {
 		p, err := t.net.Publish(m.GuestPort, m.HostPort)
 		if err != nil {
-			t.closeAll(done)
+			t.release(done)
 			return nil, err
 		}
 		done = append(done, p)
 	}
-	t.mu.Lock()
-	t.byName[name] = append(t.byName[name], done...)
-	t.mu.Unlock()
 	return done, nil
 }
 
-// release unpublishes ps, ports of name published by one call.
-func (t *portTable) release(name string, ps []network.Published) {
+// commit gives ps, opened by publish, to the service name that is now ready.
+func (t *portTable) commit(name string, ps []network.Published) {
 	if len(ps) == 0 {
 		return
 	}
 	t.mu.Lock()
-	left := slices.DeleteFunc(t.byName[name], func(p network.Published) bool { return slices.Contains(ps, p) })
-	if len(left) == 0 {
-		delete(t.byName, name)
-	} else {
-		t.byName[name] = left
-	}
+	t.byName[name] = append(t.byName[name], ps...)
 	t.mu.Unlock()
-	t.closeAll(ps)
 }
+
+// release closes ports opened by publish whose service did not start.
+func (t *portTable) release(ps []network.Published) { t.closeAll(ps) }
 
 // unpublishAll ends every port of service name.
 func (t *portTable) unpublishAll(name string) {
@@ -96,4 +96,35 @@ func policyName(p network.Policy) string {
 		return string(network.PolicyOff)
 	}
 	return string(p)
+}
+
+// portWatchInterval is how soon the ports of a service that ended on its
+// own (exited, or failed later) are closed.
+const portWatchInterval = time.Second
+
+// watch closes the ports of services that are no longer running, until ctx
+// ends. state reports a service's state ("" with an error when the guest
+// does not know it).
+func (t *portTable) watch(ctx context.Context, state func(ctx context.Context, name string) (string, error)) {
+	tick := time.NewTicker(portWatchInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.mu.Lock()
+		names := slices.Collect(maps.Keys(t.byName))
+		t.mu.Unlock()
+		for _, name := range names {
+			st, err := state(ctx, name)
+			if ctx.Err() != nil {
+				return
+			}
+			if errdefs.IsNotFound(err) || (err == nil && st != agentproto.ServiceStarting && st != agentproto.ServiceReady) {
+				t.unpublishAll(name)
+			}
+		}
+	}
 }

@@ -102,6 +102,15 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: s.routes()}
 	go func() { _ = srv.Serve(ln) }()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.ports.watch(watchCtx, func(ctx context.Context, name string) (string, error) {
+		info, err := v.Agent().ServiceStatus(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		return info.State, nil
+	})
 	if err := sendReady(ready, Ready{Info: info}); err != nil {
 		// The launcher died in the last moment: nobody records this VM.
 		_ = srv.Close()

@@ -93,7 +93,7 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 	}
 	// Ports first: a host port that is taken fails the start before the
 	// service runs, and a published port is there the moment it is ready.
-	published, err := s.ports.publish(req.Name, req.Publish)
+	published, err := s.ports.publish(req.Publish)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -108,14 +108,17 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 		ReadyTimeoutMs: req.ReadyTimeoutMs, ReadyIntervalMs: req.ReadyIntervalMs,
 	})
 	if err != nil {
-		s.ports.release(req.Name, published) // not another service's of that name
+		s.ports.release(published)
 		s.writeErr(w, err)
 		return
 	}
+	if info.State == agentproto.ServiceReady {
+		s.ports.commit(req.Name, published)
+	} else {
+		s.ports.release(published) // a failed start leaves nothing behind
+	}
 	res := ServiceStartResult{Service: s.service(*info)}
 	if info.State != agentproto.ServiceReady {
-		s.ports.release(req.Name, published) // a failed start leaves nothing behind
-		res.Service.PublishedPorts = s.ports.of(req.Name)
 		if l, err := s.vm.Agent().ServiceLogs(r.Context(), req.Name, serviceLogTail, 16<<10); err == nil {
 			res.LogTail = redactLog(s.redact, l.Log, l.Truncated)
 		}

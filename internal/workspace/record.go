@@ -79,8 +79,15 @@ func (p Paths) Snapshot(name string) string {
 	return filepath.Join(p.SnapshotDir(), name+".tar")
 }
 func (p Paths) snapshotTmp(name string) string {
-	return filepath.Join(p.SnapshotDir(), "."+name+".tar.tmp")
+	return filepath.Join(p.SnapshotDir(), "."+name+snapshotTmpSuffix)
 }
+
+// A snapshot being made is its reserved (flocked) temp file, plus the dir
+// the guest's archive is extracted into, named after it.
+const (
+	snapshotTmpSuffix = ".tar.tmp"
+	extractDirSuffix  = ".d"
+)
 
 // PreResetDisk is where a reset keeps the disk it replaces until the new
 // one is seeded; one left behind means a reset was interrupted.

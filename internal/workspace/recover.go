@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -103,6 +106,10 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		}
 		return true
 	}
+	cleaned := removeDeadSnapshotTemps(p)
+	if cleaned {
+		m.log.Warn("removed what a dead snapshot create left", "workspace", rec.ID)
+	}
 	if rec.State == StateStopped {
 		if info, err := readInfo(p); err == nil && vm.Alive(info.Pid, info.PidStart) {
 			m.log.Warn("stopping a supervisor its dead launcher never recorded", "workspace", rec.ID)
@@ -110,5 +117,38 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 			return true
 		}
 	}
-	return false
+	return cleaned
+}
+
+// removeDeadSnapshotTemps removes the temp file and extraction dir of every
+// snapshot create whose process died: its temp file is no longer flocked
+// (or is gone while its dir is left). A live create keeps its flock.
+func removeDeadSnapshotTemps(p Paths) (removed bool) {
+	ents, err := os.ReadDir(p.SnapshotDir())
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		name := filepath.Join(p.SnapshotDir(), e.Name())
+		switch {
+		case strings.HasSuffix(name, snapshotTmpSuffix):
+			f, err := os.Open(name)
+			if err != nil {
+				continue
+			}
+			free := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+			if free { // held until the removal, so no new create takes it meanwhile
+				os.RemoveAll(name + extractDirSuffix)
+				os.Remove(name)
+				removed = true
+			}
+			f.Close()
+		case strings.HasSuffix(name, snapshotTmpSuffix+extractDirSuffix):
+			if _, err := os.Stat(strings.TrimSuffix(name, extractDirSuffix)); errors.Is(err, os.ErrNotExist) {
+				os.RemoveAll(name)
+				removed = true
+			}
+		}
+	}
+	return removed
 }

@@ -108,7 +108,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := snapshotFromStream(ctx, pr, p.Dir, tmpFile, snapshotLimits)
+		st, err := snapshotFromStream(ctx, pr, tmpFile.Name()+extractDirSuffix, tmpFile, snapshotLimits)
 		pr.CloseWithError(err)
 		if err == nil {
 			err = tmpFile.Sync()
@@ -198,12 +198,14 @@ func (m *Manager) reserveSnapshot(p Paths, name string) (*os.File, error) {
 
 // snapshotFromStream turns an untrusted tar stream (the guest's archive of
 // /workspace) into a normalized tar written to out: it extracts r with the
-// validated, bounded archive.Extract into a fresh temp dir under workDir,
-// then packs that tree with archive.Seed. The temp dir is removed on every
-// path.
-func snapshotFromStream(ctx context.Context, r io.Reader, workDir string, out io.Writer, lim archive.Limits) (archive.Stats, error) {
-	tmp, err := os.MkdirTemp(workDir, ".snapshot-")
-	if err != nil {
+// validated, bounded archive.Extract into the fresh dir tmp (the caller
+// owns that path: what a crashed process left there goes first), then packs
+// that tree with archive.Seed. tmp is removed on every path.
+func snapshotFromStream(ctx context.Context, r io.Reader, tmp string, out io.Writer, lim archive.Limits) (archive.Stats, error) {
+	if err := os.RemoveAll(tmp); err != nil {
+		return archive.Stats{}, err
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return archive.Stats{}, err
 	}
 	defer os.RemoveAll(tmp)

@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -70,7 +72,7 @@ func TestSnapshotFromStreamValidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			work := t.TempDir()
 			var out bytes.Buffer
-			_, err := snapshotFromStream(ctx, craftTar(t, tc.entries...), work, &out, tc.lim)
+			_, err := snapshotFromStream(ctx, craftTar(t, tc.entries...), filepath.Join(work, ".s.tar.tmp.d"), &out, tc.lim)
 			if got := errdefs.CodeOf(err); got != tc.code {
 				t.Fatalf("err = %v (code %q), want %s", err, got, tc.code)
 			}
@@ -95,7 +97,7 @@ func TestSnapshotFromStreamNormalizes(t *testing.T) {
 		tarEntry{tar.Header{Name: "./l", Linkname: "a.sh", Typeflag: tar.TypeSymlink}, ""},
 	)
 	var out bytes.Buffer
-	st, err := snapshotFromStream(context.Background(), in, work, &out, archive.Limits{})
+	st, err := snapshotFromStream(context.Background(), in, filepath.Join(work, ".s.tar.tmp.d"), &out, archive.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,4 +165,51 @@ func TestReserveSnapshotIsExclusive(t *testing.T) {
 		t.Fatalf("after release: %v", err)
 	}
 	g.Close()
+}
+
+// What a snapshot create killed with -9 leaves (its temp file, no longer
+// flocked, and its extraction dir) goes at the next tidy pass; a create
+// that is alive keeps its flock and its files.
+func TestTidyRemovesDeadSnapshotTemps(t *testing.T) {
+	m := NewManager(t.TempDir(), "pyro", slog.New(slog.DiscardHandler))
+	p := m.paths("0123456789ab")
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := m.reserveSnapshot(p, "dead")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := m.reserveSnapshot(p, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	for _, f := range []*os.File{dead, live} {
+		if err := os.MkdirAll(filepath.Join(f.Name()+extractDirSuffix, "src"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orphan := filepath.Join(p.SnapshotDir(), ".gone"+snapshotTmpSuffix+extractDirSuffix)
+	if err := os.Mkdir(orphan, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // its process died: the flock goes with it
+
+	if _, _, err := m.Tidy(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{dead.Name(), dead.Name() + extractDirSuffix, orphan} {
+		if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{live.Name(), live.Name() + extractDirSuffix} {
+		if _, err := os.Lstat(kept); err != nil {
+			t.Errorf("a live create lost %s: %v", kept, err)
+		}
+	}
 }
