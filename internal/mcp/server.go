@@ -97,9 +97,10 @@ func withProgress(ctx context.Context, req *mcp.CallToolRequest) context.Context
 
 // handler adapts an SDK call to a typed MCP tool handler; a failed call
 // becomes an isError result whose text starts with the stable code.
+// Progress the SDK reports during the call reaches clients that asked for it.
 func handler[In, Out any](call func(context.Context, In) (Out, error)) mcp.ToolHandlerFor[In, Out] {
-	return func(ctx context.Context, _ *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
-		out, err := call(ctx, in)
+	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+		out, err := call(withProgress(ctx, req), in)
 		if err != nil {
 			var zero Out
 			return nil, zero, toolError(err)

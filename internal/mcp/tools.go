@@ -133,20 +133,15 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 				"link-local/metadata addresses). Off by default: the guest has no network device.", def: false},
 		}),
 	}
-	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in vmRunInput) (*mcp.CallToolResult, *pyro.RunResult, error) {
-		ctx = withProgress(ctx, req)
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
-		res, err := c.Run(ctx, pyro.RunRequest{
+		return c.Run(ctx, pyro.RunRequest{
 			Environment: in.Environment, Command: in.Command, VCPUCount: in.VCPUCount,
 			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, Network: in.Network,
 		})
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, res, nil
-	})
+	}))
 }
 
 type listEnvironmentsInput struct{}

@@ -78,12 +78,7 @@ func addWorkspaceReset(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"snapshot":     {desc: "\"baseline\" for the create-time content (the default), or the name of a snapshot made with snapshot_create (workspace-full profile).", def: "baseline"},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in workspaceResetInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
-		ctx = withProgress(ctx, req)
-		w, err := c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: in.WorkspaceID, Snapshot: in.Snapshot})
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, w, nil
-	})
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceResetInput) (*pyro.Workspace, error) {
+		return c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: in.WorkspaceID, Snapshot: in.Snapshot})
+	}))
 }

@@ -77,8 +77,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"network_policy": networkPolicyProp,
 		}),
 	}
-	mcp.AddTool(s, t, func(ctx context.Context, req *mcp.CallToolRequest, in workspaceCreateInput) (*mcp.CallToolResult, *pyro.Workspace, error) {
-		ctx = withProgress(ctx, req)
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceCreateInput) (*pyro.Workspace, error) {
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
@@ -92,12 +91,8 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		if cr.SeedPath == "" && d.projectPath != "" {
 			cr.SeedPath, cr.SeedGitTracked = d.projectPath, true
 		}
-		w, err := c.CreateWorkspace(ctx, cr)
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, w, nil
-	})
+		return c.CreateWorkspace(ctx, cr)
+	}))
 }
 
 type workspaceRefInput struct {
