@@ -610,7 +610,7 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 		return rec, nil
 	}
 	m.stopSupervisor(ctx, p) // leftovers of a crashed supervisor
-	if _, err := os.Stat(p.PreResetDisk()); err == nil {
+	if p.resetInterrupted() {
 		m.rollbackReset(p) // an interrupted reset: back to the disk from before it
 	}
 	// Always cold: the disk has moved on from any saved machine.

@@ -91,7 +91,15 @@ const (
 
 // PreResetDisk is where a reset keeps the disk it replaces until the new
 // one is seeded; one left behind means a reset was interrupted.
-func (p Paths) PreResetDisk() string  { return filepath.Join(p.Dir, "disk.pre-reset.qcow2") }
+func (p Paths) PreResetDisk() string { return filepath.Join(p.Dir, "disk.pre-reset.qcow2") }
+
+// resetInterrupted reports whether a reset set the disk aside and never
+// finished: the disk at PreResetDisk is the workspace's real one.
+func (p Paths) resetInterrupted() bool {
+	_, err := os.Stat(p.PreResetDisk())
+	return err == nil
+}
+
 func (p Paths) History() string       { return filepath.Join(p.Dir, "history.jsonl") }
 func (p Paths) RunDir() string        { return filepath.Join(p.Dir, "run") }
 func (p Paths) Socket() string        { return filepath.Join(p.Dir, "supervisor.sock") }

@@ -96,7 +96,7 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		m.destroy(p)
 		return true
 	}
-	if _, err := os.Stat(p.PreResetDisk()); err == nil {
+	if p.resetInterrupted() {
 		m.log.Warn("rolling back a reset whose process died", "workspace", rec.ID)
 		m.stopSupervisor(ctx, p)
 		m.rollbackReset(p)

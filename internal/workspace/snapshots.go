@@ -338,7 +338,7 @@ func (m *Manager) Reset(ctx context.Context, ref, source string, restore *Restor
 // already, an earlier reset was interrupted: that one is the disk from
 // before it, and the current one (half seeded) goes.
 func (m *Manager) setAsideDisk(p Paths) error {
-	if _, err := os.Stat(p.PreResetDisk()); err == nil {
+	if p.resetInterrupted() {
 		if err := os.Remove(p.Disk()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -354,7 +354,7 @@ func (m *Manager) setAsideDisk(p Paths) error {
 // must be stopped). Without one (a workspace created with no_boot), the new
 // disk is simply removed.
 func (m *Manager) rollbackReset(p Paths) {
-	if _, err := os.Stat(p.PreResetDisk()); err != nil {
+	if !p.resetInterrupted() {
 		os.Remove(p.Disk())
 		return
 	}
