@@ -223,11 +223,17 @@ func TestWorkspacePublishedPorts(t *testing.T) {
 func TestVMNetworkInfo(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
 	ctx := t.Context()
+	if _, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: "debian:12", NetworkPolicy: "egress+published-ports"}); pyro.ErrorCode(err) != "invalid_argument" {
+		t.Errorf("a low-level VM that could publish: %v", err)
+	}
 	v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: "debian:12", NetworkPolicy: "egress"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.DeleteVM(context.Background(), v.VMID)
+	if v.NetworkPolicy != "egress" {
+		t.Errorf("vm %+v", v)
+	}
 	if n, err := c.VMNetworkInfo(ctx, v.VMID); err != nil || n.NetworkPolicy != "egress" || n.GuestAddress != "" {
 		t.Fatalf("stopped: %v %+v", err, n)
 	}

@@ -20,8 +20,8 @@ type CreateVMRequest struct {
 	VCPUCount   int    `json:"vcpu_count,omitempty"`
 	MemMiB      int    `json:"mem_mib,omitempty"`
 	TTLSeconds  int    `json:"ttl_seconds,omitempty"` // 0 = DefaultVMTTLSeconds
-	// NetworkPolicy is off (default), egress or egress+published-ports, as
-	// for workspaces.
+	// NetworkPolicy is off (default) or egress, as for workspaces. A
+	// low-level VM runs no services, so it has nothing to publish.
 	NetworkPolicy string `json:"network_policy,omitempty"`
 }
 
@@ -38,6 +38,7 @@ type VM struct {
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
 	ExecutionMode  string     `json:"execution_mode,omitempty"`
 	BootMs         int64      `json:"boot_ms,omitempty"`
+	NetworkPolicy  string     `json:"network_policy"`
 }
 
 // VMExecRequest is the one command of a low-level VM.
@@ -70,7 +71,7 @@ func toVM(r *workspace.Record, info *supervisor.Info) *VM {
 	w := toWorkspace(r, info)
 	return &VM{VMID: w.WorkspaceID, Environment: w.Environment, State: w.State, VCPUCount: w.VCPUCount,
 		MemMiB: w.MemMiB, TTLSeconds: w.TTLSeconds, CreatedAt: w.CreatedAt, LastActivityAt: w.LastActivityAt,
-		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs}
+		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs, NetworkPolicy: w.NetworkPolicy}
 }
 
 // CreateVM defines a VM without booting it.
@@ -89,6 +90,9 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 		return nil, err
 	}
 	policy, _ := network.ParsePolicy(req.NetworkPolicy) // checked by validateCreate
+	if policy.AllowsPublish() {
+		return nil, errdefs.InvalidArgument("network_policy", "low-level VMs run no services, so they have no ports to publish: use %s, or a workspace", network.PolicyEgress)
+	}
 	e, err := c.envs.Ensure(ctx, req.Environment)
 	if err != nil {
 		return nil, err
@@ -186,9 +190,7 @@ func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, er
 	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State}
 	if info != nil && info.GuestAddress != "" {
 		out.GuestAddress, out.Gateway, out.DNS, out.MAC = info.GuestAddress, info.Gateway, info.DNS, info.MAC
-		for _, p := range info.Published {
-			out.PublishedPorts = append(out.PublishedPorts, PublishedPort{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddress: p.HostAddress})
-		}
+		out.PublishedPorts = toPublishedPorts(info.Published)
 	}
 	return out, nil
 }

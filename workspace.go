@@ -406,8 +406,9 @@ func recordedPolicy(p network.Policy) string {
 
 // recordPolicy reads a record's policy back.
 func recordPolicy(s string) network.Policy {
-	if s == "" {
-		return network.PolicyOff
+	p, err := network.ParsePolicy(s)
+	if err != nil {
+		return network.PolicyOff // a record pyro did not write
 	}
-	return network.Policy(s)
+	return p
 }

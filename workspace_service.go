@@ -9,6 +9,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
@@ -80,10 +81,16 @@ func toService(wsID string, svc *supervisor.Service) Service {
 	} else {
 		s.Command = strings.Join(i.Argv, " ")
 	}
-	for _, p := range svc.PublishedPorts {
-		s.PublishedPorts = append(s.PublishedPorts, PublishedPort{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddress: p.HostAddress})
-	}
+	s.PublishedPorts = toPublishedPorts(svc.PublishedPorts)
 	return s
+}
+
+func toPublishedPorts(in []network.Published) []PublishedPort {
+	var out []PublishedPort
+	for _, p := range in {
+		out = append(out, PublishedPort{GuestPort: p.GuestPort, HostPort: p.HostPort, HostAddress: p.HostAddress})
+	}
+	return out
 }
 
 func guestTime(s string) *time.Time {
@@ -155,7 +162,7 @@ func (r StartServiceRequest) validate() error {
 	}
 	for _, p := range r.Publish {
 		if p.GuestPort < 1 || p.GuestPort > 65535 || p.HostPort < 0 || p.HostPort > 65535 {
-			return errdefs.InvalidArgument("publish", "guest port %d, host port %d: ports are 1..65535 (host port 0: any free port)", p.GuestPort, p.HostPort)
+			return errdefs.InvalidArgument("published_ports", "guest port %d, host port %d: ports are 1..65535 (host port 0: any free port)", p.GuestPort, p.HostPort)
 		}
 	}
 	_, _, err := r.readiness()

@@ -30,10 +30,12 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 		InputSchema: inputSchema[vmCreateInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
-			"vcpu_count":     {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
-			"mem_mib":        {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
-			"ttl_seconds":    {desc: "Delete the VM after this many seconds without activity.", def: pyro.DefaultVMTTLSeconds, min: ttlMin, max: ttlMax},
-			"network_policy": networkPolicyProp,
+			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
+			"ttl_seconds": {desc: "Delete the VM after this many seconds without activity.", def: pyro.DefaultVMTTLSeconds, min: ttlMin, max: ttlMax},
+			"network_policy": {desc: "The guest's network: off (no network device) or egress (outbound NAT to the internet and " +
+				"other machines, never to this host, its loopback services or link-local/metadata addresses).",
+				def: "off", enum: []any{"off", "egress"}},
 		})}
 	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmCreateInput) (*mcp.CallToolResult, *pyro.VM, error) {
 		if in.Environment == "" {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -15,19 +16,39 @@ import (
 // maxPublished bounds the ports one service may publish.
 const maxPublished = 16
 
+// portWatchInterval is how soon the ports of a service that ended on its
+// own (exited, or failed later) are closed.
+const portWatchInterval = time.Second
+
 // portTable is the ports published for each service, on the VM's network.
-// Ports live as long as their service runs: a stop ends them, so does the
-// service's own end (watch) and the VM's end (the network closes every
-// listener).
+// Ports belong to one run of a service (an instance: a name can be started
+// again once its service ended) and live as long as it runs: a stop ends
+// them, so does the service's own end (watch) and the VM's end (the network
+// closes every listener).
 type portTable struct {
 	net    *network.Stack // nil: the VM has no network
 	policy network.Policy
 	mu     sync.Mutex
-	byName map[string][]network.Published
+	byName map[string]servicePorts
 }
 
-func newPortTable(st *network.Stack, policy network.Policy) *portTable {
-	return &portTable{net: st, policy: policy, byName: map[string][]network.Published{}}
+type servicePorts struct {
+	instance string
+	ports    []network.Published
+}
+
+// instanceOf names one run of a service.
+func instanceOf(info *agentproto.ServiceInfo) string {
+	return fmt.Sprintf("%d@%s", info.Pid, info.StartedAt)
+}
+
+// newPortTable takes the policy as recorded ("" is off).
+func newPortTable(st *network.Stack, recorded string) *portTable {
+	policy, err := network.ParsePolicy(recorded)
+	if err != nil {
+		policy = network.PolicyOff
+	}
+	return &portTable{net: st, policy: policy, byName: map[string]servicePorts{}}
 }
 
 // publish opens the host side of mappings for a service about to start.
@@ -38,11 +59,12 @@ func (t *portTable) publish(mappings []PortMapping) ([]network.Published, error)
 		return nil, nil
 	}
 	if t.net == nil || !t.policy.AllowsPublish() {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInvalidArgument,
-			"publish: this workspace's network policy is %q; publishing ports needs a workspace created with network policy %s", policyName(t.policy), network.PolicyEgressPublish)
+		return nil, errdefs.InvalidArgument("published_ports",
+			"this workspace's network policy is %s; publishing ports needs a workspace created with network policy %s",
+			t.policy, network.PolicyEgressPublish)
 	}
 	if len(mappings) > maxPublished {
-		return nil, errdefs.InvalidArgument("publish", "at most %d ports per service", maxPublished)
+		return nil, errdefs.InvalidArgument("published_ports", "at most %d ports per service", maxPublished)
 	}
 	var done []network.Published
 	for _, m := range mappings {
@@ -56,14 +78,18 @@ func (t *portTable) publish(mappings []PortMapping) ([]network.Published, error)
 	return done, nil
 }
 
-// commit gives ps, opened by publish, to the service name that is now ready.
-func (t *portTable) commit(name string, ps []network.Published) {
-	if len(ps) == 0 {
-		return
-	}
+// commit gives ps, opened by publish, to the run of service name that just
+// got ready. Ports of an earlier run of that name are closed: it has ended,
+// or the agent would not have started the name again.
+func (t *portTable) commit(name string, info *agentproto.ServiceInfo, ps []network.Published) {
 	t.mu.Lock()
-	t.byName[name] = append(t.byName[name], ps...)
+	old := t.byName[name]
+	delete(t.byName, name)
+	if len(ps) > 0 {
+		t.byName[name] = servicePorts{instance: instanceOf(info), ports: ps}
+	}
 	t.mu.Unlock()
+	t.closeAll(old.ports)
 }
 
 // release closes ports opened by publish whose service did not start.
@@ -72,17 +98,31 @@ func (t *portTable) release(ps []network.Published) { t.closeAll(ps) }
 // unpublishAll ends every port of service name.
 func (t *portTable) unpublishAll(name string) {
 	t.mu.Lock()
-	ps := t.byName[name]
+	old := t.byName[name]
 	delete(t.byName, name)
 	t.mu.Unlock()
-	t.closeAll(ps)
+	t.closeAll(old.ports)
+}
+
+// unpublishRun ends the ports of service name if they still belong to run
+// instance (a newer run of the name keeps its own).
+func (t *portTable) unpublishRun(name, instance string) {
+	t.mu.Lock()
+	sp, ok := t.byName[name]
+	if !ok || sp.instance != instance {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.byName, name)
+	t.mu.Unlock()
+	t.closeAll(sp.ports)
 }
 
 // of lists the ports published for service name.
 func (t *portTable) of(name string) []network.Published {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return slices.Clone(t.byName[name])
+	return slices.Clone(t.byName[name].ports)
 }
 
 func (t *portTable) closeAll(ps []network.Published) {
@@ -91,21 +131,9 @@ func (t *portTable) closeAll(ps []network.Published) {
 	}
 }
 
-func policyName(p network.Policy) string {
-	if p == "" {
-		return string(network.PolicyOff)
-	}
-	return string(p)
-}
-
-// portWatchInterval is how soon the ports of a service that ended on its
-// own (exited, or failed later) are closed.
-const portWatchInterval = time.Second
-
-// watch closes the ports of services that are no longer running, until ctx
-// ends. state reports a service's state ("" with an error when the guest
-// does not know it).
-func (t *portTable) watch(ctx context.Context, state func(ctx context.Context, name string) (string, error)) {
+// watch closes the ports of service runs that are no longer running, until
+// ctx ends. status asks the guest about a service.
+func (t *portTable) watch(ctx context.Context, status func(ctx context.Context, name string) (*agentproto.ServiceInfo, error)) {
 	tick := time.NewTicker(portWatchInterval)
 	defer tick.Stop()
 	for {
@@ -115,16 +143,20 @@ func (t *portTable) watch(ctx context.Context, state func(ctx context.Context, n
 		case <-tick.C:
 		}
 		t.mu.Lock()
-		names := slices.Collect(maps.Keys(t.byName))
+		owners := maps.Clone(t.byName)
 		t.mu.Unlock()
-		for _, name := range names {
-			st, err := state(ctx, name)
+		for name, sp := range owners {
+			info, err := status(ctx, name)
 			if ctx.Err() != nil {
 				return
 			}
-			if errdefs.IsNotFound(err) || (err == nil && st != agentproto.ServiceStarting && st != agentproto.ServiceReady) {
-				t.unpublishAll(name)
+			if errdefs.IsNotFound(err) || err == nil && (instanceOf(info) != sp.instance || !running(info.State)) {
+				t.unpublishRun(name, sp.instance)
 			}
 		}
 	}
+}
+
+func running(state string) bool {
+	return state == agentproto.ServiceStarting || state == agentproto.ServiceReady
 }

@@ -36,10 +36,11 @@ func listening(port int) bool {
 	return err == nil
 }
 
-// The ports of a service that ended on its own close within a moment; those
-// of a running service, and those of a service still starting, stay.
+// The ports of a service run that ended on its own close within a moment;
+// those of a running service, of a service still starting, and of a newer
+// run of a name stay.
 func TestPortsFollowTheirService(t *testing.T) {
-	table := newPortTable(newTestStack(t, network.PolicyEgressPublish), network.PolicyEgressPublish)
+	table := newPortTable(newTestStack(t, network.PolicyEgressPublish), string(network.PolicyEgressPublish))
 	open := func() network.Published {
 		ps, err := table.publish([]PortMapping{{GuestPort: 8000}})
 		if err != nil || len(ps) != 1 {
@@ -47,25 +48,29 @@ func TestPortsFollowTheirService(t *testing.T) {
 		}
 		return ps[0]
 	}
+	run := func(pid int) *agentproto.ServiceInfo {
+		return &agentproto.ServiceInfo{Pid: pid, StartedAt: "2026-11-26T00:00:00Z", State: agentproto.ServiceReady}
+	}
 	web, gone, job, starting := open(), open(), open(), open()
-	table.commit("web", []network.Published{web})
-	table.commit("gone", []network.Published{gone})
-	table.commit("job", []network.Published{job})
+	table.commit("web", run(10), []network.Published{web})
+	table.commit("gone", run(11), []network.Published{gone})
+	table.commit("job", run(12), []network.Published{job})
 
 	var mu sync.Mutex
-	states := map[string]string{"web": agentproto.ServiceReady, "job": agentproto.ServiceReady}
+	services := map[string]*agentproto.ServiceInfo{"web": run(10), "job": run(12)}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	go table.watch(ctx, func(_ context.Context, name string) (string, error) {
+	go table.watch(ctx, func(_ context.Context, name string) (*agentproto.ServiceInfo, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		if st, ok := states[name]; ok {
-			return st, nil
+		if s, ok := services[name]; ok {
+			c := *s
+			return &c, nil
 		}
-		return "", errdefs.New(errdefs.ErrNotFound, "service_not_found", "no service %s", name)
+		return nil, errdefs.New(errdefs.ErrNotFound, "service_not_found", "no service %s", name)
 	})
 	mu.Lock()
-	states["job"] = agentproto.ServiceExited
+	services["job"].State = agentproto.ServiceExited
 	mu.Unlock()
 
 	deadline := time.Now().Add(5 * time.Second)
@@ -81,22 +86,33 @@ func TestPortsFollowTheirService(t *testing.T) {
 	if !listening(starting.HostPort) {
 		t.Error("a starting service lost its port")
 	}
+
+	// web runs again (a new pid): its new port is its own, the old one goes.
+	again := open()
+	table.commit("web", run(20), []network.Published{again})
+	mu.Lock()
+	services["web"] = run(20)
+	mu.Unlock()
+	time.Sleep(2 * portWatchInterval)
+	if listening(web.HostPort) || !listening(again.HostPort) || len(table.of("web")) != 1 {
+		t.Errorf("after a new run: old open %v, new open %v, table %v", listening(web.HostPort), listening(again.HostPort), table.of("web"))
+	}
 }
 
 // Publishing needs the policy that allows it, and a free host port.
 func TestPublishChecks(t *testing.T) {
-	egress := newPortTable(newTestStack(t, network.PolicyEgress), network.PolicyEgress)
+	egress := newPortTable(newTestStack(t, network.PolicyEgress), string(network.PolicyEgress))
 	if _, err := egress.publish([]PortMapping{{GuestPort: 80}}); err == nil {
 		t.Error("published under policy egress")
 	}
-	off := newPortTable(nil, network.PolicyOff)
+	off := newPortTable(nil, "")
 	if _, err := off.publish([]PortMapping{{GuestPort: 80}}); err == nil {
 		t.Error("published without a network")
 	}
 	if ps, err := off.publish(nil); err != nil || ps != nil {
 		t.Errorf("nothing to publish: %v %v", ps, err)
 	}
-	table := newPortTable(newTestStack(t, network.PolicyEgressPublish), network.PolicyEgressPublish)
+	table := newPortTable(newTestStack(t, network.PolicyEgressPublish), string(network.PolicyEgressPublish))
 	first, err := table.publish([]PortMapping{{GuestPort: 80}})
 	if err != nil {
 		t.Fatal(err)

@@ -76,7 +76,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	s := &server{
 		spec: spec, vm: v, log: log, shutdown: make(chan struct{}), redact: redact,
 		shells: shell.NewManager(shell.Options{Redact: redact}),
-		ports:  newPortTable(v.Network(), network.Policy(spec.NetworkPolicy)),
+		ports:  newPortTable(v.Network(), spec.NetworkPolicy),
 	}
 	defer s.cleanup()
 
@@ -104,13 +104,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go s.ports.watch(watchCtx, func(ctx context.Context, name string) (string, error) {
-		info, err := v.Agent().ServiceStatus(ctx, name)
-		if err != nil {
-			return "", err
-		}
-		return info.State, nil
-	})
+	go s.ports.watch(watchCtx, v.Agent().ServiceStatus)
 	if err := sendReady(ready, Ready{Info: info}); err != nil {
 		// The launcher died in the last moment: nobody records this VM.
 		_ = srv.Close()

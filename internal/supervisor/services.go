@@ -93,6 +93,13 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 	}
 	// Ports first: a host port that is taken fails the start before the
 	// service runs, and a published port is there the moment it is ready.
+	// A previous run of this name that has ended gives its ports back first,
+	// so that it can be started again on the same host ports.
+	if len(req.Publish) > 0 && len(s.ports.of(req.Name)) > 0 {
+		if info, err := s.vm.Agent().ServiceStatus(r.Context(), req.Name); errdefs.IsNotFound(err) || err == nil && !running(info.State) {
+			s.ports.unpublishAll(req.Name)
+		}
+	}
 	published, err := s.ports.publish(req.Publish)
 	if err != nil {
 		s.writeErr(w, err)
@@ -113,7 +120,7 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if info.State == agentproto.ServiceReady {
-		s.ports.commit(req.Name, published)
+		s.ports.commit(req.Name, info, published)
 	} else {
 		s.ports.release(published) // a failed start leaves nothing behind
 	}

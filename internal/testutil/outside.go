@@ -30,24 +30,22 @@ type Outside struct {
 // iproute2's ip).
 func NewOutside(t testing.TB) *Outside {
 	t.Helper()
-	n := freeSubnet(t)
-	ns := fmt.Sprintf("pyro-test-%d-%d", os.Getpid(), n)
-	hostIf, nsIf := fmt.Sprintf("pyv%dh", n), fmt.Sprintf("pyv%dn", n)
-	subnet := fmt.Sprintf("10.213.%d", n)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	removeDeadNamespaces()
+	var ns, subnet string
+	for attempt := 0; ; attempt++ {
+		n := freeSubnet(t)
+		ns, subnet = fmt.Sprintf("pyro-test-%d-%d", os.Getpid(), n), fmt.Sprintf("10.213.%d", n)
+		err := makeNamespace(ns, fmt.Sprintf("pyv%dh", n), fmt.Sprintf("pyv%dn", n), subnet)
+		if err == nil {
+			break
 		}
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		if attempt == 4 || !strings.Contains(err.Error(), "File exists") {
+			t.Fatalf("test network %s: %v (needs root and iproute2)", ns, err)
+		}
+		// Another test process took the same subnet at the same moment.
 	}
-	run("netns", "add", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() }) // takes the veth pair with it
-	run("link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", ns)
-	run("addr", "add", subnet+".1/24", "dev", hostIf)
-	run("link", "set", hostIf, "up")
-	run("-n", ns, "addr", "add", subnet+".2/24", "dev", nsIf)
-	run("-n", ns, "link", "set", nsIf, "up")
-	run("-n", ns, "link", "set", "lo", "up")
 
 	o := &Outside{Addr: subnet + ".2:8080", HostSide: subnet + ".1", Body: "hello from outside " + ns + "\n"}
 	ln := listenIn(t, "/run/netns/"+ns, o.Addr)
@@ -57,6 +55,40 @@ func NewOutside(t testing.TB) *Outside {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return o
+}
+
+// makeNamespace makes netns ns linked to this host by a veth pair:
+// hostIf with subnet.1 here, nsIf with subnet.2 there.
+func makeNamespace(ns, hostIf, nsIf, subnet string) error {
+	for _, args := range [][]string{
+		{"netns", "add", ns},
+		{"link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", ns},
+		{"addr", "add", subnet + ".1/24", "dev", hostIf},
+		{"link", "set", hostIf, "up"},
+		{"-n", ns, "addr", "add", subnet + ".2/24", "dev", nsIf},
+		{"-n", ns, "link", "set", nsIf, "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// removeDeadNamespaces deletes the test namespaces of test processes that
+// were killed before their cleanup ran.
+func removeDeadNamespaces() {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		var pid, n int
+		if _, err := fmt.Sscanf(e.Name(), "pyro-test-%d-%d", &pid, &n); err != nil {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
 }
 
 // freeSubnet picks N for 10.213.N.0/24 that no interface of the host uses

@@ -191,7 +191,11 @@ func (v *VM) syncGuest(ctx context.Context) (*agentproto.Hello, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, vmm.BootFailed("the guest agent did not take the host's clock and entropy: "+err.Error(), v.machine.ConsoleTail(25))
+		what := "the host's clock and entropy"
+		if req.Network != nil {
+			what = "the host's clock, entropy and network configuration"
+		}
+		return nil, vmm.BootFailed("the guest agent did not take "+what+": "+err.Error(), v.machine.ConsoleTail(25))
 	}
 	return h, nil
 }
