@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -20,7 +22,8 @@ import (
 // The guest's resolver is the gateway; queries are relayed, as raw DNS
 // messages, to the host's own resolvers. This is the only path on which the
 // guest's traffic may reach a loopback address (e.g. 127.0.0.53), and only
-// the host-configured nameservers on the DNS port.
+// the host-configured nameservers on the DNS port. A local resolver may trust
+// local clients (updates, zone transfers), so only plain queries pass.
 
 const (
 	maxDNSMessage   = 64 << 10
@@ -66,7 +69,8 @@ func (s *Stack) serveDNSUDP(pc *gonet.UDPConn) {
 		if err != nil {
 			return // closed
 		}
-		if n < dnsHeaderLength {
+		if !validDNSQuery(buf[:n]) {
+			s.log.Debug("dropped DNS message: not a plain query", "proto", "udp")
 			continue
 		}
 		query := bytes.Clone(buf[:n])
@@ -135,40 +139,214 @@ func (s *Stack) serveDNSTCP(l gonetListener) {
 		if err != nil {
 			return // closed
 		}
-		if !acquire(s.tcpSlots) {
+		if !acquire(s.dnsTCPSlots) {
+			s.log.Debug("refused DNS connection: too many", "limit", maxDNSTCPConns)
 			c.Close()
 			continue
 		}
 		if !s.goTracked(func() {
-			defer release(s.tcpSlots)
+			defer release(s.dnsTCPSlots)
 			s.relayDNSTCP(c)
 		}) {
-			release(s.tcpSlots)
+			release(s.dnsTCPSlots)
 			c.Close()
 			return
 		}
 	}
 }
 
-// relayDNSTCP bridges a guest DNS-over-TCP connection to the first upstream
-// that accepts one: the messages are length-prefixed, so a byte relay is a
-// correct DNS relay.
+// relayDNSTCP relays a guest DNS-over-TCP connection to the first upstream
+// that accepts one. Guest messages are checked one by one (the first before
+// any upstream is dialed); the first bad one, or dnsTCPIdle without a message
+// either way, closes both connections. Responses are copied back as they come.
 func (s *Stack) relayDNSTCP(guest net.Conn) {
+	if !s.conns.add(guest) {
+		guest.Close()
+		return
+	}
+	defer s.conns.remove(guest)
+	defer guest.Close()
+	if len(s.resolver.upstreams()) == 0 {
+		return
+	}
+
+	_ = guest.SetDeadline(time.Now().Add(dnsTCPIdle))
+	first, err := readDNSTCPQuery(guest)
+	if err != nil {
+		s.log.Debug("DNS over TCP: closed the connection", "err", err)
+		return
+	}
+	host := s.dialDNSTCP()
+	if host == nil {
+		return
+	}
+	if !s.conns.add(host) {
+		host.Close()
+		return
+	}
+	defer s.conns.remove(host)
+	defer host.Close()
+
+	active := func() {
+		t := time.Now().Add(dnsTCPIdle)
+		_ = guest.SetDeadline(t)
+		_ = host.SetDeadline(t)
+	}
+	active()
+	if _, err := host.Write(first); err != nil {
+		return
+	}
+
+	done := make(chan struct{})
+	go func() { // responses, until the upstream closes or goes idle
+		defer close(done)
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := host.Read(buf)
+			if n > 0 {
+				active()
+				if _, werr := guest.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		guest.Close()
+		host.Close()
+	}()
+	for {
+		msg, err := readDNSTCPQuery(guest)
+		if errors.Is(err, io.EOF) { // half-close: still wait for the answers
+			if cw, ok := host.(closeWriter); ok && cw.CloseWrite() == nil {
+				break
+			}
+		}
+		if err == nil {
+			active()
+			_, err = host.Write(msg)
+		}
+		if err != nil {
+			if errors.Is(err, errBadDNSQuery) {
+				s.log.Debug("DNS over TCP: closed the connection", "err", err)
+			}
+			guest.Close()
+			host.Close()
+			break
+		}
+	}
+	<-done
+}
+
+// dialDNSTCP connects to the first upstream that accepts; nil if none does.
+func (s *Stack) dialDNSTCP() net.Conn {
 	for _, up := range s.resolver.upstreams() {
 		ctx, cancel := context.WithTimeout(s.ctx, dnsTimeout)
 		var d net.Dialer
 		host, err := d.DialContext(ctx, "tcp", up.String())
 		cancel()
 		if err == nil {
-			s.bridge(guest, host)
-			return
+			return host
 		}
 		s.log.Debug("DNS upstream failed", "proto", "tcp", "upstream", up, "err", err)
 		if errors.Is(err, context.Canceled) {
 			break
 		}
 	}
-	guest.Close()
+	return nil
+}
+
+var errBadDNSQuery = errors.New("not a plain DNS query")
+
+// readDNSTCPQuery reads one length-prefixed message and returns it, prefix
+// included, if it is a plain query. io.EOF means a clean end between messages.
+func readDNSTCPQuery(r io.Reader) ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err // io.EOF only if nothing at all was read
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	msg := make([]byte, 2+n)
+	copy(msg, l[:])
+	if _, err := io.ReadFull(r, msg[2:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if !validDNSQuery(msg[2:]) {
+		return nil, errBadDNSQuery
+	}
+	return msg, nil
+}
+
+// validDNSQuery reports whether msg is a plain, well-formed query: QR=0,
+// opcode QUERY, one question that is not a zone transfer, no answer or
+// authority records, at most one additional record and that an EDNS OPT,
+// nothing after it.
+func validDNSQuery(msg []byte) bool {
+	if len(msg) < dnsHeaderLength {
+		return false
+	}
+	flags := binary.BigEndian.Uint16(msg[2:])
+	if flags&0x8000 != 0 || (flags>>11)&0xf != 0 { // QR, opcode
+		return false
+	}
+	qd := binary.BigEndian.Uint16(msg[4:])
+	an := binary.BigEndian.Uint16(msg[6:])
+	ns := binary.BigEndian.Uint16(msg[8:])
+	ar := binary.BigEndian.Uint16(msg[10:])
+	if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+		return false
+	}
+	off, ok := skipDNSName(msg, dnsHeaderLength)
+	if !ok || off+4 > len(msg) {
+		return false
+	}
+	switch binary.BigEndian.Uint16(msg[off:]) { // QTYPE
+	case dnsTypeIXFR, dnsTypeAXFR:
+		return false
+	}
+	off += 4
+	if ar == 1 {
+		// OPT: root name, TYPE 41, CLASS, TTL, RDLENGTH, RDATA.
+		if off+11 > len(msg) || msg[off] != 0 || binary.BigEndian.Uint16(msg[off+1:]) != dnsTypeOPT {
+			return false
+		}
+		off += 11 + int(binary.BigEndian.Uint16(msg[off+9:]))
+	}
+	return off == len(msg)
+}
+
+const (
+	dnsTypeOPT  = 41
+	dnsTypeIXFR = 251
+	dnsTypeAXFR = 252
+)
+
+// skipDNSName returns the offset just past the uncompressed name at off (a
+// question's name has nothing before it to point to).
+func skipDNSName(msg []byte, off int) (int, bool) {
+	total := 0
+	for {
+		if off >= len(msg) {
+			return 0, false
+		}
+		l := int(msg[off])
+		off++
+		if l == 0 {
+			return off, true
+		}
+		if l > 63 { // a compression pointer or a reserved label type
+			return 0, false
+		}
+		total += l + 1
+		if total > 254 {
+			return 0, false
+		}
+		off += l
+	}
 }
 
 // resolver reads the host's nameservers from resolv.conf, at most every

@@ -16,9 +16,11 @@
 // clean up when pyro crashes: the network dies with the process.
 //
 // The guest never reaches the host itself (loopback, any address of any host
-// interface, the guest subnet) nor link-local metadata services
-// (169.254.169.254). DNS at the gateway is relayed to the host's resolvers,
-// which is the one way loopback (e.g. systemd-resolved on 127.0.0.53) is used.
+// interface or local route, the guest subnet) nor metadata services
+// (169.254.169.254 and the like): before each dial the kernel is asked how it
+// would route the destination. DNS at the gateway is relayed, plain queries
+// only, to the host's resolvers, which is the one way loopback (e.g.
+// systemd-resolved on 127.0.0.53) is used. Only the gateway answers ping.
 // With the egress+published-ports policy, guest TCP ports can also be
 // published on host 127.0.0.1 (publish.go).
 package network

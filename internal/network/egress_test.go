@@ -8,11 +8,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 // A refusal must be a reset, seen at once: not a hang until the dial timeout.
@@ -164,123 +165,77 @@ func TestUDPBlocked(t *testing.T) {
 	}
 }
 
-// fakeDNS answers every query with the query, QR bit set, and "+answer".
-func fakeDNS(t *testing.T) (port uint16) {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+// TestPing: the gateway answers ping; nothing else does, so a guest cannot
+// take an answer from the stack for a sign that a destination is reachable.
+func TestPing(t *testing.T) {
+	_, g := newNet(t, netOpts{})
+	if !g.ping(t, gatewayAddr, 5*time.Second) {
+		t.Fatal("the gateway does not answer ping")
+	}
+	for _, dst := range []string{"169.254.169.254", "203.0.113.10", "8.8.8.8", "10.0.2.3", "127.0.0.1"} {
+		if g.ping(t, netip.MustParseAddr(dst), 300*time.Millisecond) {
+			t.Errorf("ping %s answered", dst)
 		}
-		port = portOf(pc.LocalAddr())
-		ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
-		if err != nil {
-			pc.Close()
-			continue // TCP port taken: try another
-		}
-		t.Cleanup(func() { pc.Close(); ln.Close() })
-		answer := func(q []byte) []byte {
-			r := append(bytes.Clone(q), "+answer"...)
-			r[2] |= 0x80
-			return r
-		}
-		go func() {
-			buf := make([]byte, 65535)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo([]byte{0xde, 0xad, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, from) // wrong ID: must be skipped
-				pc.WriteTo(answer(buf[:n]), from)
-			}
-		}()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					var l [2]byte
-					if _, err := io.ReadFull(c, l[:]); err != nil {
-						return
-					}
-					q := make([]byte, int(l[0])<<8|int(l[1]))
-					if _, err := io.ReadFull(c, q); err != nil {
-						return
-					}
-					r := answer(q)
-					c.Write(append([]byte{byte(len(r) >> 8), byte(len(r))}, r...))
-				}()
-			}
-		}()
-		return port
 	}
-	t.Fatal("no port free for both UDP and TCP")
-	return 0
-}
-
-func dnsQuery(id uint16) []byte {
-	q := []byte{byte(id >> 8), byte(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}
-	return append(q, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1)
-}
-
-func TestDNSRelay(t *testing.T) {
-	port := fakeDNS(t)
-	conf := filepath.Join(t.TempDir(), "resolv.conf")
-	// A dead first server is skipped; loopback upstreams are allowed here.
-	os.WriteFile(conf, []byte("nameserver 127.0.0.2\nnameserver 127.0.0.1\n"), 0o644)
-	_, g := newNet(t, netOpts{resolvConf: conf, dnsPort: port})
-	dns := netip.AddrPortFrom(gatewayAddr, 53)
-
-	c := g.dialUDP(t, dns)
-	q := dnsQuery(0xbeef)
-	c.Write(q)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 65535)
-	n, err := c.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp := buf[:n]; resp[0] != 0xbe || resp[1] != 0xef || resp[2]&0x80 == 0 || !bytes.HasSuffix(resp, []byte("+answer")) {
-		t.Fatalf("bad UDP answer %x", resp)
-	}
-
-	tc, err := g.dial(ctxTimeout(t, 5*time.Second), dns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	q = dnsQuery(0x1234)
-	tc.Write(append([]byte{byte(len(q) >> 8), byte(len(q))}, q...))
-	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := io.ReadAll(tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp) < 2+len(q) || int(resp[0])<<8|int(resp[1]) != len(resp)-2 || resp[2] != 0x12 ||
-		!bytes.HasSuffix(resp, []byte("+answer")) {
-		t.Fatalf("bad TCP answer %x", resp)
+	// And the gateway still does after all that.
+	if !g.ping(t, gatewayAddr, 5*time.Second) {
+		t.Fatal("the gateway does not answer ping")
 	}
 }
 
-func TestDNSNoNameservers(t *testing.T) {
-	_, g := newNet(t, netOpts{}) // empty resolv.conf
-	c := g.dialUDP(t, netip.AddrPortFrom(gatewayAddr, 53))
-	c.Write(dnsQuery(1))
-	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if n, err := c.Read(make([]byte, 512)); err == nil {
-		t.Fatalf("got a %d byte answer with no nameservers", n)
+// TestTCPBufferLimits: the stack's per-connection TCP buffers stay small
+// (gVisor's default is 1 MiB each way).
+func TestTCPBufferLimits(t *testing.T) {
+	s, _ := newNet(t, netOpts{})
+	var snd tcpip.TCPSendBufferSizeRangeOption
+	var rcv tcpip.TCPReceiveBufferSizeRangeOption
+	if err := s.ns.TransportProtocolOption(tcp.ProtocolNumber, &snd); err != nil {
+		t.Fatal(err)
 	}
-	tc, err := g.dial(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(gatewayAddr, 53))
+	if err := s.ns.TransportProtocolOption(tcp.ProtocolNumber, &rcv); err != nil {
+		t.Fatal(err)
+	}
+	if snd.Max > 256<<10 || rcv.Max > 256<<10 || snd.Default > 128<<10 || rcv.Default > 128<<10 {
+		t.Fatalf("send %+v, receive %+v", snd, rcv)
+	}
+}
+
+// TestRouteCheckApplied: the kernel route check runs for TCP and UDP, after
+// the static filter has let a destination through.
+func TestRouteCheckApplied(t *testing.T) {
+	var asked sync.Map
+	_, g := newNet(t, netOpts{route: func(a netip.Addr) string {
+		asked.Store(a, true)
+		if a == outside {
+			return "local route (test)"
+		}
+		return ""
+	}})
+	accepted := make(chan net.Conn, 1)
+	ln := hostTCPListener(t, "tcp4", "127.0.0.1:0", func(c net.Conn) { accepted <- c })
+	expectRefused(t, g, netip.AddrPortFrom(outside, portOf(ln.Addr())))
+	expectRefused(t, g, netip.MustParseAddrPort("169.254.169.254:80"))
+
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tc.Close()
-	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if b, err := io.ReadAll(tc); err != nil || len(b) != 0 {
-		t.Fatalf("TCP DNS with no nameservers: %q, %v; want a closed connection", b, err)
+	defer pc.Close()
+	g.dialUDP(t, netip.AddrPortFrom(outside, portOf(pc.LocalAddr()))).Write([]byte("hello"))
+	pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, from, err := pc.ReadFrom(make([]byte, 100)); err == nil {
+		t.Fatalf("host received %d bytes from %s", n, from)
+	}
+	select {
+	case c := <-accepted:
+		c.Close()
+		t.Fatal("the host listener accepted a guest connection")
+	default:
+	}
+	if _, ok := asked.Load(outside); !ok {
+		t.Fatal("the route check was not asked")
+	}
+	if _, ok := asked.Load(netip.MustParseAddr("169.254.169.254")); ok {
+		t.Fatal("the route check ran for a statically blocked address")
 	}
 }

@@ -2,29 +2,45 @@ package network
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
-// hostAddrsTTL bounds how stale the host interface list may be: addresses
-// change (DHCP, VPNs, docker bridges), so it is re-read at most this often.
+// hostAddrsTTL bounds how stale the host interface list may be. The kernel
+// route check (routeReason) is always fresh; this list is a second opinion.
 const hostAddrsTTL = 2 * time.Second
 
 var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
-// defaultHostAddrs is the host interface list shared by Allowed and every Stack.
-var defaultHostAddrs = &hostAddrs{list: net.InterfaceAddrs, ttl: hostAddrsTTL}
-
-// Allowed reports whether a guest may open a connection to addr. It is the
-// whole egress policy: everything is allowed except the host itself and the
-// addresses that reach the host or a metadata service without being "outside".
-func Allowed(addr netip.Addr) bool {
-	return blockReason(addr, defaultHostAddrs) == ""
+// metadataAddrs are cloud metadata services outside link-local space, which
+// the link-local rule misses.
+var metadataAddrs = map[netip.Addr]bool{
+	netip.MustParseAddr("168.63.129.16"):   true, // Azure WireServer
+	netip.MustParseAddr("100.100.100.200"): true, // Alibaba Cloud
+	netip.MustParseAddr("fd00:ec2::254"):   true, // AWS IMDS over IPv6
 }
 
-// blockReason returns why addr is blocked, or "" if it is allowed.
+// defaultHostAddrs is the host interface list shared by every Stack.
+var defaultHostAddrs = &hostAddrs{list: net.InterfaceAddrs, ttl: hostAddrsTTL}
+
+// checkDestination is the whole egress filter: the static rules and the host
+// interface list (blockReason), then the kernel's own routing decision
+// (routeReason). It returns why addr is blocked, or "" if it is allowed. The
+// Stack runs the two parts separately (the second only once it has a slot).
+func checkDestination(addr netip.Addr, hosts *hostAddrs, route func(netip.Addr) string) string {
+	if r := blockReason(addr, hosts); r != "" {
+		return r
+	}
+	return route(addr.Unmap().WithZone(""))
+}
+
+// blockReason applies the static rules and the host interface list.
 func blockReason(addr netip.Addr, hosts *hostAddrs) string {
 	// ::ffff:127.0.0.1 is 127.0.0.1 to the host kernel; zones do not matter.
 	addr = addr.Unmap().WithZone("")
@@ -40,6 +56,8 @@ func blockReason(addr netip.Addr, hosts *hostAddrs) string {
 		return "this-network address"
 	case addr.IsLinkLocalUnicast():
 		return "link-local (metadata service)"
+	case metadataAddrs[addr]:
+		return "metadata service"
 	case addr.IsMulticast():
 		return "multicast"
 	case addr == limitedBroadcast:
@@ -50,6 +68,49 @@ func blockReason(addr netip.Addr, hosts *hostAddrs) string {
 		return "address of the host"
 	}
 	return ""
+}
+
+// routeReason asks the kernel, at the moment of the dial, how it would route
+// a packet to addr, and allows only an ordinary unicast route. This catches
+// what the interface list cannot: local routes that are no interface address
+// (e.g. "ip route add local 10.77.0.0/24 dev lo"), addresses added since the
+// list was read, and directed broadcasts of any subnet. An error (no route,
+// netlink unavailable) blocks: fail closed.
+func routeReason(addr netip.Addr) string {
+	routes, err := netlink.RouteGet(net.IP(addr.AsSlice()))
+	if err != nil {
+		return fmt.Sprintf("no route (%v)", err)
+	}
+	return routesReason(routes)
+}
+
+// routesReason classifies the answer of a route lookup.
+func routesReason(routes []netlink.Route) string {
+	if len(routes) == 0 {
+		return "no route"
+	}
+	for _, r := range routes {
+		if reason := routeTypeReason(r.Type); reason != "" {
+			return reason
+		}
+	}
+	return ""
+}
+
+func routeTypeReason(t int) string {
+	switch t {
+	case unix.RTN_UNICAST:
+		return ""
+	case unix.RTN_LOCAL, unix.RTN_ANYCAST:
+		return "local route (the host itself)"
+	case unix.RTN_BROADCAST:
+		return "broadcast route"
+	case unix.RTN_MULTICAST:
+		return "multicast route"
+	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
+		return "unreachable route"
+	}
+	return fmt.Sprintf("route of type %d", t) // unknown: fail closed
 }
 
 // hostAddrs caches the set of addresses that reach the host: every address of

@@ -2,10 +2,16 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func fakeHosts(prefixes ...string) *hostAddrs {
@@ -41,6 +47,11 @@ func TestBlockReason(t *testing.T) {
 		{"169.254.1.1", false},
 		{"fe80::1", false},
 		{"fe80::1%eth0", false},
+		// Metadata services outside link-local space.
+		{"168.63.129.16", false},
+		{"100.100.100.200", false},
+		{"::ffff:100.100.100.200", false},
+		{"fd00:ec2::254", false},
 		// Multicast and broadcast.
 		{"224.0.0.1", false},
 		{"239.255.255.250", false},
@@ -66,6 +77,8 @@ func TestBlockReason(t *testing.T) {
 		{"10.0.1.255", true},
 		{"172.16.0.1", true},
 		{"100.64.3.5", true},
+		{"100.100.100.201", true},
+		{"168.63.129.17", true},
 		{"2001:db8::6", true},
 		{"2606:4700:4700::1111", true},
 		{"::ffff:8.8.8.8", true},
@@ -79,6 +92,11 @@ func TestBlockReason(t *testing.T) {
 	}
 	if blockReason(netip.Addr{}, hosts) == "" {
 		t.Error("the zero Addr is allowed")
+	}
+	for _, a := range []string{"168.63.129.16", "100.100.100.200"} {
+		if r := blockReason(netip.MustParseAddr(a), hosts); r != "metadata service" {
+			t.Errorf("%s: reason %q, want %q", a, r, "metadata service")
+		}
 	}
 }
 
@@ -115,7 +133,10 @@ func TestHostAddrsFailClosedAndRefresh(t *testing.T) {
 	}
 }
 
-func TestAllowedRealInterfaces(t *testing.T) {
+// TestFilterRealHost runs the whole filter, kernel route check included,
+// against this host's own interfaces and routes.
+func TestFilterRealHost(t *testing.T) {
+	check := func(a netip.Addr) string { return checkDestination(a, defaultHostAddrs, routeReason) }
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		t.Skip(err)
@@ -125,18 +146,169 @@ func TestAllowedRealInterfaces(t *testing.T) {
 		if !ok {
 			continue
 		}
-		if Allowed(p.Addr()) {
+		if check(p.Addr()) == "" {
 			t.Errorf("host interface address %s is allowed", p.Addr())
 		}
 	}
-	for _, s := range []string{"127.0.0.1", "169.254.169.254", "10.0.2.2", "::ffff:127.0.0.1"} {
-		if Allowed(netip.MustParseAddr(s)) {
+	for _, s := range []string{"127.0.0.1", "169.254.169.254", "10.0.2.2", "::ffff:127.0.0.1", "168.63.129.16"} {
+		if check(netip.MustParseAddr(s)) == "" {
 			t.Errorf("%s is allowed", s)
 		}
 	}
-	if !Allowed(netip.MustParseAddr("8.8.8.8")) {
-		t.Error("8.8.8.8 is blocked")
+	// Whether the internet is allowed depends on this host having a route.
+	if _, err := netlink.RouteGet(net.ParseIP("8.8.8.8")); err == nil {
+		if r := check(netip.MustParseAddr("8.8.8.8")); r != "" {
+			t.Errorf("8.8.8.8 is blocked: %s", r)
+		}
 	}
+}
+
+func TestRouteReasonHostLoopback(t *testing.T) {
+	// 127.0.0.1 is an RTN_LOCAL route in every network namespace.
+	if r := routeReason(netip.MustParseAddr("127.0.0.1")); r == "" {
+		t.Fatal("the kernel route check allows 127.0.0.1")
+	}
+}
+
+func TestRouteTypeReason(t *testing.T) {
+	for typ, allowed := range map[int]bool{
+		unix.RTN_UNICAST:     true,
+		unix.RTN_LOCAL:       false,
+		unix.RTN_ANYCAST:     false,
+		unix.RTN_BROADCAST:   false,
+		unix.RTN_MULTICAST:   false,
+		unix.RTN_BLACKHOLE:   false,
+		unix.RTN_UNREACHABLE: false,
+		unix.RTN_PROHIBIT:    false,
+		unix.RTN_THROW:       false,
+		unix.RTN_NAT:         false,
+		unix.RTN_UNSPEC:      false,
+		200:                  false,
+	} {
+		if got := routeTypeReason(typ) == ""; got != allowed {
+			t.Errorf("route type %d: allowed = %v, want %v", typ, got, allowed)
+		}
+	}
+	if routesReason(nil) == "" {
+		t.Error("no route at all is allowed")
+	}
+	if routesReason([]netlink.Route{{Type: unix.RTN_UNICAST}, {Type: unix.RTN_LOCAL}}) == "" {
+		t.Error("a local route among unicast ones is allowed")
+	}
+}
+
+// TestRouteCheckNetns builds routes in a fresh network namespace and checks
+// that the filter follows the kernel, not the interface list: an AnyIP local
+// route (no interface has those addresses) and an address added after the
+// list was read are blocked; an address routed out through a link is allowed.
+func TestRouteCheckNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a network namespace")
+	}
+	type result struct {
+		addr, reason string
+	}
+	results := make(chan []result, 1)
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread, now in another namespace, exits with
+		// this goroutine instead of going back to the scheduler.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		if err := setupTestRoutes(); err != nil {
+			errc <- err
+			return
+		}
+		hosts := fakeHosts() // the interface list read before any of this
+		var out []result
+		for _, a := range []string{
+			"10.77.0.5", "10.77.0.200", // AnyIP local route
+			"192.0.2.1",              // added to an interface "after" the list
+			"192.0.2.255",            // that subnet's broadcast
+			"198.18.0.1",             // blackhole
+			"203.0.113.7", "8.8.8.8", // via the default route
+		} {
+			out = append(out, result{a, checkDestination(netip.MustParseAddr(a), hosts, routeReason)})
+		}
+		results <- out
+	}()
+	var got []result
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	case got = <-results:
+	}
+	want := map[string]bool{ // allowed?
+		"10.77.0.5": false, "10.77.0.200": false, "192.0.2.1": false, "192.0.2.255": false,
+		"198.18.0.1": false, "203.0.113.7": true, "8.8.8.8": true,
+	}
+	for _, r := range got {
+		if allowed := r.reason == ""; allowed != want[r.addr] {
+			t.Errorf("%s: allowed = %v (reason %q), want %v", r.addr, allowed, r.reason, want[r.addr])
+		} else {
+			t.Logf("%s: %q", r.addr, r.reason)
+		}
+	}
+}
+
+// setupTestRoutes runs inside the new namespace: lo up, 10.77.0.0/24 local
+// on lo, 192.0.2.1/24 with a default route via 192.0.2.2 on one end of a veth
+// pair (or on lo, if this kernel has no veth), a blackhole for 198.18.0.0/15.
+func setupTestRoutes() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	if err := netlink.RouteAdd(&netlink.Route{
+		LinkIndex: lo.Attrs().Index,
+		Dst:       &net.IPNet{IP: net.IPv4(10, 77, 0, 0).To4(), Mask: net.CIDRMask(24, 32)},
+		Type:      unix.RTN_LOCAL,
+		Table:     unix.RT_TABLE_LOCAL,
+		Scope:     netlink.SCOPE_HOST,
+	}); err != nil {
+		return fmt.Errorf("local route: %w", err)
+	}
+	link, err := testVeth()
+	if err != nil {
+		link = lo
+	}
+	addr, _ := netlink.ParseAddr("192.0.2.1/24")
+	if err := netlink.AddrAdd(link, addr); err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.IPv4(192, 0, 2, 2).To4()}); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	if err := netlink.RouteAdd(&netlink.Route{
+		Dst:  &net.IPNet{IP: net.IPv4(198, 18, 0, 0).To4(), Mask: net.CIDRMask(15, 32)},
+		Type: unix.RTN_BLACKHOLE,
+	}); err != nil {
+		return fmt.Errorf("blackhole route: %w", err)
+	}
+	return nil
+}
+
+// testVeth makes a veth pair, both ends up, and returns one end.
+func testVeth() (netlink.Link, error) {
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "pyro-t0"}, PeerName: "pyro-t1"}); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"pyro-t1", "pyro-t0"} {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return nil, err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return nil, err
+		}
+	}
+	return netlink.LinkByName("pyro-t0")
 }
 
 func TestBroadcastOf(t *testing.T) {

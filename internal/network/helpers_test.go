@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -16,8 +17,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // outside is a TEST-NET-3 address the tests use as "a server on the
@@ -30,6 +33,15 @@ func rewriteOutside(dst netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), dst.Port())
 	}
 	return dst
+}
+
+// routeOutside is the kernel route check, except that outside counts as
+// routed even on a host without a default route.
+func routeOutside(a netip.Addr) string {
+	if a == outside {
+		return ""
+	}
+	return routeReason(a)
 }
 
 // guest is a second gVisor stack on the QEMU end of the pair, configured the
@@ -64,7 +76,7 @@ func newGuestWith(t testing.TB, qemuEnd *os.File, cleanup bool) *guest {
 	}
 	ns := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
 	g := &guest{ns: ns, link: link, file: qemuEnd}
 	if terr := ns.CreateNIC(1, link); terr != nil {
@@ -123,6 +135,7 @@ type netOpts struct {
 	resolvConf string
 	dnsPort    uint16
 	udpIdle    time.Duration
+	route      func(netip.Addr) string // default routeOutside
 }
 
 // newNet wires a Stack and a guest stack through a real socketpair.
@@ -130,6 +143,9 @@ func newNet(t testing.TB, o netOpts) (*Stack, *guest) {
 	t.Helper()
 	if o.policy == "" {
 		o.policy = PolicyEgress
+	}
+	if o.route == nil {
+		o.route = routeOutside
 	}
 	if o.resolvConf == "" {
 		o.resolvConf = filepath.Join(t.TempDir(), "resolv.conf")
@@ -144,7 +160,7 @@ func newNet(t testing.TB, o netOpts) (*Stack, *guest) {
 	s, err := New(hostEnd, Options{
 		Policy:     o.policy,
 		ResolvConf: o.resolvConf,
-		hooks:      &testHooks{rewrite: rewriteOutside, dnsPort: o.dnsPort, udpIdle: o.udpIdle},
+		hooks:      &testHooks{rewrite: rewriteOutside, route: o.route, dnsPort: o.dnsPort, udpIdle: o.udpIdle},
 	})
 	if err != nil {
 		qemuEnd.Close()
@@ -208,4 +224,47 @@ func portOf(a net.Addr) uint16 {
 		return uint16(v.Port)
 	}
 	panic("no port")
+}
+
+// ping sends one ICMP echo request from the guest and reports whether a
+// reply came back within wait.
+func (g *guest) ping(t testing.TB, dst netip.Addr, wait time.Duration) bool {
+	t.Helper()
+	var wq waiter.Queue
+	ep, terr := g.ns.NewEndpoint(icmp.ProtocolNumber4, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	defer ep.Close()
+	if terr := ep.Connect(tcpip.FullAddress{NIC: 1, Addr: toTCPIP(dst)}); terr != nil {
+		t.Fatal(terr)
+	}
+	we, ch := waiter.NewChannelEntry(waiter.ReadableEvents)
+	wq.EventRegister(&we)
+	defer wq.EventUnregister(&we)
+
+	req := header.ICMPv4(make([]byte, header.ICMPv4MinimumSize+8))
+	req.SetType(header.ICMPv4Echo)
+	copy(req.Payload(), "pyroping")
+	var r bytes.Reader
+	r.Reset(req)
+	if _, terr := ep.Write(&r, tcpip.WriteOptions{}); terr != nil {
+		t.Fatal(terr)
+	}
+	deadline := time.After(wait)
+	for {
+		var b bytes.Buffer
+		_, terr := ep.Read(&b, tcpip.ReadOptions{})
+		if terr == nil {
+			return header.ICMPv4(b.Bytes()).Type() == header.ICMPv4EchoReply
+		}
+		if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
+			t.Fatal(terr)
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
 }

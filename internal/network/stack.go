@@ -31,14 +31,22 @@ const (
 	// frames are queued rather than dropped (the kernel may cap it).
 	socketBuffer = 1 << 20
 
-	maxTCPConns    = 512 // concurrent forwarded TCP connections
+	maxTCPConns    = 256 // concurrent forwarded TCP connections
 	maxTCPInFlight = 256 // concurrent TCP handshakes being dialed
 	maxUDPFlows    = 256
 	maxDNSQueries  = 64 // concurrent UDP DNS queries being relayed
+	maxDNSTCPConns = 8  // concurrent DNS-over-TCP connections
+
+	// Per-connection TCP buffers in the stack. gVisor's default, 1 MiB each
+	// way, lets a guest pin 2 MiB per connection; this bounds it to 512 KiB.
+	tcpBufferMin     = 4 << 10
+	tcpBufferDefault = 128 << 10
+	tcpBufferMax     = 256 << 10
 
 	dialTimeout = 10 * time.Second
 	udpIdle     = 60 * time.Second
 	dnsTimeout  = 5 * time.Second
+	dnsTCPIdle  = 10 * time.Second
 )
 
 // Options configures New.
@@ -57,6 +65,8 @@ type testHooks struct {
 	rewrite func(netip.AddrPort) netip.AddrPort
 	dnsPort uint16        // upstream DNS port instead of 53
 	udpIdle time.Duration // instead of udpIdle
+	// route replaces the kernel route check (routeReason) when set.
+	route func(netip.Addr) string
 }
 
 // Stack is one VM's network: a user-mode TCP/IP stack on the pyro end of the
@@ -73,9 +83,10 @@ type Stack struct {
 	ctx    context.Context // canceled by Close: aborts dials
 	cancel context.CancelFunc
 
-	tcpSlots chan struct{}
-	udpSlots chan struct{}
-	dnsSlots chan struct{}
+	tcpSlots    chan struct{}
+	udpSlots    chan struct{}
+	dnsSlots    chan struct{}
+	dnsTCPSlots chan struct{}
 
 	conns closerSet // every live socket, host or guest side
 
@@ -141,15 +152,16 @@ func New(hostEnd *os.File, opts Options) (_ *Stack, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Stack{
-		policy:    opts.Policy,
-		log:       log.With("component", "network"),
-		hostEnd:   hostEnd,
-		ctx:       ctx,
-		cancel:    cancel,
-		tcpSlots:  make(chan struct{}, maxTCPConns),
-		udpSlots:  make(chan struct{}, maxUDPFlows),
-		dnsSlots:  make(chan struct{}, maxDNSQueries),
-		published: make(map[int]*publication),
+		policy:      opts.Policy,
+		log:         log.With("component", "network"),
+		hostEnd:     hostEnd,
+		ctx:         ctx,
+		cancel:      cancel,
+		tcpSlots:    make(chan struct{}, maxTCPConns),
+		udpSlots:    make(chan struct{}, maxUDPFlows),
+		dnsSlots:    make(chan struct{}, maxDNSQueries),
+		dnsTCPSlots: make(chan struct{}, maxDNSTCPConns),
+		published:   make(map[int]*publication),
 	}
 	if opts.hooks != nil {
 		s.hooks = *opts.hooks
@@ -173,7 +185,6 @@ func New(hostEnd *os.File, opts Options) (_ *Stack, err error) {
 
 func (s *Stack) start() error {
 	fd := int(s.hostEnd.Fd())
-	setSocketBuffers(fd)
 	linkAddr, err := tcpip.ParseMACAddress(gatewayMAC)
 	if err != nil {
 		return err
@@ -200,7 +211,17 @@ func (s *Stack) start() error {
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
 	sack := tcpip.TCPSACKEnabled(true)
-	s.ns.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	if terr := s.ns.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); terr != nil {
+		return fmt.Errorf("TCP SACK: %s", terr)
+	}
+	sndBuf := tcpip.TCPSendBufferSizeRangeOption{Min: tcpBufferMin, Default: tcpBufferDefault, Max: tcpBufferMax}
+	if terr := s.ns.SetTransportProtocolOption(tcp.ProtocolNumber, &sndBuf); terr != nil {
+		return fmt.Errorf("TCP send buffer: %s", terr)
+	}
+	rcvBuf := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcpBufferMin, Default: tcpBufferDefault, Max: tcpBufferMax}
+	if terr := s.ns.SetTransportProtocolOption(tcp.ProtocolNumber, &rcvBuf); terr != nil {
+		return fmt.Errorf("TCP receive buffer: %s", terr)
+	}
 
 	// The NAT: connections and flows to addresses that are not ours end up
 	// in these handlers, which apply the filter and bridge to host sockets.
@@ -209,7 +230,7 @@ func (s *Stack) start() error {
 	udpFwd := udp.NewForwarder(s.ns, s.handleUDP)
 	s.ns.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
 
-	if terr := s.ns.CreateNICWithOptions(nicID, s.link, stack.NICOptions{Name: "pyro0"}); terr != nil {
+	if terr := s.ns.CreateNICWithOptions(nicID, newICMPFilter(s.link), stack.NICOptions{Name: "pyro0"}); terr != nil {
 		return fmt.Errorf("create NIC: %s", terr)
 	}
 	if terr := s.ns.AddProtocolAddress(nicID, tcpip.ProtocolAddress{
@@ -359,8 +380,18 @@ func toAddrPort(a tcpip.Address, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(addr.Unmap(), port)
 }
 
-// blockReason applies the filter to a guest-chosen destination.
+// blockReason applies the cheap part of the filter to a guest-chosen
+// destination: the static rules and the host interface list.
 func (s *Stack) blockReason(dst netip.Addr) string { return blockReason(dst, defaultHostAddrs) }
+
+// routeBlockReason asks the kernel about dst (see routeReason). It costs a
+// netlink round trip, so it runs after a slot is taken, right before the dial.
+func (s *Stack) routeBlockReason(dst netip.Addr) string {
+	if s.hooks.route != nil {
+		return s.hooks.route(dst)
+	}
+	return routeReason(dst)
+}
 
 // target is where an allowed destination is actually dialed.
 func (s *Stack) target(dst netip.AddrPort) netip.AddrPort {
@@ -374,19 +405,19 @@ func (s *Stack) target(dst netip.AddrPort) netip.AddrPort {
 // happen before the NIC is removed: at this gVisor version, removing the NIC
 // holds the endpoint's lock while waiting for that goroutine, which takes the
 // same lock to deliver a packet inline (ProcessorsPerChannel 1), so a frame
-// arriving during Close would deadlock it. The reader is stopped the way
-// gVisor stops it (stopfd.StopFD.Stop: one write to its eventfd), which ends
-// its poll at once, whatever the socket is doing; shutting the socket down
-// instead is not reliable (a shut-down datagram socket can keep a reader
-// spinning on EAGAIN).
+// arriving during Close would deadlock it.
+//
+// The reader only looks at its stop eventfd once readv says EAGAIN, which a
+// peer that keeps the socket full (a flooding guest) can postpone forever.
+// So both: SHUT_RD makes the peer's sends fail, the queue drains, readv gets
+// EAGAIN, and the poll sees the eventfd. Either one alone can hang: the
+// eventfd as said, SHUT_RD because a shut-down datagram socket polls readable
+// while readv keeps returning EAGAIN.
 func stopReading(f *os.File, ep stack.LinkEndpoint) {
-	efds := stopFDs(ep)
-	for _, efd := range efds {
+	for _, efd := range stopFDs(ep) {
 		_, _ = unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	}
-	if len(efds) == 0 { // gVisor's layout changed: the best we have left
-		_ = unix.Shutdown(int(f.Fd()), unix.SHUT_RDWR)
-	}
+	_ = unix.Shutdown(int(f.Fd()), unix.SHUT_RD)
 	ep.Wait()
 }
 

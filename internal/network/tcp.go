@@ -36,6 +36,11 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	defer release(s.tcpSlots)
+	if reason := s.routeBlockReason(dst.Addr()); reason != "" {
+		s.log.Debug("blocked connection", "proto", "tcp", "dst", dst, "reason", reason)
+		r.Complete(true)
+		return
+	}
 
 	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	var d net.Dialer

@@ -28,6 +28,11 @@ func (s *Stack) handleUDP(r *udp.ForwarderRequest) {
 		s.log.Debug("dropped datagram: too many flows", "proto", "udp", "dst", dst, "limit", maxUDPFlows)
 		return
 	}
+	if reason := s.routeBlockReason(dst.Addr()); reason != "" {
+		release(s.udpSlots)
+		s.log.Debug("blocked datagram", "proto", "udp", "dst", dst, "reason", reason)
+		return
+	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
