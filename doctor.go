@@ -234,7 +234,7 @@ func networking() NetworkingInfo {
 		UserMode: true, TunDev: tunErr == nil,
 		Policies: []string{string(network.PolicyOff), string(network.PolicyEgress), string(network.PolicyEgressPublish)},
 		Note: "user-mode network in pyro (gVisor netstack): egress is NAT to anywhere but this host, its loopback " +
-			"services and link-local addresses; published ports bind 127.0.0.1 only; IPv4 TCP/UDP, no ICMP",
+			"services, link-local addresses and metadata services; published ports bind 127.0.0.1 only; IPv4 TCP/UDP; only the gateway answers ping",
 	}
 }
 
