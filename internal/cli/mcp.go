@@ -13,6 +13,7 @@ import (
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
 	var profile, httpAddr, projectPath string
+	var noNetwork bool
 	var allowRemote bool
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -31,7 +32,7 @@ func (a *app) mcpCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
-			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath}
+			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork}
 			if !cmd.Flags().Changed("project-path") {
 				if wd, err := os.Getwd(); err == nil {
 					cfg.ProjectPath = pyro.GitToplevel(cmd.Context(), wd)
@@ -53,6 +54,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringVar(&httpAddr, "http", "", "serve Streamable HTTP on this loopback HOST:PORT instead of stdio")
 	serve.Flags().StringVar(&projectPath, "project-path", "", "Git checkout workspace_create seeds from when no seed_path is given (default: the checkout the server starts in)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
+	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)
 	return cmd

@@ -35,18 +35,36 @@ type Config struct {
 	// ProjectPath, when set, is the Git checkout workspace_create seeds from
 	// (its tracked files) when the call gives no seed_path.
 	ProjectPath string
+	// NoNetwork refuses every call that asks for a guest network: the
+	// operator, not the model, decides whether guests may reach the outside.
+	NoNetwork bool
 }
 
 // deps is what tool handlers use.
 type deps struct {
 	c           *pyro.Client
 	projectPath string
+	noNetwork   bool
+}
+
+// CodeNetworkDisabled is the error of a call that asks for a guest network
+// from a server started with --no-network.
+const CodeNetworkDisabled = "network_disabled"
+
+// checkNetwork refuses a guest network (policy, or "on" for vm_run) when
+// the operator disabled it.
+func (d deps) checkNetwork(policy string) error {
+	if d.noNetwork && policy != "" && policy != "off" {
+		return errdefs.New(errdefs.ErrFailedPrecondition, CodeNetworkDisabled,
+			"network: this MCP server was started with --no-network, so guests get no network; leave network and network_policy out")
+	}
+	return nil
 }
 
 // NewServer builds an MCP server exposing the tools of cfg.Profile.
 func NewServer(c *pyro.Client, cfg Config) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
-	d := deps{c: c, projectPath: cfg.ProjectPath}
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork}
 	for _, t := range tools {
 		for _, p := range t.profiles {
 			if p == cfg.Profile {

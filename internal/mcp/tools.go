@@ -134,6 +134,11 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 		}),
 	}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
+		if in.Network {
+			if err := d.checkNetwork("on"); err != nil {
+				return nil, err
+			}
+		}
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}

@@ -179,3 +179,40 @@ func TestSecretSchemas(t *testing.T) {
 		}
 	}
 }
+
+// A server started with --no-network refuses every call that asks for a
+// guest network, before anything boots, and says what to do instead.
+func TestNoNetworkRefusesNetworkCalls(t *testing.T) {
+	c, err := pyro.New(pyro.WithStateDir(t.TempDir()), pyro.WithCacheDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := NewServer(c, Config{Profile: ProfileWorkspaceFull, Version: "test", NoNetwork: true}).Connect(t.Context(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	for name, args := range map[string]map[string]any{
+		"vm_run":           {"command": "true", "network": true},
+		"workspace_create": {"network_policy": "egress"},
+		"vm_create":        {"network_policy": "egress"},
+	} {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var text string
+		for _, ct := range res.Content {
+			if tc, ok := ct.(*mcp.TextContent); ok {
+				text += tc.Text
+			}
+		}
+		if !res.IsError || !strings.Contains(text, CodeNetworkDisabled) || !strings.Contains(text, "--no-network") {
+			t.Errorf("%s: %v %q", name, res.IsError, text)
+		}
+	}
+}

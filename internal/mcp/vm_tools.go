@@ -37,16 +37,15 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 				"other machines, never to this host, its loopback services or link-local/metadata addresses).",
 				def: "off", enum: []any{"off", "egress"}},
 		})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in vmCreateInput) (*mcp.CallToolResult, *pyro.VM, error) {
+	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmCreateInput) (*pyro.VM, error) {
+		if err := d.checkNetwork(in.NetworkPolicy); err != nil {
+			return nil, err
+		}
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
-		v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.NetworkPolicy})
-		if err != nil {
-			return nil, nil, toolError(err)
-		}
-		return nil, v, nil
-	})
+		return c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.NetworkPolicy})
+	}))
 }
 
 type vmRefInput struct {

@@ -78,6 +78,9 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		}),
 	}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceCreateInput) (*pyro.Workspace, error) {
+		if err := d.checkNetwork(in.Network); err != nil {
+			return nil, err
+		}
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
