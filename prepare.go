@@ -13,6 +13,9 @@ type PrepareRequest struct {
 	Environment string `json:"environment"`
 	VCPUCount   int    `json:"vcpu_count,omitempty"`
 	MemMiB      int    `json:"mem_mib,omitempty"`
+	// Network prepares the machine with a network device, the one that
+	// networked runs and workspaces (any policy but off) restore.
+	Network bool `json:"network,omitempty"`
 }
 
 // PrepareResult says what is ready.
@@ -35,7 +38,7 @@ type PrepareResult struct {
 // makes the fast-start snapshot of the machine. Calling it again is cheap.
 func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResult, error) {
 	start := time.Now()
-	rr, err := RunRequest{Environment: req.Environment, Command: ":", VCPUCount: req.VCPUCount, MemMiB: req.MemMiB}.withDefaults()
+	rr, err := RunRequest{Environment: req.Environment, Command: ":", VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Network: req.Network}.withDefaults()
 	if err != nil {
 		return nil, err
 	}

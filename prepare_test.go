@@ -38,6 +38,18 @@ func TestPrepareMakesTheSnapshot(t *testing.T) {
 	if dirs := snapshotDirs(t, cache); len(dirs) != 1 {
 		t.Errorf("the run made another snapshot: %v", dirs)
 	}
+	// A networked machine is another machine: its own snapshot, which a
+	// networked run then restores.
+	netr, err := c.Prepare(ctx, pyro.PrepareRequest{Environment: "debian:12", Network: true})
+	if err != nil || !netr.SnapshotReady || netr.SnapshotID == r.SnapshotID {
+		t.Fatalf("prepare with network: %v %+v", err, netr)
+	}
+	if run, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12", Command: "true", Network: true}); err != nil || run.ExitCode != 0 {
+		t.Fatalf("networked run after prepare: %v %+v", err, run)
+	}
+	if dirs := snapshotDirs(t, cache); len(dirs) != 2 {
+		t.Errorf("snapshot dirs after the networked prepare and run: %v", dirs)
+	}
 	if _, err := c.Prepare(ctx, pyro.PrepareRequest{Environment: "nope:1"}); pyro.ErrorCode(err) != "environment_missing" {
 		t.Errorf("unknown environment: %v", err)
 	}

@@ -34,6 +34,7 @@ func (a *app) prepareCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs of the machine to prepare")
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB of the machine to prepare")
+	f.BoolVar(&req.Network, "network", false, "prepare the machine with a network device (for run --network and networked workspaces)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }
