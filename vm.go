@@ -52,14 +52,13 @@ type VMExecRequest struct {
 // NetworkInfo describes a VM's network. The guest side (address, gateway,
 // DNS, MAC) is filled while the VM runs with a network.
 type NetworkInfo struct {
-	VMID           string          `json:"vm_id"`
-	NetworkPolicy  string          `json:"network_policy"` // off: no network device
-	State          string          `json:"state"`
-	GuestAddress   string          `json:"guest_address,omitempty"` // CIDR
-	Gateway        string          `json:"gateway,omitempty"`
-	DNS            []string        `json:"dns,omitempty"`
-	MAC            string          `json:"mac,omitempty"`
-	PublishedPorts []PublishedPort `json:"published_ports,omitempty"`
+	VMID          string   `json:"vm_id"`
+	NetworkPolicy string   `json:"network_policy"` // off: no network device
+	State         string   `json:"state"`
+	GuestAddress  string   `json:"guest_address,omitempty"` // CIDR
+	Gateway       string   `json:"gateway,omitempty"`
+	DNS           []string `json:"dns,omitempty"`
+	MAC           string   `json:"mac,omitempty"`
 }
 
 // machines manages low-level VMs: the workspace machinery under its own root.
@@ -181,7 +180,7 @@ func (c *Client) DeleteVM(ctx context.Context, id string) (*VM, error) {
 }
 
 // VMNetworkInfo reports a VM's network policy and, while it runs with a
-// network, the guest's addresses and published ports.
+// network, the guest's addresses.
 func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, error) {
 	r, info, err := c.machines().Network(ctx, id)
 	if err != nil {
@@ -190,7 +189,6 @@ func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, er
 	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State}
 	if info != nil && info.GuestAddress != "" {
 		out.GuestAddress, out.Gateway, out.DNS, out.MAC = info.GuestAddress, info.Gateway, info.DNS, info.MAC
-		out.PublishedPorts = toPublishedPorts(info.Published)
 	}
 	return out, nil
 }

@@ -38,12 +38,7 @@ func TestCLIWorkspaceCreateKilled(t *testing.T) {
 // and history from before the reset are back.
 func TestCLIWorkspaceResetKilled(t *testing.T) {
 	s := stateDir(t)
-	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--id-only")
-	if r.code != 0 {
-		t.Fatalf("create: %+v", r)
-	}
-	id := strings.TrimSpace(r.stdout)
-	defer runPyro(t, s, "workspace", "delete", id)
+	id := createSeeded(t, s)
 	if r := runPyro(t, s, "workspace", "exec", id, "--", "echo before-reset > kept.txt"); r.code != 0 {
 		t.Fatalf("exec: %+v", r)
 	}
@@ -58,7 +53,7 @@ func TestCLIWorkspaceResetKilled(t *testing.T) {
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 
-	r = runPyro(t, s, "workspace", "status", id, "--json")
+	r := runPyro(t, s, "workspace", "status", id, "--json")
 	if r.code != 0 || !strings.Contains(r.stdout, `"state": "stopped"`) {
 		t.Fatalf("status after a killed reset: %+v", r)
 	}

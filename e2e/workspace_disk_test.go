@@ -13,19 +13,14 @@ import (
 // tools over MCP (workspace-full) on that workspace.
 func TestCLIAndMCPWorkspaceDisk(t *testing.T) {
 	s := stateDir(t)
-	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--id-only")
-	if r.code != 0 {
-		t.Fatalf("create: %+v", r)
-	}
-	id := strings.TrimSpace(r.stdout)
-	defer runPyro(t, s, "workspace", "delete", id)
+	id := createSeeded(t, s)
 	if r := runPyro(t, s, "workspace", "disk", "list", id); r.code != 125 || !strings.Contains(r.stderr, "workspace_running") {
 		t.Fatalf("disk list while running: %+v", r)
 	}
 	if r := runPyro(t, s, "workspace", "stop", id); r.code != 0 {
 		t.Fatalf("stop: %+v", r)
 	}
-	r = runPyro(t, s, "workspace", "disk", "list", id, "--json")
+	r := runPyro(t, s, "workspace", "disk", "list", id, "--json")
 	var list struct {
 		Entries []struct{ Path, Type, Mode string } `json:"entries"`
 	}

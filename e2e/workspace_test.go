@@ -25,6 +25,19 @@ func seedDir(t *testing.T) string {
 	return d
 }
 
+// createSeeded creates a debian:12 workspace seeded from seedDir through the
+// CLI and deletes it when the test ends.
+func createSeeded(t *testing.T, s string) string {
+	t.Helper()
+	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--id-only")
+	if r.code != 0 {
+		t.Fatalf("create: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	t.Cleanup(func() { runPyro(t, s, "workspace", "delete", id) })
+	return id
+}
+
 func TestCLIWorkspaceLifecycle(t *testing.T) {
 	s := stateDir(t)
 	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--name", "cli-ws", "--id-only")
@@ -245,12 +258,7 @@ func TestCLIWorkspaceCreateInterrupted(t *testing.T) {
 // snapshot, reset to the baseline, with human and JSON output.
 func TestCLIWorkspaceSnapshotReset(t *testing.T) {
 	s := stateDir(t)
-	r := runPyro(t, s, "workspace", "create", "debian:12", "--seed-path", seedDir(t), "--id-only")
-	if r.code != 0 {
-		t.Fatalf("create: %+v", r)
-	}
-	id := strings.TrimSpace(r.stdout)
-	defer runPyro(t, s, "workspace", "delete", id)
+	id := createSeeded(t, s)
 	if r := runPyro(t, s, "workspace", "exec", id, "--", "echo snap >> hello.txt"); r.code != 0 {
 		t.Fatalf("exec: %+v", r)
 	}
@@ -260,7 +268,7 @@ func TestCLIWorkspaceSnapshotReset(t *testing.T) {
 	if r := runPyro(t, s, "workspace", "snapshot", "create", id, "s1", "--json"); r.code != 125 || !strings.Contains(r.stdout, "snapshot_exists") {
 		t.Fatalf("duplicate snapshot: %+v", r)
 	}
-	r = runPyro(t, s, "workspace", "snapshot", "list", id, "--json")
+	r := runPyro(t, s, "workspace", "snapshot", "list", id, "--json")
 	var list struct {
 		Snapshots []struct {
 			WorkspaceID string `json:"workspace_id"`

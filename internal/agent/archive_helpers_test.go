@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/testutil"
 )
 
 // archiveAgent serves an agent whose workspace is a fresh temporary
@@ -36,45 +37,21 @@ func archiveAgent(t *testing.T) (sess *yamux.Session, root, outside string) {
 
 var testTime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 
-// entry is one tar member; Size is set from body for regular files.
-type entry struct {
-	hdr  tar.Header
-	body string
-}
+type entry = testutil.TarEntry
 
 func tarFile(name, body string, mode int64) entry {
-	return entry{tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, ModTime: testTime}, body}
+	return entry{Header: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, ModTime: testTime}, Body: body}
 }
 
 func tarDir(name string, mode int64) entry {
-	return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode, ModTime: testTime}}
+	return entry{Header: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: mode, ModTime: testTime}}
 }
 
 func tarLink(flag byte, name, target string) entry {
-	return entry{hdr: tar.Header{Typeflag: flag, Name: name, Linkname: target, Mode: 0o777, ModTime: testTime}}
+	return entry{Header: tar.Header{Typeflag: flag, Name: name, Linkname: target, Mode: 0o777, ModTime: testTime}}
 }
 
-func mkTar(t *testing.T, entries ...entry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		h := e.hdr
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
+func mkTar(t *testing.T, entries ...entry) []byte { return testutil.Tar(t, entries...).Bytes() }
 
 func archiveReq(op, path string, maxBytes int64) agentproto.Request {
 	return agentproto.Request{Op: op, Archive: &agentproto.ArchiveRequest{Path: path, MaxBytes: maxBytes}}

@@ -138,10 +138,10 @@ func TestPutArchiveRefusesHostileEntries(t *testing.T) {
 			return mkTar(t, tarLink(tar.TypeLink, "h", "nope"))
 		}, 0, agentproto.ErrCodeBadArchive, "nope"},
 		"char device": {func(t *testing.T, _ string) []byte {
-			return mkTar(t, entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3, Mode: 0o666}})
+			return mkTar(t, entry{Header: tar.Header{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3, Mode: 0o666}})
 		}, 0, agentproto.ErrCodeBadArchive, `"null" is a character device`},
 		"fifo": {func(t *testing.T, _ string) []byte {
-			return mkTar(t, entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "p", Mode: 0o666}})
+			return mkTar(t, entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "p", Mode: 0o666}})
 		}, 0, agentproto.ErrCodeBadArchive, "fifo"},
 		"size bomb": {func(t *testing.T, _ string) []byte {
 			return mkTar(t, tarFile("a", strings.Repeat("x", 600), 0o644), tarFile("b", strings.Repeat("x", 600), 0o644))

@@ -88,9 +88,6 @@ func (a *app) vmCommand() *cobra.Command {
 						fmt.Fprintf(a.stdout, "guest address:  %s (MAC %s)\ngateway:        %s\ndns:            %s\n",
 							n.GuestAddress, n.MAC, n.Gateway, strings.Join(n.DNS, ", "))
 					}
-					for _, p := range n.PublishedPorts {
-						fmt.Fprintf(a.stdout, "published:      guest %d -> %s:%d\n", p.GuestPort, p.HostAddress, p.HostPort)
-					}
 				})
 		},
 	}

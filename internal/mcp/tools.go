@@ -80,7 +80,7 @@ var tools = []tool{
 	{name: "vm_stop", profiles: fullOnly, add: addVMRefTool("Low-level: power a VM off, keeping its disk. "+vmFields, (*pyro.Client).StopVM)},
 	{name: "vm_delete", profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
 	{name: "vm_network_info", profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device), state, and while it runs "+
-		"guest_address, gateway, dns, mac and published_ports.", (*pyro.Client).VMNetworkInfo)},
+		"guest_address, gateway, dns and mac.", (*pyro.Client).VMNetworkInfo)},
 	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
 		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
 }

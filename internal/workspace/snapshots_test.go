@@ -15,34 +15,10 @@ import (
 
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/testutil"
 )
 
-type tarEntry struct {
-	h    tar.Header
-	body string
-}
-
-func craftTar(t *testing.T, entries ...tarEntry) *bytes.Buffer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := e.h
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &buf
-}
+type tarEntry = testutil.TarEntry
 
 // The snapshot path takes the guest's archive through archive.Extract: a
 // hostile or oversized stream is refused, nothing lands outside the temp
@@ -55,24 +31,24 @@ func TestSnapshotFromStreamValidates(t *testing.T) {
 		lim     archive.Limits
 		code    string
 	}{
-		{"dotdot", []tarEntry{{tar.Header{Name: "../escape", Mode: 0o644, Typeflag: tar.TypeReg}, "x"}}, archive.Limits{}, archive.CodePathOutsideWorkspace},
-		{"absolute", []tarEntry{{tar.Header{Name: "/etc/evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"}}, archive.Limits{}, archive.CodePathOutsideWorkspace},
+		{"dotdot", []tarEntry{{Header: tar.Header{Name: "../escape", Mode: 0o644, Typeflag: tar.TypeReg}, Body: "x"}}, archive.Limits{}, archive.CodePathOutsideWorkspace},
+		{"absolute", []tarEntry{{Header: tar.Header{Name: "/etc/evil", Mode: 0o644, Typeflag: tar.TypeReg}, Body: "x"}}, archive.Limits{}, archive.CodePathOutsideWorkspace},
 		{"through symlink", []tarEntry{
-			{tar.Header{Name: "link", Linkname: "/", Typeflag: tar.TypeSymlink}, ""},
-			{tar.Header{Name: "link/tmp/evil", Mode: 0o644, Typeflag: tar.TypeReg}, "x"},
+			{Header: tar.Header{Name: "link", Linkname: "/", Typeflag: tar.TypeSymlink}, Body: ""},
+			{Header: tar.Header{Name: "link/tmp/evil", Mode: 0o644, Typeflag: tar.TypeReg}, Body: "x"},
 		}, archive.Limits{}, archive.CodePathOutsideWorkspace},
-		{"device", []tarEntry{{tar.Header{Name: "dev", Mode: 0o644, Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, ""}}, archive.Limits{}, archive.CodeBadArchive},
-		{"too many bytes", []tarEntry{{tar.Header{Name: "big", Mode: 0o644, Typeflag: tar.TypeReg}, "0123456789abcdef"}}, archive.Limits{MaxBytes: 8}, archive.CodeTooLarge},
+		{"device", []tarEntry{{Header: tar.Header{Name: "dev", Mode: 0o644, Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3}, Body: ""}}, archive.Limits{}, archive.CodeBadArchive},
+		{"too many bytes", []tarEntry{{Header: tar.Header{Name: "big", Mode: 0o644, Typeflag: tar.TypeReg}, Body: "0123456789abcdef"}}, archive.Limits{MaxBytes: 8}, archive.CodeTooLarge},
 		{"too many entries", []tarEntry{
-			{tar.Header{Name: "a", Mode: 0o644, Typeflag: tar.TypeReg}, "a"},
-			{tar.Header{Name: "b", Mode: 0o644, Typeflag: tar.TypeReg}, "b"},
+			{Header: tar.Header{Name: "a", Mode: 0o644, Typeflag: tar.TypeReg}, Body: "a"},
+			{Header: tar.Header{Name: "b", Mode: 0o644, Typeflag: tar.TypeReg}, Body: "b"},
 		}, archive.Limits{MaxEntries: 1}, archive.CodeTooLarge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			work := t.TempDir()
 			var out bytes.Buffer
-			_, err := snapshotFromStream(ctx, craftTar(t, tc.entries...), filepath.Join(work, ".s.tar.tmp.d"), &out, tc.lim)
+			_, err := snapshotFromStream(ctx, testutil.Tar(t, tc.entries...), filepath.Join(work, ".s.tar.tmp.d"), &out, tc.lim)
 			if got := errdefs.CodeOf(err); got != tc.code {
 				t.Fatalf("err = %v (code %q), want %s", err, got, tc.code)
 			}
@@ -89,12 +65,12 @@ func TestSnapshotFromStreamValidates(t *testing.T) {
 // A good stream comes out normalized (sorted, no "./", uid 0) with its stats.
 func TestSnapshotFromStreamNormalizes(t *testing.T) {
 	work := t.TempDir()
-	in := craftTar(t,
-		tarEntry{tar.Header{Name: "./", Mode: 0o755, Typeflag: tar.TypeDir}, ""},
-		tarEntry{tar.Header{Name: "./src/", Mode: 0o755, Typeflag: tar.TypeDir}, ""},
-		tarEntry{tar.Header{Name: "./src/b.txt", Mode: 0o644, Uid: 1000, Uname: "user", Typeflag: tar.TypeReg}, "bee\n"},
-		tarEntry{tar.Header{Name: "./a.sh", Mode: 0o4755, Typeflag: tar.TypeReg}, "#!/bin/sh\n"},
-		tarEntry{tar.Header{Name: "./l", Linkname: "a.sh", Typeflag: tar.TypeSymlink}, ""},
+	in := testutil.Tar(t,
+		tarEntry{Header: tar.Header{Name: "./", Mode: 0o755, Typeflag: tar.TypeDir}, Body: ""},
+		tarEntry{Header: tar.Header{Name: "./src/", Mode: 0o755, Typeflag: tar.TypeDir}, Body: ""},
+		tarEntry{Header: tar.Header{Name: "./src/b.txt", Mode: 0o644, Uid: 1000, Uname: "user", Typeflag: tar.TypeReg}, Body: "bee\n"},
+		tarEntry{Header: tar.Header{Name: "./a.sh", Mode: 0o4755, Typeflag: tar.TypeReg}, Body: "#!/bin/sh\n"},
+		tarEntry{Header: tar.Header{Name: "./l", Linkname: "a.sh", Typeflag: tar.TypeSymlink}, Body: ""},
 	)
 	var out bytes.Buffer
 	st, err := snapshotFromStream(context.Background(), in, filepath.Join(work, ".s.tar.tmp.d"), &out, archive.Limits{})
@@ -144,14 +120,7 @@ func TestValidateSnapshotName(t *testing.T) {
 // holds the reservation, and a released reservation (a crashed create)
 // does not block the name.
 func TestReserveSnapshotIsExclusive(t *testing.T) {
-	m := NewManager(t.TempDir(), "pyro", slog.New(slog.DiscardHandler))
-	p := m.paths("0123456789ab")
-	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
-		t.Fatal(err)
-	}
+	m, p := stoppedWorkspace(t)
 	f, err := m.reserveSnapshot(p, "s1")
 	if err != nil {
 		t.Fatal(err)
@@ -171,14 +140,7 @@ func TestReserveSnapshotIsExclusive(t *testing.T) {
 // flocked, and its extraction dir) goes at the next tidy pass; a create
 // that is alive keeps its flock and its files.
 func TestTidyRemovesDeadSnapshotTemps(t *testing.T) {
-	m := NewManager(t.TempDir(), "pyro", slog.New(slog.DiscardHandler))
-	p := m.paths("0123456789ab")
-	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
-		t.Fatal(err)
-	}
+	m, p := stoppedWorkspace(t)
 	dead, err := m.reserveSnapshot(p, "dead")
 	if err != nil {
 		t.Fatal(err)
@@ -212,4 +174,18 @@ func TestTidyRemovesDeadSnapshotTemps(t *testing.T) {
 			t.Errorf("a live create lost %s: %v", kept, err)
 		}
 	}
+}
+
+// stoppedWorkspace is a manager with one stopped workspace record (no VM).
+func stoppedWorkspace(t *testing.T) (*Manager, Paths) {
+	t.Helper()
+	m := NewManager(t.TempDir(), "pyro", slog.New(slog.DiscardHandler))
+	p := m.paths("0123456789ab")
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
+		t.Fatal(err)
+	}
+	return m, p
 }
