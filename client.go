@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/pyrovm/pyro/internal/env"
+	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
@@ -31,6 +32,9 @@ type Client struct {
 	log       *slog.Logger
 
 	envs *env.Store
+
+	hostGrants []hostpath.Grant // set by WithHostRoots; nil: unconfined
+	host       *hostpath.Access // nil: any host path
 
 	accelOnce sync.Once
 	verdict   qemu.AccelVerdict
@@ -102,6 +106,13 @@ func New(opts ...Option) (*Client, error) {
 	}
 	if err := validateAccel(c.accel); err != nil {
 		return nil, err
+	}
+	if c.hostGrants != nil {
+		h, err := hostpath.Open(c.hostGrants)
+		if err != nil {
+			return nil, err
+		}
+		c.host = h
 	}
 	c.envs = env.NewStore(env.Options{CacheDir: c.cacheDir, AgentPath: c.agentPath, Progress: c.envProgress})
 	return c, nil

@@ -31,8 +31,11 @@ type DoctorReport struct {
 	Environments []EnvironmentInfo `json:"environments"`
 	Networking   NetworkingInfo    `json:"networking"`
 	StateDir     DirStatus         `json:"state_dir"`
-	CacheDir     DirStatus         `json:"cache_dir"`
-	Probe        ProbeBoot         `json:"probe"`
+	// MCPExportsDir is where `pyro mcp serve` lets a model export files
+	// unless --exports-dir says otherwise.
+	MCPExportsDir string    `json:"mcp_exports_dir"`
+	CacheDir      DirStatus `json:"cache_dir"`
+	Probe         ProbeBoot `json:"probe"`
 }
 
 type PlatformInfo struct {
@@ -106,6 +109,7 @@ func (c *Client) Doctor(ctx context.Context) (*DoctorReport, error) {
 		}
 	}
 	r.StateDir = dirStatus(c.stateDir)
+	r.MCPExportsDir = c.ExportsDir()
 	r.CacheDir = dirStatus(c.cacheDir)
 	for _, d := range []DirStatus{r.StateDir, r.CacheDir} {
 		if !d.Writable {

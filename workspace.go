@@ -2,6 +2,7 @@ package pyro
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
@@ -190,9 +192,16 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
-	secretSet, err := loadSecrets(req.Secrets)
+	secretSet, err := c.loadSecrets(req.Secrets)
 	if err != nil {
 		return nil, err
+	}
+	var seed *hostpath.Source
+	if req.SeedPath != "" {
+		if seed, err = c.host.OpenSource(req.SeedPath); err != nil {
+			return nil, seedErr(err)
+		}
+		defer seed.Close()
 	}
 	e, err := c.envs.Ensure(ctx, req.Environment)
 	if err != nil {
@@ -202,7 +211,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	verdict := c.accelFor(ctx, e.KernelPath)
 	var files []string
 	if req.SeedGitTracked {
-		if files, err = gitTrackedFiles(ctx, req.SeedPath); err != nil {
+		if files, err = gitTrackedFiles(ctx, seed.Path); err != nil {
 			return nil, err
 		}
 	}
@@ -217,7 +226,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	rec, err := c.workspaces(ctx).Create(ctx, workspace.CreateSpec{
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
-		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, SeedPath: req.SeedPath, SeedFiles: files,
+		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, Seed: seed, SeedFiles: files,
 		Restore: restore, Secrets: secretSet, NetworkPolicy: recordedPolicy(policy),
 	})
 	if err != nil {
@@ -241,8 +250,17 @@ func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus
 		Failed: func(err error) { c.invalidateSnapshot(snap, err) }}
 }
 
+// seedErr names the seed_path field in an error opening the seed.
+func seedErr(err error) error {
+	var te *errdefs.Error
+	if errors.As(err, &te) && te.Code == errdefs.CodeInvalidArgument {
+		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument, "seed_path")
+	}
+	return err
+}
+
 // loadSecrets reads secret files and validates the set.
-func loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
+func (c *Client) loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
 	out := make([]secrets.Secret, 0, len(in))
 	for _, s := range in {
 		switch {
@@ -252,7 +270,7 @@ func loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
 			if err := secrets.ValidateName("secrets", s.Name); err != nil {
 				return nil, err
 			}
-			f, err := secrets.ReadFile(s.Name, s.FilePath)
+			f, err := c.readSecretFile(s.Name, s.FilePath)
 			if err != nil {
 				return nil, err
 			}
@@ -286,12 +304,20 @@ func validateCreate(req CreateWorkspaceRequest) error {
 	if req.SeedGitTracked && req.SeedPath == "" {
 		return errdefs.InvalidArgument("seed_git_tracked", "needs seed_path: the Git checkout to seed from")
 	}
-	if req.SeedPath != "" {
-		if _, err := os.Stat(req.SeedPath); err != nil {
-			return errdefs.InvalidArgument("seed_path", "%s: %v", req.SeedPath, err)
-		}
-	}
 	return workspace.ValidateLabels(req.Labels)
+}
+
+// readSecretFile reads a secret's value from a host file.
+func (c *Client) readSecretFile(name, path string) (secrets.Secret, error) {
+	src, err := c.host.OpenSource(path)
+	if err != nil {
+		return secrets.Secret{}, err
+	}
+	defer src.Close()
+	if src.File == nil {
+		return secrets.Secret{}, errdefs.InvalidArgument("secrets", "the file of secret %s, %s, is a directory", name, src.Path)
+	}
+	return secrets.Read(name, src.File)
 }
 
 // ListWorkspaces returns all workspaces, newest activity first.

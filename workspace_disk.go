@@ -2,7 +2,6 @@ package pyro
 
 import (
 	"context"
-	"path/filepath"
 	"unicode/utf8"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -53,10 +52,14 @@ func (c *Client) ReadDiskFile(ctx context.Context, ref, path string, maxBytes in
 // ExportDisk writes a stopped workspace's whole disk as a raw ext4 image to
 // a new host path (its parent must exist; an existing path is refused).
 func (c *Client) ExportDisk(ctx context.Context, ref, output string) (*DiskExportResult, error) {
-	r, size, err := c.workspaces(ctx).DiskExport(ctx, ref, output)
+	out, err := c.host.OpenTarget(output)
 	if err != nil {
 		return nil, err
 	}
-	abs, _ := filepath.Abs(output)
-	return &DiskExportResult{WorkspaceID: r.ID, HostPath: abs, Format: "raw", Bytes: size}, nil
+	defer out.Close()
+	r, size, err := c.workspaces(ctx).DiskExport(ctx, ref, out)
+	if err != nil {
+		return nil, err
+	}
+	return &DiskExportResult{WorkspaceID: r.ID, HostPath: out.Path, Format: "raw", Bytes: size}, nil
 }

@@ -39,22 +39,33 @@ type FileContent struct {
 // SyncPush copies a host directory or archive into the running workspace
 // under dest (default /workspace), overwriting files of the same name.
 func (c *Client) SyncPush(ctx context.Context, ref, src, dest string) (*TransferResult, error) {
-	r, st, err := c.workspaces(ctx).SyncPush(ctx, ref, src, dest)
+	in, err := c.host.OpenSource(src)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	r, st, err := c.workspaces(ctx).SyncPush(ctx, ref, in, dest)
 	if err != nil {
 		return nil, err
 	}
 	d, _ := workspace.GuestPath("dest", dest)
-	return &TransferResult{WorkspaceID: r.ID, Path: d, HostPath: src, Entries: st.Entries, Bytes: st.Bytes, Skipped: len(st.Skipped)}, nil
+	return &TransferResult{WorkspaceID: r.ID, Path: d, HostPath: in.Path, Entries: st.Entries, Bytes: st.Bytes, Skipped: len(st.Skipped)}, nil
 }
 
-// ExportWorkspace copies a workspace file or directory to a new host path.
+// ExportWorkspace copies a workspace file or directory to a new host path
+// (its parent must exist; an existing path is never replaced).
 func (c *Client) ExportWorkspace(ctx context.Context, ref, path, output string) (*TransferResult, error) {
-	r, st, err := c.workspaces(ctx).Export(ctx, ref, path, output)
+	out, err := c.host.OpenTarget(output)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	r, st, err := c.workspaces(ctx).Export(ctx, ref, path, out)
 	if err != nil {
 		return nil, err
 	}
 	p, _ := workspace.GuestPath("path", path)
-	return &TransferResult{WorkspaceID: r.ID, Path: p, HostPath: output, Entries: st.Entries, Bytes: st.Bytes}, nil
+	return &TransferResult{WorkspaceID: r.ID, Path: p, HostPath: out.Path, Entries: st.Entries, Bytes: st.Bytes}, nil
 }
 
 // ReadWorkspaceFile returns one file's content; files above maxBytes (0 =

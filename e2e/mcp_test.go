@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,10 +10,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// mcpSession connects the official Go SDK client to `pyro mcp serve` over stdio.
-func mcpSession(t *testing.T, state string, profile string) *mcp.ClientSession {
+// mcpSession connects the official Go SDK client to `pyro mcp serve` over
+// stdio; extra are more flags of the server.
+func mcpSession(t *testing.T, state string, profile string, extra ...string) *mcp.ClientSession {
 	t.Helper()
-	cmd := pyroCmd(t, state, "mcp", "serve", "--profile", profile)
+	cmd := pyroCmd(t, state, append([]string{"mcp", "serve", "--profile", profile}, extra...)...)
 	client := mcp.NewClient(&mcp.Implementation{Name: "pyro-e2e", Version: "1"}, nil)
 	cs, err := client.Connect(t.Context(), &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {
@@ -20,6 +22,12 @@ func mcpSession(t *testing.T, state string, profile string) *mcp.ClientSession {
 	}
 	t.Cleanup(func() { cs.Close() })
 	return cs
+}
+
+// grantTestTemp is the server flag that lets the model use this test's
+// temporary directories (every t.TempDir of t is beneath one directory).
+func grantTestTemp(t *testing.T) []string {
+	return []string{"--host-path", filepath.Dir(t.TempDir()) + ":rw"}
 }
 
 // callTool calls a tool that must succeed and decodes its structured result into out.

@@ -193,7 +193,7 @@ func TestCLIWorkspaceSecrets(t *testing.T) {
 // answer redacted.
 func TestMCPWorkspaceSecrets(t *testing.T) {
 	s := stateDir(t)
-	cs := mcpSession(t, s, "workspace-full")
+	cs := mcpSession(t, s, "workspace-full", grantTestTemp(t)...)
 	const token = "tok-MCP-91c0d7e2aa4b"
 	const other = "other-MCP-3e6f58b1d9"
 	values := []string{token, other}

@@ -69,7 +69,8 @@ func TestTypeScriptClientWorkspaceLoop(t *testing.T) {
 	export := filepath.Join(t.TempDir(), "value.out")
 	t.Setenv("PYRO_E2E_SEED", seed)
 	t.Setenv("PYRO_E2E_EXPORT", export)
-	endpoint := startHTTPServer(t, s, "ts-loop", "--profile", "workspace-core")
+	t.Setenv("PYRO_E2E_HOST_PATH", filepath.Dir(seed))
+	endpoint := startHTTPServer(t, s, "ts-loop", append([]string{"--profile", "workspace-core"}, grantTestTemp(t)...)...)
 	for _, args := range [][]string{
 		{"stdio", filepath.Join(testutil.Binaries(t), "pyro"), "workspace-core", "workspace_loop"},
 		{"http", endpoint, "ts-loop", "workspace_loop"},

@@ -119,9 +119,9 @@ func TestCLIWorkspaceLifecycle(t *testing.T) {
 
 func TestMCPWorkspaceCoreLoop(t *testing.T) {
 	s := stateDir(t)
-	t.Run("stdio", func(t *testing.T) { workspaceCoreLoop(t, mcpSession(t, s, "workspace-core")) })
+	t.Run("stdio", func(t *testing.T) { workspaceCoreLoop(t, mcpSession(t, s, "workspace-core", grantTestTemp(t)...)) })
 	t.Run("http", func(t *testing.T) {
-		endpoint := startHTTPServer(t, s, "loop-token", "--profile", "workspace-core")
+		endpoint := startHTTPServer(t, s, "loop-token", append([]string{"--profile", "workspace-core"}, grantTestTemp(t)...)...)
 		cs, err := mcp.NewClient(&mcp.Implementation{Name: "pyro-e2e-http", Version: "1"}, nil).Connect(t.Context(),
 			&mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{"loop-token", http.DefaultTransport}}}, nil)
 		if err != nil {
@@ -324,7 +324,7 @@ func TestMCPWorkspaceSnapshotReset(t *testing.T) {
 	if !slices.Contains(coreNames, "workspace_reset") || slices.Contains(coreNames, "snapshot_create") {
 		t.Fatalf("workspace-core tools: %v", coreNames)
 	}
-	cs := mcpSession(t, s, "workspace-full")
+	cs := mcpSession(t, s, "workspace-full", grantTestTemp(t)...)
 	call := func(name string, args map[string]any, out any) {
 		t.Helper()
 		callTool(t, cs, name, args, out)

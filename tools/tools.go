@@ -30,13 +30,19 @@ type Toolset struct {
 }
 
 // New serves the tools of profile ("vm-run", "workspace-core" or
-// "workspace-full") over c.
+// "workspace-full") over c. As over MCP, the model may name host paths
+// (seed_path, source_path, output_path) only beneath the directories c was
+// confined to with pyro.WithHostRoots; given an unconfined c, every host
+// path is refused with host_path_denied.
 func New(ctx context.Context, c *pyro.Client, profile string) (*Toolset, error) {
 	p, err := pyromcp.ParseProfile(profile)
 	if err != nil {
 		return nil, err
 	}
-	server := pyromcp.NewServer(c, pyromcp.Config{Profile: p, Version: "sdk"})
+	server, err := pyromcp.NewServer(c, pyromcp.Config{Profile: p, Version: "sdk"})
+	if err != nil {
+		return nil, err
+	}
 	st, ct := mcp.NewInMemoryTransports()
 	if _, err := server.Connect(ctx, st, nil); err != nil {
 		return nil, err

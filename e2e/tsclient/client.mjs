@@ -10,7 +10,12 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 
 const [mode, target, extra, scenario] = process.argv.slice(2);
 const transport = mode === "stdio"
-  ? new StdioClientTransport({ command: target, args: ["mcp", "serve", "--profile", extra], env: process.env, stderr: "inherit" })
+  ? new StdioClientTransport({
+      command: target,
+      // PYRO_E2E_HOST_PATH: a directory the model may seed from and export into.
+      args: ["mcp", "serve", "--profile", extra, ...(process.env.PYRO_E2E_HOST_PATH ? ["--host-path", process.env.PYRO_E2E_HOST_PATH + ":rw"] : [])],
+      env: process.env, stderr: "inherit",
+    })
   : new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers: { Authorization: `Bearer ${extra}` } } });
 
 const client = new Client({ name: "pyro-e2e-ts", version: "1.0.0" });

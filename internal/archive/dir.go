@@ -10,18 +10,12 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
-// packDir writes the tree under src in sorted order. Symlinks are written as
-// links and never followed (every access goes through an os.Root on src);
+// packDir writes the tree under root in sorted order. Symlinks are written
+// as links and never followed (every access goes through the os.Root);
 // device nodes, sockets and fifos are skipped and listed; a file that cannot
 // be read is an error. Files with several hard links are written as
 // independent copies.
-func packDir(ctx context.Context, src string, o *tarOut) error {
-	root, err := os.OpenRoot(src)
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
-			"cannot open the seed directory %q; check its permissions", src)
-	}
-	defer root.Close()
+func packDir(ctx context.Context, root *os.Root, o *tarOut) error {
 	return fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		if ctx.Err() != nil {
 			return canceled(ctx)

@@ -53,12 +53,17 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 			"cannot open destination %q; check its permissions", dest)
 	}
 	defer root.Close()
+	return ExtractTo(ctx, r, root, lim)
+}
 
-	x := &extractor{ctx: ctx, root: root, b: newBudget(lim, "the export"), st: &st, files: map[string]bool{}}
-	if err := x.run(r); err != nil {
-		return st, err
+// ExtractTo is Extract into an opened directory.
+func ExtractTo(ctx context.Context, r io.Reader, root *os.Root, lim Limits) (Stats, error) {
+	var st Stats
+	if ctx.Err() != nil {
+		return st, canceled(ctx)
 	}
-	return st, nil
+	x := &extractor{ctx: ctx, root: root, b: newBudget(lim, "the export"), st: &st, files: map[string]bool{}}
+	return st, x.run(r)
 }
 
 type dirTime struct {

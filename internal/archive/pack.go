@@ -7,18 +7,16 @@ import (
 	"io/fs"
 	"os"
 	"slices"
-
-	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
-// PackFiles packs the given files (paths relative to root, e.g. the files Git
-// tracks in a checkout) from root into a normalized tar stream, sorted by
+// PackFiles packs the given files (paths relative to r, e.g. the files Git
+// tracks in a checkout) from the opened directory r into a normalized tar stream, sorted by
 // name, each preceded by its parent directories. A name that is absolute or
 // has a ".." element fails with path_outside_workspace. A file that is
 // missing, unreadable, a directory (a Git submodule), a special file, or
 // reachable only through a symlinked parent is skipped and listed in
 // Stats.Skipped. Symlinks are packed as links, never followed.
-func PackFiles(ctx context.Context, root string, files []string, w io.Writer, lim Limits) (Stats, error) {
+func PackFiles(ctx context.Context, r *os.Root, files []string, w io.Writer, lim Limits) (Stats, error) {
 	var st Stats
 	if ctx.Err() != nil {
 		return st, canceled(ctx)
@@ -35,17 +33,6 @@ func PackFiles(ctx context.Context, root string, files []string, w io.Writer, li
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-
-	r, err := os.OpenRoot(root)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return st, errdefs.Wrap(err, errdefs.ErrNotFound, CodeNotFound,
-				"directory %q does not exist; pass the root of the checkout to pack", root)
-		}
-		return st, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
-			"cannot open %q as a directory; pass the root of the checkout to pack", root)
-	}
-	defer r.Close()
 
 	o := newTarOut(w, newBudget(lim, "the file set"), &st)
 	dirs := map[string]bool{} // parent dir -> usable (a real directory, written)

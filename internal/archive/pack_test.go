@@ -34,7 +34,7 @@ func TestPackFiles(t *testing.T) {
 
 	files := []string{"README", "./d/e/x.go", "link", "dangling", "missing.txt", "submodule", "fifo", "etc/passwd", "README"}
 	var out bytes.Buffer
-	st, err := PackFiles(context.Background(), root, files, &out, Limits{})
+	st, err := PackFiles(context.Background(), openRoot(t, root), files, &out, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,20 +79,18 @@ func TestPackFilesErrors(t *testing.T) {
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "a"), []byte("aaaa"))
 	for _, name := range []string{"../x", "/etc/passwd", "a/../../x"} {
-		_, err := PackFiles(context.Background(), root, []string{name}, &bytes.Buffer{}, Limits{})
+		_, err := PackFiles(context.Background(), openRoot(t, root), []string{name}, &bytes.Buffer{}, Limits{})
 		wantCode(t, err, CodePathOutsideWorkspace)
 	}
-	_, err := PackFiles(context.Background(), filepath.Join(root, "nope"), []string{"a"}, &bytes.Buffer{}, Limits{})
-	wantCode(t, err, CodeNotFound)
-	_, err = PackFiles(context.Background(), root, []string{"a"}, &bytes.Buffer{}, Limits{MaxBytes: 3})
+	_, err := PackFiles(context.Background(), openRoot(t, root), []string{"a"}, &bytes.Buffer{}, Limits{MaxBytes: 3})
 	wantCode(t, err, CodeTooLarge)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = PackFiles(ctx, root, []string{"a"}, &bytes.Buffer{}, Limits{})
+	_, err = PackFiles(ctx, openRoot(t, root), []string{"a"}, &bytes.Buffer{}, Limits{})
 	wantCode(t, err, errdefs.CodeCanceled)
 
-	_, err = PackFiles(context.Background(), root, []string{"a"}, failWriter{}, Limits{})
+	_, err = PackFiles(context.Background(), openRoot(t, root), []string{"a"}, failWriter{}, Limits{})
 	wantCode(t, err, errdefs.CodeInternal)
 }
 
@@ -109,10 +107,20 @@ func TestPackFilesUnreadableAsUser(t *testing.T) {
 	if err := os.Chmod(filepath.Join(root, "secret"), 0); err != nil {
 		t.Fatal(err)
 	}
-	st, err := PackFiles(context.Background(), root, []string{"secret"}, &bytes.Buffer{}, Limits{})
+	st, err := PackFiles(context.Background(), openRoot(t, root), []string{"secret"}, &bytes.Buffer{}, Limits{})
 	if err != nil || len(st.Skipped) != 1 || !strings.Contains(st.Skipped[0].Reason, "unreadable") {
 		t.Fatalf("stats %+v, err %v", st, err)
 	}
 	_, err = Seed(context.Background(), root, &bytes.Buffer{}, Limits{})
 	wantCode(t, err, errdefs.CodeInvalidArgument) // a directory seed does not skip
+}
+
+func openRoot(t *testing.T, dir string) *os.Root {
+	t.Helper()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }

@@ -36,30 +36,52 @@ func Seed(ctx context.Context, src string, w io.Writer, lim Limits) (Stats, erro
 		return st, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
 			"cannot read seed %q; check its permissions", src)
 	}
-	b := newBudget(lim, "the seed")
-	o := newTarOut(w, b, &st)
 	switch {
 	case fi.IsDir():
-		err = packDir(ctx, src, o)
+		root, err := os.OpenRoot(src)
+		if err != nil {
+			return st, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
+				"cannot open the seed directory %q; check its permissions", src)
+		}
+		defer root.Close()
+		return SeedDir(ctx, root, w, lim)
 	case fi.Mode().IsRegular():
-		err = seedFile(ctx, src, o)
-	default:
-		err = invalid("seed %q is neither a directory nor a regular file; %s", src, acceptedForms)
+		f, err := os.Open(src)
+		if err != nil {
+			return st, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
+				"cannot open seed %q; check its permissions", src)
+		}
+		defer f.Close()
+		return SeedArchive(ctx, f, src, w, lim)
 	}
+	return st, invalid("seed %q is neither a directory nor a regular file; %s", src, acceptedForms)
+}
+
+// SeedDir packs the tree of an opened directory, as Seed does for a
+// directory path.
+func SeedDir(ctx context.Context, root *os.Root, w io.Writer, lim Limits) (Stats, error) {
+	var st Stats
+	o := newTarOut(w, newBudget(lim, "the seed"), &st)
+	err := packDir(ctx, root, o)
 	if err == nil {
 		err = o.close()
 	}
 	return st, err
 }
 
-func seedFile(ctx context.Context, src string, o *tarOut) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
-			"cannot open seed %q; check its permissions", src)
+// SeedArchive normalizes a tar or tar.gz stream read from r, as Seed does
+// for an archive path; name is how messages refer to it.
+func SeedArchive(ctx context.Context, r io.Reader, name string, w io.Writer, lim Limits) (Stats, error) {
+	var st Stats
+	if ctx.Err() != nil {
+		return st, canceled(ctx)
 	}
-	defer f.Close()
-	return seedStream(ctx, f, src, o)
+	o := newTarOut(w, newBudget(lim, "the seed"), &st)
+	err := seedStream(ctx, r, name, o)
+	if err == nil {
+		err = o.close()
+	}
+	return st, err
 }
 
 // seedStream normalizes a tar or tar.gz stream read from r.

@@ -1,18 +1,23 @@
 package cli
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
 	pyromcp "github.com/pyrovm/pyro/internal/mcp"
 )
 
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
-	var profile, httpAddr, projectPath string
+	var profile, httpAddr, projectPath, exportsDir string
+	var hostPaths []string
 	var noNetwork bool
 	var allowRemote bool
 	serve := &cobra.Command{
@@ -20,7 +25,10 @@ func (a *app) mcpCommand() *cobra.Command {
 		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
 		Long: "Serves pyro's tools over MCP on stdin/stdout, or with --http ADDR over Streamable HTTP at http://ADDR/mcp\n" +
 			"(loopback only unless --allow-remote; bearer token from PYRO_MCP_TOKEN, else generated into a 0600 file\n" +
-			"whose path is printed). Profiles: vm-run (vm_run only), workspace-core, workspace-full.",
+			"whose path is printed). Profiles: vm-run (vm_run only), workspace-core, workspace-full.\n\n" +
+			"Host paths: a model may name host paths (seed_path, source_path, output_path) only under the\n" +
+			"directories granted here: the project (read-only), --host-path DIR[:ro|rw] (repeatable) and the\n" +
+			"exports directory (read-write; default under the state dir). Anything else is host_path_denied.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := pyromcp.ParseProfile(profile)
@@ -28,7 +36,7 @@ func (a *app) mcpCommand() *cobra.Command {
 				return a.fail(cmd.Context(), err, false)
 			}
 			// No progress renderer: stdout carries the protocol.
-			c, err := pyro.New()
+			base, err := pyro.New()
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
@@ -38,6 +46,19 @@ func (a *app) mcpCommand() *cobra.Command {
 					cfg.ProjectPath = pyro.GitToplevel(cmd.Context(), wd)
 				}
 			}
+			if exportsDir == "" {
+				exportsDir = base.ExportsDir()
+			}
+			roots, err := hostRoots(cfg.ProjectPath, exportsDir, hostPaths)
+			if err != nil {
+				return a.fail(cmd.Context(), err, false)
+			}
+			c, err := base.Confine(roots...)
+			if err != nil {
+				return a.fail(cmd.Context(), err, false)
+			}
+			defer c.Close()
+			printHostRoots(a.stderr, c)
 			if httpAddr == "" {
 				return pyromcp.ServeStdio(cmd.Context(), c, cfg)
 			}
@@ -53,9 +74,44 @@ func (a *app) mcpCommand() *cobra.Command {
 	}
 	serve.Flags().StringVar(&httpAddr, "http", "", "serve Streamable HTTP on this loopback HOST:PORT instead of stdio")
 	serve.Flags().StringVar(&projectPath, "project-path", "", "Git checkout workspace_create seeds from when no seed_path is given (default: the checkout the server starts in)")
+	serve.Flags().StringArrayVar(&hostPaths, "host-path", nil, "grant the model a host directory: DIR (read-only), DIR:ro or DIR:rw (repeatable)")
+	serve.Flags().StringVar(&exportsDir, "exports-dir", "", "directory the model may export into (default: exports under the state dir)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)
 	return cmd
+}
+
+// hostRoots builds the directories a model may name: the project (read),
+// the exports directory (read-write, made if missing) and each --host-path.
+func hostRoots(project, exports string, hostPaths []string) ([]pyro.HostRoot, error) {
+	var roots []pyro.HostRoot
+	if project != "" {
+		roots = append(roots, pyro.HostRoot{Path: project, Label: "project"})
+	}
+	if err := os.MkdirAll(exports, 0o700); err != nil {
+		return nil, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument, "exports-dir: cannot create %s", exports)
+	}
+	roots = append(roots, pyro.HostRoot{Path: exports, Write: true, Label: "exports"})
+	for _, hp := range hostPaths {
+		dir, mode := hp, "ro"
+		if i := strings.LastIndexByte(hp, ':'); i > 0 && (hp[i+1:] == "ro" || hp[i+1:] == "rw") {
+			dir, mode = hp[:i], hp[i+1:]
+		}
+		roots = append(roots, pyro.HostRoot{Path: dir, Write: mode == "rw", Label: "host-path"})
+	}
+	return roots, nil
+}
+
+// printHostRoots tells the operator what the model may read and write.
+func printHostRoots(w io.Writer, c *pyro.Client) {
+	roots, _ := c.HostRoots()
+	for _, r := range roots {
+		mode := "read-only"
+		if r.Write {
+			mode = "read-write"
+		}
+		fmt.Fprintf(w, "pyro: host paths: %s %s (%s)\n", r.Label, r.Path, mode)
+	}
 }

@@ -18,6 +18,7 @@ var (
 	ErrUnavailable        = errors.New("unavailable")
 	ErrDeadlineExceeded   = errors.New("deadline exceeded")
 	ErrConflict           = errors.New("conflict")
+	ErrPermissionDenied   = errors.New("permission denied")
 	ErrInternal           = errors.New("internal error")
 	ErrCanceled           = errors.New("canceled")
 )
@@ -109,6 +110,8 @@ func CodeOf(err error) string {
 		return "unavailable"
 	case errors.Is(err, ErrConflict):
 		return "conflict"
+	case errors.Is(err, ErrPermissionDenied):
+		return "permission_denied"
 	}
 	return CodeInternal
 }
@@ -129,7 +132,7 @@ var classNames = map[string]error{
 	"not_found": ErrNotFound, "already_exists": ErrAlreadyExists, "invalid_argument": ErrInvalidArgument,
 	"failed_precondition": ErrFailedPrecondition, "unavailable": ErrUnavailable,
 	"deadline_exceeded": ErrDeadlineExceeded, "conflict": ErrConflict, "internal": ErrInternal,
-	"canceled": ErrCanceled,
+	"canceled": ErrCanceled, "permission_denied": ErrPermissionDenied,
 }
 
 // ClassName names err's class, so that it can cross a process boundary.

@@ -66,7 +66,10 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) e
 		}
 		fmt.Fprintf(o.Log, "pyro: bearer token written to %s\n", o.TokenFile)
 	}
-	server := NewServer(c, cfg)
+	server, err := NewServer(c, cfg)
+	if err != nil {
+		return err
+	}
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {

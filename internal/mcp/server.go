@@ -45,6 +45,7 @@ type deps struct {
 	c           *pyro.Client
 	projectPath string
 	noNetwork   bool
+	host        hostRules
 }
 
 // CodeNetworkDisabled is the error of a call that asks for a guest network
@@ -61,10 +62,19 @@ func (d deps) checkNetwork(policy string) error {
 	return nil
 }
 
-// NewServer builds an MCP server exposing the tools of cfg.Profile.
-func NewServer(c *pyro.Client, cfg Config) *mcp.Server {
+// NewServer builds an MCP server exposing the tools of cfg.Profile. A model
+// names host paths only beneath the roots c is confined to (see
+// pyro.WithHostRoots); given an unconfined client, the server denies every
+// host path.
+func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
+	if _, confined := c.HostRoots(); !confined {
+		var err error
+		if c, err = c.Confine(); err != nil {
+			return nil, err
+		}
+	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
-	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork}
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c)}
 	for _, t := range tools {
 		for _, p := range t.profiles {
 			if p == cfg.Profile {
@@ -73,13 +83,17 @@ func NewServer(c *pyro.Client, cfg Config) *mcp.Server {
 			}
 		}
 	}
-	return s
+	return s, nil
 }
 
 // ServeStdio serves one client on stdin/stdout until it disconnects or ctx ends.
 func ServeStdio(ctx context.Context, c *pyro.Client, cfg Config) error {
+	s, err := NewServer(c, cfg)
+	if err != nil {
+		return err
+	}
 	r, w := stdioTransport()
-	err := NewServer(c, cfg).Run(ctx, &mcp.IOTransport{Reader: r, Writer: w})
+	err = s.Run(ctx, &mcp.IOTransport{Reader: r, Writer: w})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -88,7 +102,11 @@ func ServeStdio(ctx context.Context, c *pyro.Client, cfg Config) error {
 
 // toolError turns an SDK error into the text a model sees: "code: message".
 func toolError(err error) error {
-	return fmt.Errorf("%s: %s", errdefs.CodeOf(err), err.Error())
+	code := errdefs.CodeOf(err)
+	if code == pyro.CodeHostPathDenied {
+		return fmt.Errorf("%s: %s (the operator grants more directories with `pyro mcp serve --host-path DIR[:rw]`)", code, err.Error())
+	}
+	return fmt.Errorf("%s: %s", code, err.Error())
 }
 
 // withProgress forwards the SDK's progress for this call as MCP progress

@@ -34,15 +34,7 @@ func TestToolTableRegisters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range Profiles {
-		s := NewServer(c, Config{Profile: p, Version: "test"})
-		st, ct := mcp.NewInMemoryTransports()
-		if _, err := s.Connect(t.Context(), st, nil); err != nil {
-			t.Fatal(err)
-		}
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "t"}, nil).Connect(t.Context(), ct, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cs := connect(t, c, Config{Profile: p, Version: "test"})
 		res, err := cs.ListTools(t.Context(), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -96,15 +88,13 @@ func listTools(t *testing.T, p Profile) map[string]*mcp.Tool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := NewServer(c, Config{Profile: p, Version: "test"}).Connect(t.Context(), st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t"}, nil).Connect(t.Context(), ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	return listToolsOf(t, c, p)
+}
+
+// listToolsOf lists the tools of a profile served over c.
+func listToolsOf(t *testing.T, c *pyro.Client, p Profile) map[string]*mcp.Tool {
+	t.Helper()
+	cs := connect(t, c, Config{Profile: p, Version: "test"})
 	res, err := cs.ListTools(t.Context(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -187,15 +177,7 @@ func TestNoNetworkRefusesNetworkCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := NewServer(c, Config{Profile: ProfileWorkspaceFull, Version: "test", NoNetwork: true}).Connect(t.Context(), st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t"}, nil).Connect(t.Context(), ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := connect(t, c, Config{Profile: ProfileWorkspaceFull, Version: "test", NoNetwork: true})
 	for name, args := range map[string]map[string]any{
 		"vm_run":           {"command": "true", "network": true},
 		"workspace_create": {"network_policy": "egress"},
@@ -215,4 +197,23 @@ func TestNoNetworkRefusesNetworkCalls(t *testing.T) {
 			t.Errorf("%s: %v %q", name, res.IsError, text)
 		}
 	}
+}
+
+// connect serves cfg over c in memory and returns a connected client session.
+func connect(t *testing.T, c *pyro.Client, cfg Config) *mcp.ClientSession {
+	t.Helper()
+	s, err := NewServer(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := s.Connect(t.Context(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
 }

@@ -52,10 +52,11 @@ type diskExportInput struct {
 func addWorkspaceDiskExport(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
-		Description: diskRule + "Write its whole disk (the guest's root filesystem, /workspace included) as a raw ext4 image to a new host path, e.g. for forensics or e2fsck. Result: workspace_id, host_path, format (raw), bytes.",
+		Description: diskRule + "Write its whole disk (the guest's root filesystem, /workspace included) as a raw ext4 image to a new host path, e.g. for forensics or e2fsck. " +
+			d.host.write + " Result: workspace_id, host_path, format (raw), bytes.",
 		InputSchema: inputSchema[diskExportInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
-			"output_path":  {desc: "Host path of the image to create; its parent must exist and the path itself must not.", required: true},
+			"output_path":  {desc: "Host path of the image to create; its parent must exist and the path itself must not. " + d.host.write, required: true},
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in diskExportInput) (*pyro.DiskExportResult, error) {
 		return c.ExportDisk(ctx, in.WorkspaceID, in.OutputPath)

@@ -19,10 +19,11 @@ type syncPushInput struct {
 func addWorkspaceSyncPush(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
-		Description: "Copy later host-side changes (a host directory, .tar or .tar.gz) into a running workspace without recreating it; files of the same name are overwritten. Result: path, entries, bytes.",
+		Description: "Copy later host-side changes (a host directory, .tar or .tar.gz) into a running workspace without recreating it; files of the same name are overwritten. " +
+			d.host.read + " Result: path, host_path, entries, bytes.",
 		InputSchema: inputSchema[syncPushInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
-			"source_path":  {desc: "Host directory or archive to copy.", required: true},
+			"source_path":  {desc: "Host directory or archive to copy. " + d.host.read, required: true},
 			"dest":         {desc: "Guest directory to copy into. " + pathRule, def: "/workspace"},
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in syncPushInput) (*pyro.TransferResult, error) {
@@ -39,11 +40,12 @@ type exportInput struct {
 func addWorkspaceExport(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
-		Description: "Copy one workspace file or directory back to a new path on the host (its parent must exist). Result: host_path, entries, bytes.",
+		Description: "Copy one workspace file or directory back to a new path on the host (its parent must exist; nothing is ever replaced). " +
+			d.host.write + " Result: host_path (where it went), entries, bytes.",
 		InputSchema: inputSchema[exportInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"path":         {desc: "Workspace file or directory. " + pathRule, required: true},
-			"output_path":  {desc: "Host path to create; it must not exist yet.", required: true},
+			"output_path":  {desc: "Host path to create; it must not exist yet. " + d.host.write, required: true},
 		})}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in exportInput) (*pyro.TransferResult, error) {
 		return c.ExportWorkspace(ctx, in.WorkspaceID, in.Path, in.OutputPath)

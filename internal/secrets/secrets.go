@@ -109,7 +109,12 @@ func ReadFile(name, path string) (Secret, error) {
 		return Secret{}, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument, "cannot read the file of secret %s", name)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxValueBytes+1))
+	return Read(name, f)
+}
+
+// Read reads a secret's value from r (an opened secret file).
+func Read(name string, r io.Reader) (Secret, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxValueBytes+1))
 	if err != nil {
 		return Secret{}, errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument, "cannot read the file of secret %s", name)
 	}

@@ -12,11 +12,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
@@ -101,7 +101,7 @@ func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, r
 
 // convertRaw writes a raw copy of the qcow2 disk (with its backing image)
 // to dst, which must not be in use.
-func convertRaw(ctx context.Context, t diskTools, disk, dst string) error {
+func convertRaw(ctx context.Context, t diskTools, disk, dst string, files ...*os.File) error {
 	ctx, cancel := context.WithTimeout(ctx, diskConvertTimeout)
 	defer cancel()
 	var stderr capBuffer
@@ -109,6 +109,7 @@ func convertRaw(ctx context.Context, t diskTools, disk, dst string) error {
 	cmd := exec.CommandContext(ctx, t.qemuImg, "convert", "-q", "-f", "qcow2", "-O", "raw", disk, dst)
 	cmd.Stderr = &stderr
 	cmd.Env = toolEnv()
+	cmd.ExtraFiles = files
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err() // canceled, or timeout
@@ -455,54 +456,28 @@ func (m *Manager) DiskRead(ctx context.Context, ref, guest string, maxBytes int6
 }
 
 // DiskExport writes the whole disk of a stopped workspace as a raw ext4
-// image to a new host path: into a temp file beside it, then linked into
+// image to a new host path: into a temp file beside it, then renamed into
 // place without replacing anything, so a failure leaves nothing behind.
-func (m *Manager) DiskExport(ctx context.Context, ref, output string) (*Record, int64, error) {
-	out, err := filepath.Abs(output)
-	if err != nil || output == "" {
-		return nil, 0, errdefs.InvalidArgument("output", "give a host path to create")
-	}
-	parent := filepath.Dir(out)
-	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
-		return nil, 0, errdefs.InvalidArgument("output", "the parent of %s does not exist or is not a directory: create it first", out)
-	}
-	exists := func() error {
-		return errdefs.New(errdefs.ErrAlreadyExists, "already_exists", "output %s already exists: remove it or pick another path", out)
-	}
-	if _, err := os.Lstat(out); err == nil {
-		return nil, 0, exists()
-	}
+func (m *Manager) DiskExport(ctx context.Context, ref string, out *hostpath.Target) (*Record, int64, error) {
 	var size int64
 	r, err := m.stoppedDisk(ctx, ref, func(_ Paths, _ *Record, disk string, t diskTools) error {
-		tmp, err := os.CreateTemp(parent, ".pyro-disk-export-*.raw")
+		name, tmp, err := out.CreateTemp(".pyro-disk-export-")
 		if err != nil {
 			return err
 		}
-		name := tmp.Name()
-		tmp.Close()
-		defer os.Remove(name) // after the link, only the temp name goes
-		if err := convertRaw(ctx, t, disk, name); err != nil {
+		defer out.RemoveTemp(name) // a no-op once published
+		defer tmp.Close()
+		// qemu-img writes through the opened file (fd 3), not a path that
+		// could be swapped meanwhile.
+		if err := convertRaw(ctx, t, disk, "/dev/fd/3", tmp); err != nil {
 			return err
 		}
-		st, err := os.Stat(name)
+		st, err := tmp.Stat()
 		if err != nil {
 			return err
 		}
 		size = st.Size()
-		if err := os.Link(name, out); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return exists()
-			}
-			if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.ENOTSUP) && !errors.Is(err, syscall.EXDEV) {
-				return err
-			}
-			// No hard links here: check, then rename.
-			if _, err := os.Lstat(out); err == nil {
-				return exists()
-			}
-			return os.Rename(name, out)
-		}
-		return nil
+		return out.Publish(name)
 	})
 	if err != nil {
 		return nil, 0, err

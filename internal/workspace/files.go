@@ -6,15 +6,14 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/supervisor"
 )
 
@@ -54,13 +53,10 @@ func outside(field, p string) error {
 
 // SyncPush copies a host directory or archive into the running workspace
 // (default destination /workspace), overwriting files of the same name.
-func (m *Manager) SyncPush(ctx context.Context, ref, src, dest string) (*Record, archive.Stats, error) {
+func (m *Manager) SyncPush(ctx context.Context, ref string, src *hostpath.Source, dest string) (*Record, archive.Stats, error) {
 	dst, err := GuestPath("dest", dest)
 	if err != nil {
 		return nil, archive.Stats{}, err
-	}
-	if _, err := os.Stat(src); err != nil {
-		return nil, archive.Stats{}, errdefs.InvalidArgument("source", "%s: %v", src, err)
 	}
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
@@ -71,7 +67,7 @@ func (m *Manager) SyncPush(ctx context.Context, ref, src, dest string) (*Record,
 	var stats archive.Stats
 	go func() {
 		var err error
-		stats, err = archive.Seed(ctx, src, pw, archive.Limits{})
+		stats, err = seedSource(ctx, src, pw)
 		pw.CloseWithError(err)
 	}()
 	_, err = sc.PutArchive(ctx, dst, pr)
@@ -93,22 +89,12 @@ func (m *Manager) touch(id string) error {
 
 // Export copies a guest file or directory out to a new host path. The
 // guest's archive is extracted (validated) into a temp dir beside the
-// output and renamed into place, so a failure leaves nothing behind.
-func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Record, archive.Stats, error) {
+// output and renamed into place without replacing anything, so a failure
+// leaves nothing behind.
+func (m *Manager) Export(ctx context.Context, ref, guest string, out *hostpath.Target) (*Record, archive.Stats, error) {
 	src, err := GuestPath("path", guest)
 	if err != nil {
 		return nil, archive.Stats{}, err
-	}
-	out, err := filepath.Abs(output)
-	if err != nil {
-		return nil, archive.Stats{}, errdefs.InvalidArgument("output", "%v", err)
-	}
-	parent := filepath.Dir(out)
-	if st, err := os.Stat(parent); err != nil || !st.IsDir() {
-		return nil, archive.Stats{}, errdefs.InvalidArgument("output", "the parent of %s does not exist or is not a directory: create it first", out)
-	}
-	if _, err := os.Lstat(out); err == nil {
-		return nil, archive.Stats{}, errdefs.New(errdefs.ErrAlreadyExists, "already_exists", "output %s already exists: remove it or pick another path", out)
 	}
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
@@ -119,11 +105,12 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 	if err != nil {
 		return nil, archive.Stats{}, err
 	}
-	tmp, err := os.MkdirTemp(parent, ".pyro-export-")
+	tmpName, tmp, err := out.MkdirTemp(".pyro-export-")
 	if err != nil {
 		return nil, archive.Stats{}, err
 	}
-	defer os.RemoveAll(tmp)
+	defer out.RemoveTemp(tmpName)
+	defer tmp.Close()
 	pr, pw := io.Pipe()
 	type result struct {
 		stats archive.Stats
@@ -131,7 +118,7 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := archive.Extract(ctx, pr, tmp, archive.Limits{})
+		st, err := archive.ExtractTo(ctx, pr, tmp, archive.Limits{})
 		pr.CloseWithError(err)
 		done <- result{st, err}
 	}()
@@ -150,11 +137,11 @@ func (m *Manager) Export(ctx context.Context, ref, guest, output string) (*Recor
 		return nil, res.stats, err
 	}
 	// A directory's entries are relative to it; a file arrives under its base name.
-	from := tmp
+	from := tmpName
 	if !isDir {
-		from = filepath.Join(tmp, path.Base(src))
+		from = tmpName + "/" + path.Base(src)
 	}
-	if err := os.Rename(from, out); err != nil {
+	if err := out.Publish(from); err != nil {
 		return nil, res.stats, err
 	}
 	return r, res.stats, nil

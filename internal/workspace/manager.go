@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
@@ -57,9 +59,9 @@ type CreateSpec struct {
 	MemMiB      int
 	Accel       string
 	TTLSeconds  int
-	SeedPath    string
-	SeedFiles   []string // when set: only these files (relative to SeedPath) are packed, e.g. Git-tracked ones
-	NoBoot      bool     // record it stopped; Start boots it (the low-level vm_create)
+	Seed        *hostpath.Source // nil: an empty /workspace
+	SeedFiles   []string         // when set: only these files (relative to a directory Seed) are packed, e.g. Git-tracked ones
+	NoBoot      bool             // record it stopped; Start boots it (the low-level vm_create)
 	// Restore, when set, is the saved machine the first boot restores
 	// instead of booting cold (a memory snapshot of this very machine).
 	Restore *Restore
@@ -149,11 +151,11 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		Creating: true, NetworkPolicy: s.NetworkPolicy,
 	}
 	// The baseline is the normalized seed archive, kept on the host for good.
-	stats, err := writeBaseline(ctx, p.Baseline(), s.SeedPath, s.SeedFiles)
+	stats, err := writeBaseline(ctx, p.Baseline(), s.Seed, s.SeedFiles)
 	if err != nil {
 		return nil, err
 	}
-	rec.Seed = SeedInfo{Source: s.SeedPath, Entries: stats.Entries, Bytes: stats.Bytes, Skipped: stats.Skipped}
+	rec.Seed = SeedInfo{Source: s.Seed.Name(), Entries: stats.Entries, Bytes: stats.Bytes, Skipped: stats.Skipped}
 	if len(s.Secrets) > 0 {
 		if err := secrets.Save(p.Secrets(), s.Secrets); err != nil {
 			return nil, err
@@ -221,25 +223,36 @@ func (m *Manager) seed(ctx context.Context, p Paths, tarPath string, entries int
 	return err
 }
 
-func writeBaseline(ctx context.Context, path, seed string, files []string) (archive.Stats, error) {
+func writeBaseline(ctx context.Context, path string, seed *hostpath.Source, files []string) (archive.Stats, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err != nil {
 		return archive.Stats{}, err
 	}
 	defer f.Close()
-	if seed == "" {
+	if seed == nil {
 		return archive.Stats{}, nil
 	}
 	var stats archive.Stats
-	if files != nil {
-		stats, err = archive.PackFiles(ctx, seed, files, f, archive.Limits{})
-	} else {
-		stats, err = archive.Seed(ctx, seed, f, archive.Limits{})
+	switch {
+	case files != nil && seed.Dir != nil:
+		stats, err = archive.PackFiles(ctx, seed.Dir, files, f, archive.Limits{})
+	case files != nil:
+		return stats, errdefs.InvalidArgument("seed_path", "%s is a file; only a directory (a Git checkout) can be seeded with its tracked files", seed.Path)
+	default:
+		stats, err = seedSource(ctx, seed, f)
 	}
 	if err != nil {
 		return stats, err
 	}
 	return stats, f.Sync()
+}
+
+// seedSource packs a host seed (a directory or an archive) into w.
+func seedSource(ctx context.Context, src *hostpath.Source, w io.Writer) (archive.Stats, error) {
+	if src.Dir != nil {
+		return archive.SeedDir(ctx, src.Dir, w, archive.Limits{})
+	}
+	return archive.SeedArchive(ctx, src.File, src.Path, w, archive.Limits{})
 }
 
 // launch starts the workspace's supervisor (booting its VM, or restoring the

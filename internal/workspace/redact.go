@@ -3,42 +3,45 @@ package workspace
 import (
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
-	"path/filepath"
+	"path"
+	"strconv"
 
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/wsdiff"
 )
 
 // redactTree rewrites every regular file under root with secret values
-// redacted (an export, before it is moved into place). Modes and times stay.
-func redactTree(root string, red *secrets.Redactor) error {
+// replaced, keeping mode and mtime.
+func redactTree(root *os.Root, red *secrets.Redactor) error {
 	if red == nil {
 		return nil
 	}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
-		return redactFile(p, red)
+		return redactFile(root, p, red)
 	})
 }
 
-func redactFile(p string, red *secrets.Redactor) error {
-	st, err := os.Lstat(p)
+func redactFile(root *os.Root, p string, red *secrets.Redactor) error {
+	st, err := root.Lstat(p)
 	if err != nil {
 		return err
 	}
-	src, err := os.Open(p)
+	src, err := root.Open(p)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".pyro-redact-")
+	tmpName := path.Join(path.Dir(p), ".pyro-redact-"+strconv.FormatUint(rand.Uint64(), 36))
+	tmp, err := root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // no-op once renamed
+	defer root.Remove(tmpName) // no-op once renamed
 	if _, err := io.Copy(tmp, red.Reader(src)); err != nil {
 		tmp.Close()
 		return err
@@ -50,10 +53,10 @@ func redactFile(p string, red *secrets.Redactor) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Chtimes(tmp.Name(), st.ModTime(), st.ModTime()); err != nil {
+	if err := root.Chtimes(tmpName, st.ModTime(), st.ModTime()); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), p)
+	return root.Rename(tmpName, p)
 }
 
 // redactDiff hides secret values in a diff's paths and text.
