@@ -60,6 +60,22 @@ func TestTypeScriptClientStdioAndHTTP(t *testing.T) {
 	check(tsClient(t, s, "http", endpoint, "ts-token", "vm_run"), []string{"vm_run", "workspace_create", "workspace_exec"})
 }
 
+// A command that outlives the client's request timeout succeeds: the server
+// sends progress while it runs, and the client resets its timeout on it.
+func TestTypeScriptClientLongCommandSurvivesTimeout(t *testing.T) {
+	s := stateDir(t)
+	m := tsClient(t, s, "stdio", filepath.Join(testutil.Binaries(t), "pyro"), "vm-run", "long_run")
+	var r struct {
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+	}
+	var progress int
+	json.Unmarshal(m["progress"], &progress)
+	if err := json.Unmarshal(m["long_run"], &r); err != nil || r.ExitCode != 0 || r.Stdout != "survived\n" || progress < 4 {
+		t.Fatalf("long vm_run: %v %+v, %d progress notifications", err, r, progress)
+	}
+}
+
 func TestTypeScriptClientWorkspaceLoop(t *testing.T) {
 	s := stateDir(t)
 	seed := t.TempDir()

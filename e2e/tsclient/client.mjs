@@ -2,7 +2,7 @@
 // one JSON object with what it saw. Usage:
 //   node client.mjs stdio PYRO_BIN PROFILE SCENARIO
 //   node client.mjs http  URL TOKEN SCENARIO
-// SCENARIO: "vm_run", "workspace_loop" (needs a seed dir in PYRO_E2E_SEED) or
+// SCENARIO: "vm_run", "long_run" (a 12 s command with a 5 s client timeout), "workspace_loop" (needs a seed dir in PYRO_E2E_SEED) or
 // "shell_service" (workspace-full).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -30,6 +30,15 @@ const call = async (name, args) => {
 
 if (scenario === "vm_run") {
   out.vm_run = await call("vm_run", { command: "echo from-typescript; exit 3" });
+} else if (scenario === "long_run") {
+  // A command longer than the client's timeout: it must survive because the
+  // server reports progress while it runs and the client resets on progress.
+  out.progress = 0;
+  const res = await client.callTool({ name: "vm_run", arguments: { command: "sleep 12; echo survived" } }, undefined, {
+    timeout: 5000, resetTimeoutOnProgress: true, onprogress: () => { out.progress++; },
+  });
+  if (res.isError) throw new Error(`vm_run: ${res.content.map((c) => c.text).join("")}`);
+  out.long_run = res.structuredContent;
 } else if (scenario === "workspace_loop") {
   const ws = await call("workspace_create", { seed_path: process.env.PYRO_E2E_SEED });
   const id = ws.workspace_id;

@@ -56,9 +56,6 @@ func describe(s *jsonschema.Schema, props map[string]prop, what string) {
 				panic(fmt.Sprintf("schema for %s: property %q is not an array of objects", what, name))
 			}
 			describe(ps.Items, p.items, what+"."+name)
-			if slices.Equal(ps.Types, []string{"null", "array"}) {
-				ps.Type, ps.Types = "array", nil // plainer for clients; omitting it is the way to give none
-			}
 		}
 	}
 	for name := range props {

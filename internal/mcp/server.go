@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -46,6 +47,7 @@ type deps struct {
 	projectPath string
 	noNetwork   bool
 	host        hostRules
+	rows        map[string]tool
 }
 
 // CodeNetworkDisabled is the error of a call that asks for a guest network
@@ -74,7 +76,7 @@ func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
 		}
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
-	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c)}
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c), rows: tableRows()}
 	for _, t := range tools {
 		for _, p := range t.profiles {
 			if p == cfg.Profile {
@@ -109,38 +111,59 @@ func toolError(err error) error {
 	return fmt.Errorf("%s: %s", code, err.Error())
 }
 
+// heartbeatEvery is how often a call in flight reports progress, so that a
+// client that resets its timeout on progress never times out a long command.
+var heartbeatEvery = 2 * time.Second
+
 // withProgress forwards the SDK's progress for this call as MCP progress
-// notifications, when the client asked for them with a progress token.
-func withProgress(ctx context.Context, req *mcp.CallToolRequest) context.Context {
+// notifications, when the client asked for them with a progress token, and
+// sends a heartbeat (elapsed time) every heartbeatEvery until stop is called.
+func withProgress(ctx context.Context, req *mcp.CallToolRequest) (_ context.Context, stop func()) {
 	tok := req.Params.GetProgressToken()
 	if tok == nil || req.Session == nil {
-		return ctx
+		return ctx, func() {}
 	}
 	var mu sync.Mutex
 	n := 0.0
-	return pyro.ContextWithProgress(ctx, func(e pyro.ProgressEvent) {
+	notify := func(msg string) {
 		mu.Lock()
 		n++
 		p := n
 		mu.Unlock()
+		_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: p, Message: msg})
+	}
+	done := make(chan struct{})
+	go func() {
+		start := time.Now()
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				notify(fmt.Sprintf("%s: still running, %.0f s elapsed", req.Params.Name, time.Since(start).Seconds()))
+			}
+		}
+	}()
+	ctx = pyro.ContextWithProgress(ctx, func(e pyro.ProgressEvent) {
 		msg := e.Stage
 		if e.Message != "" {
 			msg += ": " + e.Message
 		}
-		_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: p, Message: msg})
+		notify(msg)
 	})
+	return ctx, sync.OnceFunc(func() { close(done) })
 }
 
-// handler adapts an SDK call to a typed MCP tool handler; a failed call
-// becomes an isError result whose text starts with the stable code.
-// Progress the SDK reports during the call reaches clients that asked for it.
-func handler[In, Out any](call func(context.Context, In) (Out, error)) mcp.ToolHandlerFor[In, Out] {
-	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
-		out, err := call(withProgress(ctx, req), in)
-		if err != nil {
-			var zero Out
-			return nil, zero, toolError(err)
-		}
-		return nil, out, nil
+// handler adapts an SDK call to a tool handler; progress the SDK reports
+// during the call, and a heartbeat, reach clients that asked for progress.
+func handler[In, Out any](call func(context.Context, In) (Out, error)) func(context.Context, *mcp.CallToolRequest, In) (Out, error) {
+	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (Out, error) {
+		ctx, stop := withProgress(ctx, req)
+		defer stop()
+		return call(ctx, in)
 	}
 }

@@ -45,7 +45,7 @@ func addServiceStart(s *mcp.Server, d deps, name string) {
 					"host_port":  {desc: "Port on the host's 127.0.0.1; 0 = any free port.", def: 0, min: ptr(0.0), max: ptr(65535.0)},
 				}},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.StartServiceRequest) (*pyro.Service, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.StartServiceRequest) (*pyro.Service, error) {
 		return c.StartService(ctx, in)
 	}))
 }
@@ -58,9 +58,8 @@ func addServiceList(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "List the workspace's services in every state (a service that ended on its own shows exited with its exit_code).",
-		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (serviceListOutput, error) {
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceRefInput) (serviceListOutput, error) {
 		l, err := c.ListServices(ctx, in.WorkspaceID)
 		return serviceListOutput{Services: l}, err
 	}))
@@ -70,9 +69,8 @@ func addServiceStatus(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Show one service. " + serviceFields,
-		InputSchema: inputSchema[namedInput](serviceRefProps),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
+		InputSchema: inputSchema[namedInput](serviceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
 		return c.ServiceStatus(ctx, in.WorkspaceID, in.Name)
 	}))
 }
@@ -91,9 +89,8 @@ func addServiceLogs(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"name":         serviceRefProps["name"],
 			"tail_lines":   {desc: "Only the last this many lines; 0 for all (at most 1 MiB).", def: 0, min: ptr(0.0)},
-		}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in serviceLogsInput) (*pyro.ServiceLogs, error) {
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in serviceLogsInput) (*pyro.ServiceLogs, error) {
 		return c.ServiceLogs(ctx, in.WorkspaceID, in.Name, in.TailLines)
 	}))
 }
@@ -102,9 +99,8 @@ func addServiceStop(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Stop a service: TERM to its process group, KILL after 5 s. Stopping an ended service changes nothing. " + serviceFields,
-		InputSchema: inputSchema[namedInput](serviceRefProps),
-		Annotations: &mcp.ToolAnnotations{IdempotentHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
+		InputSchema: inputSchema[namedInput](serviceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
 		return c.StopService(ctx, in.WorkspaceID, in.Name)
 	}))
 }

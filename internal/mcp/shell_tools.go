@@ -29,7 +29,7 @@ func addShellOpen(s *mcp.Server, d deps, name string) {
 			"rows":         {desc: "Terminal height.", def: 30, min: ptr(2.0), max: ptr(200.0)},
 			"secret_env":   secretEnvProp,
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.OpenShellRequest) (*pyro.Shell, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.OpenShellRequest) (*pyro.Shell, error) {
 		return c.OpenShell(ctx, in)
 	}))
 }
@@ -49,9 +49,8 @@ func addShellRead(s *mcp.Server, d deps, name string) {
 			"max_chars":        {desc: "At most this many characters of raw output.", def: 65536, min: ptr(1.0), max: ptr(1048576.0)},
 			"plain":            {desc: "Render the terminal: no ANSI sequences, carriage returns and backspaces applied.", def: false},
 			"wait_for_idle_ms": {desc: "First wait until no output came for this long (or the shell ended; 30 s at most).", def: 0, min: ptr(0.0), max: ptr(30000.0)},
-		}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.ReadShellRequest) (*pyro.ShellOutput, error) {
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.ReadShellRequest) (*pyro.ShellOutput, error) {
 		return c.ReadShell(ctx, in)
 	}))
 }
@@ -67,7 +66,7 @@ func addShellWrite(s *mcp.Server, d deps, name string) {
 			"input":        {desc: "Text to type, e.g. a command line. Control characters are sent as is (\\u0003 is Ctrl-C).", required: true},
 			"no_newline":   {desc: "Do not press Enter after the input.", def: false},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in pyro.WriteShellRequest) (*pyro.Shell, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.WriteShellRequest) (*pyro.Shell, error) {
 		return c.WriteShell(ctx, in)
 	}))
 }
@@ -87,7 +86,7 @@ func addShellSignal(s *mcp.Server, d deps, name string) {
 			"shell_id":     shellRefProps["shell_id"],
 			"signal":       {desc: "Signal to send.", def: "INT", enum: []any{"INT", "TERM", "HUP", "KILL"}},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in shellSignalInput) (*pyro.Shell, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in shellSignalInput) (*pyro.Shell, error) {
 		return c.SignalShell(ctx, in.WorkspaceID, in.ShellID, in.Signal)
 	}))
 }
@@ -109,7 +108,7 @@ func addShellResize(s *mcp.Server, d deps, name string) {
 			"cols":         {desc: "Terminal width.", required: true, min: ptr(10.0), max: ptr(500.0)},
 			"rows":         {desc: "Terminal height.", required: true, min: ptr(2.0), max: ptr(200.0)},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in shellResizeInput) (*pyro.Shell, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in shellResizeInput) (*pyro.Shell, error) {
 		return c.ResizeShell(ctx, in.WorkspaceID, in.ShellID, in.Cols, in.Rows)
 	}))
 }
@@ -123,9 +122,8 @@ func addShellClose(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Close a shell: hang it up and end its programs. " + shellFields,
-		InputSchema: inputSchema[shellRefInput](shellRefProps),
-		Annotations: &mcp.ToolAnnotations{IdempotentHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in shellRefInput) (*pyro.Shell, error) {
+		InputSchema: inputSchema[shellRefInput](shellRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in shellRefInput) (*pyro.Shell, error) {
 		return c.CloseShell(ctx, in.WorkspaceID, in.ShellID)
 	}))
 }

@@ -21,68 +21,106 @@ const (
 // Profiles lists the valid profiles, narrowest first.
 var Profiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFull}
 
-// tool is one row of the tool table: its name, description, the profiles it
-// belongs to, and how to register it (schema and handler) on a server.
+// tool is one row of the tool table: its name, title and behaviour hints,
+// the profiles it belongs to, and how to register it (schema and handler).
 type tool struct {
 	name     string
+	title    string
+	hints    hints
 	profiles []Profile
 	add      func(s *mcp.Server, d deps, name string)
+}
+
+// hints are a tool's MCP annotations, set honestly: what the tool does to
+// the workspace or host it acts on.
+type hints struct {
+	readOnly    bool // changes nothing
+	destructive bool // may delete or overwrite data (files, processes, a VM)
+	idempotent  bool // repeating the call with the same arguments changes nothing more
+	openWorld   bool // runs a guest command, which may reach the network when the policy allows
+}
+
+var (
+	readOnly   = hints{readOnly: true, idempotent: true}
+	create     = hints{}                                    // adds something new, never replaces
+	idempotent = hints{idempotent: true}                    // sets a state, harmlessly repeated
+	overwrite  = hints{destructive: true, idempotent: true} // replaces or discards state
+	change     = hints{destructive: true}                   // changes state, not repeatable
+	remove     = hints{destructive: true, idempotent: true}
+	run        = hints{destructive: true, openWorld: true} // runs an arbitrary command
+	runOnce    = hints{openWorld: true}                    // starts a command, adds a service
+)
+
+func (h hints) annotations(title string) *mcp.ToolAnnotations {
+	return &mcp.ToolAnnotations{Title: title, ReadOnlyHint: h.readOnly, DestructiveHint: &h.destructive,
+		IdempotentHint: h.idempotent, OpenWorldHint: &h.openWorld}
 }
 
 var allProfiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFull}
 
 // tools is the single tool table.
 var tools = []tool{
-	{name: "vm_run", profiles: allProfiles, add: addVMRun},
-	{name: "vm_list_environments", profiles: allProfiles, add: addListEnvironments},
-	{name: "workspace_create", profiles: coreAndFull, add: addWorkspaceCreate},
-	{name: "workspace_list", profiles: coreAndFull, add: addWorkspaceList},
-	{name: "workspace_status", profiles: coreAndFull, add: addWorkspaceRefTool(
-		"Show one workspace's state and sizes.", true, (*pyro.Client).WorkspaceStatus)},
-	{name: "workspace_logs", profiles: coreAndFull, add: addWorkspaceLogs},
-	{name: "workspace_exec", profiles: coreAndFull, add: addWorkspaceExec},
-	{name: "workspace_sync_push", profiles: coreAndFull, add: addWorkspaceSyncPush},
-	{name: "workspace_file_list", profiles: coreAndFull, add: addWorkspaceFileList},
-	{name: "workspace_file_read", profiles: coreAndFull, add: addWorkspaceFileRead},
-	{name: "workspace_file_write", profiles: coreAndFull, add: addWorkspaceFileWrite},
-	{name: "workspace_export", profiles: coreAndFull, add: addWorkspaceExport},
-	{name: "workspace_diff", profiles: coreAndFull, add: addWorkspaceDiff},
-	{name: "workspace_patch_apply", profiles: coreAndFull, add: addWorkspacePatchApply},
-	{name: "workspace_summary", profiles: coreAndFull, add: addWorkspaceSummary},
-	{name: "workspace_reset", profiles: coreAndFull, add: addWorkspaceReset},
-	{name: "workspace_stop", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
-		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", false, (*pyro.Client).StopWorkspace)},
-	{name: "workspace_start", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
-		"Boot a stopped workspace from its kept disk.", false, (*pyro.Client).StartWorkspace)},
-	{name: "workspace_update", profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
-	{name: "workspace_disk_list", profiles: fullOnly, add: addWorkspaceDiskList},
-	{name: "workspace_disk_read", profiles: fullOnly, add: addWorkspaceDiskRead},
-	{name: "workspace_disk_export", profiles: fullOnly, add: addWorkspaceDiskExport},
-	{name: "snapshot_create", profiles: fullOnly, add: addSnapshotCreate},
-	{name: "snapshot_list", profiles: fullOnly, add: addSnapshotList},
-	{name: "snapshot_delete", profiles: fullOnly, add: addSnapshotDelete},
-	{name: "shell_open", profiles: fullOnly, add: addShellOpen},
-	{name: "shell_read", profiles: fullOnly, add: addShellRead},
-	{name: "shell_write", profiles: fullOnly, add: addShellWrite},
-	{name: "shell_signal", profiles: fullOnly, add: addShellSignal},
-	{name: "shell_resize", profiles: fullOnly, add: addShellResize},
-	{name: "shell_close", profiles: fullOnly, add: addShellClose},
-	{name: "service_start", profiles: fullOnly, add: addServiceStart},
-	{name: "service_list", profiles: fullOnly, add: addServiceList},
-	{name: "service_status", profiles: fullOnly, add: addServiceStatus},
-	{name: "service_logs", profiles: fullOnly, add: addServiceLogs},
-	{name: "service_stop", profiles: fullOnly, add: addServiceStop},
-	{name: "vm_reap_expired", profiles: fullOnly, add: addReapExpired},
-	{name: "vm_create", profiles: fullOnly, add: addVMCreate},
-	{name: "vm_start", profiles: fullOnly, add: addVMRefTool("Low-level: boot a created or stopped VM. "+vmFields, (*pyro.Client).StartVM)},
-	{name: "vm_exec", profiles: fullOnly, add: addVMExec},
-	{name: "vm_status", profiles: fullOnly, add: addVMRefTool("Low-level: show one VM. "+vmFields, (*pyro.Client).VMStatus)},
-	{name: "vm_stop", profiles: fullOnly, add: addVMRefTool("Low-level: power a VM off, keeping its disk. "+vmFields, (*pyro.Client).StopVM)},
-	{name: "vm_delete", profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
-	{name: "vm_network_info", profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device), state, and while it runs "+
+	{name: "vm_run", title: "Run a command in a fresh VM", hints: run, profiles: allProfiles, add: addVMRun},
+	{name: "vm_list_environments", title: "List environments", hints: readOnly, profiles: allProfiles, add: addListEnvironments},
+	{name: "workspace_create", title: "Create a workspace", hints: create, profiles: coreAndFull, add: addWorkspaceCreate},
+	{name: "workspace_list", title: "List workspaces", hints: readOnly, profiles: coreAndFull, add: addWorkspaceList},
+	{name: "workspace_status", title: "Show a workspace", hints: readOnly, profiles: coreAndFull, add: addWorkspaceRefTool(
+		"Show one workspace's state and sizes.", (*pyro.Client).WorkspaceStatus)},
+	{name: "workspace_logs", title: "Show a workspace's command history", hints: readOnly, profiles: coreAndFull, add: addWorkspaceLogs},
+	{name: "workspace_exec", title: "Run a command in a workspace", hints: run, profiles: coreAndFull, add: addWorkspaceExec},
+	{name: "workspace_sync_push", title: "Copy host files into a workspace", hints: overwrite, profiles: coreAndFull, add: addWorkspaceSyncPush},
+	{name: "workspace_file_list", title: "List workspace files", hints: readOnly, profiles: coreAndFull, add: addWorkspaceFileList},
+	{name: "workspace_file_read", title: "Read a workspace file", hints: readOnly, profiles: coreAndFull, add: addWorkspaceFileRead},
+	{name: "workspace_file_write", title: "Write a workspace file", hints: overwrite, profiles: coreAndFull, add: addWorkspaceFileWrite},
+	{name: "workspace_export", title: "Export workspace files to the host", hints: create, profiles: coreAndFull, add: addWorkspaceExport},
+	{name: "workspace_diff", title: "Diff a workspace against its baseline", hints: readOnly, profiles: coreAndFull, add: addWorkspaceDiff},
+	{name: "workspace_patch_apply", title: "Apply a patch in a workspace", hints: change, profiles: coreAndFull, add: addWorkspacePatchApply},
+	{name: "workspace_summary", title: "Summarize a workspace", hints: readOnly, profiles: coreAndFull, add: addWorkspaceSummary},
+	{name: "workspace_reset", title: "Reset a workspace", hints: overwrite, profiles: coreAndFull, add: addWorkspaceReset},
+	{name: "workspace_stop", title: "Stop a workspace", hints: overwrite, profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
+		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", (*pyro.Client).StopWorkspace)},
+	{name: "workspace_start", title: "Start a workspace", hints: idempotent, profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
+		"Boot a stopped workspace from its kept disk.", (*pyro.Client).StartWorkspace)},
+	{name: "workspace_update", title: "Rename or relabel a workspace", hints: idempotent, profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
+	{name: "workspace_disk_list", title: "List files on a stopped workspace's disk", hints: readOnly, profiles: fullOnly, add: addWorkspaceDiskList},
+	{name: "workspace_disk_read", title: "Read a file from a stopped workspace's disk", hints: readOnly, profiles: fullOnly, add: addWorkspaceDiskRead},
+	{name: "workspace_disk_export", title: "Export a stopped workspace's disk image", hints: create, profiles: fullOnly, add: addWorkspaceDiskExport},
+	{name: "snapshot_create", title: "Snapshot a workspace", hints: create, profiles: fullOnly, add: addSnapshotCreate},
+	{name: "snapshot_list", title: "List a workspace's snapshots", hints: readOnly, profiles: fullOnly, add: addSnapshotList},
+	{name: "snapshot_delete", title: "Delete a snapshot", hints: remove, profiles: fullOnly, add: addSnapshotDelete},
+	{name: "shell_open", title: "Open a shell", hints: create, profiles: fullOnly, add: addShellOpen},
+	{name: "shell_read", title: "Read shell output", hints: readOnly, profiles: fullOnly, add: addShellRead},
+	{name: "shell_write", title: "Type into a shell", hints: run, profiles: fullOnly, add: addShellWrite},
+	{name: "shell_signal", title: "Signal a shell's foreground process", hints: change, profiles: fullOnly, add: addShellSignal},
+	{name: "shell_resize", title: "Resize a shell", hints: idempotent, profiles: fullOnly, add: addShellResize},
+	{name: "shell_close", title: "Close a shell", hints: remove, profiles: fullOnly, add: addShellClose},
+	{name: "service_start", title: "Start a service", hints: runOnce, profiles: fullOnly, add: addServiceStart},
+	{name: "service_list", title: "List services", hints: readOnly, profiles: fullOnly, add: addServiceList},
+	{name: "service_status", title: "Show a service", hints: readOnly, profiles: fullOnly, add: addServiceStatus},
+	{name: "service_logs", title: "Read a service's log", hints: readOnly, profiles: fullOnly, add: addServiceLogs},
+	{name: "service_stop", title: "Stop a service", hints: remove, profiles: fullOnly, add: addServiceStop},
+	{name: "vm_reap_expired", title: "Delete expired workspaces", hints: remove, profiles: fullOnly, add: addReapExpired},
+	{name: "vm_create", title: "Create a low-level VM", hints: create, profiles: fullOnly, add: addVMCreate},
+	{name: "vm_start", title: "Start a low-level VM", hints: idempotent, profiles: fullOnly, add: addVMRefTool("Low-level: boot a created or stopped VM. "+vmFields, (*pyro.Client).StartVM)},
+	{name: "vm_exec", title: "Run a command in a low-level VM, then delete it", hints: run, profiles: fullOnly, add: addVMExec},
+	{name: "vm_status", title: "Show a low-level VM", hints: readOnly, profiles: fullOnly, add: addVMRefTool("Low-level: show one VM. "+vmFields, (*pyro.Client).VMStatus)},
+	{name: "vm_stop", title: "Stop a low-level VM", hints: overwrite, profiles: fullOnly, add: addVMRefTool("Low-level: power a VM off, keeping its disk. "+vmFields, (*pyro.Client).StopVM)},
+	{name: "vm_delete", title: "Delete a low-level VM", hints: remove, profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
+	{name: "vm_network_info", title: "Show a low-level VM's network", hints: readOnly, profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device), state, and while it runs "+
 		"guest_address, gateway, dns and mac.", (*pyro.Client).VMNetworkInfo)},
-	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
-		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
+	{name: "workspace_delete", title: "Delete a workspace", hints: remove, profiles: coreAndFull, add: addWorkspaceRefTool(
+		"Delete the workspace: its VM and all its files are gone for good.", (*pyro.Client).DeleteWorkspace)},
+}
+
+// tableRows indexes the table by name (built at run time: the table's add
+// functions look their rows up, which a package-level map would make an
+// initialization cycle).
+func tableRows() map[string]tool {
+	m := make(map[string]tool, len(tools))
+	for _, t := range tools {
+		m[t.name] = t
+	}
+	return m
 }
 
 // ToolNames returns the tools of a profile, in table order.
@@ -133,7 +171,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 				"link-local/metadata addresses). Off by default: the guest has no network device.", def: false},
 		}),
 	}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
 		if in.Network {
 			if err := d.checkNetwork("on"); err != nil {
 				return nil, err
@@ -162,13 +200,9 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 		Description: "List the environments (guest OS images) pyro can boot, with their packages and whether each is " +
 			"installed locally. An environment that is not installed is built on first use, which takes minutes.",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
 	}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, _ listEnvironmentsInput) (*mcp.CallToolResult, listEnvironmentsOutput, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, _ listEnvironmentsInput) (listEnvironmentsOutput, error) {
 		envs, err := c.ListEnvironments(ctx)
-		if err != nil {
-			return nil, listEnvironmentsOutput{}, toolError(err)
-		}
-		return nil, listEnvironmentsOutput{Environments: envs}, nil
-	})
+		return listEnvironmentsOutput{Environments: envs}, err
+	}))
 }

@@ -217,3 +217,44 @@ func connect(t *testing.T, c *pyro.Client, cfg Config) *mcp.ClientSession {
 	t.Cleanup(func() { cs.Close() })
 	return cs
 }
+
+// Every tool carries a title and all its annotations, set from the table.
+func TestEveryToolIsAnnotated(t *testing.T) {
+	for name, tl := range listTools(t, ProfileWorkspaceFull) {
+		a := tl.Annotations
+		if tl.Title == "" || a == nil || a.Title != tl.Title || a.DestructiveHint == nil || a.OpenWorldHint == nil {
+			t.Errorf("%s: title %q annotations %+v", name, tl.Title, a)
+			continue
+		}
+		if a.ReadOnlyHint && (*a.DestructiveHint || *a.OpenWorldHint || !a.IdempotentHint) {
+			t.Errorf("%s: read-only yet %+v", name, a)
+		}
+	}
+	for _, name := range []string{"vm_status", "vm_network_info", "workspace_diff", "shell_read"} {
+		if !listTools(t, ProfileWorkspaceFull)[name].Annotations.ReadOnlyHint {
+			t.Errorf("%s is not read-only", name)
+		}
+	}
+}
+
+// Arguments the schema refuses come back as a tool result with the stable
+// code invalid_argument, like every other error.
+func TestBadArgumentsAreInvalidArgument(t *testing.T) {
+	c, err := pyro.New(pyro.WithStateDir(t.TempDir()), pyro.WithCacheDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, c, Config{Profile: ProfileWorkspaceFull, Version: "test"})
+	for _, args := range []map[string]any{
+		{},                                // command missing
+		{"command": "true", "vcpus": 2},   // unknown property
+		{"command": 7},                    // wrong type
+		{"command": "true", "mem_mib": 1}, // below the minimum
+		{"command": "true", "timeout_seconds": 0},
+	} {
+		isErr, text := callText(t, cs, "vm_run", args)
+		if !isErr || !strings.HasPrefix(text, "invalid_argument: arguments: ") {
+			t.Errorf("%v: %v %q", args, isErr, text)
+		}
+	}
+}

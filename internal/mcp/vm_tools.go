@@ -37,7 +37,7 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 				"other machines, never to this host, its loopback services or link-local/metadata addresses).",
 				def: "off", enum: []any{"off", "egress"}},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmCreateInput) (*pyro.VM, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in vmCreateInput) (*pyro.VM, error) {
 		if err := d.checkNetwork(in.NetworkPolicy); err != nil {
 			return nil, err
 		}
@@ -57,7 +57,7 @@ var vmRefProps = map[string]prop{"vm_id": {desc: "VM id from vm_create.", requir
 func addVMRefTool[Out any](description string, call func(*pyro.Client, context.Context, string) (Out, error)) func(*mcp.Server, deps, string) {
 	return func(s *mcp.Server, d deps, name string) {
 		t := &mcp.Tool{Name: name, Description: description, InputSchema: inputSchema[vmRefInput](vmRefProps)}
-		mcp.AddTool(s, t, handler(func(ctx context.Context, in vmRefInput) (Out, error) {
+		addTool(s, d, t, handler(func(ctx context.Context, in vmRefInput) (Out, error) {
 			return call(d.c, ctx, in.VMID)
 		}))
 	}
@@ -79,7 +79,7 @@ func addVMExec(s *mcp.Server, d deps, name string) {
 			"command":         {desc: "Shell command, run by /bin/sh -lc in the guest.", required: true},
 			"timeout_seconds": {desc: "Kill the command after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmExecInput) (*pyro.RunResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in vmExecInput) (*pyro.RunResult, error) {
 		return c.ExecVM(ctx, pyro.VMExecRequest{VMID: in.VMID, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
 	}))
 }

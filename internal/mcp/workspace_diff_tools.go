@@ -12,9 +12,8 @@ func addWorkspaceDiff(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Compare /workspace with its immutable create-time baseline. Result: changes (path, status added/modified/deleted, kind, binary, diff: unified text for text files, summary for binary ones), counts, and patch (all text changes as one unified diff).",
-		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.WorkspaceDiff, error) {
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.WorkspaceDiff, error) {
 		return c.DiffWorkspace(ctx, in.WorkspaceID)
 	}))
 }
@@ -32,7 +31,7 @@ func addWorkspacePatchApply(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"patch":        {desc: "The unified diff text.", required: true},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in patchInput) (*pyro.PatchResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in patchInput) (*pyro.PatchResult, error) {
 		return c.ApplyPatch(ctx, in.WorkspaceID, in.Patch)
 	}))
 }
@@ -41,9 +40,8 @@ func addWorkspaceSummary(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "A workspace at a glance: state, sizes, the files changed since the baseline (running workspaces) and the last commands with their exit codes.",
-		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.WorkspaceSummary, error) {
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.WorkspaceSummary, error) {
 		return c.SummarizeWorkspace(ctx, in.WorkspaceID)
 	}))
 }

@@ -20,9 +20,8 @@ func addWorkspaceDiskList(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"path":         {desc: "Directory to list. " + diskPathRule, def: "/workspace"},
 			"recursive":    {desc: "List the whole tree instead of one level.", def: false},
-		}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
 		e, err := c.ListDiskFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
 		return fileListOutput{Entries: e}, err
 	}))
@@ -37,9 +36,8 @@ func addWorkspaceDiskRead(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"path":         {desc: "File to read. " + diskPathRule, required: true},
 			"max_bytes":    {desc: "Refuse files larger than this.", def: pyro.DefaultFileReadMaxBytes, min: lo, max: hi},
-		}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
 		return c.ReadDiskFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
 	}))
 }
@@ -58,7 +56,7 @@ func addWorkspaceDiskExport(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"output_path":  {desc: "Host path of the image to create; its parent must exist and the path itself must not. " + d.host.write, required: true},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in diskExportInput) (*pyro.DiskExportResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in diskExportInput) (*pyro.DiskExportResult, error) {
 		return c.ExportDisk(ctx, in.WorkspaceID, in.OutputPath)
 	}))
 }

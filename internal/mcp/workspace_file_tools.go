@@ -26,7 +26,7 @@ func addWorkspaceSyncPush(s *mcp.Server, d deps, name string) {
 			"source_path":  {desc: "Host directory or archive to copy. " + d.host.read, required: true},
 			"dest":         {desc: "Guest directory to copy into. " + pathRule, def: "/workspace"},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in syncPushInput) (*pyro.TransferResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in syncPushInput) (*pyro.TransferResult, error) {
 		return c.SyncPush(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
 	}))
 }
@@ -47,7 +47,7 @@ func addWorkspaceExport(s *mcp.Server, d deps, name string) {
 			"path":         {desc: "Workspace file or directory. " + pathRule, required: true},
 			"output_path":  {desc: "Host path to create; it must not exist yet. " + d.host.write, required: true},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in exportInput) (*pyro.TransferResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in exportInput) (*pyro.TransferResult, error) {
 		return c.ExportWorkspace(ctx, in.WorkspaceID, in.Path, in.OutputPath)
 	}))
 }
@@ -70,9 +70,8 @@ func addWorkspaceFileList(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"path":         {desc: "Directory to list. " + pathRule, def: "/workspace"},
 			"recursive":    {desc: "List the whole tree instead of one level.", def: false},
-		}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
 		e, err := c.ListWorkspaceFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
 		return fileListOutput{Entries: e}, err
 	}))
@@ -93,9 +92,8 @@ func addWorkspaceFileRead(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"path":         {desc: "File to read. " + pathRule, required: true},
 			"max_bytes":    {desc: "Refuse files larger than this.", def: pyro.DefaultFileReadMaxBytes, min: lo, max: hi},
-		}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
 		return c.ReadWorkspaceFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
 	}))
 }
@@ -115,7 +113,7 @@ func addWorkspaceFileWrite(s *mcp.Server, d deps, name string) {
 			"path":         {desc: "File to write. " + pathRule, required: true},
 			"text":         {desc: "The complete new content.", required: true},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in fileWriteInput) (*pyro.TransferResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in fileWriteInput) (*pyro.TransferResult, error) {
 		return c.WriteWorkspaceFile(ctx, in.WorkspaceID, in.Path, []byte(in.Text))
 	}))
 }

@@ -27,7 +27,7 @@ func addSnapshotCreate(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"name":         snapshotNameProp,
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
 		return c.CreateSnapshot(ctx, in.WorkspaceID, in.Name)
 	}))
 }
@@ -41,7 +41,7 @@ func addSnapshotDelete(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"name":         {desc: "Name of the snapshot to delete; see snapshot_list.", required: true},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
 		return c.DeleteSnapshot(ctx, in.WorkspaceID, in.Name)
 	}))
 }
@@ -54,9 +54,8 @@ func addSnapshotList(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "List a workspace's snapshots, oldest first: name, created_at, entries, bytes.",
-		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (snapshotListOutput, error) {
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceRefInput) (snapshotListOutput, error) {
 		ss, err := c.ListSnapshots(ctx, in.WorkspaceID)
 		return snapshotListOutput{Snapshots: ss}, err
 	}))
@@ -78,7 +77,7 @@ func addWorkspaceReset(s *mcp.Server, d deps, name string) {
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"snapshot":     {desc: "\"baseline\" for the create-time content (the default), or the name of a snapshot made with snapshot_create (workspace-full profile).", def: "baseline"},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceResetInput) (*pyro.Workspace, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceResetInput) (*pyro.Workspace, error) {
 		return c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: in.WorkspaceID, Snapshot: in.Snapshot})
 	}))
 }

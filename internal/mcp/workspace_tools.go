@@ -78,7 +78,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"network_policy": networkPolicyProp,
 		}),
 	}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceCreateInput) (*pyro.Workspace, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceCreateInput) (*pyro.Workspace, error) {
 		if err := d.checkNetwork(in.Network); err != nil {
 			return nil, err
 		}
@@ -108,15 +108,12 @@ var workspaceRefProps = map[string]prop{
 }
 
 // addWorkspaceRefTool registers a tool that takes only a workspace id.
-func addWorkspaceRefTool(description string, readOnly bool, call func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) func(*mcp.Server, deps, string) {
+func addWorkspaceRefTool(description string, call func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) func(*mcp.Server, deps, string) {
 	return func(s *mcp.Server, d deps, name string) {
 		c := d.c
 		t := &mcp.Tool{Name: name, Description: description + " " + workspaceFields,
 			InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
-		if readOnly {
-			t.Annotations = &mcp.ToolAnnotations{ReadOnlyHint: true}
-		}
-		mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.Workspace, error) {
+		addTool(s, d, t, handler(func(ctx context.Context, in workspaceRefInput) (*pyro.Workspace, error) {
 			return call(c, ctx, in.WorkspaceID)
 		}))
 	}
@@ -130,15 +127,11 @@ func addWorkspaceList(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "List workspaces, newest activity first, with their state. Use it to find a workspace_id again.",
-		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, _ listEnvironmentsInput) (*mcp.CallToolResult, workspaceListOutput, error) {
+		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{})}
+	addTool(s, d, t, handler(func(ctx context.Context, _ listEnvironmentsInput) (workspaceListOutput, error) {
 		ws, err := c.ListWorkspaces(ctx)
-		if err != nil {
-			return nil, workspaceListOutput{}, toolError(err)
-		}
-		return nil, workspaceListOutput{Workspaces: ws}, nil
-	})
+		return workspaceListOutput{Workspaces: ws}, err
+	}))
 }
 
 type workspaceLogsOutput struct {
@@ -149,15 +142,11 @@ func addWorkspaceLogs(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
 		Description: "Show the workspace's command history: each workspace_exec with its sequence number, command, exit_code, timed_out, duration_ms and started_at.",
-		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps),
-		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, in workspaceRefInput) (*mcp.CallToolResult, workspaceLogsOutput, error) {
+		InputSchema: inputSchema[workspaceRefInput](workspaceRefProps)}
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceRefInput) (workspaceLogsOutput, error) {
 		entries, err := c.WorkspaceLogs(ctx, in.WorkspaceID)
-		if err != nil {
-			return nil, workspaceLogsOutput{}, toolError(err)
-		}
-		return nil, workspaceLogsOutput{Commands: entries}, nil
-	})
+		return workspaceLogsOutput{Commands: entries}, err
+	}))
 }
 
 type workspaceExecInput struct {
@@ -185,7 +174,7 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
 			"secret_env":       secretEnvProp,
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
 		return c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
 			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv})
 	}))
@@ -208,7 +197,7 @@ func addWorkspaceUpdate(s *mcp.Server, d deps, name string) {
 			"labels":       {desc: "Labels to set (KEY: VALUE)."},
 			"clear_labels": {desc: "Label keys to remove."},
 		})}
-	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceUpdateInput) (*pyro.Workspace, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceUpdateInput) (*pyro.Workspace, error) {
 		return c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: in.WorkspaceID, Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels})
 	}))
 }
@@ -222,11 +211,8 @@ func addReapExpired(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Delete every workspace whose ttl_seconds has passed without activity (pyro also does this before every workspace call). Result: reaped (the deleted ids).",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{})}
-	mcp.AddTool(s, t, func(ctx context.Context, _ *mcp.CallToolRequest, _ listEnvironmentsInput) (*mcp.CallToolResult, reapOutput, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, _ listEnvironmentsInput) (reapOutput, error) {
 		ids, err := c.ReapExpired(ctx)
-		if err != nil {
-			return nil, reapOutput{}, toolError(err)
-		}
-		return nil, reapOutput{Reaped: ids}, nil
-	})
+		return reapOutput{Reaped: ids}, err
+	}))
 }
