@@ -25,6 +25,7 @@ demo: deps build
 test: deps build
 	$(BIN)/pyro env pull debian:12 debian:12-base debian:12-build
 	npm ci --prefix e2e/tsclient --no-audit --no-fund
+	npm ci --prefix e2e/inspector --no-audit --no-fund
 	$(GO) mod tidy -diff && cd examples && $(GO) mod tidy -diff
 	$(GO) vet ./...
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
