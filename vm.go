@@ -127,6 +127,20 @@ func (c *Client) VMStatus(ctx context.Context, id string) (*VM, error) {
 	return toVM(r, info), nil
 }
 
+// ListVMs returns all low-level VMs, newest activity first.
+func (c *Client) ListVMs(ctx context.Context) ([]VM, error) {
+	c.reapExpiredMachines(ctx)
+	recs, err := c.machines().List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VM, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, *toVM(r, nil))
+	}
+	return out, nil
+}
+
 // ExecVM runs one command in a running VM, then deletes the VM, whatever
 // the outcome.
 func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, error) {

@@ -2,12 +2,15 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/pyrovm/pyro/internal/testutil"
 )
 
 // mcpSession connects the official Go SDK client to `pyro mcp serve` over
@@ -154,5 +157,32 @@ func TestMCPStdioBadArguments(t *testing.T) {
 	}
 	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_create", Arguments: map[string]any{}}); err == nil {
 		t.Error("a tool outside the profile was callable")
+	}
+}
+
+// A workspace a model creates without ttl_seconds gets the server's default
+// TTL, and the server deletes it once expired without any further call.
+func TestMCPDefaultTTL(t *testing.T) {
+	s := stateDir(t)
+	cs := mcpSession(t, s, "workspace-core", "--workspace-ttl-seconds", "3")
+	var w struct {
+		WorkspaceID string `json:"workspace_id"`
+		TTLSeconds  int    `json:"ttl_seconds"`
+	}
+	callTool(t, cs, "workspace_create", map[string]any{}, &w)
+	if w.TTLSeconds != 3 {
+		t.Fatalf("ttl_seconds %d, want the server default 3", w.TTLSeconds)
+	}
+	dir := filepath.Join(s, "workspaces", w.WorkspaceID)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := os.Stat(dir)
+		if os.IsNotExist(err) && len(testutil.QEMUProcessesUnder(s)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the expired workspace is still there (dir err %v, QEMU %v)", err, testutil.QEMUProcessesUnder(s))
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

@@ -19,6 +19,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	var profile, httpAddr, projectPath, exportsDir string
 	var hostPaths []string
 	var noNetwork bool
+	var ttlSeconds int
 	var allowRemote bool
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -40,7 +41,10 @@ func (a *app) mcpCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
-			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork}
+			if ttlSeconds < 0 {
+				return a.fail(cmd.Context(), errdefs.InvalidArgument("workspace-ttl-seconds", "%d is negative; use 0 for workspaces that never expire", ttlSeconds), false)
+			}
+			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds}
 			if !cmd.Flags().Changed("project-path") {
 				if wd, err := os.Getwd(); err == nil {
 					cfg.ProjectPath = pyro.GitToplevel(cmd.Context(), wd)
@@ -76,6 +80,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringVar(&projectPath, "project-path", "", "Git checkout workspace_create seeds from when no seed_path is given (default: the checkout the server starts in)")
 	serve.Flags().StringArrayVar(&hostPaths, "host-path", nil, "grant the model a host directory: DIR (read-only), DIR:ro or DIR:rw (repeatable)")
 	serve.Flags().StringVar(&exportsDir, "exports-dir", "", "directory the model may export into (default: exports under the state dir)")
+	serve.Flags().IntVar(&ttlSeconds, "workspace-ttl-seconds", pyromcp.DefaultWorkspaceTTLSeconds, "ttl_seconds of workspaces a model creates without one; expired ones are deleted while the server runs (0 = never)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")

@@ -10,10 +10,15 @@ import (
 	"github.com/pyrovm/pyro"
 )
 
+// vmList is `vm list --json`, the shape of MCP vm_list.
+type vmList struct {
+	VMs []pyro.VM `json:"vms"`
+}
+
 // vmCommand is the low-level VM lifecycle (vm_* MCP tools). Most users want
 // `pyro run` (one-shot) or `pyro workspace` (persistent) instead.
 func (a *app) vmCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "vm", Short: "Low-level VM lifecycle: create, start, exec (then delete), status, stop, delete"}
+	cmd := &cobra.Command{Use: "vm", Short: "Low-level VM lifecycle: create, list, start, exec (then delete), status, stop, delete"}
 	printVM := func(v any) {
 		m := v.(*pyro.VM)
 		fmt.Fprintf(a.stdout, "vm:          %s\nstate:       %s\nenvironment: %s (%d vCPU, %d MiB)\n", m.VMID, m.State, m.Environment, m.VCPUCount, m.MemMiB)
@@ -76,6 +81,26 @@ func (a *app) vmCommand() *cobra.Command {
 	exec.Flags().IntVar(&execReq.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, "command timeout")
 	exec.Flags().BoolVar(&execJSON, "json", false, "print one JSON object")
 
+	var listJSON bool
+	list := &cobra.Command{
+		Use: "list", Short: "List low-level VMs, newest activity first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.wsRun(cmd, listJSON, func(ctx context.Context, c *pyro.Client) (any, error) {
+				vms, err := c.ListVMs(ctx)
+				return vmList{VMs: vms}, err
+			}, func(v any) {
+				vms := v.(vmList).VMs
+				if len(vms) == 0 {
+					fmt.Fprintln(a.stdout, "no VMs")
+				}
+				for _, m := range vms {
+					fmt.Fprintf(a.stdout, "%s  %-8s %s\n", m.VMID, m.State, m.Environment)
+				}
+			})
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print one JSON object")
+
 	var netJSON bool
 	netInfo := &cobra.Command{
 		Use: "network-info VM_ID", Short: "Show a VM's network policy, and its guest addresses while it runs", Args: cobra.ExactArgs(1),
@@ -93,7 +118,7 @@ func (a *app) vmCommand() *cobra.Command {
 	}
 	netInfo.Flags().BoolVar(&netJSON, "json", false, "print one JSON object")
 
-	cmd.AddCommand(create,
+	cmd.AddCommand(create, list,
 		simple("start", "Boot a created or stopped VM", (*pyro.Client).StartVM),
 		exec,
 		simple("status", "Show one VM", (*pyro.Client).VMStatus),

@@ -70,6 +70,9 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) e
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go reapLoop(ctx, c, cfg.WorkspaceTTLSeconds)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {

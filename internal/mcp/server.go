@@ -39,7 +39,15 @@ type Config struct {
 	// NoNetwork refuses every call that asks for a guest network: the
 	// operator, not the model, decides whether guests may reach the outside.
 	NoNetwork bool
+	// WorkspaceTTLSeconds is the ttl_seconds of a workspace_create that
+	// gives none (or 0): a model that forgets workspace_delete does not leave
+	// a VM running for ever. 0 = workspaces never expire unless asked.
+	WorkspaceTTLSeconds int
 }
+
+// DefaultWorkspaceTTLSeconds is Config.WorkspaceTTLSeconds unless the
+// operator says otherwise: an hour without activity.
+const DefaultWorkspaceTTLSeconds = 3600
 
 // deps is what tool handlers use.
 type deps struct {
@@ -48,6 +56,7 @@ type deps struct {
 	noNetwork   bool
 	host        hostRules
 	rows        map[string]tool
+	ttlSeconds  int
 }
 
 // CodeNetworkDisabled is the error of a call that asks for a guest network
@@ -76,7 +85,8 @@ func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
 		}
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
-	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c), rows: tableRows()}
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c), rows: tableRows(),
+		ttlSeconds: cfg.WorkspaceTTLSeconds}
 	for _, t := range tools {
 		for _, p := range t.profiles {
 			if p == cfg.Profile {
@@ -94,12 +104,34 @@ func ServeStdio(ctx context.Context, c *pyro.Client, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go reapLoop(ctx, c, cfg.WorkspaceTTLSeconds)
 	r, w := stdioTransport()
 	err = s.Run(ctx, &mcp.IOTransport{Reader: r, Writer: w})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// reapLoop deletes expired workspaces and VMs while the server runs, so
+// that they go even when no call comes: every ttl/4, between 1 s and 30 s.
+func reapLoop(ctx context.Context, c *pyro.Client, ttlSeconds int) {
+	every := 30 * time.Second
+	if ttlSeconds > 0 {
+		every = min(every, max(time.Second, time.Duration(ttlSeconds)*time.Second/4))
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = c.ReapExpired(ctx) // failures show up on the next call
+		}
+	}
 }
 
 // toolError turns an SDK error into the text a model sees: "code: message".

@@ -101,6 +101,7 @@ var tools = []tool{
 	{name: "service_stop", title: "Stop a service", hints: remove, profiles: fullOnly, add: addServiceStop},
 	{name: "vm_reap_expired", title: "Delete expired workspaces", hints: remove, profiles: fullOnly, add: addReapExpired},
 	{name: "vm_create", title: "Create a low-level VM", hints: create, profiles: fullOnly, add: addVMCreate},
+	{name: "vm_list", title: "List low-level VMs", hints: readOnly, profiles: fullOnly, add: addVMList},
 	{name: "vm_start", title: "Start a low-level VM", hints: idempotent, profiles: fullOnly, add: addVMRefTool("Low-level: boot a created or stopped VM. "+vmFields, (*pyro.Client).StartVM)},
 	{name: "vm_exec", title: "Run a command in a low-level VM, then delete it", hints: run, profiles: fullOnly, add: addVMExec},
 	{name: "vm_status", title: "Show a low-level VM", hints: readOnly, profiles: fullOnly, add: addVMRefTool("Low-level: show one VM. "+vmFields, (*pyro.Client).VMStatus)},

@@ -83,3 +83,17 @@ func addVMExec(s *mcp.Server, d deps, name string) {
 		return c.ExecVM(ctx, pyro.VMExecRequest{VMID: in.VMID, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
 	}))
 }
+
+type vmListOutput struct {
+	VMs []pyro.VM `json:"vms"`
+}
+
+func addVMList(s *mcp.Server, d deps, name string) {
+	c := d.c
+	t := &mcp.Tool{Name: name, Description: "Low-level: list the VMs made by vm_create, newest activity first, with their state.",
+		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{})}
+	addTool(s, d, t, handler(func(ctx context.Context, _ listEnvironmentsInput) (vmListOutput, error) {
+		vms, err := c.ListVMs(ctx)
+		return vmListOutput{VMs: vms}, err
+	}))
+}

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -68,7 +69,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"labels":      {desc: "Optional KEY: VALUE labels."},
 			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
-			"ttl_seconds": {desc: "Delete the workspace after this many seconds without activity; 0 = never.", def: 0, min: ttlMin, max: ttlMax},
+			"ttl_seconds": {desc: ttlDesc(d.ttlSeconds), def: d.ttlSeconds, min: ttlMin, max: ttlMax},
 			"secrets": {desc: "Optional secrets (API tokens, keys) for the workspace's commands: [{\"name\": ..., \"value\": ...}]. " +
 				"Values are never returned; the guest gets them as files /run/pyro-secrets/NAME and through secret_env.",
 				items: map[string]prop{
@@ -85,6 +86,9 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
+		if in.TTLSeconds == 0 {
+			in.TTLSeconds = d.ttlSeconds
+		}
 		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.Network,
@@ -97,6 +101,14 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		}
 		return c.CreateWorkspace(ctx, cr)
 	}))
+}
+
+func ttlDesc(def int) string {
+	if def == 0 {
+		return "Delete the workspace after this many seconds without activity; 0 = never."
+	}
+	return fmt.Sprintf("Delete the workspace after this many seconds without activity (any call on it counts); "+
+		"0 or omitted = this server's default, %d. Delete it yourself with workspace_delete when done.", def)
 }
 
 type workspaceRefInput struct {

@@ -175,6 +175,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		rec.State = StateRunning
 	}
 	rec.Creating = false
+	rec.LastActivityAt = time.Now().UTC() // the TTL counts from the end of a create, however long it took
 	return rec, writeRecord(p, rec)
 }
 

@@ -51,7 +51,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 			recovered = append(recovered, e.Name())
 		}
 		rec, err := readRecord(p)
-		if err != nil {
+		if err != nil || rec.Creating { // a live create; a dead one was undone above
 			continue
 		}
 		if exp := rec.ExpiresAt(); exp.IsZero() || now.Before(exp) {
