@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/pyrovm/pyro/internal/testutil"
 )
 
@@ -84,5 +86,22 @@ func TestMCPClientDisconnectMidCall(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(s, "vms")); len(left) != 0 {
 		t.Fatalf("VM state left: %v", left)
+	}
+}
+
+// A message over the 16 MiB line limit gets an error for its own request,
+// so the client's call fails at once instead of waiting forever, and the
+// session goes on.
+func TestMCPOversizedMessage(t *testing.T) {
+	s := stateDir(t)
+	cs := mcpSession(t, s, "vm-run")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "vm_run", Arguments: map[string]any{"command": "echo " + strings.Repeat("x", 17<<20)}})
+	if err == nil || !strings.Contains(err.Error(), "message too large") || ctx.Err() != nil {
+		t.Fatalf("17 MiB call: %v (ctx %v)", err, ctx.Err())
+	}
+	if _, err := cs.ListTools(t.Context(), nil); err != nil {
+		t.Fatalf("the session did not go on: %v", err)
 	}
 }
