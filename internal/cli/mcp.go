@@ -16,7 +16,7 @@ import (
 
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
-	var profile, httpAddr, projectPath, exportsDir string
+	var profile, httpAddr, projectPath, exportsDir, tokenFile string
 	var hostPaths []string
 	var noNetwork bool
 	var ttlSeconds int
@@ -25,8 +25,8 @@ func (a *app) mcpCommand() *cobra.Command {
 		Use:   "serve",
 		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
 		Long: "Serves pyro's tools over MCP on stdin/stdout, or with --http ADDR over Streamable HTTP at http://ADDR/mcp\n" +
-			"(loopback only unless --allow-remote; bearer token from PYRO_MCP_TOKEN, else generated into a 0600 file\n" +
-			"whose path is printed). Profiles: vm-run (vm_run only), workspace-core, workspace-full.\n\n" +
+			"(loopback only unless --allow-remote; bearer token from PYRO_MCP_TOKEN, else the one kept in --token-file,\n" +
+			"made there once (0600) and reused on every restart). Profiles: vm-run (vm_run only), workspace-core, workspace-full.\n\n" +
 			"Host paths: a model may name host paths (seed_path, source_path, output_path) only under the\n" +
 			"directories granted here: the project (read-only), --host-path DIR[:ro|rw] (repeatable) and the\n" +
 			"exports directory (read-write; default under the state dir). Anything else is host_path_denied.",
@@ -66,9 +66,12 @@ func (a *app) mcpCommand() *cobra.Command {
 			if httpAddr == "" {
 				return pyromcp.ServeStdio(cmd.Context(), c, cfg)
 			}
+			if tokenFile == "" {
+				tokenFile = filepath.Join(c.StateDir(), "mcp-token")
+			}
 			err = pyromcp.ServeHTTP(cmd.Context(), c, cfg, pyromcp.HTTPOptions{
 				Addr: httpAddr, AllowRemote: allowRemote, Token: os.Getenv("PYRO_MCP_TOKEN"),
-				TokenFile: filepath.Join(c.StateDir(), "mcp-token"), Log: a.stderr,
+				TokenFile: tokenFile, Log: a.stderr,
 			})
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
@@ -81,6 +84,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringArrayVar(&hostPaths, "host-path", nil, "grant the model a host directory: DIR (read-only), DIR:ro or DIR:rw (repeatable)")
 	serve.Flags().StringVar(&exportsDir, "exports-dir", "", "directory the model may export into (default: exports under the state dir)")
 	serve.Flags().IntVar(&ttlSeconds, "workspace-ttl-seconds", pyromcp.DefaultWorkspaceTTLSeconds, "ttl_seconds of workspaces a model creates without one; expired ones are deleted while the server runs (0 = never)")
+	serve.Flags().StringVar(&tokenFile, "token-file", "", "file holding the HTTP bearer token, made once if missing (default: mcp-token under the state dir)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")

@@ -15,18 +15,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"github.com/pyrovm/pyro"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
 // HTTPOptions configures the Streamable HTTP transport.
 type HTTPOptions struct {
 	Addr        string    // host:port; loopback unless AllowRemote
 	AllowRemote bool      // permit a non-loopback address (with a warning)
-	Token       string    // bearer token; "" = generate one and write it to TokenFile
-	TokenFile   string    // where a generated token is written (0600)
+	Token       string    // bearer token; "" = the one in TokenFile, made there once if missing
+	TokenFile   string    // where the token is kept (0600), so it survives restarts
 	Log         io.Writer // where the address, token file and warnings go
 }
 
@@ -60,11 +62,16 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) e
 	}
 	token := o.Token
 	if token == "" {
+		var made bool
 		var err error
-		if token, err = newTokenFile(o.TokenFile); err != nil {
+		if token, made, err = loadOrMakeToken(o.TokenFile); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.Log, "pyro: bearer token written to %s\n", o.TokenFile)
+		verb := "kept in"
+		if made {
+			verb = "written to"
+		}
+		fmt.Fprintf(o.Log, "pyro: bearer token %s %s\n", verb, o.TokenFile)
 	}
 	server, err := NewServer(c, cfg)
 	if err != nil {
@@ -73,14 +80,20 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) e
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go reapLoop(ctx, c, cfg.WorkspaceTTLSeconds)
-	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{MaxRequestBodyBytes: maxLine})
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return errdefs.Wrap(err, errdefs.ErrUnavailable, "listen_failed", "listen on %s", o.Addr)
 	}
 	fmt.Fprintf(o.Log, "pyro: MCP (Streamable HTTP) on http://%s/mcp (profile %s)\n", ln.Addr(), cfg.Profile)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", requireToken(token, handler))
+	base := "http://" + ln.Addr().String()
+	mux.Handle("/mcp", protect(token, base, handler))
+	// Clients that meet a 401 look here; no authorization server is named,
+	// so they ask for the token rather than start an OAuth flow.
+	mux.Handle("/.well-known/oauth-protected-resource", auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+		Resource: base + "/mcp", BearerMethodsSupported: []string{"header"}, ResourceName: "pyro"}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -94,35 +107,40 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) e
 	return nil
 }
 
-func requireToken(token string, next http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pyro"`)
-			http.Error(w, "missing or wrong bearer token", http.StatusUnauthorized)
-			return
+// protect puts the bearer check (go-sdk's middleware, pointing clients at
+// the resource metadata) and the standard library's cross-origin protection
+// (no browser page on another origin may call the server) in front of next.
+func protect(token, base string, next http.Handler) http.Handler {
+	want := []byte(token)
+	verify := func(_ context.Context, got string, _ *http.Request) (*auth.TokenInfo, error) {
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			return nil, fmt.Errorf("%w: wrong bearer token; use the one in the token file pyro mcp serve printed", auth.ErrInvalidToken)
 		}
-		next.ServeHTTP(w, r)
-	})
+		return &auth.TokenInfo{}, nil
+	}
+	bearer := auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{
+		ResourceMetadataURL: base + "/.well-known/oauth-protected-resource", AllowMissingExpiration: true})
+	return http.NewCrossOriginProtection().Handler(bearer(next))
 }
 
-// newTokenFile generates a token and writes it, readable by the owner only.
-func newTokenFile(path string) (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
+// loadOrMakeToken returns the token kept in path, or generates one and
+// writes it there (0600) when the file is missing or empty.
+func loadOrMakeToken(path string) (token string, made bool, err error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
+			return t, false, nil
+		}
 	}
-	token := hex.EncodeToString(b[:])
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", false, err
+	}
+	token = hex.EncodeToString(raw[:])
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
+		return "", false, err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
-		return "", err
+	if err := fsutil.WriteFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", false, err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(token), nil
+	return token, true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,26 +25,50 @@ func TestCheckAddr(t *testing.T) {
 	}
 }
 
-func TestTokenFileAndAuth(t *testing.T) {
+// The token is made once and kept: a restart reuses it.
+func TestTokenIsStable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "mcp-token")
-	tok, err := newTokenFile(path)
-	if err != nil || len(tok) != 64 {
-		t.Fatalf("token %q: %v", tok, err)
+	tok, made, err := loadOrMakeToken(path)
+	if err != nil || !made || len(tok) != 64 {
+		t.Fatalf("token %q made %v: %v", tok, made, err)
 	}
 	st, err := os.Stat(path)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("token file mode %v: %v", st.Mode(), err)
 	}
-	h := requireToken(tok, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
-	for auth, want := range map[string]int{"": 401, "Bearer nope": 401, tok: 401, "Bearer " + tok: 204} {
+	again, made, err := loadOrMakeToken(path)
+	if err != nil || made || again != tok {
+		t.Fatalf("second start: %q made %v %v", again, made, err)
+	}
+}
+
+// Requests need the bearer token (401 otherwise, pointing at the resource
+// metadata) and may not come from a browser page on another origin.
+func TestProtect(t *testing.T) {
+	tok := strings.Repeat("ab", 32)
+	h := protect(tok, "http://127.0.0.1:9", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	for _, c := range []struct {
+		auth, origin string
+		want         int
+	}{
+		{"", "", 401}, {"Bearer nope", "", 401}, {tok, "", 401}, {"Bearer " + tok, "", 204},
+		{"Bearer " + tok, "https://evil.example", 403},
+	} {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("POST", "/mcp", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+		req := httptest.NewRequest("POST", "http://127.0.0.1:9/mcp", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		if c.origin != "" {
+			req.Header.Set("Origin", c.origin)
+			req.Header.Set("Sec-Fetch-Site", "cross-site")
 		}
 		h.ServeHTTP(rec, req)
-		if rec.Code != want {
-			t.Errorf("auth %q: %d, want %d", auth, rec.Code, want)
+		if rec.Code != c.want {
+			t.Errorf("%+v: %d, want %d", c, rec.Code, c.want)
+		}
+		if rec.Code == 401 && !strings.Contains(rec.Header().Get("WWW-Authenticate"), "resource_metadata=") {
+			t.Errorf("%+v: WWW-Authenticate %q", c, rec.Header().Get("WWW-Authenticate"))
 		}
 	}
 }
