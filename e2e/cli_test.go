@@ -90,8 +90,10 @@ func TestCLIRunErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "nope:1", "--", "true"}, 125, "pyro env list"},
-		{[]string{"run", "debian:12", "--vcpu-count", "99", "--", "true"}, 125, "vcpu_count"},
-		{[]string{"run", "debian:12", "--mem-mib", "1", "--", "true"}, 125, "mem_mib"},
+		{[]string{"run", "debian:12", "--vcpu-count", "99", "--", "true"}, 2, "--vcpu-count 99 is out of range"},
+		{[]string{"run", "debian:12", "--mem-mib", "1", "--", "true"}, 2, "--mem-mib 1 is out of range"},
+		{[]string{"run", "debian:12", "--timeout-seconds", "0", "--", "true"}, 2, "--timeout-seconds 0 is out of range"},
+		{[]string{"workspace", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"run", "debian:12", "--", ""}, 125, "command"},
 		{[]string{"run", "debian:12"}, 2, "usage"},
 		{[]string{"run", "debian:12", "--"}, 2, "no command"},

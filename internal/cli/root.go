@@ -71,11 +71,33 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
+		// Out-of-range numbers are usage errors (exit 2), caught before any work.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlagRanges(cmd) },
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group (`workspace`, `vm`,
+// ...) fail with a usage error on a word it does not know, instead of
+// printing its help and exiting 0; without a word it prints its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() || cmd.Parent() == nil {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q; run %q", args[0], c.CommandPath(), c.CommandPath()+" --help")
+		}
+		return c.Help()
+	}
 }
 
 // client builds the SDK client, with terminal progress when attached to one.

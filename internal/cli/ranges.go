@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+)
+
+// flagRanges are the numeric flags whose range the CLI checks itself, so
+// that an out-of-range value is a usage error (exit 2) before anything runs.
+var flagRanges = map[string][2]int64{
+	"timeout-seconds":       {1, pyro.MaxTimeoutSeconds},
+	"vcpu-count":            {pyro.MinVCPUCount, pyro.MaxVCPUCount},
+	"mem-mib":               {pyro.MinMemMiB, pyro.MaxMemMiB},
+	"max-output-bytes":      {0, pyro.MaxMaxOutputBytes},
+	"max-bytes":             {1, pyro.MaxFileReadMaxBytes},
+	"ttl-seconds":           {0, 30 * 24 * 3600},
+	"ready-timeout-seconds": {1, pyro.MaxTimeoutSeconds},
+	"tail-lines":            {0, 1 << 20},
+}
+
+// checkFlagRanges refuses a given value outside its flag's range.
+func checkFlagRanges(cmd *cobra.Command) error {
+	for name, r := range flagRanges {
+		f := cmd.Flags().Lookup(name)
+		if f == nil || !f.Changed {
+			continue
+		}
+		v, err := strconv.ParseInt(f.Value.String(), 10, 64)
+		if err != nil {
+			continue // cobra reports a non-number itself
+		}
+		if v < r[0] || v > r[1] {
+			return fmt.Errorf("--%s %d is out of range [%d, %d]", name, v, r[0], r[1])
+		}
+	}
+	return nil
+}
