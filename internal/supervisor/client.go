@@ -200,6 +200,11 @@ func Launch(ctx context.Context, bin, specPath, logPath, pidPath string, timeout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return nil, errdefs.Wrap(err, errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
+				"workspaces need the pyro binary to run their supervisor, and %q is not found: install it "+
+					"(go install github.com/pyrovm/pyro/cmd/...@latest), or point PYRO_BIN or pyro.WithPyroBinary at it", bin)
+		}
 		return nil, errdefs.Wrap(err, errdefs.ErrFailedPrecondition, errdefs.CodeInternal,
 			"start the workspace supervisor %s (set PYRO_BIN to the pyro binary)", bin)
 	}

@@ -3,7 +3,9 @@ package supervisor
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
@@ -35,5 +37,16 @@ func TestDialGoneSupervisor(t *testing.T) {
 				t.Errorf("no hook: %v", err)
 			}
 		})
+	}
+}
+
+// A missing pyro binary is a typed error that says how to provide one.
+func TestLaunchWithoutPyroBinary(t *testing.T) {
+	dir := t.TempDir()
+	for _, bin := range []string{filepath.Join(dir, "no-such-pyro"), "no-such-pyro-on-path"} {
+		_, err := Launch(t.Context(), bin, filepath.Join(dir, "spec.json"), filepath.Join(dir, "log"), filepath.Join(dir, "pid"), time.Second)
+		if errdefs.CodeOf(err) != errdefs.CodeHostToolMissing || !strings.Contains(err.Error(), "PYRO_BIN") {
+			t.Errorf("%s: %v", bin, err)
+		}
 	}
 }
