@@ -135,6 +135,20 @@ func ToolNames(p Profile) []string {
 	return names
 }
 
+// MCP results are sized for hosts, which cap what a tool may return (Claude
+// Code: 25,000 tokens): 16 KiB per stream by default, 1 MiB at most.
+const (
+	mcpOutputBytes    = 16 << 10
+	mcpMaxOutputBytes = 1 << 20
+)
+
+var outputCapProp = func() prop {
+	lo, hi := rng(1024, mcpMaxOutputBytes)
+	return prop{desc: "Cap for stdout and for stderr, each, in bytes. Output over the cap keeps its first three quarters " +
+		"and its last quarter around a line \"[... pyro: N bytes omitted ...]\" (and *_truncated is true). For all of a " +
+		"long output, redirect it to a file in the command and read that in parts.", def: mcpOutputBytes, min: lo, max: hi}
+}()
+
 // vmRunInput is vm_run's arguments.
 type vmRunInput struct {
 	Environment    string `json:"environment,omitempty"`
@@ -151,7 +165,6 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
 	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
 	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
-	outMin, outMax := rng(0, pyro.MaxMaxOutputBytes)
 	t := &mcp.Tool{
 		Name: name,
 		Description: "Run one shell command in a fresh, disposable Linux microVM and return its output and exit code. " +
@@ -167,7 +180,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"vcpu_count":       {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":          {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
 			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
-			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
+			"max_output_bytes": outputCapProp,
 			"network": {desc: "Give the guest outbound network access (NAT; never this host, its loopback services or " +
 				"link-local/metadata addresses). Off by default: the guest has no network device.", def: false},
 		}),

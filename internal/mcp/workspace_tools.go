@@ -172,7 +172,6 @@ type workspaceExecInput struct {
 func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 	c := d.c
 	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
-	outMin, outMax := rng(0, pyro.MaxMaxOutputBytes)
 	t := &mcp.Tool{Name: name,
 		Description: "Run a shell command in the workspace, in /workspace, by /bin/sh -lc. Files persist between calls. " +
 			"Result: exit_code (124 when it hit timeout_seconds), stdout/stderr (capped at max_output_bytes each; " +
@@ -183,7 +182,7 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 			"workspace_id":     workspaceRefProps["workspace_id"],
 			"command":          {desc: "Shell command, run by /bin/sh -lc with cwd /workspace.", required: true},
 			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
-			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
+			"max_output_bytes": outputCapProp,
 			"secret_env":       secretEnvProp,
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
