@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,6 +94,12 @@ type WorkspaceExecRequest struct {
 	// SecretEnv sets secrets as environment variables of this command
 	// only: secret name -> variable name ("" = the secret's name).
 	SecretEnv map[string]string `json:"secret_env,omitempty"`
+	// Env sets more environment variables of this command only (not for
+	// secrets: their values are not redacted).
+	Env map[string]string `json:"env,omitempty"`
+	// Cwd is the command's directory: relative to /workspace (default) or
+	// absolute under it.
+	Cwd string `json:"cwd,omitempty"`
 }
 
 // WorkspaceExecResult is a finished workspace command.
@@ -350,8 +357,13 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	env, err := envList(req.Env)
+	if err != nil {
+		return nil, err
+	}
 	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
+		Env: env, Cwd: req.Cwd,
 	}, req.SecretEnv)
 	if err != nil {
 		return nil, err
@@ -363,6 +375,30 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
 		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
 	}, nil
+}
+
+// maxEnvBytes bounds the variables one exec sets.
+const maxEnvBytes = 64 << 10
+
+// envList validates variables and returns them as sorted NAME=VALUE.
+func envList(env map[string]string) ([]string, error) {
+	out := make([]string, 0, len(env))
+	size := 0
+	for k, v := range env {
+		if err := secrets.ValidateName("env", k); err != nil {
+			return nil, err
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, errdefs.InvalidArgument("env", "the value of %s contains a NUL byte", k)
+		}
+		size += len(k) + len(v) + 1
+		out = append(out, k+"="+v)
+	}
+	if size > maxEnvBytes {
+		return nil, errdefs.InvalidArgument("env", "%d bytes of variables, at most %d", size, maxEnvBytes)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // WorkspaceLogs returns the workspace's command history, oldest first.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/testutil"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -132,6 +133,21 @@ func TestWorkspaceAgentLoop(t *testing.T) {
 	logs, err := c.WorkspaceLogs(ctx, w.WorkspaceID)
 	if err != nil || len(logs) != 4 || logs[0].ExitCode != 1 || logs[2].ExitCode != 0 {
 		t.Fatalf("logs %v %+v", err, logs)
+	}
+	// Variables and a directory of one command.
+	r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: "loop", Command: `echo "$GREETING $CI"; pwd`,
+		Env: map[string]string{"GREETING": "hi there", "CI": "1"}, Cwd: "src"})
+	if err != nil || r.Stdout != "hi there 1\n/workspace/src\n" {
+		t.Fatalf("env and cwd: %v %+v", err, r)
+	}
+	for _, bad := range []pyro.WorkspaceExecRequest{
+		{Workspace: "loop", Command: "true", Cwd: "../etc"},
+		{Workspace: "loop", Command: "true", Env: map[string]string{"1BAD": "x"}},
+		{Workspace: "loop", Command: "true", Env: map[string]string{"X": "a\x00b"}},
+	} {
+		if _, err := c.ExecWorkspace(ctx, bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%+v: %v", bad, err)
+		}
 	}
 	if _, err := c.DeleteWorkspace(ctx, "loop"); err != nil {
 		t.Fatal(err)

@@ -67,3 +67,22 @@ func parseSecretEnv(args []string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// parseEnv turns repeated --env NAME=VALUE into a map.
+func parseEnv(args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, arg := range args {
+		name, value, ok := strings.Cut(arg, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--env %q is malformed: expected NAME=VALUE", arg)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("--env sets %s twice: give each variable once", name)
+		}
+		out[name] = value
+	}
+	return out, nil
+}

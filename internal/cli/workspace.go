@@ -172,7 +172,7 @@ func (a *app) wsLogs() *cobra.Command {
 
 func (a *app) wsExec() *cobra.Command {
 	var req pyro.WorkspaceExecRequest
-	var secretEnv []string
+	var secretEnv, envVars []string
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use: "exec ID [flags] -- CMD...", Short: "Run a command in /workspace", Args: func(cmd *cobra.Command, args []string) error {
@@ -189,6 +189,9 @@ func (a *app) wsExec() *cobra.Command {
 				return err // usage error
 			}
 			req.SecretEnv = env
+			if req.Env, err = parseEnv(envVars); err != nil {
+				return err // usage error
+			}
 			c, done, err := a.client(jsonOut)
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
@@ -204,6 +207,8 @@ func (a *app) wsExec() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, "command timeout")
 	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
+	f.StringArrayVar(&envVars, "env", nil, "set an environment variable of this command: NAME=VALUE (repeatable; use --secret-env for secrets)")
+	f.StringVar(&req.Cwd, "workdir", "", "run in this directory: relative to /workspace (default) or absolute under it")
 	addSecretEnvFlag(cmd, &secretEnv)
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd

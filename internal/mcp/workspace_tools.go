@@ -167,6 +167,8 @@ type workspaceExecInput struct {
 	TimeoutSeconds int               `json:"timeout_seconds,omitempty"`
 	MaxOutputBytes int64             `json:"max_output_bytes,omitempty"`
 	SecretEnv      map[string]string `json:"secret_env,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	Cwd            string            `json:"cwd,omitempty"`
 }
 
 func addWorkspaceExec(s *mcp.Server, d deps, name string) {
@@ -184,10 +186,12 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 			"max_output_bytes": outputCapProp,
 			"secret_env":       secretEnvProp,
+			"env":              {desc: `Environment variables of this command only, e.g. {"CI": "1"}; never for secrets (use secret_env).`},
+			"cwd":              {desc: "Directory to run in: relative to /workspace (the default) or absolute under it."},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
 		return c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
-			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv})
+			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv, Env: in.Env, Cwd: in.Cwd})
 	}))
 }
 

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -406,6 +408,13 @@ type HistoryEntry struct {
 // names to the environment variables that carry them for this command only.
 // Many execs may run at once: only the record update takes the lock.
 func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest, secretEnv map[string]string) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
+	if req.Cwd != "" {
+		cwd, err := GuestPath("cwd", req.Cwd)
+		if err != nil {
+			return nil, nil, HistoryEntry{}, err
+		}
+		req.Cwd = cwd
+	}
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
@@ -418,6 +427,12 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 	extra, err := set.Env(secretEnv)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
+	}
+	for _, e := range extra {
+		name, _, _ := strings.Cut(e, "=")
+		if slices.ContainsFunc(req.Env, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
+			return nil, nil, HistoryEntry{}, errdefs.InvalidArgument("env", "%s is set by both env and secret_env: set it once", name)
+		}
 	}
 	req.Env = append(req.Env, extra...)
 	red := set.Redactor()
