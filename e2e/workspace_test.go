@@ -49,6 +49,10 @@ func TestCLIWorkspaceLifecycle(t *testing.T) {
 		t.Fatalf("--id-only printed %q", r.stdout)
 	}
 	defer runPyro(t, s, "workspace", "delete", id)
+	// Shell completion offers the workspace by id and by name.
+	if r := runPyro(t, s, "__complete", "workspace", "exec", ""); !strings.Contains(r.stdout, id+"\n") || !strings.Contains(r.stdout, "cli-ws\n") {
+		t.Errorf("completion of workspace refs: %+v", r)
+	}
 	if r := runPyro(t, s, "workspace", "exec", "cli-ws", "--", "cat hello.txt; echo more >> hello.txt"); r.code != 0 || r.stdout != "hello from the host\n" {
 		t.Fatalf("exec: %+v", r)
 	}
