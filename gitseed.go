@@ -3,6 +3,9 @@ package pyro
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -40,4 +43,45 @@ func gitTrackedFiles(ctx context.Context, dir string) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// CloneProject checks out ref (a branch or tag; "" = the default branch) of
+// the Git repository at url into a fresh directory under the state dir and
+// returns it, for `pyro mcp serve --repo-url`: the project a model's
+// workspaces are seeded from. An earlier checkout of the same url and ref is
+// replaced, so a restart gets the ref's current commit.
+func (c *Client) CloneProject(ctx context.Context, url, ref string) (string, error) {
+	if _, err := exec.LookPath("git"); err != nil {
+		return "", errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
+			"git is not installed: install it with: apt-get install -y git")
+	}
+	sum := sha256.Sum256([]byte(url + "\x00" + ref))
+	dir := filepath.Join(c.stateDir, "projects", hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".clone-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	args := []string{"clone", "--quiet", "--depth", "1", "--no-tags"}
+	if ref != "" {
+		args = append(args, "--branch", ref)
+	}
+	cmd := exec.CommandContext(ctx, "git", append(args, "--", url, tmp)...)
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", errdefs.Wrap(err, errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument,
+			"repo-url: cannot clone %s (ref %q): %s; check the URL, the ref and your Git credentials", url, ref, strings.TrimSpace(stderr.String()))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", err
+	}
+	return dir, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -62,5 +63,55 @@ func TestMCPProjectPathSeedsTrackedFiles(t *testing.T) {
 	json.Unmarshal(b, &ex)
 	if err != nil || ex.Stdout != "tracked.txt\n" {
 		t.Fatalf("workspace content: %v %q", err, ex.Stdout)
+	}
+}
+
+// --repo-url seeds workspaces from a fresh clone of a repository at a ref;
+// --no-project-source starts them empty even inside a checkout.
+func TestMCPRepoURLAndNoProject(t *testing.T) {
+	s := stateDir(t)
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.email=t@t", "-c", "user.name=t"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(repo, "version.txt"), []byte("main\n"), 0o644)
+	git("add", ".")
+	git("commit", "-qm", "main")
+	git("checkout", "-qb", "release-1")
+	os.WriteFile(filepath.Join(repo, "version.txt"), []byte("release-1\n"), 0o644)
+	git("commit", "-qam", "release")
+	git("checkout", "-q", "main")
+
+	ls := func(cs *mcp.ClientSession) string {
+		t.Helper()
+		var w struct {
+			WorkspaceID string `json:"workspace_id"`
+		}
+		callTool(t, cs, "workspace_create", map[string]any{}, &w)
+		defer cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_delete", Arguments: map[string]any{"workspace_id": w.WorkspaceID}})
+		var ex struct{ Stdout string }
+		callTool(t, cs, "workspace_exec", map[string]any{"workspace_id": w.WorkspaceID, "command": "ls -A; cat version.txt 2>/dev/null || true"}, &ex)
+		return ex.Stdout
+	}
+	if got := ls(mcpSession(t, s, "workspace-core", "--repo-url", "file://"+repo, "--repo-ref", "release-1")); got != "version.txt\nrelease-1\n" {
+		t.Errorf("seeded from the clone: %q", got)
+	}
+	cmd := pyroCmd(t, s, "mcp", "serve", "--no-project-source")
+	cmd.Dir = repo
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "pyro-e2e", Version: "1"}, nil).Connect(t.Context(), &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if got := ls(cs); got != "" {
+		t.Errorf("--no-project-source seeded %q", got)
+	}
+	if r := runPyro(t, s, "mcp", "serve", "--repo-url", "file://"+filepath.Join(repo, "nope")); r.code != 125 || !strings.Contains(r.stderr, "cannot clone") {
+		t.Errorf("bad repo: %+v", r)
 	}
 }

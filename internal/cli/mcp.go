@@ -16,7 +16,8 @@ import (
 
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
-	var profile, httpAddr, projectPath, exportsDir, tokenFile string
+	var profile, httpAddr, projectPath, exportsDir, tokenFile, repoURL, repoRef string
+	var noProjectSource bool
 	var hostPaths []string
 	var noNetwork bool
 	var ttlSeconds int
@@ -45,7 +46,19 @@ func (a *app) mcpCommand() *cobra.Command {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("workspace-ttl-seconds", "%d is negative; use 0 for workspaces that never expire", ttlSeconds), false)
 			}
 			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds}
-			if !cmd.Flags().Changed("project-path") {
+			switch {
+			case noProjectSource && (projectPath != "" || repoURL != ""):
+				return a.fail(cmd.Context(), errdefs.InvalidArgument("no-project-source", "goes with neither --project-path nor --repo-url"), false)
+			case repoURL != "" && projectPath != "":
+				return a.fail(cmd.Context(), errdefs.InvalidArgument("repo-url", "give --repo-url or --project-path, not both"), false)
+			case repoRef != "" && repoURL == "":
+				return a.fail(cmd.Context(), errdefs.InvalidArgument("repo-ref", "needs --repo-url"), false)
+			case repoURL != "":
+				if cfg.ProjectPath, err = base.CloneProject(cmd.Context(), repoURL, repoRef); err != nil {
+					return a.fail(cmd.Context(), err, false)
+				}
+			case noProjectSource:
+			case !cmd.Flags().Changed("project-path"):
 				if wd, err := os.Getwd(); err == nil {
 					cfg.ProjectPath = pyro.GitToplevel(cmd.Context(), wd)
 				}
@@ -85,6 +98,9 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringVar(&exportsDir, "exports-dir", "", "directory the model may export into (default: exports under the state dir)")
 	serve.Flags().IntVar(&ttlSeconds, "workspace-ttl-seconds", pyromcp.DefaultWorkspaceTTLSeconds, "ttl_seconds of workspaces a model creates without one; expired ones are deleted while the server runs (0 = never)")
 	serve.Flags().StringVar(&tokenFile, "token-file", "", "file holding the HTTP bearer token, made once if missing (default: mcp-token under the state dir)")
+	serve.Flags().StringVar(&repoURL, "repo-url", "", "seed workspaces from a fresh clone of this Git repository instead of a local project")
+	serve.Flags().StringVar(&repoRef, "repo-ref", "", "branch or tag of --repo-url (default: its default branch)")
+	serve.Flags().BoolVar(&noProjectSource, "no-project-source", false, "no project at all: workspace_create without seed_path starts empty")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
