@@ -2,8 +2,10 @@ package network
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -26,19 +28,29 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst := toAddrPort(id.LocalAddress, id.LocalPort)
 	if reason := s.blockReason(dst.Addr()); reason != "" {
-		s.log.Debug("blocked connection", "proto", "tcp", "dst", dst, "reason", reason)
+		s.refuse("tcp", dst, "", fixedReason(reason))
+		r.Complete(true)
+		return
+	}
+	reason, checkName := s.egressCheck(dst)
+	if reason != "" {
+		s.refuse("tcp", dst, "", reason)
 		r.Complete(true)
 		return
 	}
 	if !acquire(s.tcpSlots) {
-		s.log.Debug("refused connection: too many", "proto", "tcp", "dst", dst, "limit", maxTCPConns)
+		s.refuse("tcp", dst, "", fmt.Sprintf("too many connections at once (limit %d)", maxTCPConns))
 		r.Complete(true)
 		return
 	}
 	defer release(s.tcpSlots)
 	if reason := s.routeBlockReason(dst.Addr()); reason != "" {
-		s.log.Debug("blocked connection", "proto", "tcp", "dst", dst, "reason", reason)
+		s.refuse("tcp", dst, "", fixedReason(reason))
 		r.Complete(true)
+		return
+	}
+	if checkName {
+		s.handleNamedTCP(r, dst)
 		return
 	}
 
@@ -61,6 +73,52 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	s.bridge(gonet.NewTCPConn(&wq, ep), host)
+}
+
+// handleNamedTCP serves a connection that the rules allow only for the
+// host it names: the guest's handshake completes first, its first bytes
+// are read (sniff) and checked, and only then is the destination dialed
+// and sent them. A refusal resets the guest's connection.
+func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		s.log.Debug("guest handshake failed", "dst", dst, "err", terr)
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	guest := gonet.NewTCPConn(&wq, ep)
+	if !s.conns.add(guest) {
+		ep.Abort()
+		guest.Close()
+		return
+	}
+	sn, err := sniff(guest, sniffWait(dst.Port()))
+	s.conns.remove(guest)
+	if reason := nameReason(s.allow.Load(), dst.Port(), sn, err); reason != "" {
+		s.refuse("tcp", dst, sn.name, reason)
+		ep.Abort() // a reset, not a clean end
+		guest.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
+	var d net.Dialer
+	host, err := d.DialContext(ctx, "tcp", s.target(dst).String())
+	cancel()
+	if err == nil {
+		_, err = host.Write(sn.data)
+		if err != nil {
+			host.Close()
+		}
+	}
+	if err != nil {
+		s.log.Debug("dial failed", "proto", "tcp", "dst", dst, "err", err)
+		ep.Abort()
+		guest.Close()
+		return
+	}
+	s.bridge(guest, host)
 }
 
 type closeWriter interface{ CloseWrite() error }
