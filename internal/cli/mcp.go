@@ -18,7 +18,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
 	var profile, httpAddr, projectPath, exportsDir string
 	var hostPaths []string
-	var noNetwork bool
+	var noNetwork, allowNetworkChanges bool
 	var allowRemote bool
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -40,7 +40,7 @@ func (a *app) mcpCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
-			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork}
+			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, AllowNetworkChanges: allowNetworkChanges}
 			if !cmd.Flags().Changed("project-path") {
 				if wd, err := os.Getwd(); err == nil {
 					cfg.ProjectPath = pyro.GitToplevel(cmd.Context(), wd)
@@ -77,6 +77,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringArrayVar(&hostPaths, "host-path", nil, "grant the model a host directory: DIR (read-only), DIR:ro or DIR:rw (repeatable)")
 	serve.Flags().StringVar(&exportsDir, "exports-dir", "", "directory the model may export into (default: exports under the state dir)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
+	serve.Flags().BoolVar(&allowNetworkChanges, "allow-network-changes", false, "offer workspace_network_update, with which a model may change (and widen) a running workspace's egress allow list; off by default")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)

@@ -38,6 +38,9 @@ type Config struct {
 	// NoNetwork refuses every call that asks for a guest network: the
 	// operator, not the model, decides whether guests may reach the outside.
 	NoNetwork bool
+	// AllowNetworkChanges offers workspace_network_update: without it a
+	// model cannot widen its own sandbox's allow list.
+	AllowNetworkChanges bool
 }
 
 // deps is what tool handlers use.
@@ -45,6 +48,7 @@ type deps struct {
 	c           *pyro.Client
 	projectPath string
 	noNetwork   bool
+	netChanges  bool // workspace_network_update offered
 	host        hostRules
 }
 
@@ -74,8 +78,11 @@ func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
 		}
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
-	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c)}
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, host: newHostRules(c)}
 	for _, t := range tools {
+		if t.gate != nil && !t.gate(d) {
+			continue
+		}
 		for _, p := range t.profiles {
 			if p == cfg.Profile {
 				t.add(s, d, t.name)

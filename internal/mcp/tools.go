@@ -27,6 +27,8 @@ type tool struct {
 	name     string
 	profiles []Profile
 	add      func(s *mcp.Server, d deps, name string)
+	// gate, when set, must say yes for the tool to be offered (operator flags).
+	gate func(deps) bool
 }
 
 var allProfiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspaceFull}
@@ -81,15 +83,21 @@ var tools = []tool{
 	{name: "vm_delete", profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
 	{name: "vm_network_info", profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device), state, and while it runs "+
 		"guest_address, gateway, dns and mac.", (*pyro.Client).VMNetworkInfo)},
+	{name: "workspace_network_show", profiles: coreAndFull, add: addWorkspaceNetworkShow},
+	{name: "workspace_network_log", profiles: coreAndFull, add: addWorkspaceNetworkLog},
+	{name: "workspace_network_update", profiles: coreAndFull, add: addWorkspaceNetworkUpdate,
+		gate: func(d deps) bool { return d.netChanges }},
 	{name: "workspace_delete", profiles: coreAndFull, add: addWorkspaceRefTool(
 		"Delete the workspace: its VM and all its files are gone for good.", false, (*pyro.Client).DeleteWorkspace)},
 }
 
-// ToolNames returns the tools of a profile, in table order.
-func ToolNames(p Profile) []string {
+// ToolNames returns the tools of a profile a server offers with cfg's
+// operator flags, in table order.
+func ToolNames(p Profile, cfg Config) []string {
+	d := deps{noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges}
 	var names []string
 	for _, t := range tools {
-		if slices.Contains(t.profiles, p) {
+		if slices.Contains(t.profiles, p) && (t.gate == nil || t.gate(d)) {
 			names = append(names, t.name)
 		}
 	}
@@ -98,13 +106,16 @@ func ToolNames(p Profile) []string {
 
 // vmRunInput is vm_run's arguments.
 type vmRunInput struct {
-	Environment    string `json:"environment,omitempty"`
-	Command        string `json:"command"`
-	VCPUCount      int    `json:"vcpu_count,omitempty"`
-	MemMiB         int    `json:"mem_mib,omitempty"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
-	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
-	Network        bool   `json:"network,omitempty"`
+	Environment    string   `json:"environment,omitempty"`
+	Command        string   `json:"command"`
+	VCPUCount      int      `json:"vcpu_count,omitempty"`
+	MemMiB         int      `json:"mem_mib,omitempty"`
+	TimeoutSeconds int      `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64    `json:"max_output_bytes,omitempty"`
+	Network        bool     `json:"network,omitempty"`
+	AllowHosts     []string `json:"allow_hosts,omitempty"`
+	AllowCIDRs     []string `json:"allow_cidrs,omitempty"`
+	AllowPresets   []string `json:"allow_presets,omitempty"`
 }
 
 func addVMRun(s *mcp.Server, d deps, name string) {
@@ -131,6 +142,9 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"max_output_bytes": {desc: "Cap for stdout and for stderr, each, in bytes.", def: pyro.DefaultMaxOutputBytes, min: outMin, max: outMax},
 			"network": {desc: "Give the guest outbound network access (NAT; never this host, its loopback services or " +
 				"link-local/metadata addresses). Off by default: the guest has no network device.", def: false},
+			"allow_hosts":   allowProps["allow_hosts"],
+			"allow_cidrs":   allowProps["allow_cidrs"],
+			"allow_presets": allowProps["allow_presets"],
 		}),
 	}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
@@ -145,6 +159,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 		return c.Run(ctx, pyro.RunRequest{
 			Environment: in.Environment, Command: in.Command, VCPUCount: in.VCPUCount,
 			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, Network: in.Network,
+			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
 		})
 	}))
 }

@@ -11,15 +11,18 @@ import (
 var coreAndFull = []Profile{ProfileWorkspaceCore, ProfileWorkspaceFull}
 
 type workspaceCreateInput struct {
-	Environment string            `json:"environment,omitempty"`
-	SeedPath    string            `json:"seed_path,omitempty"`
-	Name        string            `json:"name,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	VCPUCount   int               `json:"vcpu_count,omitempty"`
-	MemMiB      int               `json:"mem_mib,omitempty"`
-	TTLSeconds  int               `json:"ttl_seconds,omitempty"`
-	Secrets     []secretInput     `json:"secrets,omitempty"`
-	Network     string            `json:"network_policy,omitempty"`
+	Environment  string            `json:"environment,omitempty"`
+	SeedPath     string            `json:"seed_path,omitempty"`
+	Name         string            `json:"name,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	VCPUCount    int               `json:"vcpu_count,omitempty"`
+	MemMiB       int               `json:"mem_mib,omitempty"`
+	TTLSeconds   int               `json:"ttl_seconds,omitempty"`
+	Secrets      []secretInput     `json:"secrets,omitempty"`
+	Network      string            `json:"network_policy,omitempty"`
+	AllowHosts   []string          `json:"allow_hosts,omitempty"`
+	AllowCIDRs   []string          `json:"allow_cidrs,omitempty"`
+	AllowPresets []string          `json:"allow_presets,omitempty"`
 }
 
 // secretInput is one secret of workspace_create. It takes a value only:
@@ -76,6 +79,9 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 					"value": {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
 				}},
 			"network_policy": networkPolicyProp,
+			"allow_hosts":    allowProps["allow_hosts"],
+			"allow_cidrs":    allowProps["allow_cidrs"],
+			"allow_presets":  allowProps["allow_presets"],
 		}),
 	}
 	mcp.AddTool(s, t, handler(func(ctx context.Context, in workspaceCreateInput) (*pyro.Workspace, error) {
@@ -88,6 +94,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.Network,
+			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
 		}
 		for _, sec := range in.Secrets {
 			cr.Secrets = append(cr.Secrets, pyro.WorkspaceSecret{Name: sec.Name, Value: sec.Value})

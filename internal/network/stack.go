@@ -119,6 +119,7 @@ type Info struct {
 	DNS          []string    `json:"dns"`
 	MAC          string      `json:"mac"`
 	Published    []Published `json:"published_ports"`
+	Rules        *Rules      `json:"egress_rules,omitempty"` // nil: no allow list
 }
 
 // Pair makes the socketpair that carries the guest's Ethernet frames. qemuEnd
@@ -320,6 +321,7 @@ func (s *Stack) Info() Info {
 		DNS:          dns,
 		MAC:          mac,
 		Published:    s.Published(),
+		Rules:        s.Rules(),
 	}
 }
 
