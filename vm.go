@@ -30,17 +30,17 @@ type CreateVMRequest struct {
 
 // VM is a low-level VM as every face reports it.
 type VM struct {
-	VMID           string     `json:"vm_id"`
-	Environment    string     `json:"environment"`
-	State          string     `json:"state"` // stopped, running or deleted
-	VCPUCount      int        `json:"vcpu_count"`
-	MemMiB         int        `json:"mem_mib"`
-	TTLSeconds     int        `json:"ttl_seconds"`
-	CreatedAt      time.Time  `json:"created_at"`
-	LastActivityAt time.Time  `json:"last_activity_at"`
-	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
-	ExecutionMode  string     `json:"execution_mode,omitempty"`
-	BootMs         int64      `json:"boot_ms,omitempty"`
+	VMID           string       `json:"vm_id"`
+	Environment    string       `json:"environment"`
+	State          string       `json:"state"` // stopped, running or deleted
+	VCPUCount      int          `json:"vcpu_count"`
+	MemMiB         int          `json:"mem_mib"`
+	TTLSeconds     int          `json:"ttl_seconds"`
+	CreatedAt      time.Time    `json:"created_at"`
+	LastActivityAt time.Time    `json:"last_activity_at"`
+	ExpiresAt      *time.Time   `json:"expires_at,omitempty"`
+	ExecutionMode  string       `json:"execution_mode,omitempty"`
+	BootMs         int64        `json:"boot_ms,omitempty"`
 	NetworkPolicy  string       `json:"network_policy"`
 	Egress         *EgressRules `json:"egress_rules,omitempty"` // nil: no allow list
 }
