@@ -157,3 +157,23 @@ func TestWorkspaceEgressRules(t *testing.T) {
 	}
 	after("after stop and start")
 }
+
+// vm_create records its allow list (it boots nothing): the VM and its
+// network info show it; rules without a network are refused.
+func TestCreateVMEgressRules(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	rules := pyro.EgressRules{AllowPresets: []string{"goproxy"}, AllowCIDRs: []string{"192.0.2.0/24:443"}}
+	if _, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: "debian:12", EgressRules: rules}); pyro.ErrorCode(err) != network.CodeRulesNeedNetwork {
+		t.Fatalf("rules on policy off: %v", err)
+	}
+	v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: "debian:12", NetworkPolicy: "egress", EgressRules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeleteVM(context.Background(), v.VMID)
+	n, err := c.VMNetworkInfo(ctx, v.VMID)
+	if err != nil || v.Egress == nil || n.Egress == nil || n.Egress.AllowPresets[0] != "goproxy" || n.Egress.AllowCIDRs[0] != "192.0.2.0/24:443" {
+		t.Fatalf("vm %+v, network %v %+v", v.Egress, err, n)
+	}
+}

@@ -63,6 +63,8 @@ type NetworkInfo struct {
 	Gateway       string   `json:"gateway,omitempty"`
 	DNS           []string `json:"dns,omitempty"`
 	MAC           string   `json:"mac,omitempty"`
+	// Egress is the allow list (nil: none).
+	Egress *EgressRules `json:"egress_rules,omitempty"`
 }
 
 // machines manages low-level VMs: the workspace machinery under its own root.
@@ -191,7 +193,7 @@ func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, er
 	if err != nil {
 		return nil, vmErr(err, id)
 	}
-	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State}
+	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State, Egress: r.Egress}
 	if info != nil && info.GuestAddress != "" {
 		out.GuestAddress, out.Gateway, out.DNS, out.MAC = info.GuestAddress, info.Gateway, info.DNS, info.MAC
 	}

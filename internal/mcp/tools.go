@@ -131,7 +131,8 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"(checks, builds, scripts), and the workspace_* tools when several steps must share files. " +
 			"Result: exit_code (the command's; 124 when it hit timeout_seconds), stdout and stderr (each capped at " +
 			"max_output_bytes; stdout_truncated/stderr_truncated say whether output was cut), timed_out, " +
-			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg).",
+			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg), " +
+			"blocked_connections (with network: the DNS names and connections refused, each with its reason).",
 		InputSchema: inputSchema[vmRunInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},

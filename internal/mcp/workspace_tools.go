@@ -40,7 +40,7 @@ var secretEnvProp = prop{desc: "Secrets to set as environment variables of this 
 
 const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
 	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
-	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values), network_policy."
+	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values), network_policy, egress_rules (the allow list, when there is one)."
 
 // networkPolicyProp describes network_policy wherever a VM is defined.
 var networkPolicyProp = prop{desc: "The guest's network: off (no network device), egress (outbound NAT to the internet and " +
