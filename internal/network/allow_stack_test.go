@@ -348,3 +348,80 @@ func TestRulesCannotLiftFixedBlocks(t *testing.T) {
 		t.Errorf("fixed block not logged: %+v", s.BlockedLog())
 	}
 }
+
+// Plain HTTP is checked request by request: keep-alive and pipelining
+// cannot switch to another host on the shared address, and bodies
+// (Content-Length, chunked) are framed right so allowed requests go on.
+func TestRulesHTTPEveryRequest(t *testing.T) {
+	s, g := newRulesNet(t, &Rules{AllowHosts: []string{"allowed.test"}})
+	var mu = make(chan struct{}, 1)
+	var seen []string
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu <- struct{}{}
+		seen = append(seen, r.Method+" "+r.Host+" "+string(body))
+		<-mu
+		fmt.Fprintf(w, "ok %s", r.Host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	g.resolve(t, "allowed.test", false)
+	dst := netip.AddrPortFrom(outside, portOf(ln.Addr()))
+
+	c, err := g.dial(ctxTimeout(t, 10*time.Second), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	send := func(req string) error {
+		if _, err := io.WriteString(c, req); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		io.ReadAll(resp.Body)
+		return resp.Body.Close()
+	}
+	if err := send("POST /a HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n"); err != nil {
+		t.Fatalf("chunked POST: %v", err)
+	}
+	if err := send("PUT /b HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 4\r\n\r\nwxyz"); err != nil {
+		t.Fatalf("keep-alive PUT: %v", err)
+	}
+	if err := send("GET /c HTTP/1.1\r\nHost: shared.test\r\n\r\n"); err == nil {
+		t.Fatal("a keep-alive request to another host got an answer")
+	}
+	mu <- struct{}{}
+	got := strings.Join(seen, "|")
+	<-mu
+	if got != "POST allowed.test abcde|PUT allowed.test wxyz" {
+		t.Fatalf("the server saw %q", got)
+	}
+	if !findBlocked(s, "tcp", "shared.test", "HTTP names host") {
+		t.Errorf("not logged: %+v", s.BlockedLog())
+	}
+
+	// Pipelined: the second request never reaches the server.
+	c2, err := g.dial(ctxTimeout(t, 10*time.Second), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c2, "GET /d HTTP/1.1\r\nHost: allowed.test\r\n\r\nCONNECT evil.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+	io.ReadAll(c2)
+	mu <- struct{}{}
+	got = strings.Join(seen, "|")
+	<-mu
+	if strings.Contains(got, "CONNECT") || !strings.Contains(got, "GET allowed.test") {
+		t.Fatalf("pipelined: the server saw %q", got)
+	}
+}

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -106,7 +107,7 @@ func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
 	var d net.Dialer
 	host, err := d.DialContext(ctx, "tcp", s.target(dst).String())
 	cancel()
-	if err == nil {
+	if err == nil && sn.kind != sniffHTTP {
 		_, err = host.Write(sn.data)
 		if err != nil {
 			host.Close()
@@ -118,6 +119,12 @@ func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
 		guest.Close()
 		return
 	}
+	if sn.kind == sniffHTTP { // every request of the connection names its host
+		s.bridgeWith(guest, host, func(w io.Writer, r io.Reader) error {
+			return s.guardHTTP(w, io.MultiReader(bytes.NewReader(sn.data), r), dst)
+		})
+		return
+	}
 	s.bridge(guest, host)
 }
 
@@ -127,6 +134,17 @@ type closeWriter interface{ CloseWrite() error }
 // done, passing half-closes through, then closes both. Both are registered in
 // s.conns and in extra (a publication's set), so either can tear them down.
 func (s *Stack) bridge(a, b net.Conn, extra ...*closerSet) {
+	s.bridgeWith(a, b, copyStream, extra...)
+}
+
+// copyStream is the plain way one direction of a bridge copies.
+func copyStream(dst io.Writer, src io.Reader) error {
+	_, err := io.Copy(dst, src)
+	return err
+}
+
+// bridgeWith is bridge with aToB copying a to b (e.g. a filter).
+func (s *Stack) bridgeWith(a, b net.Conn, aToB func(dst io.Writer, src io.Reader) error, extra ...*closerSet) {
 	sets := append([]*closerSet{&s.conns}, extra...)
 	for _, set := range sets {
 		if !set.add(a) || !set.add(b) {
@@ -159,17 +177,17 @@ func (s *Stack) bridge(a, b net.Conn, extra ...*closerSet) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		halfCopy(b, a, closeBoth)
+		halfCopy(b, a, closeBoth, aToB)
 	}()
-	halfCopy(a, b, closeBoth)
+	halfCopy(a, b, closeBoth, copyStream)
 	wg.Wait()
 }
 
 // halfCopy copies src to dst. At EOF it half-closes dst so the peer sees the
 // end of the stream while the other direction goes on; on an error (reset,
 // closed) it tears the whole connection down.
-func halfCopy(dst, src net.Conn, closeBoth func()) {
-	if _, err := io.Copy(dst, src); err != nil {
+func halfCopy(dst, src net.Conn, closeBoth func(), copyFn func(io.Writer, io.Reader) error) {
+	if err := copyFn(dst, src); err != nil {
 		closeBoth()
 		return
 	}
