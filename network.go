@@ -27,6 +27,14 @@ type BlockedConnection = network.Blocked
 // EgressPresets returns the preset host lists by name.
 func EgressPresets() map[string][]string { return network.Presets }
 
+// Codes of egress rule errors.
+const (
+	// CodeNetworkRulesNeedNetwork: allow rules on a VM without a network.
+	CodeNetworkRulesNeedNetwork = network.CodeRulesNeedNetwork
+	// CodeNoEgressRules: deny on a workspace that has no allow list.
+	CodeNoEgressRules = "no_egress_rules"
+)
+
 // Egress modes, as WorkspaceNetwork reports them.
 const (
 	EgressOff       = "off"       // no network device
@@ -99,7 +107,7 @@ func (c *Client) AllowWorkspaceNetwork(ctx context.Context, req WorkspaceNetwork
 func (c *Client) DenyWorkspaceNetwork(ctx context.Context, req WorkspaceNetworkChange) (*WorkspaceNetwork, error) {
 	return c.changeEgress(ctx, req, func(cur *network.Rules) (*network.Rules, error) {
 		if cur == nil {
-			return nil, errdefs.New(errdefs.ErrFailedPrecondition, "no_egress_rules",
+			return nil, errdefs.New(errdefs.ErrFailedPrecondition, CodeNoEgressRules,
 				"this workspace has no allow list, so there is no rule to remove; \"pyro workspace network allow\" starts one")
 		}
 		less, err := req.EgressRules.Normalize()

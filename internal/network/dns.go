@@ -74,9 +74,11 @@ func (s *Stack) serveDNSUDP(pc *gonet.UDPConn) {
 			continue
 		}
 		query := bytes.Clone(buf[:n])
-		name, refusal := s.dnsVerdict(query)
-		if refusal != nil {
-			_, _ = pc.WriteTo(refusal, from)
+		name, refused, answer := s.dnsVerdict(query)
+		if refused {
+			if answer != nil {
+				_, _ = pc.WriteTo(answer, from)
+			}
 			continue
 		}
 		if !acquire(s.dnsSlots) {
@@ -288,8 +290,11 @@ func (s *Stack) relayDNSTCPFiltered(guest net.Conn) {
 		if err != nil {
 			return
 		}
-		name, resp := s.dnsVerdict(msg[2:])
-		if resp == nil {
+		name, refused, resp := s.dnsVerdict(msg[2:])
+		if refused && resp == nil {
+			return
+		}
+		if !refused {
 			if host == nil {
 				if host = s.dialDNSTCP(); host == nil {
 					return

@@ -116,28 +116,29 @@ func sniffWait(port uint16) time.Duration {
 }
 
 // dnsVerdict checks a guest query (already a valid plain query) against
-// the rules: it returns the question's name and, for a name no rule
-// allows, the answer to send instead of relaying it.
-func (s *Stack) dnsVerdict(query []byte) (name string, refusal []byte) {
+// the rules: it returns the question's name and whether the query is
+// refused; a refused query gets answer instead of being relayed (nil:
+// dropped). It fails closed: a query it cannot read is refused.
+func (s *Stack) dnsVerdict(query []byte) (name string, refused bool, answer []byte) {
 	al := s.allow.Load()
 	if al == nil {
-		return "", nil
+		return "", false, nil
 	}
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil {
-		return "", nil // validDNSQuery let it through: cannot happen
+		return "", true, nil
 	}
 	q, err := p.Question()
 	if err != nil {
-		return "", nil
+		return "", true, nil
 	}
 	name = strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
 	if al.allowsName(name) {
-		return name, nil
+		return name, false, nil
 	}
 	s.refuse("dns", netip.AddrPort{}, name, "no rule allows this name: answered NXDOMAIN (allow it with --allow-host)")
-	return name, refusalAnswer(h, q)
+	return name, true, refusalAnswer(h, q)
 }
 
 // refusalAnswer is an NXDOMAIN answer to the query with header h and

@@ -95,11 +95,7 @@ func httpHost(rec *recorder) (string, error) {
 	if err != nil {
 		return "", errors.New("not a well-formed HTTP request")
 	}
-	host := req.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	return strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), ".")), nil
+	return hostOnly(req.Host), nil
 }
 
 var httpMethods = []string{"GET ", "HEAD ", "POST ", "PUT ", "DELETE ", "OPTIONS ", "PATCH ", "CONNECT ", "TRACE "}
