@@ -43,6 +43,9 @@ type RunRequest struct {
 	// to anywhere but the host itself, its loopback services and
 	// link-local addresses). Off by default: the guest has no network device.
 	Network bool `json:"network,omitempty"`
+	// EgressRules, when any is given, allow only what they name (needs
+	// Network): allow_hosts, allow_cidrs, allow_presets.
+	EgressRules
 }
 
 // RunResult is what a one-shot run returns on every face.
@@ -60,6 +63,9 @@ type RunResult struct {
 	BootMs          int64  `json:"boot_ms"`
 	ExecutionMode   string `json:"execution_mode"`
 	VMID            string `json:"vm_id"`
+	// BlockedConnections are the newest DNS names and connections the
+	// network refused (with --network), each with its reason.
+	BlockedConnections []BlockedConnection `json:"blocked_connections,omitempty"`
 }
 
 // withDefaults fills zero values and checks ranges, naming the field at fault.
@@ -89,6 +95,9 @@ func (r RunRequest) withDefaults() (RunRequest, error) {
 		return r, errdefs.InvalidArgument("timeout_seconds", "%d is out of range [1, %d]", r.TimeoutSeconds, MaxTimeoutSeconds)
 	case r.MaxOutputBytes < 0 || r.MaxOutputBytes > MaxMaxOutputBytes:
 		return r, errdefs.InvalidArgument("max_output_bytes", "%d is out of range [0, %d]", r.MaxOutputBytes, MaxMaxOutputBytes)
+	}
+	if _, err := egressFor(runPolicy(r.Network), r.EgressRules); err != nil {
+		return r, err
 	}
 	return r, nil
 }
@@ -127,6 +136,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	}
 	c.log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
 	res.fill(out)
+	res.BlockedConnections = runBlocked(v)
 	v.Close()
 	res.DurationMs = time.Since(start).Milliseconds()
 	c.log.Debug("vm destroyed", "vm", v.ID, "ms", res.DurationMs)
@@ -142,14 +152,22 @@ func (c *Client) runMachine(ctx context.Context, req RunRequest) (*env.Environme
 	}
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, e.KernelPath)
-	policy := network.PolicyOff
-	if req.Network {
-		policy = network.PolicyEgress
+	policy := runPolicy(req.Network)
+	rules, err := egressFor(policy, req.EgressRules)
+	if err != nil {
+		return nil, vm.Spec{}, err
 	}
 	return e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run", Network: policy,
+		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run", Network: policy, Egress: rules,
 	}, nil
+}
+
+func runPolicy(on bool) network.Policy {
+	if on {
+		return network.PolicyEgress
+	}
+	return network.PolicyOff
 }
 
 // execOutcome is a finished guest command, as every face reports it.

@@ -23,22 +23,26 @@ type CreateVMRequest struct {
 	// NetworkPolicy is off (default) or egress, as for workspaces. A
 	// low-level VM runs no services, so it has nothing to publish.
 	NetworkPolicy string `json:"network_policy,omitempty"`
+	// EgressRules, when any is given, allow only what they name (needs
+	// network_policy egress).
+	EgressRules
 }
 
 // VM is a low-level VM as every face reports it.
 type VM struct {
-	VMID           string     `json:"vm_id"`
-	Environment    string     `json:"environment"`
-	State          string     `json:"state"` // stopped, running or deleted
-	VCPUCount      int        `json:"vcpu_count"`
-	MemMiB         int        `json:"mem_mib"`
-	TTLSeconds     int        `json:"ttl_seconds"`
-	CreatedAt      time.Time  `json:"created_at"`
-	LastActivityAt time.Time  `json:"last_activity_at"`
-	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
-	ExecutionMode  string     `json:"execution_mode,omitempty"`
-	BootMs         int64      `json:"boot_ms,omitempty"`
-	NetworkPolicy  string     `json:"network_policy"`
+	VMID           string       `json:"vm_id"`
+	Environment    string       `json:"environment"`
+	State          string       `json:"state"` // stopped, running or deleted
+	VCPUCount      int          `json:"vcpu_count"`
+	MemMiB         int          `json:"mem_mib"`
+	TTLSeconds     int          `json:"ttl_seconds"`
+	CreatedAt      time.Time    `json:"created_at"`
+	LastActivityAt time.Time    `json:"last_activity_at"`
+	ExpiresAt      *time.Time   `json:"expires_at,omitempty"`
+	ExecutionMode  string       `json:"execution_mode,omitempty"`
+	BootMs         int64        `json:"boot_ms,omitempty"`
+	NetworkPolicy  string       `json:"network_policy"`
+	Egress         *EgressRules `json:"egress_rules,omitempty"` // nil: no allow list
 }
 
 // VMExecRequest is the one command of a low-level VM.
@@ -59,6 +63,8 @@ type NetworkInfo struct {
 	Gateway       string   `json:"gateway,omitempty"`
 	DNS           []string `json:"dns,omitempty"`
 	MAC           string   `json:"mac,omitempty"`
+	// Egress is the allow list (nil: none).
+	Egress *EgressRules `json:"egress_rules,omitempty"`
 }
 
 // machines manages low-level VMs: the workspace machinery under its own root.
@@ -70,7 +76,7 @@ func toVM(r *workspace.Record, info *supervisor.Info) *VM {
 	w := toWorkspace(r, info)
 	return &VM{VMID: w.WorkspaceID, Environment: w.Environment, State: w.State, VCPUCount: w.VCPUCount,
 		MemMiB: w.MemMiB, TTLSeconds: w.TTLSeconds, CreatedAt: w.CreatedAt, LastActivityAt: w.LastActivityAt,
-		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs, NetworkPolicy: w.NetworkPolicy}
+		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs, NetworkPolicy: w.NetworkPolicy, Egress: w.Egress}
 }
 
 // CreateVM defines a VM without booting it.
@@ -85,10 +91,11 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	if req.TTLSeconds == 0 {
 		req.TTLSeconds = DefaultVMTTLSeconds
 	}
-	if err := validateCreate(CreateWorkspaceRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, TTLSeconds: req.TTLSeconds, NetworkPolicy: req.NetworkPolicy}); err != nil {
+	if err := validateCreate(CreateWorkspaceRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, TTLSeconds: req.TTLSeconds, NetworkPolicy: req.NetworkPolicy, EgressRules: req.EgressRules}); err != nil {
 		return nil, err
 	}
 	policy, _ := network.ParsePolicy(req.NetworkPolicy) // checked by validateCreate
+	rules, _ := egressFor(policy, req.EgressRules)      // checked by validateCreate
 	if policy.AllowsPublish() {
 		return nil, errdefs.InvalidArgument("network_policy", "low-level VMs run no services, so they have no ports to publish: use %s, or a workspace", network.PolicyEgress)
 	}
@@ -100,7 +107,7 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	r, err := c.machines().Create(ctx, workspace.CreateSpec{
 		Environment: req.Environment, EnvVersion: e.Manifest.Version, KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, NoBoot: true,
-		NetworkPolicy: recordedPolicy(policy),
+		NetworkPolicy: recordedPolicy(policy), Egress: rules,
 	})
 	if err != nil {
 		return nil, err
@@ -200,7 +207,7 @@ func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, er
 	if err != nil {
 		return nil, vmErr(err, id)
 	}
-	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State}
+	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State, Egress: r.Egress}
 	if info != nil && info.GuestAddress != "" {
 		out.GuestAddress, out.Gateway, out.DNS, out.MAC = info.GuestAddress, info.Gateway, info.DNS, info.MAC
 	}

@@ -45,6 +45,9 @@ type CreateWorkspaceRequest struct {
 	// "egress+published-ports" (also services may publish TCP ports on the
 	// host's 127.0.0.1).
 	NetworkPolicy string `json:"network_policy,omitempty"`
+	// EgressRules, when any is given, allow only what they name (needs
+	// network_policy egress or egress+published-ports); see EgressRules.
+	EgressRules
 }
 
 // WorkspaceSecret is one secret given at create: a value, or a host file
@@ -80,6 +83,9 @@ type Workspace struct {
 	SnapshotCount  int               `json:"snapshot_count"`
 	Secrets        []SecretInfo      `json:"secrets,omitempty"` // names only
 	NetworkPolicy  string            `json:"network_policy"`    // off, egress or egress+published-ports
+	// Egress is the allow list: nil when the network (if any) is not
+	// restricted by rules.
+	Egress *EgressRules `json:"egress_rules,omitempty"`
 	// ResetFrom is set in the answer to a reset: "baseline" or the
 	// snapshot's name.
 	ResetFrom string `json:"reset_from,omitempty"`
@@ -225,6 +231,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	// The first boot restores the snapshot one-shot runs of this machine use
 	// (made now if missing): the supervisor boots the very machine a run does.
 	policy, _ := network.ParsePolicy(req.NetworkPolicy) // checked by validateCreate
+	rules, _ := egressFor(policy, req.EgressRules)      // checked by validateCreate
 	restore := c.workspaceRestore(ctx, e, req.VCPUCount, req.MemMiB, verdict.Accel, policy)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -234,7 +241,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
 		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, Seed: seed, SeedFiles: files,
-		Restore: restore, Secrets: secretSet, NetworkPolicy: recordedPolicy(policy),
+		Restore: restore, Secrets: secretSet, NetworkPolicy: recordedPolicy(policy), Egress: rules,
 	})
 	if err != nil {
 		return nil, err
@@ -300,7 +307,11 @@ func validateCreate(req CreateWorkspaceRequest) error {
 	case req.TTLSeconds < 0:
 		return errdefs.InvalidArgument("ttl_seconds", "%d is negative; use 0 for no expiry", req.TTLSeconds)
 	}
-	if _, err := network.ParsePolicy(req.NetworkPolicy); err != nil {
+	policy, err := network.ParsePolicy(req.NetworkPolicy)
+	if err != nil {
+		return err
+	}
+	if _, err := egressFor(policy, req.EgressRules); err != nil {
 		return err
 	}
 	if req.Name != "" {
@@ -446,7 +457,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
 		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots), Secrets: r.Secrets,
-		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)),
+		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), Egress: r.Egress,
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t

@@ -19,7 +19,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	var profile, httpAddr, projectPath, exportsDir, tokenFile, repoURL, repoRef string
 	var noProjectSource bool
 	var hostPaths []string
-	var noNetwork bool
+	var noNetwork, allowNetworkChanges bool
 	var ttlSeconds int
 	var allowRemote bool
 	serve := &cobra.Command{
@@ -45,7 +45,7 @@ func (a *app) mcpCommand() *cobra.Command {
 			if ttlSeconds < 0 {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("workspace-ttl-seconds", "%d is negative; use 0 for workspaces that never expire", ttlSeconds), false)
 			}
-			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds}
+			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds, AllowNetworkChanges: allowNetworkChanges}
 			switch {
 			case noProjectSource && (projectPath != "" || repoURL != ""):
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("no-project-source", "goes with neither --project-path nor --repo-url"), false)
@@ -102,6 +102,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringVar(&repoRef, "repo-ref", "", "branch or tag of --repo-url (default: its default branch)")
 	serve.Flags().BoolVar(&noProjectSource, "no-project-source", false, "no project at all: workspace_create without seed_path starts empty")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
+	serve.Flags().BoolVar(&allowNetworkChanges, "allow-network-changes", false, "offer workspace_network_update, with which a model may change (and widen) a running workspace's egress allow list; off by default")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)

@@ -40,6 +40,9 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
+			if !jsonOut {
+				a.printRunBlocked(res.BlockedConnections)
+			}
 			return a.commandResult(jsonOut, res, res.Stdout, res.Stderr, res.StdoutTruncated || res.StderrTruncated, res.TimedOut, res.ExitCode)
 		},
 	}
@@ -49,6 +52,7 @@ func (a *app) runCommand() *cobra.Command {
 	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, fmt.Sprintf("command timeout [1-%d]", pyro.MaxTimeoutSeconds))
 	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
 	f.BoolVar(&req.Network, "network", false, "give the guest outbound network access (NAT; never the host itself, its loopback services or link-local addresses)")
+	addAllowFlags(f, &req.EgressRules, "allow only (with --network)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

@@ -39,6 +39,7 @@ func (a *app) vmCommand() *cobra.Command {
 	create.Flags().IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	create.Flags().IntVar(&req.TTLSeconds, "ttl-seconds", pyro.DefaultVMTTLSeconds, "delete after this many seconds without activity")
 	create.Flags().StringVar(&req.NetworkPolicy, "network-policy", "off", "guest network: off (no network device) or egress (outbound NAT, never to the host itself, its loopback services or link-local addresses)")
+	addAllowFlags(create.Flags(), &req.EgressRules, "allow only (with egress)")
 	create.Flags().BoolVar(&createJSON, "json", false, "print one JSON object")
 
 	simple := func(verb, short string, call func(*pyro.Client, context.Context, string) (*pyro.VM, error)) *cobra.Command {

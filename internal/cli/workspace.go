@@ -16,7 +16,7 @@ import (
 func (a *app) workspaceCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
 	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
-		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(),
+		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(), a.wsNetwork(),
 		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
 		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
 		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))
@@ -90,6 +90,7 @@ func (a *app) wsCreate() *cobra.Command {
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.IntVar(&req.TTLSeconds, "ttl-seconds", 0, "expire after this many seconds without activity (0 = never)")
 	f.StringVar(&req.NetworkPolicy, "network-policy", "off", networkPolicyHelp)
+	addAllowFlags(f, &req.EgressRules, "allow only (with egress)")
 	f.BoolVar(&idOnly, "id-only", false, "print only the workspace id")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
@@ -104,6 +105,9 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 		w.State, w.Environment, w.VCPUCount, w.MemMiB, w.SeedEntries, humanBytes(w.SeedBytes), w.CommandCount)
 	if w.NetworkPolicy != "off" && w.NetworkPolicy != "" {
 		fmt.Fprintf(a.stdout, "network:     %s\n", w.NetworkPolicy)
+	}
+	if w.Egress != nil {
+		fmt.Fprintf(a.stdout, "allow list:  %s\n", ruleSummary(*w.Egress))
 	}
 	if w.SnapshotCount > 0 {
 		fmt.Fprintf(a.stdout, "snapshots:   %d\n", w.SnapshotCount)

@@ -51,6 +51,9 @@ func describe(s *jsonschema.Schema, props map[string]prop, what string) {
 		if p.required {
 			s.Required = append(s.Required, name)
 		}
+		if p.items == nil && slices.Equal(ps.Types, []string{"null", "array"}) {
+			ps.Type, ps.Types = "array", nil // a nil slice is the same as leaving it out
+		}
 		if p.items != nil {
 			if ps.Items == nil || ps.Items.Properties == nil {
 				panic(fmt.Sprintf("schema for %s: property %q is not an array of objects", what, name))

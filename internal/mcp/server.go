@@ -43,6 +43,9 @@ type Config struct {
 	// gives none (or 0): a model that forgets workspace_delete does not leave
 	// a VM running for ever. 0 = workspaces never expire unless asked.
 	WorkspaceTTLSeconds int
+	// AllowNetworkChanges offers workspace_network_update: without it a
+	// model cannot widen its own sandbox's allow list.
+	AllowNetworkChanges bool
 }
 
 // DefaultWorkspaceTTLSeconds is Config.WorkspaceTTLSeconds unless the
@@ -54,6 +57,7 @@ type deps struct {
 	c           *pyro.Client
 	projectPath string
 	noNetwork   bool
+	netChanges  bool // workspace_network_update offered
 	host        hostRules
 	rows        map[string]tool
 	ttlSeconds  int
@@ -85,9 +89,12 @@ func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
 		}
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
-	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, host: newHostRules(c), rows: tableRows(),
-		ttlSeconds: cfg.WorkspaceTTLSeconds}
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, host: newHostRules(c),
+		rows: tableRows(), ttlSeconds: cfg.WorkspaceTTLSeconds}
 	for _, t := range tools {
+		if t.gate != nil && !t.gate(d) {
+			continue
+		}
 		for _, p := range t.profiles {
 			if p == cfg.Profile {
 				t.add(s, d, t.name)

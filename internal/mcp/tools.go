@@ -29,6 +29,8 @@ type tool struct {
 	hints    hints
 	profiles []Profile
 	add      func(s *mcp.Server, d deps, name string)
+	// gate, when set, must say yes for the tool to be offered (operator flags).
+	gate func(deps) bool
 }
 
 // hints are a tool's MCP annotations, set honestly: what the tool does to
@@ -109,6 +111,10 @@ var tools = []tool{
 	{name: "vm_delete", title: "Delete a low-level VM", hints: remove, profiles: fullOnly, add: addVMRefTool("Low-level: delete a VM and its host state. "+vmFields, (*pyro.Client).DeleteVM)},
 	{name: "vm_network_info", title: "Show a low-level VM's network", hints: readOnly, profiles: fullOnly, add: addVMRefTool("Low-level: a VM's network: network_policy (off: no network device), state, and while it runs "+
 		"guest_address, gateway, dns and mac.", (*pyro.Client).VMNetworkInfo)},
+	{name: "workspace_network_show", title: "Show a workspace's egress rules", hints: readOnly, profiles: coreAndFull, add: addWorkspaceNetworkShow},
+	{name: "workspace_network_log", title: "Show refused connections", hints: readOnly, profiles: coreAndFull, add: addWorkspaceNetworkLog},
+	{name: "workspace_network_update", title: "Change a workspace's egress rules", hints: idempotent, profiles: coreAndFull, add: addWorkspaceNetworkUpdate,
+		gate: func(d deps) bool { return d.netChanges }},
 	{name: "workspace_delete", title: "Delete a workspace", hints: remove, profiles: coreAndFull, add: addWorkspaceRefTool(
 		"Delete the workspace: its VM and all its files are gone for good.", (*pyro.Client).DeleteWorkspace)},
 }
@@ -124,11 +130,13 @@ func tableRows() map[string]tool {
 	return m
 }
 
-// ToolNames returns the tools of a profile, in table order.
-func ToolNames(p Profile) []string {
+// ToolNames returns the tools of a profile a server offers with cfg's
+// operator flags, in table order.
+func ToolNames(p Profile, cfg Config) []string {
+	d := deps{noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges}
 	var names []string
 	for _, t := range tools {
-		if slices.Contains(t.profiles, p) {
+		if slices.Contains(t.profiles, p) && (t.gate == nil || t.gate(d)) {
 			names = append(names, t.name)
 		}
 	}
@@ -151,13 +159,16 @@ var outputCapProp = func() prop {
 
 // vmRunInput is vm_run's arguments.
 type vmRunInput struct {
-	Environment    string `json:"environment,omitempty"`
-	Command        string `json:"command"`
-	VCPUCount      int    `json:"vcpu_count,omitempty"`
-	MemMiB         int    `json:"mem_mib,omitempty"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
-	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
-	Network        bool   `json:"network,omitempty"`
+	Environment    string   `json:"environment,omitempty"`
+	Command        string   `json:"command"`
+	VCPUCount      int      `json:"vcpu_count,omitempty"`
+	MemMiB         int      `json:"mem_mib,omitempty"`
+	TimeoutSeconds int      `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64    `json:"max_output_bytes,omitempty"`
+	Network        bool     `json:"network,omitempty"`
+	AllowHosts     []string `json:"allow_hosts,omitempty"`
+	AllowCIDRs     []string `json:"allow_cidrs,omitempty"`
+	AllowPresets   []string `json:"allow_presets,omitempty"`
 }
 
 func addVMRun(s *mcp.Server, d deps, name string) {
@@ -172,7 +183,8 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"(checks, builds, scripts), and the workspace_* tools when several steps must share files. " +
 			"Result: exit_code (the command's; 124 when it hit timeout_seconds), stdout and stderr (each capped at " +
 			"max_output_bytes; stdout_truncated/stderr_truncated say whether output was cut), timed_out, " +
-			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg).",
+			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg), " +
+			"blocked_connections (with network: the DNS names and connections refused, each with its reason).",
 		InputSchema: inputSchema[vmRunInput](map[string]prop{
 			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
 				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
@@ -183,6 +195,9 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"max_output_bytes": outputCapProp,
 			"network": {desc: "Give the guest outbound network access (NAT; never this host, its loopback services or " +
 				"link-local/metadata addresses). Off by default: the guest has no network device.", def: false},
+			"allow_hosts":   allowProps["allow_hosts"],
+			"allow_cidrs":   allowProps["allow_cidrs"],
+			"allow_presets": allowProps["allow_presets"],
 		}),
 	}
 	addTool(s, d, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
@@ -197,6 +212,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 		return c.Run(ctx, pyro.RunRequest{
 			Environment: in.Environment, Command: in.Command, VCPUCount: in.VCPUCount,
 			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, Network: in.Network,
+			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
 		})
 	}))
 }

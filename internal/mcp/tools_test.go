@@ -13,7 +13,7 @@ import (
 )
 
 func TestProfiles(t *testing.T) {
-	if got := ToolNames(ProfileVMRun); !slices.Equal(got, []string{"vm_run", "vm_list_environments"}) || len(ToolNames(ProfileWorkspaceFull)) <= len(ToolNames(ProfileWorkspaceCore)) {
+	if got := ToolNames(ProfileVMRun, Config{}); !slices.Equal(got, []string{"vm_run", "vm_list_environments"}) || len(ToolNames(ProfileWorkspaceFull, Config{})) <= len(ToolNames(ProfileWorkspaceCore, Config{})) {
 		t.Errorf("vm-run tools = %v", got)
 	}
 	for _, p := range Profiles {
@@ -33,8 +33,24 @@ func TestToolTableRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range Profiles {
-		cs := connect(t, c, Config{Profile: p, Version: "test"})
+	for _, cfg := range []Config{{Version: "test"}, {Version: "test", AllowNetworkChanges: true}} {
+		for _, p := range Profiles {
+			cfg.Profile = p
+			checkToolList(t, c, cfg)
+		}
+	}
+	if slices.Contains(ToolNames(ProfileWorkspaceFull, Config{}), "workspace_network_update") ||
+		!slices.Contains(ToolNames(ProfileWorkspaceCore, Config{AllowNetworkChanges: true}), "workspace_network_update") {
+		t.Error("workspace_network_update must be offered only with --allow-network-changes")
+	}
+}
+
+// checkToolList checks that a server with cfg lists exactly the tools of
+// its profile, each described.
+func checkToolList(t *testing.T, c *pyro.Client, cfg Config) {
+	p := cfg.Profile
+	{
+		cs := connect(t, c, cfg)
 		res, err := cs.ListTools(t.Context(), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -58,7 +74,7 @@ func TestToolTableRegisters(t *testing.T) {
 				t.Errorf("%s has no description", tl.Name)
 			}
 		}
-		want := ToolNames(p)
+		want := ToolNames(p, cfg)
 		slices.Sort(names)
 		slices.Sort(want)
 		if !slices.Equal(names, want) {

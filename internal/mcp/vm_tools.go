@@ -11,11 +11,14 @@ import (
 var fullOnly = []Profile{ProfileWorkspaceFull}
 
 type vmCreateInput struct {
-	Environment   string `json:"environment,omitempty"`
-	VCPUCount     int    `json:"vcpu_count,omitempty"`
-	MemMiB        int    `json:"mem_mib,omitempty"`
-	TTLSeconds    int    `json:"ttl_seconds,omitempty"`
-	NetworkPolicy string `json:"network_policy,omitempty"`
+	Environment   string   `json:"environment,omitempty"`
+	VCPUCount     int      `json:"vcpu_count,omitempty"`
+	MemMiB        int      `json:"mem_mib,omitempty"`
+	TTLSeconds    int      `json:"ttl_seconds,omitempty"`
+	NetworkPolicy string   `json:"network_policy,omitempty"`
+	AllowHosts    []string `json:"allow_hosts,omitempty"`
+	AllowCIDRs    []string `json:"allow_cidrs,omitempty"`
+	AllowPresets  []string `json:"allow_presets,omitempty"`
 }
 
 const vmFields = "Result: vm_id, state (stopped, running, deleted), environment, sizes, expires_at."
@@ -36,6 +39,9 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 			"network_policy": {desc: "The guest's network: off (no network device) or egress (outbound NAT to the internet and " +
 				"other machines, never to this host, its loopback services or link-local/metadata addresses).",
 				def: "off", enum: []any{"off", "egress"}},
+			"allow_hosts":   allowProps["allow_hosts"],
+			"allow_cidrs":   allowProps["allow_cidrs"],
+			"allow_presets": allowProps["allow_presets"],
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in vmCreateInput) (*pyro.VM, error) {
 		if err := d.checkNetwork(in.NetworkPolicy); err != nil {
@@ -44,7 +50,8 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 		if in.Environment == "" {
 			in.Environment = pyro.DefaultEnvironment
 		}
-		return c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.NetworkPolicy})
+		return c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.NetworkPolicy,
+			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets}})
 	}))
 }
 

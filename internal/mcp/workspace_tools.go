@@ -12,15 +12,18 @@ import (
 var coreAndFull = []Profile{ProfileWorkspaceCore, ProfileWorkspaceFull}
 
 type workspaceCreateInput struct {
-	Environment string            `json:"environment,omitempty"`
-	SeedPath    string            `json:"seed_path,omitempty"`
-	Name        string            `json:"name,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	VCPUCount   int               `json:"vcpu_count,omitempty"`
-	MemMiB      int               `json:"mem_mib,omitempty"`
-	TTLSeconds  int               `json:"ttl_seconds,omitempty"`
-	Secrets     []secretInput     `json:"secrets,omitempty"`
-	Network     string            `json:"network_policy,omitempty"`
+	Environment  string            `json:"environment,omitempty"`
+	SeedPath     string            `json:"seed_path,omitempty"`
+	Name         string            `json:"name,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	VCPUCount    int               `json:"vcpu_count,omitempty"`
+	MemMiB       int               `json:"mem_mib,omitempty"`
+	TTLSeconds   int               `json:"ttl_seconds,omitempty"`
+	Secrets      []secretInput     `json:"secrets,omitempty"`
+	Network      string            `json:"network_policy,omitempty"`
+	AllowHosts   []string          `json:"allow_hosts,omitempty"`
+	AllowCIDRs   []string          `json:"allow_cidrs,omitempty"`
+	AllowPresets []string          `json:"allow_presets,omitempty"`
 }
 
 // secretInput is one secret of workspace_create. It takes a value only:
@@ -38,7 +41,7 @@ var secretEnvProp = prop{desc: "Secrets to set as environment variables of this 
 
 const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
 	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
-	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values), network_policy."
+	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values), network_policy, egress_rules (the allow list, when there is one)."
 
 // networkPolicyProp describes network_policy wherever a VM is defined.
 var networkPolicyProp = prop{desc: "The guest's network: off (no network device), egress (outbound NAT to the internet and " +
@@ -77,6 +80,9 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 					"value": {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
 				}},
 			"network_policy": networkPolicyProp,
+			"allow_hosts":    allowProps["allow_hosts"],
+			"allow_cidrs":    allowProps["allow_cidrs"],
+			"allow_presets":  allowProps["allow_presets"],
 		}),
 	}
 	addTool(s, d, t, handler(func(ctx context.Context, in workspaceCreateInput) (*pyro.Workspace, error) {
@@ -92,6 +98,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.Network,
+			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
 		}
 		for _, sec := range in.Secrets {
 			cr.Secrets = append(cr.Secrets, pyro.WorkspaceSecret{Name: sec.Name, Value: sec.Value})

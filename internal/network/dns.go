@@ -74,6 +74,13 @@ func (s *Stack) serveDNSUDP(pc *gonet.UDPConn) {
 			continue
 		}
 		query := bytes.Clone(buf[:n])
+		name, refused, answer := s.dnsVerdict(query)
+		if refused {
+			if answer != nil {
+				_, _ = pc.WriteTo(answer, from)
+			}
+			continue
+		}
 		if !acquire(s.dnsSlots) {
 			s.log.Debug("dropped DNS query: too many in flight", "limit", maxDNSQueries)
 			continue
@@ -81,6 +88,7 @@ func (s *Stack) serveDNSUDP(pc *gonet.UDPConn) {
 		if !s.goTracked(func() {
 			defer release(s.dnsSlots)
 			if resp := s.relayDNS(query); resp != nil {
+				s.learnAnswer(name, resp)
 				_, _ = pc.WriteTo(resp, from)
 			}
 		}) {
@@ -169,6 +177,10 @@ func (s *Stack) relayDNSTCP(guest net.Conn) {
 	if len(s.resolver.upstreams()) == 0 {
 		return
 	}
+	if s.allow.Load() != nil {
+		s.relayDNSTCPFiltered(guest)
+		return
+	}
 
 	_ = guest.SetDeadline(time.Now().Add(dnsTCPIdle))
 	first, err := readDNSTCPQuery(guest)
@@ -218,6 +230,9 @@ func (s *Stack) relayDNSTCP(guest net.Conn) {
 	}()
 	for {
 		msg, err := readDNSTCPQuery(guest)
+		if err == nil && s.allow.Load() != nil {
+			err = errRulesSet // this relay does not filter: the guest reconnects to one that does
+		}
 		if errors.Is(err, io.EOF) { // half-close: still wait for the answers
 			if cw, ok := host.(closeWriter); ok && cw.CloseWrite() == nil {
 				break
@@ -228,7 +243,7 @@ func (s *Stack) relayDNSTCP(guest net.Conn) {
 			_, err = host.Write(msg)
 		}
 		if err != nil {
-			if errors.Is(err, errBadDNSQuery) {
+			if errors.Is(err, errBadDNSQuery) || errors.Is(err, errRulesSet) {
 				s.log.Debug("DNS over TCP: closed the connection", "err", err)
 			}
 			guest.Close()
@@ -257,11 +272,85 @@ func (s *Stack) dialDNSTCP() net.Conn {
 	return nil
 }
 
-var errBadDNSQuery = errors.New("not a plain DNS query")
+// relayDNSTCPFiltered relays a guest DNS-over-TCP connection one message
+// at a time, so that each question is checked against the egress rules and
+// each answer is learned: a refused name gets its answer from here, the
+// others the upstream's.
+func (s *Stack) relayDNSTCPFiltered(guest net.Conn) {
+	var host net.Conn
+	defer func() {
+		if host != nil {
+			s.conns.remove(host)
+			host.Close()
+		}
+	}()
+	for {
+		_ = guest.SetDeadline(time.Now().Add(dnsTCPIdle))
+		msg, err := readDNSTCPQuery(guest)
+		if err != nil {
+			return
+		}
+		name, refused, resp := s.dnsVerdict(msg[2:])
+		if refused && resp == nil {
+			return
+		}
+		if !refused {
+			if host == nil {
+				if host = s.dialDNSTCP(); host == nil {
+					return
+				}
+				if !s.conns.add(host) {
+					host.Close()
+					host = nil
+					return
+				}
+			}
+			_ = host.SetDeadline(time.Now().Add(dnsTimeout))
+			if _, err := host.Write(msg); err != nil {
+				return
+			}
+			if resp, err = readDNSTCPMessage(host); err != nil {
+				return
+			}
+			s.learnAnswer(name, resp)
+		}
+		out := binary.BigEndian.AppendUint16(nil, uint16(len(resp)))
+		if _, err := guest.Write(append(out, resp...)); err != nil {
+			return
+		}
+	}
+}
+
+var (
+	errBadDNSQuery = errors.New("not a plain DNS query")
+	errRulesSet    = errors.New("egress rules were set: reconnect to the filtering relay")
+)
+
+// readDNSTCPMessage reads one length-prefixed message and returns it
+// without the prefix.
+func readDNSTCPMessage(r io.Reader) ([]byte, error) {
+	msg, err := readDNSTCPFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	return msg[2:], nil
+}
 
 // readDNSTCPQuery reads one length-prefixed message and returns it, prefix
 // included, if it is a plain query. io.EOF means a clean end between messages.
 func readDNSTCPQuery(r io.Reader) ([]byte, error) {
+	msg, err := readDNSTCPFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	if !validDNSQuery(msg[2:]) {
+		return nil, errBadDNSQuery
+	}
+	return msg, nil
+}
+
+// readDNSTCPFrame reads one length-prefixed message, prefix included.
+func readDNSTCPFrame(r io.Reader) ([]byte, error) {
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
 		return nil, err // io.EOF only if nothing at all was read
@@ -274,9 +363,6 @@ func readDNSTCPQuery(r io.Reader) ([]byte, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
-	}
-	if !validDNSQuery(msg[2:]) {
-		return nil, errBadDNSQuery
 	}
 	return msg, nil
 }

@@ -136,6 +136,7 @@ type netOpts struct {
 	dnsPort    uint16
 	udpIdle    time.Duration
 	route      func(netip.Addr) string // default routeOutside
+	rules      *Rules
 }
 
 // newNet wires a Stack and a guest stack through a real socketpair.
@@ -159,6 +160,7 @@ func newNet(t testing.TB, o netOpts) (*Stack, *guest) {
 	}
 	s, err := New(hostEnd, Options{
 		Policy:     o.policy,
+		Rules:      o.rules,
 		ResolvConf: o.resolvConf,
 		hooks:      &testHooks{rewrite: rewriteOutside, route: o.route, dnsPort: o.dnsPort, udpIdle: o.udpIdle},
 	})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,9 +52,12 @@ const (
 
 // Options configures New.
 type Options struct {
-	Policy     Policy
+	Policy Policy
+	// Rules, when set, allow only what they name (see Rules); nil allows
+	// whatever the fixed filter does. SetRules changes them later.
+	Rules      *Rules
 	Logger     *slog.Logger // nil = discard
-	ResolvConf string       // default /etc/resolv.conf
+	ResolvConf string       // default $PYRO_RESOLV_CONF, else /etc/resolv.conf
 
 	hooks *testHooks // set only by this package's tests
 }
@@ -90,6 +94,10 @@ type Stack struct {
 
 	conns closerSet // every live socket, host or guest side
 
+	allow   atomic.Pointer[allowlist] // nil: no egress rules
+	answers *dnsCache                 // addresses allowed names resolved to
+	blocked blockLog
+
 	mu        sync.Mutex
 	closing   bool
 	wg        sync.WaitGroup // goroutines Close waits for
@@ -99,6 +107,10 @@ type Stack struct {
 	closeErr  error
 }
 
+// ResolvConfEnv names a resolv.conf whose nameservers the guest's DNS relay
+// uses instead of the host's /etc/resolv.conf.
+const ResolvConfEnv = "PYRO_RESOLV_CONF"
+
 // Info describes a VM's network for users (JSON in the VM's status).
 type Info struct {
 	Policy       Policy      `json:"network_policy"`
@@ -107,6 +119,7 @@ type Info struct {
 	DNS          []string    `json:"dns"`
 	MAC          string      `json:"mac"`
 	Published    []Published `json:"published_ports"`
+	Rules        *Rules      `json:"egress_rules,omitempty"` // nil: no allow list
 }
 
 // Pair makes the socketpair that carries the guest's Ethernet frames. qemuEnd
@@ -148,7 +161,18 @@ func New(hostEnd *os.File, opts Options) (_ *Stack, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if opts.ResolvConf == "" {
+		opts.ResolvConf = os.Getenv(ResolvConfEnv)
+	}
+	if opts.ResolvConf == "" {
 		opts.ResolvConf = "/etc/resolv.conf"
+	}
+	var al *allowlist
+	if opts.Rules != nil {
+		var err error
+		if al, err = compile(*opts.Rules); err != nil {
+			hostEnd.Close()
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Stack{
@@ -162,7 +186,9 @@ func New(hostEnd *os.File, opts Options) (_ *Stack, err error) {
 		dnsSlots:    make(chan struct{}, maxDNSQueries),
 		dnsTCPSlots: make(chan struct{}, maxDNSTCPConns),
 		published:   make(map[int]*publication),
+		answers:     newDNSCache(),
 	}
+	s.allow.Store(al)
 	if opts.hooks != nil {
 		s.hooks = *opts.hooks
 	}
@@ -295,6 +321,7 @@ func (s *Stack) Info() Info {
 		DNS:          dns,
 		MAC:          mac,
 		Published:    s.Published(),
+		Rules:        s.Rules(),
 	}
 }
 

@@ -1,9 +1,12 @@
 package network
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -26,19 +29,29 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst := toAddrPort(id.LocalAddress, id.LocalPort)
 	if reason := s.blockReason(dst.Addr()); reason != "" {
-		s.log.Debug("blocked connection", "proto", "tcp", "dst", dst, "reason", reason)
+		s.refuse("tcp", dst, "", fixedReason(reason))
+		r.Complete(true)
+		return
+	}
+	reason, checkName := s.egressCheck(dst)
+	if reason != "" {
+		s.refuse("tcp", dst, "", reason)
 		r.Complete(true)
 		return
 	}
 	if !acquire(s.tcpSlots) {
-		s.log.Debug("refused connection: too many", "proto", "tcp", "dst", dst, "limit", maxTCPConns)
+		s.refuse("tcp", dst, "", fmt.Sprintf("too many connections at once (limit %d)", maxTCPConns))
 		r.Complete(true)
 		return
 	}
 	defer release(s.tcpSlots)
 	if reason := s.routeBlockReason(dst.Addr()); reason != "" {
-		s.log.Debug("blocked connection", "proto", "tcp", "dst", dst, "reason", reason)
+		s.refuse("tcp", dst, "", fixedReason(reason))
 		r.Complete(true)
+		return
+	}
+	if checkName {
+		s.handleNamedTCP(r, dst)
 		return
 	}
 
@@ -63,12 +76,75 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	s.bridge(gonet.NewTCPConn(&wq, ep), host)
 }
 
+// handleNamedTCP serves a connection that the rules allow only for the
+// host it names: the guest's handshake completes first, its first bytes
+// are read (sniff) and checked, and only then is the destination dialed
+// and sent them. A refusal resets the guest's connection.
+func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		s.log.Debug("guest handshake failed", "dst", dst, "err", terr)
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	guest := gonet.NewTCPConn(&wq, ep)
+	if !s.conns.add(guest) {
+		ep.Abort()
+		guest.Close()
+		return
+	}
+	sn, err := sniff(guest, sniffWait(dst.Port()))
+	s.conns.remove(guest)
+	if reason := nameReason(s.allow.Load(), dst.Port(), sn, err); reason != "" {
+		s.refuse("tcp", dst, sn.name, reason)
+		ep.Abort() // a reset, not a clean end
+		guest.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
+	var d net.Dialer
+	host, err := d.DialContext(ctx, "tcp", s.target(dst).String())
+	cancel()
+	if err == nil && sn.kind != sniffHTTP {
+		_, err = host.Write(sn.data)
+		if err != nil {
+			host.Close()
+		}
+	}
+	if err != nil {
+		s.log.Debug("dial failed", "proto", "tcp", "dst", dst, "err", err)
+		ep.Abort()
+		guest.Close()
+		return
+	}
+	if sn.kind == sniffHTTP { // every request of the connection names its host
+		s.bridgeWith(guest, host, func(w io.Writer, r io.Reader) error {
+			return s.guardHTTP(w, io.MultiReader(bytes.NewReader(sn.data), r), dst)
+		})
+		return
+	}
+	s.bridge(guest, host)
+}
+
 type closeWriter interface{ CloseWrite() error }
 
 // bridge copies between two stream connections until both directions are
 // done, passing half-closes through, then closes both. Both are registered in
 // s.conns and in extra (a publication's set), so either can tear them down.
 func (s *Stack) bridge(a, b net.Conn, extra ...*closerSet) {
+	s.bridgeWith(a, b, copyStream, extra...)
+}
+
+// copyStream is the plain way one direction of a bridge copies.
+func copyStream(dst io.Writer, src io.Reader) error {
+	_, err := io.Copy(dst, src)
+	return err
+}
+
+// bridgeWith is bridge with aToB copying a to b (e.g. a filter).
+func (s *Stack) bridgeWith(a, b net.Conn, aToB func(dst io.Writer, src io.Reader) error, extra ...*closerSet) {
 	sets := append([]*closerSet{&s.conns}, extra...)
 	for _, set := range sets {
 		if !set.add(a) || !set.add(b) {
@@ -101,17 +177,17 @@ func (s *Stack) bridge(a, b net.Conn, extra ...*closerSet) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		halfCopy(b, a, closeBoth)
+		halfCopy(b, a, closeBoth, aToB)
 	}()
-	halfCopy(a, b, closeBoth)
+	halfCopy(a, b, closeBoth, copyStream)
 	wg.Wait()
 }
 
 // halfCopy copies src to dst. At EOF it half-closes dst so the peer sees the
 // end of the stream while the other direction goes on; on an error (reset,
 // closed) it tears the whole connection down.
-func halfCopy(dst, src net.Conn, closeBoth func()) {
-	if _, err := io.Copy(dst, src); err != nil {
+func halfCopy(dst, src net.Conn, closeBoth func(), copyFn func(io.Writer, io.Reader) error) {
+	if err := copyFn(dst, src); err != nil {
 		closeBoth()
 		return
 	}

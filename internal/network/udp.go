@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -21,16 +22,24 @@ func (s *Stack) handleUDP(r *udp.ForwarderRequest) {
 	id := r.ID()
 	dst := toAddrPort(id.LocalAddress, id.LocalPort)
 	if reason := s.blockReason(dst.Addr()); reason != "" {
-		s.log.Debug("blocked datagram", "proto", "udp", "dst", dst, "reason", reason)
+		s.refuse("udp", dst, "", fixedReason(reason))
+		return
+	}
+	if reason, checkName := s.egressCheck(dst); reason != "" || checkName && dst.Port() == 443 {
+		if reason == "" {
+			// QUIC hides the host name from a cheap check: clients fall back to TCP.
+			reason = "UDP 443 (QUIC) to an address allowed by name: the host name cannot be checked; use TCP"
+		}
+		s.refuse("udp", dst, "", reason)
 		return
 	}
 	if !acquire(s.udpSlots) {
-		s.log.Debug("dropped datagram: too many flows", "proto", "udp", "dst", dst, "limit", maxUDPFlows)
+		s.refuse("udp", dst, "", fmt.Sprintf("too many UDP flows at once (limit %d)", maxUDPFlows))
 		return
 	}
 	if reason := s.routeBlockReason(dst.Addr()); reason != "" {
 		release(s.udpSlots)
-		s.log.Debug("blocked datagram", "proto", "udp", "dst", dst, "reason", reason)
+		s.refuse("udp", dst, "", fixedReason(reason))
 		return
 	}
 	var wq waiter.Queue

@@ -35,6 +35,15 @@ type Spec struct {
 	SecretsPath string `json:"secrets_path,omitempty"`
 	// NetworkPolicy is the VM's network (network.Policy; "" = off).
 	NetworkPolicy string `json:"network_policy,omitempty"`
+	// Egress is the VM's egress allow list at boot (nil: none); PUT
+	// /v1/network/rules changes it while the VM runs.
+	Egress *network.Rules `json:"egress_rules,omitempty"`
+}
+
+// NetworkRules is the body of PUT /v1/network/rules: the whole new list
+// (Rules nil lifts it).
+type NetworkRules struct {
+	Rules *network.Rules `json:"rules"`
 }
 
 // Info describes a running supervisor; it is also the ready message.

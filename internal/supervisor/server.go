@@ -140,7 +140,7 @@ func boot(ctx context.Context, spec Spec, log *slog.Logger) (v *vm.VM, restoreEr
 	vs := vm.Spec{
 		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
-		Network: network.Policy(spec.NetworkPolicy),
+		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress,
 	}
 	start := time.Now()
 	if spec.RestoreStatePath != "" {
@@ -206,6 +206,7 @@ func (s *server) routes() http.Handler {
 		}
 		writeJSON(w, info)
 	})
+	s.networkRoutes(mux)
 	mux.HandleFunc("POST /v1/exec", s.handleExec)
 	mux.HandleFunc("POST /v1/archive", s.handlePutArchive)
 	mux.HandleFunc("GET /v1/archive", s.handleGetArchive)

@@ -24,6 +24,7 @@ type Outside struct {
 	Addr     string // "10.213.N.2:8080"
 	HostSide string // "10.213.N.1"
 	Body     string // what GET / answers
+	Netns    string // the namespace's path under /run/netns
 }
 
 // NewOutside starts an Outside server for the test's life (needs root and
@@ -47,8 +48,8 @@ func NewOutside(t testing.TB) *Outside {
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() }) // takes the veth pair with it
 
-	o := &Outside{Addr: subnet + ".2:8080", HostSide: subnet + ".1", Body: "hello from outside " + ns + "\n"}
-	ln := listenIn(t, "/run/netns/"+ns, o.Addr)
+	o := &Outside{Addr: subnet + ".2:8080", HostSide: subnet + ".1", Body: "hello from outside " + ns + "\n", Netns: "/run/netns/" + ns}
+	ln := listenIn(t, o.Netns, o.Addr)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, o.Body)
 	})}
@@ -119,8 +120,19 @@ func freeSubnet(t testing.TB) int {
 // socket stays in that namespace whatever thread uses it later.
 func listenIn(t testing.TB, nsPath, addr string) net.Listener {
 	t.Helper()
+	var ln net.Listener
+	inNamespace(t, nsPath, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln
+}
+
+// inNamespace runs open (which opens sockets) in the network namespace at
+// nsPath.
+func inNamespace(t testing.TB, nsPath string, open func() error) {
+	t.Helper()
 	type result struct {
-		ln  net.Listener
 		err error
 	}
 	ch := make(chan result, 1)
@@ -130,20 +142,17 @@ func listenIn(t testing.TB, nsPath, addr string) net.Listener {
 		runtime.LockOSThread()
 		f, err := os.Open(nsPath)
 		if err != nil {
-			ch <- result{nil, err}
+			ch <- result{err}
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, err}
+			ch <- result{err}
 			return
 		}
-		ln, err := net.Listen("tcp", addr)
-		ch <- result{ln, err}
+		ch <- result{open()}
 	}()
-	r := <-ch
-	if r.err != nil {
+	if r := <-ch; r.err != nil {
 		t.Fatalf("listen in %s: %v", nsPath, r.err)
 	}
-	return r.ln
 }

@@ -42,6 +42,9 @@ type Spec struct {
 	// Network is the guest's network policy; off (or "") gives it no network
 	// device at all.
 	Network network.Policy
+	// Egress, when set, allows only what these rules name (see
+	// network.Rules); the supervisor may change them while the VM runs.
+	Egress *network.Rules
 	// Snapshot, when set, restores this saved machine instead of booting the
 	// kernel. The other fields must be those the snapshot was saved with
 	// (see Save); OverlayPath is ignored: writes go to a throw-away overlay,
@@ -123,7 +126,7 @@ func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.L
 	v := &VM{ID: id, Dir: dir, log: log.With("vm", id)}
 	var netEnd *os.File // the VMM's end of the network socketpair, closed here once the VMM has it
 	if cfg.Network != nil {
-		if v.net, netEnd, err = startNetwork(spec.Network, v.log); err != nil {
+		if v.net, netEnd, err = startNetwork(spec.Network, spec.Egress, v.log); err != nil {
 			return nil, err
 		}
 		defer netEnd.Close()

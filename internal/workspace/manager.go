@@ -21,6 +21,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/hostpath"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
@@ -73,6 +74,9 @@ type CreateSpec struct {
 	// NetworkPolicy is the VM's network (a network.Policy; "" = off). It is
 	// fixed for the workspace's life.
 	NetworkPolicy string
+	// Egress, when set, allows only what its rules name (validated for
+	// NetworkPolicy); SetEgress changes it later.
+	Egress *network.Rules
 }
 
 // Restore is a saved machine a create restores. Its disk is copied into the
@@ -150,7 +154,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
 		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
-		Creating: true, NetworkPolicy: s.NetworkPolicy,
+		Creating: true, NetworkPolicy: s.NetworkPolicy, Egress: s.Egress,
 	}
 	// The baseline is the normalized seed archive, kept on the host for good.
 	stats, err := writeBaseline(ctx, p.Baseline(), s.Seed, s.SeedFiles)
@@ -270,7 +274,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
-		SecretsPath: p.Secrets(), NetworkPolicy: rec.NetworkPolicy,
+		SecretsPath: p.Secrets(), NetworkPolicy: rec.NetworkPolicy, Egress: rec.Egress,
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {

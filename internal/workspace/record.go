@@ -15,6 +15,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 )
 
@@ -45,6 +46,7 @@ type Record struct {
 	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"`      // oldest first
 	Secrets        []secrets.Info    `json:"secrets,omitempty"`        // names only; values live in Paths.Secrets
 	NetworkPolicy  string            `json:"network_policy,omitempty"` // "" = off: no network device
+	Egress         *network.Rules    `json:"egress_rules,omitempty"`   // nil: no allow list; kept across stop/start
 	// Creating is set until Create returns: a record that still has it,
 	// with nobody holding the lock, is a create whose process died.
 	Creating bool `json:"creating,omitempty"`
