@@ -194,7 +194,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	if err != nil {
 		return nil, err
 	}
-	e, err := c.envs.Ensure(ctx, req.Environment)
+	e, err := c.envs.Ensure(c.envCtx(ctx), req.Environment)
 	if err != nil {
 		return nil, err
 	}
