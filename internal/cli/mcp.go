@@ -15,6 +15,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	var profile, httpAddr, projectPath string
 	var noNetwork bool
 	var allowRemote bool
+	var allowPull []string
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
@@ -28,7 +29,7 @@ func (a *app) mcpCommand() *cobra.Command {
 				return a.fail(cmd.Context(), err, false)
 			}
 			// No progress renderer: stdout carries the protocol.
-			c, err := pyro.New()
+			c, err := pyro.New(pyro.WithInsecureRegistries(a.insecure...), pyro.WithAllowPull(allowPull...))
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
@@ -55,6 +56,8 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().StringVar(&projectPath, "project-path", "", "Git checkout workspace_create seeds from when no seed_path is given (default: the checkout the server starts in)")
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
+	serve.Flags().StringArrayVar(&allowPull, "allow-pull", nil,
+		"image references a model may have pulled on first use: a glob on the normalized reference, e.g. 'docker.io/library/python:*' ('*' stops at '/'; repeatable). Default: none, only local environments")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)
 	return cmd

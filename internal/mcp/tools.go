@@ -122,8 +122,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"max_output_bytes; stdout_truncated/stderr_truncated say whether output was cut), timed_out, " +
 			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg).",
 		InputSchema: inputSchema[vmRunInput](map[string]prop{
-			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
-				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
 			"command":          {desc: "Shell command, run by /bin/sh -lc in the guest as root, cwd /.", required: true},
 			"vcpu_count":       {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":          {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
@@ -172,3 +171,11 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 		return nil, listEnvironmentsOutput{Environments: envs}, nil
 	})
 }
+
+// environmentDesc describes the environment argument: a catalog name, or an
+// image reference (not a closed enum: images are open-ended).
+const environmentDesc = "Environment to boot: a catalog name (debian:12, debian:12-base, debian:12-build), " +
+	"or an OCI image reference already pulled or allowed by the operator (e.g. python:3.12-slim, " +
+	"ghcr.io/org/img:tag, registry.example.com/team/img@sha256:...). The image must have /bin/sh. " +
+	"vm_list_environments lists what is available locally; an image not in it is pulled on first use " +
+	"only if the server allows it (otherwise the error names the local environments)."
