@@ -88,9 +88,18 @@ func TestPullImageConvertsCachesAndPrunes(t *testing.T) {
 	testutil.Push(t, ref, img)
 	digest, _ := img.Digest()
 
-	env, err := s.PullWith(t.Context(), ref, PullOptions{})
+	var events []Event
+	ctx := WithProgress(t.Context(), func(e Event) { events = append(events, e) })
+	env, err := s.PullWith(ctx, ref, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var fetched bool
+	for _, e := range events {
+		fetched = fetched || (e.Stage == "pull" && e.Total > 0 && e.Done == e.Total)
+	}
+	if !fetched {
+		t.Errorf("no byte progress for the layers: %+v", events)
 	}
 	m := env.Manifest
 	if m.Source != SourceOCI || m.Name != ref || m.Digest != digest.String() || len(m.Image.Layers) != 3 ||
