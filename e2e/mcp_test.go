@@ -10,9 +10,9 @@ import (
 )
 
 // mcpSession connects the official Go SDK client to `pyro mcp serve` over stdio.
-func mcpSession(t *testing.T, state string, profile string) *mcp.ClientSession {
+func mcpSession(t *testing.T, state string, profile string, extra ...string) *mcp.ClientSession {
 	t.Helper()
-	cmd := pyroCmd(t, state, "mcp", "serve", "--profile", profile)
+	cmd := pyroCmd(t, state, append([]string{"mcp", "serve", "--profile", profile}, extra...)...)
 	client := mcp.NewClient(&mcp.Implementation{Name: "pyro-e2e", Version: "1"}, nil)
 	cs, err := client.Connect(t.Context(), &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {
