@@ -122,7 +122,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"max_output_bytes; stdout_truncated/stderr_truncated say whether output was cut), timed_out, " +
 			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg).",
 		InputSchema: inputSchema[vmRunInput](map[string]prop{
-			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
+			"environment":      {desc: environmentDesc, def: pyro.DefaultEnvironment},
 			"command":          {desc: "Shell command, run by /bin/sh -lc in the guest as root, cwd /.", required: true},
 			"vcpu_count":       {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":          {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
