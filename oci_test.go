@@ -43,7 +43,7 @@ const flattenWant = ".\n./hard\n./keep\n./link\n./old\n./old/new\n./target\nsame
 
 // One image, pulled on first use by Run, then used by a workspace (exec,
 // files, a shell) and prepared (fast-start snapshot).
-func TestImageEnvironmentRunWorkspaceAndPrepare(t *testing.T) {
+func TestImageEnv(t *testing.T) {
 	testutil.RequiresVM(t)
 	host := testutil.Registry(t, "", "")
 	ref := flattenTestImage(t, host)
