@@ -25,7 +25,11 @@ func flattenTestImage(t *testing.T, host string) string {
 	content := testutil.Tar(t,
 		dir("data/"), reg("data/keep", "keep", 0o644), reg("data/gone", "gone", 0o644), reg("data/target", "t", 0o644),
 		dir("data/old/"), reg("data/old/a", "a", 0o644), reg("data/old/b", "b", 0o644),
-		dir("opt/"), dir("opt/tools/"), dir("opt/tools/bin/"), reg("opt/tools/bin/hello", "#!/bin/sh\necho hello-from-image\n", 0o755))
+		dir("opt/"), dir("opt/tools/"), dir("opt/tools/bin/"), reg("opt/tools/bin/hello", "#!/bin/sh\necho hello-from-image\n", 0o755),
+		// Like Debian's: `sh -lc` resets PATH, then sources profile.d,
+		// where pyro puts the image's PATH back.
+		dir("etc/"), dir("etc/profile.d/"),
+		reg("etc/profile", "PATH=/bin\nexport PATH\nfor i in /etc/profile.d/*.sh; do . $i; done\n", 0o644))
 	changes := testutil.Tar(t,
 		dir("data/"), reg("data/.wh.gone", "", 0o644),
 		dir("data/old/"), reg("data/old/.wh..wh..opq", "", 0o644), reg("data/old/new", "new", 0o644),
