@@ -253,7 +253,7 @@ func (s *Store) pullImage(ctx context.Context, name string, opts PullOptions) (*
 	s.progress(ctx, Event{Stage: "pull", Message: "resolving " + ref.Name})
 	im, err := oci.Resolve(ctx, ref, oci.Options{Insecure: s.opts.InsecureRegistries})
 	if err != nil {
-		return nil, err
+		return nil, withListHint(err)
 	}
 	h := digestHex(im.Digest)
 	if h == "" {
@@ -305,8 +305,11 @@ func (s *Store) fetchLayers(ctx context.Context, im *oci.Image) ([]string, error
 	for i, l := range im.Layers {
 		base := done
 		have := s.blobs().Has(l)
+		var last int64
 		p, err := s.blobs().Fetch(ctx, im, l, func(n int64) {
-			if total > 0 {
+			// Every 4 MiB and at the end: MCP clients get one notification each.
+			if total > 0 && (n-last >= 4<<20 || n == l.Size) {
+				last = n
 				s.progress(ctx, Event{Stage: "pull", Message: "fetching layers", Done: base + n, Total: total})
 			}
 		})
@@ -499,4 +502,20 @@ func (s *Store) listImages(agentSum string) []Info {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// withListHint adds where to look when an image cannot be found or
+// fetched: the name may have been meant as a catalog name.
+func withListHint(err error) error {
+	var e *errdefs.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch e.Code {
+	case errdefs.CodeEnvironmentMissing, errdefs.CodeImagePull, errdefs.CodeRegistryAuth:
+		c := *e
+		c.Message += " (\"pyro env list\" shows the catalog and what is pulled)"
+		return &c
+	}
+	return err
 }
