@@ -514,7 +514,7 @@ func withListHint(err error) error {
 	switch e.Code {
 	case errdefs.CodeEnvironmentMissing, errdefs.CodeImagePull, errdefs.CodeRegistryAuth:
 		c := *e
-		c.Message += " (\"pyro env list\" shows the catalog and what is pulled)"
+		c.Message += " (\"pyro env list\" shows the environments available here)"
 		return &c
 	}
 	return err
