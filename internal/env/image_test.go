@@ -26,6 +26,10 @@ import (
 	"github.com/pyrovm/pyro/internal/testutil"
 )
 
+// testDisk keeps test images small: hashing the default headroom (512 MiB
+// of sparse zeros) on every conversion is most of a test's time.
+const testDisk = 64 << 20
+
 func requireRootAndMkfs(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -90,7 +94,7 @@ func TestPullImageConvertsCachesAndPrunes(t *testing.T) {
 
 	var events []Event
 	ctx := WithProgress(t.Context(), func(e Event) { events = append(events, e) })
-	env, err := s.PullWith(ctx, ref, PullOptions{})
+	env, err := s.PullWith(ctx, ref, PullOptions{DiskSize: testDisk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +122,7 @@ func TestPullImageConvertsCachesAndPrunes(t *testing.T) {
 
 	// Re-pull of the unchanged digest: a no-op, fast.
 	start := time.Now()
-	again, err := s.PullWith(t.Context(), ref, PullOptions{})
+	again, err := s.PullWith(t.Context(), ref, PullOptions{DiskSize: testDisk})
 	if err != nil || again.Dir != env.Dir {
 		t.Fatalf("re-pull: %v %s vs %s", err, again.Dir, env.Dir)
 	}
@@ -126,7 +130,7 @@ func TestPullImageConvertsCachesAndPrunes(t *testing.T) {
 		t.Errorf("re-pull took %s", d)
 	}
 	// Force makes a new version; the old one stays (overlays may use it).
-	forced, err := s.PullWith(t.Context(), ref, PullOptions{Force: true})
+	forced, err := s.PullWith(t.Context(), ref, PullOptions{Force: true, DiskSize: testDisk})
 	if err != nil || forced.Dir == env.Dir {
 		t.Fatalf("force: %v", err)
 	}
@@ -199,7 +203,7 @@ func TestPullImageFailuresLeaveNothingAndRetryWorks(t *testing.T) {
 
 	noShell := testutil.Image(t, nil, layerOf(t, reg("app/server", "bin", 0o755)))
 	testutil.Push(t, host+"/distroless:1", noShell)
-	if _, err := s.PullWith(t.Context(), host+"/distroless:1", PullOptions{}); errdefs.CodeOf(err) != errdefs.CodeImageNoShell ||
+	if _, err := s.PullWith(t.Context(), host+"/distroless:1", PullOptions{DiskSize: testDisk}); errdefs.CodeOf(err) != errdefs.CodeImageNoShell ||
 		!strings.Contains(err.Error(), "/bin/sh") {
 		t.Fatalf("no shell: %v", err)
 	}
@@ -207,14 +211,14 @@ func TestPullImageFailuresLeaveNothingAndRetryWorks(t *testing.T) {
 
 	hostile := busyboxImage(t, layerOf(t, reg("../../escape", "x", 0o644)))
 	testutil.Push(t, host+"/hostile:1", hostile)
-	if _, err := s.PullWith(t.Context(), host+"/hostile:1", PullOptions{}); errdefs.CodeOf(err) != errdefs.CodeImageUnsafe {
+	if _, err := s.PullWith(t.Context(), host+"/hostile:1", PullOptions{DiskSize: testDisk}); errdefs.CodeOf(err) != errdefs.CodeImageUnsafe {
 		t.Fatalf("hostile: %v", err)
 	}
 	assertNothingHalfway(t, s)
 
 	// Fixed upstream: the same tag now pulls.
 	testutil.Push(t, host+"/hostile:1", busyboxImage(t))
-	if _, err := s.PullWith(t.Context(), host+"/hostile:1", PullOptions{}); err != nil {
+	if _, err := s.PullWith(t.Context(), host+"/hostile:1", PullOptions{DiskSize: testDisk}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 
@@ -263,7 +267,7 @@ func TestPullImageRegistryDiesMidLayer(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	s := imageStore(t, host)
 	testutil.Push(t, host+"/bb:1", busyboxImage(t))
-	_, err := s.PullWith(t.Context(), host+"/bb:1", PullOptions{})
+	_, err := s.PullWith(t.Context(), host+"/bb:1", PullOptions{DiskSize: testDisk})
 	if c := errdefs.CodeOf(err); c != errdefs.CodeImagePull && c != errdefs.CodeImageCorrupt {
 		t.Fatalf("got %v", err)
 	}
@@ -271,7 +275,7 @@ func TestPullImageRegistryDiesMidLayer(t *testing.T) {
 	mu.Lock()
 	broken = false
 	mu.Unlock()
-	if _, err := s.PullWith(t.Context(), host+"/bb:1", PullOptions{}); err != nil {
+	if _, err := s.PullWith(t.Context(), host+"/bb:1", PullOptions{DiskSize: testDisk}); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 }
@@ -288,7 +292,7 @@ func TestPullImageConcurrentlyOnce(t *testing.T) {
 			// Each its own Store, as separate pyro processes would be.
 			other := NewStore(s.opts)
 			other.kernelVersionFn = s.kernelVersionFn
-			e, err := other.PullWith(t.Context(), host+"/bb:1", PullOptions{})
+			e, err := other.PullWith(t.Context(), host+"/bb:1", PullOptions{DiskSize: testDisk})
 			errs[i] = err
 			if err == nil {
 				dirs[i] = e.Dir
@@ -314,7 +318,7 @@ func TestPullImageFromLayoutAndArchive(t *testing.T) {
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v1"})); err != nil {
 		t.Fatal(err)
 	}
-	e, err := s.PullWith(t.Context(), "oci-layout:"+dir+":v1", PullOptions{})
+	e, err := s.PullWith(t.Context(), "oci-layout:"+dir+":v1", PullOptions{DiskSize: testDisk})
 	if err != nil || e.Manifest.Reference != "oci-layout:"+dir+":v1" {
 		t.Fatalf("layout: %v", err)
 	}
@@ -323,7 +327,7 @@ func TestPullImageFromLayoutAndArchive(t *testing.T) {
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		t.Fatal(err)
 	}
-	e, err = s.PullWith(t.Context(), "docker-archive:"+archive, PullOptions{})
+	e, err = s.PullWith(t.Context(), "docker-archive:"+archive, PullOptions{DiskSize: testDisk})
 	if err != nil || e.Manifest.Source != SourceOCI || !strings.Contains(debugfsCat(t, e.RootfsPath, "/etc/pyro/env"), "GREETING=hello") {
 		t.Fatalf("archive: %v", err)
 	}
