@@ -53,7 +53,9 @@ func TestImageEnv(t *testing.T) {
 	ref := flattenTestImage(t, host)
 	bin := testutil.Binaries(t)
 	state := t.TempDir()
-	c, err := pyro.New(pyro.WithStateDir(state), pyro.WithAgentPath(bin+"/pyro-agent"), pyro.WithInsecureRegistries(host))
+	// A private cache (kernel shared): test images never reach the shared one.
+	c, err := pyro.New(pyro.WithStateDir(state), pyro.WithCacheDir(testutil.CacheWithKernel(t)),
+		pyro.WithAgentPath(bin+"/pyro-agent"), pyro.WithInsecureRegistries(host))
 	if err != nil {
 		t.Fatal(err)
 	}

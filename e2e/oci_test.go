@@ -17,6 +17,8 @@ import (
 // its operator allows.
 func TestCLIAndMCPRunInPulledImage(t *testing.T) {
 	s := stateDir(t)
+	// A private cache (kernel shared): test images never reach the shared one.
+	t.Setenv("PYRO_CACHE_DIR", testutil.CacheWithKernel(t))
 	host := testutil.Registry(t, "", "")
 	img := testutil.Image(t, []string{"PATH=/bin", "GREETING=from-image"}, testutil.BusyboxLayer(t))
 	ref := host + "/e2e/bb:1"

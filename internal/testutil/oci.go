@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,4 +104,42 @@ func BusyboxLayer(t testing.TB) *bytes.Buffer {
 		entries = append(entries, TarEntry{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777}})
 	}
 	return Tar(t, entries...)
+}
+
+// CacheWithKernel returns a fresh cache directory that shares (hard links,
+// else copies) the guest kernels and the accelerator verdict of the shared
+// cache, so a test can pull and convert images, boot and prune them, and
+// leave nothing behind in the shared cache. The shared cache must already
+// hold a kernel (make test's env pull builds it).
+func CacheWithKernel(t testing.TB) string {
+	t.Helper()
+	shared := os.Getenv("PYRO_CACHE_DIR")
+	if shared == "" {
+		if x := os.Getenv("XDG_CACHE_HOME"); x != "" && filepath.IsAbs(x) {
+			shared = filepath.Join(x, "pyro")
+		} else if home, err := os.UserHomeDir(); err == nil {
+			shared = filepath.Join(home, ".cache", "pyro")
+		}
+	}
+	dir := t.TempDir()
+	kernels, _ := filepath.Glob(filepath.Join(shared, "kernels", "*", "*"))
+	if len(kernels) == 0 {
+		t.Fatalf("no guest kernel in %s: run \"pyro env pull debian:12\" (or make test) first", shared)
+	}
+	for _, src := range append(kernels, filepath.Join(shared, "accel.json")) {
+		rel, _ := filepath.Rel(shared, src)
+		dst := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if os.Link(src, dst) == nil {
+			continue
+		}
+		if b, err := os.ReadFile(src); err == nil {
+			if err := os.WriteFile(dst, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
 }
