@@ -158,8 +158,9 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{
 		Name: name,
-		Description: "List the environments (guest OS images) pyro can boot, with their packages and whether each is " +
-			"installed locally. An environment that is not installed is built on first use, which takes minutes.",
+		Description: "List the environments (guest OS images) pyro can boot: the catalog (source debian, with packages; " +
+			"one not installed is built on first use, which takes minutes) and the OCI images pulled here (source oci, " +
+			"with their digest). Any of these names works as environment.",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
 	}
