@@ -364,6 +364,13 @@ func (src *imageSource) fill(ctx context.Context, _ *runner, tree string) error 
 			"%s has no /bin/sh (a distroless or scratch image?): pyro runs every command with /bin/sh -lc; use a variant with a shell (e.g. -slim, alpine or busybox based), or add one in a layer",
 			src.im.Ref.Name)
 	}
+	// pyro writes into these next, through os.Root, which refuses absolute
+	// symlinks: make any such link relative (same tree in the guest).
+	for _, d := range []string{"sbin", "etc", "root", "tmp", "workspace", "etc/pyro", "etc/profile.d"} {
+		if err := t.Relativize(d); err != nil {
+			return buildErr(err, "%s: rewriting /%s", src.im.Ref.Name, d)
+		}
+	}
 	return writeImageEnv(t.Root(), src.im.Config.Env)
 }
 

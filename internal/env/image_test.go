@@ -309,7 +309,11 @@ func TestPullImageConcurrentlyOnce(t *testing.T) {
 
 func TestPullImageFromLayoutAndArchive(t *testing.T) {
 	s := imageStore(t)
-	img := busyboxImage(t)
+	// An absolute /sbin link (os.Root refuses to follow those): the agent
+	// still lands, in /usr/sbin.
+	img := busyboxImage(t, layerOf(t,
+		testutil.TarEntry{Header: tar.Header{Typeflag: tar.TypeDir, Name: "usr/sbin/", Mode: 0o755}},
+		testutil.TarEntry{Header: tar.Header{Typeflag: tar.TypeSymlink, Name: "sbin", Linkname: "/usr/sbin", Mode: 0o777}}))
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
@@ -321,6 +325,9 @@ func TestPullImageFromLayoutAndArchive(t *testing.T) {
 	e, err := s.PullWith(t.Context(), "oci-layout:"+dir+":v1", PullOptions{DiskSize: testDisk})
 	if err != nil || e.Manifest.Reference != "oci-layout:"+dir+":v1" {
 		t.Fatalf("layout: %v", err)
+	}
+	if got := debugfsCat(t, e.RootfsPath, "/usr/sbin/pyro-agent"); !strings.HasPrefix(got, "\x7fELF") {
+		t.Errorf("agent not in /usr/sbin behind the absolute /sbin link: %q", got)
 	}
 	archive := filepath.Join(t.TempDir(), "bb.tar")
 	tag, _ := name.NewTag("example/bb:1")

@@ -480,3 +480,48 @@ func (t *Tree) ResolveFile(name string) (string, fs.FileInfo, error) {
 	}
 	return "", nil, unsafeName(name, "goes through too many symlinks")
 }
+
+// Relativize rewrites name, when it is a symlink with an absolute target,
+// into the equivalent relative one ("sbin -> /usr/sbin" becomes
+// "sbin -> usr/sbin"). The guest sees the same tree; pyro's own later
+// writes through os.Root (which refuses absolute links) then work.
+func (t *Tree) Relativize(name string) error {
+	clean, err := CleanName(name)
+	if err != nil || clean == "" {
+		return err
+	}
+	fi, err := t.root.Lstat(clean)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	target, err := t.root.Readlink(clean)
+	if err != nil || !path.IsAbs(target) {
+		return err
+	}
+	rel, err := filepathRel(path.Dir("/"+clean), path.Clean(target))
+	if err != nil {
+		return err
+	}
+	if err := t.root.Remove(clean); err != nil {
+		return err
+	}
+	return t.root.Symlink(rel, clean)
+}
+
+// filepathRel is path.Rel for slash paths (both absolute).
+func filepathRel(base, target string) (string, error) {
+	b, tg := split(base), split(target)
+	i := 0
+	for i < len(b) && i < len(tg) && b[i] == tg[i] {
+		i++
+	}
+	parts := make([]string, 0, len(b)-i+len(tg)-i)
+	for range b[i:] {
+		parts = append(parts, "..")
+	}
+	parts = append(parts, tg[i:]...)
+	if len(parts) == 0 {
+		return ".", nil
+	}
+	return strings.Join(parts, "/"), nil
+}

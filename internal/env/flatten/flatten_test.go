@@ -203,3 +203,26 @@ func TestResolveFileChrootStyle(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestRelativizeAbsoluteSymlinks(t *testing.T) {
+	d, err := apply(t, []testutil.TarEntry{
+		dir("usr/"), dir("usr/sbin/"), symlink("sbin", "/usr/sbin"), dir("etc/"), symlink("etc/alt", "/usr/sbin"),
+		symlink("rel", "usr"), symlink("top", "/"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := Open(d)
+	defer tr.Close()
+	for name, want := range map[string]string{"sbin": "usr/sbin", "etc/alt": "../usr/sbin", "rel": "usr", "top": "."} {
+		if err := tr.Relativize(name); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.Readlink(filepath.Join(d, name)); got != want {
+			t.Errorf("%s -> %q, want %q", name, got, want)
+		}
+	}
+	if err := tr.Root().WriteFile("sbin/x", []byte("x"), 0o644); err != nil {
+		t.Fatalf("os.Root through the rewritten link: %v", err)
+	}
+}
