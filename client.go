@@ -11,11 +11,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sync"
 
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/hostpath"
+	"github.com/pyrovm/pyro/internal/env/oci"
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
@@ -30,6 +33,8 @@ type Client struct {
 	accel     string // "auto", "kvm" or "tcg"
 	progress  func(ProgressEvent)
 	log       *slog.Logger
+	insecure  []string
+	allowPull []string // nil: any reference may be pulled on first use
 
 	envs *env.Store
 
@@ -70,6 +75,23 @@ func WithAccel(accel string) Option { return func(c *Client) { c.accel = accel }
 
 // WithProgress receives progress of long operations.
 func WithProgress(fn func(ProgressEvent)) Option { return func(c *Client) { c.progress = fn } }
+
+// WithInsecureRegistries names registries (host[:port]) that may be
+// reached over plain HTTP; no other registry ever is. PYRO_INSECURE_REGISTRIES
+// (comma separated) adds to them.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(c *Client) { c.insecure = append(c.insecure, hosts...) }
+}
+
+// WithAllowPull limits which image references are pulled on first use (by
+// Run, CreateWorkspace, CreateVM, Prepare): only those whose normalized
+// reference ("docker.io/library/python:3.12-slim") matches one of the
+// patterns (path.Match globs: '*' stops at '/'). Without this option every
+// reference may be pulled; with it and no patterns, none. The MCP server
+// uses it for "pyro mcp serve --allow-pull".
+func WithAllowPull(patterns ...string) Option {
+	return func(c *Client) { c.allowPull = append([]string{}, patterns...) }
+}
 
 // WithLogger sets the logger for diagnostics (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
@@ -114,7 +136,17 @@ func New(opts ...Option) (*Client, error) {
 		}
 		c.host = h
 	}
-	c.envs = env.NewStore(env.Options{CacheDir: c.cacheDir, AgentPath: c.agentPath, Progress: c.envProgress})
+	for _, p := range c.allowPull {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, errdefs.InvalidArgument("allow_pull", "pattern %q is not a valid glob: %v", p, err)
+		}
+	}
+	eo := env.Options{CacheDir: c.cacheDir, AgentPath: c.agentPath, Progress: c.envProgress,
+		InsecureRegistries: append(c.insecure, oci.InsecureFromEnv()...)}
+	if c.allowPull != nil {
+		eo.PullAllowed = c.pullAllowed
+	}
+	c.envs = env.NewStore(eo)
 	return c, nil
 }
 
@@ -125,7 +157,31 @@ func (c *Client) CacheDir() string { return c.cacheDir }
 func (c *Client) vmsDir() string { return filepath.Join(c.stateDir, "vms") }
 
 func (c *Client) envProgress(e env.Event) {
-	c.report(context.Background(), ProgressEvent{Stage: e.Stage, Message: e.Message, Done: e.Done, Total: e.Total})
+	if c.progress != nil {
+		c.progress(ProgressEvent{Stage: e.Stage, Message: e.Message, Done: e.Done, Total: e.Total})
+	}
+}
+
+// envCtx carries a call's own progress listener (ContextWithProgress, e.g.
+// one MCP request) down to the environment store: pulls and builds report
+// to it too.
+func (c *Client) envCtx(ctx context.Context) context.Context {
+	fn, ok := ctx.Value(progressKey{}).(func(ProgressEvent))
+	if !ok {
+		return ctx
+	}
+	return env.WithProgress(ctx, func(e env.Event) {
+		fn(ProgressEvent{Stage: e.Stage, Message: e.Message, Done: e.Done, Total: e.Total})
+	})
+}
+
+func (c *Client) pullAllowed(ref string) bool {
+	for _, p := range c.allowPull {
+		if ok, _ := path.Match(p, ref); ok {
+			return true
+		}
+	}
+	return false
 }
 
 type progressKey struct{}

@@ -17,15 +17,37 @@ type EnvironmentManifest = env.Manifest
 // PruneResult says what PruneEnvironments removed.
 type PruneResult = env.PruneResult
 
-// ListEnvironments returns the whole catalog with what is installed.
+// PullOption tunes one PullEnvironment call.
+type PullOption func(*env.PullOptions)
+
+// WithDiskSize sets the size in bytes of an image environment's root
+// filesystem (sparse: only what is written takes space). The default is the
+// image's content plus headroom for workspaces.
+func WithDiskSize(bytes int64) PullOption {
+	return func(o *env.PullOptions) { o.DiskSize = bytes }
+}
+
+// ListEnvironments returns the catalog with what is installed, then every
+// pulled image reference (source "oci", with its digest).
 func (c *Client) ListEnvironments(ctx context.Context) ([]EnvironmentInfo, error) {
 	return c.envs.List(ctx)
 }
 
 // PullEnvironment builds (or, when already installed, verifies and repairs)
-// an environment. force rebuilds it from scratch.
-func (c *Client) PullEnvironment(ctx context.Context, name string, force bool) (*EnvironmentManifest, error) {
-	e, err := c.envs.Pull(ctx, name, force)
+// a catalog environment, or pulls an OCI image reference
+// ("python:3.12-slim", "registry.example.com/team/img:1",
+// "oci-layout:DIR[:TAG]", "docker-archive:FILE.tar") and converts it into
+// an environment. A reference whose digest is already converted is a
+// no-op. force rebuilds from scratch.
+func (c *Client) PullEnvironment(ctx context.Context, name string, force bool, opts ...PullOption) (*EnvironmentManifest, error) {
+	if err := c.checkEnvHostPath(name); err != nil {
+		return nil, err
+	}
+	po := env.PullOptions{Force: force}
+	for _, o := range opts {
+		o(&po)
+	}
+	e, err := c.envs.PullWith(c.envCtx(ctx), name, po)
 	if err != nil {
 		return nil, err
 	}
@@ -34,15 +56,18 @@ func (c *Client) PullEnvironment(ctx context.Context, name string, force bool) (
 
 // InspectEnvironment returns the manifest of an installed environment.
 func (c *Client) InspectEnvironment(ctx context.Context, name string) (*EnvironmentManifest, error) {
-	return c.envs.Inspect(ctx, name)
+	if err := c.checkEnvHostPath(name); err != nil {
+		return nil, err
+	}
+	return c.envs.Inspect(c.envCtx(ctx), name)
 }
 
-// PruneEnvironments removes cached environments, kernels and leftovers that
-// nothing uses, then the run snapshots whose environment image is gone.
-// Environments a workspace or VM was created from are kept: their disks are
-// overlays over those images.
+// PruneEnvironments removes cached environments, images, layers, kernels
+// and leftovers that nothing uses, then the run snapshots whose environment
+// image is gone. Environments a workspace or VM was created from are kept:
+// their disks (and snapshots) are overlays over those images.
 func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
-	inUse := map[string]bool{}
+	inUse, rootfsInUse := map[string]bool{}, map[string]bool{}
 	for _, m := range []interface {
 		List(context.Context) ([]*workspace.Record, error)
 	}{c.workspaces(ctx), c.machines()} {
@@ -52,9 +77,10 @@ func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 		}
 		for _, r := range recs {
 			inUse[r.Environment] = true
+			rootfsInUse[r.RootfsPath] = true
 		}
 	}
-	res, err := c.envs.Prune(ctx, func(name string) bool { return inUse[name] })
+	res, err := c.envs.Prune(ctx, func(name, rootfs string) bool { return inUse[name] || (rootfs != "" && rootfsInUse[rootfs]) })
 	if err != nil {
 		return res, err
 	}

@@ -1,8 +1,11 @@
 package pyro
 
 import (
+	"context"
 	"path/filepath"
 
+	"github.com/pyrovm/pyro/internal/env"
+	"github.com/pyrovm/pyro/internal/env/oci"
 	"github.com/pyrovm/pyro/internal/hostpath"
 )
 
@@ -58,14 +61,41 @@ func (c *Client) HostRoots() ([]HostRoot, bool) {
 func (c *Client) Close() error { return c.host.Close() }
 
 // Confine returns a Client with c's settings (state, cache, agent, VMM,
-// progress, logger) whose host paths are confined to roots, as
+// progress, logger, registries and pull policy) whose host paths are confined to roots, as
 // WithHostRoots does. Close it when done.
 func (c *Client) Confine(roots ...HostRoot) (*Client, error) {
 	return New(WithStateDir(c.stateDir), WithCacheDir(c.cacheDir), WithAgentPath(c.agentPath),
 		WithPyroBinary(c.pyroBin), WithAccel(c.accel), WithProgress(c.progress), WithLogger(c.log),
-		WithHostRoots(roots...))
+		WithHostRoots(roots...), func(cc *Client) { cc.insecure, cc.allowPull = c.insecure, c.allowPull })
 }
 
 // ExportsDir is the directory `pyro mcp serve` grants for exports unless
 // told otherwise: a directory under the state dir.
 func (c *Client) ExportsDir() string { return filepath.Join(c.stateDir, "exports") }
+
+// checkEnvHostPath applies a confined Client's roots to an environment that
+// names host files (oci-layout:DIR, docker-archive:FILE): like any host path
+// a model names, it must lie beneath a granted root.
+func (c *Client) checkEnvHostPath(name string) error {
+	if !c.host.Confined() || env.IsCatalogName(name) {
+		return nil
+	}
+	r, err := oci.Parse(name)
+	if err != nil || !r.Local() {
+		return nil // the store explains a bad reference itself
+	}
+	src, err := c.host.OpenSource(r.Path())
+	if err != nil {
+		return err
+	}
+	return src.Close()
+}
+
+// ensureEnv installs an environment when needed (an image reference is
+// pulled on first use) and returns it.
+func (c *Client) ensureEnv(ctx context.Context, name string) (*env.Environment, error) {
+	if err := c.checkEnvHostPath(name); err != nil {
+		return nil, err
+	}
+	return c.envs.Ensure(c.envCtx(ctx), name)
+}

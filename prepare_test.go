@@ -50,7 +50,7 @@ func TestPrepareMakesTheSnapshot(t *testing.T) {
 	if dirs := snapshotDirs(t, cache); len(dirs) != 2 {
 		t.Errorf("snapshot dirs after the networked prepare and run: %v", dirs)
 	}
-	if _, err := c.Prepare(ctx, pyro.PrepareRequest{Environment: "nope:1"}); pyro.ErrorCode(err) != "environment_missing" {
+	if _, err := c.Prepare(ctx, pyro.PrepareRequest{Environment: "oci-layout:/nonexistent/nope"}); pyro.ErrorCode(err) != "environment_missing" {
 		t.Errorf("unknown environment: %v", err)
 	}
 	if _, err := c.Prepare(ctx, pyro.PrepareRequest{Environment: "debian:12", MemMiB: 1}); pyro.ErrorCode(err) != "invalid_argument" {

@@ -146,7 +146,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 // runMachine makes sure req's environment is installed and returns it with
 // the machine a one-shot VM of req boots (also what its snapshot saves).
 func (c *Client) runMachine(ctx context.Context, req RunRequest) (*env.Environment, vm.Spec, error) {
-	e, err := c.envs.Ensure(ctx, req.Environment)
+	e, err := c.ensureEnv(ctx, req.Environment)
 	if err != nil {
 		return nil, vm.Spec{}, err
 	}

@@ -91,7 +91,7 @@ func TestRunBadInput(t *testing.T) {
 		code  string
 		field string
 	}{
-		{pyro.RunRequest{Environment: "nope:1", Command: "true"}, "environment_missing", "pyro env list"},
+		{pyro.RunRequest{Environment: "oci-layout:/nonexistent/nope", Command: "true"}, "environment_missing", "pyro env list"},
 		{pyro.RunRequest{Environment: "debian:12", Command: "  "}, "invalid_argument", "command"},
 		{pyro.RunRequest{Environment: "debian:12", Command: "true", VCPUCount: 99}, "invalid_argument", "vcpu_count"},
 		{pyro.RunRequest{Environment: "debian:12", Command: "true", MemMiB: 16}, "invalid_argument", "mem_mib"},

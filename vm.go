@@ -99,7 +99,7 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	if policy.AllowsPublish() {
 		return nil, errdefs.InvalidArgument("network_policy", "low-level VMs run no services, so they have no ports to publish: use %s, or a workspace", network.PolicyEgress)
 	}
-	e, err := c.envs.Ensure(ctx, req.Environment)
+	e, err := c.ensureEnv(ctx, req.Environment)
 	if err != nil {
 		return nil, err
 	}

@@ -216,7 +216,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		}
 		defer seed.Close()
 	}
-	e, err := c.envs.Ensure(ctx, req.Environment)
+	e, err := c.ensureEnv(ctx, req.Environment)
 	if err != nil {
 		return nil, err
 	}

@@ -189,7 +189,7 @@ func TestWorkspaceBadInput(t *testing.T) {
 		req  pyro.CreateWorkspaceRequest
 		code string
 	}{
-		{pyro.CreateWorkspaceRequest{Environment: "nope:1"}, "environment_missing"},
+		{pyro.CreateWorkspaceRequest{Environment: "oci-layout:/nonexistent/nope"}, "environment_missing"},
 		{pyro.CreateWorkspaceRequest{Environment: "debian:12", SeedPath: "/does/not/exist"}, "invalid_argument"},
 		{pyro.CreateWorkspaceRequest{Environment: "debian:12", Name: "bad name!"}, "invalid_argument"},
 		{pyro.CreateWorkspaceRequest{Environment: "debian:12", VCPUCount: 64}, "invalid_argument"},

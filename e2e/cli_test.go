@@ -89,7 +89,7 @@ func TestCLIRunErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"run", "nope:1", "--", "true"}, 125, "pyro env list"},
+		{[]string{"run", "oci-layout:/nonexistent/nope", "--", "true"}, 125, "pyro env list"},
 		{[]string{"run", "debian:12", "--vcpu-count", "99", "--", "true"}, 2, "--vcpu-count 99 is out of range"},
 		{[]string{"run", "debian:12", "--mem-mib", "1", "--", "true"}, 2, "--mem-mib 1 is out of range"},
 		{[]string{"run", "debian:12", "--timeout-seconds", "0", "--", "true"}, 2, "--timeout-seconds 0 is out of range"},
@@ -109,7 +109,7 @@ func TestCLIRunErrors(t *testing.T) {
 		}
 	}
 	// --json errors are one JSON object on stdout too.
-	r := runPyro(t, s, "run", "nope:1", "--json", "--", "true")
+	r := runPyro(t, s, "run", "oci-layout:/nonexistent/nope", "--json", "--", "true")
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}

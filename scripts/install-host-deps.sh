@@ -7,6 +7,7 @@ pkgs=(
   linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev xz-utils cpio kmod  # guest kernel
   ca-certificates git
   iproute2                        # the network tests put an "outside" server in its own netns
+  busybox-static                  # the OCI tests build busybox-only images from /bin/busybox
 )
 # The e2e tests drive pyro with the official TypeScript MCP client.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

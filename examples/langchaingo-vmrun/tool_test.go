@@ -26,7 +26,7 @@ func TestVMRunTool(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"stdout":"from-langchaingo\n"`) {
 		t.Fatalf("call: %v %s", err, out)
 	}
-	out, err = VMRun{Toolset: ts, Environment: "nope:1"}.Call(t.Context(), "true")
+	out, err = VMRun{Toolset: ts, Environment: "oci-layout:/nonexistent/nope"}.Call(t.Context(), "true")
 	if err != nil || !strings.Contains(out, "environment") {
 		t.Fatalf("error for the model: %v %s", err, out)
 	}

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
 )
 
 // hostname is the guest's name, the same in every VM.
@@ -60,6 +62,7 @@ func initSystem() {
 			}
 		}
 	}
+	loadImageEnv(agentproto.ImageEnvPath)
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
 		log.Printf("sethostname: %v", err)
 	}

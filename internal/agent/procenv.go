@@ -20,6 +20,24 @@ var defaultEnv = []string{
 	"USER=root",
 }
 
+// loadImageEnv overrides defaultEnv with the image config's Env (OCI
+// environments); called once at start, before any command runs.
+func loadImageEnv(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var kvs []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && k != "" {
+			kvs = append(kvs, line)
+		}
+	}
+	if env, err := buildEnv(kvs); err == nil {
+		defaultEnv = env
+	}
+}
+
 // buildEnv applies KEY=VALUE entries over defaultEnv, replacing by key.
 func buildEnv(extra []string) ([]string, error) {
 	env := slices.Clone(defaultEnv)

@@ -24,7 +24,13 @@ import (
 // ProtocolVersion is bumped on every change of agent behaviour or wire format.
 // The host refuses an agent that reports another version.
 // 4 adds HelloRequest.Network: the agent configures the guest's network interface.
-const ProtocolVersion = 4
+// 5: every command's environment starts from the image's Env (ImageEnvPath).
+const ProtocolVersion = 5
+
+// ImageEnvPath is where an image environment's root filesystem carries its
+// image config Env, one KEY=VALUE per line. The agent starts every
+// command's environment from pyro's defaults overridden by these.
+const ImageEnvPath = "/etc/pyro/env"
 
 // PortName is the virtio-serial port name the agent listens on.
 const PortName = "org.pyro.agent"

@@ -2,10 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
 func (a *app) envCommand() *cobra.Command {
@@ -33,13 +37,16 @@ func (a *app) envListCommand() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tINSTALLED\tVERSION\tDESCRIPTION")
+			fmt.Fprintln(tw, "NAME\tSOURCE\tINSTALLED\tVERSION\tDIGEST\tSIZE\tDESCRIPTION")
 			for _, e := range envs {
-				inst := "no"
+				inst, size := "no", "-"
 				if e.Installed {
 					inst = "yes"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, inst, dash(e.Version), e.Description)
+				if e.RootfsSize > 0 {
+					size = humanBytes(e.DiskUsage) + " of " + humanBytes(e.RootfsSize)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Source, inst, dash(e.Version), dash(shortDigest(e.Digest)), size, e.Description)
 			}
 			return tw.Flush()
 		},
@@ -50,26 +57,45 @@ func (a *app) envListCommand() *cobra.Command {
 
 func (a *app) envPullCommand(verb string) *cobra.Command {
 	var jsonOut, force bool
-	short := "Build (or verify and repair) environments locally from Debian packages"
+	var diskSize string
+	short := "Build catalog environments from Debian packages, or pull OCI images as environments"
+	long := "ENV is a catalog name (debian:12, debian:12-base, debian:12-build: built locally, or verified\n" +
+		"and repaired when installed) or an image reference: python:3.12-slim, docker.io/library/node:22,\n" +
+		"registry.example.com/team/img@sha256:..., oci-layout:DIR[:TAG] or docker-archive:FILE.tar.\n" +
+		"An image is fetched for linux/amd64 (credentials from the Docker config), its layers flattened,\n" +
+		"pyro's agent added, and made into an ext4 image; pulling an unchanged digest again does nothing."
 	if verb == "build" {
-		short = "Same as pull: build environments locally from Debian packages"
+		short = "Same as pull (kept for scripts): build or pull environments"
 	}
 	cmd := &cobra.Command{
-		Use: verb + " ENV...", Short: short, Args: cobra.MinimumNArgs(1),
+		Use: verb + " ENV...", Short: short, Long: long, Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, done, err := a.client(jsonOut)
 			if err != nil {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}
 			defer done()
+			var opts []pyro.PullOption
+			if diskSize != "" {
+				n, err := parseSize(diskSize)
+				if err != nil {
+					return a.fail(cmd.Context(), err, jsonOut)
+				}
+				opts = append(opts, pyro.WithDiskSize(n))
+			}
 			var out []any
 			for _, name := range args {
-				m, err := c.PullEnvironment(cmd.Context(), name, force)
+				m, err := c.PullEnvironment(cmd.Context(), name, force, opts...)
 				if err != nil {
 					return a.fail(cmd.Context(), err, jsonOut)
 				}
 				out = append(out, m)
-				if !jsonOut {
+				if jsonOut {
+					continue
+				}
+				if m.Image != nil {
+					fmt.Fprintf(a.stdout, "%s %s ready (%s, %d layers, rootfs %s)\n", m.Name, m.Version, m.Digest, len(m.Image.Layers), humanBytes(m.Rootfs.Size))
+				} else {
 					fmt.Fprintf(a.stdout, "%s %s ready (rootfs %s, %d packages)\n", m.Name, m.Version, humanBytes(m.Rootfs.Size), len(m.Packages))
 				}
 			}
@@ -81,6 +107,7 @@ func (a *app) envPullCommand(verb string) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	cmd.Flags().BoolVar(&force, "force", false, "rebuild from scratch even if installed and intact")
+	cmd.Flags().StringVar(&diskSize, "disk-size", "", "image environments: root filesystem size, e.g. 4G or 512M (sparse; default: content plus headroom)")
 	return cmd
 }
 
@@ -106,7 +133,11 @@ func (a *app) envInspectCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "kernel:   %s (%s, sha256 %s)\n", m.Kernel.Release, humanBytes(m.Kernel.Size), m.Kernel.SHA256)
 			fmt.Fprintf(a.stdout, "rootfs:   %s (sha256 %s)\n", humanBytes(m.Rootfs.Size), m.Rootfs.SHA256)
 			fmt.Fprintf(a.stdout, "agent:    sha256 %s\n", m.AgentSHA256)
-			fmt.Fprintf(a.stdout, "packages: %d\n  %s\n", len(m.Packages), strings.Join(m.Packages, "\n  "))
+			if m.Image == nil {
+				fmt.Fprintf(a.stdout, "packages: %d\n  %s\n", len(m.Packages), strings.Join(m.Packages, "\n  "))
+				return nil
+			}
+			a.printImage(m)
 			return nil
 		},
 	}
@@ -141,6 +172,59 @@ func (a *app) envPruneCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
+}
+
+func (a *app) printImage(m *pyro.EnvironmentManifest) {
+	im := m.Image
+	fmt.Fprintf(a.stdout, "source:   %s\ndigest:   %s\nplatform: %s\n", m.Reference, m.Digest, im.Platform)
+	fmt.Fprintf(a.stdout, "layers:   %d\n", len(im.Layers))
+	for _, l := range im.Layers {
+		fmt.Fprintf(a.stdout, "  %s  %s  %s\n", l.Digest, humanBytes(l.Size), l.MediaType)
+	}
+	c := im.Config
+	fmt.Fprintf(a.stdout, "config:\n  working_dir: %s\n  user:        %s\n", dash(c.WorkingDir), dash(c.User))
+	fmt.Fprintf(a.stdout, "  entrypoint:  %s\n  cmd:         %s\n", dash(strings.Join(c.Entrypoint, " ")), dash(strings.Join(c.Cmd, " ")))
+	fmt.Fprintf(a.stdout, "  env:\n")
+	for _, e := range c.Env {
+		fmt.Fprintf(a.stdout, "    %s\n", e)
+	}
+	for _, s := range im.Skipped {
+		fmt.Fprintf(a.stdout, "skipped:  %s\n", s)
+	}
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+// parseSize reads "4G", "512M", "1.5GiB" or a byte count (binary units).
+func parseSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:n-1]
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f <= 0 {
+		return 0, errdefs.InvalidArgument("disk_size", "%q is not a size: use e.g. 4G, 512M or a byte count", s)
+	}
+	return int64(f * float64(mult)), nil
 }
 
 func dash(s string) string {

@@ -22,6 +22,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	var noNetwork, allowNetworkChanges bool
 	var ttlSeconds int
 	var allowRemote bool
+	var allowPull []string
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
@@ -38,7 +39,7 @@ func (a *app) mcpCommand() *cobra.Command {
 				return a.fail(cmd.Context(), err, false)
 			}
 			// No progress renderer: stdout carries the protocol.
-			base, err := pyro.New()
+			base, err := pyro.New(pyro.WithInsecureRegistries(a.insecure...), pyro.WithAllowPull(allowPull...))
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
@@ -104,6 +105,8 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().BoolVar(&allowRemote, "allow-remote", false, "allow a non-loopback --http address")
 	serve.Flags().BoolVar(&allowNetworkChanges, "allow-network-changes", false, "offer workspace_network_update, with which a model may change (and widen) a running workspace's egress allow list; off by default")
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
+	serve.Flags().StringArrayVar(&allowPull, "allow-pull", nil,
+		"image references a model may have pulled on first use: a glob on the normalized reference, e.g. 'docker.io/library/python:*' ('*' stops at '/'; repeatable). Default: none, only local environments")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	cmd.AddCommand(serve)
 	return cmd

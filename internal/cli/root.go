@@ -37,6 +37,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 // app holds what the commands share.
 type app struct {
 	stdout, stderr io.Writer
+	insecure       []string // --insecure-registry
 }
 
 // Main runs the CLI and returns the process exit status.
@@ -74,6 +75,8 @@ func (a *app) rootCommand() *cobra.Command {
 		// Out-of-range numbers are usage errors (exit 2), caught before any work.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlagRanges(cmd) },
 	}
+	root.PersistentFlags().StringArrayVar(&a.insecure, "insecure-registry", nil,
+		"registry HOST[:PORT] that may be reached over plain HTTP when pulling images (repeatable; also PYRO_INSECURE_REGISTRIES)")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand())
@@ -104,7 +107,7 @@ func refuseUnknownSubcommands(cmd *cobra.Command) {
 // client builds the SDK client, with terminal progress when attached to one.
 func (a *app) client(jsonOut bool) (*pyro.Client, func(), error) {
 	p := newProgress(a.stderr)
-	c, err := pyro.New(pyro.WithProgress(p.event), pyro.WithLogger(logger(a.stderr)))
+	c, err := pyro.New(pyro.WithProgress(p.event), pyro.WithLogger(logger(a.stderr)), pyro.WithInsecureRegistries(a.insecure...))
 	return c, p.done, err
 }
 

@@ -16,8 +16,9 @@ func (a *app) runCommand() *cobra.Command {
 		Short: "Run one command in a fresh microVM, then destroy it",
 		Long: "Boots a fresh VM from ENV, runs CMD with /bin/sh -lc, prints its output and exits with its exit code\n" +
 			"(124 on timeout, 125 when pyro itself failed). The VM is always destroyed.\n" +
-			"One word after -- is taken as a shell string as is; several words are quoted and joined.",
-		Example: "  pyro run debian:12 -- uname -r\n  pyro run debian:12-build --timeout-seconds 60 -- 'cc --version | head -1'",
+			"One word after -- is taken as a shell string as is; several words are quoted and joined.\n" +
+			"ENV is a catalog name or an OCI image reference (pulled on first use; see \"pyro env pull --help\").",
+		Example: "  pyro run debian:12 -- uname -r\n  pyro run debian:12-build --timeout-seconds 60 -- 'cc --version | head -1'\n  pyro run python:3.12-slim -- python3 -V",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
 				return fmt.Errorf("usage: pyro run ENV [flags] -- CMD...")

@@ -95,7 +95,7 @@ func (s *Store) ensureBase(ctx context.Context, e catalogEntry, force bool) (str
 		}
 	}
 	unlock, err := acquireLock(ctx, s.lockPath("base-"+e.baseKey()), func() {
-		s.progress(Event{Stage: "debootstrap", Message: "waiting for another pyro process building the " + e.Name + " base"})
+		s.progress(ctx, Event{Stage: "debootstrap", Message: "waiting for another pyro process building the " + e.Name + " base"})
 	})
 	if err != nil {
 		return "", baseRecord{}, err
@@ -126,15 +126,15 @@ func (s *Store) buildBase(ctx context.Context, e catalogEntry) (string, baseReco
 	defer r.close()
 
 	start := time.Now()
-	s.progress(Event{Stage: "debootstrap", Message: "bootstrapping " + e.Name + " (" + strings.Join(e.Include, ", ") + ")"})
+	s.progress(ctx, Event{Stage: "debootstrap", Message: "bootstrapping " + e.Name + " (" + strings.Join(e.Include, ", ") + ")"})
 	out := filepath.Join(b.dir, "base.tar")
 	args := append(e.mmdebstrapArgs(), debianSuite, out)
 	args = append(args, mirrors()...)
 	err = r.run(ctx, b.dir, func(line string) {
 		if msg, ok := strings.CutPrefix(line, "I: "); ok {
-			s.progress(Event{Stage: "debootstrap", Message: msg})
+			s.progress(ctx, Event{Stage: "debootstrap", Message: msg})
 		} else if (strings.HasPrefix(line, "W: ") && !strings.Contains(line, "unsandboxed")) || strings.HasPrefix(line, "E: ") {
-			s.progress(Event{Stage: "debootstrap", Message: line})
+			s.progress(ctx, Event{Stage: "debootstrap", Message: line})
 		}
 	}, "mmdebstrap", args...)
 	if err != nil {
@@ -168,6 +168,6 @@ func (s *Store) buildBase(ctx context.Context, e catalogEntry) (string, baseReco
 	if err := fsutil.WriteJSONAtomic(recPath, rec, 0o644); err != nil {
 		return "", baseRecord{}, buildErr(err, "%s: writing record", what)
 	}
-	s.progress(Event{Stage: "debootstrap", Message: "base of " + e.Name + " ready in " + time.Since(start).Round(time.Second).String()})
+	s.progress(ctx, Event{Stage: "debootstrap", Message: "base of " + e.Name + " ready in " + time.Since(start).Round(time.Second).String()})
 	return tarPath, rec, nil
 }

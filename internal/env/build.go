@@ -48,7 +48,7 @@ func (s *Store) build(ctx context.Context, e catalogEntry, ag agentInfo, force b
 	}
 	env, err := s.buildImage(ctx, e, k, basePath, rec, ag)
 	if errors.Is(err, errBaseCorrupt) {
-		s.progress(Event{Stage: "debootstrap", Message: "cached base of " + e.Name + " is corrupt: bootstrapping it again"})
+		s.progress(ctx, Event{Stage: "debootstrap", Message: "cached base of " + e.Name + " is corrupt: bootstrapping it again"})
 		if basePath, rec, err = s.ensureBase(ctx, e, true); err != nil {
 			return nil, err
 		}
@@ -78,7 +78,7 @@ func (s *Store) verifyLocked(ctx context.Context, e catalogEntry, in *install, a
 		cur, _, err := s.currentKernelHash(ctx)
 		if err != nil || cur != m.Kernel.ConfigHash {
 			// That kernel cannot be rebuilt any more: a new version with the current one.
-			s.progress(Event{Stage: "verify", Message: "guest kernel of " + e.Name + " is damaged: building a new version"})
+			s.progress(ctx, Event{Stage: "verify", Message: "guest kernel of " + e.Name + " is damaged: building a new version"})
 			return s.rebuild(ctx, e, in, ag)
 		}
 		if k, err = s.ensureKernel(ctx, true); err != nil {
@@ -92,18 +92,18 @@ func (s *Store) verifyLocked(ctx context.Context, e catalogEntry, in *install, a
 		}
 	}
 
-	s.progress(Event{Stage: "verify", Message: "checking " + e.Name + " " + m.Version + " root filesystem"})
+	s.progress(ctx, Event{Stage: "verify", Message: "checking " + e.Name + " " + m.Version + " root filesystem"})
 	sum, _, err := sha256File(ctx, m.Rootfs.Path, func(done, total int64) {
-		s.progress(Event{Stage: "verify", Message: "hashing root filesystem", Done: done, Total: total})
+		s.progress(ctx, Event{Stage: "verify", Message: "hashing root filesystem", Done: done, Total: total})
 	})
 	if ctx.Err() != nil {
 		return nil, ctxError(ctx, "verifying "+e.Name)
 	}
 	if err != nil || sum != m.Rootfs.SHA256 {
-		s.progress(Event{Stage: "verify", Message: "root filesystem of " + e.Name + " " + m.Version + " is damaged: rebuilding"})
+		s.progress(ctx, Event{Stage: "verify", Message: "root filesystem of " + e.Name + " " + m.Version + " is damaged: rebuilding"})
 		return s.rebuild(ctx, e, in, ag)
 	}
-	s.progress(Event{Stage: "verify", Message: e.Name + " " + m.Version + " is intact"})
+	s.progress(ctx, Event{Stage: "verify", Message: e.Name + " " + m.Version + " is intact"})
 	return in.environment(), nil
 }
 

@@ -1,6 +1,7 @@
 // Package env manages pyro's environments: the catalog, the guest kernel
 // built from Debian's linux-source package, root filesystem images built
-// with mmdebstrap and mkfs.ext4, and the cache that holds them.
+// with mmdebstrap and mkfs.ext4 or converted from OCI images (image.go,
+// with the oci and flatten subpackages), and the cache that holds them.
 //
 // # Cache layout
 //
@@ -13,7 +14,10 @@
 //	bases/<slug>-<recipe hash>.json      its sha256 and size, written after it
 //	environments/<slug>/<version>/rootfs.ext4    read-only (0444), sparse
 //	environments/<slug>/<version>/manifest.json  written last
-//	locks/{kernel,base,env}-*.lock       flocks; never deleted
+//	images/<digest hex>/<version>/{rootfs.ext4,manifest.json}  OCI images
+//	blobs/sha256/<hex>                   layer blobs, shared by digest
+//	refs/<key>.json                      image reference -> manifest digest
+//	locks/{kernel,base,env,image,ref}-*.lock, locks/blobs.lock  flocks; never deleted
 //	tmp/<kind>-<random>/                 one per build, flocked via .lock
 //	logs/*.log                           logs of failed builds (Prune empties)
 //

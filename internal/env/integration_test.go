@@ -215,7 +215,7 @@ func TestIntegrationBuildDebian12Base(t *testing.T) {
 	}
 
 	// Prune with the environment in use keeps it; without, removes it.
-	if res, err := s.Prune(ctx, func(string) bool { return true }); err != nil || len(res.Removed) != 0 {
+	if res, err := s.Prune(ctx, func(string, string) bool { return true }); err != nil || len(res.Removed) != 0 {
 		t.Fatalf("prune in use: %+v %v", res, err)
 	}
 	res, err := s.Prune(ctx, nil)

@@ -156,7 +156,7 @@ func (s *Store) ensureKernel(ctx context.Context, verify bool) (KernelInfo, erro
 		return k, nil
 	}
 	unlock, err := acquireLock(ctx, s.lockPath("kernel-"+hash), func() {
-		s.progress(Event{Stage: "kernel", Message: "waiting for another pyro process building the guest kernel"})
+		s.progress(ctx, Event{Stage: "kernel", Message: "waiting for another pyro process building the guest kernel"})
 	})
 	if err != nil {
 		return KernelInfo{}, err
@@ -173,14 +173,14 @@ func (s *Store) ensureKernel(ctx context.Context, verify bool) (KernelInfo, erro
 		if good {
 			return k, nil
 		}
-		s.progress(Event{Stage: "verify", Message: "guest kernel " + hash + " is corrupt: rebuilding it"})
+		s.progress(ctx, Event{Stage: "verify", Message: "guest kernel " + hash + " is corrupt: rebuilding it"})
 	}
 	return s.buildKernel(ctx, hash, version)
 }
 
 // kernelIntact re-hashes a kernel against its record.
 func (s *Store) kernelIntact(ctx context.Context, k KernelInfo) (bool, error) {
-	s.progress(Event{Stage: "verify", Message: "checking guest kernel " + k.ConfigHash})
+	s.progress(ctx, Event{Stage: "verify", Message: "checking guest kernel " + k.ConfigHash})
 	sum, _, err := sha256File(ctx, k.Path, nil)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -247,7 +247,7 @@ func (s *Store) buildKernel(ctx context.Context, hash, version string) (KernelIn
 	if err := s.replaceDir(out, final, b.dir); err != nil {
 		return KernelInfo{}, buildErr(err, "kernel build: installing %s", final)
 	}
-	s.progress(Event{Stage: "kernel", Message: fmt.Sprintf("guest kernel %s built in %s", release, time.Since(start).Round(time.Second)),
+	s.progress(ctx, Event{Stage: "kernel", Message: fmt.Sprintf("guest kernel %s built in %s", release, time.Since(start).Round(time.Second)),
 		Done: kernelCompileEstimate, Total: kernelCompileEstimate})
 	k, ok := s.cachedKernel(hash)
 	if !ok {
@@ -288,11 +288,11 @@ func (s *Store) compileKernel(ctx context.Context, dir string) (vmlinux, release
 		return "", "", buildErr(err, "kernel build")
 	}
 
-	s.progress(Event{Stage: "kernel", Message: "extracting " + kernelSourceTarball})
+	s.progress(ctx, Event{Stage: "kernel", Message: "extracting " + kernelSourceTarball})
 	if err := r.run(ctx, dir, nil, "tar", "-xf", kernelSourceTarball, "-C", dir, "--no-same-owner"); err != nil {
 		return "", "", err
 	}
-	s.progress(Event{Stage: "kernel", Message: "configuring (tinyconfig + pyro.config)"})
+	s.progress(ctx, Event{Stage: "kernel", Message: "configuring (tinyconfig + pyro.config)"})
 	for _, step := range [][]string{
 		{"make", "tinyconfig"},
 		{filepath.Join(src, "scripts/kconfig/merge_config.sh"), "-m", ".config", frag},
@@ -314,7 +314,7 @@ func (s *Store) compileKernel(ctx context.Context, dir string) (vmlinux, release
 	}
 
 	jobs := kernelJobs()
-	s.progress(Event{Stage: "kernel", Message: fmt.Sprintf("compiling vmlinux with %d jobs", jobs), Total: kernelCompileEstimate})
+	s.progress(ctx, Event{Stage: "kernel", Message: fmt.Sprintf("compiling vmlinux with %d jobs", jobs), Total: kernelCompileEstimate})
 	var done int64
 	err = r.run(ctx, src, func(line string) {
 		f := strings.Fields(line)
@@ -324,7 +324,7 @@ func (s *Store) compileKernel(ctx context.Context, dir string) (vmlinux, release
 			if done > total {
 				total = done
 			}
-			s.progress(Event{Stage: "kernel", Message: f[1], Done: done, Total: total})
+			s.progress(ctx, Event{Stage: "kernel", Message: f[1], Done: done, Total: total})
 		}
 	}, "make", "-j"+strconv.Itoa(jobs), "vmlinux")
 	if err != nil {

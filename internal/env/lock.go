@@ -44,6 +44,24 @@ func acquireLock(ctx context.Context, path string, waiting func()) (unlock func(
 	return func() { l.Unlock(); l.Close() }, nil
 }
 
+// acquireSharedLock takes a shared flock on path, waiting until ctx is done.
+func acquireSharedLock(ctx context.Context, path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, buildErr(err, "creating lock directory")
+	}
+	l := flock.New(path)
+	ok, err := l.TryRLockContext(ctx, lockRetry)
+	if ctx.Err() != nil {
+		l.Close()
+		return nil, ctxError(ctx, "waiting for "+filepath.Base(path))
+	}
+	if err != nil || !ok {
+		l.Close()
+		return nil, buildErr(err, "locking %s", path)
+	}
+	return func() { l.Unlock(); l.Close() }, nil
+}
+
 // tryLock takes the lock only if it is free right now.
 func tryLock(path string) (unlock func(), ok bool) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/env/oci"
 	"github.com/pyrovm/pyro/internal/fsutil"
 )
 
@@ -35,6 +36,31 @@ type Manifest struct {
 	// ImageRevision is pyro's own layer on top of the packages (agent path,
 	// config files, tuning); an install of an older revision is rebuilt.
 	ImageRevision int `json:"image_revision"`
+
+	// Source says where the root filesystem came from: "debian" (the
+	// catalog, built with mmdebstrap) or "oci" (an OCI image). Manifests
+	// written before sources existed have none: they are "debian".
+	Source string `json:"source,omitempty"`
+	// Reference is the normalized image reference an OCI environment was
+	// pulled as, Digest its manifest digest (the config digest for a
+	// docker-archive), Image its layers and config.
+	Reference string     `json:"reference,omitempty"`
+	Digest    string     `json:"digest,omitempty"`
+	Image     *ImageInfo `json:"image,omitempty"`
+}
+
+// Sources of a manifest.
+const (
+	SourceDebian = "debian"
+	SourceOCI    = "oci"
+)
+
+// ImageInfo is what an OCI environment keeps of its image.
+type ImageInfo struct {
+	Platform string      `json:"platform"`
+	Layers   []oci.Layer `json:"layers"`
+	Config   oci.Config  `json:"config"`
+	Skipped  []string    `json:"skipped,omitempty"` // layer entries not created (device nodes)
 }
 
 // imageRevision is bumped whenever customizeTree changes what it writes.

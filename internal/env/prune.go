@@ -32,18 +32,21 @@ func (r *PruneResult) add(items ...PrunedItem) {
 }
 
 // Prune removes every installed version of environments not in use
-// (inUse(name) false; nil means nothing is in use), damaged versions of any
+// (inUse(name, rootfsPath) false; nil means nothing is in use; catalog
+// environments are asked by name with an empty path, image environments
+// per version with the path of their image), damaged versions of any
 // environment, kernels no remaining environment references (the kernel of
 // the current config is kept: it takes minutes to build), base tarballs the
-// catalog no longer names, stale build directories and kept build logs.
-// Anything another process holds a lock on is skipped.
-func (s *Store) Prune(ctx context.Context, inUse func(name string) bool) (PruneResult, error) {
+// catalog no longer names, references and layer blobs no remaining image
+// uses, stale build directories and kept build logs. Anything another
+// process holds a lock on is skipped.
+func (s *Store) Prune(ctx context.Context, inUse func(name, rootfsPath string) bool) (PruneResult, error) {
 	var res PruneResult
 	if err := s.init(); err != nil {
 		return res, err
 	}
 	if inUse == nil {
-		inUse = func(string) bool { return false }
+		inUse = func(string, string) bool { return false }
 	}
 	envRoot := filepath.Join(s.root, "environments")
 	slugs, _ := os.ReadDir(envRoot)
@@ -51,8 +54,9 @@ func (s *Store) Prune(ctx context.Context, inUse func(name string) bool) (PruneR
 		if ctx.Err() != nil {
 			return res, ctxError(ctx, "prune")
 		}
-		res.add(s.pruneEnvDir(filepath.Join(envRoot, sd.Name()), inUse)...)
+		res.add(s.pruneEnvDir(filepath.Join(envRoot, sd.Name()), func(n string) bool { return inUse(n, "") })...)
 	}
+	res.add(s.pruneImages(inUse)...)
 	if ctx.Err() != nil {
 		return res, ctxError(ctx, "prune")
 	}
@@ -196,4 +200,86 @@ func (s *Store) removeItem(kind, name, path string) []PrunedItem {
 		return nil
 	}
 	return []PrunedItem{{Kind: kind, Name: name, Path: path, Bytes: size}}
+}
+
+// pruneImages removes image environment versions not in use (and damaged
+// ones), then references to images no longer installed and layer blobs no
+// remaining image lists. Blobs are only pruned when no pull is running: a
+// pull holds the blobs lock shared from its first fetch to its install.
+func (s *Store) pruneImages(inUse func(name, rootfsPath string) bool) []PrunedItem {
+	var items []PrunedItem
+	dirs, _ := os.ReadDir(s.imagesDir())
+	for _, d := range dirs {
+		h := d.Name()
+		if digestHex("sha256:"+h) == "" {
+			items = append(items, s.removeItem("image", h, filepath.Join(s.imagesDir(), h))...)
+			continue
+		}
+		unlock, ok := tryLock(s.imageLockPath(h))
+		if !ok {
+			continue
+		}
+		versions, _ := os.ReadDir(filepath.Join(s.imagesDir(), h))
+		for _, v := range versions {
+			p := filepath.Join(s.imagesDir(), h, v.Name())
+			m, err := readManifest(s.root, p)
+			broken := err != nil || !imageVersionRE.MatchString(v.Name()) || m.checkFiles() == errRootfsFiles
+			if !broken && inUse(m.Name, m.Rootfs.Path) {
+				continue
+			}
+			label := h[:12] + " " + v.Name()
+			if m != nil {
+				label = m.Name + " " + v.Name()
+			}
+			items = append(items, s.removeItem("image", label, p)...)
+		}
+		os.Remove(filepath.Join(s.imagesDir(), h)) // only succeeds when empty
+		unlock()
+	}
+
+	refsDir := filepath.Join(s.root, "refs")
+	refs, _ := os.ReadDir(refsDir)
+	for _, r := range refs {
+		var rec refRecord
+		p := filepath.Join(refsDir, r.Name())
+		if readJSON(p, &rec) == nil && digestHex(rec.Digest) != "" {
+			if _, err := os.Stat(filepath.Join(s.imagesDir(), digestHex(rec.Digest))); err == nil {
+				continue
+			}
+			unlock, ok := tryLock(s.lockPath("ref-" + refKey(rec.Reference)))
+			if !ok {
+				continue
+			}
+			items = append(items, s.removeItem("ref", rec.Reference, p)...)
+			unlock()
+			continue
+		}
+		items = append(items, s.removeItem("ref", r.Name(), p)...)
+	}
+
+	unlock, ok := tryLock(s.lockPath("blobs"))
+	if !ok {
+		return items
+	}
+	defer unlock()
+	used := map[string]bool{}
+	dirs, _ = os.ReadDir(s.imagesDir())
+	for _, d := range dirs {
+		versions, _ := os.ReadDir(filepath.Join(s.imagesDir(), d.Name()))
+		for _, v := range versions {
+			if m, err := readManifest(s.root, filepath.Join(s.imagesDir(), d.Name(), v.Name())); err == nil && m.Image != nil {
+				for _, l := range m.Image.Layers {
+					used[digestHex(l.Digest)] = true
+				}
+			}
+		}
+	}
+	blobDir := filepath.Join(s.blobs().Dir, "sha256")
+	blobs, _ := os.ReadDir(blobDir)
+	for _, b := range blobs {
+		if !used[b.Name()] {
+			items = append(items, s.removeItem("blob", "sha256:"+b.Name(), filepath.Join(blobDir, b.Name()))...)
+		}
+	}
+	return items
 }

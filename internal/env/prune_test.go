@@ -84,7 +84,7 @@ func TestPruneEnvironmentsKernelsBases(t *testing.T) {
 	writeFile(t, stale, 100)
 	writeFile(t, filepath.Join(s.logsDir(), "kernel-build-x.log"), 10)
 
-	res, err := s.Prune(ctx, func(name string) bool { return name == "debian:12-build" })
+	res, err := s.Prune(ctx, func(name, _ string) bool { return name == "debian:12-build" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,7 +60,7 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 		return nil, err
 	}
 	start := time.Now()
-	s.progress(Event{Stage: "image", Message: "checking base tarball"})
+	s.progress(ctx, Event{Stage: "image", Message: "checking base tarball"})
 	sum, _, err := sha256File(ctx, basePath, nil)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -86,60 +85,9 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 
 	tree := filepath.Join(b.dir, "root")
 	out := filepath.Join(b.dir, "out")
-	for _, d := range []string{tree, out} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, buildErr(err, "%s", what)
-		}
-	}
-	s.progress(Event{Stage: "image", Message: "extracting base"})
-	if err := r.run(ctx, b.dir, nil, "tar", "--extract", "--file="+basePath, "--directory="+tree,
-		"--numeric-owner", "--same-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*"); err != nil {
-		return nil, err
-	}
-	s.progress(Event{Stage: "image", Message: "installing guest agent"})
-	if err := customizeTree(tree, ag.path); err != nil {
-		return nil, buildErr(err, "%s: customizing the tree", what)
-	}
-	var pkgs []string
-	if err := r.run(ctx, b.dir, func(line string) {
-		if strings.Contains(line, "=") && !strings.ContainsAny(line, " \t") {
-			pkgs = append(pkgs, line)
-		}
-	}, "dpkg-query", "--admindir="+filepath.Join(tree, "var/lib/dpkg"), "-W", "-f=${Package}=${Version}\n"); err != nil {
-		return nil, err
-	}
-	sort.Strings(pkgs)
-
-	used, files := treeUsage(tree)
-	size := roundUp(used+used/5+imageHeadroom, 1<<20)
-	img := filepath.Join(out, rootfsFile)
-	if err := createSparse(img, size); err != nil {
-		return nil, buildErr(err, "%s", what)
-	}
-	args := []string{"-q", "-F", "-t", "ext4", "-L", "pyro-root", "-m", "0", "-d", tree, "-E", "root_owner=0:0"}
-	if need := files*2 + 16384; need > size/16384 {
-		args = append(args, "-N", strconv.FormatInt(need, 10))
-	}
-	s.progress(Event{Stage: "image", Message: fmt.Sprintf("creating ext4 image (%d MiB)", size>>20)})
-	if err := r.run(ctx, b.dir, nil, "mkfs.ext4", append(args, img)...); err != nil {
-		return nil, err
-	}
-	if err := fsutil.SyncFile(img); err != nil {
-		return nil, buildErr(err, "%s: syncing image", what)
-	}
-	// Shared by every VM as a read-only backing file.
-	if err := os.Chmod(img, 0o444); err != nil {
-		return nil, buildErr(err, "%s", what)
-	}
-	s.progress(Event{Stage: "image", Message: "hashing image"})
-	rsum, rsize, err := sha256File(ctx, img, func(done, total int64) {
-		s.progress(Event{Stage: "image", Message: "hashing image", Done: done, Total: total})
-	})
+	rootfs, pkgs, err := s.buildRootfs(ctx, r, what, debianSource{basePath: basePath}, tree, out, ag.path, 0)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctxError(ctx, what)
-		}
-		return nil, buildErr(err, "%s: hashing image", what)
+		return nil, err
 	}
 
 	now := time.Now().UTC()
@@ -152,13 +100,15 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 		Description:   e.Description,
 		CreatedAt:     now,
 		Kernel:        k,
-		Rootfs:        RootfsInfo{Path: filepath.Join(final, rootfsFile), SHA256: rsum, Size: rsize, DiskUsage: fsutil.DiskUsage(img)},
+		Rootfs:        rootfs,
 		AgentSHA256:   ag.sha256,
 		RecipeHash:    e.recipeHash(),
 		BaseSHA256:    base.SHA256,
 		Packages:      pkgs,
 		ImageRevision: imageRevision,
+		Source:        SourceDebian,
 	}
+	m.Rootfs.Path = filepath.Join(final, rootfsFile)
 	// The manifest goes in last; the directory appears in one rename.
 	if err := writeManifest(s.root, out, m); err != nil {
 		return nil, buildErr(err, "%s: writing manifest", what)
@@ -169,7 +119,7 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 	if err := s.replaceDir(out, final, b.dir); err != nil {
 		return nil, buildErr(err, "%s: installing %s", what, final)
 	}
-	s.progress(Event{Stage: "image", Message: fmt.Sprintf("%s %s ready in %s", e.Name, version, time.Since(start).Round(100*time.Millisecond))})
+	s.progress(ctx, Event{Stage: "image", Message: fmt.Sprintf("%s %s ready in %s", e.Name, version, time.Since(start).Round(100*time.Millisecond))})
 	return &Environment{Manifest: m, Dir: final, KernelPath: m.Kernel.Path, RootfsPath: m.Rootfs.Path}, nil
 }
 
@@ -187,6 +137,9 @@ func customizeTree(tree, agentPath string) error {
 		return err
 	}
 	defer agent.Close()
+	if err := baseDirs(root); err != nil {
+		return err
+	}
 	if err := replaceFile(root, agentGuestPath, agent, 0o755); err != nil {
 		return err
 	}
@@ -207,6 +160,30 @@ func customizeTree(tree, agentPath string) error {
 		return err
 	}
 	return speedUpLoginShells(root)
+}
+
+// baseDirs creates the directories the agent and the kernel expect when an
+// image lacks them (a busybox-only image may have nothing but /bin).
+func baseDirs(root *os.Root) error {
+	dirs := []struct {
+		name string
+		mode fs.FileMode
+	}{
+		{"sbin", 0o755}, {"etc", 0o755}, {"root", 0o700}, {"dev", 0o755}, {"proc", 0o555},
+		{"sys", 0o555}, {"run", 0o755}, {"tmp", fs.ModeSticky | 0o777},
+	}
+	for _, d := range dirs {
+		if _, err := root.Lstat(d.name); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := root.Mkdir(d.name, d.mode.Perm()); err != nil {
+			return err
+		}
+		if err := root.Chmod(d.name, d.mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loginShellEdits keep `sh -lc` (how every command runs) from spawning

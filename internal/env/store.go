@@ -15,6 +15,12 @@ type Options struct {
 	CacheDir  string      // empty: DefaultCacheDir()
 	AgentPath string      // host path to the static guest agent binary
 	Progress  func(Event) // may be nil; called from the building goroutine
+	// InsecureRegistries may be reached over plain HTTP (host[:port]).
+	InsecureRegistries []string
+	// PullAllowed, when set, decides which references Ensure may pull on
+	// first use (the normalized reference); nil allows every one. Explicit
+	// pulls (Pull) are not asked.
+	PullAllowed func(ref string) bool
 }
 
 // Event reports progress of long work.
@@ -33,6 +39,9 @@ type Info struct {
 	Version     string   `json:"version,omitempty"`
 	Packages    []string `json:"packages"` // the catalog's package list
 	RootfsSize  int64    `json:"rootfs_size,omitempty"`
+	DiskUsage   int64    `json:"disk_usage,omitempty"` // bytes the sparse image really takes
+	Source      string   `json:"source"`               // "debian" (catalog) or "oci"
+	Digest      string   `json:"digest,omitempty"`     // oci: the image's manifest digest
 }
 
 // Environment is an installed, valid environment version.
@@ -97,10 +106,21 @@ func (s *Store) CacheDir() string { return s.root }
 
 func (s *Store) init() error { return s.rootErr }
 
-func (s *Store) progress(ev Event) {
+func (s *Store) progress(ctx context.Context, ev Event) {
 	if s.opts.Progress != nil {
 		s.opts.Progress(ev)
 	}
+	if fn, ok := ctx.Value(progressKey{}).(func(Event)); ok {
+		fn(ev)
+	}
+}
+
+type progressKey struct{}
+
+// WithProgress returns a context whose store calls also report progress to
+// fn (a per-call listener, such as one MCP request's progress token).
+func WithProgress(ctx context.Context, fn func(Event)) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
 }
 
 func (s *Store) lockPath(name string) string { return filepath.Join(s.root, "locks", name+".lock") }
@@ -117,20 +137,28 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 	}
 	out := make([]Info, 0, len(catalog))
 	for _, e := range catalog {
-		info := Info{Name: e.Name, Description: e.Description, Packages: append([]string(nil), e.Include...)}
+		info := Info{Name: e.Name, Description: e.Description, Packages: append([]string(nil), e.Include...), Source: SourceDebian}
 		if in, _ := s.pick(e, ag.sha256, false); in != nil {
 			info.Installed = true
 			info.Version = in.version
 			info.RootfsSize = in.manifest.Rootfs.Size
+			info.DiskUsage = in.manifest.Rootfs.DiskUsage
 		}
 		out = append(out, info)
 	}
-	return out, nil
+	return append(out, s.listImages(ag.sha256)...), nil
 }
 
 // Get returns the installed environment: newest valid version built from
 // the current recipe and (when Options.AgentPath is set) the current agent.
 func (s *Store) Get(ctx context.Context, name string) (*Environment, error) {
+	if !IsCatalogName(name) {
+		in, err := s.getImage(ctx, name, false)
+		if err != nil {
+			return nil, err
+		}
+		return in.environment(), nil
+	}
 	e, err := lookup(name)
 	if err != nil {
 		return nil, err
@@ -153,6 +181,9 @@ func (s *Store) Get(ctx context.Context, name string) (*Environment, error) {
 // built with another agent. An install that appears while waiting for
 // another process's build is reused as is.
 func (s *Store) Ensure(ctx context.Context, name string) (*Environment, error) {
+	if !IsCatalogName(name) {
+		return s.ensureImage(ctx, name)
+	}
 	if _, err := lookup(name); err != nil {
 		return nil, err
 	}
@@ -168,7 +199,21 @@ func (s *Store) Ensure(ctx context.Context, name string) (*Environment, error) {
 // force re-runs mmdebstrap (fresh packages) and makes a new image; the
 // kernel is reused when intact (it is a function of config and source).
 func (s *Store) Pull(ctx context.Context, name string, force bool) (*Environment, error) {
-	return s.pull(ctx, name, force, true)
+	return s.PullWith(ctx, name, PullOptions{Force: force})
+}
+
+// PullWith is Pull with options. A name that is not in the catalog is an
+// image reference: resolved (registry, OCI layout or docker archive),
+// its layers fetched and converted; an unchanged digest already converted
+// with the current agent is a no-op unless opts.Force.
+func (s *Store) PullWith(ctx context.Context, name string, opts PullOptions) (*Environment, error) {
+	if !IsCatalogName(name) {
+		return s.pullImage(ctx, name, opts)
+	}
+	if opts.DiskSize != 0 {
+		return nil, errdefs.InvalidArgument("disk_size", "applies to image environments only; catalog environments are sized by pyro")
+	}
+	return s.pull(ctx, name, opts.Force, true)
 }
 
 func (s *Store) pull(ctx context.Context, name string, force, verify bool) (*Environment, error) {
@@ -203,7 +248,7 @@ func (s *Store) pull(ctx context.Context, name string, force, verify bool) (*Env
 			if kerr != nil || cur == in.manifest.Kernel.ConfigHash {
 				return s.verifyLocked(ctx, e, in, ag)
 			}
-			s.progress(Event{Stage: "env", Message: "guest kernel config or source changed: building a new version of " + name})
+			s.progress(ctx, Event{Stage: "env", Message: "guest kernel config or source changed: building a new version of " + name})
 		}
 	}
 	return s.build(ctx, e, ag, force)
@@ -238,6 +283,13 @@ func (s *Store) Verify(ctx context.Context, name string) (*Environment, error) {
 // Inspect returns the manifest of the installed environment (the one Get
 // would use, else the newest valid one whatever agent built it).
 func (s *Store) Inspect(ctx context.Context, name string) (*Manifest, error) {
+	if !IsCatalogName(name) {
+		in, err := s.getImage(ctx, name, true)
+		if err != nil {
+			return nil, err
+		}
+		return in.manifest, nil
+	}
 	e, err := lookup(name)
 	if err != nil {
 		return nil, err
@@ -258,7 +310,7 @@ func (s *Store) Inspect(ctx context.Context, name string) (*Manifest, error) {
 
 func (s *Store) lockEnv(ctx context.Context, e catalogEntry) (func(), error) {
 	return acquireLock(ctx, s.lockPath("env-"+slug(e.Name)), func() {
-		s.progress(Event{Stage: "env", Message: "waiting for another pyro process working on " + e.Name})
+		s.progress(ctx, Event{Stage: "env", Message: "waiting for another pyro process working on " + e.Name})
 	})
 }
 

@@ -35,6 +35,14 @@ const (
 	CodeVMMFailed          = "vmm_failed"
 	CodeCanceled           = "canceled"
 	CodeInternal           = "internal"
+	// OCI image environments.
+	CodeImageUnsafe    = "image_layer_unsafe"     // a layer entry would escape or abuse the staging tree
+	CodeImageCorrupt   = "image_corrupt"          // bytes do not match their digest, unreadable layer
+	CodeImageNoShell   = "image_no_shell"         // no /bin/sh: pyro runs every command through it
+	CodeImagePlatform  = "image_platform_missing" // no linux/amd64 image in the index
+	CodeImagePull      = "image_pull_failed"      // registry unreachable, refused, or answered badly
+	CodeRegistryAuth   = "registry_unauthorized"  // the registry wants (other) credentials
+	CodePullNotAllowed = "pull_not_allowed"       // the operator did not allow pulling this reference
 )
 
 // Error is a failure with a stable code, a message that says what to do next,

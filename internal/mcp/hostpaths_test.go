@@ -71,6 +71,10 @@ func TestHostPathsOutsideTheRootsAreDenied(t *testing.T) {
 		{"workspace_export", map[string]any{"workspace_id": "w", "path": "a", "output_path": filepath.Join(project, "x")}},
 		{"workspace_export", map[string]any{"workspace_id": "w", "path": "a", "output_path": filepath.Join(exports, "../outside/x")}},
 		{"workspace_disk_export", map[string]any{"workspace_id": "w", "output_path": filepath.Join(outside, "disk.raw")}},
+		// Environments that name host files are host paths too.
+		{"vm_run", map[string]any{"command": "true", "environment": "oci-layout:" + outside}},
+		{"workspace_create", map[string]any{"environment": "docker-archive:" + filepath.Join(outside, "canary")}},
+		{"vm_create", map[string]any{"environment": "oci-layout:" + filepath.Join(project, "etc-link")}},
 	}
 	for _, d := range denied {
 		isErr, text := callText(t, cs, d.tool, d.args)

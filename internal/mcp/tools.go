@@ -186,8 +186,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"duration_ms (whole call), boot_ms (VM boot), execution_mode (how the VM ran, e.g. guest_qemu_tcg), " +
 			"blocked_connections (with network: the DNS names and connections refused, each with its reason).",
 		InputSchema: inputSchema[vmRunInput](map[string]prop{
-			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
-				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"environment":      {desc: environmentDesc, def: pyro.DefaultEnvironment},
 			"command":          {desc: "Shell command, run by /bin/sh -lc in the guest as root, cwd /.", required: true},
 			"vcpu_count":       {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":          {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
@@ -227,8 +226,9 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{
 		Name: name,
-		Description: "List the environments (guest OS images) pyro can boot, with their packages and whether each is " +
-			"installed locally. An environment that is not installed is built on first use, which takes minutes.",
+		Description: "List the environments (guest OS images) pyro can boot: the catalog (source debian, with packages; " +
+			"one not installed is built on first use, which takes minutes) and the OCI images pulled here (source oci, " +
+			"with their digest). Any of these names works as environment.",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
 	}
 	addTool(s, d, t, handler(func(ctx context.Context, _ listEnvironmentsInput) (listEnvironmentsOutput, error) {
@@ -236,3 +236,12 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 		return listEnvironmentsOutput{Environments: envs}, err
 	}))
 }
+
+// environmentDesc describes the environment argument: a catalog name, or an
+// image reference (not a closed enum: images are open-ended).
+const environmentDesc = "Environment to boot: a catalog name (debian:12, debian:12-base, debian:12-build), " +
+	"or an OCI image reference already pulled or allowed by the operator (e.g. python:3.12-slim, " +
+	"ghcr.io/org/img:tag, registry.example.com/team/img@sha256:...). The image must have /bin/sh. " +
+	"vm_list_environments lists what is available locally; an image not in it is pulled on first use " +
+	"only if the server allows it (otherwise the error names the local environments). oci-layout:DIR and " +
+	"docker-archive:FILE name host paths, allowed only under the directories this server grants (see seed_path)."

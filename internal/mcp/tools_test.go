@@ -274,3 +274,25 @@ func TestBadArgumentsAreInvalidArgument(t *testing.T) {
 		}
 	}
 }
+
+// Environments are open-ended (image references): no closed enum, a
+// description that says what is accepted.
+func TestEnvironmentSchemasDescribeReferences(t *testing.T) {
+	tools := listTools(t, ProfileWorkspaceFull)
+	for _, name := range []string{"vm_run", "vm_create", "workspace_create"} {
+		b, _ := json.Marshal(tools[name].InputSchema)
+		var sch struct {
+			Properties map[string]struct {
+				Enum        []any  `json:"enum"`
+				Description string `json:"description"`
+			} `json:"properties"`
+		}
+		if err := json.Unmarshal(b, &sch); err != nil {
+			t.Fatal(err)
+		}
+		p := sch.Properties["environment"]
+		if len(p.Enum) != 0 || !strings.Contains(p.Description, "OCI image reference") || !strings.Contains(p.Description, "debian:12-build") {
+			t.Errorf("%s environment schema: %+v", name, p)
+		}
+	}
+}

@@ -31,8 +31,7 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Low-level: define a VM without booting it (vm_start boots it; vm_exec runs one command and then deletes it). Prefer vm_run for one-offs and workspaces for multi-step work. " + vmFields,
 		InputSchema: inputSchema[vmCreateInput](map[string]prop{
-			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
-				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
 			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
 			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
 			"ttl_seconds": {desc: "Delete the VM after this many seconds without activity.", def: pyro.DefaultVMTTLSeconds, min: ttlMin, max: ttlMax},

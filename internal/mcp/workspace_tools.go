@@ -64,8 +64,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"in secret_env, as an environment variable, and is shown as [REDACTED] in command, shell and service output, file reads, diffs, exported files and errors. " +
 			"seed_path: " + d.host.read + " " + workspaceFields,
 		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
-			"environment": {desc: "Environment to boot; see vm_list_environments.", def: pyro.DefaultEnvironment,
-				enum: []any{"debian:12", "debian:12-base", "debian:12-build"}},
+			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
 			"seed_path": {desc: "Host directory, .tar, .tar.gz or .tgz whose content becomes /workspace (the baseline). " + d.host.read +
 				" Omit it to seed from the Git-tracked files of the server's project (when it has one); seed_skipped lists files left out."},
 			"name":        {desc: "Optional unique name to address the workspace by."},
