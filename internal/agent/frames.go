@@ -18,9 +18,19 @@ type frameWriter struct {
 	mu   sync.Mutex
 	conn net.Conn
 	err  error
+	// flush, when set, runs before a FrameResult goes out; if it fails the
+	// call answers an error instead (success means the writes are on disk).
+	flush func() error
 }
 
 func (f *frameWriter) frame(kind byte, payload []byte) error {
+	if kind == agentproto.FrameResult && f.flush != nil {
+		if err := f.flush(); err != nil {
+			kind = agentproto.FrameError
+			payload, _ = json.Marshal(wireError(agentproto.ErrCodeInternal,
+				"the call finished but flushing %s to disk failed: %v", agentproto.WorkspaceRoot, err))
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err == nil {

@@ -24,7 +24,9 @@ import (
 // ProtocolVersion is bumped on every change of agent behaviour or wire format.
 // The host refuses an agent that reports another version.
 // 4 adds HelloRequest.Network: the agent configures the guest's network interface.
-const ProtocolVersion = 4
+// 5: exec, put_archive, service_start and shell flush the workspace's
+// filesystem (syncfs) before their FrameResult: a result means "on disk".
+const ProtocolVersion = 5
 
 // PortName is the virtio-serial port name the agent listens on.
 const PortName = "org.pyro.agent"
