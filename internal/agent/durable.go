@@ -3,6 +3,8 @@
 package agent
 
 import (
+	"errors"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
@@ -21,9 +23,13 @@ func mutates(op string) bool {
 
 // syncfs writes the filesystem holding dir to its disk and waits for the
 // disk's flush: with QEMU's cache=writeback that flush reaches the host file
-// (fdatasync), and only then does the call answer.
+// (fdatasync), and only then does the call answer. A guest without dir has
+// nothing there to flush.
 func syncfs(dir string) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
