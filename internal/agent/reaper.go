@@ -3,10 +3,13 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // reaper owns wait4 for the whole process. As PID 1 the agent inherits every
@@ -17,6 +20,9 @@ type reaper struct {
 	// that exits immediately is only reaped once its waiter is registered.
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
+	// groups, when set (PID 1 with cgroups), puts every started process in
+	// its own limited cgroup (cgroup.go).
+	groups *cgroups
 }
 
 var (
@@ -66,6 +72,21 @@ func (r *reaper) reap() {
 func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.groups != nil {
+		fd, err := r.groups.open()
+		if err != nil {
+			return 0, nil, fmt.Errorf("making the command's cgroup: %w", err)
+		}
+		defer unix.Close(fd)
+		var sys syscall.SysProcAttr // the caller's attr stays as it was
+		if attr.Sys != nil {
+			sys = *attr.Sys
+		}
+		sys.UseCgroupFD, sys.CgroupFD = true, fd
+		a := *attr
+		a.Sys = &sys
+		attr = &a
+	}
 	pid, err := syscall.ForkExec(argv0, argv, attr)
 	if err != nil {
 		return 0, nil, err

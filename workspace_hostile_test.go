@@ -1,0 +1,149 @@
+package pyro_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/testutil"
+	"github.com/pyrovm/pyro/internal/vm"
+)
+
+// mustExec runs command in the workspace and wants exit 0.
+func mustExec(t *testing.T, c *pyro.Client, id, command string) *pyro.WorkspaceExecResult {
+	t.Helper()
+	r, err := c.ExecWorkspace(t.Context(), pyro.WorkspaceExecRequest{Workspace: id, Command: command, TimeoutSeconds: 60})
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("%q: %v %+v", command, err, r)
+	}
+	return r
+}
+
+// killVMM kill -9s a workspace's QEMU and waits for its supervisor to notice
+// and go.
+func killVMM(t *testing.T, state, id string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "workspaces", id, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Pid    int
+		VMMPid int `json:"vmm_pid"`
+	}
+	if err := json.Unmarshal(b, &info); err != nil || info.VMMPid == 0 {
+		t.Fatalf("supervisor.json %s: %v", b, err)
+	}
+	syscall.Kill(info.VMMPid, syscall.SIGKILL)
+	for deadline := time.Now().Add(30 * time.Second); vm.Alive(info.Pid, 0); {
+		if time.Now().After(deadline) {
+			t.Fatalf("supervisor %d still alive 30 s after its QEMU was killed", info.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	testutil.WaitProcessesGone(state, 10*time.Second)
+}
+
+// What a call answered as done is on disk: it survives kill -9 of the
+// supervisor and of QEMU right after the answer (no sync by the command).
+func TestWorkspaceCompletedWritesSurviveKill(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	w := createWorkspace(t, c, "debian:12")
+	for _, kill := range []struct {
+		name string
+		fn   func(t *testing.T, state, id string)
+	}{{"supervisor", killSupervisor}, {"qemu", killVMM}} {
+		mustExec(t, c, w.WorkspaceID, "echo late > n-"+kill.name+".txt && rm -f gone")
+		if _, err := c.WriteWorkspaceFile(ctx, w.WorkspaceID, "w-"+kill.name+".txt", []byte("written")); err != nil {
+			t.Fatal(err)
+		}
+		kill.fn(t, state, w.WorkspaceID)
+		if s, err := c.WorkspaceStatus(ctx, w.WorkspaceID); err != nil || s.State != "stopped" {
+			t.Fatalf("after kill -9 of %s: %v %+v", kill.name, err, s)
+		}
+		if _, err := c.StartWorkspace(ctx, w.WorkspaceID); err != nil {
+			t.Fatal(err)
+		}
+		r := mustExec(t, c, w.WorkspaceID, "cat n-"+kill.name+".txt w-"+kill.name+".txt; test ! -e gone")
+		if r.Stdout != "late\nwritten" {
+			t.Fatalf("after kill -9 of %s and start: %q", kill.name, r.Stdout)
+		}
+		mustExec(t, c, w.WorkspaceID, "touch gone")
+	}
+}
+
+// A guest root process cannot reach the agent's channel: the issue's exact
+// attack (pidfd_getfd of PID 1's fd 3, then a fake header announcing a
+// 256 MiB body) no longer stalls the host, and the kernel refuses the steal.
+func TestWorkspaceAgentChannelUnreachable(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	w := createWorkspace(t, c, "debian:12")
+	attack := `perl -e '$p=syscall(434,1,0);$fd=syscall(438,$p,3,0);open($fh,">&=",$fd);syswrite($fh,pack("CCnNN",0,0,0,0x7ffffff1,0x10000000));sleep 1'`
+	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: attack, TimeoutSeconds: 20}); err != nil {
+		t.Fatalf("attack exec: %v", err)
+	}
+	r := mustExec(t, c, w.WorkspaceID, `perl -e '$p=syscall(434,1,0); $fd=syscall(438,$p,3,0); print $fd < 0 ? "refused: ".($!+0) : "stole $fd"'; echo; grep CapBnd /proc/self/status`)
+	if !strings.HasPrefix(r.Stdout, "refused: 1\n") { // EPERM
+		t.Fatalf("pidfd_getfd of the agent's fd: %q", r.Stdout)
+	}
+	if s, err := c.WorkspaceStatus(ctx, w.WorkspaceID); err != nil || s.State != "running" {
+		t.Fatalf("status: %v %+v", err, s)
+	}
+	// Root commands still trace their own children.
+	mustExec(t, c, w.WorkspaceID, `sleep 5 & perl -e '$p=syscall(434,$ARGV[0],0); syscall(438,$p,0,0) >= 0 or die "getfd: $!"' $!; kill $!`)
+}
+
+// Signals a guest process can send PID 1 do not end the agent.
+func TestWorkspaceAgentSurvivesSignals(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	w := createWorkspace(t, c, "debian:12")
+	var sends []string
+	for _, sig := range []string{"SEGV", "BUS", "FPE", "ILL", "TRAP", "ABRT", "SYS", "QUIT", "TERM", "INT", "HUP", "USR1", "USR2", "PIPE", "ALRM", "STKFLT", "XCPU", "PWR"} {
+		sends = append(sends, "kill -"+sig+" 1")
+	}
+	mustExec(t, c, w.WorkspaceID, strings.Join(sends, "; ")+"; sleep 1")
+	if r := mustExec(t, c, w.WorkspaceID, "echo alive"); r.Stdout != "alive\n" {
+		t.Fatalf("after the signals: %q", r.Stdout)
+	}
+}
+
+// A fork bomb and a memory hog stay inside the commands' cgroup limits: the
+// agent keeps answering and later commands keep their timeouts.
+func TestWorkspaceForkBombAndMemoryHogBounded(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	w := createWorkspace(t, c, "debian:12")
+	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "bomb() { bomb | bomb & }; bomb", TimeoutSeconds: 10}); err != nil {
+		t.Fatalf("bomb: %v", err)
+	}
+	time.Sleep(5 * time.Second) // let it grow to its limit
+	for range 3 {
+		r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true", TimeoutSeconds: 5})
+		if err != nil || r.ExitCode != 0 {
+			t.Fatalf("true during the bomb: %v %+v", err, r)
+		}
+	}
+	r := mustExec(t, c, w.WorkspaceID, "cat /sys/fs/cgroup/pyro-commands/pids.current")
+	if n, err := strconv.Atoi(strings.TrimSpace(r.Stdout)); err != nil || n > 2048 {
+		t.Fatalf("commands' pids: %q", r.Stdout)
+	}
+	// A memory hog is killed inside its cgroup, not the agent.
+	hog, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID,
+		Command: `perl -e 'push @a, "x" x (1<<20) while 1'`, TimeoutSeconds: 60})
+	if err != nil || hog.ExitCode == 0 || hog.TimedOut {
+		t.Fatalf("memory hog: %v %+v", err, hog)
+	}
+	if r := mustExec(t, c, w.WorkspaceID, "echo alive"); r.Stdout != "alive\n" {
+		t.Fatalf("after the hog: %q", r.Stdout)
+	}
+	_, _ = c.StopWorkspace(context.WithoutCancel(ctx), w.WorkspaceID)
+}
