@@ -48,6 +48,7 @@ func New(conn net.Conn) (*Client, error) {
 	cfg.LogOutput = io.Discard
 	cfg.ConnectionWriteTimeout = 30 * time.Second
 	cfg.StreamOpenTimeout = 0 // opening must not fail while the guest is still booting
+	cfg.MaxStreamWindowSize = yamuxMaxDataBody // what guardConn lets through
 	s, err := yamux.Client(conn, cfg)
 	if err != nil {
 		return nil, err
