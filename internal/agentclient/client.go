@@ -340,7 +340,7 @@ const CodeAgentUnavailable = "agent_unavailable"
 
 func unavailable(err error) error {
 	return errdefs.Wrap(err, errdefs.ErrUnavailable, CodeAgentUnavailable,
-		"guest agent connection lost: the VM is being stopped; run \"pyro workspace start\" (or run again)")
+		"guest agent connection lost (a workspace's VM is stopped then: \"pyro workspace start\" boots it again from its disk)")
 }
 
 func protocolErr(format string, args ...any) error {
