@@ -47,7 +47,7 @@ func New(conn net.Conn) (*Client, error) {
 	cfg.EnableKeepAlive = false // TCG guests can stall for seconds; liveness is the VMM's job
 	cfg.LogOutput = io.Discard
 	cfg.ConnectionWriteTimeout = 30 * time.Second
-	cfg.StreamOpenTimeout = 0 // opening must not fail while the guest is still booting
+	cfg.StreamOpenTimeout = 0                  // opening must not fail while the guest is still booting
 	cfg.MaxStreamWindowSize = yamuxMaxDataBody // what guardConn lets through
 	s, err := yamux.Client(conn, cfg)
 	if err != nil {
