@@ -49,7 +49,8 @@ func setupCgroups() *cgroups {
 
 func setupCgroupsErr() error {
 	// cpu is optional: with it, the agent competes with all commands as one
-	// peer rather than with each of their processes.
+	// peer rather than with each of their processes (the kernel needs
+	// CONFIG_FAIR_GROUP_SCHED for it).
 	_ = writeCgroup(cgroupRoot, "cgroup.subtree_control", "+cpu")
 	if err := writeCgroup(cgroupRoot, "cgroup.subtree_control", "+pids +memory"); err != nil {
 		return err
@@ -66,7 +67,13 @@ func setupCgroupsErr() error {
 			return err
 		}
 	}
-	return writeCgroup(commandsGroup, "cgroup.subtree_control", "+pids +memory")
+	if err := writeCgroup(commandsGroup, "cgroup.subtree_control", "+pids +memory"); err != nil {
+		return err
+	}
+	// Each command's group a CPU peer of the others: a bomb's hundreds of
+	// processes then get one share, and the next command another.
+	_ = writeCgroup(commandsGroup, "cgroup.subtree_control", "+cpu")
+	return nil
 }
 
 // open makes a new group for one process and returns an fd for
