@@ -53,7 +53,7 @@ func killVMM(t *testing.T, state, id string) {
 
 // What a call answered as done is on disk: it survives kill -9 of the
 // supervisor and of QEMU right after the answer (no sync by the command).
-func TestWorkspaceCompletedWritesSurviveKill(t *testing.T) {
+func TestWorkspaceDurableWrites(t *testing.T) {
 	c, state := newWorkspaceClient(t)
 	ctx := t.Context()
 	w := createWorkspace(t, c, "debian:12")
@@ -120,7 +120,7 @@ func TestWorkspaceAgentSurvivesSignals(t *testing.T) {
 
 // A fork bomb and a memory hog stay inside the commands' cgroup limits: the
 // agent keeps answering and later commands keep their timeouts.
-func TestWorkspaceForkBombAndMemoryHogBounded(t *testing.T) {
+func TestWorkspaceForkBombBounded(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
 	ctx := t.Context()
 	w := createWorkspace(t, c, "debian:12")
@@ -148,4 +148,51 @@ func TestWorkspaceForkBombAndMemoryHogBounded(t *testing.T) {
 		t.Fatalf("after the hog: %q", r.Stdout)
 	}
 	_, _ = c.StopWorkspace(context.WithoutCancel(ctx), w.WorkspaceID)
+}
+
+// A guest that stops answering (its QEMU frozen with SIGSTOP) costs a call
+// its timeout plus the host's grace, not minutes: the host gives the agent
+// session up with agent_unavailable, the workspace reads stopped, and start
+// brings it back with every answered write.
+func TestWorkspaceFrozenGuestBounded(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	w := createWorkspace(t, c, "debian:12")
+	mustExec(t, c, w.WorkspaceID, "echo kept > note")
+	b, err := os.ReadFile(filepath.Join(state, "workspaces", w.WorkspaceID, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Pid    int
+		VMMPid int `json:"vmm_pid"`
+	}
+	if err := json.Unmarshal(b, &info); err != nil || info.VMMPid == 0 {
+		t.Fatalf("supervisor.json %s: %v", b, err)
+	}
+	syscall.Kill(info.VMMPid, syscall.SIGSTOP)
+	defer syscall.Kill(info.VMMPid, syscall.SIGCONT)
+	_, err = c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true", TimeoutSeconds: 1})
+	if code := pyro.ErrorCode(err); code != "agent_unavailable" {
+		t.Fatalf("exec on a frozen guest: %v (code %q)", err, code)
+	}
+	for deadline := time.Now().Add(30 * time.Second); vm.Alive(info.Pid, 0); {
+		if time.Now().After(deadline) {
+			t.Fatalf("supervisor %d still alive 30 s after giving its agent up", info.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	testutil.WaitProcessesGone(state, 10*time.Second)
+	if s, err := c.WorkspaceStatus(ctx, w.WorkspaceID); err != nil || s.State != "stopped" {
+		t.Fatalf("status: %v %+v", err, s)
+	}
+	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true"}); pyro.ErrorCode(err) != "workspace_stopped" {
+		t.Fatalf("exec on the stopped workspace: %v", err)
+	}
+	if _, err := c.StartWorkspace(ctx, w.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustExec(t, c, w.WorkspaceID, "cat note"); r.Stdout != "kept\n" {
+		t.Fatalf("after start: %q", r.Stdout)
+	}
 }
