@@ -35,8 +35,9 @@ var errProtocol = errors.New("guest broke the agent protocol")
 // frame header the guest sends before yamux acts on it. The stream library
 // trusts its peer: a data frame for an unknown stream announcing 256 MiB made
 // it wait for that body for minutes while every other call stalled. Here a
-// header with a body above the window, an unknown version or type, or a
-// stream opened by the guest (only the host opens streams) ends the session
+// header with a body above the window, an unknown version or type, a
+// go-away, or a stream opened by the guest (only the host opens streams)
+// ends the session
 // at once, and so does a frame that does not arrive in full within
 // frameStall. Idle time between frames is not bounded: calls bound that.
 type guardConn struct {
@@ -111,6 +112,10 @@ func (g *guardConn) check() error {
 		return fmt.Errorf("%w: frame type %d", errProtocol, typ)
 	case flags&yamuxFlagSYN != 0 && typ != 2: // 2 is ping, whose SYN is a ping request
 		return fmt.Errorf("%w: the guest tried to open a stream", errProtocol)
+	case typ == yamuxTypeGoAway:
+		// The agent never sends one; yamux would keep the session open but
+		// refuse every new call, while the VM looked healthy.
+		return fmt.Errorf("%w: the guest sent go-away", errProtocol)
 	case typ == yamuxTypeData && length > yamuxMaxDataBody:
 		return fmt.Errorf("%w: a frame announced %d bytes, above the %d-byte window", errProtocol, length, yamuxMaxDataBody)
 	}

@@ -120,6 +120,9 @@ func TestGuardRefusesGuestStreamsAndGarbage(t *testing.T) {
 
 	c, raw = hostileGuest(t, func(net.Conn) { select {} })
 	execUntilGiveUp(t, c, func() { raw.Write([]byte("\x07garbage from a guest process")) }, "frame version 7")
+
+	c, raw = hostileGuest(t, func(net.Conn) { select {} })
+	execUntilGiveUp(t, c, func() { raw.Write(yamuxHeader(yamuxTypeGoAway, 0, 0, 0)) }, "go-away")
 }
 
 // An agent that does not answer an exec within its timeout plus the grace:
