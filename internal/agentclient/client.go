@@ -24,8 +24,10 @@ import (
 // waits for the agent's answer before it gives the session up.
 const Grace = 15 * time.Second
 
-// quickBound bounds calls that only read or change agent state (hello after
-// boot, sync, service status, list, logs and stop on top of its grace).
+// quickBound bounds calls that should answer at once: sync, shutdown, and
+// service status, list, logs and stop (stop on top of its grace). Hello is
+// bounded by its caller (the boot timeout); archives and shells, whose size
+// or life is the caller's, only by the frame guard and the caller.
 const quickBound = 60 * time.Second
 
 // Client talks to one guest agent.
