@@ -96,9 +96,9 @@ func shieldSignals() {
 // CAP_SYS_PTRACE once the target is not dumpable (__ptrace_may_access). So
 // the agent makes itself non-dumpable (children are dumpable again after
 // exec) and drops CAP_SYS_PTRACE from the bounding set of every thread, so
-// that no command it starts can hold it. Root commands can still trace
-// their own children (same uid, dumpable): strace and gdb of a program they
-// start work.
+// that no command it starts can hold it. Root commands can still trace any
+// dumpable root process (same uid needs no capability): strace -p and
+// gdb -p work.
 func guardChannel() {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		log.Printf("PR_SET_DUMPABLE: %v", err)
