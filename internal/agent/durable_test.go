@@ -3,10 +3,12 @@
 package agent
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
@@ -36,5 +38,28 @@ func TestMutatingCallsFlushBeforeAnswering(t *testing.T) {
 		Exec: &agentproto.ExecRequest{Argv: []string{"/bin/true"}}}))
 	if r.err != nil || r.result == nil {
 		t.Fatalf("exec: %+v", r.err)
+	}
+}
+
+// A flush that takes a while is announced before the result, so the host
+// extends the call's bound instead of giving the session up.
+func TestSlowFlushAnnounced(t *testing.T) {
+	agentEnd, hostEnd := net.Pipe()
+	defer hostEnd.Close()
+	fw := &frameWriter{conn: agentEnd, flush: func() error { time.Sleep(flushNotice + 300*time.Millisecond); return nil }}
+	go func() {
+		_ = fw.json(agentproto.FrameResult, agentproto.ExecResult{})
+		agentEnd.Close()
+	}()
+	var kinds []byte
+	for {
+		kind, _, err := agentproto.ReadFrame(hostEnd)
+		if err != nil {
+			break
+		}
+		kinds = append(kinds, kind)
+	}
+	if string(kinds) != string([]byte{agentproto.FrameFlushing, agentproto.FrameResult}) {
+		t.Fatalf("frames %v, want flushing then result", kinds)
 	}
 }

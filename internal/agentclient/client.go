@@ -35,6 +35,7 @@ type Client struct {
 	session *yamux.Session
 	guard   *guardConn
 	grace   time.Duration // Grace; shorter in tests
+	flush   time.Duration // agentproto.FlushBound; shorter in tests
 
 	mu     sync.Mutex
 	broken error // why the host gave the session up, if it did
@@ -55,7 +56,7 @@ func New(conn net.Conn) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{session: s, guard: guard, grace: Grace}, nil
+	return &Client{session: s, guard: guard, grace: Grace, flush: agentproto.FlushBound}, nil
 }
 
 // Close ends the session.
@@ -102,19 +103,19 @@ func (c *Client) call(ctx context.Context, req agentproto.Request, bound time.Du
 		return nil, unavailable(c.cause(err))
 	}
 	cl := &call{Stream: st, ctx: ctx, client: c}
-	var timer *time.Timer
 	if bound > 0 {
-		timer = time.AfterFunc(bound, func() {
+		cl.timer = time.AfterFunc(bound, func() {
 			cl.overrun.Store(true)
-			c.giveUp(fmt.Errorf("the guest agent did not answer %s within %s", req.Op, bound))
+			c.giveUp(fmt.Errorf("the guest agent did not answer %s within its bound (%s, plus %s once flushing)",
+				req.Op, bound, c.flush))
 			cl.end()
 		})
 	}
 	stop := context.AfterFunc(ctx, cl.end)
 	cl.done = func() {
 		stop()
-		if timer != nil {
-			timer.Stop()
+		if cl.timer != nil {
+			cl.timer.Stop()
 		}
 		st.Close()
 	}
@@ -136,10 +137,25 @@ func (c *Client) cause(err error) error {
 // call is one stream and what ends it.
 type call struct {
 	*yamux.Stream
-	ctx     context.Context
-	done    func()
-	overrun atomic.Bool
-	client  *Client
+	ctx      context.Context
+	done     func()
+	timer    *time.Timer // the host-side bound; nil when unbounded
+	extended bool        // the bound was extended for a flush (once only)
+	overrun  atomic.Bool
+	client   *Client
+}
+
+// flushing extends the bound once by agentproto.FlushBound: the agent said
+// its work is done and it is flushing the workspace to disk. Only the
+// call's one reader calls it.
+func (cl *call) flushing() {
+	if cl.timer == nil || cl.extended {
+		return
+	}
+	cl.extended = true
+	if cl.timer.Stop() { // false: the bound already passed
+		cl.timer.Reset(cl.client.flush)
+	}
 }
 
 func (cl *call) end() {
@@ -229,6 +245,8 @@ func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecRes
 		}
 		switch kind {
 		case agentproto.FrameStarted:
+		case agentproto.FrameFlushing:
+			st.flushing()
 		case agentproto.FrameStdout:
 			stdout.write(payload)
 		case agentproto.FrameStderr:
@@ -279,6 +297,12 @@ func readResult(st *call, v any) error {
 	kind, payload, err := agentproto.ReadFrame(st)
 	if err != nil {
 		return st.err(err)
+	}
+	if kind == agentproto.FrameFlushing {
+		st.flushing()
+		if kind, payload, err = agentproto.ReadFrame(st); err != nil {
+			return st.err(err)
+		}
 	}
 	switch kind {
 	case agentproto.FrameResult:

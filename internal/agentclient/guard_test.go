@@ -160,3 +160,32 @@ func TestGuardPassesRealTraffic(t *testing.T) {
 		t.Fatal(c.Err())
 	}
 }
+
+// A slow flush announced by the agent extends an exec's bound, once.
+// Margins are seconds wide: only the extension decides the outcome.
+func TestFlushingExtendsBoundOnce(t *testing.T) {
+	answer := func(flushes int, gap, last time.Duration) func(net.Conn) {
+		return func(st net.Conn) {
+			for range flushes {
+				time.Sleep(gap)
+				agentproto.WriteFrame(st, agentproto.FrameFlushing, nil)
+			}
+			time.Sleep(last)
+			agentproto.WriteJSON(st, agentproto.FrameResult, agentproto.ExecResult{})
+		}
+	}
+	req := agentproto.ExecRequest{Argv: []string{"true"}, TimeoutMs: 100}
+	// Bound 1.1 s, extended at 0.2 s to 3.2 s; the result comes at 2.2 s.
+	c, _ := hostileGuest(t, answer(1, 200*time.Millisecond, 2*time.Second))
+	c.grace, c.flush = time.Second, 3*time.Second
+	if _, err := c.Exec(t.Context(), req); err != nil {
+		t.Fatalf("exec with a slow flush: %v", err)
+	}
+	// Flushes announced every second: one extension ends the call at 4 s,
+	// before the result at 7 s; extensions without limit would reach it.
+	c, _ = hostileGuest(t, answer(5, time.Second, 2*time.Second))
+	c.grace, c.flush = time.Second, 3*time.Second
+	if _, err := c.Exec(t.Context(), req); errdefs.CodeOf(err) != CodeAgentUnavailable {
+		t.Fatalf("exec extended more than once: %v", err)
+	}
+}

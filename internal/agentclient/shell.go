@@ -73,6 +73,7 @@ func (s *Shell) Read(p []byte) (int, error) {
 			return 0, s.c.streamErr(context.Background(), err)
 		}
 		switch kind {
+		case agentproto.FrameFlushing: // the shell ended; its result follows
 		case agentproto.FrameStdout:
 			s.pending = payload
 		case agentproto.FrameResult:
