@@ -22,7 +22,7 @@ import (
 
 // Grace is how long past a call's own bound (an exec's timeout) the host
 // waits for the agent's answer before it gives the session up.
-const Grace = 15 * time.Second
+const Grace = 30 * time.Second
 
 // quickBound bounds calls that should answer at once: sync, shutdown, and
 // service status, list, logs and stop (stop on top of its grace). Hello is
