@@ -3,7 +3,7 @@
 package agent
 
 import (
-	"fmt"
+	"log"
 	"os"
 	"os/signal"
 	"sync"
@@ -68,15 +68,23 @@ func (r *reaper) reap() {
 	}
 }
 
+// groupFD is a new cgroup for the next process, or -1 without cgroups.
+func (r *reaper) groupFD() (int, error) {
+	if r.groups == nil {
+		return -1, nil
+	}
+	return r.groups.open()
+}
+
 // start forks and execs argv0; the returned channel receives the exit status.
 func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.groups != nil {
-		fd, err := r.groups.open()
-		if err != nil {
-			return 0, nil, fmt.Errorf("making the command's cgroup: %w", err)
-		}
+	if fd, err := r.groupFD(); err != nil {
+		// A root command may have torn the tree down (it can also leave it):
+		// the command runs without limits rather than not at all.
+		log.Printf("command runs without its cgroup: %v", err)
+	} else if fd >= 0 {
 		defer unix.Close(fd)
 		var sys syscall.SysProcAttr // the caller's attr stays as it was
 		if attr.Sys != nil {
