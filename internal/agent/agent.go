@@ -122,6 +122,10 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 	if err := json.Unmarshal(payload, &req); err != nil {
 		return wireError(agentproto.ErrCodeBadRequest, "decoding request: %v", err)
 	}
+	if mutates(req.Op) {
+		root := s.workspaceRoot()
+		fw.flush = func() error { return syncfs(root) }
+	}
 	switch req.Op {
 	case agentproto.OpHello:
 		return s.helloCall(fw, req.Hello)

@@ -109,6 +109,7 @@ func tryReadReply(stream net.Conn) (reply, error) {
 			r.stdout = append(r.stdout, payload...)
 		case agentproto.FrameStderr:
 			r.stderr = append(r.stderr, payload...)
+		case agentproto.FrameFlushing: // a slow flush on a loaded host
 		case agentproto.FrameResult:
 			r.result = payload
 			return r, nil

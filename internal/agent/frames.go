@@ -18,9 +18,24 @@ type frameWriter struct {
 	mu   sync.Mutex
 	conn net.Conn
 	err  error
+	// flush, when set, runs before a FrameResult goes out; if it fails the
+	// call answers an error instead (success means the writes are on disk).
+	flush func() error
 }
 
 func (f *frameWriter) frame(kind byte, payload []byte) error {
+	if kind == agentproto.FrameResult && f.flush != nil {
+		if err := f.flushNoticed(); err != nil {
+			kind = agentproto.FrameError
+			payload, _ = json.Marshal(wireError(agentproto.ErrCodeInternal,
+				"the call finished but flushing %s to disk failed: %v", agentproto.WorkspaceRoot, err))
+		}
+	}
+	return f.frameLocked(kind, payload)
+}
+
+// frameLocked writes one frame under the writer's lock.
+func (f *frameWriter) frameLocked(kind byte, payload []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err == nil {
@@ -35,6 +50,24 @@ func (f *frameWriter) json(kind byte, v any) error {
 		return err
 	}
 	return f.frame(kind, b)
+}
+
+// flushNotice is how long a flush runs before the host is told about it
+// (FrameFlushing), so that it waits for the result beyond the call's bound.
+const flushNotice = time.Second
+
+func (f *frameWriter) flushNoticed() error {
+	done := make(chan error, 1)
+	go func() { done <- f.flush() }()
+	t := time.NewTimer(flushNotice)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		_ = f.frameLocked(agentproto.FrameFlushing, nil)
+		return <-done
+	}
 }
 
 // fail sends the final error frame; if the stream is already broken there is

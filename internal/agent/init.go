@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -48,6 +49,7 @@ var devLinks = map[string]string{
 // kernel panic from PID 1 exiting.
 func initSystem() {
 	shieldSignals()
+	guardChannel()
 	for _, m := range systemMounts {
 		if err := mountOnce(m); err != nil {
 			log.Printf("mount %s: %v", m.target, err)
@@ -76,15 +78,38 @@ func initSystem() {
 // handles them all and exits on these when nobody listens (a guest command
 // doing `kill -TERM 1` would panic the kernel). Listening keeps them from
 // being ignored (SIG_IGN), which commands would inherit across exec.
+// SEGV, BUS and FPE sent by kill (si_code SI_USER) are delivered to a
+// listener by the runtime (sigFromUser in runtime/signal_unix.go) instead
+// of crashing it; a real fault still panics, as it must.
 func shieldSignals() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGABRT, unix.SIGTERM,
-		unix.SIGILL, unix.SIGTRAP, unix.SIGSTKFLT, unix.SIGSYS)
+		unix.SIGILL, unix.SIGTRAP, unix.SIGSTKFLT, unix.SIGSYS, unix.SIGSEGV, unix.SIGBUS, unix.SIGFPE)
 	go func() {
 		for sig := range sigs {
 			log.Printf("ignoring signal %v", sig)
 		}
 	}()
+}
+
+// guardChannel keeps guest commands away from the agent's channel. A root
+// command could copy the agent's virtio-serial fd (pidfd_getfd, ptrace,
+// /proc/1/fd) and write frames into the host session. All three need ptrace
+// access to PID 1, which the kernel refuses to a caller without
+// CAP_SYS_PTRACE once the target is not dumpable (__ptrace_may_access). So
+// the agent makes itself non-dumpable (children are dumpable again after
+// exec) and drops CAP_SYS_PTRACE from the bounding set of every thread, so
+// that no command it starts can hold it. Root commands can still trace any
+// dumpable root process (same uid needs no capability): strace -p and
+// gdb -p work.
+func guardChannel() {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		log.Printf("PR_SET_DUMPABLE: %v", err)
+	}
+	// The bounding set is per thread and a fork copies the forking thread's.
+	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, unix.CAP_SYS_PTRACE, 0); errno != 0 {
+		log.Printf("dropping CAP_SYS_PTRACE from the bounding set: %v", errno)
+	}
 }
 
 // mountOnce mounts m, treating "already mounted" as success.

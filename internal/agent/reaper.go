@@ -3,10 +3,13 @@
 package agent
 
 import (
+	"log"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // reaper owns wait4 for the whole process. As PID 1 the agent inherits every
@@ -17,6 +20,9 @@ type reaper struct {
 	// that exits immediately is only reaped once its waiter is registered.
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
+	// groups, when set (PID 1 with cgroups), puts every started process in
+	// its own limited cgroup (cgroup.go).
+	groups *cgroups
 }
 
 var (
@@ -62,10 +68,33 @@ func (r *reaper) reap() {
 	}
 }
 
+// groupFD is a new cgroup for the next process, or -1 without cgroups.
+func (r *reaper) groupFD() (int, error) {
+	if r.groups == nil {
+		return -1, nil
+	}
+	return r.groups.open()
+}
+
 // start forks and execs argv0; the returned channel receives the exit status.
 func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if fd, err := r.groupFD(); err != nil {
+		// A root command may have torn the tree down (it can also leave it):
+		// the command runs without limits rather than not at all.
+		log.Printf("command runs without its cgroup: %v", err)
+	} else if fd >= 0 {
+		defer unix.Close(fd)
+		var sys syscall.SysProcAttr // the caller's attr stays as it was
+		if attr.Sys != nil {
+			sys = *attr.Sys
+		}
+		sys.UseCgroupFD, sys.CgroupFD = true, fd
+		a := *attr
+		a.Sys = &sys
+		attr = &a
+	}
 	pid, err := syscall.ForkExec(argv0, argv, attr)
 	if err != nil {
 		return 0, nil, err

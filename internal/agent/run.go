@@ -31,7 +31,13 @@ func Run() {
 		opts.PowerOff = powerOff
 	}
 	// Reap orphans from the start, not only once the first command ran.
-	sharedReaper()
+	r := sharedReaper()
+	if os.Getpid() == 1 {
+		groups := setupCgroups()
+		r.mu.Lock()
+		r.groups = groups
+		r.mu.Unlock()
+	}
 	for {
 		serveOnce(opts)
 	}

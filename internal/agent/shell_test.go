@@ -63,6 +63,7 @@ func (c *shellClient) read() {
 		switch {
 		case err != nil:
 			c.err = err
+		case kind == agentproto.FrameFlushing: // a slow flush on a loaded host
 		case kind == agentproto.FrameStdout:
 			c.out.Write(payload)
 		case kind == agentproto.FrameResult:

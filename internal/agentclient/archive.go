@@ -44,11 +44,11 @@ func tarAllowance(maxBytes int64) int64 {
 // delays the return. An error reading tarStream cancels the call (the agent
 // stops; what it already extracted stays) and is returned as is.
 func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reader) (*agentproto.ArchiveResult, error) {
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpPutArchive, Archive: &agentproto.ArchiveRequest{Path: dest}})
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpPutArchive, Archive: &agentproto.ArchiveRequest{Path: dest}}, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer st.done()
 
 	type reply struct {
 		res *agentproto.ArchiveResult
@@ -57,7 +57,7 @@ func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reade
 	replied := make(chan reply, 1)
 	go func() {
 		var res agentproto.ArchiveResult
-		err := readResult(ctx, st, &res)
+		err := readResult(st, &res)
 		replied <- reply{&res, err}
 	}()
 	sent := make(chan error, 1)
@@ -67,7 +67,7 @@ func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reade
 	var sendErr error
 	select {
 	case r = <-replied:
-		done() // fails a write blocked on a full window: stop sending
+		st.done() // fails a write blocked on a full window: stop sending
 		sendErr = <-sent
 	case sendErr = <-sent:
 		var se *sourceError
@@ -126,17 +126,17 @@ func (c *Client) GetArchive(ctx context.Context, path string, maxBytes int64, w 
 		maxBytes = DefaultArchiveMaxBytes
 	}
 	allowance := tarAllowance(maxBytes)
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpGetArchive,
-		Archive: &agentproto.ArchiveRequest{Path: path, MaxBytes: maxBytes}})
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpGetArchive,
+		Archive: &agentproto.ArchiveRequest{Path: path, MaxBytes: maxBytes}}, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer st.done()
 	var got int64
 	for {
 		kind, payload, err := agentproto.ReadFrame(st)
 		if err != nil {
-			return nil, streamErr(ctx, err)
+			return nil, st.err(err)
 		}
 		switch kind {
 		case agentproto.FrameData:

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -18,46 +20,162 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
+// Grace is how long past a call's own bound (an exec's timeout) the host
+// waits for the agent's answer before it gives the session up.
+const Grace = 30 * time.Second
+
+// quickBound bounds calls that should answer at once: sync, shutdown, and
+// service status, list, logs and stop (stop on top of its grace). Hello is
+// bounded by its caller (the boot timeout); archives and shells, whose size
+// or life is the caller's, only by the frame guard and the caller.
+const quickBound = 60 * time.Second
+
 // Client talks to one guest agent.
 type Client struct {
 	session *yamux.Session
+	guard   *guardConn
+	grace   time.Duration // Grace; shorter in tests
+	flush   time.Duration // agentproto.FlushBound; shorter in tests
+
+	mu     sync.Mutex
+	broken error // why the host gave the session up, if it did
 }
 
 // New starts a yamux client session on conn. It does not wait for the agent;
 // call Hello for that.
 func New(conn net.Conn) (*Client, error) {
+	guard := newGuardConn(conn)
+	conn = guard
 	cfg := yamux.DefaultConfig()
 	cfg.EnableKeepAlive = false // TCG guests can stall for seconds; liveness is the VMM's job
 	cfg.LogOutput = io.Discard
 	cfg.ConnectionWriteTimeout = 30 * time.Second
-	cfg.StreamOpenTimeout = 0 // opening must not fail while the guest is still booting
+	cfg.StreamOpenTimeout = 0                  // opening must not fail while the guest is still booting
+	cfg.MaxStreamWindowSize = yamuxMaxDataBody // what guardConn lets through
 	s, err := yamux.Client(conn, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{session: s}, nil
+	return &Client{session: s, guard: guard, grace: Grace, flush: agentproto.FlushBound}, nil
 }
 
 // Close ends the session.
 func (c *Client) Close() error { return c.session.Close() }
 
-// Done is closed when the session dies (guest gone, channel closed).
+// Done is closed when the session dies (guest gone, channel closed, or a
+// bound or the protocol broken: see Err).
 func (c *Client) Done() <-chan struct{} { return c.session.CloseChan() }
 
-// call opens a stream, sends req and arranges for the stream to be closed when
-// ctx ends, which the agent takes as cancellation of the call.
-func (c *Client) call(ctx context.Context, req agentproto.Request) (*yamux.Stream, func(), error) {
+// Err says why the host gave the session up: the guest broke the protocol
+// or a call overran its bound. It is nil while the session is usable, and
+// after an ordinary end (guest powered off, Close).
+func (c *Client) Err() error {
+	if err := c.guard.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken
+}
+
+// giveUp ends the session for good: an agent that does not answer within a
+// call's bound cannot be trusted with the next call either.
+func (c *Client) giveUp(err error) {
+	c.mu.Lock()
+	if c.broken == nil {
+		c.broken = err
+	}
+	c.mu.Unlock()
+	_ = c.session.Close()
+}
+
+// call opens a stream and sends req. The stream ends when ctx ends (the agent
+// takes that as cancellation) or, with bound > 0, when the host-side bound
+// passes; then the whole session is given up. Ending a stream sets deadlines
+// on it as well as closing it: a yamux Read does not return on a local close
+// until the peer answers, which a stalled or hostile guest never does.
+func (c *Client) call(ctx context.Context, req agentproto.Request, bound time.Duration) (*call, error) {
+	if err := c.Err(); err != nil {
+		return nil, unavailable(err)
+	}
 	st, err := c.session.OpenStream()
 	if err != nil {
-		return nil, nil, unavailable(err)
+		return nil, unavailable(c.cause(err))
 	}
-	stop := context.AfterFunc(ctx, func() { st.Close() })
-	if err := agentproto.WriteJSON(st, agentproto.FrameRequest, req); err != nil {
+	cl := &call{Stream: st, ctx: ctx, client: c}
+	if bound > 0 {
+		cl.timer = time.AfterFunc(bound, func() {
+			cl.overrun.Store(true)
+			c.giveUp(fmt.Errorf("the guest agent did not answer %s within its bound (%s, plus %s once flushing)",
+				req.Op, bound, c.flush))
+			cl.end()
+		})
+	}
+	stop := context.AfterFunc(ctx, cl.end)
+	cl.done = func() {
 		stop()
+		if cl.timer != nil {
+			cl.timer.Stop()
+		}
 		st.Close()
-		return nil, nil, unavailable(err)
 	}
-	return st, func() { stop(); st.Close() }, nil
+	if err := agentproto.WriteJSON(st, agentproto.FrameRequest, req); err != nil {
+		cl.done()
+		return nil, cl.err(err)
+	}
+	return cl, nil
+}
+
+// cause prefers the reason the session was given up over yamux's own error.
+func (c *Client) cause(err error) error {
+	if why := c.Err(); why != nil {
+		return why
+	}
+	return err
+}
+
+// call is one stream and what ends it.
+type call struct {
+	*yamux.Stream
+	ctx      context.Context
+	done     func()
+	timer    *time.Timer // the host-side bound; nil when unbounded
+	extended bool        // the bound was extended for a flush (once only)
+	overrun  atomic.Bool
+	client   *Client
+}
+
+// flushing extends the bound once by agentproto.FlushBound: the agent said
+// its work is done and it is flushing the workspace to disk. Only the
+// call's one reader calls it.
+func (cl *call) flushing() {
+	if cl.timer == nil || cl.extended {
+		return
+	}
+	cl.extended = true
+	if cl.timer.Stop() { // false: the bound already passed
+		cl.timer.Reset(cl.client.flush)
+	}
+}
+
+func (cl *call) end() {
+	now := time.Now()
+	_ = cl.SetReadDeadline(now)
+	_ = cl.SetWriteDeadline(now)
+	_ = cl.Close()
+}
+
+// err turns an error reading or writing the stream into what the caller
+// sees: its own context's error, agent_unavailable naming why the session
+// was given up, or a protocol error.
+func (cl *call) err(err error) error {
+	if cl.ctx.Err() != nil && !cl.overrun.Load() {
+		return cl.ctx.Err()
+	}
+	if errors.Is(err, agentproto.ErrFrameTooLarge) {
+		return protocolErr("%v", err)
+	}
+	return unavailable(cl.client.cause(err))
 }
 
 // Hello waits for the agent to answer and checks that it speaks our protocol.
@@ -69,13 +187,13 @@ func (c *Client) Hello(ctx context.Context) (*agentproto.Hello, error) {
 // the agent applies before it answers (a guest restored from a snapshot
 // wakes with the snapshot's clock and random state).
 func (c *Client) HelloWith(ctx context.Context, req *agentproto.HelloRequest) (*agentproto.Hello, error) {
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpHello, Hello: req})
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpHello, Hello: req}, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer st.done()
 	var h agentproto.Hello
-	if err := readResult(ctx, st, &h); err != nil {
+	if err := readResult(st, &h); err != nil {
 		return nil, err
 	}
 	if h.ProtocolVersion != agentproto.ProtocolVersion {
@@ -88,12 +206,12 @@ func (c *Client) HelloWith(ctx context.Context, req *agentproto.HelloRequest) (*
 
 // Shutdown asks the agent to flush and power the guest off.
 func (c *Client) Shutdown(ctx context.Context) error {
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpShutdown})
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpShutdown}, quickBound)
 	if err != nil {
 		return err
 	}
-	defer done()
-	return readResult(ctx, st, &agentproto.ShutdownResult{})
+	defer st.done()
+	return readResult(st, &agentproto.ShutdownResult{})
 }
 
 // ExecResult is a finished guest command with its (bounded) output.
@@ -105,22 +223,30 @@ type ExecResult struct {
 
 // Exec runs a command in the guest. Output beyond req.MaxStdout/MaxStderr is
 // dropped by the agent; the host enforces the same caps in case it does not.
+// A command with a timeout must be answered within it plus Grace, or the
+// session is given up (agent_unavailable).
 func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecResult, error) {
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpExec, Exec: &req})
+	var bound time.Duration
+	if req.TimeoutMs > 0 {
+		bound = time.Duration(req.TimeoutMs)*time.Millisecond + c.grace
+	}
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpExec, Exec: &req}, bound)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer st.done()
 	out := &ExecResult{}
 	stdout := capped{max: req.MaxStdout}
 	stderr := capped{max: req.MaxStderr}
 	for {
 		kind, payload, err := agentproto.ReadFrame(st)
 		if err != nil {
-			return nil, streamErr(ctx, err)
+			return nil, st.err(err)
 		}
 		switch kind {
 		case agentproto.FrameStarted:
+		case agentproto.FrameFlushing:
+			st.flushing()
 		case agentproto.FrameStdout:
 			stdout.write(payload)
 		case agentproto.FrameStderr:
@@ -167,10 +293,16 @@ func (c *capped) write(p []byte) {
 	c.buf = append(c.buf, p...)
 }
 
-func readResult(ctx context.Context, st io.Reader, v any) error {
+func readResult(st *call, v any) error {
 	kind, payload, err := agentproto.ReadFrame(st)
 	if err != nil {
-		return streamErr(ctx, err)
+		return st.err(err)
+	}
+	if kind == agentproto.FrameFlushing {
+		st.flushing()
+		if kind, payload, err = agentproto.ReadFrame(st); err != nil {
+			return st.err(err)
+		}
 	}
 	switch kind {
 	case agentproto.FrameResult:
@@ -217,18 +349,24 @@ func wireErr(payload []byte) error {
 	return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "guest agent: %s", msg)
 }
 
-func streamErr(ctx context.Context, err error) error {
+// streamErr is call.err for streams not made by call (shells).
+func (c *Client) streamErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if errors.Is(err, agentproto.ErrFrameTooLarge) {
 		return protocolErr("%v", err)
 	}
-	return unavailable(err)
+	return unavailable(c.cause(err))
 }
 
+// CodeAgentUnavailable: the agent session is gone (guest powered off or
+// crashed, or given up by the host after a broken bound or protocol).
+const CodeAgentUnavailable = "agent_unavailable"
+
 func unavailable(err error) error {
-	return errdefs.Wrap(err, errdefs.ErrUnavailable, "agent_unavailable", "guest agent connection lost")
+	return errdefs.Wrap(err, errdefs.ErrUnavailable, CodeAgentUnavailable,
+		"guest agent connection lost (a workspace's VM is stopped then: \"pyro workspace start\" boots it again from its disk)")
 }
 
 func protocolErr(format string, args ...any) error {

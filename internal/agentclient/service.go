@@ -94,12 +94,16 @@ func (c *Client) StopService(ctx context.Context, name string, grace time.Durati
 }
 
 func (c *Client) serviceCall(ctx context.Context, op string, req *agentproto.ServiceRequest, out any) error {
-	st, done, err := c.call(ctx, agentproto.Request{Op: op, Service: req})
+	bound := quickBound + time.Duration(req.StopGraceMs)*time.Millisecond
+	if op == agentproto.OpServiceStart {
+		bound = time.Duration(req.ReadyTimeoutMs)*time.Millisecond + quickBound + Grace // quickBound covers the agent's default ready timeout
+	}
+	st, err := c.call(ctx, agentproto.Request{Op: op, Service: req}, bound)
 	if err != nil {
 		return err
 	}
-	defer done()
-	err = readResult(ctx, st, out)
+	defer st.done()
+	err = readResult(st, out)
 	var we *errdefs.Error
 	if errors.As(err, &we) {
 		switch we.Code {

@@ -19,6 +19,7 @@ const inputChunk = 32 << 10
 // outlives the context that opened it; Close hangs it up.
 type Shell struct {
 	st      *yamux.Stream
+	c       *Client
 	pid     int
 	wmu     sync.Mutex // one writer of frames at a time
 	pending []byte     // rest of the current output frame
@@ -40,7 +41,7 @@ func (c *Client) OpenShell(ctx context.Context, req agentproto.ShellRequest) (*S
 	kind, payload, err := agentproto.ReadFrame(st)
 	if err != nil {
 		st.Close()
-		return nil, streamErr(ctx, err)
+		return nil, c.streamErr(ctx, err)
 	}
 	switch kind {
 	case agentproto.FrameStarted:
@@ -52,7 +53,7 @@ func (c *Client) OpenShell(ctx context.Context, req agentproto.ShellRequest) (*S
 		if !stop() { // ctx ended while we read: the stream is closed
 			return nil, ctx.Err()
 		}
-		return &Shell{st: st, pid: s.Pid}, nil
+		return &Shell{st: st, pid: s.Pid, c: c}, nil
 	case agentproto.FrameError:
 		st.Close()
 		return nil, wireErr(payload)
@@ -69,9 +70,10 @@ func (s *Shell) Read(p []byte) (int, error) {
 	for len(s.pending) == 0 {
 		kind, payload, err := agentproto.ReadFrame(s.st)
 		if err != nil {
-			return 0, streamErr(context.Background(), err)
+			return 0, s.c.streamErr(context.Background(), err)
 		}
 		switch kind {
+		case agentproto.FrameFlushing: // the shell ended; its result follows
 		case agentproto.FrameStdout:
 			s.pending = payload
 		case agentproto.FrameResult:

@@ -8,10 +8,10 @@ import (
 
 // Sync flushes the guest's filesystems (before a stop or a copy of its disk).
 func (c *Client) Sync(ctx context.Context) error {
-	st, done, err := c.call(ctx, agentproto.Request{Op: agentproto.OpSync})
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpSync}, quickBound)
 	if err != nil {
 		return err
 	}
-	defer done()
-	return readResult(ctx, st, &struct{}{})
+	defer st.done()
+	return readResult(st, &struct{}{})
 }

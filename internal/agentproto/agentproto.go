@@ -19,13 +19,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ProtocolVersion is bumped on every change of agent behaviour or wire format.
 // The host refuses an agent that reports another version.
 // 4 adds HelloRequest.Network: the agent configures the guest's network interface.
-// 5: every command's environment starts from the image's Env (ImageEnvPath).
-const ProtocolVersion = 5
+// 5: exec, put_archive, service_start and shell flush the workspace's
+// filesystem (syncfs) before their FrameResult: a result means "on disk";
+// a slow flush is announced with FrameFlushing.
+// 6: every command's environment starts from the image's Env (ImageEnvPath);
+// output over its cap keeps its head and tail around an omission marker.
+const ProtocolVersion = 6
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -50,7 +55,17 @@ const (
 	FrameDataEnd byte = 8 // host -> agent: the archive stream is complete
 	// FrameControl: host -> agent on a shell stream: JSON ShellControl.
 	FrameControl byte = 9
+	// FrameFlushing: agent -> host, empty, before the FrameResult of a call
+	// that writes (exec, put_archive, service_start, shell) when flushing the
+	// workspace to disk is taking a while: the call's own work is done. The
+	// host then allows FlushBound more for the result.
+	FrameFlushing byte = 10
 )
+
+// FlushBound is how long the host waits for a result once the agent said it
+// is flushing (FrameFlushing): a large write can take long to reach the disk
+// under software emulation.
+const FlushBound = 2 * time.Minute
 
 // Ops.
 const (

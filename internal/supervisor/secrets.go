@@ -135,7 +135,7 @@ func installSecrets(ctx context.Context, ex execer, set secrets.Set) error {
 	if err != nil {
 		return fail("packing them failed: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, secretsInstallTimeout+execGrace)
+	ctx, cancel := context.WithTimeout(ctx, secretsInstallTimeout+agentclient.Grace)
 	defer cancel()
 	for _, archive := range archives {
 		res, err := ex.Exec(ctx, installRequest(archive))

@@ -28,7 +28,6 @@ import (
 // Named timeouts.
 const (
 	shutdownGrace = 15 * time.Second // guest sync + power-off
-	execGrace     = 10 * time.Second // past a command's timeout before the host gives up on the guest
 )
 
 // Main runs a supervisor until its VM is shut down or dies. It reports
@@ -120,6 +119,12 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		graceful = true // SIGTERM: flush and power off like a stop
 	case <-v.Exited():
 		log.Warn("VM exited on its own", "console", v.ConsoleTail(10))
+	case <-v.Agent().Done():
+		// The guest broke the protocol or a bound, or the agent died: its
+		// answers cannot be trusted any more. Answered writes are on disk
+		// (the agent flushes before answering), so killing the VM loses
+		// none; the workspace reads stopped and "start" boots it again.
+		log.Warn("guest agent session lost: stopping the VM", "reason", agentLost(v), "console", v.ConsoleTail(10))
 	}
 	// Stop taking calls; in-flight ones end with the VM.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -130,6 +135,14 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		return v.Shutdown(context.Background(), shutdownGrace)
 	}
 	return v.Close()
+}
+
+// agentLost says why the agent session ended, for the log.
+func agentLost(v *vm.VM) string {
+	if err := v.Agent().Err(); err != nil {
+		return err.Error()
+	}
+	return "the channel closed"
 }
 
 // boot starts the workspace's VM: restored from spec.RestoreStatePath into
@@ -236,19 +249,13 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	if cwd == "" {
 		cwd = agentproto.WorkspaceRoot
 	}
-	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
-	ctx, cancel := context.WithTimeout(r.Context(), timeout+execGrace)
-	defer cancel()
-	res, err := s.vm.Agent().Exec(ctx, agentproto.ExecRequest{
+	// The agent client bounds the call (timeout + agentclient.Grace) and
+	// gives the session up past it; Main then stops the VM.
+	res, err := s.vm.Agent().Exec(r.Context(), agentproto.ExecRequest{
 		Argv: []string{"/bin/sh", "-lc", req.Command}, Env: req.Env, Cwd: cwd,
 		TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
 	})
 	if err != nil {
-		if r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			s.writeErr(w, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeTimeout,
-				"the guest did not answer %s after the command's timeout; stop and start the workspace", execGrace))
-			return
-		}
 		s.writeErr(w, err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
@@ -107,7 +108,7 @@ func (s *server) handleServiceStart(w http.ResponseWriter, r *http.Request) {
 	}
 	// The agent gives up at the readiness deadline; the host waits a little
 	// longer for its answer (stopping a failed service takes a moment).
-	ctx, cancel := context.WithTimeout(r.Context(), timeout+execGrace+serviceStopGrace)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout+agentclient.Grace+serviceStopGrace)
 	defer cancel()
 	info, err := s.vm.Agent().StartService(ctx, agentproto.ServiceRequest{
 		Name: req.Name, Argv: []string{"/bin/sh", "-lc", req.Command}, Env: req.Env, Cwd: req.Cwd,

@@ -139,3 +139,19 @@ func TestNetworkArgs(t *testing.T) {
 		t.Error("the digest must depend on the network device, not on its socket")
 	}
 }
+
+// A kept disk (a workspace's, booted or restored) must honour the guest's
+// flushes: the agent's syncfs before answering a write is only durable if
+// QEMU writes its qcow2 metadata and fdatasyncs then (never cache=unsafe).
+func TestKeptDisksHonourFlushes(t *testing.T) {
+	boot := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 1, MemMiB: 512, Accel: vmm.AccelTCG,
+		DiskMode: vmm.DiskOverlay, OverlayPath: "/ws/disk.qcow2"}
+	restore := boot
+	restore.Restore = &vmm.Restore{StatePath: "/snap/state", DiskPath: "/ws/disk.qcow2", Writable: true}
+	for name, cfg := range map[string]vmm.Config{"boot": boot, "restore": restore} {
+		d := argValue(Args(cfg, "/r/agent.sock", "/r/console.log"), "-drive")
+		if !strings.Contains(d, "cache=writeback") || strings.Contains(d, "unsafe") || strings.Contains(d, "no-flush") || strings.Contains(d, "snapshot=on") {
+			t.Errorf("%s: kept disk drive %q", name, d)
+		}
+	}
+}

@@ -140,7 +140,8 @@ func baseArgs(cfg vmm.Config, init, console string) []string {
 		drive += "cache=unsafe,format=qcow2,snapshot=on,file=" + escapeOpt(cfg.Restore.DiskPath)
 	case cfg.DiskMode == vmm.DiskOverlay:
 		// A kept disk honours the guest's flushes, so a crash of the host
-		// side loses at most what the guest had not synced.
+		// side loses at most what the guest had not synced; the agent syncs
+		// before answering a write, so nothing answered (never cache=unsafe).
 		drive += "cache=writeback,format=qcow2,file=" + escapeOpt(cfg.OverlayPath)
 	default:
 		// A discarded disk never needs to reach the host's disk.
