@@ -114,16 +114,11 @@ func (s *Store) buildBase(ctx context.Context, e catalogEntry) (string, baseReco
 	}
 	tarPath, recPath := s.basePaths(e)
 	what := "debootstrap " + e.Name
-	b, err := s.newBuildDir(ctx, "base-"+slug(e.Name))
+	b, r, done, err := s.newToolBuild(ctx, "base-"+slug(e.Name), what)
 	if err != nil {
 		return "", baseRecord{}, err
 	}
-	defer b.remove()
-	r, err := newRunner(what, b.dir, s.logsDir(), toolEnv("TMPDIR="+b.dir))
-	if err != nil {
-		return "", baseRecord{}, err
-	}
-	defer r.close()
+	defer done()
 
 	start := time.Now()
 	s.progress(ctx, Event{Stage: "debootstrap", Message: "bootstrapping " + e.Name + " (" + strings.Join(e.Include, ", ") + ")"})

@@ -225,17 +225,10 @@ func (s *Store) pullImage(ctx context.Context, name string, opts PullOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := s.init(); err != nil {
-		return nil, err
-	}
-	ag, has, err := s.agent(ctx)
+	ag, err := s.readyToBuild(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !has {
-		return nil, errNoAgent()
-	}
-	s.cleanStaleTmp()
 	unlockRef, err := acquireLock(ctx, s.lockPath("ref-"+refKey(ref.Name)), func() {
 		s.progress(ctx, Event{Stage: "pull", Message: "waiting for another pyro process pulling " + ref.Name})
 	})
@@ -426,16 +419,11 @@ func (s *Store) convertImage(ctx context.Context, im *oci.Image, blobs []string,
 		return nil, err
 	}
 	start := time.Now()
-	b, err := s.newBuildDir(ctx, "image-oci")
+	b, r, done, err := s.newToolBuild(ctx, "image-oci", what)
 	if err != nil {
 		return nil, err
 	}
-	defer b.remove()
-	r, err := newRunner(what, b.dir, s.logsDir(), toolEnv("TMPDIR="+b.dir))
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
+	defer done()
 	src := &imageSource{s: s, im: im, blobs: blobs}
 	out := filepath.Join(b.dir, "out")
 	rootfs, _, err := s.buildRootfs(ctx, r, what, src, filepath.Join(b.dir, "root"), out, ag.path, diskSize)

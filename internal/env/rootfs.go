@@ -72,16 +72,11 @@ func (s *Store) buildImage(ctx context.Context, e catalogEntry, k KernelInfo, ba
 		return nil, errBaseCorrupt
 	}
 
-	b, err := s.newBuildDir(ctx, "image-"+slug(e.Name))
+	b, r, done, err := s.newToolBuild(ctx, "image-"+slug(e.Name), what)
 	if err != nil {
 		return nil, err
 	}
-	defer b.remove()
-	r, err := newRunner(what, b.dir, s.logsDir(), toolEnv("TMPDIR="+b.dir))
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
+	defer done()
 
 	tree := filepath.Join(b.dir, "root")
 	out := filepath.Join(b.dir, "out")

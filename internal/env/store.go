@@ -221,17 +221,10 @@ func (s *Store) pull(ctx context.Context, name string, force, verify bool) (*Env
 	if err != nil {
 		return nil, err
 	}
-	if err := s.init(); err != nil {
-		return nil, err
-	}
-	ag, has, err := s.agent(ctx)
+	ag, err := s.readyToBuild(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !has {
-		return nil, errNoAgent()
-	}
-	s.cleanStaleTmp()
 	unlock, err := s.lockEnv(ctx, e)
 	if err != nil {
 		return nil, err
@@ -341,4 +334,21 @@ func (s *Store) pick(e catalogEntry, agentSum string, allowKernel bool) (*instal
 		}
 	}
 	return nil, why
+}
+
+// readyToBuild makes the cache's directories, finds the agent every image
+// bakes in, and clears what dead builds left: the start of every pull.
+func (s *Store) readyToBuild(ctx context.Context) (agentInfo, error) {
+	if err := s.init(); err != nil {
+		return agentInfo{}, err
+	}
+	ag, has, err := s.agent(ctx)
+	if err != nil {
+		return agentInfo{}, err
+	}
+	if !has {
+		return agentInfo{}, errNoAgent()
+	}
+	s.cleanStaleTmp()
+	return ag, nil
 }

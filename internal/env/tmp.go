@@ -26,6 +26,22 @@ type buildDir struct {
 
 func (s *Store) tmpDir() string { return filepath.Join(s.root, "tmp") }
 
+// newToolBuild makes a build dir and a runner for the tools of one build,
+// whose temp files stay inside the dir; done closes the runner and removes
+// the dir.
+func (s *Store) newToolBuild(ctx context.Context, prefix, what string) (*buildDir, *runner, func(), error) {
+	b, err := s.newBuildDir(ctx, prefix)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r, err := newRunner(what, b.dir, s.logsDir(), toolEnv("TMPDIR="+b.dir))
+	if err != nil {
+		b.remove()
+		return nil, nil, nil, err
+	}
+	return b, r, func() { r.close(); b.remove() }, nil
+}
+
 func (s *Store) newBuildDir(ctx context.Context, prefix string) (*buildDir, error) {
 	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
 		return nil, buildErr(err, "creating %s", s.tmpDir())
