@@ -126,7 +126,7 @@ func writeRecord(p Paths, r *Record) error { return fsutil.WriteJSONAtomic(p.Rec
 // lock takes the workspace's mutation lock, waiting while another process
 // holds it (bounded by the caller's context through tryLock polling).
 func lock(p Paths) (*flock.Flock, error) {
-	l := flock.New(p.Lock())
+	l := existingLock(p)
 	if err := l.Lock(); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, notFound(filepath.Base(p.Dir))
@@ -139,6 +139,14 @@ func lock(p Paths) (*flock.Flock, error) {
 		return nil, notFound(filepath.Base(p.Dir))
 	}
 	return l, nil
+}
+
+// existingLock is the lock of a workspace that exists: its file is opened,
+// never created, so a process that comes late cannot put a lock file back
+// into a directory a delete is removing (which left the directory behind).
+// Only Create makes the file.
+func existingLock(p Paths) *flock.Flock {
+	return flock.New(p.Lock(), flock.SetFlag(os.O_RDONLY))
 }
 
 func notFound(ref string) error {

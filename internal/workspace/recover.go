@@ -9,8 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gofrs/flock"
-
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -74,8 +72,17 @@ func (m *Manager) ReapExpired(ctx context.Context, now time.Time) ([]string, err
 }
 
 func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
-	l := flock.New(p.Lock())
+	l := existingLock(p)
 	got, err := l.TryLock()
+	if errors.Is(err, os.ErrNotExist) {
+		// No lock file: a create that died before taking it (or a delete
+		// under way, which this only repeats).
+		if st, err := os.Stat(p.Dir); err == nil && time.Since(st.ModTime()) > halfCreatedAge {
+			m.destroy(p)
+			return true
+		}
+		return false
+	}
 	if err != nil || !got {
 		return false // busy, or not ours to judge
 	}

@@ -187,5 +187,8 @@ func stoppedWorkspace(t *testing.T) (*Manager, Paths) {
 	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(p.Lock(), nil, 0o600); err != nil { // as Create makes it
+		t.Fatal(err)
+	}
 	return m, p
 }
