@@ -16,13 +16,7 @@ import (
 func TestMCPProjectPathSeedsTrackedFiles(t *testing.T) {
 	s := stateDir(t)
 	repo := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.email=t@t", "-c", "user.name=t"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
+	git := gitIn(t, repo)
 	git("init", "-q")
 	os.WriteFile(filepath.Join(repo, "tracked.txt"), []byte("in git\n"), 0o644)
 	os.WriteFile(filepath.Join(repo, "gone.txt"), []byte("soon missing\n"), 0o644)
@@ -71,13 +65,7 @@ func TestMCPProjectPathSeedsTrackedFiles(t *testing.T) {
 func TestMCPRepoURLAndNoProject(t *testing.T) {
 	s := stateDir(t)
 	repo := t.TempDir()
-	git := func(args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.email=t@t", "-c", "user.name=t"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
+	git := gitIn(t, repo)
 	git("init", "-q", "-b", "main")
 	os.WriteFile(filepath.Join(repo, "version.txt"), []byte("main\n"), 0o644)
 	git("add", ".")
@@ -113,5 +101,16 @@ func TestMCPRepoURLAndNoProject(t *testing.T) {
 	}
 	if r := runPyro(t, s, "mcp", "serve", "--repo-url", "file://"+filepath.Join(repo, "nope")); r.code != 125 || !strings.Contains(r.stderr, "cannot clone") {
 		t.Errorf("bad repo: %+v", r)
+	}
+}
+
+// gitIn returns a runner of git commands in dir that fails the test on error.
+func gitIn(t *testing.T, dir string) func(args ...string) {
+	return func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.email=t@t", "-c", "user.name=t"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
 	}
 }
