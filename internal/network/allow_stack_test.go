@@ -3,7 +3,6 @@ package network
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/testutil"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -78,17 +78,7 @@ func zoneDNS(t *testing.T, zone map[string]netip.Addr) uint16 {
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					for {
-						q, err := readDNSTCPMessage(c)
-						if err != nil {
-							return
-						}
-						r := answer(q)
-						c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(r))), r...))
-					}
-				}()
+				go testutil.ServeDNSStream(c, answer)
 			}
 		}()
 		return port

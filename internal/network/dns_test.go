@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/testutil"
 )
 
 // upstreamDNS is a fake resolver on 127.0.0.1, UDP and TCP on one port. It
@@ -75,21 +77,7 @@ func fakeDNS(t *testing.T) *upstreamDNS {
 				if err != nil {
 					return
 				}
-				go func() {
-					defer c.Close()
-					for {
-						var l [2]byte
-						if _, err := io.ReadFull(c, l[:]); err != nil {
-							return
-						}
-						q := make([]byte, binary.BigEndian.Uint16(l[:]))
-						if _, err := io.ReadFull(c, q); err != nil {
-							return
-						}
-						r := u.answer(q)
-						c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(r))), r...))
-					}
-				}()
+				go testutil.ServeDNSStream(c, u.answer)
 			}
 		}()
 		return u

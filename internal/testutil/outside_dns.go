@@ -53,7 +53,7 @@ func (o *Outside) ServeDNS(t testing.TB, zone map[string]string) string {
 			if err != nil {
 				return
 			}
-			go serveDNSConn(c, zone)
+			go ServeDNSStream(c, func(q []byte) []byte { return dnsAnswer(zone, q) })
 		}
 	}()
 	conf := filepath.Join(t.TempDir(), "resolv.conf")
@@ -63,7 +63,9 @@ func (o *Outside) ServeDNS(t testing.TB, zone map[string]string) string {
 	return conf
 }
 
-func serveDNSConn(c net.Conn, zone map[string]string) {
+// ServeDNSStream answers DNS over a TCP connection (length-prefixed
+// messages) with answer until the peer closes or answer returns nil.
+func ServeDNSStream(c net.Conn, answer func(q []byte) []byte) {
 	defer c.Close()
 	for {
 		var l [2]byte
@@ -74,7 +76,7 @@ func serveDNSConn(c net.Conn, zone map[string]string) {
 		if _, err := io.ReadFull(c, q); err != nil {
 			return
 		}
-		r := dnsAnswer(zone, q)
+		r := answer(q)
 		if r == nil {
 			return
 		}
