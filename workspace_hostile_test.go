@@ -30,17 +30,7 @@ func mustExec(t *testing.T, c *pyro.Client, id, command string) *pyro.WorkspaceE
 // and go.
 func killVMM(t *testing.T, state, id string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(state, "workspaces", id, "supervisor.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct {
-		Pid    int
-		VMMPid int `json:"vmm_pid"`
-	}
-	if err := json.Unmarshal(b, &info); err != nil || info.VMMPid == 0 {
-		t.Fatalf("supervisor.json %s: %v", b, err)
-	}
+	info := supervisorPids(t, state, id)
 	syscall.Kill(info.VMMPid, syscall.SIGKILL)
 	for deadline := time.Now().Add(30 * time.Second); vm.Alive(info.Pid, 0); {
 		if time.Now().After(deadline) {
@@ -160,20 +150,10 @@ func TestWorkspaceFrozenGuestBounded(t *testing.T) {
 	ctx := t.Context()
 	w := createWorkspace(t, c, "debian:12")
 	mustExec(t, c, w.WorkspaceID, "echo kept > note")
-	b, err := os.ReadFile(filepath.Join(state, "workspaces", w.WorkspaceID, "supervisor.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct {
-		Pid    int
-		VMMPid int `json:"vmm_pid"`
-	}
-	if err := json.Unmarshal(b, &info); err != nil || info.VMMPid == 0 {
-		t.Fatalf("supervisor.json %s: %v", b, err)
-	}
+	info := supervisorPids(t, state, w.WorkspaceID)
 	syscall.Kill(info.VMMPid, syscall.SIGSTOP)
 	defer syscall.Kill(info.VMMPid, syscall.SIGCONT)
-	_, err = c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true", TimeoutSeconds: 1})
+	_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true", TimeoutSeconds: 1})
 	if code := pyro.ErrorCode(err); code != "agent_unavailable" {
 		t.Fatalf("exec on a frozen guest: %v (code %q)", err, code)
 	}
@@ -196,4 +176,20 @@ func TestWorkspaceFrozenGuestBounded(t *testing.T) {
 	if r := mustExec(t, c, w.WorkspaceID, "cat note"); r.Stdout != "kept\n" {
 		t.Fatalf("after start: %q", r.Stdout)
 	}
+}
+
+// supervisorPids reads the pids of a running workspace's supervisor and QEMU.
+func supervisorPids(t *testing.T, state, id string) (info struct {
+	Pid    int
+	VMMPid int `json:"vmm_pid"`
+}) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "workspaces", id, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil || info.VMMPid == 0 {
+		t.Fatalf("supervisor.json %s: %v", b, err)
+	}
+	return info
 }

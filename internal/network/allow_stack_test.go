@@ -25,31 +25,11 @@ import (
 // that answers A queries from a fixed zone and NXDOMAIN otherwise.
 func zoneDNS(t *testing.T, zone map[string]netip.Addr) uint16 {
 	t.Helper()
-	answer := func(q []byte) []byte {
-		var p dnsmessage.Parser
-		h, err := p.Start(q)
-		if err != nil {
-			return nil
-		}
-		qq, err := p.Question()
-		if err != nil {
-			return nil
-		}
-		addr, ok := zone[strings.TrimSuffix(qq.Name.String(), ".")]
-		rh := dnsmessage.Header{ID: h.ID, Response: true, RecursionAvailable: true}
-		if !ok {
-			rh.RCode = dnsmessage.RCodeNameError
-		}
-		b := dnsmessage.NewBuilder(nil, rh)
-		b.StartQuestions()
-		b.Question(qq)
-		if ok && qq.Type == dnsmessage.TypeA {
-			b.StartAnswers()
-			b.AResource(dnsmessage.ResourceHeader{Name: qq.Name, Class: dnsmessage.ClassINET, TTL: 300}, dnsmessage.AResource{A: addr.As4()})
-		}
-		msg, _ := b.Finish()
-		return msg
+	names := map[string]string{}
+	for n, a := range zone {
+		names[n] = a.String()
 	}
+	answer := testutil.ZoneAnswer(names)
 	for range 20 {
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {

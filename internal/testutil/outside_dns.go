@@ -53,7 +53,7 @@ func (o *Outside) ServeDNS(t testing.TB, zone map[string]string) string {
 			if err != nil {
 				return
 			}
-			go ServeDNSStream(c, func(q []byte) []byte { return dnsAnswer(zone, q) })
+			go ServeDNSStream(c, ZoneAnswer(zone))
 		}
 	}()
 	conf := filepath.Join(t.TempDir(), "resolv.conf")
@@ -82,6 +82,13 @@ func ServeDNSStream(c net.Conn, answer func(q []byte) []byte) {
 		}
 		c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(r))), r...))
 	}
+}
+
+// ZoneAnswer answers DNS queries from zone (name -> IPv4 address):
+// NXDOMAIN for other names, no records for other types; nil for a message
+// that is not a query.
+func ZoneAnswer(zone map[string]string) func(q []byte) []byte {
+	return func(q []byte) []byte { return dnsAnswer(zone, q) }
 }
 
 // dnsAnswer answers an A query from zone (AAAA and others: no records).
