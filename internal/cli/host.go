@@ -16,9 +16,12 @@ import (
 
 func (a *app) hostCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "host", Short: "Connect pyro to MCP hosts (Claude Code, Codex, Claude Desktop, Cursor, OpenCode)"}
-	var profile, httpURL string
+	var profile, mode, httpURL string
 	server := func() (hostcfg.Server, error) {
 		if _, err := pyromcp.ParseProfile(profile); err != nil {
+			return hostcfg.Server{}, err
+		}
+		if _, err := pyromcp.ParseMode(mode); err != nil {
 			return hostcfg.Server{}, err
 		}
 		if httpURL != "" {
@@ -27,7 +30,7 @@ func (a *app) hostCommand() *cobra.Command {
 			}
 		}
 		self, err := os.Executable()
-		return hostcfg.Server{Command: self, Profile: profile, URL: httpURL}, err
+		return hostcfg.Server{Command: self, Profile: profile, Mode: mode, URL: httpURL}, err
 	}
 	connect := &cobra.Command{
 		Use: "connect claude-code|codex", Short: "Register pyro with a host CLI (runs its `mcp add`, or prints the command)", Args: cobra.ExactArgs(1),
@@ -74,6 +77,8 @@ func (a *app) hostCommand() *cobra.Command {
 	}
 	for _, c := range []*cobra.Command{connect, printCfg} {
 		c.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "MCP profile the host gets")
+		c.Flags().StringVar(&mode, "mode", "", "task mode the host gets instead of a profile: repro-fix, inspect, cold-start or review-eval")
+		c.MarkFlagsMutuallyExclusive("profile", "mode")
 		c.Flags().StringVar(&httpURL, "http", "", "connect to a running `pyro mcp serve --http` at this http://HOST:PORT/mcp instead of starting pyro (the host reads the token from $"+hostcfg.TokenEnv+")")
 	}
 	cmd.AddCommand(connect, printCfg)
