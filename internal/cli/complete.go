@@ -17,6 +17,7 @@ var enumFlags = map[string][]string{
 	"accel":          {"auto", "kvm", "tcg"},
 	"profile":        names(pyromcp.Profiles),
 	"mode":           names(pyromcp.Modes),
+	"scope":          {"user", "project"},
 }
 
 func names[S ~string](values []S) []string {
