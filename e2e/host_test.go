@@ -87,3 +87,27 @@ func TestCLIHostRepair(t *testing.T) {
 		t.Errorf("the repaired entry serves %v", names)
 	}
 }
+
+// The demo runs every step for real and leaves no workspace behind.
+func TestCLIDemo(t *testing.T) {
+	s := stateDir(t)
+	r := runPyro(t, s, "demo", "--json")
+	var out struct {
+		OK    bool `json:"ok"`
+		Steps []struct {
+			Step   string `json:"step"`
+			OK     bool   `json:"ok"`
+			Output string `json:"output"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 || !out.OK || len(out.Steps) != 7 {
+		t.Fatalf("demo: %v %+v", err, r)
+	}
+	if !strings.Contains(out.Steps[2].Output, "FAIL add 2 3 = -1") || !strings.Contains(out.Steps[4].Output, "PASS add 2 3 = 5") ||
+		!strings.Contains(out.Steps[5].Output, "+echo $(( $1 + $2 ))") {
+		t.Errorf("demo steps: %+v", out.Steps)
+	}
+	if l := runPyro(t, s, "workspace", "list", "--json"); !strings.Contains(l.stdout, "[]") {
+		t.Errorf("the demo left a workspace: %s", l.stdout)
+	}
+}

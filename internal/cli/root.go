@@ -79,7 +79,7 @@ func (a *app) rootCommand() *cobra.Command {
 		"registry HOST[:PORT] that may be reached over plain HTTP when pulling images (repeatable; also PYRO_INSECURE_REGISTRIES)")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand())
+	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand(), a.demoCommand())
 	refuseUnknownSubcommands(root)
 	a.addCompletions(root)
 	return root
