@@ -84,7 +84,7 @@ func (r RunRequest) withDefaults() (RunRequest, error) {
 	}
 	switch {
 	case strings.TrimSpace(r.Environment) == "":
-		return r, errdefs.InvalidArgument("environment", "is required; run \"pyro env list\" to see the catalog")
+		return r, errdefs.InvalidArgument("environment", "is required").WithNext("; %s to see the environments", "pyro env list", "vm_list_environments")
 	case strings.TrimSpace(r.Command) == "":
 		return r, errdefs.InvalidArgument("command", "is empty; give the shell command to run in the guest")
 	case r.VCPUCount < MinVCPUCount || r.VCPUCount > MaxVCPUCount:

@@ -143,9 +143,9 @@ func reapLoop(ctx context.Context, c *pyro.Client, ttlSeconds int) {
 func toolError(err error) error {
 	code := errdefs.CodeOf(err)
 	if code == pyro.CodeHostPathDenied {
-		return fmt.Errorf("%s: %s (the operator grants more directories with `pyro mcp serve --host-path DIR[:rw]`)", code, err.Error())
+		return fmt.Errorf("%s: %s (the operator grants more directories with `pyro mcp serve --host-path DIR[:rw]`)", code, errdefs.ForTool(err))
 	}
-	return fmt.Errorf("%s: %s", code, err.Error())
+	return fmt.Errorf("%s: %s", code, errdefs.ForTool(err))
 }
 
 // heartbeatEvery is how often a call in flight reports progress, so that a
