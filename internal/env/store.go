@@ -21,6 +21,10 @@ type Options struct {
 	// first use (the normalized reference); nil allows every one. Explicit
 	// pulls (Pull) are not asked.
 	PullAllowed func(ref string) bool
+	// EnvRegistry is a registry prefix (host[:port][/path]) where the
+	// catalog environments are published (publish.go): a catalog name
+	// missing from the cache is pulled from it before building locally.
+	EnvRegistry string
 }
 
 // Event reports progress of long work.
@@ -244,7 +248,7 @@ func (s *Store) pull(ctx context.Context, name string, force, verify bool) (*Env
 			s.progress(ctx, Event{Stage: "env", Message: "guest kernel config or source changed: building a new version of " + name})
 		}
 	}
-	return s.build(ctx, e, ag, force)
+	return s.pullOrBuild(ctx, e, ag, force)
 }
 
 // Verify re-hashes the installed kernel and image against the manifest and
