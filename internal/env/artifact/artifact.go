@@ -89,7 +89,7 @@ type image struct {
 	blobs    map[v1.Hash]Blob
 }
 
-func (i *image) RawConfigFile() ([]byte, error)       { return i.config, nil }
+func (i *image) RawConfigFile() ([]byte, error)      { return i.config, nil }
 func (i *image) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
 func (i *image) RawManifest() ([]byte, error)        { return i.manifest, nil }
 
