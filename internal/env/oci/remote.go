@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -53,6 +54,12 @@ func PushError(ctx context.Context, ref Ref, err error) error {
 			ref.Registry, ref.Name, ref.Registry)
 	}
 	m := mapErr(ctx, ref, err)
+	var ph *plainHTTPError
+	if errors.As(err, &ph) || strings.Contains(err.Error(), "plain HTTP to ") {
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeImagePush,
+			"registry %s does not speak HTTPS; if it really is a plain-HTTP registry you trust, allow it with --insecure-registry %s or %s=%s",
+			ref.Registry, ref.Registry, InsecureEnv, ref.Registry)
+	}
 	if errdefs.CodeOf(m) == errdefs.CodeImagePull {
 		return errdefs.Wrap(err, errdefs.ClassByName(errdefs.ClassName(m)), errdefs.CodeImagePush,
 			"pushing %s failed (the registry holds no new tag; pushing again re-sends only what is missing)", ref.Name)
