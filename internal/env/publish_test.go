@@ -298,3 +298,34 @@ func TestRegistryFromConfig(t *testing.T) {
 }
 
 var _ = context.Background
+
+// Prune keeps the kernel an in-use artifact brought, even when it is not
+// the kernel this host would build, and removes both once unused.
+func TestPruneKeepsArtifactKernel(t *testing.T) {
+	agent := writeStaticELF(t)
+	host := testutil.Registry(t, "", "")
+	pub := publisher(t, agent)
+	pub.opts.InsecureRegistries = []string{host}
+	ref := host + "/team/base:1"
+	if _, err := pub.Push(t.Context(), "debian:12-base", ref); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestStore(t, Options{AgentPath: agent, InsecureRegistries: []string{host}})
+	s.kernelVersionFn = func(context.Context) (string, error) { return "6.1.0-other", nil }
+	env, err := s.PullWith(t.Context(), ref, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(t.Context(), func(_, rootfs string) bool { return rootfs == env.RootfsPath }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), ref); err != nil {
+		t.Fatalf("in-use artifact environment broken by prune: %v", err)
+	}
+	if _, err := s.Prune(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.root, "kernels", "*")); len(left) > 0 {
+		t.Errorf("unused kernel kept: %v", left)
+	}
+}
