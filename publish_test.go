@@ -14,7 +14,7 @@ import (
 // publishBase pushes debian:12-base of the shared cache to a registry in
 // this process, as a team would once, and returns the registry host and
 // the published manifest.
-func publishBase(t *testing.T) (string, *pyro.EnvironmentManifest) {
+func publishBase(t testing.TB) (string, *pyro.EnvironmentManifest) {
 	t.Helper()
 	testutil.RequiresVM(t)
 	bin := testutil.Binaries(t)
