@@ -62,6 +62,16 @@ func TestCLIAndMCPPublishedEnv(t *testing.T) {
 		t.Errorf("env inspect does not say where it came from:\n%s", r.stdout)
 	}
 
+	// Another such host runs an OCI image no one here built: converted
+	// locally, with the guest kernel from the environment registry.
+	t.Setenv("PYRO_CACHE_DIR", t.TempDir())
+	img := host + "/e2e/bb:1"
+	testutil.Push(t, img, testutil.Image(t, []string{"PATH=/bin", "GREETING=from-image"}, testutil.BusyboxLayer(t)))
+	r = runPyro(t, s, "run", "--json", img, "--", "echo $GREETING; uname -r")
+	if err := json.Unmarshal([]byte(r.stdout), &run); err != nil || r.code != 0 || run.Stdout != "from-image\n"+m.Kernel.Release+"\n" {
+		t.Fatalf("pyro run of an image with the kernel from the registry: %v %+v", err, r)
+	}
+
 	// The MCP server of another such host.
 	t.Setenv("PYRO_CACHE_DIR", t.TempDir())
 	cs := mcpSession(t, s, "vm-run")
