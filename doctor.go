@@ -35,6 +35,9 @@ type DoctorReport struct {
 	// unless --exports-dir says otherwise.
 	MCPExportsDir string    `json:"mcp_exports_dir"`
 	CacheDir      DirStatus `json:"cache_dir"`
+	// EnvRegistry is where missing catalog environments and the guest
+	// kernel are pulled from first (PYRO_ENV_REGISTRY); "" = built locally.
+	EnvRegistry string `json:"env_registry"`
 	Probe         ProbeBoot `json:"probe"`
 }
 
@@ -111,6 +114,7 @@ func (c *Client) Doctor(ctx context.Context) (*DoctorReport, error) {
 	r.StateDir = dirStatus(c.stateDir)
 	r.MCPExportsDir = c.ExportsDir()
 	r.CacheDir = dirStatus(c.cacheDir)
+	r.EnvRegistry = c.envs.Registry()
 	for _, d := range []DirStatus{r.StateDir, r.CacheDir} {
 		if !d.Writable {
 			r.Problems = append(r.Problems, d.Path+" is not writable: set PYRO_STATE_DIR / PYRO_CACHE_DIR to a writable directory")

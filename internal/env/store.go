@@ -108,6 +108,9 @@ func DefaultCacheDir() (string, error) {
 // CacheDir is the resolved cache root.
 func (s *Store) CacheDir() string { return s.root }
 
+// Registry is Options.EnvRegistry: where catalog environments are published.
+func (s *Store) Registry() string { return s.opts.EnvRegistry }
+
 func (s *Store) init() error { return s.rootErr }
 
 func (s *Store) progress(ctx context.Context, ev Event) {
