@@ -37,8 +37,8 @@ type DoctorReport struct {
 	CacheDir      DirStatus `json:"cache_dir"`
 	// EnvRegistry is where missing catalog environments and the guest
 	// kernel are pulled from first (PYRO_ENV_REGISTRY); "" = built locally.
-	EnvRegistry string `json:"env_registry"`
-	Probe         ProbeBoot `json:"probe"`
+	EnvRegistry string    `json:"env_registry"`
+	Probe       ProbeBoot `json:"probe"`
 }
 
 type PlatformInfo struct {
