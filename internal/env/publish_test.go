@@ -329,3 +329,51 @@ func TestPruneKeepsArtifactKernel(t *testing.T) {
 		t.Errorf("unused kernel kept: %v", left)
 	}
 }
+
+// Ctrl-C in the middle of the root filesystem: canceled, nothing
+// half-visible, and the next pull works.
+func TestPublishCanceled(t *testing.T) {
+	agent := writeStaticELF(t)
+	var stall atomic.Bool
+	started := make(chan struct{}, 1)
+	host := proxy(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !stall.Load() || r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		if rec.Body.Len() < 2000 {
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			return
+		}
+		w.Header().Set("Content-Length", rec.Header().Get("Content-Length"))
+		w.WriteHeader(http.StatusOK)
+		w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		<-r.Context().Done()
+	})
+	pub := publisher(t, agent)
+	pub.opts.InsecureRegistries = []string{host}
+	if _, err := pub.Push(t.Context(), "debian:12-base", host+"/pyro/debian:12-base"); err != nil {
+		t.Fatal(err)
+	}
+	s := puller(t, agent, host)
+	stall.Store(true)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { <-started; cancel() }()
+	_, err := s.Ensure(ctx, "debian:12-base")
+	if errdefs.CodeOf(err) != errdefs.CodeCanceled {
+		t.Fatalf("canceled pull: %v", err)
+	}
+	if l, _ := filepath.Glob(filepath.Join(s.root, "environments", "*", "*")); len(l) > 0 {
+		t.Fatalf("half-installed: %v", l)
+	}
+	assertNothingHalfway(t, s)
+	stall.Store(false)
+	if _, err := s.Ensure(t.Context(), "debian:12-base"); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+}
