@@ -86,6 +86,10 @@ func (s *Store) Push(ctx context.Context, name, target string) (*PushResult, err
 		return nil, err
 	}
 	m := env.Manifest
+	s.progress(ctx, Event{Stage: "push", Message: "checking that " + ref.Name + " may be pushed"})
+	if err := oci.CheckPush(ctx, ref, s.ociOptions()); err != nil {
+		return nil, err
+	}
 	b, err := s.newBuildDir(ctx, "push")
 	if err != nil {
 		return nil, err

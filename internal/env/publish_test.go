@@ -3,6 +3,7 @@ package env
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log"
@@ -375,5 +376,32 @@ func TestPublishCanceled(t *testing.T) {
 	stall.Store(false)
 	if _, err := s.Ensure(t.Context(), "debian:12-base"); err != nil {
 		t.Fatalf("retry: %v", err)
+	}
+}
+
+// A registry that wants credentials: refused before any work without
+// them, pushed and pulled with those of the Docker config.
+func TestPublishWithCredentials(t *testing.T) {
+	agent := writeStaticELF(t)
+	host := testutil.Registry(t, "team", "s3cret")
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	pub := publisher(t, agent)
+	pub.opts.InsecureRegistries = []string{host}
+	ref := host + "/pyro/debian:12-base"
+	_, err := pub.Push(t.Context(), "debian:12-base", ref)
+	if errdefs.CodeOf(err) != errdefs.CodeRegistryAuth || !strings.Contains(err.Error(), "docker login "+host) {
+		t.Fatalf("no credentials: %v", err)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("team:s3cret"))
+	cfg := `{"auths":{"` + host + `":{"auth":"` + auth + `"}}}`
+	if err := os.WriteFile(filepath.Join(os.Getenv("DOCKER_CONFIG"), "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Push(t.Context(), "debian:12-base", ref); err != nil {
+		t.Fatal(err)
+	}
+	s := puller(t, agent, host)
+	if _, err := s.Ensure(t.Context(), "debian:12-base"); err != nil {
+		t.Fatal(err)
 	}
 }

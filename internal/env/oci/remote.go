@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -33,6 +34,34 @@ func (r Ref) Remote(opts Options) (name.Reference, error) {
 // call: ctx, credentials from the keychain, the plain-HTTP guard.
 func RemoteOptions(ctx context.Context, opts Options, extra ...remote.Option) []remote.Option {
 	return append(remoteOptions(ctx, opts), extra...)
+}
+
+// CheckPush asks the registry whether ref may be pushed (credentials,
+// reachability, plain HTTP), before any long work.
+func CheckPush(ctx context.Context, ref Ref, opts Options) error {
+	r, err := ref.Remote(opts)
+	if err != nil {
+		return err
+	}
+	kc := opts.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	t := ctxTransport{ctx: ctx, base: &plainHTTPGuard{base: remote.DefaultTransport, opts: opts}}
+	if err := remote.CheckPushPermission(r, kc, t); err != nil {
+		return PushError(ctx, ref, err)
+	}
+	return nil
+}
+
+// ctxTransport puts ctx on every request: CheckPushPermission takes none.
+type ctxTransport struct {
+	ctx  context.Context
+	base http.RoundTripper
+}
+
+func (t ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.base.RoundTrip(r.WithContext(t.ctx))
 }
 
 // PullError maps an error of a registry read to a typed one.
