@@ -44,7 +44,7 @@ type Info struct {
 	Packages    []string `json:"packages"` // the catalog's package list
 	RootfsSize  int64    `json:"rootfs_size,omitempty"`
 	DiskUsage   int64    `json:"disk_usage,omitempty"` // bytes the sparse image really takes
-	Source      string   `json:"source"`               // "debian" (catalog) or "oci"
+	Source      string   `json:"source"`               // "debian" (catalog), "oci" or "artifact" (a published environment)
 	Digest      string   `json:"digest,omitempty"`     // oci: the image's manifest digest
 }
 
