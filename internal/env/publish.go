@@ -37,15 +37,13 @@ import (
 
 // PublishedInfo says where an environment installed from an artifact came from.
 type PublishedInfo struct {
-	Reference string    `json:"reference"`  // the artifact pulled
-	Digest    string    `json:"digest"`     // its manifest digest
-	Name      string    `json:"name"`       // the environment's name where it was built
-	Source    string    `json:"source"`     // and its source there
-	BuiltAt   time.Time `json:"built_at"`   // when it was built there
-	Version   string    `json:"version"`    // and its version there
-	PulledAt  time.Time `json:"pulled_at"`  // when it was installed here
-	Artifact  string    `json:"artifact"`   // artifactType
-	KernelRef string    `json:"kernel_ref"` // kernel config hash it carried
+	Reference string    `json:"reference"` // the artifact pulled
+	Digest    string    `json:"digest"`    // its manifest digest
+	Name      string    `json:"name"`      // the environment's name where it was built
+	Source    string    `json:"source"`    // and its source there
+	BuiltAt   time.Time `json:"built_at"`  // when it was built there
+	Version   string    `json:"version"`   // and its version there
+	PulledAt  time.Time `json:"pulled_at"` // when it was installed here
 }
 
 // PushResult says what Push published.
@@ -321,7 +319,7 @@ func (s *Store) installArtifact(ctx context.Context, a *artifact.Artifact, ref o
 	m := *pm
 	now := time.Now().UTC()
 	m.Published = &PublishedInfo{Reference: ref.Name, Digest: a.Digest, Name: pm.Name, Source: pm.Source, BuiltAt: pm.CreatedAt,
-		Version: pm.Version, PulledAt: now, Artifact: artifact.ArtifactType, KernelRef: pm.Kernel.ConfigHash}
+		Version: pm.Version, PulledAt: now}
 	if m.Published.Source == "" {
 		m.Published.Source = SourceDebian
 	}
