@@ -247,7 +247,7 @@ func (s *Store) pullImage(ctx context.Context, name string, opts PullOptions) (*
 	if ref.Kind == oci.KindRegistry {
 		// A published pyro environment installs as is (publish.go).
 		if env, ok, err := s.pullArtifactRef(ctx, ref, ag, opts); ok {
-			return env, err
+			return env, withListHint(err)
 		}
 	}
 	im, err := oci.Resolve(ctx, ref, oci.Options{Insecure: s.opts.InsecureRegistries})
