@@ -35,6 +35,7 @@ type Client struct {
 	log       *slog.Logger
 	insecure  []string
 	allowPull []string // nil: any reference may be pulled on first use
+	registry  *string  // WithEnvRegistry; nil: PYRO_ENV_REGISTRY or the config file
 
 	envs *env.Store
 
@@ -93,6 +94,15 @@ func WithAllowPull(patterns ...string) Option {
 	return func(c *Client) { c.allowPull = append([]string{}, patterns...) }
 }
 
+// WithEnvRegistry names the registry prefix (HOST[:PORT][/PATH]) where a
+// team publishes pyro's catalog environments with PushEnvironment, one tag
+// per name (PREFIX/debian:12): a catalog environment missing from the
+// cache is pulled from there before it is built locally, and a host that
+// cannot build the guest kernel takes it from there. "" turns it off. The
+// default is PYRO_ENV_REGISTRY, else the first line of
+// ~/.config/pyro/env-registry or /etc/pyro/env-registry.
+func WithEnvRegistry(prefix string) Option { return func(c *Client) { c.registry = &prefix } }
+
 // WithLogger sets the logger for diagnostics (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
@@ -141,8 +151,12 @@ func New(opts ...Option) (*Client, error) {
 			return nil, errdefs.InvalidArgument("allow_pull", "pattern %q is not a valid glob: %v", p, err)
 		}
 	}
+	registry, err := envRegistry(c.registry)
+	if err != nil {
+		return nil, err
+	}
 	eo := env.Options{CacheDir: c.cacheDir, AgentPath: c.agentPath, Progress: c.envProgress,
-		InsecureRegistries: append(c.insecure, oci.InsecureFromEnv()...)}
+		InsecureRegistries: append(c.insecure, oci.InsecureFromEnv()...), EnvRegistry: registry}
 	if c.allowPull != nil {
 		eo.PullAllowed = c.pullAllowed
 	}

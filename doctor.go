@@ -38,7 +38,10 @@ type DoctorReport struct {
 	// unless --exports-dir says otherwise.
 	MCPExportsDir string    `json:"mcp_exports_dir"`
 	CacheDir      DirStatus `json:"cache_dir"`
-	Probe         ProbeBoot `json:"probe"`
+	// EnvRegistry is where missing catalog environments and the guest
+	// kernel are pulled from first (PYRO_ENV_REGISTRY); "" = built locally.
+	EnvRegistry string    `json:"env_registry"`
+	Probe       ProbeBoot `json:"probe"`
 }
 
 type PlatformInfo struct {
@@ -116,6 +119,7 @@ func (c *Client) Doctor(ctx context.Context, environments ...string) (*DoctorRep
 	r.StateDir = dirStatus(c.stateDir)
 	r.MCPExportsDir = c.ExportsDir()
 	r.CacheDir = dirStatus(c.cacheDir)
+	r.EnvRegistry = c.envs.Registry()
 	for _, d := range []DirStatus{r.StateDir, r.CacheDir} {
 		if !d.Writable {
 			r.Problems = append(r.Problems, d.Path+" is not writable: set PYRO_STATE_DIR / PYRO_CACHE_DIR to a writable directory")

@@ -14,6 +14,10 @@ type EnvironmentInfo = env.Info
 // digests and sizes, the agent baked in, and the package list.
 type EnvironmentManifest = env.Manifest
 
+// PushResult says what PushEnvironment published: the reference, the
+// digest the registry holds it under, and the compressed sizes.
+type PushResult = env.PushResult
+
 // PruneResult says what PruneEnvironments removed.
 type PruneResult = env.PruneResult
 
@@ -52,6 +56,33 @@ func (c *Client) PullEnvironment(ctx context.Context, name string, force bool, o
 		return nil, err
 	}
 	return e.Manifest, nil
+}
+
+// PushEnvironment publishes an installed environment (a catalog name or a
+// pulled reference) to ref, a registry tag, as a pyro environment artifact:
+// an OCI manifest of artifactType application/vnd.pyro.environment.v1+json
+// whose config is the environment's manifest and whose layers are the
+// guest kernel and the root filesystem, zstd-compressed (docs/environments.md).
+// Pulling ref, or a catalog name from the environment registry
+// (WithEnvRegistry), then installs it as is, without building anything.
+// Credentials come from the Docker config; plain HTTP only to registries
+// named by WithInsecureRegistries.
+func (c *Client) PushEnvironment(ctx context.Context, name, ref string) (*PushResult, error) {
+	if err := c.checkEnvHostPath(name); err != nil {
+		return nil, err
+	}
+	return c.envs.Push(c.envCtx(ctx), name, ref)
+}
+
+// envRegistry is the WithEnvRegistry value, else the configured one.
+func envRegistry(set *string) (string, error) {
+	if set == nil {
+		return env.RegistryFromConfig()
+	}
+	if *set == "" {
+		return "", nil
+	}
+	return env.CheckRegistry(*set, "WithEnvRegistry")
 }
 
 // InspectEnvironment returns the manifest of an installed environment.

@@ -14,7 +14,7 @@ import (
 
 func (a *app) envCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "env", Short: "List, build, inspect and prune environments"}
-	cmd.AddCommand(a.envListCommand(), a.envPullCommand("pull"), a.envPullCommand("build"), a.envInspectCommand(), a.envPruneCommand())
+	cmd.AddCommand(a.envListCommand(), a.envPullCommand("pull"), a.envPullCommand("build"), a.envInspectCommand(), a.envPruneCommand(), a.envPushCommand())
 	return cmd
 }
 
@@ -111,6 +111,42 @@ func (a *app) envPullCommand(verb string) *cobra.Command {
 	return cmd
 }
 
+func (a *app) envPushCommand() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "push ENV REF",
+		Short: "Publish an installed environment to a registry as a pyro environment artifact",
+		Long: "Pushes ENV (a catalog name or a pulled reference, as installed here) to REF, a registry tag,\n" +
+			"as an OCI artifact: guest kernel, root filesystem and manifest (docs/environments.md).\n" +
+			"\"pyro env pull REF\" installs it as is. Publish the catalog once under one prefix and point\n" +
+			"every host at it with PYRO_ENV_REGISTRY, e.g.\n" +
+			"  pyro env push debian:12 registry.example.com/pyro/debian:12\n" +
+			"  PYRO_ENV_REGISTRY=registry.example.com/pyro pyro run debian:12 -- uname -r\n" +
+			"Credentials come from the Docker config (docker login). Not offered over MCP: publishing is an operator's act.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, done, err := a.client(jsonOut)
+			if err != nil {
+				return a.fail(cmd.Context(), err, jsonOut)
+			}
+			defer done()
+			r, err := c.PushEnvironment(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return a.fail(cmd.Context(), err, jsonOut)
+			}
+			if jsonOut {
+				writeJSON(a.stdout, r)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "%s %s pushed to %s@%s (kernel %s, rootfs %s compressed)\n",
+				r.Environment, r.Version, r.Reference, r.Digest, humanBytes(r.KernelBytes), humanBytes(r.RootfsBytes))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}
+
 func (a *app) envInspectCommand() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
@@ -133,6 +169,9 @@ func (a *app) envInspectCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "kernel:   %s (%s, sha256 %s)\n", m.Kernel.Release, humanBytes(m.Kernel.Size), m.Kernel.SHA256)
 			fmt.Fprintf(a.stdout, "rootfs:   %s (sha256 %s)\n", humanBytes(m.Rootfs.Size), m.Rootfs.SHA256)
 			fmt.Fprintf(a.stdout, "agent:    sha256 %s\n", m.AgentSHA256)
+			if p := m.Published; p != nil {
+				fmt.Fprintf(a.stdout, "published: %s@%s (%s %s, built %s)\n", p.Reference, p.Digest, p.Name, p.Version, p.BuiltAt.Format("2006-01-02 15:04:05Z07:00"))
+			}
 			if m.Image == nil {
 				fmt.Fprintf(a.stdout, "packages: %d\n  %s\n", len(m.Packages), strings.Join(m.Packages, "\n  "))
 				return nil

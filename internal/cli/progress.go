@@ -21,6 +21,7 @@ type progress struct {
 	stage string
 	msg   string
 	bar   *progressbar.ProgressBar
+	total int64 // the bar's maximum
 }
 
 func newProgress(w io.Writer) *progress {
@@ -39,7 +40,12 @@ func (p *progress) event(e pyro.ProgressEvent) {
 		p.stage, p.msg = e.Stage, ""
 	}
 	if e.Total > 0 {
+		if p.bar != nil && e.Total != p.total {
+			// Another piece of work in the same stage (kernel, then root filesystem).
+			p.finishBar()
+		}
 		if p.bar == nil {
+			p.total = e.Total
 			p.bar = progressbar.NewOptions64(e.Total,
 				progressbar.OptionSetWriter(p.w),
 				progressbar.OptionSetDescription(e.Stage),

@@ -76,7 +76,7 @@ func (a *app) rootCommand() *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlagValues(cmd) },
 	}
 	root.PersistentFlags().StringArrayVar(&a.insecure, "insecure-registry", nil,
-		"registry HOST[:PORT] that may be reached over plain HTTP when pulling images (repeatable; also PYRO_INSECURE_REGISTRIES)")
+		"registry HOST[:PORT] that may be reached over plain HTTP when pulling or pushing (repeatable; also PYRO_INSECURE_REGISTRIES)")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand(), a.demoCommand())

@@ -114,7 +114,7 @@ func (s *Store) scanImage(h string) []install {
 		switch {
 		case err != nil:
 			in.err = fmt.Errorf("no valid manifest: %w", err)
-		case m.Source != SourceOCI || digestHex(m.Digest) != h || m.Version != de.Name():
+		case (m.Source != SourceOCI && m.Source != SourceArtifact) || digestHex(m.Digest) != h || m.Version != de.Name():
 			in.err = fmt.Errorf("manifest names %s %s", m.Digest, m.Version)
 		default:
 			in.manifest = m
@@ -244,6 +244,12 @@ func (s *Store) pullImage(ctx context.Context, name string, opts PullOptions) (*
 	defer unlockBlobs()
 
 	s.progress(ctx, Event{Stage: "pull", Message: "resolving " + ref.Name})
+	if ref.Kind == oci.KindRegistry {
+		// A published pyro environment installs as is (publish.go).
+		if env, ok, err := s.pullArtifactRef(ctx, ref, ag, opts); ok {
+			return env, withListHint(err)
+		}
+	}
 	im, err := oci.Resolve(ctx, ref, oci.Options{Insecure: s.opts.InsecureRegistries})
 	if err != nil {
 		return nil, withListHint(err)
@@ -490,6 +496,7 @@ func (s *Store) listImages(agentSum string) []Info {
 			in, _ = s.pickImage(digestHex(rec.Digest), "")
 		}
 		if in != nil {
+			info.Source, info.Description = in.manifest.Source, in.manifest.Description
 			info.Installed = agentSum == "" || in.manifest.AgentSHA256 == agentSum
 			info.Version, info.RootfsSize, info.DiskUsage = in.version, in.manifest.Rootfs.Size, in.manifest.Rootfs.DiskUsage
 		}

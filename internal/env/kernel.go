@@ -149,6 +149,9 @@ func (s *Store) ensureKernel(ctx context.Context, verify bool) (KernelInfo, erro
 			if k, ok := s.newestCachedKernel(); ok {
 				return k, nil
 			}
+			if k, ok, perr := s.publishedKernel(ctx, err); ok {
+				return k, perr
+			}
 		}
 		return KernelInfo{}, err
 	}

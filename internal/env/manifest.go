@@ -47,12 +47,18 @@ type Manifest struct {
 	Reference string     `json:"reference,omitempty"`
 	Digest    string     `json:"digest,omitempty"`
 	Image     *ImageInfo `json:"image,omitempty"`
+	// Published is set when this environment was installed from a pyro
+	// environment artifact (env push on another host) instead of built here.
+	Published *PublishedInfo `json:"published,omitempty"`
 }
 
 // Sources of a manifest.
 const (
 	SourceDebian = "debian"
 	SourceOCI    = "oci"
+	// SourceArtifact: a pyro environment artifact pulled by reference
+	// (a catalog name pulled from PYRO_ENV_REGISTRY keeps "debian").
+	SourceArtifact = "artifact"
 )
 
 // ImageInfo is what an OCI environment keeps of its image.

@@ -123,13 +123,15 @@ func (s *Store) pruneKernels(ctx context.Context) []PrunedItem {
 	} else if k, ok := s.newestCachedKernel(); ok {
 		keep[k.ConfigHash] = true
 	}
-	envRoot := filepath.Join(s.root, "environments")
-	slugs, _ := os.ReadDir(envRoot)
-	for _, sd := range slugs {
-		versions, _ := os.ReadDir(filepath.Join(envRoot, sd.Name()))
-		for _, v := range versions {
-			if m, err := readManifest(s.root, filepath.Join(envRoot, sd.Name(), v.Name())); err == nil {
-				keep[m.Kernel.ConfigHash] = true
+	// Images too: one pulled as a published artifact brings its own kernel.
+	for _, envRoot := range []string{filepath.Join(s.root, "environments"), s.imagesDir()} {
+		slugs, _ := os.ReadDir(envRoot)
+		for _, sd := range slugs {
+			versions, _ := os.ReadDir(filepath.Join(envRoot, sd.Name()))
+			for _, v := range versions {
+				if m, err := readManifest(s.root, filepath.Join(envRoot, sd.Name(), v.Name())); err == nil {
+					keep[m.Kernel.ConfigHash] = true
+				}
 			}
 		}
 	}

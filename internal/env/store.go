@@ -21,6 +21,10 @@ type Options struct {
 	// first use (the normalized reference); nil allows every one. Explicit
 	// pulls (Pull) are not asked.
 	PullAllowed func(ref string) bool
+	// EnvRegistry is a registry prefix (host[:port][/path]) where the
+	// catalog environments are published (publish.go): a catalog name
+	// missing from the cache is pulled from it before building locally.
+	EnvRegistry string
 }
 
 // Event reports progress of long work.
@@ -40,7 +44,7 @@ type Info struct {
 	Packages    []string `json:"packages"` // the catalog's package list
 	RootfsSize  int64    `json:"rootfs_size,omitempty"`
 	DiskUsage   int64    `json:"disk_usage,omitempty"` // bytes the sparse image really takes
-	Source      string   `json:"source"`               // "debian" (catalog) or "oci"
+	Source      string   `json:"source"`               // "debian" (catalog), "oci" or "artifact" (a published environment)
 	Digest      string   `json:"digest,omitempty"`     // oci: the image's manifest digest
 }
 
@@ -103,6 +107,9 @@ func DefaultCacheDir() (string, error) {
 
 // CacheDir is the resolved cache root.
 func (s *Store) CacheDir() string { return s.root }
+
+// Registry is Options.EnvRegistry: where catalog environments are published.
+func (s *Store) Registry() string { return s.opts.EnvRegistry }
 
 func (s *Store) init() error { return s.rootErr }
 
@@ -244,7 +251,7 @@ func (s *Store) pull(ctx context.Context, name string, force, verify bool) (*Env
 			s.progress(ctx, Event{Stage: "env", Message: "guest kernel config or source changed: building a new version of " + name})
 		}
 	}
-	return s.build(ctx, e, ag, force)
+	return s.pullOrBuild(ctx, e, ag, force)
 }
 
 // Verify re-hashes the installed kernel and image against the manifest and
