@@ -55,7 +55,7 @@ type Options struct {
 	Policy Policy
 	// Rules, when set, allow only what they name (see Rules); nil allows
 	// whatever the fixed filter does. SetRules changes them later.
-	Rules      *Rules
+	Rules *Rules
 	// Broker, when set, fills brokered secrets into requests to their
 	// hosts (broker.go).
 	Broker     *Broker
