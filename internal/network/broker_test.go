@@ -24,7 +24,7 @@ const brokerToken = "ghp_realTokenValue0123456789"
 
 // upstreamCA makes a CA for the test's "real" servers and returns it with
 // a pool that trusts it.
-func upstreamCA(t *testing.T) (*BrokerCA, *x509.CertPool) {
+func upstreamCA(t testing.TB) (*BrokerCA, *x509.CertPool) {
 	t.Helper()
 	b, err := NewBrokerCA("upstream", []string{"api.test", "other.test"})
 	if err != nil {
