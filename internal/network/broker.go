@@ -264,6 +264,7 @@ func (s *Stack) serveBroker(guest net.Conn, dst netip.AddrPort, tlsName string) 
 	}
 	srv := &http.Server{
 		Handler:           s.brokerGate(proxy, dst, tlsName),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx }, // Close aborts upstream requests
 		ReadHeaderTimeout: sniffTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
@@ -276,7 +277,13 @@ func (s *Stack) serveBroker(guest net.Conn, dst netip.AddrPort, tlsName string) 
 	}
 	defer s.conns.remove(ln)
 	_ = srv.Serve(ln) // returns once the connection is closed
-	_ = srv.Close()
+	// Wait for its handler to return (it ends with the connection), so
+	// nothing of this connection outlives the Stack.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), dialTimeout)
+	defer cancel()
+	if srv.Shutdown(ctx) != nil {
+		_ = srv.Close()
+	}
 }
 
 // brokerGate refuses what must not pass the proxy: tunnels, and requests

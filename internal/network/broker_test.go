@@ -48,6 +48,10 @@ type authLog struct {
 
 func (a *authLog) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" { // until the broker hangs up
+			<-r.Context().Done()
+			return
+		}
 		a.mu.Lock()
 		a.got[hostOnly(r.Host)] = append(a.got[hostOnly(r.Host)], r.Header.Get("Authorization"))
 		a.mu.Unlock()
@@ -286,5 +290,31 @@ func TestBrokerCANameConstraints(t *testing.T) {
 	}
 	if _, err := ValidateBrokerHosts(PolicyEgress, "T", []string{"bad host"}); err == nil {
 		t.Error("a malformed host")
+	}
+}
+
+// Closing the stack while the broker waits on the real server ends the
+// request and returns: nothing of the connection outlives the Stack.
+func TestBrokerCloseMidRequest(t *testing.T) {
+	s, g, _, ca, _ := brokerNet(t, nil)
+	guestRoots := x509.NewCertPool()
+	guestRoots.AddCert(ca.Cert)
+	c, err := g.dial(ctxTimeout(t, 10*time.Second), netip.AddrPortFrom(outside, 443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tc := tls.Client(c, &tls.Config{ServerName: "api.test", RootCAs: guestRoots})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(tc, "GET /block HTTP/1.1\r\nHost: api.test\r\n\r\n")
+	time.Sleep(500 * time.Millisecond) // the request reaches the server
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hangs on a brokered request in flight")
 	}
 }
