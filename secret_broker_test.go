@@ -181,3 +181,49 @@ func TestWorkspaceSecretBroker(t *testing.T) {
 		t.Error("no supervisor log found to check")
 	}
 }
+
+// One-shot runs and low-level VMs take brokered secrets too: the command
+// gets the placeholder as $NAME, the bound host the value; a delivered
+// secret is refused (they have no secret_env).
+func TestRunAndVMSecretBroker(t *testing.T) {
+	echo := brokerOutside(t)
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	secret := []pyro.WorkspaceSecret{{Name: "TOKEN", Value: brokerToken, BrokerHosts: []string{"api.test"}}}
+	const cmd = `curl -sS --max-time 60 -H "Authorization: Bearer $TOKEN" https://api.test/run >/dev/null && echo "OK ${TOKEN%%_*}"`
+
+	if _, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12-build", Network: true, Command: "true",
+		Secrets: []pyro.WorkspaceSecret{{Name: "TOKEN", Value: brokerToken}}}); pyro.ErrorCode(err) != "invalid_argument" {
+		t.Errorf("a delivered secret on run: %v", err)
+	}
+	if _, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12-build", Command: "true", Secrets: secret}); pyro.ErrorCode(err) != network.CodeBrokerNeedsNetwork {
+		t.Errorf("a brokered secret on run without network: %v", err)
+	}
+	r, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12-build", Network: true, Command: cmd, TimeoutSeconds: 120, Secrets: secret})
+	if err != nil || r.ExitCode != 0 || !strings.Contains(r.Stdout, "OK pyro") {
+		t.Fatalf("run: %v %+v", err, r)
+	}
+	if seen := echo.Seen(); len(seen) != 1 || seen[0].Host != "api.test" || seen[0].Authorization != "Bearer "+brokerToken {
+		t.Errorf("run: api.test received %+v", seen)
+	}
+
+	v, err := c.CreateVM(ctx, pyro.CreateVMRequest{Environment: "debian:12-build", NetworkPolicy: "egress", Secrets: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DeleteVM(context.Background(), v.VMID)
+	if len(v.Secrets) != 1 || v.Secrets[0].Placeholder == "" {
+		t.Fatalf("vm secrets %+v", v.Secrets)
+	}
+	if _, err := c.StartVM(ctx, v.VMID); err != nil {
+		t.Fatal(err)
+	}
+	before := len(echo.Seen())
+	r, err = c.ExecVM(ctx, pyro.VMExecRequest{VMID: v.VMID, Command: cmd, TimeoutSeconds: 120})
+	if err != nil || r.ExitCode != 0 || !strings.Contains(r.Stdout, "OK pyro") {
+		t.Fatalf("vm exec: %v %+v", err, r)
+	}
+	if seen := echo.Seen(); len(seen) <= before || seen[len(seen)-1].Authorization != "Bearer "+brokerToken {
+		t.Errorf("vm exec: api.test received %+v", seen[before:])
+	}
+}

@@ -141,4 +141,28 @@ func TestCLIAndMCPSecretBroker(t *testing.T) {
 		t.Errorf("MCP exec: the guest saw the value: %s", ex.Stdout)
 	}
 	checkBrokerSeen(t, echo, mw.Secrets[0].Placeholder)
+
+	// One-shot runs: pyro run and vm_run.
+	const runCmd = `curl -sS --max-time 60 -H "Authorization: Bearer $TOKEN" https://api.test/run >/dev/null && echo "OK ${TOKEN%%_*}"`
+	if r := runPyro(t, s, "run", "debian:12-build", "--network", "--secret", "TOKEN="+brokerToken, "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "not brokered") {
+		t.Errorf("run with a delivered secret: %+v", r)
+	}
+	n := len(echo.Seen())
+	r = runPyro(t, s, "run", "debian:12-build", "--network", "--timeout-seconds", "120", "--secret", "TOKEN="+brokerToken, "--secret-broker", "TOKEN=api.test", "--", runCmd)
+	if r.code != 0 || !strings.Contains(r.stdout, "OK pyro") {
+		t.Errorf("pyro run: %+v", r)
+	}
+	var rr struct {
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+	}
+	callTool(t, cs, "vm_run", map[string]any{"environment": "debian:12-build", "network": true, "command": runCmd, "timeout_seconds": 120,
+		"secrets": []map[string]any{{"name": "TOKEN", "value": brokerToken, "broker_hosts": []string{"api.test"}}}}, &rr)
+	if rr.ExitCode != 0 || !strings.Contains(rr.Stdout, "OK pyro") {
+		t.Errorf("vm_run: %+v", rr)
+	}
+	seen := echo.Seen()[n:]
+	if len(seen) != 2 || seen[0].Authorization != "Bearer "+brokerToken || seen[1].Authorization != "Bearer "+brokerToken {
+		t.Errorf("runs: api.test received %+v", seen)
+	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spf13/pflag"
+
 	"github.com/pyrovm/pyro"
 )
 
@@ -116,4 +118,23 @@ func parseEnv(args []string) (map[string]string, error) {
 		out[name] = value
 	}
 	return out, nil
+}
+
+// brokerFlags are the secret flags of `run` and `vm create`, which take
+// brokered secrets only.
+type brokerFlags struct{ values, files, brokers []string }
+
+func (b *brokerFlags) add(f *pflag.FlagSet) {
+	f.StringArrayVar(&b.values, "secret", nil, "secret NAME=VALUE to broker (needs --secret-broker NAME=HOST; repeatable)")
+	f.StringArrayVar(&b.files, "secret-file", nil, "secret NAME=PATH to broker, the host file's content as is (repeatable)")
+	f.StringArrayVar(&b.brokers, "secret-broker", nil, secretBrokerHelp)
+}
+
+// secrets is the SDK's secrets, or a usage error.
+func (b *brokerFlags) secrets() ([]pyro.WorkspaceSecret, error) {
+	sec, err := parseSecrets(b.values, b.files)
+	if err != nil {
+		return nil, err
+	}
+	return sec, applySecretBrokers(sec, b.brokers)
 }

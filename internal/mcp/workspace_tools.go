@@ -35,6 +35,31 @@ type secretInput struct {
 	BrokerHosts []string `json:"broker_hosts,omitempty"`
 }
 
+// brokeredSecretsProp describes the secrets of vm_run and vm_create:
+// brokered only, so the guest never holds a value.
+var brokeredSecretsProp = prop{desc: "Optional brokered secrets (HTTP API tokens) the command uses without ever holding them: " +
+	"[{\"name\": ..., \"value\": ..., \"broker_hosts\": [\"api.example.com\"]}]. The guest gets $NAME set to a placeholder; " +
+	"pyro's network puts the real value in its place in request headers (e.g. Authorization: Bearer $NAME) sent over HTTPS or HTTP to " +
+	"those hosts only. Needs the network.",
+	items: map[string]prop{
+		"name":         {desc: "Secret name: 1-64 letters, digits or '_', not starting with a digit; also the environment variable name.", required: true},
+		"value":        {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
+		"broker_hosts": {desc: "The host names (\"api.github.com\", \"*.example.com\") whose request headers get the value.", required: true},
+	}}
+
+// brokeredSecrets turns MCP secrets into the SDK's (nil stays nil).
+func brokeredSecrets(in []secretInput) []pyro.WorkspaceSecret {
+	var out []pyro.WorkspaceSecret
+	for _, s := range in {
+		hosts := s.BrokerHosts
+		if hosts == nil {
+			hosts = []string{} // brokered by definition here: no hosts is an error, not a delivered secret
+		}
+		out = append(out, pyro.WorkspaceSecret{Name: s.Name, Value: s.Value, BrokerHosts: hosts})
+	}
+	return out
+}
+
 // secretEnvProp describes secret_env wherever a call takes it.
 var secretEnvProp = prop{desc: "Secrets to set as environment variables of this call only: an object mapping a secret's name " +
 	"(from workspace_create's secrets) to the variable name; an empty string means the secret's own name, " +

@@ -75,9 +75,9 @@ func brokerCAScript() string {
 	}, "\n")
 }
 
-// installBrokerCA makes the guest trust the workspace's broker CA (after
+// InstallBrokerCA makes the guest trust the workspace's broker CA (after
 // every boot: the trust store may have been rebuilt meanwhile).
-func installBrokerCA(ctx context.Context, ex execer, b *network.Broker) error {
+func InstallBrokerCA(ctx context.Context, ex Execer, b *network.Broker) error {
 	if b == nil {
 		return nil
 	}

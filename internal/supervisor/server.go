@@ -69,7 +69,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		v.Close()
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
-	if err := installBrokerCA(bootCtx, v.Agent(), broker); err != nil {
+	if err := InstallBrokerCA(bootCtx, v.Agent(), broker); err != nil {
 		v.Close()
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
