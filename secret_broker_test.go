@@ -19,7 +19,7 @@ const brokerToken = "ghp_brokerTestToken_4f9c2a7d1e"
 // brokerOutside serves api.test and other.test (HTTPS on 443 with a test
 // CA the host side trusts, HTTP on 80) from a network namespace, and
 // resolves both names there.
-func brokerOutside(t *testing.T) *testutil.AuthEcho {
+func brokerOutside(t testing.TB) *testutil.AuthEcho {
 	t.Helper()
 	out := testutil.NewOutside(t)
 	ip, _, _ := strings.Cut(out.Addr, ":")

@@ -32,6 +32,9 @@ type AuthEcho struct {
 	got []AuthSeen
 }
 
+// BigBody is the size of what GET /big answers.
+const BigBody = 16 << 20
+
 // AuthSeen is one request the API received.
 type AuthSeen struct {
 	Scheme, Host, Authorization string
@@ -68,6 +71,16 @@ func (o *Outside) ServeAuthEcho(t testing.TB, names ...string) *AuthEcho {
 
 func (a *AuthEcho) handler(scheme string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" { // a download for throughput figures
+			w.Header().Set("Content-Length", fmt.Sprint(BigBody))
+			chunk := make([]byte, 64<<10)
+			for range BigBody / len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+			return
+		}
 		auth := r.Header.Get("Authorization")
 		a.mu.Lock()
 		a.got = append(a.got, AuthSeen{Scheme: scheme, Host: r.Host, Authorization: auth})
