@@ -330,7 +330,9 @@ func (s *Stack) brokerRewrite(pr *httputil.ProxyRequest, dst netip.AddrPort, tls
 }
 
 // unboundReason words a placeholder left in place, for the network log.
+// host is the guest's: bounded and printable before it is quoted.
 func (s *Stack) unboundReason(secret, host, tlsName string, trusted bool) string {
+	host = cleanName(host)
 	switch {
 	case tlsName != "" && !trusted:
 		return fmt.Sprintf("placeholder of brokered secret %s not replaced: the request names host %q inside TLS for %q", secret, host, tlsName)
