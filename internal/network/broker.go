@@ -33,6 +33,12 @@ import (
 // by [REDACTED], so a server that echoes it shows the guest nothing. A
 // placeholder sent anywhere else goes out unchanged and is logged.
 
+// brokerGuestWait bounds the guest's side of the TLS handshake and of
+// each request head: a guest under software emulation on a loaded host
+// can take many seconds for its key exchange (10 s was seen to cut
+// handshakes short).
+const brokerGuestWait = time.Minute
+
 // BrokerCAEnv names a PEM file of more CA certificates the broker trusts
 // when it verifies the real servers (besides the host's trust store): a
 // corporate TLS proxy's CA, or a test server's.
@@ -208,9 +214,9 @@ func (s *Stack) serveBrokerTLS(guest net.Conn, dst netip.AddrPort, sn sniffed) {
 		NextProtos:   []string{"http/1.1"}, // no HTTP/2: requests are read one by one
 		MinVersion:   tls.VersionTLS12,
 	})
-	_ = guest.SetDeadline(time.Now().Add(sniffTimeout))
+	_ = guest.SetDeadline(time.Now().Add(brokerGuestWait))
 	if err := tc.Handshake(); err != nil {
-		s.log.Debug("broker: guest TLS handshake", "name", sn.name, "err", err)
+		s.log.Info("broker: guest TLS handshake failed", "name", sn.name, "err", err)
 		guest.Close()
 		return
 	}
@@ -265,7 +271,7 @@ func (s *Stack) serveBroker(guest net.Conn, dst netip.AddrPort, tlsName string) 
 	srv := &http.Server{
 		Handler:           s.brokerGate(proxy, dst, tlsName),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx }, // Close aborts upstream requests
-		ReadHeaderTimeout: sniffTimeout,
+		ReadHeaderTimeout: brokerGuestWait,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		MaxHeaderBytes:    maxHTTPHead,
