@@ -19,7 +19,7 @@ const (
 	secretFileFlagHelp = "secret NAME=PATH whose value is the host file's content, as is (repeatable)"
 	secretEnvFlagHelp  = "give this call secret NAME as $NAME, or NAME=ENV_VAR as $ENV_VAR (repeatable)"
 	secretBrokerHelp   = "broker secret NAME (given by --secret or --secret-file) instead of delivering it: the guest gets a " +
-		"placeholder, and the egress point puts the value into HTTP(S) request headers for these hosts only: NAME=HOST[,HOST] (repeatable; needs --network-policy egress)"
+		"placeholder, and the egress point puts the value into HTTP(S) request headers for these hosts only: NAME=HOST[,HOST] (repeatable; needs a network: --network-policy egress, or --network on run)"
 )
 
 // addSecretEnvFlag registers --secret-env on a command.
