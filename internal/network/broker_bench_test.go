@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -107,7 +106,6 @@ func (m egressMode) get(b *testing.B, path string) int64 {
 	return n
 }
 
-var _ net.Conn = (*prefixConn)(nil)
 
 func BenchmarkEgressSetup(b *testing.B) {
 	modes := benchModes(b)
