@@ -106,7 +106,6 @@ func (m egressMode) get(b *testing.B, path string) int64 {
 	return n
 }
 
-
 func BenchmarkEgressSetup(b *testing.B) {
 	modes := benchModes(b)
 	total := make([]time.Duration, len(modes))
