@@ -12,6 +12,7 @@ import (
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
+	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
@@ -46,6 +47,12 @@ type RunRequest struct {
 	// EgressRules, when any is given, allow only what they name (needs
 	// Network): allow_hosts, allow_cidrs, allow_presets.
 	EgressRules
+	// Secrets are brokered secrets only (each with BrokerHosts; needs
+	// Network): the command gets each one's placeholder as $NAME, and the
+	// egress point puts the value into request headers for its hosts
+	// (docs/secret-broker.md). The run's broker CA lives only as long as
+	// the run.
+	Secrets []WorkspaceSecret `json:"secrets,omitempty"`
 }
 
 // RunResult is what a one-shot run returns on every face.
@@ -112,7 +119,18 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	set, err := c.brokeredOnly(req.Secrets, runPolicy(req.Network))
+	if err != nil {
+		return nil, err
+	}
 	e, spec, err := c.runMachine(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Broker, err = oneShotBroker(set); err != nil {
+		return nil, err
+	}
+	envv, err := set.Env(placeholderEnv(set))
 	if err != nil {
 		return nil, err
 	}
@@ -129,11 +147,16 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(), VMID: v.ID,
 	}
 	c.log.Debug("booted", "vm", v.ID, "boot_ms", res.BootMs, "ms", time.Since(start).Milliseconds())
-	c.report(ctx, ProgressEvent{Stage: "exec", Message: "running the command"})
-	out, err := execShell(ctx, v, req.Command, nil, "/", req.TimeoutSeconds, req.MaxOutputBytes)
-	if err != nil {
+	if err := supervisor.InstallBrokerCA(ctx, v.Agent(), spec.Broker); err != nil {
 		return nil, err
 	}
+	c.report(ctx, ProgressEvent{Stage: "exec", Message: "running the command"})
+	out, err := execShell(ctx, v, req.Command, envv, "/", req.TimeoutSeconds, req.MaxOutputBytes)
+	if err != nil {
+		return nil, set.Redactor().Error(err)
+	}
+	red := set.Redactor()
+	out.Stdout, out.Stderr = red.String(out.Stdout), red.String(out.Stderr)
 	c.log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
 	res.fill(out)
 	res.BlockedConnections = runBlocked(v)

@@ -26,6 +26,10 @@ type CreateVMRequest struct {
 	// EgressRules, when any is given, allow only what they name (needs
 	// network_policy egress).
 	EgressRules
+	// Secrets are brokered secrets only (each with BrokerHosts; needs
+	// network_policy egress): every vm_exec command gets each one's
+	// placeholder as $NAME (docs/secret-broker.md).
+	Secrets []WorkspaceSecret `json:"secrets,omitempty"`
 }
 
 // VM is a low-level VM as every face reports it.
@@ -43,6 +47,7 @@ type VM struct {
 	BootMs         int64        `json:"boot_ms,omitempty"`
 	NetworkPolicy  string       `json:"network_policy"`
 	Egress         *EgressRules `json:"egress_rules,omitempty"` // nil: no allow list
+	Secrets        []SecretInfo `json:"secrets,omitempty"`      // brokered: names, hosts, placeholders
 }
 
 // VMExecRequest is the one command of a low-level VM.
@@ -76,7 +81,8 @@ func toVM(r *workspace.Record, info *supervisor.Info) *VM {
 	w := toWorkspace(r, info)
 	return &VM{VMID: w.WorkspaceID, Environment: w.Environment, State: w.State, VCPUCount: w.VCPUCount,
 		MemMiB: w.MemMiB, TTLSeconds: w.TTLSeconds, CreatedAt: w.CreatedAt, LastActivityAt: w.LastActivityAt,
-		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs, NetworkPolicy: w.NetworkPolicy, Egress: w.Egress}
+		ExpiresAt: w.ExpiresAt, ExecutionMode: w.ExecutionMode, BootMs: w.BootMs, NetworkPolicy: w.NetworkPolicy, Egress: w.Egress,
+		Secrets: w.Secrets}
 }
 
 // CreateVM defines a VM without booting it.
@@ -99,6 +105,10 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	if policy.AllowsPublish() {
 		return nil, errdefs.InvalidArgument("network_policy", "low-level VMs run no services, so they have no ports to publish: use %s, or a workspace", network.PolicyEgress)
 	}
+	set, err := c.brokeredOnly(req.Secrets, policy)
+	if err != nil {
+		return nil, err
+	}
 	e, err := c.ensureEnv(ctx, req.Environment)
 	if err != nil {
 		return nil, err
@@ -107,7 +117,7 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	r, err := c.machines().Create(ctx, workspace.CreateSpec{
 		Environment: req.Environment, EnvVersion: e.Manifest.Version, KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, NoBoot: true,
-		NetworkPolicy: recordedPolicy(policy), Egress: rules,
+		NetworkPolicy: recordedPolicy(policy), Egress: rules, Secrets: set,
 	})
 	if err != nil {
 		return nil, err
@@ -157,7 +167,7 @@ func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, err
 	}
 	m := c.machines()
 	start := time.Now()
-	_, info, err := m.Status(ctx, req.VMID)
+	r0, info, err := m.Status(ctx, req.VMID)
 	if err != nil {
 		return nil, vmErr(err, req.VMID)
 	}
@@ -166,7 +176,7 @@ func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, err
 	}
 	r, res, _, err := m.Exec(ctx, req.VMID, supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
-	}, nil)
+	}, brokeredEnv(r0.Secrets))
 	if err != nil {
 		return nil, vmErr(err, req.VMID)
 	}

@@ -56,6 +56,13 @@ type WorkspaceSecret struct {
 	Name     string `json:"name"`
 	Value    string `json:"value,omitempty"`
 	FilePath string `json:"file_path,omitempty"`
+	// BrokerHosts, when set, broker the secret instead of delivering it:
+	// the guest never holds the value, only a placeholder (SecretInfo's
+	// Placeholder, and what SecretEnv sets), and the egress point puts the
+	// value in place of the placeholder in the headers of HTTP and HTTPS
+	// requests to these hosts only ("api.github.com", "*.example.com").
+	// Needs a network. See docs/secret-broker.md.
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
 }
 
 // SecretInfo names a workspace's secret; its value is never shown.
@@ -205,7 +212,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
-	secretSet, err := c.loadSecrets(req.Secrets)
+	secretSet, err := c.loadSecrets(req.Secrets, req.NetworkPolicy)
 	if err != nil {
 		return nil, err
 	}
@@ -273,10 +280,21 @@ func seedErr(err error) error {
 	return err
 }
 
-// loadSecrets reads secret files and validates the set.
-func (c *Client) loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
+// loadSecrets reads secret files and validates the set (brokered secrets
+// need a network: policy).
+func (c *Client) loadSecrets(in []WorkspaceSecret, policy string) (secrets.Set, error) {
 	out := make([]secrets.Secret, 0, len(in))
 	for _, s := range in {
+		var hosts []string
+		if s.BrokerHosts != nil {
+			p, err := network.ParsePolicy(policy)
+			if err != nil {
+				return nil, err
+			}
+			if hosts, err = network.ValidateBrokerHosts(p, s.Name, s.BrokerHosts); err != nil {
+				return nil, err
+			}
+		}
 		switch {
 		case s.FilePath != "" && s.Value != "":
 			return nil, errdefs.InvalidArgument("secrets", "secret %s has both a value and a file: give one", s.Name)
@@ -288,9 +306,10 @@ func (c *Client) loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
 			if err != nil {
 				return nil, err
 			}
+			f.BrokerHosts = hosts
 			out = append(out, f)
 		default:
-			out = append(out, secrets.Secret{Name: s.Name, Value: s.Value, Source: secrets.SourceValue})
+			out = append(out, secrets.Secret{Name: s.Name, Value: s.Value, Source: secrets.SourceValue, BrokerHosts: hosts})
 		}
 	}
 	return secrets.NewSet(out)

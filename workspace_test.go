@@ -17,7 +17,7 @@ import (
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
-func newWorkspaceClient(t *testing.T) (*pyro.Client, string) {
+func newWorkspaceClient(t testing.TB) (*pyro.Client, string) {
 	t.Helper()
 	testutil.RequiresVM(t)
 	bin := testutil.Binaries(t)

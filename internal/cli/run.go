@@ -11,6 +11,7 @@ import (
 func (a *app) runCommand() *cobra.Command {
 	var req pyro.RunRequest
 	var jsonOut bool
+	var sec brokerFlags
 	cmd := &cobra.Command{
 		Use:   "run ENV [flags] -- CMD...",
 		Short: "Run one command in a fresh microVM, then destroy it",
@@ -18,7 +19,8 @@ func (a *app) runCommand() *cobra.Command {
 			"(124 on timeout, 125 when pyro itself failed). The VM is always destroyed.\n" +
 			"One word after -- is taken as a shell string as is; several words are quoted and joined.\n" +
 			"ENV is a catalog name or an OCI image reference (pulled on first use; see \"pyro env pull --help\").",
-		Example: "  pyro run debian:12 -- uname -r\n  pyro run debian:12-build --timeout-seconds 60 -- 'cc --version | head -1'\n  pyro run python:3.12-slim -- python3 -V",
+		Example: "  pyro run debian:12 -- uname -r\n  pyro run debian:12-build --timeout-seconds 60 -- 'cc --version | head -1'\n  pyro run python:3.12-slim -- python3 -V\n" +
+			"  pyro run debian:12-build --network --secret-file GH_TOKEN=$HOME/.gh-token --secret-broker GH_TOKEN=api.github.com -- 'curl -H \"Authorization: Bearer $GH_TOKEN\" https://api.github.com/user'",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
 				return fmt.Errorf("usage: pyro run ENV [flags] -- CMD...")
@@ -32,6 +34,10 @@ func (a *app) runCommand() *cobra.Command {
 			ctx := cmd.Context()
 			req.Environment = args[0]
 			req.Command = shellCommand(args[1:])
+			var err error
+			if req.Secrets, err = sec.secrets(); err != nil {
+				return err // usage error
+			}
 			c, done, err := a.client(jsonOut)
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
@@ -54,6 +60,7 @@ func (a *app) runCommand() *cobra.Command {
 	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
 	f.BoolVar(&req.Network, "network", false, "give the guest outbound network access (NAT; never the host itself, its loopback services or link-local addresses)")
 	addAllowFlags(f, &req.EgressRules, "allow only (with --network)")
+	sec.add(f)
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -15,7 +15,7 @@ import (
 func TestParseSecrets(t *testing.T) {
 	got, err := parseSecrets([]string{"TOKEN=a=b=c", "EMPTY="}, []string{"KEY=./key.pem"})
 	want := []pyro.WorkspaceSecret{{Name: "TOKEN", Value: "a=b=c"}, {Name: "EMPTY"}, {Name: "KEY", FilePath: "./key.pem"}}
-	if err != nil || !slices.Equal(got, want) {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("parseSecrets = %+v, %v", got, err)
 	}
 	for _, bad := range [][2][]string{
@@ -31,6 +31,22 @@ func TestParseSecrets(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "NAME=") {
 			t.Errorf("the error does not say the expected form: %v", err)
+		}
+	}
+}
+
+func TestApplySecretBrokers(t *testing.T) {
+	sec := []pyro.WorkspaceSecret{{Name: "GH", Value: "v"}, {Name: "NPM", FilePath: "f"}, {Name: "KEEP", Value: "k"}}
+	if err := applySecretBrokers(sec, []string{"GH=api.github.com, uploads.github.com", "NPM="}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(sec[0].BrokerHosts, []string{"api.github.com", "uploads.github.com"}) ||
+		sec[1].BrokerHosts == nil || len(sec[1].BrokerHosts) != 0 || sec[2].BrokerHosts != nil {
+		t.Errorf("brokers %+v", sec)
+	}
+	for _, bad := range [][]string{{"GH"}, {"=api.x"}, {"NOPE=api.x"}, {"GH=a.x", "GH=b.x"}} {
+		if err := applySecretBrokers(sec, bad); err == nil || !strings.Contains(err.Error(), "--secret-broker") {
+			t.Errorf("%q: %v", bad, err)
 		}
 	}
 }

@@ -25,13 +25,21 @@ func (a *app) vmCommand() *cobra.Command {
 		if m.ExpiresAt != nil {
 			fmt.Fprintf(a.stdout, "expires:     %s\n", m.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"))
 		}
+		for _, s := range m.Secrets {
+			fmt.Fprintf(a.stdout, "secret:      %s (brokered to %s; the guest sees %s)\n", s.Name, strings.Join(s.BrokerHosts, ","), s.Placeholder)
+		}
 	}
 	var req pyro.CreateVMRequest
 	var createJSON bool
+	var sec brokerFlags
 	create := &cobra.Command{
 		Use: "create ENV", Short: "Define a VM (stopped; `vm start` boots it)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Environment = args[0]
+			var err error
+			if req.Secrets, err = sec.secrets(); err != nil {
+				return err // usage error
+			}
 			return a.wsRun(cmd, createJSON, func(ctx context.Context, c *pyro.Client) (any, error) { return c.CreateVM(ctx, req) }, printVM)
 		},
 	}
@@ -40,6 +48,7 @@ func (a *app) vmCommand() *cobra.Command {
 	create.Flags().IntVar(&req.TTLSeconds, "ttl-seconds", pyro.DefaultVMTTLSeconds, "delete after this many seconds without activity")
 	create.Flags().StringVar(&req.NetworkPolicy, "network-policy", "off", "guest network: off (no network device) or egress (outbound NAT, never to the host itself, its loopback services or link-local addresses)")
 	addAllowFlags(create.Flags(), &req.EgressRules, "allow only (with egress)")
+	sec.add(create.Flags())
 	create.Flags().BoolVar(&createJSON, "json", false, "print one JSON object")
 
 	simple := func(verb, short string, call func(*pyro.Client, context.Context, string) (*pyro.VM, error)) *cobra.Command {

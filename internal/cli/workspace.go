@@ -40,17 +40,21 @@ func parseLabels(kvs []string) (map[string]string, error) {
 
 func (a *app) wsCreate() *cobra.Command {
 	var req pyro.CreateWorkspaceRequest
-	var labels, secretValues, secretFiles []string
+	var labels, secretValues, secretFiles, secretBrokers []string
 	var jsonOut, idOnly bool
 	cmd := &cobra.Command{
 		Use: "create ENV", Short: "Boot a workspace, seed /workspace and record the baseline", Args: cobra.ExactArgs(1),
 		Example: "  pyro workspace create debian:12 --seed-path ./repo --name fix-tests\n" +
-			"  pyro workspace create debian:12 --secret-file GH_TOKEN=$HOME/.config/gh-token",
+			"  pyro workspace create debian:12 --secret-file GH_TOKEN=$HOME/.config/gh-token\n" +
+			"  pyro workspace create debian:12 --network-policy egress --secret-file GH_TOKEN=$HOME/.config/gh-token --secret-broker GH_TOKEN=api.github.com",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			req.Environment = args[0]
 			sec, err := parseSecrets(secretValues, secretFiles)
 			if err != nil {
+				return err // usage error
+			}
+			if err := applySecretBrokers(sec, secretBrokers); err != nil {
 				return err // usage error
 			}
 			req.Secrets = sec
@@ -86,6 +90,7 @@ func (a *app) wsCreate() *cobra.Command {
 	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
 	f.StringArrayVar(&secretValues, "secret", nil, secretFlagHelp)
 	f.StringArrayVar(&secretFiles, "secret-file", nil, secretFileFlagHelp)
+	f.StringArrayVar(&secretBrokers, "secret-broker", nil, secretBrokerHelp)
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.IntVar(&req.TTLSeconds, "ttl-seconds", 0, "expire after this many seconds without activity (0 = never)")
@@ -116,6 +121,9 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 		names := make([]string, len(w.Secrets))
 		for i, s := range w.Secrets {
 			names[i] = s.Name
+			if len(s.BrokerHosts) > 0 {
+				names[i] += fmt.Sprintf(" (brokered to %s; the guest sees %s)", strings.Join(s.BrokerHosts, ","), s.Placeholder)
+			}
 		}
 		fmt.Fprintf(a.stdout, "secrets:     %s\n", strings.Join(names, ", "))
 	}

@@ -159,16 +159,17 @@ var outputCapProp = func() prop {
 
 // vmRunInput is vm_run's arguments.
 type vmRunInput struct {
-	Environment    string   `json:"environment,omitempty"`
-	Command        string   `json:"command"`
-	VCPUCount      int      `json:"vcpu_count,omitempty"`
-	MemMiB         int      `json:"mem_mib,omitempty"`
-	TimeoutSeconds int      `json:"timeout_seconds,omitempty"`
-	MaxOutputBytes int64    `json:"max_output_bytes,omitempty"`
-	Network        bool     `json:"network,omitempty"`
-	AllowHosts     []string `json:"allow_hosts,omitempty"`
-	AllowCIDRs     []string `json:"allow_cidrs,omitempty"`
-	AllowPresets   []string `json:"allow_presets,omitempty"`
+	Environment    string        `json:"environment,omitempty"`
+	Command        string        `json:"command"`
+	VCPUCount      int           `json:"vcpu_count,omitempty"`
+	MemMiB         int           `json:"mem_mib,omitempty"`
+	TimeoutSeconds int           `json:"timeout_seconds,omitempty"`
+	MaxOutputBytes int64         `json:"max_output_bytes,omitempty"`
+	Network        bool          `json:"network,omitempty"`
+	AllowHosts     []string      `json:"allow_hosts,omitempty"`
+	AllowCIDRs     []string      `json:"allow_cidrs,omitempty"`
+	AllowPresets   []string      `json:"allow_presets,omitempty"`
+	Secrets        []secretInput `json:"secrets,omitempty"`
 }
 
 func addVMRun(s *mcp.Server, d deps, name string) {
@@ -197,6 +198,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			"allow_hosts":   allowProps["allow_hosts"],
 			"allow_cidrs":   allowProps["allow_cidrs"],
 			"allow_presets": allowProps["allow_presets"],
+			"secrets":       brokeredSecretsProp,
 		}),
 	}
 	addTool(s, d, t, handler(func(ctx context.Context, in vmRunInput) (*pyro.RunResult, error) {
@@ -212,6 +214,7 @@ func addVMRun(s *mcp.Server, d deps, name string) {
 			Environment: in.Environment, Command: in.Command, VCPUCount: in.VCPUCount,
 			MemMiB: in.MemMiB, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, Network: in.Network,
 			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
+			Secrets:     brokeredSecrets(in.Secrets),
 		})
 	}))
 }

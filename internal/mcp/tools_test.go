@@ -156,14 +156,18 @@ func TestSecretSchemas(t *testing.T) {
 		if sec.Type != "array" || sec.Description == "" || sec.Items == nil || sec.Items.Type != "object" {
 			t.Fatalf("%s workspace_create.secrets = %+v", p, sec)
 		}
-		if got := slices.Sorted(maps.Keys(sec.Items.Properties)); !slices.Equal(got, []string{"name", "value"}) {
-			t.Errorf("%s secrets items have %v; want name and value only (no file_path over MCP)", p, got)
+		if got := slices.Sorted(maps.Keys(sec.Items.Properties)); !slices.Equal(got, []string{"broker_hosts", "name", "value"}) {
+			t.Errorf("%s secrets items have %v; want name, value and broker_hosts only (no file_path over MCP)", p, got)
 		}
 		if !slices.Equal(sec.Items.Required, []string{"name", "value"}) {
 			t.Errorf("%s secrets items require %v", p, sec.Items.Required)
 		}
 		for name, ip := range sec.Items.Properties {
-			if ip.Description == "" || ip.Type != "string" {
+			want := "string"
+			if name == "broker_hosts" {
+				want = "array"
+			}
+			if ip.Description == "" || ip.Type != want {
 				t.Errorf("%s secrets.%s = %+v", p, name, ip)
 			}
 		}

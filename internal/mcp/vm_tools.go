@@ -11,17 +11,18 @@ import (
 var fullOnly = []Profile{ProfileWorkspaceFull}
 
 type vmCreateInput struct {
-	Environment   string   `json:"environment,omitempty"`
-	VCPUCount     int      `json:"vcpu_count,omitempty"`
-	MemMiB        int      `json:"mem_mib,omitempty"`
-	TTLSeconds    int      `json:"ttl_seconds,omitempty"`
-	NetworkPolicy string   `json:"network_policy,omitempty"`
-	AllowHosts    []string `json:"allow_hosts,omitempty"`
-	AllowCIDRs    []string `json:"allow_cidrs,omitempty"`
-	AllowPresets  []string `json:"allow_presets,omitempty"`
+	Environment   string        `json:"environment,omitempty"`
+	VCPUCount     int           `json:"vcpu_count,omitempty"`
+	MemMiB        int           `json:"mem_mib,omitempty"`
+	TTLSeconds    int           `json:"ttl_seconds,omitempty"`
+	NetworkPolicy string        `json:"network_policy,omitempty"`
+	AllowHosts    []string      `json:"allow_hosts,omitempty"`
+	AllowCIDRs    []string      `json:"allow_cidrs,omitempty"`
+	AllowPresets  []string      `json:"allow_presets,omitempty"`
+	Secrets       []secretInput `json:"secrets,omitempty"`
 }
 
-const vmFields = "Result: vm_id, state (stopped, running, deleted), environment, sizes, expires_at."
+const vmFields = "Result: vm_id, state (stopped, running, deleted), environment, sizes, expires_at, secrets (brokered: name, broker_hosts, placeholder; vm_exec commands get $NAME = the placeholder)."
 
 func addVMCreate(s *mcp.Server, d deps, name string) {
 	c := d.c
@@ -41,6 +42,7 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 			"allow_hosts":   allowProps["allow_hosts"],
 			"allow_cidrs":   allowProps["allow_cidrs"],
 			"allow_presets": allowProps["allow_presets"],
+			"secrets":       brokeredSecretsProp,
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in vmCreateInput) (*pyro.VM, error) {
 		if err := d.checkNetwork(in.NetworkPolicy); err != nil {
@@ -50,7 +52,8 @@ func addVMCreate(s *mcp.Server, d deps, name string) {
 			in.Environment = pyro.DefaultEnvironment
 		}
 		return c.CreateVM(ctx, pyro.CreateVMRequest{Environment: in.Environment, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.NetworkPolicy,
-			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets}})
+			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
+			Secrets:     brokeredSecrets(in.Secrets)})
 	}))
 }
 

@@ -30,8 +30,34 @@ type workspaceCreateInput struct {
 // unlike the CLI and SDK there is no file_path, so that a model cannot read
 // arbitrary host files into a guest.
 type secretInput struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name        string   `json:"name"`
+	Value       string   `json:"value"`
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
+}
+
+// brokeredSecretsProp describes the secrets of vm_run and vm_create:
+// brokered only, so the guest never holds a value.
+var brokeredSecretsProp = prop{desc: "Optional brokered secrets (HTTP API tokens) the command uses without ever holding them: " +
+	"[{\"name\": ..., \"value\": ..., \"broker_hosts\": [\"api.example.com\"]}]. The guest gets $NAME set to a placeholder; " +
+	"pyro's network puts the real value in its place in request headers (e.g. Authorization: Bearer $NAME) sent over HTTPS or HTTP to " +
+	"those hosts only. Needs the network.",
+	items: map[string]prop{
+		"name":         {desc: "Secret name: 1-64 letters, digits or '_', not starting with a digit; also the environment variable name.", required: true},
+		"value":        {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
+		"broker_hosts": {desc: "The host names (\"api.github.com\", \"*.example.com\") whose request headers get the value.", required: true},
+	}}
+
+// brokeredSecrets turns MCP secrets into the SDK's (nil stays nil).
+func brokeredSecrets(in []secretInput) []pyro.WorkspaceSecret {
+	var out []pyro.WorkspaceSecret
+	for _, s := range in {
+		hosts := s.BrokerHosts
+		if hosts == nil {
+			hosts = []string{} // brokered by definition here: no hosts is an error, not a delivered secret
+		}
+		out = append(out, pyro.WorkspaceSecret{Name: s.Name, Value: s.Value, BrokerHosts: hosts})
+	}
+	return out
 }
 
 // secretEnvProp describes secret_env wherever a call takes it.
@@ -41,7 +67,7 @@ var secretEnvProp = prop{desc: "Secrets to set as environment variables of this 
 
 const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
 	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
-	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values), network_policy, egress_rules (the allow list, when there is one)."
+	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values; a brokered secret's broker_hosts and placeholder), network_policy, egress_rules (the allow list, when there is one)."
 
 // networkPolicyProp describes network_policy wherever a VM is defined.
 var networkPolicyProp = prop{desc: "The guest's network: off (no network device), egress (outbound NAT to the internet and " +
@@ -62,6 +88,8 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"Use secrets for tokens and keys the commands need (never put a secret in command text): each is kept for the " +
 			"workspace's life, appears in the guest as the root-only file /run/pyro-secrets/NAME and, for the calls that name it " +
 			"in secret_env, as an environment variable, and is shown as [REDACTED] in command, shell and service output, file reads, diffs, exported files and errors. " +
+			"A secret with broker_hosts (an HTTP API token) never enters the guest at all: secret_env gives a placeholder instead, and pyro's network " +
+			"puts the real value in place of the placeholder in request headers (e.g. Authorization: Bearer $TOKEN) sent over HTTPS or HTTP to those hosts only; needs network_policy egress. " +
 			"seed_path: " + d.host.read + " " + workspaceFields,
 		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
 			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
@@ -77,6 +105,8 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 				items: map[string]prop{
 					"name":  {desc: "Secret name: 1-64 letters, digits or '_', not starting with a digit; also the default environment variable name.", required: true},
 					"value": {desc: "The secret's value, 4 bytes to 64 KiB.", required: true},
+					"broker_hosts": {desc: "Broker the secret instead of delivering it: the host names (\"api.github.com\", \"*.example.com\") " +
+						"whose HTTP(S) request headers get the real value in place of the placeholder the guest holds. The guest never sees the value."},
 				}},
 			"network_policy": networkPolicyProp,
 			"allow_hosts":    allowProps["allow_hosts"],
@@ -100,7 +130,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
 		}
 		for _, sec := range in.Secrets {
-			cr.Secrets = append(cr.Secrets, pyro.WorkspaceSecret{Name: sec.Name, Value: sec.Value})
+			cr.Secrets = append(cr.Secrets, pyro.WorkspaceSecret{Name: sec.Name, Value: sec.Value, BrokerHosts: sec.BrokerHosts})
 		}
 		if cr.SeedPath == "" && d.projectPath != "" {
 			cr.SeedPath, cr.SeedGitTracked = d.projectPath, true

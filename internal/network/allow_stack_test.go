@@ -23,7 +23,7 @@ import (
 
 // zoneDNS is an upstream resolver on 127.0.0.1 (UDP and TCP on one port)
 // that answers A queries from a fixed zone and NXDOMAIN otherwise.
-func zoneDNS(t *testing.T, zone map[string]netip.Addr) uint16 {
+func zoneDNS(t testing.TB, zone map[string]netip.Addr) uint16 {
 	t.Helper()
 	names := map[string]string{}
 	for n, a := range zone {
@@ -86,7 +86,7 @@ func newRulesNet(t *testing.T, rules *Rules) (*Stack, *guest) {
 
 // resolve asks the gateway for name's A record, over UDP or TCP, and
 // returns the rcode and addresses.
-func (g *guest) resolve(t *testing.T, name string, overTCP bool) (dnsmessage.RCode, []netip.Addr) {
+func (g *guest) resolve(t testing.TB, name string, overTCP bool) (dnsmessage.RCode, []netip.Addr) {
 	t.Helper()
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 0x1234, RecursionDesired: true})
 	b.StartQuestions()

@@ -177,7 +177,7 @@ func (s *Stack) relayDNSTCP(guest net.Conn) {
 	if len(s.resolver.upstreams()) == 0 {
 		return
 	}
-	if s.allow.Load() != nil {
+	if s.allow.Load() != nil || s.broker != nil { // the broker learns answers too
 		s.relayDNSTCPFiltered(guest)
 		return
 	}

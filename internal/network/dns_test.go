@@ -183,14 +183,14 @@ func newDNSNet(t *testing.T) (*upstreamDNS, *guest) {
 
 var dnsServer = netip.AddrPortFrom(gatewayAddr, 53)
 
-func tcpDNSWrite(t *testing.T, c net.Conn, q []byte) {
+func tcpDNSWrite(t testing.TB, c net.Conn, q []byte) {
 	t.Helper()
 	if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func tcpDNSRead(t *testing.T, c net.Conn) []byte {
+func tcpDNSRead(t testing.TB, c net.Conn) []byte {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var l [2]byte

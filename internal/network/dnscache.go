@@ -87,6 +87,11 @@ func (c *dnsCache) names(addr netip.Addr) []string {
 	return slices.Clone(e.names)
 }
 
+// has reports whether name resolved to addr and has not expired.
+func (c *dnsCache) has(name string, addr netip.Addr) bool {
+	return name != "" && slices.Contains(c.names(addr), name)
+}
+
 func (c *dnsCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

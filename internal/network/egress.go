@@ -17,8 +17,8 @@ import (
 // in an allowed CIDR, or be an address that an allowed name resolved to
 // through this VM's DNS relay; for the latter the guest's first bytes must
 // name an allowed host too (sniff.go). The egress point here is also where
-// a TLS broker for brokered secrets would terminate connections to the
-// hosts a secret is bound to (issue 14, item 5: not built).
+// the secret broker terminates connections to the hosts a brokered secret
+// is bound to (broker.go).
 
 // SetRules replaces the VM's egress rules; nil lifts them (everything the
 // fixed filter allows). New DNS answers and connections follow at once;
@@ -121,20 +121,20 @@ func sniffWait(port uint16) time.Duration {
 // dropped). It fails closed: a query it cannot read is refused.
 func (s *Stack) dnsVerdict(query []byte) (name string, refused bool, answer []byte) {
 	al := s.allow.Load()
-	if al == nil {
+	if al == nil && s.broker == nil {
 		return "", false, nil
 	}
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil {
-		return "", true, nil
+		return "", al != nil, nil
 	}
 	q, err := p.Question()
 	if err != nil {
-		return "", true, nil
+		return "", al != nil, nil
 	}
 	name = strings.ToLower(strings.TrimSuffix(q.Name.String(), "."))
-	if al.allowsName(name) {
+	if al == nil || al.allowsName(name) { // without rules: learned for the broker
 		return name, false, nil
 	}
 	s.refuse("dns", netip.AddrPort{}, name, "no rule allows this name: answered NXDOMAIN (allow it with --allow-host)")
@@ -158,9 +158,11 @@ func refusalAnswer(h dnsmessage.Header, q dnsmessage.Question) []byte {
 	return msg
 }
 
-// learnAnswer keeps the addresses of an answer for an allowed name.
+// learnAnswer keeps the addresses of an answer for an allowed name, or
+// for a name a brokered secret is bound to (plain HTTP gets the secret only
+// at an address the guest's DNS was given for its host).
 func (s *Stack) learnAnswer(name string, resp []byte) {
-	if name == "" || s.allow.Load() == nil {
+	if name == "" || s.allow.Load() == nil && (s.broker == nil || !s.broker.binds(name)) {
 		return
 	}
 	var p dnsmessage.Parser

@@ -137,6 +137,8 @@ type netOpts struct {
 	udpIdle    time.Duration
 	route      func(netip.Addr) string // default routeOutside
 	rules      *Rules
+	rewrite    func(netip.AddrPort) netip.AddrPort // default rewriteOutside
+	broker     *Broker
 }
 
 // newNet wires a Stack and a guest stack through a real socketpair.
@@ -154,6 +156,9 @@ func newNet(t testing.TB, o netOpts) (*Stack, *guest) {
 			t.Fatal(err)
 		}
 	}
+	if o.rewrite == nil {
+		o.rewrite = rewriteOutside
+	}
 	hostEnd, qemuEnd, err := Pair()
 	if err != nil {
 		t.Fatal(err)
@@ -161,8 +166,9 @@ func newNet(t testing.TB, o netOpts) (*Stack, *guest) {
 	s, err := New(hostEnd, Options{
 		Policy:     o.policy,
 		Rules:      o.rules,
+		Broker:     o.broker,
 		ResolvConf: o.resolvConf,
-		hooks:      &testHooks{rewrite: rewriteOutside, route: o.route, dnsPort: o.dnsPort, udpIdle: o.udpIdle},
+		hooks:      &testHooks{rewrite: o.rewrite, route: o.route, dnsPort: o.dnsPort, udpIdle: o.udpIdle},
 	})
 	if err != nil {
 		qemuEnd.Close()

@@ -47,6 +47,7 @@ func (s *Stack) guardHTTP(w io.Writer, src io.Reader, dst netip.AddrPort) error 
 			s.refuse("tcp", dst, host, reason)
 			return errHTTPRefused
 		}
+		s.notePlaceholders(dst, host, req.Header)
 		if _, err := w.Write(head); err != nil {
 			return err
 		}

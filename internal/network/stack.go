@@ -55,7 +55,10 @@ type Options struct {
 	Policy Policy
 	// Rules, when set, allow only what they name (see Rules); nil allows
 	// whatever the fixed filter does. SetRules changes them later.
-	Rules      *Rules
+	Rules *Rules
+	// Broker, when set, fills brokered secrets into requests to their
+	// hosts (broker.go).
+	Broker     *Broker
 	Logger     *slog.Logger // nil = discard
 	ResolvConf string       // default $PYRO_RESOLV_CONF, else /etc/resolv.conf
 
@@ -95,7 +98,8 @@ type Stack struct {
 	conns closerSet // every live socket, host or guest side
 
 	allow   atomic.Pointer[allowlist] // nil: no egress rules
-	answers *dnsCache                 // addresses allowed names resolved to
+	answers *dnsCache                 // addresses allowed (or bound) names resolved to
+	broker  *broker                   // nil: no brokered secrets
 	blocked blockLog
 
 	mu        sync.Mutex
@@ -174,8 +178,17 @@ func New(hostEnd *os.File, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	var br *broker
+	if opts.Broker != nil {
+		var err error
+		if br, err = newBroker(opts.Broker); err != nil {
+			hostEnd.Close()
+			return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "network: secret broker")
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Stack{
+		broker:      br,
 		policy:      opts.Policy,
 		log:         log.With("component", "network"),
 		hostEnd:     hostEnd,

@@ -50,8 +50,8 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
-	if checkName {
-		s.handleNamedTCP(r, dst)
+	if checkName || s.broker != nil && brokerPort(dst.Port()) {
+		s.handleNamedTCP(r, dst, checkName)
 		return
 	}
 
@@ -76,11 +76,13 @@ func (s *Stack) handleTCP(r *tcp.ForwarderRequest) {
 	s.bridge(gonet.NewTCPConn(&wq, ep), host)
 }
 
-// handleNamedTCP serves a connection that the rules allow only for the
-// host it names: the guest's handshake completes first, its first bytes
-// are read (sniff) and checked, and only then is the destination dialed
-// and sent them. A refusal resets the guest's connection.
-func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
+// handleNamedTCP serves a connection whose first bytes decide what
+// happens: one that the rules allow only for the host it names (checkName),
+// or one that may carry a brokered secret. The guest's handshake completes
+// first, its first bytes are read (sniff) and checked, and only then is the
+// destination dialed and sent them, or the broker serves the connection. A
+// refusal resets the guest's connection.
+func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort, checkName bool) {
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
@@ -97,17 +99,30 @@ func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
 	}
 	sn, err := sniff(guest, sniffWait(dst.Port()))
 	s.conns.remove(guest)
-	if reason := nameReason(s.allow.Load(), dst.Port(), sn, err); reason != "" {
-		s.refuse("tcp", dst, sn.name, reason)
-		ep.Abort() // a reset, not a clean end
-		guest.Close()
-		return
+	if checkName {
+		if reason := nameReason(s.allow.Load(), dst.Port(), sn, err); reason != "" {
+			s.refuse("tcp", dst, sn.name, reason)
+			ep.Abort() // a reset, not a clean end
+			guest.Close()
+			return
+		}
 	}
+	if s.broker != nil && err == nil && s.broker.binds(sn.name) {
+		switch sn.kind {
+		case sniffTLS:
+			s.serveBrokerTLS(guest, dst, sn)
+			return
+		case sniffHTTP:
+			s.serveBroker(&prefixConn{Conn: guest, prefix: sn.data}, dst, "")
+			return
+		}
+	}
+	guardHTTP := sn.kind == sniffHTTP && err == nil && (checkName || s.broker != nil)
 	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	var d net.Dialer
 	host, err := d.DialContext(ctx, "tcp", s.target(dst).String())
 	cancel()
-	if err == nil && sn.kind != sniffHTTP {
+	if err == nil && !guardHTTP {
 		_, err = host.Write(sn.data)
 		if err != nil {
 			host.Close()
@@ -119,7 +134,7 @@ func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort) {
 		guest.Close()
 		return
 	}
-	if sn.kind == sniffHTTP { // every request of the connection names its host
+	if guardHTTP { // every request of the connection names its host
 		s.bridgeWith(guest, host, func(w io.Writer, r io.Reader) error {
 			return s.guardHTTP(w, io.MultiReader(bytes.NewReader(sn.data), r), dst)
 		})

@@ -9,6 +9,8 @@
 package secrets
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -54,12 +56,36 @@ type Secret struct {
 	Name   string `json:"name"`
 	Value  string `json:"value"`
 	Source string `json:"source"` // SourceValue or SourceFile
+	// BrokerHosts, when set, make the secret brokered: it never enters the
+	// guest, which gets Placeholder instead, and the egress point puts
+	// Value into request headers sent to these hosts only.
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
+	Placeholder string   `json:"placeholder,omitempty"`
 }
+
+// Brokered reports whether the secret stays on the host.
+func (s Secret) Brokered() bool { return len(s.BrokerHosts) > 0 }
 
 // Info is what pyro shows about a secret: never its value.
 type Info struct {
 	Name   string `json:"name"`
 	Source string `json:"source"`
+	// BrokerHosts and Placeholder, of a brokered secret: what the guest
+	// sees instead of the value, and the hosts it is replaced for.
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
+	Placeholder string   `json:"placeholder,omitempty"`
+}
+
+// PlaceholderPrefix starts every placeholder of a brokered secret; 32
+// random hex digits follow, so no guest or remote party can guess one.
+const PlaceholderPrefix = "pyro_brokered_"
+
+// NewPlaceholder makes a fresh placeholder: letters, digits and '_' only,
+// so it survives headers, URLs and base64 (Basic auth) unchanged.
+func NewPlaceholder() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return PlaceholderPrefix + hex.EncodeToString(b)
 }
 
 // Set is a workspace's secrets, sorted by name.
@@ -95,6 +121,9 @@ func NewSet(in []Secret) (Set, error) {
 		if s.Source == "" {
 			s.Source = SourceValue
 		}
+		if s.Brokered() && s.Placeholder == "" {
+			s.Placeholder = NewPlaceholder()
+		}
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -125,7 +154,30 @@ func Read(name string, r io.Reader) (Secret, error) {
 func (s Set) Infos() []Info {
 	out := make([]Info, len(s))
 	for i, x := range s {
-		out[i] = Info{Name: x.Name, Source: x.Source}
+		out[i] = Info{Name: x.Name, Source: x.Source, BrokerHosts: x.BrokerHosts, Placeholder: x.Placeholder}
+	}
+	return out
+}
+
+// Installed is the part of the set that enters the guest (files under
+// GuestDir): every secret that is not brokered.
+func (s Set) Installed() Set {
+	var out Set
+	for _, x := range s {
+		if !x.Brokered() {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Brokered is the part of the set that stays on the host.
+func (s Set) Brokered() Set {
+	var out Set
+	for _, x := range s {
+		if x.Brokered() {
+			out = append(out, x)
+		}
 	}
 	return out
 }
@@ -140,6 +192,9 @@ func (s Set) Env(mapping map[string]string) ([]string, error) {
 	byName := map[string]string{}
 	for _, x := range s {
 		byName[x.Name] = x.Value
+		if x.Brokered() { // the guest never gets the value
+			byName[x.Name] = x.Placeholder
+		}
 	}
 	names := make([]string, 0, len(mapping))
 	for name := range mapping {
@@ -182,10 +237,12 @@ func (s Set) Env(mapping map[string]string) ([]string, error) {
 // diskSecret is a Secret as Save writes it: a value that is not valid UTF-8
 // (a binary key file) goes in base64, which JSON strings could not carry.
 type diskSecret struct {
-	Name        string `json:"name"`
-	Value       string `json:"value"`
-	ValueBase64 []byte `json:"value_base64,omitempty"`
-	Source      string `json:"source"`
+	Name        string   `json:"name"`
+	Value       string   `json:"value"`
+	ValueBase64 []byte   `json:"value_base64,omitempty"`
+	Source      string   `json:"source"`
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
+	Placeholder string   `json:"placeholder,omitempty"`
 }
 
 // Save writes the set, readable by the owner only (also when the file
@@ -193,7 +250,7 @@ type diskSecret struct {
 func Save(path string, s Set) error {
 	disk := make([]diskSecret, len(s))
 	for i, x := range s {
-		disk[i] = diskSecret{Name: x.Name, Value: x.Value, Source: x.Source}
+		disk[i] = diskSecret{Name: x.Name, Value: x.Value, Source: x.Source, BrokerHosts: x.BrokerHosts, Placeholder: x.Placeholder}
 		if !utf8.ValidString(x.Value) {
 			disk[i].Value, disk[i].ValueBase64 = "", []byte(x.Value)
 		}
@@ -236,7 +293,7 @@ func Load(path string) (Set, error) {
 	}
 	s := make(Set, len(disk))
 	for i, x := range disk {
-		s[i] = Secret{Name: x.Name, Value: x.Value, Source: x.Source}
+		s[i] = Secret{Name: x.Name, Value: x.Value, Source: x.Source, BrokerHosts: x.BrokerHosts, Placeholder: x.Placeholder}
 		if x.ValueBase64 != nil {
 			s[i].Value = string(x.ValueBase64)
 		}

@@ -204,7 +204,7 @@ func TestReadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Secret{Name: "TOKEN", Value: content, Source: SourceFile}
-	if s != want {
+	if !reflect.DeepEqual(s, want) {
 		t.Errorf("ReadFile = %+v, want %+v", s, want)
 	}
 
@@ -555,7 +555,8 @@ func TestInfos(t *testing.T) {
 			t.Errorf("Infos show value %q: %s", v, s)
 		}
 	}
-	if n := reflect.TypeFor[Info]().NumField(); n != 2 {
+	// Name, Source, and a brokered secret's hosts and placeholder.
+	if n := reflect.TypeFor[Info]().NumField(); n != 4 {
 		t.Errorf("Info has %d fields; a new one must not carry a value", n)
 	}
 	if got := Set(nil).Infos(); len(got) != 0 {
@@ -568,5 +569,48 @@ func TestSetRedactor(t *testing.T) {
 	r := set.Redactor()
 	if got := r.String("x alpha-secret y beta-secret z"); got != "x [REDACTED] y [REDACTED] z" {
 		t.Errorf("Redactor().String = %q", got)
+	}
+}
+
+// A brokered secret stays on the host: it is not installed, calls that name
+// it get its placeholder (fresh per set, unguessable), and the placeholder
+// and hosts survive Save and Load.
+func TestBrokeredSecret(t *testing.T) {
+	set, err := NewSet([]Secret{
+		{Name: "GH", Value: "ghp_value-1234", BrokerHosts: []string{"api.github.com"}},
+		{Name: "PLAIN", Value: "plain-value"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := set[0]
+	if !gh.Brokered() || !strings.HasPrefix(gh.Placeholder, PlaceholderPrefix) || len(gh.Placeholder) != len(PlaceholderPrefix)+32 {
+		t.Fatalf("placeholder %q", gh.Placeholder)
+	}
+	again, _ := NewSet([]Secret{{Name: "GH", Value: "ghp_value-1234", BrokerHosts: []string{"api.github.com"}}})
+	if again[0].Placeholder == gh.Placeholder {
+		t.Error("two sets got the same placeholder")
+	}
+	if in := set.Installed(); len(in) != 1 || in[0].Name != "PLAIN" {
+		t.Errorf("installed %+v", in)
+	}
+	if b := set.Brokered(); len(b) != 1 || b[0].Name != "GH" {
+		t.Errorf("brokered %+v", b)
+	}
+	env, err := set.Env(map[string]string{"GH": "GITHUB_TOKEN", "PLAIN": ""})
+	if err != nil || !reflect.DeepEqual(env, []string{"GITHUB_TOKEN=" + gh.Placeholder, "PLAIN=plain-value"}) {
+		t.Errorf("env %v %v", env, err)
+	}
+	infos := fmt.Sprintf("%+v", set.Infos())
+	if strings.Contains(infos, "ghp_value") || !strings.Contains(infos, gh.Placeholder) || !strings.Contains(infos, "api.github.com") {
+		t.Errorf("infos %s", infos)
+	}
+	p := filepath.Join(t.TempDir(), "secrets.json")
+	if err := Save(p, set); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(p)
+	if err != nil || !reflect.DeepEqual(back, set) {
+		t.Errorf("load %+v %v, want %+v", back, err, set)
 	}
 }

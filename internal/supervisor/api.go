@@ -34,6 +34,10 @@ type Spec struct {
 	// after every boot the supervisor installs them under secrets.GuestDir,
 	// and it redacts their values from everything it answers.
 	SecretsPath string `json:"secrets_path,omitempty"`
+	// BrokerCAPath, when the secrets include brokered ones, is the
+	// workspace's broker CA (certificate and key): the network terminates
+	// TLS to their hosts with it and the guest is made to trust it.
+	BrokerCAPath string `json:"broker_ca_path,omitempty"`
 	// NetworkPolicy is the VM's network (network.Policy; "" = off).
 	NetworkPolicy string `json:"network_policy,omitempty"`
 	// Egress is the VM's egress allow list at boot (nil: none); PUT

@@ -105,8 +105,8 @@ func secretsTars(set secrets.Set) ([][]byte, error) {
 	return out, nil
 }
 
-// execer runs a guest command (the agent client; a fake in tests).
-type execer interface {
+// Execer runs a guest command (the agent client; a fake in tests).
+type Execer interface {
 	Exec(ctx context.Context, req agentproto.ExecRequest) (*agentclient.ExecResult, error)
 }
 
@@ -121,7 +121,7 @@ func installRequest(archive []byte) agentproto.ExecRequest {
 // installSecrets puts one file per secret under secrets.GuestDir, with one
 // guest command (a few for a set too big for one agent frame). Its error
 // never carries a secret value.
-func installSecrets(ctx context.Context, ex execer, set secrets.Set) error {
+func installSecrets(ctx context.Context, ex Execer, set secrets.Set) error {
 	if len(set) == 0 {
 		return nil
 	}

@@ -48,6 +48,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	}
 	redact := set.Redactor()
 	log = redactingLogger(log, redact)
+	broker, err := loadBroker(spec.BrokerCAPath, set)
+	if err != nil {
+		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 
@@ -56,12 +60,16 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	defer abandon()
 	watch := watchLauncher(ready, abandon)
 	defer watch.stop()
-	v, restoreErr, err := boot(bootCtx, spec, log)
+	v, restoreErr, err := boot(bootCtx, spec, broker, log)
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
 	// After every boot, cold or restored (the saved machine has none).
-	if err := installSecrets(bootCtx, v.Agent(), set); err != nil {
+	if err := installSecrets(bootCtx, v.Agent(), set.Installed()); err != nil {
+		v.Close()
+		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
+	}
+	if err := InstallBrokerCA(bootCtx, v.Agent(), broker); err != nil {
 		v.Close()
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
@@ -149,11 +157,11 @@ func agentLost(v *vm.VM) string {
 // the disk copy at spec.OverlayPath when given, else (or when that fails)
 // booted cold from the overlay. restoreErr is why a restore failed. The VM's
 // BootDur covers a failed restore too.
-func boot(ctx context.Context, spec Spec, log *slog.Logger) (v *vm.VM, restoreErr, err error) {
+func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logger) (v *vm.VM, restoreErr, err error) {
 	vs := vm.Spec{
 		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
-		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress,
+		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress, Broker: broker,
 	}
 	start := time.Now()
 	if spec.RestoreStatePath != "" {

@@ -11,12 +11,12 @@ import (
 
 // startNetwork runs the VM's user-mode network before its VMM starts, so no
 // frame of the guest's first packets is lost. vmmEnd goes to the VMM.
-func startNetwork(policy network.Policy, rules *network.Rules, log *slog.Logger) (_ *network.Stack, vmmEnd *os.File, err error) {
+func startNetwork(policy network.Policy, rules *network.Rules, broker *network.Broker, log *slog.Logger) (_ *network.Stack, vmmEnd *os.File, err error) {
 	hostEnd, vmmEnd, err := network.Pair()
 	if err != nil {
 		return nil, nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "network socketpair")
 	}
-	st, err := network.New(hostEnd, network.Options{Policy: policy, Rules: rules, Logger: log})
+	st, err := network.New(hostEnd, network.Options{Policy: policy, Rules: rules, Broker: broker, Logger: log})
 	if err != nil {
 		vmmEnd.Close()
 		return nil, nil, err

@@ -45,6 +45,9 @@ type Spec struct {
 	// Egress, when set, allows only what these rules name (see
 	// network.Rules); the supervisor may change them while the VM runs.
 	Egress *network.Rules
+	// Broker, when set, fills brokered secrets into requests to their
+	// hosts at the egress point (network.Broker).
+	Broker *network.Broker
 	// Snapshot, when set, restores this saved machine instead of booting the
 	// kernel. The other fields must be those the snapshot was saved with
 	// (see Save); OverlayPath is ignored: writes go to a throw-away overlay,
@@ -126,7 +129,7 @@ func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.L
 	v := &VM{ID: id, Dir: dir, log: log.With("vm", id)}
 	var netEnd *os.File // the VMM's end of the network socketpair, closed here once the VMM has it
 	if cfg.Network != nil {
-		if v.net, netEnd, err = startNetwork(spec.Network, spec.Egress, v.log); err != nil {
+		if v.net, netEnd, err = startNetwork(spec.Network, spec.Egress, spec.Broker, v.log); err != nil {
 			return nil, err
 		}
 		defer netEnd.Close()

@@ -167,6 +167,9 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 			return nil, err
 		}
 		rec.Secrets = s.Secrets.Infos()
+		if err := writeBrokerCA(p.BrokerCA(), id, s.Secrets.Brokered()); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
@@ -274,7 +277,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
-		SecretsPath: p.Secrets(), NetworkPolicy: rec.NetworkPolicy, Egress: rec.Egress,
+		SecretsPath: p.Secrets(), BrokerCAPath: brokerCAPath(p), NetworkPolicy: rec.NetworkPolicy, Egress: rec.Egress,
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {

@@ -75,7 +75,8 @@ func (p Paths) Record() string      { return filepath.Join(p.Dir, "workspace.jso
 func (p Paths) Lock() string        { return filepath.Join(p.Dir, "lock") }
 func (p Paths) Disk() string        { return filepath.Join(p.Dir, "disk.qcow2") }
 func (p Paths) Baseline() string    { return filepath.Join(p.Dir, "baseline.tar") }
-func (p Paths) Secrets() string     { return filepath.Join(p.Dir, "secrets.json") } // owner-only
+func (p Paths) Secrets() string     { return filepath.Join(p.Dir, "secrets.json") }  // owner-only
+func (p Paths) BrokerCA() string    { return filepath.Join(p.Dir, "broker-ca.pem") } // owner-only: the CA's key
 func (p Paths) SnapshotDir() string { return filepath.Join(p.Dir, "snapshots") }
 func (p Paths) Snapshot(name string) string {
 	return filepath.Join(p.SnapshotDir(), name+".tar")
