@@ -114,6 +114,7 @@ func TestArchiveWireErrors(t *testing.T) {
 		agentproto.ErrCodeBadArchive:  {CodeBadArchive, errdefs.ErrInvalidArgument, "the detail"},
 		agentproto.ErrCodeInternal:    {errdefs.CodeInternal, errdefs.ErrInternal, "the detail"},
 		agentproto.ErrCodeUnsupported: {errdefs.CodeAgentProtocol, errdefs.ErrFailedPrecondition, "the detail"},
+		agentproto.ErrCodeNoSpace:     {errdefs.CodeNoSpace, errdefs.ErrFailedPrecondition, "free space"},
 	} {
 		c := fakeAgent(t, func(st net.Conn, _ agentproto.Request) {
 			agentproto.WriteJSON(st, agentproto.FrameError, agentproto.Error{Code: code, Message: "the detail"})

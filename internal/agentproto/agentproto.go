@@ -30,7 +30,10 @@ import (
 // a slow flush is announced with FrameFlushing.
 // 6: every command's environment starts from the image's Env (ImageEnvPath);
 // output over its cap keeps its head and tail around an omission marker.
-const ProtocolVersion = 6
+// 7: put_archive calls run one at a time and a failed one is undone; error
+// code no_space; get_archive keeps hard links (TypeLink) and lists the
+// special files it leaves out (ArchiveResult.Skipped).
+const ProtocolVersion = 7
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -299,6 +302,7 @@ const (
 	ErrCodeBadArchive  = "bad_archive"    // malformed tar, or an entry type that is refused
 	ErrCodeExists      = "already_exists" // a service of that name is starting or ready
 	ErrCodePortInUse   = "port_in_use"    // a readiness port already accepts connections before the start
+	ErrCodeNoSpace     = "no_space"       // the workspace filesystem is full (ENOSPC, EDQUOT)
 )
 
 func (e *Error) Error() string { return fmt.Sprintf("agent: %s: %s", e.Code, e.Message) }

@@ -34,9 +34,9 @@ func (a *app) wsRun(cmd *cobra.Command, jsonOut bool, call func(context.Context,
 
 func (a *app) printTransfer(v any) {
 	t := v.(*pyro.TransferResult)
-	fmt.Fprintf(a.stdout, "%s: %d entries, %s", t.Path, t.Entries, humanBytes(t.Bytes))
+	fmt.Fprintf(a.stdout, "%s: %d entries, %s", printable(t.Path), t.Entries, humanBytes(t.Bytes))
 	if t.HostPath != "" {
-		fmt.Fprintf(a.stdout, " (host %s)", t.HostPath)
+		fmt.Fprintf(a.stdout, " (host %s)", printable(t.HostPath))
 	}
 	if t.Skipped > 0 {
 		fmt.Fprintf(a.stdout, ", %d special files skipped", t.Skipped)
@@ -100,7 +100,7 @@ func (a *app) wsFile() *cobra.Command {
 				return map[string]any{"entries": entries}, nil
 			}, func(v any) {
 				for _, e := range v.(map[string]any)["entries"].([]pyro.FileEntry) {
-					fmt.Fprintf(a.stdout, "%-7s %5s %10d  %s\n", e.Type, e.Mode, e.Size, e.Path)
+					fmt.Fprintf(a.stdout, "%-7s %5s %10d  %s\n", e.Type, e.Mode, e.Size, printable(e.Path))
 				}
 			})
 		},

@@ -35,6 +35,7 @@ const (
 	CodeVMMFailed          = "vmm_failed"
 	CodeCanceled           = "canceled"
 	CodeInternal           = "internal"
+	CodeNoSpace            = "no_space" // a disk (the workspace's or the host's) is full
 	// OCI image environments.
 	CodeImageUnsafe    = "image_layer_unsafe"     // a layer entry would escape or abuse the staging tree
 	CodeImageCorrupt   = "image_corrupt"          // bytes do not match their digest, unreadable layer
