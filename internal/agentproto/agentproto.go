@@ -216,9 +216,30 @@ type ArchiveRequest struct {
 
 // ArchiveResult is the result of OpPutArchive and OpGetArchive.
 type ArchiveResult struct {
-	Entries int   `json:"entries"` // files, dirs and symlinks
+	Entries int   `json:"entries"` // files, dirs, symlinks and hard links
 	Bytes   int64 `json:"bytes"`   // file content bytes
+	// Special files (fifos, sockets, device nodes) get_archive left out:
+	// the first MaxSkippedListed of them, and how many there were.
+	Skipped      []SkippedEntry `json:"skipped,omitempty"`
+	SkippedCount int            `json:"skipped_count,omitempty"`
 }
+
+// SkippedEntry is a special file an archive left out.
+type SkippedEntry struct {
+	Path string `json:"path"` // relative to the archived directory
+	Kind string `json:"kind"` // one of the Kind* below
+}
+
+// Kinds of special files.
+const (
+	KindFifo        = "fifo"
+	KindSocket      = "socket"
+	KindCharDevice  = "char_device"
+	KindBlockDevice = "block_device"
+)
+
+// MaxSkippedListed bounds ArchiveResult.Skipped.
+const MaxSkippedListed = 100
 
 // HelloRequest is optional on OpHello. A guest restored from a memory
 // snapshot wakes with the snapshot's clock and random state: the host sends

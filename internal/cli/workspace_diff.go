@@ -32,6 +32,7 @@ func (a *app) wsDiff() *cobra.Command {
 				}
 				fmt.Fprint(a.stdout, d.Patch)
 				fmt.Fprintf(a.stderr, "%d added, %d modified, %d deleted\n", d.Added, d.Modified, d.Deleted)
+				a.printSkipped(d.Skipped, d.SkippedFiles, "not compared")
 			})
 		},
 	}

@@ -42,6 +42,18 @@ func (a *app) printTransfer(v any) {
 		fmt.Fprintf(a.stdout, ", %d special files skipped", t.Skipped)
 	}
 	fmt.Fprintln(a.stdout)
+	a.printSkipped(0, t.SkippedFiles, "skipped")
+}
+
+// printSkipped lists the files a transfer left out on stderr (count > the
+// list: a line says how many in all).
+func (a *app) printSkipped(count int, files []pyro.SkippedFile, verb string) {
+	for _, f := range files {
+		fmt.Fprintf(a.stderr, "%s %s (%s)\n", verb, printable(f.Path), f.Reason)
+	}
+	if count > 0 {
+		fmt.Fprintf(a.stderr, "%d special files %s (fifos, sockets, device nodes are not copied)\n", count, verb)
+	}
 }
 
 func (a *app) wsSync() *cobra.Command {

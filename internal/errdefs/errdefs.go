@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Classes. Wrap them with %w; test with errors.Is or the Is* helpers.
@@ -162,3 +163,15 @@ func ClassName(err error) string {
 
 // ClassByName is the inverse of ClassName; nil for an unknown name.
 func ClassByName(name string) error { return classNames[name] }
+
+// IsNoSpace reports a full filesystem or an exhausted disk quota.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// HostNoSpace types a write that failed because the host disk holding where
+// is full.
+func HostNoSpace(err error, where string) *Error {
+	return Wrap(err, ErrFailedPrecondition, CodeNoSpace,
+		"the host disk holding %s is full: free space there (pyro env prune, delete unused workspaces or snapshots) and retry", where)
+}
