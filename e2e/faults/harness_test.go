@@ -117,10 +117,13 @@ type suite struct {
 	mounts []string
 }
 
-func newSuite(t *testing.T) *suite {
+func newSuite(t *testing.T) *suite { return newSuiteIn(t, t.TempDir(), t.TempDir()) }
+
+// newSuiteIn uses the given state and export dirs.
+func newSuiteIn(t *testing.T, state, out string) *suite {
 	testutil.RequiresVM(t)
 	bin := testutil.Binaries(t)
-	s := &suite{t: t, bin: bin, state: t.TempDir(), out: t.TempDir()}
+	s := &suite{t: t, bin: bin, state: state, out: out}
 	c, err := pyro.New(pyro.WithStateDir(s.state), pyro.WithAgentPath(bin+"/pyro-agent"), pyro.WithPyroBinary(bin+"/pyro"))
 	if err != nil {
 		t.Fatal(err)
