@@ -102,7 +102,9 @@ func TestCLIWorkspaceEdges(t *testing.T) {
 		exec("mkdir -p tiny && mount -t tmpfs -o size=64k tmpfs tiny")
 		big := filepath.Join(t.TempDir(), "big")
 		os.WriteFile(big, make([]byte, 1<<20), 0o644)
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		r := jsonOf(t, s, &e, "workspace", "file", "write", id, "tiny/big", "--text-file", big)
 		if r.code != 125 || e.Error.Code != "no_space" || !strings.Contains(e.Error.Message, "free space") {
 			t.Fatalf("write to a full disk: %+v", r)
