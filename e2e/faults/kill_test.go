@@ -111,7 +111,7 @@ func ops(t *testing.T) []op {
 				return []string{"workspace", "sync", "push", w.id, syncDir, "--dest", fmt.Sprintf("sync-%d", k)}
 			},
 			target: func(*ws) (string, string) { return fmt.Sprintf("sync-%d/big", k), sum(content) }},
-		{name: "snapshot", bound: transferBound, delay: 500 * time.Millisecond,
+		{name: "snapshot", bound: transferBound, delay: 300 * time.Millisecond,
 			prep: func(*suite, *ws) error { snap = fmt.Sprintf("snap-%d", n()); return nil },
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				_, err := s.c.CreateSnapshot(ctx, w.id, snap)
@@ -163,7 +163,7 @@ func ops(t *testing.T) []op {
 				c.note("export output: %v", err == nil)
 				_ = os.RemoveAll(exp)
 			}},
-		{name: "stop", bound: 90 * time.Second, delay: 200 * time.Millisecond,
+		{name: "stop", bound: 90 * time.Second, delay: 50 * time.Millisecond,
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				_, err := s.c.StopWorkspace(ctx, w.id)
 				return err
@@ -179,7 +179,7 @@ func ops(t *testing.T) []op {
 				return err
 			},
 			cli: func(_ *suite, w *ws) []string { return []string{"workspace", "start", w.id} }},
-		{name: "reset", bound: startBound, delay: 2500 * time.Millisecond,
+		{name: "reset", bound: startBound, delay: 800 * time.Millisecond,
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				_, err := s.c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: w.id})
 				return err
@@ -207,7 +207,9 @@ var killers = []killer{{"supervisor", "__supervise"}, {"QEMU", "qemu-system"}, {
 // each workspace call.
 func TestFaultsKill(t *testing.T) {
 	s := newSuite(t)
-	w, err := s.create(context.Background(), seedDir(t, 1<<20))
+	// 32 MB of content, so that snapshot, export and reset take long
+	// enough for a kill to land mid-call.
+	w, err := s.create(context.Background(), seedDir(t, 32<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +234,18 @@ func TestFaultsKill(t *testing.T) {
 
 // killDuring runs o on w and kills k after o.delay.
 func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
+	// Writes answered just before the fault must survive it.
+	opSeq++
+	pre := fmt.Sprintf("pre-%d", opSeq)
+	if _, err := s.c.WriteWorkspaceFile(context.Background(), w.id, pre, []byte(pre)); err != nil {
+		c.fail("write before the fault: %v", err)
+		return
+	}
+	if r, _, err := s.exec(context.Background(), w.id, "printf %s "+pre+" > "+pre+".exec", 30); err != nil || r.ExitCode != 0 {
+		c.fail("exec before the fault: %v %+v", err, r)
+		return
+	}
+	w.want[pre], w.want[pre+".exec"] = sum([]byte(pre)), sum([]byte(pre))
 	if o.prep != nil {
 		if err := o.prep(s, w); err != nil {
 			c.fail("prep: %v", err)
@@ -436,12 +450,12 @@ func (s *suite) killDelete(t *testing.T, c *check, k killer) {
 	var dur time.Duration
 	var killed bool
 	if k.what == "" {
-		err, dur, killed = s.cliKilled([]string{"workspace", "delete", w.id}, 300*time.Millisecond)
+		err, dur, killed = s.cliKilled([]string{"workspace", "delete", w.id}, 100*time.Millisecond)
 	} else {
 		err, dur, killed = s.sdkKilled(w.id, k.what, func(ctx context.Context, s *suite, w *ws) error {
 			_, err := s.c.DeleteWorkspace(ctx, w.id)
 			return err
-		}, 100*time.Millisecond)
+		}, 30*time.Millisecond)
 		typed(c, "delete", err)
 	}
 	within(c, "delete", dur, 90*time.Second)
