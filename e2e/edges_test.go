@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // jsonOf runs a CLI command with --json and decodes its answer.
@@ -109,6 +111,13 @@ func TestCLIWorkspaceEdges(t *testing.T) {
 		if r.code != 125 || e.Error.Code != "no_space" || !strings.Contains(e.Error.Message, "free space") {
 			t.Fatalf("write to a full disk: %+v", r)
 		}
+		// The same through MCP.
+		cs := mcpSession(t, s, "workspace-full")
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_file_write",
+			Arguments: map[string]any{"workspace_id": id, "path": "tiny/big", "text": strings.Repeat("x", 1<<20)}})
+		if err != nil || !res.IsError || !strings.HasPrefix(toolText(res), "no_space: ") {
+			t.Fatalf("MCP write to a full disk: %v %+v", err, res)
+		}
 		exec("test ! -e tiny/big && umount tiny && rmdir tiny")
 	})
 
@@ -140,6 +149,11 @@ func TestCLIWorkspaceEdges(t *testing.T) {
 		}
 		if r := runPyro(t, s, "workspace", "diff", id); !strings.Contains(r.stderr, "not compared sp/pipe (fifo") {
 			t.Errorf("diff on a terminal: %q", r.stderr)
+		}
+		var md skipped
+		callTool(t, mcpSession(t, s, "workspace-full"), "workspace_diff", map[string]any{"workspace_id": id}, &md)
+		if md.Skipped != 1 || len(md.SkippedFiles) != 1 || md.SkippedFiles[0].Path != "sp/pipe" {
+			t.Errorf("MCP workspace_diff: %+v", md)
 		}
 	})
 }
