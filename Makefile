@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/pyrovm/pyro/internal/cli.Version=$(VERSION)
 
-.PHONY: all build deps test test-short bench demo clean fmt vet
+.PHONY: all build deps test test-short faults bench demo clean fmt vet
 
 all: build
 
@@ -31,6 +31,13 @@ test: deps build
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	PYRO_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 60m ./...
 	cd examples && $(GO) vet ./... && PYRO_AGENT_PATH=$(CURDIR)/$(BIN)/pyro-agent PYRO_BIN=$(CURDIR)/$(BIN)/pyro $(GO) test -race -count=1 ./...
+	$(MAKE) faults
+
+# The fault suite (e2e/faults, build tag faults): kills, hostile guests, full
+# disks on real VMs; prints one table (fault, expected, observed, verdict).
+# Run from its directory so that go test shows the table of a passing run.
+faults: build
+	cd e2e/faults && PYRO_BIN_DIR=$(CURDIR)/$(BIN) $(GO) vet -tags faults . && PYRO_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -tags faults -count=1 -timeout 45m
 
 # Logic only, no VMs.
 test-short:

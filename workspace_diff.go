@@ -19,6 +19,10 @@ type WorkspaceDiff struct {
 	Modified    int          `json:"modified"`
 	Deleted     int          `json:"deleted"`
 	Patch       string       `json:"patch"` // all text changes as one unified diff against the baseline
+	// Special files (fifos, sockets, device nodes) in /workspace that no
+	// archive carries, so not compared; the first 100 of them.
+	Skipped      int           `json:"skipped,omitempty"`
+	SkippedFiles []SkippedFile `json:"skipped_files,omitempty"`
 }
 
 // PatchResult says what a patch changed.
@@ -49,7 +53,8 @@ func (c *Client) DiffWorkspace(ctx context.Context, ref string) (*WorkspaceDiff,
 	if changes == nil {
 		changes = []FileChange{}
 	}
-	return &WorkspaceDiff{WorkspaceID: r.ID, Changes: changes, Added: res.Added, Modified: res.Modified, Deleted: res.Deleted, Patch: res.Patch}, nil
+	return &WorkspaceDiff{WorkspaceID: r.ID, Changes: changes, Added: res.Added, Modified: res.Modified, Deleted: res.Deleted, Patch: res.Patch,
+		Skipped: res.Skipped.Count, SkippedFiles: res.Skipped.Files}, nil
 }
 
 // ApplyPatch applies a unified diff to /workspace, all or nothing: it is

@@ -21,7 +21,9 @@ type TransferResult struct {
 	HostPath    string `json:"host_path"`         // source (push) or output (export)
 	Entries     int    `json:"entries"`           // files, dirs and symlinks moved
 	Bytes       int64  `json:"bytes"`             // file content bytes moved
-	Skipped     int    `json:"skipped,omitempty"` // special files left out
+	Skipped     int    `json:"skipped,omitempty"` // special files left out (push: unreadable host files too)
+	// The first 100 files left out, and why.
+	SkippedFiles []SkippedFile `json:"skipped_files,omitempty"`
 }
 
 // FileEntry is one entry of a workspace directory listing.
@@ -49,7 +51,8 @@ func (c *Client) SyncPush(ctx context.Context, ref, src, dest string) (*Transfer
 		return nil, err
 	}
 	d, _ := workspace.GuestPath("dest", dest)
-	return &TransferResult{WorkspaceID: r.ID, Path: d, HostPath: in.Path, Entries: st.Entries, Bytes: st.Bytes, Skipped: len(st.Skipped)}, nil
+	return &TransferResult{WorkspaceID: r.ID, Path: d, HostPath: in.Path, Entries: st.Entries, Bytes: st.Bytes,
+		Skipped: len(st.Skipped), SkippedFiles: st.Skipped[:min(len(st.Skipped), 100)]}, nil
 }
 
 // ExportWorkspace copies a workspace file or directory to a new host path
@@ -60,12 +63,13 @@ func (c *Client) ExportWorkspace(ctx context.Context, ref, path, output string) 
 		return nil, err
 	}
 	defer out.Close()
-	r, st, err := c.workspaces(ctx).Export(ctx, ref, path, out)
+	r, st, sk, err := c.workspaces(ctx).Export(ctx, ref, path, out)
 	if err != nil {
 		return nil, err
 	}
 	p, _ := workspace.GuestPath("path", path)
-	return &TransferResult{WorkspaceID: r.ID, Path: p, HostPath: out.Path, Entries: st.Entries, Bytes: st.Bytes}, nil
+	return &TransferResult{WorkspaceID: r.ID, Path: p, HostPath: out.Path, Entries: st.Entries, Bytes: st.Bytes,
+		Skipped: sk.Count, SkippedFiles: sk.Files}, nil
 }
 
 // ReadWorkspaceFile returns one file's content; files above maxBytes (0 =

@@ -16,6 +16,9 @@ type WorkspaceSnapshot struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Entries     int       `json:"entries"` // files, dirs and symlinks
 	Bytes       int64     `json:"bytes"`   // file content bytes
+	// Special files (fifos, sockets, device nodes) left out, and the first 100 of them.
+	Skipped      int           `json:"skipped,omitempty"`
+	SkippedFiles []SkippedFile `json:"skipped_files,omitempty"`
 }
 
 // ResetWorkspaceRequest rebuilds a workspace's sandbox.
@@ -25,7 +28,8 @@ type ResetWorkspaceRequest struct {
 }
 
 func toSnapshot(id string, s workspace.SnapshotInfo) WorkspaceSnapshot {
-	return WorkspaceSnapshot{WorkspaceID: id, Name: s.Name, CreatedAt: s.CreatedAt, Entries: s.Entries, Bytes: s.Bytes}
+	return WorkspaceSnapshot{WorkspaceID: id, Name: s.Name, CreatedAt: s.CreatedAt, Entries: s.Entries, Bytes: s.Bytes,
+		Skipped: s.Skipped.Count, SkippedFiles: s.Skipped.Files}
 }
 
 // CreateSnapshot saves the running workspace's /workspace under name.

@@ -83,6 +83,7 @@ type server struct {
 	opts     Options
 	reaper   *reaper
 	services *serviceRegistry
+	puts     sync.Mutex // put_archive calls run one at a time (see putArchive)
 }
 
 // errCanceled ends a call whose host side went away: no frame is written.

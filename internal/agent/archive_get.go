@@ -41,7 +41,7 @@ func (s *server) getArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	w := watchCancel(stream, fw)
 	defer w.close()
 	bw := bufio.NewWriterSize(dataFrames{fw}, dataChunk)
-	p := &packer{tw: tar.NewWriter(bw), limit: archiveLimit(req), canceled: w.canceled}
+	p := &packer{tw: tar.NewWriter(bw), limit: archiveLimit(req), canceled: w.canceled, links: map[fileID]string{}}
 	if fi.IsDir() {
 		err = p.dir(ws, rel)
 	} else {
@@ -68,11 +68,16 @@ type packer struct {
 	limit    int64 // file content bytes at most
 	res      agentproto.ArchiveResult
 	canceled func() bool
+	links    map[fileID]string // first name packed of each file with several links
 }
 
-// dir packs the tree under rel: directories, regular files and symlinks (not
-// followed). Other file types are skipped, and so is whatever vanishes while
-// the walk runs.
+// fileID identifies an inode, to pack its further names as hard links.
+type fileID struct{ dev, ino uint64 }
+
+// dir packs the tree under rel: directories, regular files (a file's second
+// and later names as hard links to its first) and symlinks (not followed).
+// Special files are left out and listed in the result; whatever vanishes
+// while the walk runs is skipped.
 func (p *packer) dir(ws *os.Root, rel string) error {
 	src, err := ws.OpenRoot(rel)
 	if err != nil {
@@ -103,7 +108,17 @@ func (p *packer) dir(ws *os.Root, rel string) error {
 		case fi.IsDir():
 			return p.header(tarHeader(name+"/", tar.TypeDir, fi))
 		case fi.Mode().IsRegular():
-			return p.file(src, name, name, fi)
+			if target, ok := p.linked(fi); ok {
+				return p.header(hardLinkHeader(name, target, fi))
+			}
+			before := p.res.Entries
+			if err := p.file(src, name, name, fi); err != nil {
+				return err
+			}
+			if p.res.Entries > before { // packed, not vanished
+				p.remember(name, fi)
+			}
+			return nil
 		case fi.Mode()&fs.ModeSymlink != 0:
 			target, err := src.Readlink(name)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -116,8 +131,60 @@ func (p *packer) dir(ws *os.Root, rel string) error {
 			h.Linkname = target
 			return p.header(h)
 		}
-		return nil // devices, fifos, sockets
+		p.skip(name, fi.Mode())
+		return nil
 	})
+}
+
+// linked returns the name under which the file fi was packed already.
+func (p *packer) linked(fi fs.FileInfo) (string, bool) {
+	id, ok := multiLinked(fi)
+	if !ok {
+		return "", false
+	}
+	target, ok := p.links[id]
+	return target, ok
+}
+
+// remember records name as the packed name of a file with several links.
+func (p *packer) remember(name string, fi fs.FileInfo) {
+	if id, ok := multiLinked(fi); ok {
+		p.links[id] = name
+	}
+}
+
+func multiLinked(fi fs.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Nlink < 2 {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}
+
+func hardLinkHeader(name, target string, fi fs.FileInfo) *tar.Header {
+	h := tarHeader(name, tar.TypeLink, fi)
+	h.Linkname = target
+	return h
+}
+
+// skip lists a special file the tar cannot (sockets) or should not (fifos,
+// devices: never made on the host) carry.
+func (p *packer) skip(name string, m fs.FileMode) {
+	kind := agentproto.KindFifo
+	switch {
+	case m&fs.ModeSocket != 0:
+		kind = agentproto.KindSocket
+	case m&fs.ModeCharDevice != 0:
+		kind = agentproto.KindCharDevice
+	case m&fs.ModeDevice != 0:
+		kind = agentproto.KindBlockDevice
+	case m&fs.ModeNamedPipe == 0:
+		return // nothing else exists on Linux
+	}
+	p.res.SkippedCount++
+	if len(p.res.Skipped) < agentproto.MaxSkippedListed {
+		p.res.Skipped = append(p.res.Skipped, agentproto.SkippedEntry{Path: name, Kind: kind})
+	}
 }
 
 // file packs the regular file at path (in root) as name. A file that grew

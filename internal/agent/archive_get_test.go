@@ -3,7 +3,10 @@
 package agent
 
 import (
+	"archive/tar"
 	"bytes"
+	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -32,6 +35,7 @@ func makeTree(t *testing.T, dir string) {
 	must(os.Symlink("../a.txt", filepath.Join(dir, "sub", "link")))
 	must(os.Symlink("/etc/passwd", filepath.Join(dir, "abs"))) // archived, not followed
 	must(syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))    // skipped
+	must(os.Link(filepath.Join(dir, "a.txt"), filepath.Join(dir, "sub", "hard")))
 	for _, p := range []string{"a.txt", "run.sh", "sub/big", "sub/empty", "sub"} {
 		must(os.Chtimes(filepath.Join(dir, p), testTime, testTime))
 	}
@@ -83,16 +87,28 @@ func TestGetArchiveRoundTrip(t *testing.T) {
 	mustUnmarshal(t, r.result, &res)
 	names := tarNames(t, data)
 	slices.Sort(names)
-	want := []string{"a.txt", "abs", "run.sh", "sub/", "sub/big", "sub/empty/", "sub/link"}
+	want := []string{"a.txt", "abs", "run.sh", "sub/", "sub/big", "sub/empty/", "sub/hard", "sub/link"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("names %q, want %q", names, want)
 	}
 	if res.Entries != len(want) || res.Bytes != 5+10+200_000 {
 		t.Errorf("result %+v", res)
 	}
+	// The fifo is listed, the second name of a.txt is a hard link.
+	if res.SkippedCount != 1 || !slices.Equal(res.Skipped, []agentproto.SkippedEntry{{Path: "fifo", Kind: agentproto.KindFifo}}) {
+		t.Errorf("skipped %+v", res)
+	}
+	if h := tarHeaders(t, data)["sub/hard"]; h.Typeflag != tar.TypeLink || h.Linkname != "a.txt" {
+		t.Errorf("sub/hard: %+v", h)
+	}
 
 	copyDir := filepath.Join(root, "copy")
 	putOK(t, sess, copyDir, data)
+	a, _ := os.Stat(filepath.Join(copyDir, "a.txt"))
+	h, _ := os.Stat(filepath.Join(copyDir, "sub", "hard"))
+	if !os.SameFile(a, h) {
+		t.Error("the hard link came back as a copy")
+	}
 	got, orig := snapshot(t, copyDir), snapshot(t, src)
 	delete(orig, "fifo")
 	if len(got) != len(orig) {
@@ -198,5 +214,22 @@ func TestSync(t *testing.T) {
 	r := call(t, sess, agentproto.Request{Op: agentproto.OpSync})
 	if r.err != nil || string(r.result) != "{}" {
 		t.Fatalf("%s %v", r.result, r.err)
+	}
+}
+
+// tarHeaders indexes the headers of a tar stream by name.
+func tarHeaders(t *testing.T, data []byte) map[string]*tar.Header {
+	t.Helper()
+	out := map[string]*tar.Header{}
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name] = h
 	}
 }

@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"io/fs"
@@ -25,14 +26,26 @@ const maxTrailer = 1 << 20
 var errStopped = errors.New("archive call finished")
 
 // putArchive extracts the tar stream the host sends in FrameData frames into
-// the directory req.Path under the workspace, creating it when missing.
+// the directory req.Path under the workspace, creating it when missing. Puts
+// run one at a time, so that concurrent writers of one path are serialized
+// (the last one wins) instead of tripping over each other's half-made
+// entries, and each put is undone if it fails (see journal).
 func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.ArchiveRequest) error {
 	rel, err := s.workspaceRel(req)
 	if err != nil {
 		return err
 	}
-	dest, err := s.openDest(req.Path, rel)
+	s.puts.Lock()
+	defer s.puts.Unlock()
+	ws, err := s.openWorkspace()
 	if err != nil {
+		return err
+	}
+	defer ws.Close()
+	made := journal{root: ws} // the destination's missing parents
+	dest, err := openDest(&made, req.Path, rel)
+	if err != nil {
+		made.undo()
 		return err
 	}
 	defer dest.Close()
@@ -49,18 +62,18 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	}
 	// The host's side of the story first: a cancel or a protocol error
 	// explains whatever the extractor ran into.
-	if rerr := rc.stop(pr); rerr != nil {
-		return rerr
+	rerr := rc.stop(pr)
+	if err := cmp.Or(rerr, xerr); err != nil {
+		x.undo.undo()
+		made.undo()
+		return err
 	}
-	if xerr != nil {
-		return xerr
-	}
+	x.undo.commit()
 	return fw.json(agentproto.FrameResult, x.res)
 }
 
-// openDest creates the destination directory (through the workspace root, so
-// a symlink cannot lead it elsewhere) and opens it as a root.
-func (s *server) openDest(path, rel string) (*os.Root, error) {
+// openWorkspace opens the workspace root, creating it when missing.
+func (s *server) openWorkspace() (*os.Root, error) {
 	root := s.workspaceRoot()
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, s.fsError(root, err)
@@ -69,16 +82,22 @@ func (s *server) openDest(path, rel string) (*os.Root, error) {
 	if err != nil {
 		return nil, s.fsError(root, err)
 	}
-	defer ws.Close()
-	if err := ws.MkdirAll(rel, 0o755); err != nil {
+	return ws, nil
+}
+
+// openDest creates the destination directory (through the workspace root, so
+// a symlink cannot lead it elsewhere; each directory made is recorded in
+// made) and opens it as a root.
+func openDest(made *journal, path, rel string) (*os.Root, error) {
+	if err := made.mkdirAll(rel, 0o755); err != nil {
 		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
 			return nil, wireError(agentproto.ErrCodeBadRequest, "%s is not a directory, or one of its parents is not", path)
 		}
-		return nil, s.fsError(path, err)
+		return nil, destError(path, err)
 	}
-	dest, err := ws.OpenRoot(rel)
+	dest, err := made.root.OpenRoot(rel)
 	if err != nil {
-		return nil, s.fsError(path, err)
+		return nil, destError(path, err)
 	}
 	return dest, nil
 }

@@ -5,6 +5,8 @@ package agent
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,6 +165,9 @@ func TestPutArchiveRefusesHostileEntries(t *testing.T) {
 				t.Errorf("message %q does not mention %q", r.err.Message, tc.mention)
 			}
 			emptyDir(t, outside)
+			if _, err := os.Lstat(dest); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the failed put left its destination behind: %v", err)
+			}
 			if _, err := os.Lstat("/etc/pyro-evil"); err == nil {
 				t.Fatal("wrote /etc/pyro-evil")
 			}

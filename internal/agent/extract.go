@@ -24,7 +24,8 @@ import (
 // files are replaced; an existing directory is only ever merged into.
 type extractor struct {
 	root  *os.Root
-	limit int64 // file content bytes at most
+	undo  journal // what to revert if the archive fails part-way
+	limit int64   // file content bytes at most
 	res   agentproto.ArchiveResult
 	files map[string]bool // regular files extracted so far: hard link targets
 	dirs  []dirMeta       // mode and times are applied last
@@ -38,7 +39,7 @@ type dirMeta struct {
 }
 
 func newExtractor(root *os.Root, limit int64) *extractor {
-	return &extractor{root: root, limit: limit, files: map[string]bool{}, dirAt: map[string]int{}}
+	return &extractor{root: root, undo: journal{root: root}, limit: limit, files: map[string]bool{}, dirAt: map[string]int{}}
 }
 
 func (x *extractor) extract(r io.Reader) error {
@@ -98,6 +99,7 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return x.fail(name, err)
 	}
+	x.undo.created(name)
 	src := &sourceReader{r: r}
 	n, err := io.Copy(f, src)
 	x.res.Bytes += n
@@ -127,7 +129,10 @@ func (x *extractor) dir(name string, hdr *tar.Header) error {
 	}
 	mode := headerMode(hdr)
 	// Writable and searchable until finishDirs sets the final mode.
-	if err := x.root.Mkdir(name, mode.Perm()|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	switch err := x.root.Mkdir(name, mode.Perm()|0o700); {
+	case err == nil:
+		x.undo.created(name)
+	case !errors.Is(err, fs.ErrExist):
 		return x.fail(name, err)
 	}
 	meta := dirMeta{name: name, mode: mode, atime: accessTime(hdr), mtime: hdr.ModTime}
@@ -151,6 +156,7 @@ func (x *extractor) symlink(name string, hdr *tar.Header) error {
 	if err := x.root.Symlink(hdr.Linkname, name); err != nil {
 		return x.fail(name, err)
 	}
+	x.undo.created(name)
 	x.res.Entries++
 	return nil
 }
@@ -170,6 +176,7 @@ func (x *extractor) link(name string, hdr *tar.Header) error {
 		if err := x.root.Link(target, name); err != nil {
 			return x.fail(name, err)
 		}
+		x.undo.created(name)
 		x.files[name] = true
 	}
 	x.res.Entries++
@@ -177,13 +184,12 @@ func (x *extractor) link(name string, hdr *tar.Header) error {
 }
 
 // prepare creates the parents of name and clears the way for the entry: a
-// file or symlink already there is removed (never written through), an
-// existing directory is kept for a directory entry and refused otherwise.
+// file or symlink already there is moved aside (never written through; put
+// back if the archive fails), an existing directory is kept for a directory
+// entry and refused otherwise.
 func (x *extractor) prepare(name string, isDir bool) error {
-	if parent := filepath.Dir(name); parent != "." {
-		if err := x.root.MkdirAll(parent, 0o755); err != nil {
-			return x.fail(name, err)
-		}
+	if err := x.undo.mkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return x.fail(name, err)
 	}
 	fi, err := x.root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -198,7 +204,7 @@ func (x *extractor) prepare(name string, isDir bool) error {
 		}
 		return badArchive("entry %q is not a directory but a directory exists at that path in the guest: remove it first", name)
 	}
-	if err := x.root.Remove(name); err != nil {
+	if err := x.undo.moveAside(name); err != nil {
 		return x.fail(name, err)
 	}
 	delete(x.files, name)
@@ -226,6 +232,8 @@ func (x *extractor) fail(name string, err error) error {
 		return wireError(agentproto.ErrCodeOutside, "entry %q leads outside the destination through a symlink", name)
 	case errors.Is(err, syscall.ENOTDIR):
 		return badArchive("entry %q: a parent of it in the guest is not a directory", name)
+	case isNoSpace(err):
+		return noSpace("extracting %q (nothing of this transfer was kept)", name)
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {

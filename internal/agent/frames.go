@@ -27,8 +27,12 @@ func (f *frameWriter) frame(kind byte, payload []byte) error {
 	if kind == agentproto.FrameResult && f.flush != nil {
 		if err := f.flushNoticed(); err != nil {
 			kind = agentproto.FrameError
-			payload, _ = json.Marshal(wireError(agentproto.ErrCodeInternal,
-				"the call finished but flushing %s to disk failed: %v", agentproto.WorkspaceRoot, err))
+			werr := wireError(agentproto.ErrCodeInternal,
+				"the call finished but flushing %s to disk failed: %v", agentproto.WorkspaceRoot, err)
+			if isNoSpace(err) {
+				werr = noSpace("the call finished but flushing %s to disk failed", agentproto.WorkspaceRoot)
+			}
+			payload, _ = json.Marshal(werr)
 		}
 	}
 	return f.frameLocked(kind, payload)

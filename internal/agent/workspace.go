@@ -66,15 +66,35 @@ func isEscape(err error) bool {
 // fsError turns a filesystem error about what (a path or an archive entry)
 // into a wire error.
 func (s *server) fsError(what string, err error) *agentproto.Error {
+	if isEscape(err) {
+		return wireError(agentproto.ErrCodeOutside, "%s leads outside %s through a symlink", what, s.workspaceRoot())
+	}
+	return destError(what, err)
+}
+
+// destError is fsError for errors that cannot be an escape.
+func destError(what string, err error) *agentproto.Error {
 	switch {
 	case isEscape(err):
-		return wireError(agentproto.ErrCodeOutside, "%s leads outside %s through a symlink", what, s.workspaceRoot())
+		return wireError(agentproto.ErrCodeOutside, "%s leads outside %s through a symlink", what, agentproto.WorkspaceRoot)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return wireError(agentproto.ErrCodeNotFound, "%s does not exist", what)
+	case isNoSpace(err):
+		return noSpace("%s", what)
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err // the path is already in what
 	}
 	return wireError(agentproto.ErrCodeInternal, "%s: %v", what, err)
+}
+
+// isNoSpace reports a full filesystem (or an exhausted quota).
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// noSpace is the wire error for a full workspace disk; the host adds what to do.
+func noSpace(format string, args ...any) *agentproto.Error {
+	return wireError(agentproto.ErrCodeNoSpace, "no space left on the workspace disk: "+format, args...)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"math"
+	"path/filepath"
+	"strings"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -172,5 +174,20 @@ func checkArchiveResult(res *agentproto.ArchiveResult, maxBytes int64) error {
 	if res.Entries < 0 || res.Bytes < 0 || (maxBytes >= 0 && res.Bytes > maxBytes) {
 		return protocolErr("archive result %d entries, %d bytes", res.Entries, res.Bytes)
 	}
+	if len(res.Skipped) > agentproto.MaxSkippedListed || res.SkippedCount < len(res.Skipped) || res.SkippedCount > maxArchiveEntries {
+		return protocolErr("archive result lists %d of %d skipped files", len(res.Skipped), res.SkippedCount)
+	}
+	for _, s := range res.Skipped {
+		if !skippedKinds[s.Kind] || len(s.Path) > 4096 || strings.ContainsRune(s.Path, 0) || !filepath.IsLocal(s.Path) {
+			return protocolErr("archive result: bad skipped entry %.100q (%.20q)", s.Path, s.Kind)
+		}
+	}
 	return nil
 }
+
+// maxArchiveEntries bounds the entries an archive may claim (the host's
+// extraction refuses more anyway).
+const maxArchiveEntries = 1 << 20
+
+var skippedKinds = map[string]bool{agentproto.KindFifo: true, agentproto.KindSocket: true,
+	agentproto.KindCharDevice: true, agentproto.KindBlockDevice: true}

@@ -114,6 +114,7 @@ func TestArchiveWireErrors(t *testing.T) {
 		agentproto.ErrCodeBadArchive:  {CodeBadArchive, errdefs.ErrInvalidArgument, "the detail"},
 		agentproto.ErrCodeInternal:    {errdefs.CodeInternal, errdefs.ErrInternal, "the detail"},
 		agentproto.ErrCodeUnsupported: {errdefs.CodeAgentProtocol, errdefs.ErrFailedPrecondition, "the detail"},
+		agentproto.ErrCodeNoSpace:     {errdefs.CodeNoSpace, errdefs.ErrFailedPrecondition, "free space"},
 	} {
 		c := fakeAgent(t, func(st net.Conn, _ agentproto.Request) {
 			agentproto.WriteJSON(st, agentproto.FrameError, agentproto.Error{Code: code, Message: "the detail"})
@@ -131,4 +132,30 @@ type endlessZeros struct{}
 func (endlessZeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// The list of skipped special files comes from the guest: bounded and
+// made of local names of known kinds, or the result is refused.
+func TestArchiveResultSkippedChecked(t *testing.T) {
+	ok := agentproto.ArchiveResult{Entries: 1, SkippedCount: 300,
+		Skipped: []agentproto.SkippedEntry{{Path: "run/fifo", Kind: agentproto.KindFifo}}}
+	if err := checkArchiveResult(&ok, -1); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]agentproto.SkippedEntry, agentproto.MaxSkippedListed+1)
+	for i := range many {
+		many[i] = agentproto.SkippedEntry{Path: "p", Kind: agentproto.KindSocket}
+	}
+	for name, res := range map[string]agentproto.ArchiveResult{
+		"too many listed":  {Skipped: many, SkippedCount: len(many)},
+		"count below list": {Skipped: ok.Skipped, SkippedCount: 0},
+		"absurd count":     {SkippedCount: 1 << 30},
+		"outside name":     {Skipped: []agentproto.SkippedEntry{{Path: "../etc/x", Kind: agentproto.KindFifo}}, SkippedCount: 1},
+		"absolute name":    {Skipped: []agentproto.SkippedEntry{{Path: "/dev/sda", Kind: agentproto.KindBlockDevice}}, SkippedCount: 1},
+		"unknown kind":     {Skipped: []agentproto.SkippedEntry{{Path: "x", Kind: "\x1b[2J"}}, SkippedCount: 1},
+	} {
+		if err := checkArchiveResult(&res, -1); errdefs.CodeOf(err) != errdefs.CodeAgentProtocol {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

@@ -345,6 +345,9 @@ func wireErr(payload []byte) error {
 		return errdefs.New(errdefs.ErrAlreadyExists, CodeServiceExists, "%s", msg)
 	case agentproto.ErrCodePortInUse:
 		return errdefs.New(errdefs.ErrFailedPrecondition, CodePortInUse, "%s", msg)
+	case agentproto.ErrCodeNoSpace:
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeNoSpace,
+			"%s: free space in the workspace (exec 'du -sh /workspace/* /tmp' shows what takes it) and retry", msg)
 	}
 	return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "guest agent: %s", msg)
 }

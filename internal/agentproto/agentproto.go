@@ -30,7 +30,10 @@ import (
 // a slow flush is announced with FrameFlushing.
 // 6: every command's environment starts from the image's Env (ImageEnvPath);
 // output over its cap keeps its head and tail around an omission marker.
-const ProtocolVersion = 6
+// 7: put_archive calls run one at a time and a failed one is undone; error
+// code no_space; get_archive keeps hard links (TypeLink) and lists the
+// special files it leaves out (ArchiveResult.Skipped).
+const ProtocolVersion = 7
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -213,9 +216,30 @@ type ArchiveRequest struct {
 
 // ArchiveResult is the result of OpPutArchive and OpGetArchive.
 type ArchiveResult struct {
-	Entries int   `json:"entries"` // files, dirs and symlinks
+	Entries int   `json:"entries"` // files, dirs, symlinks and hard links
 	Bytes   int64 `json:"bytes"`   // file content bytes
+	// Special files (fifos, sockets, device nodes) get_archive left out:
+	// the first MaxSkippedListed of them, and how many there were.
+	Skipped      []SkippedEntry `json:"skipped,omitempty"`
+	SkippedCount int            `json:"skipped_count,omitempty"`
 }
+
+// SkippedEntry is a special file an archive left out.
+type SkippedEntry struct {
+	Path string `json:"path"` // relative to the archived directory
+	Kind string `json:"kind"` // one of the Kind* below
+}
+
+// Kinds of special files.
+const (
+	KindFifo        = "fifo"
+	KindSocket      = "socket"
+	KindCharDevice  = "char_device"
+	KindBlockDevice = "block_device"
+)
+
+// MaxSkippedListed bounds ArchiveResult.Skipped.
+const MaxSkippedListed = 100
 
 // HelloRequest is optional on OpHello. A guest restored from a memory
 // snapshot wakes with the snapshot's clock and random state: the host sends
@@ -299,6 +323,7 @@ const (
 	ErrCodeBadArchive  = "bad_archive"    // malformed tar, or an entry type that is refused
 	ErrCodeExists      = "already_exists" // a service of that name is starting or ready
 	ErrCodePortInUse   = "port_in_use"    // a readiness port already accepts connections before the start
+	ErrCodeNoSpace     = "no_space"       // the workspace filesystem is full (ENOSPC, EDQUOT)
 )
 
 func (e *Error) Error() string { return fmt.Sprintf("agent: %s: %s", e.Code, e.Message) }

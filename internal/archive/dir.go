@@ -13,8 +13,8 @@ import (
 // packDir writes the tree under root in sorted order. Symlinks are written
 // as links and never followed (every access goes through the os.Root);
 // device nodes, sockets and fifos are skipped and listed; a file that cannot
-// be read is an error. Files with several hard links are written as
-// independent copies.
+// be read is an error. A file's second and later names in the tree are
+// written as hard links to its first.
 func packDir(ctx context.Context, root *os.Root, o *tarOut) error {
 	return fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		if ctx.Err() != nil {
@@ -55,6 +55,9 @@ func packEntry(ctx context.Context, root *os.Root, name string, fi fs.FileInfo, 
 		}
 		return o.symlink(name, target, fi.ModTime())
 	case mode.IsRegular():
+		if target, ok := o.linked(fi); ok {
+			return o.hardlink(name, target, fileMode(mode), fi.ModTime())
+		}
 		// O_NONBLOCK: if the file was swapped for a fifo, do not hang on it.
 		f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err == nil {
@@ -75,7 +78,11 @@ func packEntry(ctx context.Context, root *os.Root, name string, fi fs.FileInfo, 
 				"cannot read %q; fix its permissions or remove it from the seed", name)
 		}
 		defer f.Close()
-		return o.file(ctx, name, fileMode(mode), fi.ModTime(), fi.Size(), f, hostReadErr(name))
+		if err := o.file(ctx, name, fileMode(mode), fi.ModTime(), fi.Size(), f, hostReadErr(name)); err != nil {
+			return err
+		}
+		o.remember(name, fi)
+		return nil
 	default:
 		o.skip(name, specialKind(mode))
 		return nil

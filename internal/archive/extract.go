@@ -249,6 +249,9 @@ func (x *extractor) fsErr(name string, err error) error {
 	if isEscape(err) {
 		return outside("entry %q would be written outside the destination through a symlink; the export is unsafe, nothing outside was touched", name)
 	}
+	if errdefs.IsNoSpace(err) {
+		return errdefs.HostNoSpace(err, x.root.Name())
+	}
 	return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal,
 		"cannot write %q under %s; check free space and permissions", name, x.root.Name())
 }

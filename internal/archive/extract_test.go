@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -216,4 +217,21 @@ func TestExtractCanceled(t *testing.T) {
 
 	_, err = Extract(ctx, bytes.NewReader(data), t.TempDir(), Limits{})
 	wantCode(t, err, errdefs.CodeCanceled)
+}
+
+// A full host disk is no_space, with a hint, not internal.
+func TestExtractNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	dest := t.TempDir()
+	if err := syscall.Mount("tmpfs", dest, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dest, syscall.MNT_DETACH) })
+	in := bytes.NewReader(buildTar(t, []tent{{name: "big", typ: tar.TypeReg, mode: 0o644, body: strings.Repeat("x", 1<<20)}}))
+	_, err := Extract(context.Background(), in, dest, Limits{})
+	if errdefs.CodeOf(err) != errdefs.CodeNoSpace || !strings.Contains(err.Error(), "free space") {
+		t.Fatalf("extract onto a full disk: %v", err)
+	}
 }

@@ -487,3 +487,33 @@ func TestCleanName(t *testing.T) {
 		}
 	}
 }
+
+// A file with several names in the tree is packed once, its other names as
+// hard links, and comes back as one file with several names.
+func TestSeedDirectoryKeepsHardLinks(t *testing.T) {
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a"), []byte("same"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "a"), filepath.Join(src, "b")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	st, err := Seed(context.Background(), src, &out, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := readTar(t, out.Bytes())
+	if h, _ := find(hs, "b"); h.Type != tar.TypeLink || h.Link != "a" || st.Bytes != 4 {
+		t.Fatalf("b: %+v, stats %+v", h, st)
+	}
+	dest := t.TempDir()
+	if _, err := Extract(context.Background(), &out, dest, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(filepath.Join(dest, "a"))
+	b, _ := os.Stat(filepath.Join(dest, "b"))
+	if !os.SameFile(a, b) {
+		t.Error("extracted as copies")
+	}
+}

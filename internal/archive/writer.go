@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -23,12 +24,41 @@ type tarOut struct {
 	w     *errWriter
 	b     *budget
 	st    *Stats
-	files map[string]bool // regular files already written, for hard links
+	files map[string]bool   // regular files already written, for hard links
+	links map[fileID]string // first name written of each host file with several links
+}
+
+// fileID identifies a host inode.
+type fileID struct{ dev, ino uint64 }
+
+// linked returns the name under which the host file fi was written already.
+func (o *tarOut) linked(fi os.FileInfo) (string, bool) {
+	id, ok := multiLinked(fi)
+	if !ok {
+		return "", false
+	}
+	name, ok := o.links[id]
+	return name, ok && o.files[name]
+}
+
+// remember records name as the written name of a file with several links.
+func (o *tarOut) remember(name string, fi os.FileInfo) {
+	if id, ok := multiLinked(fi); ok {
+		o.links[id] = name
+	}
+}
+
+func multiLinked(fi os.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Nlink < 2 {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
 }
 
 func newTarOut(w io.Writer, b *budget, st *Stats) *tarOut {
 	ew := &errWriter{w: w}
-	return &tarOut{tw: tar.NewWriter(ew), w: ew, b: b, st: st, files: map[string]bool{}}
+	return &tarOut{tw: tar.NewWriter(ew), w: ew, b: b, st: st, files: map[string]bool{}, links: map[fileID]string{}}
 }
 
 // errWriter remembers the destination's error, to tell it from read errors.
@@ -48,6 +78,9 @@ func (e *errWriter) Write(p []byte) (int, error) {
 func (o *tarOut) writeErr(err error) error {
 	if typed(err) {
 		return err
+	}
+	if errdefs.IsNoSpace(err) {
+		return errdefs.HostNoSpace(err, "the tar stream")
 	}
 	return internal(err, "writing the tar stream failed; check that its destination (disk or guest) is still there")
 }

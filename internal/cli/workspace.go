@@ -173,7 +173,7 @@ func (a *app) wsLogs() *cobra.Command {
 				return map[string]any{"commands": entries}, err
 			}, func(v any) {
 				for _, e := range v.(map[string]any)["commands"].([]pyro.WorkspaceLogEntry) {
-					fmt.Fprintf(a.stdout, "#%d  exit %d  %d ms  %s  %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.StartedAt.Format(time.RFC3339), e.Command)
+					fmt.Fprintf(a.stdout, "#%d  exit %d  %d ms  %s  %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.StartedAt.Format(time.RFC3339), printable(e.Command))
 				}
 			})
 		},

@@ -27,11 +27,12 @@ func (a *app) wsDiff() *cobra.Command {
 						if line == "" {
 							line = ch.ModeChange
 						}
-						fmt.Fprintf(a.stdout, "%s %s: %s\n", ch.Status, ch.Path, line)
+						fmt.Fprintf(a.stdout, "%s %s: %s\n", ch.Status, printable(ch.Path), printable(line))
 					}
 				}
 				fmt.Fprint(a.stdout, d.Patch)
 				fmt.Fprintf(a.stderr, "%d added, %d modified, %d deleted\n", d.Added, d.Modified, d.Deleted)
+				a.printSkipped(d.Skipped, d.SkippedFiles, "not compared")
 			})
 		},
 	}
@@ -67,7 +68,7 @@ func (a *app) wsPatch() *cobra.Command {
 				return c.ApplyPatch(ctx, args[0], p)
 			}, func(v any) {
 				for _, f := range v.(*pyro.PatchResult).Changed {
-					fmt.Fprintln(a.stdout, "patched", f)
+					fmt.Fprintln(a.stdout, "patched", printable(f))
 				}
 			})
 		},
@@ -91,10 +92,10 @@ func (a *app) wsSummary() *cobra.Command {
 				printWorkspace(a, &s.Workspace)
 				fmt.Fprintf(a.stdout, "changes:     %d added, %d modified, %d deleted\n", s.Added, s.Modified, s.Deleted)
 				for _, ch := range s.Changes {
-					fmt.Fprintf(a.stdout, "  %-8s %s\n", ch.Status, ch.Path)
+					fmt.Fprintf(a.stdout, "  %-8s %s\n", ch.Status, printable(ch.Path))
 				}
 				for _, e := range s.LastCommands {
-					fmt.Fprintf(a.stdout, "  #%d exit %d  %s\n", e.Sequence, e.ExitCode, e.Command)
+					fmt.Fprintf(a.stdout, "  #%d exit %d  %s\n", e.Sequence, e.ExitCode, printable(e.Command))
 				}
 			})
 		},

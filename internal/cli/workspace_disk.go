@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -32,7 +31,7 @@ func (a *app) wsDisk() *cobra.Command {
 				return map[string]any{"entries": entries}, nil
 			}, func(v any) {
 				for _, e := range v.(map[string]any)["entries"].([]pyro.FileEntry) {
-					fmt.Fprintf(a.stdout, "%-7s %5s %10d  %s\n", e.Type, e.Mode, e.Size, printablePath(e.Path))
+					fmt.Fprintf(a.stdout, "%-7s %5s %10d  %s\n", e.Type, e.Mode, e.Size, printable(e.Path))
 				}
 			})
 		},
@@ -50,7 +49,7 @@ func (a *app) wsDisk() *cobra.Command {
 			}, func(v any) {
 				f := v.(*pyro.FileContent)
 				if !contentOnly {
-					fmt.Fprintf(a.stderr, "# %s (%d bytes)\n", printablePath(f.Path), f.Size)
+					fmt.Fprintf(a.stderr, "# %s (%d bytes)\n", printable(f.Path), f.Size)
 				}
 				fmt.Fprint(a.stdout, f.Content)
 			})
@@ -81,15 +80,4 @@ func (a *app) wsDisk() *cobra.Command {
 
 	disk.AddCommand(list, read, export)
 	return disk
-}
-
-// printablePath quotes a guest path with control characters (a newline in
-// a name) so one entry stays one line.
-func printablePath(p string) string {
-	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
-			return strconv.Quote(p)
-		}
-	}
-	return p
 }

@@ -34,14 +34,26 @@ func (a *app) wsRun(cmd *cobra.Command, jsonOut bool, call func(context.Context,
 
 func (a *app) printTransfer(v any) {
 	t := v.(*pyro.TransferResult)
-	fmt.Fprintf(a.stdout, "%s: %d entries, %s", t.Path, t.Entries, humanBytes(t.Bytes))
+	fmt.Fprintf(a.stdout, "%s: %d entries, %s", printable(t.Path), t.Entries, humanBytes(t.Bytes))
 	if t.HostPath != "" {
-		fmt.Fprintf(a.stdout, " (host %s)", t.HostPath)
+		fmt.Fprintf(a.stdout, " (host %s)", printable(t.HostPath))
 	}
 	if t.Skipped > 0 {
 		fmt.Fprintf(a.stdout, ", %d special files skipped", t.Skipped)
 	}
 	fmt.Fprintln(a.stdout)
+	a.printSkipped(0, t.SkippedFiles, "skipped")
+}
+
+// printSkipped lists the files a transfer left out on stderr (count > the
+// list: a line says how many in all).
+func (a *app) printSkipped(count int, files []pyro.SkippedFile, verb string) {
+	for _, f := range files {
+		fmt.Fprintf(a.stderr, "%s %s (%s)\n", verb, printable(f.Path), f.Reason)
+	}
+	if count > 0 {
+		fmt.Fprintf(a.stderr, "%d special files %s (fifos, sockets, device nodes are not copied)\n", count, verb)
+	}
 }
 
 func (a *app) wsSync() *cobra.Command {
@@ -100,7 +112,7 @@ func (a *app) wsFile() *cobra.Command {
 				return map[string]any{"entries": entries}, nil
 			}, func(v any) {
 				for _, e := range v.(map[string]any)["entries"].([]pyro.FileEntry) {
-					fmt.Fprintf(a.stdout, "%-7s %5s %10d  %s\n", e.Type, e.Mode, e.Size, e.Path)
+					fmt.Fprintf(a.stdout, "%-7s %5s %10d  %s\n", e.Type, e.Mode, e.Size, printable(e.Path))
 				}
 			})
 		},

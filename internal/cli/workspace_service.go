@@ -29,7 +29,7 @@ func (a *app) printService(v any) {
 	if s.Signal != "" {
 		fmt.Fprintf(a.stdout, ", signal %s", s.Signal)
 	}
-	fmt.Fprintf(a.stdout, "\ncommand: %s\ncwd:     %s\n", s.Command, s.Cwd)
+	fmt.Fprintf(a.stdout, "\ncommand: %s\ncwd:     %s\n", printable(s.Command), printable(s.Cwd))
 	if s.ReadyKind != "" {
 		fmt.Fprintf(a.stdout, "ready:   %s %s\n", s.ReadyKind, s.ReadyTarget)
 	}
@@ -133,7 +133,7 @@ func (a *app) serviceList() *cobra.Command {
 					if s.StartedAt != nil {
 						started = s.StartedAt.Local().Format(time.TimeOnly)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.State, exit, started, s.Command)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.State, exit, started, printable(s.Command))
 				}
 				tw.Flush()
 			})

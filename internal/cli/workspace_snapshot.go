@@ -15,6 +15,7 @@ func (a *app) printSnapshot(verb string) func(any) {
 	return func(v any) {
 		s := v.(*pyro.WorkspaceSnapshot)
 		fmt.Fprintf(a.stdout, "%s snapshot %s of %s: %d entries, %s\n", verb, s.Name, s.WorkspaceID, s.Entries, humanBytes(s.Bytes))
+		a.printSkipped(s.Skipped, s.SkippedFiles, "left out")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Classes. Wrap them with %w; test with errors.Is or the Is* helpers.
@@ -35,6 +36,7 @@ const (
 	CodeVMMFailed          = "vmm_failed"
 	CodeCanceled           = "canceled"
 	CodeInternal           = "internal"
+	CodeNoSpace            = "no_space" // a disk (the workspace's or the host's) is full
 	// OCI image environments.
 	CodeImageUnsafe    = "image_layer_unsafe"     // a layer entry would escape or abuse the staging tree
 	CodeImageCorrupt   = "image_corrupt"          // bytes do not match their digest, unreadable layer
@@ -169,3 +171,15 @@ func ClassName(err error) string {
 
 // ClassByName is the inverse of ClassName; nil for an unknown name.
 func ClassByName(name string) error { return classNames[name] }
+
+// IsNoSpace reports a full filesystem or an exhausted disk quota.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// HostNoSpace types a write that failed because the host disk holding where
+// is full.
+func HostNoSpace(err error, where string) *Error {
+	return Wrap(err, ErrFailedPrecondition, CodeNoSpace,
+		"the host disk holding %s is full: free space there (pyro env prune, delete unused workspaces or snapshots) and retry", where)
+}

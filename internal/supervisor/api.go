@@ -105,8 +105,14 @@ type ExecResult struct {
 
 // ArchiveResult is the outcome of an archive transfer.
 type ArchiveResult struct {
-	Entries int   `json:"entries"`
-	Bytes   int64 `json:"bytes"`
+	Entries      int                       `json:"entries"`
+	Bytes        int64                     `json:"bytes"`
+	Skipped      []agentproto.SkippedEntry `json:"skipped,omitempty"` // special files left out (the first 100)
+	SkippedCount int                       `json:"skipped_count,omitempty"`
+}
+
+func archiveResult(r *agentproto.ArchiveResult) ArchiveResult {
+	return ArchiveResult{Entries: r.Entries, Bytes: r.Bytes, Skipped: r.Skipped, SkippedCount: r.SkippedCount}
 }
 
 // ShellOpenRequest opens a PTY shell in the guest.

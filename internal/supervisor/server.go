@@ -277,7 +277,7 @@ func (s *server) handlePutArchive(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, ArchiveResult{Entries: res.Entries, Bytes: res.Bytes})
+	writeJSON(w, archiveResult(res))
 }
 
 // handleGetArchive streams a tar of a guest path. An error before the first
@@ -300,7 +300,7 @@ func (s *server) handleGetArchive(w http.ResponseWriter, r *http.Request) {
 	if !lw.started {
 		lw.start()
 	}
-	b, _ := json.Marshal(ArchiveResult{Entries: res.Entries, Bytes: res.Bytes})
+	b, _ := json.Marshal(archiveResult(res))
 	w.Header().Set(resultTrailer, string(b))
 }
 

@@ -20,7 +20,7 @@ import (
 var diffLimits = wsdiff.Limits{MaxBytes: 256 << 20, MaxTextBytes: 1 << 20}
 
 // Diff compares /workspace now with the create-time baseline.
-func (m *Manager) Diff(ctx context.Context, ref string) (*Record, *wsdiff.Result, error) {
+func (m *Manager) Diff(ctx context.Context, ref string) (*Record, *DiffResult, error) {
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
 		return nil, nil, err
@@ -30,8 +30,15 @@ func (m *Manager) Diff(ctx context.Context, ref string) (*Record, *wsdiff.Result
 	return r, res, err
 }
 
+// DiffResult is a diff and the special files of /workspace it could not
+// compare (they are in no archive).
+type DiffResult struct {
+	*wsdiff.Result
+	Skipped Skipped
+}
+
 // diff compares /workspace with the baseline; secret values are redacted.
-func (m *Manager) diff(ctx context.Context, r *Record, sc *supervisor.Client) (*wsdiff.Result, error) {
+func (m *Manager) diff(ctx context.Context, r *Record, sc *supervisor.Client) (*DiffResult, error) {
 	red, err := m.redactor(r.ID)
 	if err != nil {
 		return nil, err
@@ -42,14 +49,20 @@ func (m *Manager) diff(ctx context.Context, r *Record, sc *supervisor.Client) (*
 	}
 	defer base.Close()
 	pr, pw := io.Pipe()
+	got := make(chan *supervisor.ArchiveResult, 1)
 	go func() {
-		_, err := sc.GetArchive(ctx, Root, diffLimits.MaxBytes, pw)
+		gres, err := sc.GetArchive(ctx, Root, diffLimits.MaxBytes, pw)
 		pw.CloseWithError(err)
+		got <- gres
 	}()
 	res, err := wsdiff.Compare(base, pr, diffLimits)
 	pr.CloseWithError(io.ErrClosedPipe)
+	gres := <-got
+	if err != nil {
+		return nil, red.Error(err)
+	}
 	redactDiff(res, red)
-	return res, red.Error(err)
+	return &DiffResult{Result: res, Skipped: skippedOf(gres, red)}, nil
 }
 
 // PatchResult says what a patch changed.

@@ -91,23 +91,33 @@ func (m *Manager) touch(id string) error {
 // guest's archive is extracted (validated) into a temp dir beside the
 // output and renamed into place without replacing anything, so a failure
 // leaves nothing behind.
-func (m *Manager) Export(ctx context.Context, ref, guest string, out *hostpath.Target) (*Record, archive.Stats, error) {
+func (m *Manager) Export(ctx context.Context, ref, guest string, out *hostpath.Target) (*Record, archive.Stats, Skipped, error) {
+	r, st, err := m.export(ctx, ref, guest, out)
+	return r, st.stats, st.skipped, err
+}
+
+type exported struct {
+	stats   archive.Stats
+	skipped Skipped
+}
+
+func (m *Manager) export(ctx context.Context, ref, guest string, out *hostpath.Target) (*Record, exported, error) {
 	src, err := GuestPath("path", guest)
 	if err != nil {
-		return nil, archive.Stats{}, err
+		return nil, exported{}, err
 	}
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
-		return nil, archive.Stats{}, err
+		return nil, exported{}, err
 	}
 	defer sc.Close()
 	isDir, err := guestIsDir(ctx, sc, src, guest)
 	if err != nil {
-		return nil, archive.Stats{}, err
+		return nil, exported{}, err
 	}
 	tmpName, tmp, err := out.MkdirTemp(".pyro-export-")
 	if err != nil {
-		return nil, archive.Stats{}, err
+		return nil, exported{}, err
 	}
 	defer out.RemoveTemp(tmpName)
 	defer tmp.Close()
@@ -122,19 +132,20 @@ func (m *Manager) Export(ctx context.Context, ref, guest string, out *hostpath.T
 		pr.CloseWithError(err)
 		done <- result{st, err}
 	}()
-	_, gerr := sc.GetArchive(ctx, src, 0, pw)
+	gres, gerr := sc.GetArchive(ctx, src, 0, pw)
 	pw.CloseWithError(gerr)
 	res := <-done
 	red, err := m.redactor(r.ID)
 	if err != nil {
-		return nil, res.stats, err
+		return nil, exported{stats: res.stats}, err
 	}
 	if err := errors.Join(gerr, res.err); err != nil {
 		// Archive errors quote entry names the guest sent.
-		return nil, res.stats, red.Error(firstTyped(gerr, res.err))
+		return nil, exported{stats: res.stats}, red.Error(firstTyped(gerr, res.err))
 	}
+	ex := exported{stats: res.stats, skipped: skippedOf(gres, red)}
 	if err := redactTree(tmp, red); err != nil {
-		return nil, res.stats, err
+		return nil, ex, err
 	}
 	// A directory's entries are relative to it; a file arrives under its base name.
 	from := tmpName
@@ -142,9 +153,9 @@ func (m *Manager) Export(ctx context.Context, ref, guest string, out *hostpath.T
 		from = tmpName + "/" + path.Base(src)
 	}
 	if err := out.Publish(from); err != nil {
-		return nil, res.stats, err
+		return nil, ex, err
 	}
-	return r, res.stats, nil
+	return r, ex, nil
 }
 
 func firstTyped(errs ...error) error {

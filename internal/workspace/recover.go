@@ -124,7 +124,30 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 			return true
 		}
 	}
+	if rec.State == StateRunning && supervisorGone(p) {
+		// Its supervisor died (kill -9, a guest crash) or powered off for a
+		// stop whose caller died: reap its VM dir, socket and record files
+		// now, not at the next start, and record the truth.
+		m.log.Warn("reaping the leftovers of a dead supervisor", "workspace", rec.ID)
+		m.stopSupervisor(ctx, p)
+		rec.State = StateStopped
+		if err := writeRecord(p, rec); err != nil {
+			m.log.Warn("recording the stopped workspace", "workspace", rec.ID, "err", err)
+		}
+		return true
+	}
 	return cleaned
+}
+
+// supervisorGone reports a running workspace whose supervisor (ready or
+// still booting) is no longer alive.
+func supervisorGone(p Paths) bool {
+	for _, at := range []string{p.Supervisor(), p.SupervisorPid()} {
+		if info, err := readInfoAt(at); err == nil && vm.Alive(info.Pid, info.PidStart) {
+			return false
+		}
+	}
+	return true
 }
 
 // removeDeadSnapshotTemps removes the temp file and extraction dir of every

@@ -32,6 +32,7 @@ type SnapshotInfo struct {
 	CreatedAt time.Time `json:"created_at"`
 	Entries   int       `json:"entries"`
 	Bytes     int64     `json:"bytes"`
+	Skipped             // special files the guest left out
 }
 
 // snapshotLimits bound what a snapshot takes from the guest.
@@ -113,17 +114,20 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 		if err == nil {
 			err = tmpFile.Sync()
 		}
+		if errdefs.IsNoSpace(err) && !errdefs.IsFailedPrecondition(err) {
+			err = errdefs.HostNoSpace(err, p.SnapshotDir())
+		}
 		done <- result{st, err}
 	}()
-	_, gerr := sc.GetArchive(ctx, Root, 0, pw)
+	gres, gerr := sc.GetArchive(ctx, Root, 0, pw)
 	pw.CloseWithError(gerr)
 	res := <-done
+	red, err := m.redactor(r.ID)
+	if err != nil {
+		return nil, nil, err
+	}
 	if gerr != nil || res.err != nil {
 		// Archive errors quote entry names the guest sent.
-		red, err := m.redactor(r.ID)
-		if err != nil {
-			return nil, nil, err
-		}
 		return nil, nil, red.Error(firstTyped(gerr, res.err))
 	}
 
@@ -146,7 +150,8 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 	if err := fsutil.SyncDir(p.SnapshotDir()); err != nil {
 		m.log.Warn("syncing the snapshot dir", "workspace", rec.ID, "err", err)
 	}
-	info := SnapshotInfo{Name: name, CreatedAt: time.Now().UTC(), Entries: res.stats.Entries, Bytes: res.stats.Bytes}
+	info := SnapshotInfo{Name: name, CreatedAt: time.Now().UTC(), Entries: res.stats.Entries, Bytes: res.stats.Bytes,
+		Skipped: skippedOf(gres, red)}
 	rec.Snapshots = append(rec.Snapshots, info)
 	rec.LastActivityAt = info.CreatedAt
 	if err := writeRecord(p, rec); err != nil {

@@ -187,9 +187,9 @@ func TestCompareHostileCurrent(t *testing.T) {
 	// Garbage is a bad archive.
 	_, err = Compare(tarOf(t, base...), strings.NewReader(strings.Repeat("garbage!", 100)), Limits{})
 	wantCode(t, err, CodeBadArchive, errdefs.ErrInvalidArgument)
-	// Other entry types are ignored, not an error.
+	// Special entry types are ignored, not an error (hard links: TestCompareHardLinks).
 	cur := tarOf(t, file("a", "1\n"), tent{name: "fifo", typ: tar.TypeFifo, mode: 0o644},
-		tent{name: "hard", typ: tar.TypeLink, link: "a"}, tent{name: "dev", typ: tar.TypeChar})
+		tent{name: "dev", typ: tar.TypeChar})
 	res, err := Compare(tarOf(t, base...), cur, Limits{})
 	if err != nil || len(res.Changes) != 0 {
 		t.Fatalf("res %+v err %v", res, err)
@@ -363,4 +363,21 @@ func TestLargeScatteredDiffIsFast(t *testing.T) {
 		t.Fatalf("apply: %v", err)
 	}
 	t.Logf("1 MiB, 3000 changed lines: diffed in %v", time.Since(start))
+}
+
+// A hard link is compared as the file it names: a baseline copy and a
+// current hard link with the same content are no change, a new link is an
+// added file, and a link to nothing earlier is refused.
+func TestCompareHardLinks(t *testing.T) {
+	hard := func(name, target string) tent { return tent{name: name, typ: tar.TypeLink, mode: 0o644, link: target} }
+	base := []tent{file("a", "x\n"), file("b", "x\n")}
+	cur := []tent{file("a", "x\n"), hard("b", "a"), hard("c", "a")}
+	res := compare(t, base, cur, Limits{})
+	if len(res.Changes) != 1 || res.Changes[0].Path != "c" || res.Changes[0].Status != "added" || res.Changes[0].Kind != "file" {
+		t.Fatalf("%+v", res.Changes)
+	}
+	_, err := Compare(tarOf(t, base...), tarOf(t, hard("b", "nope")), Limits{})
+	if errdefs.CodeOf(err) != CodeBadArchive {
+		t.Fatalf("link to nothing: %v", err)
+	}
 }

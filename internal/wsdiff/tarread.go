@@ -79,7 +79,8 @@ func (c *capReader) Read(p []byte) (int, error) {
 }
 
 // readTree reads a tar stream of a workspace tree, treating it as untrusted:
-// absolute names and ".." are refused, entries other than regular files,
+// absolute names and ".." are refused, a hard link is the file it links to
+// (which must come earlier), entries other than regular files, hard links,
 // directories and symlinks are ignored, and content is bounded by
 // lim.MaxBytes. what names the tree in messages.
 func readTree(r io.Reader, lim Limits, what string) (tree, error) {
@@ -113,6 +114,8 @@ func readTree(r io.Reader, lim Limits, what string) (tree, error) {
 			kind = kindDir
 		case tar.TypeSymlink:
 			kind = kindSymlink
+		case tar.TypeLink:
+			kind = kindFile
 		default:
 			continue
 		}
@@ -122,6 +125,17 @@ func readTree(r io.Reader, lim Limits, what string) (tree, error) {
 		}
 		if name == "" {
 			continue // the root
+		}
+		if h.Typeflag == tar.TypeLink {
+			target, err := entryName(h.Linkname, what)
+			if err != nil {
+				return nil, err
+			}
+			if e := t[target]; e != nil && e.kind == kindFile {
+				t[name] = e
+				continue
+			}
+			return nil, badArchive(nil, "%s: hard link %q points to %q, which is not a file earlier in the archive", what, h.Name, h.Linkname)
 		}
 		e := &entry{kind: kind, mode: os.FileMode(h.Mode).Perm(), target: h.Linkname}
 		if kind == kindFile {

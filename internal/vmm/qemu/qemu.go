@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -366,13 +367,48 @@ func (m *Machine) Stop(grace time.Duration) error {
 	return m.Kill()
 }
 
-// LogTail returns the last n lines QEMU itself printed (its errors).
+// LogTail returns the last n lines QEMU itself printed (its errors) and,
+// once it ended by a signal, which one: a kill -9 of QEMU prints nothing.
 func (m *Machine) LogTail(n int) string {
-	return strings.TrimSpace(tailLines(filepath.Join(m.cfg.RuntimeDir, vmmLog), n))
+	tail := strings.TrimSpace(tailLines(filepath.Join(m.cfg.RuntimeDir, vmmLog), n))
+	select {
+	case <-m.exited:
+		var ee *exec.ExitError
+		if errors.As(m.waitErr, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				tail = strings.TrimSpace(tail + "\n" + Binary + " was killed by signal " + ws.Signal().String())
+			}
+		}
+	default:
+	}
+	return tail
 }
 
+// ConsoleTail returns the guest console's last n lines, without the boot
+// noise that would mislead a reader looking for why a VM ended.
 func (m *Machine) ConsoleTail(n int) string {
-	return tailLines(filepath.Join(m.cfg.RuntimeDir, consoleLog), n)
+	lines := strings.SplitAfter(withoutNoise(tailLines(filepath.Join(m.cfg.RuntimeDir, consoleLog), n+len(consoleNoise))), "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], "")
+}
+
+// consoleNoise are lines every healthy boot prints. The microvm machine has
+// no PCI bus, so the kernel says "PCI: Fatal: No config space access
+// function found" at each boot (at error level, so quiet keeps it); shown
+// under a VM that was killed it reads like the cause.
+var consoleNoise = []string{"PCI: Fatal: No config space access function found"}
+
+func withoutNoise(tail string) string {
+	lines := strings.SplitAfter(tail, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !slices.ContainsFunc(consoleNoise, func(n string) bool { return strings.Contains(l, n) }) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 // Close kills QEMU if needed and removes the runtime dir. Idempotent.

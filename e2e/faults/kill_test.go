@@ -1,0 +1,475 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pyrovm/pyro"
+)
+
+// op is one workspace call a kill -9 may hit.
+type op struct {
+	name  string
+	bound time.Duration
+	delay time.Duration // from the call's start to the kill
+	prep  func(s *suite, w *ws) error
+	// call runs the op through the SDK; cli is the same op as CLI args.
+	call func(ctx context.Context, s *suite, w *ws) error
+	cli  func(s *suite, w *ws) []string
+	// target is the file the op writes under /workspace and its sha256:
+	// after a fault it is complete or absent, never partial.
+	target func(w *ws) (string, string)
+	// after checks the op's own results; ok: the call answered success.
+	after func(c *check, s *suite, w *ws, ok, unknown bool)
+}
+
+var opSeq int
+
+func ops(t *testing.T) []op {
+	n := func() int { opSeq++; return opSeq }
+	var k int
+	var content []byte
+	var hostFile, syncDir, snap, exp string
+	fileOp := func(name string) func(w *ws) (string, string) {
+		return func(*ws) (string, string) { return fmt.Sprintf("%s-%d", name, k), sum(content) }
+	}
+	return []op{
+		{name: "exec", bound: 30*time.Second + execGrace, delay: 700 * time.Millisecond,
+			prep: func(*suite, *ws) error { k = n(); content = []byte(fmt.Sprintf("exec %d\n", k)); return nil },
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				r, _, err := s.exec(ctx, w.id, fmt.Sprintf("sleep 1; printf 'exec %d\\n' > exec-%d", k, k), 30)
+				if err == nil && r.ExitCode != 0 {
+					return fmt.Errorf("exit %d", r.ExitCode)
+				}
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string {
+				return []string{"workspace", "exec", w.id, "--timeout-seconds", "30", "--", fmt.Sprintf("sleep 1; printf 'exec %d\\n' > exec-%d", k, k)}
+			},
+			target: fileOp("exec")},
+		{name: "file write", bound: transferBound, delay: 300 * time.Millisecond,
+			prep: func(*suite, *ws) error {
+				k, content = n(), randomBytes(16<<20)
+				hostFile = filepath.Join(t.TempDir(), "content")
+				return os.WriteFile(hostFile, content, 0o644)
+			},
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.WriteWorkspaceFile(ctx, w.id, fmt.Sprintf("fw-%d", k), content)
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string {
+				return []string{"workspace", "file", "write", w.id, fmt.Sprintf("fw-%d", k), "--text-file", hostFile}
+			},
+			target: fileOp("fw")},
+		{name: "patch", bound: transferBound, delay: 150 * time.Millisecond,
+			prep: func(*suite, *ws) error {
+				k = n()
+				var b strings.Builder
+				for i := range 20000 {
+					fmt.Fprintf(&b, "line %d of patch %d\n", i, k)
+				}
+				content = []byte(b.String())
+				var p strings.Builder
+				fmt.Fprintf(&p, "--- /dev/null\n+++ b/patch-%d\n@@ -0,0 +1,20000 @@\n", k)
+				for _, l := range strings.SplitAfter(b.String(), "\n") {
+					if l != "" {
+						p.WriteString("+" + l)
+					}
+				}
+				hostFile = filepath.Join(t.TempDir(), "p.diff")
+				return os.WriteFile(hostFile, []byte(p.String()), 0o644)
+			},
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				p, _ := os.ReadFile(hostFile)
+				_, err := s.c.ApplyPatch(ctx, w.id, string(p))
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string {
+				return []string{"workspace", "patch", "apply", w.id, "--patch-file", hostFile}
+			},
+			target: fileOp("patch")},
+		{name: "sync push", bound: transferBound, delay: 300 * time.Millisecond,
+			prep: func(*suite, *ws) error {
+				k, content = n(), randomBytes(16<<20)
+				syncDir = t.TempDir()
+				return os.WriteFile(filepath.Join(syncDir, "big"), content, 0o644)
+			},
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.SyncPush(ctx, w.id, syncDir, fmt.Sprintf("sync-%d", k))
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string {
+				return []string{"workspace", "sync", "push", w.id, syncDir, "--dest", fmt.Sprintf("sync-%d", k)}
+			},
+			target: func(*ws) (string, string) { return fmt.Sprintf("sync-%d/big", k), sum(content) }},
+		{name: "snapshot", bound: transferBound, delay: 300 * time.Millisecond,
+			prep: func(*suite, *ws) error { snap = fmt.Sprintf("snap-%d", n()); return nil },
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.CreateSnapshot(ctx, w.id, snap)
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string { return []string{"workspace", "snapshot", "create", w.id, snap} },
+			after: func(c *check, s *suite, w *ws, ok, unknown bool) {
+				list, err := s.c.ListSnapshots(context.Background(), w.id)
+				if err != nil {
+					c.fail("snapshot list: %v", err)
+					return
+				}
+				listed := false
+				for _, sn := range list {
+					listed = listed || sn.Name == snap
+				}
+				_, statErr := os.Stat(filepath.Join(s.state, "workspaces", w.id, "snapshots", snap+".tar"))
+				switch {
+				case listed != (statErr == nil):
+					c.fail("snapshot listed %v but its file: %v", listed, statErr)
+				case ok && !listed:
+					c.fail("answered snapshot is not listed")
+				case !ok && !unknown && listed:
+					c.fail("failed snapshot is listed")
+				}
+				c.note("snapshot kept: %v", listed)
+			}},
+		{name: "export", bound: transferBound, delay: 500 * time.Millisecond,
+			prep: func(s *suite, _ *ws) error { exp = filepath.Join(s.out, fmt.Sprintf("exp-%d", n())); return nil },
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.ExportWorkspace(ctx, w.id, "/workspace", exp)
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string {
+				return []string{"workspace", "export", w.id, "/workspace", "--output", exp}
+			},
+			after: func(c *check, s *suite, w *ws, ok, unknown bool) {
+				b, err := os.ReadFile(filepath.Join(exp, "hello.txt"))
+				switch {
+				case ok && (err != nil || string(b) != "hello\n"):
+					c.fail("answered export is incomplete: %v", err)
+				case !ok && !unknown && err == nil:
+					c.fail("failed export left its output")
+				case err != nil:
+					if _, serr := os.Lstat(exp); serr == nil {
+						c.fail("an export output without its files")
+					}
+				}
+				c.note("export output: %v", err == nil)
+				_ = os.RemoveAll(exp)
+			}},
+		{name: "stop", bound: 90 * time.Second, delay: 50 * time.Millisecond,
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.StopWorkspace(ctx, w.id)
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string { return []string{"workspace", "stop", w.id} }},
+		{name: "start", bound: startBound, delay: 1500 * time.Millisecond,
+			prep: func(s *suite, w *ws) error {
+				_, err := s.c.StopWorkspace(context.Background(), w.id)
+				return err
+			},
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.StartWorkspace(ctx, w.id)
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string { return []string{"workspace", "start", w.id} }},
+		{name: "reset", bound: startBound, delay: 800 * time.Millisecond,
+			call: func(ctx context.Context, s *suite, w *ws) error {
+				_, err := s.c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: w.id})
+				return err
+			},
+			cli: func(_ *suite, w *ws) []string { return []string{"workspace", "reset", w.id} },
+			after: func(c *check, s *suite, w *ws, ok, unknown bool) {
+				if ok {
+					w.want = clone(w.base)
+					c.note("reset done")
+				}
+			}},
+	}
+}
+
+// killer kills one process of a workspace mid-call (supervisor, QEMU) or
+// the calling CLI itself.
+type killer struct {
+	name string
+	what string // command line mark of the process; "" for the CLI
+}
+
+var killers = []killer{{"supervisor", "__supervise"}, {"QEMU", "qemu-system"}, {"CLI", ""}}
+
+// TestFaultsKill: kill -9 of the supervisor, QEMU or the calling CLI during
+// each workspace call.
+func TestFaultsKill(t *testing.T) {
+	s := newSuite(t)
+	// 32 MB of content, so that snapshot, export and reset take long
+	// enough for a kill to land mid-call.
+	w, err := s.create(context.Background(), seedDir(t, 32<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range killers {
+		for _, o := range ops(t) {
+			expected := "call answers in bound (success or typed error); workspace running or stopped with every completed write; no leak"
+			if k.what == "" {
+				expected = "next call answers; workspace running or stopped with every completed write; target complete or absent; no leak"
+			}
+			runRow(t, "kill -9 "+k.name+" during "+o.name, expected, func(t *testing.T, c *check) {
+				s.killDuring(c, w, k, o)
+			})
+		}
+		runRow(t, "kill -9 "+k.name+" during create (50 MB seed)", "no workspace or a complete one; no leak", func(t *testing.T, c *check) {
+			s.killCreate(t, c, k)
+		})
+		runRow(t, "kill -9 "+k.name+" during delete", "deleted, or a repeated delete works; nothing left", func(t *testing.T, c *check) {
+			s.killDelete(t, c, k)
+		})
+	}
+}
+
+// killDuring runs o on w and kills k after o.delay.
+func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
+	// Writes answered just before the fault must survive it.
+	opSeq++
+	pre := fmt.Sprintf("pre-%d", opSeq)
+	if _, err := s.c.WriteWorkspaceFile(context.Background(), w.id, pre, []byte(pre)); err != nil {
+		c.fail("write before the fault: %v", err)
+		return
+	}
+	if r, _, err := s.exec(context.Background(), w.id, "printf %s "+pre+" > "+pre+".exec", 30); err != nil || r.ExitCode != 0 {
+		c.fail("exec before the fault: %v %+v", err, r)
+		return
+	}
+	w.want[pre], w.want[pre+".exec"] = sum([]byte(pre)), sum([]byte(pre))
+	if o.prep != nil {
+		if err := o.prep(s, w); err != nil {
+			c.fail("prep: %v", err)
+			return
+		}
+	}
+	var (
+		err     error
+		dur     time.Duration
+		killed  bool
+		unknown bool
+	)
+	if k.what == "" {
+		err, dur, killed = s.cliKilled(o.cli(s, w), o.delay)
+		unknown = killed
+		if killed {
+			// The next call answers: it also reaps what the dead CLI left.
+			start := time.Now()
+			out, cerr := s.cli("workspace", "status", w.id, "--json").CombinedOutput()
+			within(c, "next CLI call", time.Since(start), 60*time.Second)
+			if cerr != nil {
+				c.fail("next CLI call: %v %s", cerr, out)
+			}
+		}
+	} else {
+		err, dur, killed = s.sdkKilled(w.id, k.what, o.call, o.delay)
+	}
+	within(c, o.name, dur, o.bound)
+	switch {
+	case killed && unknown:
+		c.note("CLI killed after %.1fs", dur.Seconds())
+	case killed:
+		c.note("%s killed mid-call", k.name)
+	default:
+		c.note("%s was not killed: the call ended first", k.name)
+	}
+	if !unknown {
+		typed(c, o.name, err)
+		if err == nil {
+			c.note("%s answered success", o.name)
+		}
+	}
+	ok := err == nil && !unknown
+	if o.after != nil {
+		o.after(c, s, w, ok, unknown)
+	}
+	if o.target != nil {
+		s.targetCheck(c, w, o, ok)
+	}
+	s.usable(c, w)
+	s.leaks(c)
+}
+
+// targetCheck: an answered write must be there; any other is complete or
+// absent (and joins the ledger when complete).
+func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
+	path, want := o.target(w)
+	if ok {
+		w.want[path] = want
+		return // usable checks it
+	}
+	if s.settle(c, w.id) != "running" {
+		if _, err := s.c.StartWorkspace(context.Background(), w.id); err != nil {
+			c.fail("start: %v", err)
+			return
+		}
+	}
+	r, _, err := s.exec(context.Background(), w.id, "sha256sum -- '"+path+"' 2>/dev/null || echo absent", 60)
+	if err != nil {
+		c.fail("checking %s: %v", path, err)
+		return
+	}
+	switch f := strings.Fields(r.Stdout); {
+	case len(f) == 1 && f[0] == "absent":
+		c.note("target absent")
+	case len(f) == 2 && f[0] == want:
+		c.note("target complete")
+		w.want[path] = want
+	default:
+		c.fail("target %s is partial: %q", path, r.Stdout)
+	}
+}
+
+// sdkKilled runs call and kill -9s the process of id marked what after delay
+// (waiting for it to exist). It returns the call's error and duration.
+func (s *suite) sdkKilled(id, what string, call func(context.Context, *suite, *ws) error, delay time.Duration) (error, time.Duration, bool) {
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- call(context.Background(), s, &ws{id: id}) }()
+	killed := false
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err, time.Since(start), false
+	case <-timer.C:
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && !killed; {
+		if pid := s.pidOf(id, what, nil); pid > 0 {
+			kill9(pid)
+			killed = true
+			break
+		}
+		select {
+		case err := <-done:
+			return err, time.Since(start), false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	select {
+	case err := <-done:
+		return err, time.Since(start), killed
+	case <-time.After(10 * time.Minute):
+		return errors.New("no answer in 10 minutes"), time.Since(start), killed
+	}
+}
+
+// cliKilled runs the CLI with args and kill -9s it after delay.
+func (s *suite) cliKilled(args []string, delay time.Duration) (error, time.Duration, bool) {
+	cmd := s.cli(args...)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err, 0, false
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err, time.Since(start), false
+	case <-time.After(delay):
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	return nil, time.Since(start), true
+}
+
+// killCreate: kill -9 during a create with a 50 MB seed.
+func (s *suite) killCreate(t *testing.T, c *check, k killer) {
+	seed := seedDir(t, 50<<20)
+	before, _ := s.c.ListWorkspaces(context.Background())
+	known := map[string]bool{}
+	for _, w := range before {
+		known[w.WorkspaceID] = true
+	}
+	var err error
+	var dur time.Duration
+	var killed bool
+	if k.what == "" {
+		err, dur, killed = s.cliKilled([]string{"workspace", "create", "debian:12", "--seed-path", seed}, 3*time.Second)
+	} else {
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, err := s.c.CreateWorkspace(context.Background(), pyro.CreateWorkspaceRequest{Environment: "debian:12", SeedPath: seed})
+			done <- err
+		}()
+		for deadline := time.Now().Add(startBound); time.Now().Before(deadline) && !killed; time.Sleep(50 * time.Millisecond) {
+			if pid := s.pidOf("", k.what, known); pid > 0 {
+				time.Sleep(time.Second) // into the boot or the seeding
+				kill9(pid)
+				killed = true
+			}
+		}
+		err = <-done
+		dur = time.Since(start)
+		typed(c, "create", err)
+	}
+	within(c, "create", dur, startBound+transferBound)
+	c.note("killed: %v", killed)
+	after, lerr := s.c.ListWorkspaces(context.Background())
+	if lerr != nil {
+		c.fail("list: %v", lerr)
+	}
+	for _, w := range after {
+		if known[w.WorkspaceID] {
+			continue
+		}
+		// A create that completed (its answer lost with the CLI, or the
+		// kill came after it) must hold the whole seed.
+		nw := &ws{id: w.WorkspaceID, want: map[string]string{}}
+		b, _ := os.ReadFile(filepath.Join(seed, "seed.bin"))
+		nw.want["seed.bin"] = sum(b)
+		c.note("workspace created (%s)", w.State)
+		s.usable(c, nw)
+		if _, err := s.c.DeleteWorkspace(context.Background(), w.WorkspaceID); err != nil {
+			c.fail("delete: %v", err)
+		}
+	}
+	if k.what != "" && err == nil && len(after) == len(before) {
+		c.fail("create answered success but no workspace is listed")
+	}
+	s.leaks(c)
+}
+
+// killDelete: kill -9 during the delete of a running workspace.
+func (s *suite) killDelete(t *testing.T, c *check, k killer) {
+	w, err := s.create(context.Background(), seedDir(t, 0))
+	if err != nil {
+		c.fail("create: %v", err)
+		return
+	}
+	var dur time.Duration
+	var killed bool
+	if k.what == "" {
+		err, dur, killed = s.cliKilled([]string{"workspace", "delete", w.id}, 100*time.Millisecond)
+	} else {
+		err, dur, killed = s.sdkKilled(w.id, k.what, func(ctx context.Context, s *suite, w *ws) error {
+			_, err := s.c.DeleteWorkspace(ctx, w.id)
+			return err
+		}, 30*time.Millisecond)
+		typed(c, "delete", err)
+	}
+	within(c, "delete", dur, 90*time.Second)
+	c.note("killed: %v", killed)
+	if _, err := s.c.WorkspaceStatus(context.Background(), w.id); err == nil {
+		c.note("still there: deleting again")
+		if _, err := s.c.DeleteWorkspace(context.Background(), w.id); err != nil {
+			c.fail("repeated delete: %s: %v", pyro.ErrorCode(err), err)
+		}
+	} else if pyro.ErrorCode(err) != "workspace_not_found" {
+		c.fail("status after delete: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.state, "workspaces", w.id)); err == nil {
+		c.fail("the workspace dir is left")
+	}
+	s.leaks(c)
+}

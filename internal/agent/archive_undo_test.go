@@ -1,0 +1,127 @@
+//go:build linux
+
+package agent
+
+import (
+	"archive/tar"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
+)
+
+// A put refused part-way leaves the tree as it was: the directories,
+// symlinks and files it created are gone, the files it replaced are back.
+func TestPutArchiveUndoesFailure(t *testing.T) {
+	sess, root, _ := archiveAgent(t)
+	if err := os.WriteFile(filepath.Join(root, "kept.txt"), []byte("old"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("kept.txt", filepath.Join(root, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	before := listTree(t, root)
+	r := put(t, sess, filepath.Join(root, "sub", "dir"), 0, mkTar(t,
+		tarFile("x/new.txt", "new", 0o644),
+		tarLink(tar.TypeSymlink, "x/sym", "/etc"),
+		tarFile("../../kept.txt", "clobbered", 0o644), // refused: outside sub/dir
+	))
+	wantError(t, r, agentproto.ErrCodeOutside)
+	r = put(t, sess, root, 0, mkTar(t,
+		tarDir("d/", 0o755),
+		tarFile("d/a", "a", 0o644),
+		tarFile("kept.txt", "clobbered", 0o644),
+		tarLink(tar.TypeSymlink, "ln", "d/a"),
+		tarLink(tar.TypeSymlink, "d/s", "/"),
+		entry{Header: tar.Header{Typeflag: tar.TypeFifo, Name: "p", Mode: 0o644}}, // refused
+	))
+	wantError(t, r, agentproto.ErrCodeBadArchive)
+	if after := listTree(t, root); !slices.Equal(before, after) {
+		t.Fatalf("after failed puts:\n%v\nwant\n%v", after, before)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "kept.txt")); string(b) != "old" {
+		t.Errorf("kept.txt: %q", b)
+	}
+	if target, _ := os.Readlink(filepath.Join(root, "ln")); target != "kept.txt" {
+		t.Errorf("ln -> %q", target)
+	}
+}
+
+// Concurrent writers of one path are serialized: each succeeds, and the
+// file holds one writer's whole content.
+func TestPutArchiveConcurrentWriters(t *testing.T) {
+	sess, root, _ := archiveAgent(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			body := strings.Repeat(fmt.Sprint(i), 100_000)
+			r := put(t, sess, root, 0, mkTar(t, tarFile("same.txt", body, 0o644)))
+			if r.err != nil {
+				errs <- fmt.Errorf("writer %d: %s: %s", i, r.err.Code, r.err.Message)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "same.txt"))
+	if len(b) != 100_000 || strings.Count(string(b), string(b[:1])) != len(b) {
+		t.Errorf("same.txt holds %d bytes, mixed writers", len(b))
+	}
+	if got := listTree(t, root); len(got) != 1 || !strings.HasPrefix(got[0], "same.txt ") {
+		t.Errorf("left: %v", got)
+	}
+}
+
+// A full filesystem is no_space, and the put is undone.
+func TestPutArchiveNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	sess, root, _ := archiveAgent(t)
+	small := filepath.Join(root, "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(small, syscall.MNT_DETACH) })
+	r := put(t, sess, small, 0, mkTar(t,
+		tarFile("fits", "x", 0o644),
+		tarFile("big", strings.Repeat("y", 1<<20), 0o644)))
+	wantError(t, r, agentproto.ErrCodeNoSpace)
+	if !strings.Contains(r.err.Message, `"big"`) {
+		t.Errorf("message: %q", r.err.Message)
+	}
+	if got := listTree(t, small); len(got) != 0 {
+		t.Errorf("left on the full disk: %v", got)
+	}
+}
+
+// listTree lists every entry under dir with its type and size.
+func listTree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out = append(out, fmt.Sprintf("%s %v %d", rel, fi.Mode(), fi.Size()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
