@@ -48,7 +48,7 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 	}
 
 	start := time.Now()
-	p, err := spawn(s.reaper, path, req.Argv, env, cwd, len(req.Stdin) > 0)
+	p, err := spawn(s.reaper, path, req.Argv, env, cwd, len(req.Stdin) > 0 || req.StdinStream)
 	if err != nil {
 		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", req.Argv[0], err)
 	}
@@ -59,7 +59,7 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 	if canceled {
 		killGroup(p.pid)
 	}
-	if p.stdin != nil {
+	if p.stdin != nil && !req.StdinStream {
 		go func() {
 			_, _ = p.stdin.Write(req.Stdin)
 			p.stdin.Close()
@@ -77,7 +77,12 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 		defer t.Stop()
 		timeout = t.C
 	}
-	hostGone := watchHost(stream)
+	var hostGone <-chan struct{}
+	if req.StdinStream {
+		hostGone = feedStdin(stream, p.stdin)
+	} else {
+		hostGone = watchHost(stream)
+	}
 	timedOut := false
 	var ws syscall.WaitStatus
 wait:
@@ -134,6 +139,42 @@ func watchHost(stream net.Conn) <-chan struct{} {
 	go func() {
 		_, _ = io.Copy(io.Discard, stream)
 		close(gone)
+	}()
+	return gone
+}
+
+// feedStdin copies the FrameData frames the host sends into the command's
+// stdin and closes it at FrameDataEnd; from then on it watches the stream
+// like watchHost. Closing or breaking the stream means "cancel". A command
+// that stops reading its stdin blocks the feeder (pipe backpressure): a
+// cancel is then noticed when the command exits, reads, or times out.
+func feedStdin(stream net.Conn, stdin *os.File) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		open := true
+		defer func() {
+			if open {
+				stdin.Close()
+			}
+		}()
+		for {
+			kind, payload, err := agentproto.ReadFrame(stream)
+			if err != nil {
+				return
+			}
+			switch {
+			case kind == agentproto.FrameData && open:
+				if _, err := stdin.Write(payload); err != nil {
+					// The command closed its stdin or exited: drop the rest.
+					stdin.Close()
+					open = false
+				}
+			case kind == agentproto.FrameDataEnd && open:
+				stdin.Close()
+				open = false
+			}
+		}
 	}()
 	return gone
 }

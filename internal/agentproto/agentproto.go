@@ -30,7 +30,9 @@ import (
 // a slow flush is announced with FrameFlushing.
 // 6: every command's environment starts from the image's Env (ImageEnvPath);
 // output over its cap keeps its head and tail around an omission marker.
-const ProtocolVersion = 6
+// 7: ExecRequest.StdinStream (stdin as FrameData frames, FrameDataEnd
+// closes it) and NoOutputCap (forward all output; the host keeps it).
+const ProtocolVersion = 7
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -256,9 +258,17 @@ type ExecRequest struct {
 	Cwd       string   `json:"cwd,omitempty"`
 	Stdin     []byte   `json:"stdin,omitempty"`
 	TimeoutMs int64    `json:"timeout_ms,omitempty"` // 0 = no timeout
-	MaxStdout int64    `json:"max_stdout"`           // bytes forwarded at most
+	MaxStdout int64    `json:"max_stdout"`           // bytes forwarded at most; NoOutputCap: all
 	MaxStderr int64    `json:"max_stderr"`
+	// StdinStream: after the request the host sends the command's stdin as
+	// FrameData frames and closes it with FrameDataEnd (Stdin is then
+	// unused). Closing the stream still cancels the call.
+	StdinStream bool `json:"stdin_stream,omitempty"`
 }
+
+// NoOutputCap as MaxStdout or MaxStderr forwards all of that output: the
+// host keeps (and caps) it itself, e.g. to follow a background command.
+const NoOutputCap int64 = -1
 
 // Started is sent once the process runs.
 type Started struct {
