@@ -166,7 +166,7 @@ func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, err
 	}
 	r, res, _, err := m.Exec(ctx, req.VMID, supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		return nil, vmErr(err, req.VMID)
 	}

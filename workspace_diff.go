@@ -2,6 +2,7 @@ package pyro
 
 import (
 	"context"
+	"github.com/pyrovm/pyro/internal/workspace"
 	"strings"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -73,6 +74,13 @@ func (c *Client) SummarizeWorkspace(ctx context.Context, ref string) (*Workspace
 	if err != nil {
 		return nil, err
 	}
-	return &WorkspaceSummary{Workspace: toWorkspace(r, nil), Changes: s.Changes, Added: s.Added,
+	w := toWorkspace(r, nil)
+	if r.State == workspace.StateRunning {
+		// Best effort: a workspace stopping meanwhile has none.
+		if _, cmds, err := c.workspaces(ctx).Commands(ctx, r.ID); err == nil && len(cmds) > 0 {
+			w.Commands = toCommands(r.ID, cmds)
+		}
+	}
+	return &WorkspaceSummary{Workspace: w, Changes: s.Changes, Added: s.Added,
 		Modified: s.Modified, Deleted: s.Deleted, LastCommands: s.LastCommands}, nil
 }
