@@ -382,7 +382,19 @@ func (c *Client) WorkspaceStatus(ctx context.Context, ref string) (*Workspace, e
 		return nil, err
 	}
 	w := toWorkspace(r, info)
+	c.addCommands(ctx, &w)
 	return &w, nil
+}
+
+// addCommands lists a running workspace's commands in w, best effort: a
+// workspace stopping meanwhile has none.
+func (c *Client) addCommands(ctx context.Context, w *Workspace) {
+	if w.State != workspace.StateRunning {
+		return
+	}
+	if _, cmds, err := c.workspaces(ctx).Commands(ctx, w.WorkspaceID); err == nil && len(cmds) > 0 {
+		w.Commands = toCommands(w.WorkspaceID, cmds)
+	}
 }
 
 // ExecWorkspace runs a command in the workspace's /workspace (by /bin/sh -lc)
@@ -515,9 +527,6 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 	}
 	if info != nil {
 		w.ExecutionMode, w.BootMs = info.ExecutionMode, info.BootMs
-		if len(info.Commands) > 0 {
-			w.Commands = toCommands(r.ID, info.Commands)
-		}
 	}
 	return w
 }

@@ -2,7 +2,6 @@ package pyro
 
 import (
 	"context"
-	"github.com/pyrovm/pyro/internal/workspace"
 	"strings"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -75,12 +74,7 @@ func (c *Client) SummarizeWorkspace(ctx context.Context, ref string) (*Workspace
 		return nil, err
 	}
 	w := toWorkspace(r, nil)
-	if r.State == workspace.StateRunning {
-		// Best effort: a workspace stopping meanwhile has none.
-		if _, cmds, err := c.workspaces(ctx).Commands(ctx, r.ID); err == nil && len(cmds) > 0 {
-			w.Commands = toCommands(r.ID, cmds)
-		}
-	}
+	c.addCommands(ctx, &w)
 	return &WorkspaceSummary{Workspace: w, Changes: s.Changes, Added: s.Added,
 		Modified: s.Modified, Deleted: s.Deleted, LastCommands: s.LastCommands}, nil
 }

@@ -59,7 +59,7 @@ func (h *headTail) truncated() bool { return h.total > int64(len(h.head)+len(h.t
 // bytes is what was kept: all of it, or head, marker and tail.
 func (h *headTail) bytes() []byte {
 	kept := append(append([]byte(nil), h.tail[h.pos:]...), h.tail[:h.pos]...)
-	if !h.truncated() {
+	if !h.truncated() || h.tail == nil {
 		return append(h.head, kept...)
 	}
 	keep := kept[markerReserve:]

@@ -125,6 +125,11 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 	if w.ExpiresAt != nil {
 		fmt.Fprintf(a.stdout, "expires:     %s\n", w.ExpiresAt.Format(time.RFC3339))
 	}
+	for _, c := range w.Commands {
+		if c.Background && c.State == pyro.CommandRunning {
+			fmt.Fprintf(a.stdout, "background:  %s running %s (%d bytes of output)\n", c.CommandID, c.Command, c.StdoutBytes+c.StderrBytes)
+		}
+	}
 }
 
 func (a *app) wsList() *cobra.Command {

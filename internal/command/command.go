@@ -147,8 +147,14 @@ func (m *Manager) Start(ctx context.Context, command string, background bool, st
 	m.mu.Unlock()
 
 	ctx, c.cancel = context.WithCancel(ctx)
-	go c.run(ctx, run, stdin)
-	return c.snapshot(), nil
+	info := c.snapshot()
+	go func() {
+		c.run(ctx, run, stdin)
+		m.mu.Lock()
+		m.forgetOldLocked()
+		m.mu.Unlock()
+	}()
+	return info, nil
 }
 
 func (m *Manager) runningBackground() int {

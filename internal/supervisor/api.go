@@ -60,9 +60,6 @@ type Info struct {
 	ExecutionMode string    `json:"execution_mode"`
 	GuestKernel   string    `json:"guest_kernel"`
 	StartedAt     time.Time `json:"started_at"`
-	// Commands are the commands the supervisor holds (running ones and the
-	// newest finished), filled in by GET /v1/status, not stored.
-	Commands []command.Info `json:"commands,omitempty"`
 }
 
 // Ready is the one line a supervisor writes on its ready pipe.

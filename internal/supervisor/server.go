@@ -219,7 +219,6 @@ func (s *server) routes() http.Handler {
 			s.writeErr(w, err)
 			return
 		}
-		info.Commands = s.commands.List()
 		writeJSON(w, info)
 	})
 	mux.HandleFunc("GET /v1/network", func(w http.ResponseWriter, r *http.Request) {
