@@ -92,7 +92,7 @@ type Workspace struct {
 	ResetFrom string `json:"reset_from,omitempty"`
 	// Commands are the workspace's background commands and its newest
 	// finished commands (while it runs; see Command).
-	Commands []Command `json:"commands,omitempty"`
+	Commands []WorkspaceCommand `json:"commands,omitempty"`
 }
 
 // WorkspaceExecRequest is one command in a workspace's /workspace.
@@ -139,11 +139,11 @@ type WorkspaceExecResult struct {
 	TimedOut        bool   `json:"timed_out"`
 	DurationMs      int64  `json:"duration_ms"`
 	// CommandID names the command while the workspace keeps it (see
-	// Command): CommandLogs reads its whole output by cursor, beyond the
+	// WorkspaceCommand): CommandLogs reads its whole output by cursor, beyond the
 	// capped copy here.
 	CommandID string `json:"command_id,omitempty"`
 	// State is "running" in the answer to a background start (the other
-	// fields are then zero), else how it ended (see Command.State).
+	// fields are then zero), else how it ended (see WorkspaceCommand.State).
 	State string `json:"state"`
 }
 

@@ -30,11 +30,11 @@ const (
 	MaxWaitSeconds        = int(command.MaxWait / time.Second)
 )
 
-// Command is a command a workspace holds: a background command, or a
+// WorkspaceCommand is a command a workspace holds: a background command, or a
 // recent foreground one (whose whole output can be read again by cursor).
 // Commands live as long as the workspace's VM: stop, reset and delete end
 // them.
-type Command struct {
+type WorkspaceCommand struct {
 	WorkspaceID string `json:"workspace_id"`
 	CommandID   string `json:"command_id"`
 	Command     string `json:"command"`
@@ -52,8 +52,8 @@ type Command struct {
 	StderrBytes int64      `json:"stderr_bytes"`
 }
 
-func toCommand(wsID string, i *command.Info) *Command {
-	c := &Command{
+func toCommand(wsID string, i *command.Info) *WorkspaceCommand {
+	c := &WorkspaceCommand{
 		WorkspaceID: wsID, CommandID: i.CommandID, Command: i.Command, Background: i.Background, State: i.State,
 		Signal: i.Signal, Error: i.Error, StartedAt: i.StartedAt, EndedAt: i.EndedAt, DurationMs: i.DurationMs,
 		StdoutBytes: i.StdoutBytes, StderrBytes: i.StderrBytes,
@@ -65,8 +65,8 @@ func toCommand(wsID string, i *command.Info) *Command {
 	return c
 }
 
-func toCommands(wsID string, l []command.Info) []Command {
-	out := make([]Command, 0, len(l))
+func toCommands(wsID string, l []command.Info) []WorkspaceCommand {
+	out := make([]WorkspaceCommand, 0, len(l))
 	for i := range l {
 		out = append(out, *toCommand(wsID, &l[i]))
 	}
@@ -80,7 +80,7 @@ type CommandRequest struct {
 }
 
 // CommandStatus describes one command.
-func (c *Client) CommandStatus(ctx context.Context, req CommandRequest) (*Command, error) {
+func (c *Client) CommandStatus(ctx context.Context, req CommandRequest) (*WorkspaceCommand, error) {
 	r, info, err := c.workspaces(ctx).Command(ctx, req.Workspace, req.CommandID)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func (c *Client) CommandStatus(ctx context.Context, req CommandRequest) (*Comman
 }
 
 // ListCommands lists the commands a running workspace holds, oldest first.
-func (c *Client) ListCommands(ctx context.Context, ref string) ([]Command, error) {
+func (c *Client) ListCommands(ctx context.Context, ref string) ([]WorkspaceCommand, error) {
 	r, l, err := c.workspaces(ctx).Commands(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ type CommandLogsRequest struct {
 
 // CommandLogs is one read of a command's output.
 type CommandLogs struct {
-	Command
+	WorkspaceCommand
 	Stdout             string `json:"stdout"`
 	Stderr             string `json:"stderr"`
 	StdoutFrom         int64  `json:"stdout_from"`          // where Stdout starts (later than asked when older output was dropped)
@@ -132,7 +132,7 @@ func (c *Client) CommandLogs(ctx context.Context, req CommandLogsRequest) (*Comm
 		return nil, err
 	}
 	return &CommandLogs{
-		Command: *toCommand(r.ID, &l.Command), Stdout: string(l.Stdout.Data), Stderr: string(l.Stderr.Data),
+		WorkspaceCommand: *toCommand(r.ID, &l.Command), Stdout: string(l.Stdout.Data), Stderr: string(l.Stderr.Data),
 		StdoutFrom: l.Stdout.Cursor, NextCursor: l.Stdout.Next, StdoutDroppedBytes: l.Stdout.Dropped,
 		StderrFrom: l.Stderr.Cursor, NextStderrCursor: l.Stderr.Next, StderrDroppedBytes: l.Stderr.Dropped,
 		More: l.Stdout.More || l.Stderr.More,
@@ -149,7 +149,7 @@ type WaitCommandRequest struct {
 }
 
 // WaitCommand waits for a command to end and describes it.
-func (c *Client) WaitCommand(ctx context.Context, req WaitCommandRequest) (*Command, error) {
+func (c *Client) WaitCommand(ctx context.Context, req WaitCommandRequest) (*WorkspaceCommand, error) {
 	if req.TimeoutSeconds == 0 {
 		req.TimeoutSeconds = DefaultWaitSeconds
 	}
@@ -167,7 +167,7 @@ func (c *Client) WaitCommand(ctx context.Context, req WaitCommandRequest) (*Comm
 
 // KillCommand kills a running command's whole process group and waits for
 // it to end; an ended command is reported as it is.
-func (c *Client) KillCommand(ctx context.Context, req CommandRequest) (*Command, error) {
+func (c *Client) KillCommand(ctx context.Context, req CommandRequest) (*WorkspaceCommand, error) {
 	r, info, err := c.workspaces(ctx).KillCommand(ctx, req.Workspace, req.CommandID)
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ func (a *app) wsCommand() *cobra.Command {
 }
 
 func (a *app) printCommand(v any) {
-	c := v.(*pyro.Command)
+	c := v.(*pyro.WorkspaceCommand)
 	kind := "foreground"
 	if c.Background {
 		kind = "background"
@@ -37,7 +37,7 @@ func (a *app) printCommand(v any) {
 
 // exitOf is the CLI's exit status for a command: its own once it ended,
 // 124 while it still runs (the wait timed out).
-func exitOf(c *pyro.Command) error {
+func exitOf(c *pyro.WorkspaceCommand) error {
 	switch {
 	case c.State == pyro.CommandRunning:
 		return exitError{pyro.TimeoutExitCode}
@@ -57,11 +57,11 @@ func (a *app) commandList() *cobra.Command {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
 				l, err := c.ListCommands(ctx, args[0])
 				return struct {
-					Commands []pyro.Command `json:"commands"`
+					Commands []pyro.WorkspaceCommand `json:"commands"`
 				}{l}, err
 			}, func(v any) {
 				l := v.(struct {
-					Commands []pyro.Command `json:"commands"`
+					Commands []pyro.WorkspaceCommand `json:"commands"`
 				}).Commands
 				if len(l) == 0 {
 					fmt.Fprintln(a.stdout, "no commands")
@@ -167,7 +167,7 @@ func (a *app) followCommand(cmd *cobra.Command, req pyro.CommandLogsRequest) err
 			continue
 		}
 		if l.State != pyro.CommandRunning {
-			return exitOf(&l.Command)
+			return exitOf(&l.WorkspaceCommand)
 		}
 		select {
 		case <-time.After(followPoll):
@@ -186,7 +186,7 @@ func (a *app) commandWait() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Workspace, req.CommandID = args[0], args[1]
-			var res *pyro.Command
+			var res *pyro.WorkspaceCommand
 			err := a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
 				r, err := c.WaitCommand(ctx, req)
 				res = r

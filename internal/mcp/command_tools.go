@@ -24,7 +24,7 @@ func addCommandStatus(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Show a command's state without waiting: is a background command still running, how much output it wrote. " + commandFields,
 		InputSchema: inputSchema[pyro.CommandRequest](commandRefProps)}
-	addTool(s, d, t, handler(func(ctx context.Context, in pyro.CommandRequest) (*pyro.Command, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.CommandRequest) (*pyro.WorkspaceCommand, error) {
 		return c.CommandStatus(ctx, in)
 	}))
 }
@@ -59,7 +59,7 @@ func addCommandWait(s *mcp.Server, d deps, name string) {
 			"command_id":      commandRefProps["command_id"],
 			"timeout_seconds": {desc: "Wait at most this long.", def: pyro.DefaultWaitSeconds, min: ptr(1.0), max: ptr(float64(pyro.MaxWaitSeconds))},
 		})}
-	addTool(s, d, t, handler(func(ctx context.Context, in pyro.WaitCommandRequest) (*pyro.Command, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.WaitCommandRequest) (*pyro.WorkspaceCommand, error) {
 		return c.WaitCommand(ctx, in)
 	}))
 }
@@ -70,7 +70,7 @@ func addCommandKill(s *mcp.Server, d deps, name string) {
 		Description: "Kill a running command and everything it started (its process group), and wait for it to end. " +
 			"Its output stays readable with command_logs. " + commandFields,
 		InputSchema: inputSchema[pyro.CommandRequest](commandRefProps)}
-	addTool(s, d, t, handler(func(ctx context.Context, in pyro.CommandRequest) (*pyro.Command, error) {
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.CommandRequest) (*pyro.WorkspaceCommand, error) {
 		return c.KillCommand(ctx, in)
 	}))
 }
