@@ -139,7 +139,10 @@ func TestCmdBackground(t *testing.T) {
 			_, err := c.WaitCommand(ctx, pyro.WaitCommandRequest{Workspace: ws, CommandID: start.CommandID, TimeoutSeconds: 100000})
 			return err
 		}, "invalid_argument"},
-		{func() error { _, err := c.CommandStatus(ctx, pyro.CommandRequest{Workspace: ws, CommandID: "nope"}); return err }, "command_not_found"},
+		{func() error {
+			_, err := c.CommandStatus(ctx, pyro.CommandRequest{Workspace: ws, CommandID: "nope"})
+			return err
+		}, "command_not_found"},
 		{func() error {
 			_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Background: true, Command: "cat", Stdin: strings.NewReader("x")})
 			return err
