@@ -202,7 +202,7 @@ const TimeoutExitCode = 124
 // agent's answer before it declares the guest hung.
 const hostGrace = 10 * time.Second
 
-// execShell runs command through /bin/sh -lc. The agent enforces the timeout
+// execShell runs command as /bin/sh -lc would (the agent's Shell). The agent enforces the timeout
 // in the guest (killing the process group); the host enforces it too, with a
 // grace period, in case the guest does not answer.
 // streams, when set, get the output as it comes and feed stdin.
@@ -211,7 +211,7 @@ func execShell(ctx context.Context, v *vm.VM, command string, cwd string, timeou
 	ectx, cancel := context.WithTimeout(ctx, timeout+hostGrace)
 	defer cancel()
 	r, err := v.Agent().ExecIO(ectx, agentproto.ExecRequest{
-		Argv: []string{"/bin/sh", "-lc", command}, Cwd: cwd,
+		Shell: command, Cwd: cwd,
 		TimeoutMs: timeout.Milliseconds(), MaxStdout: maxOut, MaxStderr: maxOut,
 	}, streams)
 	if err != nil {

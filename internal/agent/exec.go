@@ -24,12 +24,8 @@ import (
 const pipeWait = 250 * time.Millisecond
 
 func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequest) error {
-	if req == nil || len(req.Argv) == 0 {
-		return wireError(agentproto.ErrCodeBadRequest, "exec needs a non-empty argv")
-	}
-	env, err := buildEnv(req.Env)
-	if err != nil {
-		return wireError(agentproto.ErrCodeBadRequest, "%v", err)
+	if req == nil || (len(req.Argv) == 0) == (req.Shell == "") {
+		return wireError(agentproto.ErrCodeBadRequest, "exec needs either a non-empty argv or a shell command")
 	}
 	cwd := req.Cwd
 	if cwd == "" {
@@ -42,15 +38,22 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 	} else if !st.IsDir() {
 		return wireError(agentproto.ErrCodeExecFailed, "cwd %s is not a directory", cwd)
 	}
-	path, err := lookPath(req.Argv[0], env, cwd)
+	plan, err := s.plan(req, cwd)
 	if err != nil {
-		return wireError(agentproto.ErrCodeExecFailed, "%v", err)
+		return err
 	}
 
 	start := time.Now()
-	p, err := spawn(s.reaper, path, req.Argv, env, cwd, len(req.Stdin) > 0 || req.StdinStream)
+	withStdin := len(req.Stdin) > 0 || req.StdinStream
+	p, err := spawn(s.reaper, plan.path, plan.argv, plan.env, cwd, withStdin)
+	if err != nil && plan.fast && plan.path != "/bin/sh" {
+		// Not a program after all (a script without #!, gone meanwhile):
+		// the shell runs it as it always did.
+		plan.path, plan.argv = "/bin/sh", []string{"/bin/sh", "-c", req.Shell}
+		p, err = spawn(s.reaper, plan.path, plan.argv, plan.env, cwd, withStdin)
+	}
 	if err != nil {
-		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", req.Argv[0], err)
+		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", plan.argv[0], err)
 	}
 	defer p.close()
 
@@ -130,6 +133,27 @@ wait:
 	}
 	res.ExitCode, res.Signal = exitStatus(ws)
 	return fw.json(agentproto.FrameResult, res)
+}
+
+// plan is how to start req: its argv as given, or its shell command (see
+// planShell).
+func (s *server) plan(req *agentproto.ExecRequest, cwd string) (shellPlan, error) {
+	if req.Shell != "" {
+		p, err := s.planShell(req.Shell, req.Env, cwd)
+		if err != nil {
+			return p, wireError(agentproto.ErrCodeBadRequest, "%v", err)
+		}
+		return p, nil
+	}
+	env, err := buildEnv(req.Env)
+	if err != nil {
+		return shellPlan{}, wireError(agentproto.ErrCodeBadRequest, "%v", err)
+	}
+	path, err := lookPath(req.Argv[0], env, cwd)
+	if err != nil {
+		return shellPlan{}, wireError(agentproto.ErrCodeExecFailed, "%v", err)
+	}
+	return shellPlan{path: path, argv: req.Argv, env: env}, nil
 }
 
 // watchHost reports when the host closes or resets the stream. After its

@@ -31,7 +31,9 @@ import (
 // 6: every command's environment starts from the image's Env (ImageEnvPath);
 // output over its cap keeps its head and tail around an omission marker.
 // 7: ExecRequest.StdinStream (stdin as FrameData frames, FrameDataEnd
-// closes it) and NoOutputCap (forward all output; the host keeps it).
+// closes it), NoOutputCap (forward all output; the host keeps it) and
+// ExecRequest.Shell (a login shell's command, started from a cached login
+// environment while the profile is unchanged).
 const ProtocolVersion = 7
 
 // ImageEnvPath is where an image environment's root filesystem carries its
@@ -251,9 +253,13 @@ type Hello struct {
 	BootMs          int64  `json:"boot_ms"` // guest uptime when the agent answered
 }
 
-// ExecRequest runs Argv (no shell added by the agent) in its own process group.
+// ExecRequest runs Argv (no shell added by the agent) in its own process
+// group, or Shell: one shell string, run as `/bin/sh -lc Shell` runs it (the
+// agent may start it faster with the login environment it keeps; what the
+// command sees is the same).
 type ExecRequest struct {
-	Argv      []string `json:"argv"`
+	Argv      []string `json:"argv,omitempty"`
+	Shell     string   `json:"shell,omitempty"`
 	Env       []string `json:"env,omitempty"` // KEY=VALUE, added to a minimal default env
 	Cwd       string   `json:"cwd,omitempty"`
 	Stdin     []byte   `json:"stdin,omitempty"`

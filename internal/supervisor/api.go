@@ -146,6 +146,9 @@ type ExecResult struct {
 	TimedOut        bool   `json:"timed_out"`
 	DurationMs      int64  `json:"duration_ms"`
 	CommandID       string `json:"command_id,omitempty"` // when tracked
+	// AgentMs is how long the supervisor's call to the agent took (tracked
+	// commands; pyro bench splits the exec's time with it).
+	AgentMs int64 `json:"agent_ms,omitempty"`
 }
 
 // ArchiveResult is the outcome of an archive transfer.

@@ -41,9 +41,16 @@ func (s *server) commandRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/commands/{id}/stdin", s.handleCommandStdin)
 }
 
-// runner runs req in the guest for the command table; the agent client's
-// result (its output capped for the answer) is kept in *res.
-func (s *server) runner(req ExecRequest, res **agentclient.ExecResult) command.Runner {
+// ran is what a runner keeps for the answer: the agent client's result (its
+// output capped) and how long the agent call took (for pyro bench).
+type ran struct {
+	res   *agentclient.ExecResult
+	agent time.Duration
+}
+
+// runner runs req in the guest for the command table, keeping its result
+// in out.
+func (s *server) runner(req ExecRequest, out *ran) command.Runner {
 	cwd := req.Cwd
 	if cwd == "" {
 		cwd = agentproto.WorkspaceRoot
@@ -51,21 +58,18 @@ func (s *server) runner(req ExecRequest, res **agentclient.ExecResult) command.R
 	return func(ctx context.Context, stdout, stderr io.Writer, stdin io.Reader) (*command.Result, error) {
 		// The agent client bounds the call (timeout + agentclient.Grace) and
 		// gives the session up past it; Main then stops the VM.
+		start := time.Now()
 		r, err := s.vm.Agent().ExecIO(ctx, agentproto.ExecRequest{
-			Argv: shellArgv(req.Command), Env: req.Env, Cwd: cwd,
+			Shell: req.Command, Env: req.Env, Cwd: cwd,
 			TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
 		}, agentclient.ExecStreams{Stdout: stdout, Stderr: stderr, Stdin: stdin})
 		if err != nil {
 			return nil, s.redact.Error(err)
 		}
-		*res = r
+		*out = ran{res: r, agent: time.Since(start)}
 		return &command.Result{ExitCode: r.ExitCode, Signal: r.Signal, TimedOut: r.TimedOut, DurationMs: r.DurationMs}, nil
 	}
 }
-
-// shellArgv is how every workspace command runs: one shell string, as a
-// login shell would.
-func shellArgv(command string) []string { return []string{"/bin/sh", "-lc", command} }
 
 func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	var req ExecRequest
@@ -81,7 +85,7 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, errdefs.InvalidArgument("stdin", "stdin needs a streamed exec"))
 		return
 	}
-	var res *agentclient.ExecResult
+	var res ran
 	ctx := r.Context()
 	if req.Background {
 		// The command outlives this call; the table kills it at shutdown.
@@ -119,21 +123,21 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	default:
 		done, _ := s.commands.Done(info.CommandID)
 		<-done // the request's context ends the command too
-		s.reply(w)(s.commandResult(info.CommandID, res))
+		s.reply(w)(s.commandResult(info.CommandID, &res))
 	}
 }
 
 // commandResult is the answer for a finished foreground command.
-func (s *server) commandResult(id string, res *agentclient.ExecResult) (*ExecResult, error) {
+func (s *server) commandResult(id string, res *ran) (*ExecResult, error) {
 	info, err := s.commands.Info(id)
 	if err != nil {
 		return nil, err
 	}
-	if res == nil {
+	if res.res == nil {
 		return nil, commandFailure(info)
 	}
-	out := redactExecResult(s.redact, res)
-	out.CommandID = id
+	out := redactExecResult(s.redact, res.res)
+	out.CommandID, out.AgentMs = id, res.agent.Milliseconds()
 	return &out, nil
 }
 
@@ -144,7 +148,7 @@ func commandFailure(info *command.Info) error {
 
 // streamCommand answers with ExecEvent lines: the command, its output as it
 // comes, then its result (or error).
-func (s *server) streamCommand(w http.ResponseWriter, r *http.Request, info *command.Info, res **agentclient.ExecResult) {
+func (s *server) streamCommand(w http.ResponseWriter, r *http.Request, info *command.Info, res *ran) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriter(w)
@@ -180,7 +184,7 @@ func (s *server) streamCommand(w http.ResponseWriter, r *http.Request, info *com
 		cur = [2]int64{chunks[0].Next, chunks[1].Next}
 		more := chunks[0].More || chunks[1].More
 		if cinfo.Ended() && !more {
-			result, err := s.commandResult(id, *res)
+			result, err := s.commandResult(id, res)
 			if err != nil {
 				_ = enc.Encode(ExecEvent{Error: s.wireErr(err)})
 			} else {

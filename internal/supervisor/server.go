@@ -256,7 +256,7 @@ func (s *server) execUntracked(w http.ResponseWriter, r *http.Request, req ExecR
 		cwd = agentproto.WorkspaceRoot
 	}
 	res, err := s.vm.Agent().Exec(r.Context(), agentproto.ExecRequest{
-		Argv: shellArgv(req.Command), Env: req.Env, Cwd: cwd,
+		Shell: req.Command, Env: req.Env, Cwd: cwd,
 		TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
 	})
 	if err != nil {
