@@ -234,6 +234,27 @@ func TestCmdStream(t *testing.T) {
 		t.Fatalf("full output by cursor: %d bytes, want %d", got.Len(), want.Len())
 	}
 
+	// Many execs at once: each gets its own answer, though more finish
+	// together than the table keeps finished commands.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*pyro.CommandsKept)
+	for i := range 3 * pyro.CommandsKept {
+		wg.Go(func() {
+			r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Command: fmt.Sprintf("echo n%d", i)})
+			if err == nil && r.Stdout != fmt.Sprintf("n%d\n", i) {
+				err = fmt.Errorf("exec %d answered %q", i, r.Stdout)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
 	// One-shot runs stream and take stdin too.
 	runOut := newWatcher("abc")
 	r, err := c.Run(ctx, pyro.RunRequest{Environment: "debian:12", Command: "cat; echo", Stdin: strings.NewReader("abc"), Stdout: runOut})

@@ -102,11 +102,13 @@ func NewManager(opts Options) *Manager {
 }
 
 type cmd struct {
-	mu      sync.Mutex
-	info    Info
-	out     [2]*stream
-	cancel  context.CancelFunc
-	killed  bool
+	mu     sync.Mutex
+	info   Info
+	out    [2]*stream
+	cancel context.CancelFunc
+	killed bool
+	pinned bool // a foreground caller still answers from it: kept
+
 	done    chan struct{} // closed when the run ended
 	changed chan struct{} // closed and replaced on every change
 }
@@ -124,14 +126,15 @@ const (
 )
 
 // Start registers command and runs it in the background of ctx (which the
-// caller cancels to end it, as Kill does). stdin, when set, feeds it.
+// caller cancels to end it, as Kill does). stdin, when set, feeds it. A
+// foreground command stays pinned (never forgotten) until Release.
 func (m *Manager) Start(ctx context.Context, command string, background bool, stdin io.Reader, run Runner) (*Info, error) {
 	c := &cmd{
 		info: Info{
 			CommandID: vm.NewID(), Command: m.opts.Redact.String(command), Background: background,
 			State: StateRunning, StartedAt: time.Now().UTC(),
 		},
-		done: make(chan struct{}), changed: make(chan struct{}),
+		done: make(chan struct{}), changed: make(chan struct{}), pinned: !background,
 	}
 	for i := range c.out {
 		c.out[i] = &stream{redact: m.opts.Redact.NewStream(), log: ringlog.New(m.opts.LogBytes)}
@@ -174,7 +177,7 @@ func (m *Manager) forgetOldLocked() {
 	var ended []*cmd
 	for _, c := range m.cmds {
 		c.mu.Lock()
-		if c.info.EndedAt != nil {
+		if c.info.EndedAt != nil && !c.pinned {
 			ended = append(ended, c)
 		}
 		c.mu.Unlock()
@@ -261,6 +264,21 @@ func (m *Manager) get(id string) (*cmd, error) {
 		return nil, errdefs.New(errdefs.ErrNotFound, CodeNotFound, "no command %q", id)
 	}
 	return c, nil
+}
+
+// Release unpins a foreground command once its caller has its answer; from
+// then on it is forgotten like any finished command.
+func (m *Manager) Release(id string) {
+	c, err := m.get(id)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.pinned = false
+	c.mu.Unlock()
+	m.mu.Lock()
+	m.forgetOldLocked()
+	m.mu.Unlock()
 }
 
 // Info describes one command.

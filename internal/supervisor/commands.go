@@ -46,6 +46,7 @@ func (s *server) commandRoutes(mux *http.ServeMux) {
 type ran struct {
 	res   *agentclient.ExecResult
 	agent time.Duration
+	err   error // why it did not run to its end
 }
 
 // runner runs req in the guest for the command table, keeping its result
@@ -64,7 +65,8 @@ func (s *server) runner(req ExecRequest, out *ran) command.Runner {
 			TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
 		}, agentclient.ExecStreams{Stdout: stdout, Stderr: stderr, Stdin: stdin})
 		if err != nil {
-			return nil, s.redact.Error(err)
+			out.err = s.redact.Error(err)
+			return nil, out.err
 		}
 		*out = ran{res: r, agent: time.Since(start)}
 		return &command.Result{ExitCode: r.ExitCode, Signal: r.Signal, TimedOut: r.TimedOut, DurationMs: r.DurationMs}, nil
@@ -105,6 +107,9 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
+	if !req.Background {
+		defer s.commands.Release(info.CommandID)
+	}
 	if feed != nil {
 		s.stdinMu.Lock()
 		s.stdins[info.CommandID] = feed
@@ -129,21 +134,15 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 
 // commandResult is the answer for a finished foreground command.
 func (s *server) commandResult(id string, res *ran) (*ExecResult, error) {
-	info, err := s.commands.Info(id)
-	if err != nil {
-		return nil, err
-	}
 	if res.res == nil {
-		return nil, commandFailure(info)
+		if res.err != nil {
+			return nil, res.err
+		}
+		return nil, errdefs.New(errdefs.ErrUnavailable, agentclient.CodeAgentUnavailable, "command %s did not run to its end", id)
 	}
 	out := redactExecResult(s.redact, res.res)
 	out.CommandID, out.AgentMs = id, res.agent.Milliseconds()
 	return &out, nil
-}
-
-// commandFailure is the error of a command that did not run to its end.
-func commandFailure(info *command.Info) error {
-	return errdefs.New(errdefs.ErrUnavailable, agentclient.CodeAgentUnavailable, "%s", info.Error)
 }
 
 // streamCommand answers with ExecEvent lines: the command, its output as it
