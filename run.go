@@ -3,11 +3,13 @@ package pyro
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -53,6 +55,13 @@ type RunRequest struct {
 	// (docs/secret-broker.md). The run's broker CA lives only as long as
 	// the run.
 	Secrets []WorkspaceSecret `json:"secrets,omitempty"`
+
+	// Stdout and Stderr, when set, get the command's output as it comes
+	// (all of it; the result still holds the capped copy). Stdin, when
+	// set, is the command's stdin until EOF.
+	Stdout io.Writer `json:"-"`
+	Stderr io.Writer `json:"-"`
+	Stdin  io.Reader `json:"-"`
 }
 
 // RunResult is what a one-shot run returns on every face.
@@ -151,7 +160,8 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 		return nil, err
 	}
 	c.report(ctx, ProgressEvent{Stage: "exec", Message: "running the command"})
-	out, err := execShell(ctx, v, req.Command, envv, "/", req.TimeoutSeconds, req.MaxOutputBytes)
+	out, err := execShell(ctx, v, req.Command, envv, "/", req.TimeoutSeconds, req.MaxOutputBytes,
+		agentclient.ExecStreams{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin})
 	if err != nil {
 		return nil, set.Redactor().Error(err)
 	}
@@ -221,17 +231,18 @@ const TimeoutExitCode = 124
 // agent's answer before it declares the guest hung.
 const hostGrace = 10 * time.Second
 
-// execShell runs command through /bin/sh -lc. The agent enforces the timeout
+// execShell runs command as /bin/sh -lc would (the agent's Shell). The agent enforces the timeout
 // in the guest (killing the process group); the host enforces it too, with a
 // grace period, in case the guest does not answer.
-func execShell(ctx context.Context, v *vm.VM, command string, envv []string, cwd string, timeoutSec int, maxOut int64) (*execOutcome, error) {
+// streams, when set, get the output as it comes and feed stdin.
+func execShell(ctx context.Context, v *vm.VM, command string, envv []string, cwd string, timeoutSec int, maxOut int64, streams agentclient.ExecStreams) (*execOutcome, error) {
 	timeout := time.Duration(timeoutSec) * time.Second
 	ectx, cancel := context.WithTimeout(ctx, timeout+hostGrace)
 	defer cancel()
-	r, err := v.Agent().Exec(ectx, agentproto.ExecRequest{
-		Argv: []string{"/bin/sh", "-lc", command}, Env: envv, Cwd: cwd,
+	r, err := v.Agent().ExecIO(ectx, agentproto.ExecRequest{
+		Shell: command, Env: envv, Cwd: cwd,
 		TimeoutMs: timeout.Milliseconds(), MaxStdout: maxOut, MaxStderr: maxOut,
-	})
+	}, streams)
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(ectx.Err(), context.DeadlineExceeded) {
 			return &execOutcome{ExitCode: TimeoutExitCode, TimedOut: true,

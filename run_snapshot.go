@@ -18,8 +18,9 @@ import (
 // see docs/architecture.md, "Snapshot restore".
 
 // snapshotWarmup runs once in the guest before it is saved, so that the
-// shell every run starts (and what it reads) is in the guest's page cache.
-var snapshotWarmup = []string{"/bin/sh", "-lc", "true"}
+// shell every run starts (and what it reads) is in the guest's page cache,
+// and the agent holds the login environment (see agent/login.go).
+const snapshotWarmup = "true"
 
 func (c *Client) snapshots() *snapshot.Store { return snapshot.NewStore(c.envs.CacheDir()) }
 

@@ -176,7 +176,7 @@ func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, err
 	}
 	r, res, _, err := m.Exec(ctx, req.VMID, supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
-	}, brokeredEnv(r0.Secrets))
+	}, brokeredEnv(r0.Secrets), nil)
 	if err != nil {
 		return nil, vmErr(err, req.VMID)
 	}

@@ -3,6 +3,7 @@ package pyro
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,6 +97,9 @@ type Workspace struct {
 	// ResetFrom is set in the answer to a reset: "baseline" or the
 	// snapshot's name.
 	ResetFrom string `json:"reset_from,omitempty"`
+	// Commands are the workspace's background commands and its newest
+	// finished commands (while it runs; see Command).
+	Commands []WorkspaceCommand `json:"commands,omitempty"`
 }
 
 // WorkspaceExecRequest is one command in a workspace's /workspace.
@@ -113,6 +117,19 @@ type WorkspaceExecRequest struct {
 	// Cwd is the command's directory: relative to /workspace (default) or
 	// absolute under it.
 	Cwd string `json:"cwd,omitempty"`
+	// Background starts the command and answers at once with its
+	// command_id (state running): follow it with CommandLogs, WaitCommand
+	// and KillCommand. It runs on after the caller is gone, without a
+	// timeout unless TimeoutSeconds is given, until it ends, is killed, or
+	// the workspace stops or is reset.
+	Background bool `json:"background,omitempty"`
+
+	// Stdout and Stderr, when set, get the command's output as it comes
+	// (all of it; the result still holds the capped copy). Stdin, when
+	// set, is the command's stdin until EOF. Not with Background.
+	Stdout io.Writer `json:"-"`
+	Stderr io.Writer `json:"-"`
+	Stdin  io.Reader `json:"-"`
 }
 
 // WorkspaceExecResult is a finished workspace command.
@@ -128,6 +145,13 @@ type WorkspaceExecResult struct {
 	StderrTruncated bool   `json:"stderr_truncated"`
 	TimedOut        bool   `json:"timed_out"`
 	DurationMs      int64  `json:"duration_ms"`
+	// CommandID names the command while the workspace keeps it (see
+	// WorkspaceCommand): CommandLogs reads its whole output by cursor, beyond the
+	// capped copy here.
+	CommandID string `json:"command_id,omitempty"`
+	// State is "running" in the answer to a background start (the other
+	// fields are then zero), else how it ended (see WorkspaceCommand.State).
+	State string `json:"state"`
 }
 
 // SkippedFile is a host file left out of a seed, and why.
@@ -377,7 +401,19 @@ func (c *Client) WorkspaceStatus(ctx context.Context, ref string) (*Workspace, e
 		return nil, err
 	}
 	w := toWorkspace(r, info)
+	c.addCommands(ctx, &w)
 	return &w, nil
+}
+
+// addCommands lists a running workspace's commands in w, best effort: a
+// workspace stopping meanwhile has none.
+func (c *Client) addCommands(ctx context.Context, w *Workspace) {
+	if w.State != workspace.StateRunning {
+		return
+	}
+	if _, cmds, err := c.workspaces(ctx).Commands(ctx, w.WorkspaceID); err == nil && len(cmds) > 0 {
+		w.Commands = toCommands(w.WorkspaceID, cmds)
+	}
 }
 
 // ExecWorkspace runs a command in the workspace's /workspace (by /bin/sh -lc)
@@ -391,20 +427,47 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, supervisor.ExecRequest{
+	sreq := supervisor.ExecRequest{
 		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
 		Env: env, Cwd: req.Cwd,
-	}, req.SecretEnv)
+	}
+	if req.Background {
+		return c.startCommand(ctx, req, sreq)
+	}
+	var sink *supervisor.ExecIO
+	if req.Stdout != nil || req.Stderr != nil || req.Stdin != nil {
+		sink = &supervisor.ExecIO{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin}
+	}
+	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, sreq, req.SecretEnv, sink)
 	if err != nil {
 		return nil, err
 	}
 	o := outcome(res.ExitCode, res.Signal, res.TimedOut)
+	state := CommandExited
+	if res.TimedOut {
+		state = CommandTimedOut
+	}
 	return &WorkspaceExecResult{
 		WorkspaceID: r.ID, Command: entry.Command, Sequence: entry.Sequence, ExitCode: o,
 		Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
 		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
-		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
+		TimedOut: res.TimedOut, DurationMs: res.DurationMs, CommandID: res.CommandID, State: state,
 	}, nil
+}
+
+// startCommand starts a background command.
+func (c *Client) startCommand(ctx context.Context, req WorkspaceExecRequest, sreq supervisor.ExecRequest) (*WorkspaceExecResult, error) {
+	if req.Stdout != nil || req.Stderr != nil || req.Stdin != nil {
+		return nil, errdefs.InvalidArgument("background", "a background command has no stdin and no live output: follow it with CommandLogs")
+	}
+	if req.TimeoutSeconds == 0 {
+		sreq.TimeoutMs = 0 // none: it runs until it ends or is killed
+	}
+	r, info, err := c.workspaces(ctx).StartCommand(ctx, req.Workspace, sreq, req.SecretEnv)
+	if err != nil {
+		return nil, err
+	}
+	return &WorkspaceExecResult{WorkspaceID: r.ID, Command: info.Command, CommandID: info.CommandID, State: info.State}, nil
 }
 
 // maxEnvBytes bounds the variables one exec sets.

@@ -78,6 +78,8 @@ func (c *Client) SummarizeWorkspace(ctx context.Context, ref string) (*Workspace
 	if err != nil {
 		return nil, err
 	}
-	return &WorkspaceSummary{Workspace: toWorkspace(r, nil), Changes: s.Changes, Added: s.Added,
+	w := toWorkspace(r, nil)
+	c.addCommands(ctx, &w)
+	return &WorkspaceSummary{Workspace: w, Changes: s.Changes, Added: s.Added,
 		Modified: s.Modified, Deleted: s.Deleted, LastCommands: s.LastCommands}, nil
 }

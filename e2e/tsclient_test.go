@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,5 +139,58 @@ func TestTypeScriptClientShellAndService(t *testing.T) {
 	}
 	if svc.State != "ready" || fetch.Stdout != "200" || stopped.State != "stopped" {
 		t.Errorf("service via TypeScript: %+v %+v %+v", svc, fetch, stopped)
+	}
+}
+
+// Background commands through the official TypeScript client: started,
+// followed by cursor to the end, waited for, killed; a capped exec's text
+// names command_logs, which returns all of its output; text content is a
+// summary with the output, not the JSON again.
+func TestTypeScriptClientCommands(t *testing.T) {
+	m := tsClient(t, stateDir(t), "stdio", filepath.Join(testutil.Binaries(t), "pyro"), "workspace-core", "commands")
+	var started, capped struct {
+		CommandID       string `json:"command_id"`
+		State           string `json:"state"`
+		StdoutTruncated bool   `json:"stdout_truncated"`
+	}
+	var followed struct {
+		Stdout string `json:"stdout"`
+		Stderr string `json:"stderr"`
+		Reads  int    `json:"reads"`
+	}
+	var waited, status, killed struct {
+		State    string `json:"state"`
+		ExitCode *int   `json:"exit_code"`
+	}
+	var startedText, cappedText string
+	var full int
+	json.Unmarshal(m["started"], &started)
+	json.Unmarshal(m["started_text"], &startedText)
+	json.Unmarshal(m["followed"], &followed)
+	json.Unmarshal(m["waited"], &waited)
+	json.Unmarshal(m["status"], &status)
+	json.Unmarshal(m["killed"], &killed)
+	json.Unmarshal(m["capped"], &capped)
+	json.Unmarshal(m["capped_text"], &cappedText)
+	json.Unmarshal(m["capped_full_bytes"], &full)
+	if started.State != "running" || started.CommandID == "" || !strings.Contains(startedText, started.CommandID) || strings.HasPrefix(startedText, "{") {
+		t.Errorf("start: %+v, text %q", started, startedText)
+	}
+	if followed.Stdout != "step1\nstep2\nstep3\nstep4\nstep5\n" || followed.Stderr != "warn\n" || followed.Reads < 2 {
+		t.Errorf("followed: %+v", followed)
+	}
+	if waited.State != "exited" || waited.ExitCode == nil || *waited.ExitCode != 4 {
+		t.Errorf("wait: %+v", waited)
+	}
+	if status.State != "running" || killed.State != "killed" || killed.ExitCode == nil || *killed.ExitCode != 137 {
+		t.Errorf("status %+v, kill %+v", status, killed)
+	}
+	want := 0
+	for i := 1; i <= 5000; i++ {
+		want += len(strconv.Itoa(i)) + 1
+	}
+	if !capped.StdoutTruncated || !strings.Contains(cappedText, "command_logs") || !strings.Contains(cappedText, capped.CommandID) ||
+		!strings.Contains(cappedText, "--- stdout (truncated) ---\n1\n2\n") || full != want {
+		t.Errorf("capped exec: %+v, %d of %d bytes by cursor, text:\n%s", capped, full, want, cappedText)
 	}
 }

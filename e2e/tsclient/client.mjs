@@ -3,7 +3,7 @@
 //   node client.mjs stdio PYRO_BIN PROFILE SCENARIO
 //   node client.mjs http  URL TOKEN SCENARIO
 // SCENARIO: "vm_run", "long_run" (a 12 s command with a 5 s client timeout), "workspace_loop" (needs a seed dir in PYRO_E2E_SEED) or
-// "shell_service" (workspace-full).
+// "shell_service" (workspace-full) or "commands" (a background command followed by cursor, waited for, killed).
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -64,6 +64,35 @@ if (scenario === "vm_run") {
   out.service = await call("service_start", { workspace_id: id, name: "web", command: "python3 -m http.server 8090", ready_tcp: 8090 });
   out.fetch = await call("workspace_exec", { workspace_id: id, command: "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8090/" });
   out.stopped = await call("service_stop", { workspace_id: id, name: "web" });
+  await call("workspace_delete", { workspace_id: id });
+} else if (scenario === "commands") {
+  const id = (await call("workspace_create", {})).workspace_id;
+  const started = await client.callTool({ name: "workspace_exec", arguments: { workspace_id: id, background: true,
+    command: "for i in $(seq 1 5); do echo step$i; sleep 0.3; done; echo warn >&2; exit 4" } });
+  out.started = started.structuredContent;
+  out.started_text = started.content.map((c) => c.text).join("");
+  const cmd = out.started.command_id;
+  // Follow stdout by cursor until the command ended and nothing is left.
+  let stdout = "", stderr = "", cursor = 0, errCursor = 0, reads = 0;
+  for (;;) {
+    const l = await call("command_logs", { workspace_id: id, command_id: cmd, cursor, stderr_cursor: errCursor });
+    if (l.stdout_from !== cursor) throw new Error(`read from ${cursor} started at ${l.stdout_from}`);
+    stdout += l.stdout; stderr += l.stderr; cursor = l.next_cursor; errCursor = l.next_stderr_cursor; reads++;
+    if (l.state !== "running" && !l.more) { out.ended = l; break; }
+    if (reads > 600) throw new Error("the command never ended");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  out.followed = { stdout, stderr, reads };
+  out.waited = await call("command_wait", { workspace_id: id, command_id: cmd, timeout_seconds: 5 });
+  const sleeper = (await call("workspace_exec", { workspace_id: id, background: true, command: "sleep 600" })).command_id;
+  out.status = await call("command_status", { workspace_id: id, command_id: sleeper });
+  out.killed = await call("command_kill", { workspace_id: id, command_id: sleeper });
+  // A capped foreground exec names the way to its whole output.
+  const capped = await client.callTool({ name: "workspace_exec", arguments: { workspace_id: id, command: "seq 1 5000", max_output_bytes: 1024 } });
+  out.capped = capped.structuredContent;
+  out.capped_text = capped.content.map((c) => c.text).join("");
+  const all = await call("command_logs", { workspace_id: id, command_id: out.capped.command_id, max_bytes: 1048576 });
+  out.capped_full_bytes = all.stdout.length;
   await call("workspace_delete", { workspace_id: id });
 }
 await client.close();

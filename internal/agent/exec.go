@@ -24,12 +24,8 @@ import (
 const pipeWait = 250 * time.Millisecond
 
 func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequest) error {
-	if req == nil || len(req.Argv) == 0 {
-		return wireError(agentproto.ErrCodeBadRequest, "exec needs a non-empty argv")
-	}
-	env, err := buildEnv(req.Env)
-	if err != nil {
-		return wireError(agentproto.ErrCodeBadRequest, "%v", err)
+	if req == nil || (len(req.Argv) == 0) == (req.Shell == "") {
+		return wireError(agentproto.ErrCodeBadRequest, "exec needs either a non-empty argv or a shell command")
 	}
 	cwd := req.Cwd
 	if cwd == "" {
@@ -42,15 +38,22 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 	} else if !st.IsDir() {
 		return wireError(agentproto.ErrCodeExecFailed, "cwd %s is not a directory", cwd)
 	}
-	path, err := lookPath(req.Argv[0], env, cwd)
+	plan, err := s.plan(req, cwd)
 	if err != nil {
-		return wireError(agentproto.ErrCodeExecFailed, "%v", err)
+		return err
 	}
 
 	start := time.Now()
-	p, err := spawn(s.reaper, path, req.Argv, env, cwd, len(req.Stdin) > 0)
+	withStdin := len(req.Stdin) > 0 || req.StdinStream
+	p, err := spawn(s.reaper, plan.path, plan.argv, plan.env, cwd, withStdin)
+	if err != nil && plan.fast && plan.path != "/bin/sh" {
+		// Not a program after all (a script without #!, gone meanwhile):
+		// the shell runs it as it always did.
+		plan.path, plan.argv = "/bin/sh", []string{"/bin/sh", "-c", req.Shell}
+		p, err = spawn(s.reaper, plan.path, plan.argv, plan.env, cwd, withStdin)
+	}
 	if err != nil {
-		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", req.Argv[0], err)
+		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", plan.argv[0], err)
 	}
 	defer p.close()
 
@@ -59,7 +62,7 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 	if canceled {
 		killGroup(p.pid)
 	}
-	if p.stdin != nil {
+	if p.stdin != nil && !req.StdinStream {
 		go func() {
 			_, _ = p.stdin.Write(req.Stdin)
 			p.stdin.Close()
@@ -77,7 +80,12 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 		defer t.Stop()
 		timeout = t.C
 	}
-	hostGone := watchHost(stream)
+	var hostGone <-chan struct{}
+	if req.StdinStream {
+		hostGone = feedStdin(stream, p.stdin)
+	} else {
+		hostGone = watchHost(stream)
+	}
 	timedOut := false
 	var ws syscall.WaitStatus
 wait:
@@ -127,6 +135,27 @@ wait:
 	return fw.json(agentproto.FrameResult, res)
 }
 
+// plan is how to start req: its argv as given, or its shell command (see
+// planShell).
+func (s *server) plan(req *agentproto.ExecRequest, cwd string) (shellPlan, error) {
+	if req.Shell != "" {
+		p, err := s.planShell(req.Shell, req.Env, cwd)
+		if err != nil {
+			return p, wireError(agentproto.ErrCodeBadRequest, "%v", err)
+		}
+		return p, nil
+	}
+	env, err := buildEnv(req.Env)
+	if err != nil {
+		return shellPlan{}, wireError(agentproto.ErrCodeBadRequest, "%v", err)
+	}
+	path, err := lookPath(req.Argv[0], env, cwd)
+	if err != nil {
+		return shellPlan{}, wireError(agentproto.ErrCodeExecFailed, "%v", err)
+	}
+	return shellPlan{path: path, argv: req.Argv, env: env}, nil
+}
+
 // watchHost reports when the host closes or resets the stream. After its
 // request the host never writes again, so any end of reading means "cancel".
 func watchHost(stream net.Conn) <-chan struct{} {
@@ -134,6 +163,42 @@ func watchHost(stream net.Conn) <-chan struct{} {
 	go func() {
 		_, _ = io.Copy(io.Discard, stream)
 		close(gone)
+	}()
+	return gone
+}
+
+// feedStdin copies the FrameData frames the host sends into the command's
+// stdin and closes it at FrameDataEnd; from then on it watches the stream
+// like watchHost. Closing or breaking the stream means "cancel". A command
+// that stops reading its stdin blocks the feeder (pipe backpressure): a
+// cancel is then noticed when the command exits, reads, or times out.
+func feedStdin(stream net.Conn, stdin *os.File) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		open := true
+		defer func() {
+			if open {
+				stdin.Close()
+			}
+		}()
+		for {
+			kind, payload, err := agentproto.ReadFrame(stream)
+			if err != nil {
+				return
+			}
+			switch {
+			case kind == agentproto.FrameData && open:
+				if _, err := stdin.Write(payload); err != nil {
+					// The command closed its stdin or exited: drop the rest.
+					stdin.Close()
+					open = false
+				}
+			case kind == agentproto.FrameDataEnd && open:
+				stdin.Close()
+				open = false
+			}
+		}
 	}()
 	return gone
 }

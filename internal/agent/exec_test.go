@@ -244,3 +244,54 @@ func TestExecConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Stdin streamed as frames reaches the command while it runs: it answers
+// the first line before the second is sent; FrameDataEnd closes stdin.
+func TestExecStdinStream(t *testing.T) {
+	sess := startAgent(t, Options{})
+	req := execReq("sh", "-c", `read a; echo "got $a"; read b; echo "got $b"; cat; echo eof`)
+	req.StdinStream = true
+	st := send(t, sess, agentproto.Request{Op: agentproto.OpExec, Exec: req})
+	defer st.Close()
+	if err := agentproto.WriteFrame(st, agentproto.FrameData, []byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	for !bytes.Contains(out, []byte("got ping\n")) {
+		kind, payload, err := agentproto.ReadFrame(st)
+		if err != nil {
+			t.Fatalf("reading: %v (so far %q)", err, out)
+		}
+		if kind == agentproto.FrameStdout {
+			out = append(out, payload...)
+		} else if kind != agentproto.FrameStarted {
+			t.Fatalf("frame %d before the first answer", kind)
+		}
+	}
+	for _, f := range []struct {
+		kind byte
+		data string
+	}{{agentproto.FrameData, "pong\n"}, {agentproto.FrameData, "rest"}, {agentproto.FrameDataEnd, ""}} {
+		if err := agentproto.WriteFrame(st, f.kind, []byte(f.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := readReply(t, st)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := string(out) + string(r.stdout); got != "got ping\ngot pong\nresteof\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
+
+// NoOutputCap forwards everything: the host keeps and caps it.
+func TestExecNoOutputCap(t *testing.T) {
+	sess := startAgent(t, Options{})
+	req := execReq("sh", "-c", "head -c 3000000 /dev/zero")
+	req.MaxStdout = agentproto.NoOutputCap
+	r, res := run(t, sess, req)
+	if len(r.stdout) != 3000000 || res.StdoutTruncated || res.StdoutBytes != 3000000 {
+		t.Errorf("forwarded %d bytes, result %+v", len(r.stdout), res)
+	}
+}

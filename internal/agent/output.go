@@ -5,6 +5,9 @@ package agent
 import (
 	"fmt"
 	"io"
+	"math"
+
+	"github.com/pyrovm/pyro/internal/agentproto"
 )
 
 // chunkSize bounds one output frame.
@@ -31,6 +34,9 @@ type output struct {
 }
 
 func (o *output) headLimit() int64 {
+	if o.limit == agentproto.NoOutputCap {
+		return math.MaxInt64
+	}
 	if o.limit < minTailLimit {
 		return o.limit
 	}

@@ -226,18 +226,44 @@ type ExecResult struct {
 // A command with a timeout must be answered within it plus Grace, or the
 // session is given up (agent_unavailable).
 func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecResult, error) {
+	return c.ExecIO(ctx, req, ExecStreams{})
+}
+
+// ExecStreams connects a command to the caller while it runs.
+type ExecStreams struct {
+	// Stdout and Stderr, when either is set, get every byte of that output
+	// as it arrives: the agent then forwards all output (NoOutputCap) and
+	// the host caps the result itself (head and tail, as the agent does).
+	Stdout, Stderr io.Writer
+	// Stdin, when set, is copied to the command's stdin until EOF, which
+	// closes it (req.Stdin is then unused).
+	Stdin io.Reader
+}
+
+// ExecIO is Exec with the command's output streamed to s as it comes and
+// its stdin taken from s.Stdin.
+func (c *Client) ExecIO(ctx context.Context, req agentproto.ExecRequest, s ExecStreams) (*ExecResult, error) {
 	var bound time.Duration
 	if req.TimeoutMs > 0 {
 		bound = time.Duration(req.TimeoutMs)*time.Millisecond + c.grace
 	}
-	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpExec, Exec: &req}, bound)
+	stdout, stderr := newHeadTail(req.MaxStdout), newHeadTail(req.MaxStderr)
+	wire := req
+	if s.Stdout != nil || s.Stderr != nil {
+		wire.MaxStdout, wire.MaxStderr = agentproto.NoOutputCap, agentproto.NoOutputCap
+	}
+	if s.Stdin != nil {
+		wire.Stdin, wire.StdinStream = nil, true
+	}
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpExec, Exec: &wire}, bound)
 	if err != nil {
 		return nil, err
 	}
 	defer st.done()
+	if s.Stdin != nil {
+		go sendStdin(st, s.Stdin)
+	}
 	out := &ExecResult{}
-	stdout := capped{max: req.MaxStdout}
-	stderr := capped{max: req.MaxStderr}
 	for {
 		kind, payload, err := agentproto.ReadFrame(st)
 		if err != nil {
@@ -249,21 +275,20 @@ func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecRes
 			st.flushing()
 		case agentproto.FrameStdout:
 			stdout.write(payload)
+			tee(s.Stdout, payload)
 		case agentproto.FrameStderr:
 			stderr.write(payload)
+			tee(s.Stderr, payload)
 		case agentproto.FrameResult:
 			if err := json.Unmarshal(payload, &out.ExecResult); err != nil {
 				return nil, protocolErr("bad exec result: %v", err)
 			}
-			out.Stdout, out.Stderr = stdout.buf, stderr.buf
-			out.StdoutTruncated = out.StdoutTruncated || stdout.over
-			out.StderrTruncated = out.StderrTruncated || stderr.over
-			if out.StdoutBytes < int64(len(out.Stdout)) {
-				out.StdoutBytes = int64(len(out.Stdout))
-			}
-			if out.StderrBytes < int64(len(out.Stderr)) {
-				out.StderrBytes = int64(len(out.Stderr))
-			}
+			out.Stdout, out.Stderr = stdout.bytes(), stderr.bytes()
+			out.StdoutTruncated = out.StdoutTruncated || stdout.truncated()
+			out.StderrTruncated = out.StderrTruncated || stderr.truncated()
+			// The guest's counts are only trusted upwards.
+			out.StdoutBytes = max(out.StdoutBytes, stdout.total)
+			out.StderrBytes = max(out.StderrBytes, stderr.total)
 			return out, nil
 		case agentproto.FrameError:
 			return nil, wireErr(payload)
@@ -273,24 +298,30 @@ func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecRes
 	}
 }
 
-// capped keeps at most max bytes and remembers whether more arrived.
-type capped struct {
-	buf  []byte
-	max  int64
-	over bool
+// tee passes output on to the caller's writer; a writer that fails (a
+// closed terminal) does not stop the command: the result still comes.
+func tee(w io.Writer, p []byte) {
+	if w != nil {
+		_, _ = w.Write(p)
+	}
 }
 
-func (c *capped) write(p []byte) {
-	room := c.max - int64(len(c.buf))
-	if room <= 0 {
-		c.over = c.over || len(p) > 0
-		return
+// sendStdin copies r to the command's stdin as FrameData frames, then
+// FrameDataEnd. It ends early when the stream does (the call finished).
+func sendStdin(st *call, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if agentproto.WriteFrame(st, agentproto.FrameData, buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			_ = agentproto.WriteFrame(st, agentproto.FrameDataEnd, nil)
+			return
+		}
 	}
-	if int64(len(p)) > room {
-		p = p[:room]
-		c.over = true
-	}
-	c.buf = append(c.buf, p...)
 }
 
 func readResult(st *call, v any) error {

@@ -33,7 +33,11 @@ import (
 // 7: put_archive calls run one at a time and a failed one is undone; error
 // code no_space; get_archive keeps hard links (TypeLink) and lists the
 // special files it leaves out (ArchiveResult.Skipped).
-const ProtocolVersion = 7
+// 8: ExecRequest.StdinStream (stdin as FrameData frames, FrameDataEnd
+// closes it), NoOutputCap (forward all output; the host keeps it) and
+// ExecRequest.Shell (a login shell's command, started from a cached login
+// environment while the profile is unchanged).
+const ProtocolVersion = 8
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -273,16 +277,28 @@ type Hello struct {
 	BootMs          int64  `json:"boot_ms"` // guest uptime when the agent answered
 }
 
-// ExecRequest runs Argv (no shell added by the agent) in its own process group.
+// ExecRequest runs Argv (no shell added by the agent) in its own process
+// group, or Shell: one shell string, run as `/bin/sh -lc Shell` runs it (the
+// agent may start it faster with the login environment it keeps; what the
+// command sees is the same).
 type ExecRequest struct {
-	Argv      []string `json:"argv"`
+	Argv      []string `json:"argv,omitempty"`
+	Shell     string   `json:"shell,omitempty"`
 	Env       []string `json:"env,omitempty"` // KEY=VALUE, added to a minimal default env
 	Cwd       string   `json:"cwd,omitempty"`
 	Stdin     []byte   `json:"stdin,omitempty"`
 	TimeoutMs int64    `json:"timeout_ms,omitempty"` // 0 = no timeout
-	MaxStdout int64    `json:"max_stdout"`           // bytes forwarded at most
+	MaxStdout int64    `json:"max_stdout"`           // bytes forwarded at most; NoOutputCap: all
 	MaxStderr int64    `json:"max_stderr"`
+	// StdinStream: after the request the host sends the command's stdin as
+	// FrameData frames and closes it with FrameDataEnd (Stdin is then
+	// unused). Closing the stream still cancels the call.
+	StdinStream bool `json:"stdin_stream,omitempty"`
 }
+
+// NoOutputCap as MaxStdout or MaxStderr forwards all of that output: the
+// host keeps (and caps) it itself, e.g. to follow a background command.
+const NoOutputCap int64 = -1
 
 // Started is sent once the process runs.
 type Started struct {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -16,7 +17,7 @@ func (a *app) benchCommand() *cobra.Command {
 	var jsonOut bool
 	var envName string
 	var runs, vcpus, mem int
-	var workspaces bool
+	var workspaces, execParts bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure `pyro run ENV -- true` against a raw QEMU boot of the same kernel and image",
@@ -63,8 +64,14 @@ func (a *app) benchCommand() *cobra.Command {
 					return a.fail(ctx, err, jsonOut)
 				}
 			}
+			var er *bench.ExecReport
+			if execParts {
+				if er, err = a.benchExec(cmd, c, envName, self, runs, r.FloorMedianMs); err != nil {
+					return a.fail(ctx, err, jsonOut)
+				}
+			}
 			if jsonOut {
-				writeJSON(a.stdout, map[string]any{"one_shot": r, "workspaces": wr})
+				writeJSON(a.stdout, map[string]any{"one_shot": r, "workspaces": wr, "exec": er})
 				return nil
 			}
 			fmt.Fprintf(a.stdout, "environment:        %s (%s, %d vCPU, %d MiB)\n", r.Environment, r.ExecutionMode, vcpus, mem)
@@ -76,6 +83,13 @@ func (a *app) benchCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "workspace exec true:            median %d ms  %v  (%.2f x floor)\n", wr.ExecMedianMs, wr.ExecMs, wr.ExecFloorRatio)
 				fmt.Fprintf(a.stdout, "idle workspace host memory:     %d MiB (supervisor + VMM RSS)\n", wr.IdleHostMemMiB)
 			}
+			if er != nil {
+				fmt.Fprintf(a.stdout, "workspace exec -- true (CLI):   median %d ms  (%.3f x floor)\n", er.CLIMs, er.FloorRatio)
+				for _, p := range er.Parts() {
+					fmt.Fprintf(a.stdout, "  %-26s %4d ms\n", p.Name, p.Ms)
+				}
+				fmt.Fprintf(a.stdout, "  (sdk exec in-process %d ms, supervisor api %d ms, agent call %d ms)\n", er.SDKMs, er.SupervisorMs, er.AgentMs)
+			}
 			return nil
 		},
 	}
@@ -85,6 +99,18 @@ func (a *app) benchCommand() *cobra.Command {
 	f.IntVar(&vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.BoolVar(&workspaces, "workspaces", false, "also measure workspace create (10 MiB seed), exec round trips and idle memory")
+	f.BoolVar(&execParts, "exec", false, "also split a CLI `workspace exec -- true` into CLI start, client, supervisor, agent and guest command")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
+}
+
+// benchExec measures the exec breakdown on a fresh workspace of env.
+func (a *app) benchExec(cmd *cobra.Command, c *pyro.Client, env, self string, runs int, floorMs int64) (*bench.ExecReport, error) {
+	ctx := cmd.Context()
+	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: env})
+	if err != nil {
+		return nil, err
+	}
+	defer c.DeleteWorkspace(context.WithoutCancel(ctx), w.WorkspaceID)
+	return bench.Exec(ctx, c, self, w.WorkspaceID, runs, floorMs)
 }

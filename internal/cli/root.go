@@ -36,6 +36,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 // app holds what the commands share.
 type app struct {
+	stdin          io.Reader // passed to commands by -i
 	stdout, stderr io.Writer
 	insecure       []string // --insecure-registry
 }
@@ -44,7 +45,7 @@ type app struct {
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -10,7 +11,7 @@ import (
 
 func (a *app) runCommand() *cobra.Command {
 	var req pyro.RunRequest
-	var jsonOut bool
+	var jsonOut, interactive bool
 	var sec brokerFlags
 	cmd := &cobra.Command{
 		Use:   "run ENV [flags] -- CMD...",
@@ -42,6 +43,8 @@ func (a *app) runCommand() *cobra.Command {
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
+			live := a.liveIO(jsonOut, interactive)
+			req.Stdout, req.Stderr, req.Stdin = live.stdout, live.stderr, live.stdin
 			res, err := c.Run(ctx, req)
 			done()
 			if err != nil {
@@ -50,7 +53,7 @@ func (a *app) runCommand() *cobra.Command {
 			if !jsonOut {
 				a.printRunBlocked(res.BlockedConnections)
 			}
-			return a.commandResult(jsonOut, res, res.Stdout, res.Stderr, res.StdoutTruncated || res.StderrTruncated, res.TimedOut, res.ExitCode)
+			return a.commandResult(jsonOut, res, live.left(res.Stdout), live.left(res.Stderr), !live.streamed() && (res.StdoutTruncated || res.StderrTruncated), res.TimedOut, res.ExitCode)
 		},
 	}
 	f := cmd.Flags()
@@ -61,8 +64,39 @@ func (a *app) runCommand() *cobra.Command {
 	f.BoolVar(&req.Network, "network", false, "give the guest outbound network access (NAT; never the host itself, its loopback services or link-local addresses)")
 	addAllowFlags(f, &req.EgressRules, "allow only (with --network)")
 	sec.add(f)
+	f.BoolVarP(&interactive, "interactive", "i", false, "pass this terminal's stdin to the command (EOF closes it)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
+}
+
+// liveIO connects a command to the terminal: its output is printed as it
+// comes (all of it: the cap only bounds the result), unless --json asks for
+// one clean object; with -i it reads this process's stdin.
+type liveIO struct {
+	stdout, stderr io.Writer
+	stdin          io.Reader
+}
+
+func (a *app) liveIO(jsonOut, interactive bool) liveIO {
+	var l liveIO
+	if !jsonOut {
+		l.stdout, l.stderr = a.stdout, a.stderr
+	}
+	if interactive {
+		l.stdin = a.stdin
+	}
+	return l
+}
+
+func (l liveIO) streamed() bool { return l.stdout != nil }
+
+// left is what is still to print of a result's output: nothing once it
+// was streamed.
+func (l liveIO) left(s string) string {
+	if l.streamed() {
+		return ""
+	}
+	return s
 }
 
 // commandResult prints a guest command's outcome (its output, or the JSON

@@ -16,7 +16,7 @@ import (
 func (a *app) workspaceCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
 	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
-		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(), a.wsNetwork(),
+		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(), a.wsNetwork(), a.wsCommand(),
 		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
 		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
 		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))
@@ -133,6 +133,11 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 	if w.ExpiresAt != nil {
 		fmt.Fprintf(a.stdout, "expires:     %s\n", w.ExpiresAt.Format(time.RFC3339))
 	}
+	for _, c := range w.Commands {
+		if c.Background && c.State == pyro.CommandRunning {
+			fmt.Fprintf(a.stdout, "background:  %s running %s (%d bytes of output)\n", c.CommandID, c.Command, c.StdoutBytes+c.StderrBytes)
+		}
+	}
 }
 
 func (a *app) wsList() *cobra.Command {
@@ -185,7 +190,7 @@ func (a *app) wsLogs() *cobra.Command {
 func (a *app) wsExec() *cobra.Command {
 	var req pyro.WorkspaceExecRequest
 	var secretEnv, envVars []string
-	var jsonOut bool
+	var jsonOut, interactive bool
 	cmd := &cobra.Command{
 		Use: "exec ID [flags] -- CMD...", Short: "Run a command in /workspace", Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
@@ -204,16 +209,28 @@ func (a *app) wsExec() *cobra.Command {
 			if req.Env, err = parseEnv(envVars); err != nil {
 				return err // usage error
 			}
+			if req.Background && interactive {
+				return fmt.Errorf("--background and -i do not go together: a background command has no stdin")
+			}
+			if req.Background {
+				return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) { return c.ExecWorkspace(ctx, req) }, func(v any) {
+					r := v.(*pyro.WorkspaceExecResult)
+					fmt.Fprintf(a.stdout, "%s\n", r.CommandID)
+					fmt.Fprintf(a.stderr, "pyro: command %s runs in the background; follow it with \"pyro workspace command logs %s %s --follow\"\n", r.CommandID, r.WorkspaceID, r.CommandID)
+				})
+			}
 			c, done, err := a.client(jsonOut)
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
 			defer done()
+			live := a.liveIO(jsonOut, interactive)
+			req.Stdout, req.Stderr, req.Stdin = live.stdout, live.stderr, live.stdin
 			res, err := c.ExecWorkspace(ctx, req)
 			if err != nil {
 				return a.fail(ctx, err, jsonOut)
 			}
-			return a.commandResult(jsonOut, res, res.Stdout, res.Stderr, res.StdoutTruncated || res.StderrTruncated, res.TimedOut, res.ExitCode)
+			return a.commandResult(jsonOut, res, live.left(res.Stdout), live.left(res.Stderr), !live.streamed() && (res.StdoutTruncated || res.StderrTruncated), res.TimedOut, res.ExitCode)
 		},
 	}
 	f := cmd.Flags()
@@ -221,6 +238,8 @@ func (a *app) wsExec() *cobra.Command {
 	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
 	f.StringArrayVar(&envVars, "env", nil, "set an environment variable of this command: NAME=VALUE (repeatable; use --secret-env for secrets)")
 	f.StringVar(&req.Cwd, "workdir", "", "run in this directory: relative to /workspace (default) or absolute under it")
+	f.BoolVar(&req.Background, "background", false, "start the command and print its command id at once; follow it with \"pyro workspace command\" (no timeout unless --timeout-seconds is given)")
+	f.BoolVarP(&interactive, "interactive", "i", false, "pass this terminal's stdin to the command (EOF closes it)")
 	addSecretEnvFlag(cmd, &secretEnv)
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd

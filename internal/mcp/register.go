@@ -45,8 +45,8 @@ func addTool[In, Out any](s *mcp.Server, d deps, t *mcp.Tool, call func(context.
 		if err != nil {
 			return errorResult(toolError(errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "cannot encode the result"))), nil
 		}
-		// The JSON text too, as the spec asks, for clients that read only content.
-		return &mcp.CallToolResult{StructuredContent: json.RawMessage(b), Content: []mcp.Content{&mcp.TextContent{Text: string(b)}}}, nil
+		// Text too, for clients that read only content (see toolText).
+		return &mcp.CallToolResult{StructuredContent: json.RawMessage(b), Content: []mcp.Content{&mcp.TextContent{Text: toolText(out, b)}}}, nil
 	})
 }
 

@@ -205,6 +205,7 @@ type workspaceExecInput struct {
 	SecretEnv      map[string]string `json:"secret_env,omitempty"`
 	Env            map[string]string `json:"env,omitempty"`
 	Cwd            string            `json:"cwd,omitempty"`
+	Background     bool              `json:"background,omitempty"`
 }
 
 func addWorkspaceExec(s *mcp.Server, d deps, name string) {
@@ -213,21 +214,27 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 	t := &mcp.Tool{Name: name,
 		Description: "Run a shell command in the workspace, in /workspace, by /bin/sh -lc. Files persist between calls. " +
 			"Result: exit_code (124 when it hit timeout_seconds), stdout/stderr (capped at max_output_bytes each; " +
-			"stdout_truncated/stderr_truncated say whether output was cut), timed_out, duration_ms, sequence (its number in workspace_logs). " +
+			"stdout_truncated/stderr_truncated say whether output was cut: command_logs with its command_id reads all of it), timed_out, duration_ms, " +
+			"sequence (its number in workspace_logs), command_id. For work that may outlast your tool timeout (builds, test suites, servers), " +
+			"set background=true: the answer comes at once with command_id and state running; then command_wait, command_logs (by cursor) and command_kill. " +
 			"When the command needs a secret (a token, a key), name it in secret_env and use the variable; never put secrets in the command text. " +
 			"Secret values show as [REDACTED] in the result.",
 		InputSchema: inputSchema[workspaceExecInput](map[string]prop{
-			"workspace_id":     workspaceRefProps["workspace_id"],
-			"command":          {desc: "Shell command, run by /bin/sh -lc with cwd /workspace.", required: true},
-			"timeout_seconds":  {desc: "Kill the command (and report timed_out) after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"command":      {desc: "Shell command, run by /bin/sh -lc with cwd /workspace.", required: true},
+			"timeout_seconds": {desc: fmt.Sprintf("Kill the command (and report timed_out) after this many seconds; default %d, "+
+				"none for a background command.", pyro.DefaultTimeoutSeconds), min: toMin, max: toMax},
 			"max_output_bytes": outputCapProp,
 			"secret_env":       secretEnvProp,
 			"env":              {desc: `Environment variables of this command only, e.g. {"CI": "1"}; never for secrets (use secret_env).`},
 			"cwd":              {desc: "Directory to run in: relative to /workspace (the default) or absolute under it."},
+			"background": {desc: "Start the command and answer at once with its command_id; it runs until it ends, command_kill, or the " +
+				"workspace stops or is reset (no timeout unless timeout_seconds is given).", def: false},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
 		return c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
-			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv, Env: in.Env, Cwd: in.Cwd})
+			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv, Env: in.Env, Cwd: in.Cwd,
+			Background: in.Background})
 	}))
 }
 

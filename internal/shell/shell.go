@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/ringlog"
 	"github.com/pyrovm/pyro/internal/secrets"
 )
 
@@ -153,7 +154,7 @@ type shell struct {
 	ended     chan struct{} // closed when the shell stops running
 
 	mu         sync.Mutex
-	out        *ring
+	out        *ringlog.Log
 	lastOutput time.Time
 	redact     *secrets.Stream // output on its way into out
 	flushDelay time.Duration   // the Manager's
@@ -202,7 +203,7 @@ func (m *Manager) Open(conn Conn, cwd string, cols, rows int) (*Info, error) {
 	s := &shell{
 		conn: conn, cwd: cwd, startedAt: time.Now(),
 		pumpDone: make(chan struct{}), ended: make(chan struct{}),
-		out: newRing(m.opts.BufferBytes), redact: m.opts.Redact.NewStream(), flushDelay: m.flushDelay,
+		out: ringlog.New(m.opts.BufferBytes), redact: m.opts.Redact.NewStream(), flushDelay: m.flushDelay,
 		state: StateRunning, cols: cols, rows: rows,
 	}
 
@@ -309,7 +310,7 @@ func (m *Manager) Read(ctx context.Context, id string, req ReadRequest) (*ReadRe
 		return nil, errdefs.InvalidArgument("wait_for_idle", "%s is negative: use 0 to read at once", req.WaitForIdle)
 	}
 	s.mu.Lock()
-	end := s.out.end
+	end := s.out.End()
 	s.mu.Unlock()
 	if req.Cursor < 0 || req.Cursor > end {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, CodeInvalidCursor,
@@ -321,21 +322,21 @@ func (m *Manager) Read(ctx context.Context, id string, req ReadRequest) (*ReadRe
 	}
 
 	s.mu.Lock()
-	start, end := s.out.start, s.out.end
+	start, end := s.out.Start(), s.out.End()
 	ended := s.state != StateRunning
 	cur := req.Cursor
 	if cur < start {
 		cur = start
 		// The drop may have cut a character: skip its remaining bytes.
 		for i := 0; i < utf8.UTFMax-1 && cur < end; i++ {
-			if !isContinuation(s.out.slice(cur, cur+1)[0]) {
+			if !isContinuation(s.out.Slice(cur, cur+1)[0]) {
 				break
 			}
 			cur++
 		}
 	}
 	limit := min(end, cur+int64(maxChars)*utf8.UTFMax)
-	data := s.out.slice(cur, limit)
+	data := s.out.Slice(cur, limit)
 	info := s.infoLocked()
 	s.mu.Unlock()
 
@@ -635,7 +636,7 @@ func (s *shell) pump() {
 // the flush delay; the next chunk supersedes it. s.mu is held.
 func (s *shell) outputLocked(p []byte) {
 	now := time.Now()
-	s.out.write(s.redact.Push(p))
+	s.out.Write(s.redact.Push(p))
 	s.lastOutput = now
 	s.stopFlushLocked()
 	if s.redact.Pending() {
@@ -662,7 +663,7 @@ func (s *shell) flushLocked(final bool) {
 		flush = s.redact.Flush
 	}
 	if b := flush(); len(b) > 0 {
-		s.out.write(b)
+		s.out.Write(b)
 		s.lastOutput = time.Now()
 	}
 }
@@ -796,7 +797,7 @@ func (s *shell) info() *Info {
 func (s *shell) infoLocked() *Info {
 	i := &Info{
 		ShellID: s.id, State: s.state, Cwd: s.cwd, Cols: s.cols, Rows: s.rows,
-		Signal: s.signal, Reason: s.reason, StartedAt: s.startedAt, OutputBytes: s.out.end,
+		Signal: s.signal, Reason: s.reason, StartedAt: s.startedAt, OutputBytes: s.out.End(),
 	}
 	if s.exitCode != nil {
 		c := *s.exitCode

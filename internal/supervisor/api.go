@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 )
@@ -87,8 +88,59 @@ type ExecRequest struct {
 	Command   string   `json:"command"`
 	Env       []string `json:"env,omitempty"`
 	Cwd       string   `json:"cwd,omitempty"`
-	TimeoutMs int64    `json:"timeout_ms"`
+	TimeoutMs int64    `json:"timeout_ms"` // 0: none (background commands only)
 	MaxOutput int64    `json:"max_output"`
+	// Track keeps the command in the supervisor's command table while it
+	// runs and a while after (ExecResult.CommandID): its whole output (up to
+	// command.LogBytes per stream) can be read again by cursor.
+	Track bool `json:"track,omitempty"`
+	// Background answers at once with the command's Info; it runs on
+	// after the caller is gone. Implies Track.
+	Background bool `json:"background,omitempty"`
+	// Stream answers with ExecEvent lines (NDJSON) while the command runs:
+	// the command first, then its output as it comes, then the result.
+	// Implies Track.
+	Stream bool `json:"stream,omitempty"`
+	// Stdin: the command's stdin comes from POST /v1/commands/{id}/stdin
+	// (its body, until EOF). Needs Stream.
+	Stdin bool `json:"stdin,omitempty"`
+}
+
+// ExecEvent is one line of a streamed exec answer; exactly one field is set.
+type ExecEvent struct {
+	Command *command.Info `json:"command,omitempty"`
+	Stdout  []byte        `json:"stdout,omitempty"`
+	Stderr  []byte        `json:"stderr,omitempty"`
+	Result  *ExecResult   `json:"result,omitempty"`
+	Error   *WireError    `json:"error,omitempty"`
+}
+
+// CommandLogsRequest reads a command's output from cursors.
+type CommandLogsRequest struct {
+	StdoutCursor int64 `json:"cursor"`
+	StderrCursor int64 `json:"stderr_cursor"`
+	MaxBytes     int   `json:"max_bytes,omitempty"`
+}
+
+// CommandLogs is one read of a command's output.
+type CommandLogs struct {
+	Command command.Info `json:"command"`
+	Stdout  LogChunk     `json:"stdout"`
+	Stderr  LogChunk     `json:"stderr"`
+}
+
+// LogChunk is one read of one stream (see command.Chunk).
+type LogChunk struct {
+	Data    []byte `json:"data"`
+	Cursor  int64  `json:"cursor"`
+	Next    int64  `json:"next_cursor"`
+	Dropped int64  `json:"dropped_bytes"`
+	More    bool   `json:"more"`
+}
+
+// CommandWaitRequest waits for a command to end, at most TimeoutMs.
+type CommandWaitRequest struct {
+	TimeoutMs int64 `json:"timeout_ms"`
 }
 
 // ExecResult is a finished command.
@@ -101,6 +153,10 @@ type ExecResult struct {
 	StderrTruncated bool   `json:"stderr_truncated"`
 	TimedOut        bool   `json:"timed_out"`
 	DurationMs      int64  `json:"duration_ms"`
+	CommandID       string `json:"command_id,omitempty"` // when tracked
+	// AgentMs is how long the supervisor's call to the agent took (tracked
+	// commands; pyro bench splits the exec's time with it).
+	AgentMs int64 `json:"agent_ms,omitempty"`
 }
 
 // ArchiveResult is the outcome of an archive transfer.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/network"
@@ -82,8 +84,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	}
 	s := &server{
 		spec: spec, vm: v, log: log, shutdown: make(chan struct{}), redact: redact,
-		shells: shell.NewManager(shell.Options{Redact: redact}),
-		ports:  newPortTable(v.Network(), spec.NetworkPolicy),
+		shells:   shell.NewManager(shell.Options{Redact: redact}),
+		commands: command.NewManager(command.Options{Redact: redact}),
+		stdins:   map[string]*io.PipeWriter{},
+		ports:    newPortTable(v.Network(), spec.NetworkPolicy),
 	}
 	defer s.cleanup()
 
@@ -139,6 +143,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	_ = srv.Shutdown(sctx)
 	cancel()
 	s.shells.CloseAll() // hang up before the guest powers off
+	s.commands.CloseAll()
 	if graceful {
 		return v.Shutdown(context.Background(), shutdownGrace)
 	}
@@ -203,6 +208,10 @@ type server struct {
 	shells   *shell.Manager
 	ports    *portTable
 	redact   *secrets.Redactor // the workspace's secret values; nil when none
+	commands *command.Manager
+
+	stdinMu sync.Mutex
+	stdins  map[string]*io.PipeWriter // command id -> its stdin, until fed
 }
 
 func (s *server) cleanup() {
@@ -239,6 +248,7 @@ func (s *server) routes() http.Handler {
 		writeJSON(w, struct{}{})
 	})
 	s.shellRoutes(mux)
+	s.commandRoutes(mux)
 	s.serviceRoutes(mux)
 	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, struct{}{})
@@ -247,20 +257,14 @@ func (s *server) routes() http.Handler {
 	return mux
 }
 
-func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
-	var req ExecRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		s.writeErr(w, errdefs.InvalidArgument("request", "bad exec request: %v", err))
-		return
-	}
+// execUntracked runs one of the workspace manager's own scripts.
+func (s *server) execUntracked(w http.ResponseWriter, r *http.Request, req ExecRequest) {
 	cwd := req.Cwd
 	if cwd == "" {
 		cwd = agentproto.WorkspaceRoot
 	}
-	// The agent client bounds the call (timeout + agentclient.Grace) and
-	// gives the session up past it; Main then stops the VM.
 	res, err := s.vm.Agent().Exec(r.Context(), agentproto.ExecRequest{
-		Argv: []string{"/bin/sh", "-lc", req.Command}, Env: req.Env, Cwd: cwd,
+		Shell: req.Command, Env: req.Env, Cwd: cwd,
 		TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
 	})
 	if err != nil {

@@ -22,20 +22,20 @@ const settleDelay = 300 * time.Millisecond
 func (spec Spec) MachineDigest() string { return qemu.MachineDigest(spec.config("x", "/x")) }
 
 // Save boots spec cold with its root disk in the qcow2 overlay diskPath
-// (created over spec.RootfsPath), waits for the agent, runs warm (argv, may
-// be nil) once so that what it reads sits in the guest's page cache, closes
+// (created over spec.RootfsPath), waits for the agent, runs warm (a shell
+// command, may be empty) once so that what it reads sits in the guest's page cache, closes
 // the agent session, and saves the machine's state to statePath. The VMM
 // ends and the VM dir under root is removed; diskPath and statePath are the
 // snapshot: a Boot with the same spec and Snapshot set to them restores it.
-func Save(ctx context.Context, root string, spec Spec, diskPath, statePath string, warm []string, log *slog.Logger) error {
+func Save(ctx context.Context, root string, spec Spec, diskPath, statePath string, warm string, log *slog.Logger) error {
 	spec.OverlayPath, spec.Snapshot = diskPath, nil
 	v, err := boot(ctx, root, spec, true, log)
 	if err != nil {
 		return err
 	}
 	defer v.Close()
-	if len(warm) > 0 {
-		r, err := v.agent.Exec(ctx, agentproto.ExecRequest{Argv: warm, Cwd: "/", TimeoutMs: 60_000, MaxStdout: 4096, MaxStderr: 4096})
+	if warm != "" {
+		r, err := v.agent.Exec(ctx, agentproto.ExecRequest{Shell: warm, Cwd: "/", TimeoutMs: 60_000, MaxStdout: 4096, MaxStderr: 4096})
 		if err != nil {
 			return err
 		}

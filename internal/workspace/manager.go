@@ -414,7 +414,8 @@ type HistoryEntry struct {
 // secret values redacted, as the returned entry). secretEnv maps secret
 // names to the environment variables that carry them for this command only.
 // Many execs may run at once: only the record update takes the lock.
-func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest, secretEnv map[string]string) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
+// With sink set, the output streams to it while the command runs.
+func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest, secretEnv map[string]string, sink *supervisor.ExecIO) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
 	if req.Cwd != "" {
 		cwd, err := GuestPath("cwd", req.Cwd)
 		if err != nil {
@@ -427,24 +428,18 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 		return nil, nil, HistoryEntry{}, err
 	}
 	defer sc.Close()
-	set, err := m.secrets(r.ID) // once: for the variables and the history
+	red, err := m.execEnv(r.ID, &req, secretEnv)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
-	extra, err := set.Env(secretEnv)
-	if err != nil {
-		return nil, nil, HistoryEntry{}, err
-	}
-	for _, e := range extra {
-		name, _, _ := strings.Cut(e, "=")
-		if slices.ContainsFunc(req.Env, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
-			return nil, nil, HistoryEntry{}, errdefs.InvalidArgument("env", "%s is set by both env and secret_env: set it once", name)
-		}
-	}
-	req.Env = append(req.Env, extra...)
-	red := set.Redactor()
 	started := time.Now().UTC()
-	res, err := sc.Exec(ctx, req)
+	req.Track = true // its output stays readable by cursor for a while
+	var res *supervisor.ExecResult
+	if sink != nil {
+		res, err = sc.ExecStream(ctx, req, *sink)
+	} else {
+		res, err = sc.Exec(ctx, req)
+	}
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
@@ -460,6 +455,27 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 		return rec.Commands, appendHistory(m.paths(r.ID), e)
 	})
 	return r, res, entry, err
+}
+
+// execEnv adds the variables of a secretEnv mapping to req.Env (refusing a
+// name set both ways) and returns the redactor of the workspace's secrets.
+func (m *Manager) execEnv(id string, req *supervisor.ExecRequest, secretEnv map[string]string) (*secrets.Redactor, error) {
+	set, err := m.secrets(id) // once: for the variables and the redaction
+	if err != nil {
+		return nil, err
+	}
+	extra, err := set.Env(secretEnv)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range extra {
+		name, _, _ := strings.Cut(e, "=")
+		if slices.ContainsFunc(req.Env, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
+			return nil, errdefs.InvalidArgument("env", "%s is set by both env and secret_env: set it once", name)
+		}
+	}
+	req.Env = append(req.Env, extra...)
+	return set.Redactor(), nil
 }
 
 // secrets loads a workspace's secrets (none when it has no secrets file).

@@ -1,4 +1,4 @@
-package shell
+package ringlog
 
 import (
 	"bytes"
@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-func TestRing(t *testing.T) {
+func TestLog(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, max := range []int{1, 7, 100, 70000, 200000} {
-		g := newRing(max)
+		g := New(max)
 		var all []byte
 		for i := range 150 {
 			n := r.IntN(3 * max / 2)
@@ -20,7 +20,7 @@ func TestRing(t *testing.T) {
 			for j := range p {
 				p[j] = byte(r.IntN(256))
 			}
-			g.write(p)
+			g.Write(p)
 			all = append(all, p...)
 
 			if g.end != int64(len(all)) {
@@ -35,24 +35,24 @@ func TestRing(t *testing.T) {
 			}
 			from := g.start + r.Int64N(g.end-g.start+1)
 			to := from + r.Int64N(g.end-from+1)
-			if got := g.slice(from, to); !bytes.Equal(got, all[from:to]) {
+			if got := g.Slice(from, to); !bytes.Equal(got, all[from:to]) {
 				t.Fatalf("max %d: slice(%d, %d) differs", max, from, to)
 			}
 		}
-		if got := g.slice(g.start, g.end); !bytes.Equal(got, all[g.start:]) {
+		if got := g.Slice(g.start, g.end); !bytes.Equal(got, all[g.start:]) {
 			t.Fatalf("max %d: content differs", max)
 		}
 	}
 }
 
-func TestRingGrowsOnDemand(t *testing.T) {
-	g := newRing(4 << 20)
-	g.write([]byte("hello"))
+func TestLogGrowsOnDemand(t *testing.T) {
+	g := New(4 << 20)
+	g.Write([]byte("hello"))
 	if len(g.buf) != minRingAlloc {
 		t.Fatalf("storage %d after 5 bytes", len(g.buf))
 	}
-	g.write(make([]byte, 100<<10))
-	if len(g.buf) != 2*minRingAlloc || string(g.slice(0, 5)) != "hello" {
+	g.Write(make([]byte, 100<<10))
+	if len(g.buf) != 2*minRingAlloc || string(g.Slice(0, 5)) != "hello" {
 		t.Fatalf("storage %d", len(g.buf))
 	}
 }

@@ -1,29 +1,33 @@
-package shell
+// Package ringlog is an append-only byte log addressed by absolute offsets
+// that keeps only its newest bytes: shells and background commands use it
+// so that output can be followed by cursor with bounded memory.
+package ringlog
 
-// ring is an append-only byte log addressed by absolute offsets (bytes since
-// the shell opened) that keeps at most max bytes: [start, end) is what is
+// Log is an append-only byte log addressed by absolute offsets (bytes since
+// it began) that keeps at most max bytes: [start, end) is what is
 // still held. Its storage grows on demand up to max, so an idle shell costs
 // little. The byte at offset o lives at index o % len(buf). Not safe for
 // concurrent use; the shell's mutex guards it.
-type ring struct {
+type Log struct {
 	buf   []byte
 	max   int
 	start int64
 	end   int64
 }
 
-// minRingAlloc is the first allocation of a ring's storage.
+// minRingAlloc is the first allocation of a log's storage.
 const minRingAlloc = 64 << 10
 
-func newRing(max int) *ring {
+// New returns an empty log that keeps at most max bytes.
+func New(max int) *Log {
 	if max < 1 {
 		max = 1
 	}
-	return &ring{max: max}
+	return &Log{max: max}
 }
 
-// write appends p, dropping the oldest bytes when the log is full.
-func (r *ring) write(p []byte) {
+// Write appends p, dropping the oldest bytes when the log is full.
+func (r *Log) Write(p []byte) {
 	if len(p) == 0 {
 		return
 	}
@@ -49,7 +53,7 @@ func (r *ring) write(p []byte) {
 
 // grow resizes the storage to hold at least need bytes (at most max) and
 // lays the held bytes out for the new length.
-func (r *ring) grow(need int) {
+func (r *Log) grow(need int) {
 	n := max(need, min(2*len(r.buf), r.max), min(minRingAlloc, r.max))
 	nb := make([]byte, n)
 	for o := r.start; o < r.end; {
@@ -62,9 +66,9 @@ func (r *ring) grow(need int) {
 	r.buf = nb
 }
 
-// slice copies out the held bytes [from, to); the caller keeps
-// start <= from <= to <= end.
-func (r *ring) slice(from, to int64) []byte {
+// Slice copies out the held bytes [from, to); the caller keeps
+// Start() <= from <= to <= End().
+func (r *Log) Slice(from, to int64) []byte {
 	out := make([]byte, 0, to-from)
 	for o := from; o < to; {
 		pos := int(o % int64(len(r.buf)))
@@ -74,3 +78,9 @@ func (r *ring) slice(from, to int64) []byte {
 	}
 	return out
 }
+
+// Start is the offset of the oldest byte still held.
+func (r *Log) Start() int64 { return r.start }
+
+// End is the offset after the newest byte: all bytes ever written.
+func (r *Log) End() int64 { return r.end }
