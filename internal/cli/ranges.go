@@ -20,6 +20,7 @@ var flagRanges = map[string][2]int64{
 	"ttl-seconds":           {0, 30 * 24 * 3600},
 	"ready-timeout-seconds": {1, pyro.MaxTimeoutSeconds},
 	"tail-lines":            {0, 1 << 20},
+	"idle-pause-seconds":    {0, 30 * 24 * 3600},
 }
 
 // checkFlagRanges refuses a given value outside its flag's range.

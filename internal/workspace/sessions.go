@@ -79,7 +79,7 @@ func shellErr(r *Record, id string, err error) error {
 	var e *errdefs.Error
 	if errors.As(err, &e) && e.Code == shell.CodeShellNotFound {
 		return errdefs.New(errdefs.ErrNotFound, e.Code,
-			"workspace %s has no shell %q: shells end when the workspace stops, restarts, is reset or is deleted; open a new one with `pyro workspace shell open %s`",
+			"workspace %s has no shell %q: shells end when the workspace stops, pauses (a shell's terminal lives on the host's session with the guest agent, which a pause closes), restarts, is reset or is deleted; open a new one with `pyro workspace shell open %s`",
 			r.ID, id, r.ID)
 	}
 	return err
