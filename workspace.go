@@ -69,34 +69,34 @@ type SecretInfo = secrets.Info
 
 // Workspace is a workspace as every face reports it.
 type Workspace struct {
-	WorkspaceID    string            `json:"workspace_id"`
-	Name           string            `json:"name,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	Environment    string            `json:"environment"`
-	State          string            `json:"state"` // running, paused or stopped
-	VCPUCount      int               `json:"vcpu_count"`
-	MemMiB         int               `json:"mem_mib"`
-	TTLSeconds     int               `json:"ttl_seconds"`
-	TTLAction      string            `json:"ttl_action"` // delete or pause
+	WorkspaceID string            `json:"workspace_id"`
+	Name        string            `json:"name,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Environment string            `json:"environment"`
+	State       string            `json:"state"` // running, paused or stopped
+	VCPUCount   int               `json:"vcpu_count"`
+	MemMiB      int               `json:"mem_mib"`
+	TTLSeconds  int               `json:"ttl_seconds"`
+	TTLAction   string            `json:"ttl_action"` // delete or pause
 	// IdlePauseSeconds: the workspace pauses itself after that long
 	// without a call (0: never).
 	IdlePauseSeconds int `json:"idle_pause_seconds,omitempty"`
 	// PausedAt and PausedStateBytes describe the saved machine of a paused
 	// workspace.
-	PausedAt         *time.Time `json:"paused_at,omitempty"`
-	PausedStateBytes int64      `json:"paused_state_bytes,omitempty"`
-	CreatedAt      time.Time         `json:"created_at"`
-	LastActivityAt time.Time         `json:"last_activity_at"`
-	ExpiresAt      *time.Time        `json:"expires_at,omitempty"`
-	CommandCount   int               `json:"command_count"`
-	SeedEntries    int               `json:"seed_entries"`
-	SeedBytes      int64             `json:"seed_bytes"`
-	SeedSkipped    []SkippedFile     `json:"seed_skipped,omitempty"`   // host files left out of the seed, and why
-	ExecutionMode  string            `json:"execution_mode,omitempty"` // while running
-	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
-	SnapshotCount  int               `json:"snapshot_count"`
-	Secrets        []SecretInfo      `json:"secrets,omitempty"` // names only
-	NetworkPolicy  string            `json:"network_policy"`    // off, egress or egress+published-ports
+	PausedAt         *time.Time    `json:"paused_at,omitempty"`
+	PausedStateBytes int64         `json:"paused_state_bytes,omitempty"`
+	CreatedAt        time.Time     `json:"created_at"`
+	LastActivityAt   time.Time     `json:"last_activity_at"`
+	ExpiresAt        *time.Time    `json:"expires_at,omitempty"`
+	CommandCount     int           `json:"command_count"`
+	SeedEntries      int           `json:"seed_entries"`
+	SeedBytes        int64         `json:"seed_bytes"`
+	SeedSkipped      []SkippedFile `json:"seed_skipped,omitempty"`   // host files left out of the seed, and why
+	ExecutionMode    string        `json:"execution_mode,omitempty"` // while running
+	BootMs           int64         `json:"boot_ms,omitempty"`        // of the current boot
+	SnapshotCount    int           `json:"snapshot_count"`
+	Secrets          []SecretInfo  `json:"secrets,omitempty"` // names only
+	NetworkPolicy    string        `json:"network_policy"`    // off, egress or egress+published-ports
 	// Egress is the allow list: nil when the network (if any) is not
 	// restricted by rules.
 	Egress *EgressRules `json:"egress_rules,omitempty"`
