@@ -2,6 +2,7 @@ package pyro
 
 import (
 	"context"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/workspace"
 )
@@ -72,4 +73,58 @@ func ttlAction(a string) string {
 		return workspace.TTLDelete
 	}
 	return a
+}
+
+// MaxForkCount is the most forks one ForkWorkspace call makes.
+const MaxForkCount = workspace.MaxForks
+
+// ForkWorkspaceRequest makes Count workspaces from one workspace's memory
+// and disk at this instant.
+type ForkWorkspaceRequest struct {
+	Workspace string `json:"workspace_id"`
+	Count     int    `json:"count,omitempty"` // default 1, at most MaxForkCount
+	// NamePrefix names the forks NamePrefix-1 ... NamePrefix-N ("" = unnamed).
+	NamePrefix string `json:"name_prefix,omitempty"`
+}
+
+// WorkspaceForkResult is the source (running again, or still paused when
+// it was paused) and its forks, all running.
+type WorkspaceForkResult struct {
+	Source Workspace   `json:"source"`
+	Forks  []Workspace `json:"forks"`
+	ForkMs int64       `json:"fork_ms"` // from the call until every fork answers
+}
+
+// ForkWorkspace makes Count new workspaces from the running (or paused)
+// source's memory and disk at this instant; the source pauses briefly and
+// runs on. Each fork has its own id, copy-on-write disk (nothing is
+// copied; deleting the source never breaks a fork), network, published
+// host ports, fresh kernel entropy and machine id; it keeps the source's
+// processes and services, baseline (so diff shows the source's changes
+// too), snapshots, history, secrets and labels plus forked_from.
+func (c *Client) ForkWorkspace(ctx context.Context, req ForkWorkspaceRequest) (*WorkspaceForkResult, error) {
+	start := time.Now()
+	if req.Count == 0 {
+		req.Count = 1
+	}
+	names, err := workspace.ForkNames(req.NamePrefix, req.Count)
+	if err != nil {
+		return nil, err
+	}
+	c.reapOrphans()
+	m := c.workspaces(ctx)
+	src, forks, err := m.Fork(ctx, req.Workspace, names)
+	if err != nil {
+		return nil, err
+	}
+	out := &WorkspaceForkResult{Source: c.toWorkspace(src, nil), Forks: []Workspace{}}
+	for _, f := range forks {
+		w, err := c.WorkspaceStatus(ctx, f.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.Forks = append(out.Forks, *w)
+	}
+	out.ForkMs = time.Since(start).Milliseconds()
+	return out, nil
 }

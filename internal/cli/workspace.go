@@ -17,7 +17,7 @@ func (a *app) workspaceCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
 	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
 		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(), a.wsNetwork(),
-		a.wsPause(), a.wsResume(),
+		a.wsPause(), a.wsResume(), a.wsFork(),
 		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
 		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
 		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))

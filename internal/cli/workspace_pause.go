@@ -61,3 +61,38 @@ func (a *app) wsResume() *cobra.Command {
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }
+
+func (a *app) wsFork() *cobra.Command {
+	var req pyro.ForkWorkspaceRequest
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "fork ID [--count N] [--name PREFIX]",
+		Short: "Make N workspaces from this one's memory and disk at this instant; it runs on after a short pause",
+		Long: "Make N workspaces from the workspace's memory and disk at this instant. Each fork has its own id,\n" +
+			"copy-on-write disk, network, published host ports and fresh entropy, and keeps the source's processes,\n" +
+			"services, baseline, snapshots, history, secrets and labels (plus forked_from). Deleting the source\n" +
+			"never breaks a fork.",
+		Example: "  pyro workspace fork fix-tests --count 4 --name try",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Workspace = args[0]
+			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
+				return c.ForkWorkspace(ctx, req)
+			}, func(v any) {
+				r := v.(*pyro.WorkspaceForkResult)
+				fmt.Fprintf(a.stdout, "forked %s into %d workspaces in %d ms (source %s):\n", r.Source.WorkspaceID, len(r.Forks), r.ForkMs, r.Source.State)
+				for _, f := range r.Forks {
+					fmt.Fprintf(a.stdout, "  %s", f.WorkspaceID)
+					if f.Name != "" {
+						fmt.Fprintf(a.stdout, " (%s)", f.Name)
+					}
+					fmt.Fprintln(a.stdout)
+				}
+			})
+		},
+	}
+	cmd.Flags().IntVar(&req.Count, "count", 1, "how many forks")
+	cmd.Flags().StringVar(&req.NamePrefix, "name", "", "name the forks PREFIX-1 ... PREFIX-N")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	return cmd
+}

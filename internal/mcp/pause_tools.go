@@ -39,3 +39,28 @@ func addWorkspaceResume(s *mcp.Server, d deps, name string) {
 		return c.ResumeWorkspace(ctx, in.WorkspaceID)
 	}))
 }
+
+type workspaceForkInput struct {
+	WorkspaceID string `json:"workspace_id"`
+	Count       int    `json:"count,omitempty"`
+	NamePrefix  string `json:"name_prefix,omitempty"`
+}
+
+func addWorkspaceFork(s *mcp.Server, d deps, name string) {
+	c := d.c
+	lo, hi := rng(1, pyro.MaxForkCount)
+	t := &mcp.Tool{Name: name,
+		Description: "Make count new workspaces from this workspace's memory and disk at this instant, e.g. to try several fixes in " +
+			"parallel from one prepared state; the source pauses briefly and runs on. Each fork has its own workspace_id, " +
+			"copy-on-write disk, network and fresh entropy, and keeps the source's running processes and services, baseline " +
+			"(workspace_diff shows the source's changes too), history, secrets and labels plus forked_from. Delete forks when done. " +
+			"Result: source and forks (workspaces: workspace_id, name, state, labels, ...) and fork_ms.",
+		InputSchema: inputSchema[workspaceForkInput](map[string]prop{
+			"workspace_id": workspaceRefProps["workspace_id"],
+			"count":        {desc: "How many forks.", def: 1, min: lo, max: hi},
+			"name_prefix":  {desc: "Optional: name the forks PREFIX-1 ... PREFIX-N."},
+		})}
+	addTool(s, d, t, handler(func(ctx context.Context, in workspaceForkInput) (*pyro.WorkspaceForkResult, error) {
+		return c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: in.WorkspaceID, Count: in.Count, NamePrefix: in.NamePrefix})
+	}))
+}

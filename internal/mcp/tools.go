@@ -85,6 +85,7 @@ var tools = []tool{
 		"Boot a stopped workspace from its kept disk.", (*pyro.Client).StartWorkspace)},
 	{name: "workspace_pause", title: "Pause a workspace", hints: idempotent, profiles: fullOnly, add: addWorkspacePause},
 	{name: "workspace_resume", title: "Resume a paused workspace", hints: idempotent, profiles: fullOnly, add: addWorkspaceResume},
+	{name: "workspace_fork", title: "Fork a workspace", hints: create, profiles: fullOnly, add: addWorkspaceFork},
 	{name: "workspace_update", title: "Rename or relabel a workspace", hints: idempotent, profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
 	{name: "workspace_disk_list", title: "List files on a stopped workspace's disk", hints: readOnly, profiles: fullOnly, add: addWorkspaceDiskList},
 	{name: "workspace_disk_read", title: "Read a file from a stopped workspace's disk", hints: readOnly, profiles: fullOnly, add: addWorkspaceDiskRead},

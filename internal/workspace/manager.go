@@ -689,6 +689,7 @@ func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
 	}
 	defer unlock()
 	m.destroy(p)
+	m.gcLayers(ctx) // the layers only this workspace's disk read through
 	return rec, nil
 }
 

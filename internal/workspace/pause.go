@@ -71,6 +71,10 @@ func (m *Manager) Pause(ctx context.Context, ref string) (*Record, *supervisor.P
 		return nil, nil, err
 	}
 	defer unlock()
+	return m.pauseLocked(ctx, p, rec)
+}
+
+func (m *Manager) pauseLocked(ctx context.Context, p Paths, rec *Record) (*Record, *supervisor.Paused, error) {
 	switch m.liveState(ctx, rec) {
 	case StatePaused:
 		rec.State = StatePaused
