@@ -134,3 +134,51 @@ func TestCLIIdlePause(t *testing.T) {
 		t.Fatalf("a bad TTL action: %+v", r)
 	}
 }
+
+// A `workspace fork` killed with -9 midway leaves no fork behind (the next
+// call removes what it made) and the source with its files and processes.
+func TestCLIForkKilled(t *testing.T) {
+	s := stateDir(t)
+	id := createSeeded(t, s)
+	check := bgJob(t, s, id)
+	cmd := pyroCmd(t, s, "workspace", "fork", id, "--count", "2")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForFile(t, filepath.Join(s, "workspaces", "layers", "*.qcow2"))
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	r := runPyro(t, s, "workspace", "list", "--json")
+	var l struct {
+		Workspaces []struct {
+			WorkspaceID string `json:"workspace_id"`
+			State       string
+		}
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &l) != nil || len(l.Workspaces) != 1 || l.Workspaces[0].WorkspaceID != id {
+		t.Fatalf("list after a killed fork: %+v", r)
+	}
+	want := "kept\nalive\n"
+	switch st := l.Workspaces[0].State; st {
+	case "paused", "running":
+	case "stopped":
+		// Killed in the instant between the disk's swap for its overlay
+		// and the saved state's new disk identity: stopped with its disk.
+		want = "kept\ngone\n"
+		if r := runPyro(t, s, "workspace", "start", id); r.code != 0 {
+			t.Fatalf("start: %+v", r)
+		}
+	default:
+		t.Fatalf("the source after a killed fork: %s", st)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", check); r.code != 0 || r.stdout != want {
+		t.Fatalf("the source after a killed fork: %+v", r)
+	}
+	runPyro(t, s, "workspace", "delete", id)
+	if left, _ := filepath.Glob(filepath.Join(s, "workspaces", "layers", "*.qcow2")); len(left) != 0 {
+		t.Fatalf("layers left: %v", left)
+	}
+	if procs := testutil.WaitProcessesGone(s, 15*time.Second); len(procs) > 0 {
+		t.Fatalf("processes left: %v", procs)
+	}
+}

@@ -124,6 +124,12 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		return true
 	}
 	cleaned := removeDeadSnapshotTemps(p)
+	if _, err := os.Stat(p.PauseDir()); err == nil && m.liveState(ctx, rec) == StateStopped {
+		// A pause whose supervisor died before it finished, or a saved
+		// machine whose disk moved on: worthless, and large.
+		discardPause(p)
+		cleaned = true
+	}
 	if cleaned {
 		m.log.Warn("removed what a dead snapshot create left", "workspace", rec.ID)
 	}
