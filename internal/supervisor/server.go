@@ -186,6 +186,12 @@ func boot(ctx context.Context, spec Spec, log *slog.Logger) (v *vm.VM, restoreEr
 		rs := vs
 		rs.Snapshot = &vmm.Restore{StatePath: spec.RestoreStatePath, DiskPath: spec.OverlayPath, Writable: true}
 		rs.BootTimeout = vm.RestoreTimeout
+		if spec.Resume != nil {
+			// A paused workspace's memory is all its processes: wait as long
+			// as for a boot before giving it up for a cold boot (a state QEMU
+			// refuses fails at once anyway).
+			rs.BootTimeout = vm.DefaultBootTimeout
+		}
 		v, err := vm.Boot(ctx, spec.RunDir, rs, log)
 		if err == nil {
 			log.Debug("vm restored from snapshot", "vm", v.ID, "boot_ms", v.BootDur.Milliseconds())

@@ -100,23 +100,21 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 		return nil, nil, err
 	}
 	forks, ferr := m.makeForks(ctx, p, rec, meta, names)
-	// The source first: it runs again as soon as its forks have their disks.
-	if wasRunning {
-		if _, _, err := m.resumeLocked(ctx, p, rec); err != nil {
-			ferr = errors.Join(ferr, err)
-		}
-	}
+	// The source and the forks at once: each restore is mostly the guest
+	// waking up.
 	out := make([]*Record, len(forks))
+	errs := make([]error, len(forks)+1)
+	var wg sync.WaitGroup
+	if wasRunning {
+		wg.Go(func() { _, _, errs[len(forks)] = m.resumeLocked(ctx, p, rec) })
+	}
 	if ferr == nil {
-		// At once: each restore is mostly the guest waking up.
-		errs := make([]error, len(forks))
-		var wg sync.WaitGroup
 		for i, f := range forks {
 			wg.Go(func() { out[i], errs[i] = m.finishFork(ctx, f) })
 		}
-		wg.Wait()
-		ferr = errors.Join(errs...)
 	}
+	wg.Wait()
+	ferr = errors.Join(append(errs, ferr)...)
 	for _, f := range forks {
 		if ferr != nil {
 			m.destroy(f.p)
