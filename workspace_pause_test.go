@@ -164,3 +164,32 @@ func atoi(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+// A TTL with action pause pauses the expired workspace instead of deleting
+// it; the next call resumes it. update --ttl-seconds extends the TTL.
+func TestTTLPause(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	ctx := t.Context()
+	ws := createWorkspaceWith(t, c, pyro.CreateWorkspaceRequest{Environment: "debian:12", TTLSeconds: 3600, TTLAction: "pause"}).WorkspaceID
+	bg := strings.TrimSpace(mustExec(t, c, ws, "sleep 1000 >/dev/null 2>&1 & echo $!").Stdout)
+	short := 1
+	w, err := c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: ws, TTLSeconds: &short})
+	if err != nil || w.TTLSeconds != 1 || w.TTLAction != "pause" || w.ExpiresAt == nil || time.Until(*w.ExpiresAt) > 2*time.Second {
+		t.Fatalf("update: %v %+v", err, w)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	reaped, err := c.ReapExpired(ctx)
+	if err != nil || len(reaped) != 0 {
+		t.Fatalf("reap: %v %v", err, reaped)
+	}
+	if st, err := c.WorkspaceStatus(ctx, ws); err != nil || st.State != "paused" {
+		t.Fatalf("expired with action pause: %v %+v", err, st)
+	}
+	long := 3600
+	if _, err := c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: ws, TTLSeconds: &long}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustExec(t, c, ws, "grep -c '^sleep' /proc/"+bg+"/cmdline").Stdout; got != "1\n" {
+		t.Fatalf("the background job after the TTL pause: %q", got)
+	}
+}
