@@ -463,6 +463,13 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 	red := set.Redactor()
 	started := time.Now().UTC()
 	res, err := sc.Exec(ctx, req)
+	if refusedByPause(err) {
+		var sc2 *supervisor.Client
+		if r, sc2, err = m.afterPause(ctx, ref); err == nil {
+			defer sc2.Close()
+			res, err = sc2.Exec(ctx, req)
+		}
+	}
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}

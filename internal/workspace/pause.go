@@ -187,3 +187,18 @@ func (m *Manager) setIdle(ctx context.Context, p Paths, seconds int) error {
 	defer sc.Close()
 	return sc.SetIdle(ctx, seconds)
 }
+
+// refusedByPause reports whether a call was refused because its workspace
+// was being paused (an idle pause racing with the call): it never ran.
+func refusedByPause(err error) bool { return errdefs.CodeOf(err) == supervisor.CodePausing }
+
+// afterPause waits for the pause under way to end and hands back a client
+// of the resumed workspace, for the caller to retry the refused call once.
+func (m *Manager) afterPause(ctx context.Context, ref string) (*Record, *supervisor.Client, error) {
+	if r, err := m.Resolve(ref); err == nil {
+		if info, err := readInfo(m.paths(r.ID)); err == nil {
+			waitGone(info.Pid, info.PidStart, stopTimeout)
+		}
+	}
+	return m.running(ctx, ref)
+}

@@ -44,7 +44,9 @@ func TestPausedState(t *testing.T) {
 	}
 	for name, spoil := range map[string]func(p Paths){
 		"no meta (unfinished pause)": func(p Paths) { os.Remove(filepath.Join(p.PauseDir(), supervisor.PausedMetaFile)) },
-		"short state":                func(p Paths) { os.WriteFile(filepath.Join(p.PauseDir(), supervisor.PausedStateFile), []byte("st"), 0o600) },
+		"short state": func(p Paths) {
+			os.WriteFile(filepath.Join(p.PauseDir(), supervisor.PausedStateFile), []byte("st"), 0o600)
+		},
 		"disk written": func(p Paths) {
 			later := time.Now().Add(time.Minute)
 			os.Chtimes(p.Disk(), later, later)
@@ -53,7 +55,9 @@ func TestPausedState(t *testing.T) {
 			os.Remove(p.Disk())
 			os.WriteFile(p.Disk(), []byte("disk"), 0o600)
 		},
-		"damaged meta": func(p Paths) { os.WriteFile(filepath.Join(p.PauseDir(), supervisor.PausedMetaFile), []byte("{"), 0o600) },
+		"damaged meta": func(p Paths) {
+			os.WriteFile(filepath.Join(p.PauseDir(), supervisor.PausedMetaFile), []byte("{"), 0o600)
+		},
 	} {
 		p := savedFixture(t)
 		spoil(p)

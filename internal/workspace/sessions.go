@@ -24,6 +24,13 @@ func viaSupervisor[T any](ctx context.Context, m *Manager, ref string, touch boo
 	}
 	defer sc.Close()
 	v, err := f(r, sc)
+	if refusedByPause(err) {
+		var sc2 *supervisor.Client
+		if r, sc2, err = m.afterPause(ctx, ref); err == nil {
+			defer sc2.Close()
+			v, err = f(r, sc2)
+		}
+	}
 	if err != nil {
 		return nil, zero, err
 	}
