@@ -193,3 +193,45 @@ func TestTTLPause(t *testing.T) {
 		t.Fatalf("the background job after the TTL pause: %q", got)
 	}
 }
+
+// Memory a guest job used and freed goes back to the host (free page
+// reporting), and a pause then saves only what the guest still uses.
+func TestFreePageReport(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	ws := createWorkspace(t, c, "debian:12-build").WorkspaceID
+	mustExec(t, c, ws, `python3 -c 'b = bytearray(400 << 20); b[::4096] = b"x" * (len(b) // 4096)'`)
+	dir := filepath.Join(state, "workspaces", ws)
+	deadline := time.Now().Add(2 * time.Minute)
+	for rss := hostRSSMiB(dir); rss > 300; rss = hostRSSMiB(dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the workspace still holds %d MiB on the host 2 min after a 400 MiB job ended", rss)
+		}
+		time.Sleep(time.Second)
+	}
+	p, err := c.PauseWorkspace(ctx, ws)
+	if err != nil || p.StateBytes > 300<<20 {
+		t.Fatalf("pause after the job: %v, %d bytes saved", err, p.StateBytes)
+	}
+}
+
+// hostRSSMiB sums the resident memory of the processes whose command line
+// names dir (a workspace's supervisor and QEMU).
+func hostRSSMiB(dir string) int64 {
+	var kb int64
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmd), dir) {
+			continue
+		}
+		st, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		for _, line := range strings.Split(string(st), "\n") {
+			var n int64
+			if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &n); err == nil {
+				kb += n
+			}
+		}
+	}
+	return kb >> 10
+}
