@@ -35,6 +35,12 @@ type CreateWorkspaceRequest struct {
 	VCPUCount      int               `json:"vcpu_count,omitempty"`
 	MemMiB         int               `json:"mem_mib,omitempty"`
 	TTLSeconds     int               `json:"ttl_seconds,omitempty"` // 0 = no expiry
+	// TTLAction is what happens when the TTL passes: "delete" (default)
+	// or "pause" (the next call resumes it).
+	TTLAction string `json:"ttl_action,omitempty"`
+	// IdlePauseSeconds, when > 0, pauses the workspace after that many
+	// seconds without a call; the next call resumes it transparently.
+	IdlePauseSeconds int `json:"idle_pause_seconds,omitempty"`
 	// Secrets are kept on the host (owner-only) for the workspace's life,
 	// appear in the guest only as files under /run/pyro-secrets and in the
 	// environment of calls that name them (SecretEnv), and are replaced by
@@ -71,26 +77,34 @@ type SecretInfo = secrets.Info
 
 // Workspace is a workspace as every face reports it.
 type Workspace struct {
-	WorkspaceID    string            `json:"workspace_id"`
-	Name           string            `json:"name,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	Environment    string            `json:"environment"`
-	State          string            `json:"state"` // running or stopped
-	VCPUCount      int               `json:"vcpu_count"`
-	MemMiB         int               `json:"mem_mib"`
-	TTLSeconds     int               `json:"ttl_seconds"`
-	CreatedAt      time.Time         `json:"created_at"`
-	LastActivityAt time.Time         `json:"last_activity_at"`
-	ExpiresAt      *time.Time        `json:"expires_at,omitempty"`
-	CommandCount   int               `json:"command_count"`
-	SeedEntries    int               `json:"seed_entries"`
-	SeedBytes      int64             `json:"seed_bytes"`
-	SeedSkipped    []SkippedFile     `json:"seed_skipped,omitempty"`   // host files left out of the seed, and why
-	ExecutionMode  string            `json:"execution_mode,omitempty"` // while running
-	BootMs         int64             `json:"boot_ms,omitempty"`        // of the current boot
-	SnapshotCount  int               `json:"snapshot_count"`
-	Secrets        []SecretInfo      `json:"secrets,omitempty"` // names only
-	NetworkPolicy  string            `json:"network_policy"`    // off, egress or egress+published-ports
+	WorkspaceID string            `json:"workspace_id"`
+	Name        string            `json:"name,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Environment string            `json:"environment"`
+	State       string            `json:"state"` // running, paused or stopped
+	VCPUCount   int               `json:"vcpu_count"`
+	MemMiB      int               `json:"mem_mib"`
+	TTLSeconds  int               `json:"ttl_seconds"`
+	TTLAction   string            `json:"ttl_action"` // delete or pause
+	// IdlePauseSeconds: the workspace pauses itself after that long
+	// without a call (0: never).
+	IdlePauseSeconds int `json:"idle_pause_seconds,omitempty"`
+	// PausedAt and PausedStateBytes describe the saved machine of a paused
+	// workspace.
+	PausedAt         *time.Time    `json:"paused_at,omitempty"`
+	PausedStateBytes int64         `json:"paused_state_bytes,omitempty"`
+	CreatedAt        time.Time     `json:"created_at"`
+	LastActivityAt   time.Time     `json:"last_activity_at"`
+	ExpiresAt        *time.Time    `json:"expires_at,omitempty"`
+	CommandCount     int           `json:"command_count"`
+	SeedEntries      int           `json:"seed_entries"`
+	SeedBytes        int64         `json:"seed_bytes"`
+	SeedSkipped      []SkippedFile `json:"seed_skipped,omitempty"`   // host files left out of the seed, and why
+	ExecutionMode    string        `json:"execution_mode,omitempty"` // while running
+	BootMs           int64         `json:"boot_ms,omitempty"`        // of the current boot
+	SnapshotCount    int           `json:"snapshot_count"`
+	Secrets          []SecretInfo  `json:"secrets,omitempty"` // names only
+	NetworkPolicy    string        `json:"network_policy"`    // off, egress or egress+published-ports
 	// Egress is the allow list: nil when the network (if any) is not
 	// restricted by rules.
 	Egress *EgressRules `json:"egress_rules,omitempty"`
@@ -191,15 +205,33 @@ type UpdateWorkspaceRequest struct {
 	Name        *string           `json:"name,omitempty"` // nil keeps; "" clears
 	Labels      map[string]string `json:"labels,omitempty"`
 	ClearLabels []string          `json:"clear_labels,omitempty"`
+	// TTLSeconds sets the TTL counted from now (extends or shortens the
+	// workspace's life; 0 = no expiry); nil keeps it.
+	TTLSeconds *int `json:"ttl_seconds,omitempty"`
+	// TTLAction sets what the TTL does: "delete" or "pause"; nil keeps it.
+	TTLAction *string `json:"ttl_action,omitempty"`
+	// IdlePauseSeconds sets the idle pause (0 = off); nil keeps it.
+	IdlePauseSeconds *int `json:"idle_pause_seconds,omitempty"`
 }
 
-// UpdateWorkspace sets the name, sets labels and clears labels.
+// UpdateWorkspace sets the name, sets labels and clears labels, and changes
+// the TTL (counted from now), its action and the idle pause.
 func (c *Client) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest) (*Workspace, error) {
-	r, err := c.workspaces(ctx).Update(ctx, req.Workspace, req.Name, req.Labels, req.ClearLabels)
+	life := workspace.Lifecycle{TTLSeconds: req.TTLSeconds, TTLAction: req.TTLAction, IdlePauseSeconds: req.IdlePauseSeconds}
+	if err := workspace.ValidateLifecycle(life); err != nil {
+		return nil, err
+	}
+	m := c.workspaces(ctx)
+	r, err := m.Update(ctx, req.Workspace, req.Name, req.Labels, req.ClearLabels)
 	if err != nil {
 		return nil, err
 	}
-	w := toWorkspace(r, nil)
+	if life != (workspace.Lifecycle{}) {
+		if r, err = m.UpdateLifecycle(ctx, r.ID, life); err != nil {
+			return nil, err
+		}
+	}
+	w := c.toWorkspace(r, nil)
 	return &w, nil
 }
 
@@ -273,6 +305,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
 		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, Seed: seed, SeedFiles: files,
 		Restore: restore, Secrets: secretSet, NetworkPolicy: recordedPolicy(policy), Egress: rules,
+		TTLAction: ttlAction(req.TTLAction), IdlePauseSeconds: req.IdlePauseSeconds,
 	})
 	if err != nil {
 		return nil, err
@@ -350,6 +383,9 @@ func validateCreate(req CreateWorkspaceRequest) error {
 	case req.TTLSeconds < 0:
 		return errdefs.InvalidArgument("ttl_seconds", "%d is negative; use 0 for no expiry", req.TTLSeconds)
 	}
+	if err := workspace.ValidateLifecycle(workspace.Lifecycle{TTLAction: &req.TTLAction, IdlePauseSeconds: &req.IdlePauseSeconds}); err != nil {
+		return err
+	}
 	policy, err := network.ParsePolicy(req.NetworkPolicy)
 	if err != nil {
 		return err
@@ -389,7 +425,7 @@ func (c *Client) ListWorkspaces(ctx context.Context) ([]Workspace, error) {
 	}
 	out := make([]Workspace, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, toWorkspace(r, nil))
+		out = append(out, c.toWorkspace(r, nil))
 	}
 	return out, nil
 }
@@ -400,7 +436,7 @@ func (c *Client) WorkspaceStatus(ctx context.Context, ref string) (*Workspace, e
 	if err != nil {
 		return nil, err
 	}
-	w := toWorkspace(r, info)
+	w := c.toWorkspace(r, info)
 	c.addCommands(ctx, &w)
 	return &w, nil
 }
@@ -533,6 +569,20 @@ func (c *Client) DeleteWorkspace(ctx context.Context, ref string) (*Workspace, e
 	return &w, nil
 }
 
+// toWorkspace is r as every face reports it, with the saved machine of a
+// paused one.
+func (c *Client) toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
+	w := toWorkspace(r, info)
+	if r.State == workspace.StatePaused {
+		m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.log)
+		if p := m.PausedInfo(r.ID); p != nil {
+			at := p.PausedAt
+			w.PausedAt, w.PausedStateBytes = &at, p.StateBytes
+		}
+	}
+	return w
+}
+
 func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 	w := Workspace{
 		WorkspaceID: r.ID, Name: r.Name, Labels: r.Labels, Environment: r.Environment, State: r.State,
@@ -540,6 +590,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
 		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots), Secrets: r.Secrets,
 		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), Egress: r.Egress,
+		TTLAction: ttlAction(r.TTLAction), IdlePauseSeconds: r.IdlePauseSeconds,
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t

@@ -17,7 +17,7 @@ func (a *app) benchCommand() *cobra.Command {
 	var jsonOut bool
 	var envName string
 	var runs, vcpus, mem int
-	var workspaces, execParts bool
+	var workspaces, execParts, pause bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure `pyro run ENV -- true` against a raw QEMU boot of the same kernel and image",
@@ -70,8 +70,18 @@ func (a *app) benchCommand() *cobra.Command {
 					return a.fail(ctx, err, jsonOut)
 				}
 			}
+			var pr *bench.PauseReport
+			if pause {
+				if pr, err = bench.PauseResume(ctx, c, envName, mem, runs, r.FloorMedianMs, func(s string) {
+					if !jsonOut {
+						fmt.Fprintln(a.stderr, s)
+					}
+				}); err != nil {
+					return a.fail(ctx, err, jsonOut)
+				}
+			}
 			if jsonOut {
-				writeJSON(a.stdout, map[string]any{"one_shot": r, "workspaces": wr, "exec": er})
+				writeJSON(a.stdout, map[string]any{"one_shot": r, "workspaces": wr, "exec": er, "pause": pr})
 				return nil
 			}
 			fmt.Fprintf(a.stdout, "environment:        %s (%s, %d vCPU, %d MiB)\n", r.Environment, r.ExecutionMode, vcpus, mem)
@@ -90,6 +100,14 @@ func (a *app) benchCommand() *cobra.Command {
 				}
 				fmt.Fprintf(a.stdout, "  (sdk exec in-process %d ms, supervisor api %d ms, agent call %d ms)\n", er.SDKMs, er.SupervisorMs, er.AgentMs)
 			}
+			if pr != nil {
+				fmt.Fprintf(a.stdout, "workspace pause:                median %d ms  %v  (state %s)\n", pr.PauseMedianMs, pr.PauseMs, humanBytes(pr.StateBytes))
+				fmt.Fprintf(a.stdout, "resume to first exec:           median %d ms  %v  (%.2f x floor; %d cold fallbacks)\n", pr.ResumeExecMedianMs, pr.ResumeExecMs, pr.ResumeFloorRatio, pr.ColdFallbacks)
+				fmt.Fprintf(a.stdout, "fork of 1 (until it answers):   median %d ms  %v  (%.2f x floor)\n", pr.Fork1MedianMs, pr.Fork1Ms, pr.Fork1FloorRatio)
+				fmt.Fprintf(a.stdout, "fork of 4 (until all answer):   median %d ms  %v  (%.2f x floor)\n", pr.Fork4MedianMs, pr.Fork4Ms, pr.Fork4FloorRatio)
+				fmt.Fprintf(a.stdout, "host memory idle / paused:      %d MiB / %d MiB (supervisor + VMM RSS)\n", pr.RunningIdleMemMiB, pr.PausedHostMemMiB)
+				fmt.Fprintf(a.stdout, "host memory 10 s after a job that touched 400 MiB: %d MiB\n", pr.AfterJobMemMiB)
+			}
 			return nil
 		},
 	}
@@ -100,6 +118,7 @@ func (a *app) benchCommand() *cobra.Command {
 	f.IntVar(&mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.BoolVar(&workspaces, "workspaces", false, "also measure workspace create (10 MiB seed), exec round trips and idle memory")
 	f.BoolVar(&execParts, "exec", false, "also split a CLI `workspace exec -- true` into CLI start, client, supervisor, agent and guest command")
+	f.BoolVar(&pause, "pause", false, "also measure workspace pause, resume to the first exec, fork of 1 and 4, state size and host memory idle and paused")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

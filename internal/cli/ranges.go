@@ -22,6 +22,8 @@ var flagRanges = map[string][2]int64{
 	"ttl-seconds":           {0, 30 * 24 * 3600},
 	"ready-timeout-seconds": {1, pyro.MaxTimeoutSeconds},
 	"tail-lines":            {0, 1 << 20},
+	"idle-pause-seconds":    {0, 30 * 24 * 3600},
+	"count":                 {1, pyro.MaxForkCount},
 }
 
 // checkFlagValues refuses a given value outside its flag's range or set

@@ -17,6 +17,7 @@ func (a *app) workspaceCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
 	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
 		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(), a.wsNetwork(), a.wsCommand(),
+		a.wsPause(), a.wsResume(), a.wsFork(),
 		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
 		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
 		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))
@@ -94,6 +95,8 @@ func (a *app) wsCreate() *cobra.Command {
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.IntVar(&req.TTLSeconds, "ttl-seconds", 0, "expire after this many seconds without activity (0 = never)")
+	f.StringVar(&req.TTLAction, "ttl-action", "delete", "what an expired TTL does: delete, or pause (the next call resumes it)")
+	f.IntVar(&req.IdlePauseSeconds, "idle-pause-seconds", 0, "pause after this many seconds without a call; the next call resumes it (0 = never)")
 	f.StringVar(&req.NetworkPolicy, "network-policy", "off", networkPolicyHelp)
 	addAllowFlags(f, &req.EgressRules, "allow only (with egress)")
 	f.BoolVar(&idOnly, "id-only", false, "print only the workspace id")
@@ -131,7 +134,13 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 		fmt.Fprintf(a.stdout, "vm:          %s, booted in %d ms\n", w.ExecutionMode, w.BootMs)
 	}
 	if w.ExpiresAt != nil {
-		fmt.Fprintf(a.stdout, "expires:     %s\n", w.ExpiresAt.Format(time.RFC3339))
+		fmt.Fprintf(a.stdout, "expires:     %s (then %s)\n", w.ExpiresAt.Format(time.RFC3339), w.TTLAction)
+	}
+	if w.IdlePauseSeconds > 0 {
+		fmt.Fprintf(a.stdout, "idle pause:  after %d s without a call\n", w.IdlePauseSeconds)
+	}
+	if w.PausedAt != nil {
+		fmt.Fprintf(a.stdout, "paused:      since %s, %s saved\n", w.PausedAt.Format(time.RFC3339), humanBytes(w.PausedStateBytes))
 	}
 	for _, c := range w.Commands {
 		if c.Background && c.State == pyro.CommandRunning {
@@ -261,11 +270,13 @@ func (a *app) wsSimple(verb, short string, call func(*pyro.Client, context.Conte
 }
 
 func (a *app) wsUpdate() *cobra.Command {
-	var name string
+	var name, ttlAction string
 	var labels, clear []string
+	var ttl, idle int
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use: "update ID [--name N] [--label K=V]... [--clear-label K]...", Short: "Change a workspace's name and labels", Args: cobra.ExactArgs(1),
+		Use:   "update ID [--name N] [--label K=V]... [--clear-label K]... [--ttl-seconds N] [--ttl-action delete|pause] [--idle-pause-seconds N]",
+		Short: "Change a workspace's name, labels, TTL and idle pause", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			set, err := parseLabels(labels)
 			if err != nil {
@@ -275,6 +286,15 @@ func (a *app) wsUpdate() *cobra.Command {
 			if cmd.Flags().Changed("name") {
 				req.Name = &name
 			}
+			if cmd.Flags().Changed("ttl-seconds") {
+				req.TTLSeconds = &ttl
+			}
+			if cmd.Flags().Changed("ttl-action") {
+				req.TTLAction = &ttlAction
+			}
+			if cmd.Flags().Changed("idle-pause-seconds") {
+				req.IdlePauseSeconds = &idle
+			}
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
 				return c.UpdateWorkspace(ctx, req)
 			}, func(v any) { printWorkspace(a, v.(*pyro.Workspace)) })
@@ -283,6 +303,9 @@ func (a *app) wsUpdate() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "new name (empty clears it)")
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE label to set (repeatable)")
 	cmd.Flags().StringArrayVar(&clear, "clear-label", nil, "label key to remove (repeatable)")
+	cmd.Flags().IntVar(&ttl, "ttl-seconds", 0, "new TTL, counted from now: extends (or shortens) the workspace's life (0 = never expire)")
+	cmd.Flags().StringVar(&ttlAction, "ttl-action", "", "what an expired TTL does: delete or pause")
+	cmd.Flags().IntVar(&idle, "idle-pause-seconds", 0, "pause after this many seconds without a call (0 = never)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

@@ -86,6 +86,9 @@ var tools = []tool{
 		"Flush and power off the workspace's VM, keeping /workspace, history and baseline; workspace_start boots it again.", (*pyro.Client).StopWorkspace)},
 	{name: "workspace_start", title: "Start a workspace", hints: idempotent, profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceRefTool(
 		"Boot a stopped workspace from its kept disk.", (*pyro.Client).StartWorkspace)},
+	{name: "workspace_pause", title: "Pause a workspace", hints: idempotent, profiles: fullOnly, add: addWorkspacePause},
+	{name: "workspace_resume", title: "Resume a paused workspace", hints: idempotent, profiles: fullOnly, add: addWorkspaceResume},
+	{name: "workspace_fork", title: "Fork a workspace", hints: create, profiles: fullOnly, add: addWorkspaceFork},
 	{name: "workspace_update", title: "Rename or relabel a workspace", hints: idempotent, profiles: []Profile{ProfileWorkspaceFull}, add: addWorkspaceUpdate},
 	{name: "workspace_disk_list", title: "List files on a stopped workspace's disk", hints: readOnly, profiles: fullOnly, add: addWorkspaceDiskList},
 	{name: "workspace_disk_read", title: "Read a file from a stopped workspace's disk", hints: readOnly, profiles: fullOnly, add: addWorkspaceDiskRead},

@@ -19,6 +19,8 @@ type workspaceCreateInput struct {
 	VCPUCount    int               `json:"vcpu_count,omitempty"`
 	MemMiB       int               `json:"mem_mib,omitempty"`
 	TTLSeconds   int               `json:"ttl_seconds,omitempty"`
+	TTLAction    string            `json:"ttl_action,omitempty"`
+	IdlePause    int               `json:"idle_pause_seconds,omitempty"`
 	Secrets      []secretInput     `json:"secrets,omitempty"`
 	Network      string            `json:"network_policy,omitempty"`
 	AllowHosts   []string          `json:"allow_hosts,omitempty"`
@@ -66,7 +68,7 @@ var secretEnvProp = prop{desc: "Secrets to set as environment variables of this 
 	`e.g. {"GH_TOKEN": ""} or {"GH_TOKEN": "GITHUB_TOKEN"}. Use it instead of putting a secret in the command text.`}
 
 const workspaceFields = "Result: workspace_id (use it in every later workspace_* call; the name works too), state " +
-	"(running or stopped), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
+	"(running, paused or stopped; any call that needs the VM resumes a paused one), environment, command_count, seed_entries/seed_bytes (what /workspace started from), " +
 	"last_activity_at, expires_at (when ttl_seconds is set), secrets (names and sources only, never values; a brokered secret's broker_hosts and placeholder), network_policy, egress_rules (the allow list, when there is one)."
 
 // networkPolicyProp describes network_policy wherever a VM is defined.
@@ -95,11 +97,13 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
 			"seed_path": {desc: "Host directory, .tar, .tar.gz or .tgz whose content becomes /workspace (the baseline). " + d.host.read +
 				" Omit it to seed from the Git-tracked files of the server's project (when it has one); seed_skipped lists files left out."},
-			"name":        {desc: "Optional unique name to address the workspace by."},
-			"labels":      {desc: "Optional KEY: VALUE labels."},
-			"vcpu_count":  {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
-			"mem_mib":     {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
-			"ttl_seconds": {desc: ttlDesc(d.ttlSeconds), def: d.ttlSeconds, min: ttlMin, max: ttlMax},
+			"name":               {desc: "Optional unique name to address the workspace by."},
+			"labels":             {desc: "Optional KEY: VALUE labels."},
+			"vcpu_count":         {desc: "Virtual CPUs.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":            {desc: "Guest memory in MiB.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
+			"ttl_seconds":        {desc: ttlDesc(d.ttlSeconds), def: d.ttlSeconds, min: ttlMin, max: ttlMax},
+			"ttl_action":         ttlActionProp,
+			"idle_pause_seconds": {desc: idlePauseDesc, def: 0, min: ttlMin, max: ttlMax},
 			"secrets": {desc: "Optional secrets (API tokens, keys) for the workspace's commands: [{\"name\": ..., \"value\": ...}]. " +
 				"Values are never returned; the guest gets them as files /run/pyro-secrets/NAME and through secret_env.",
 				items: map[string]prop{
@@ -127,6 +131,7 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		cr := pyro.CreateWorkspaceRequest{
 			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.Network,
+			TTLAction: in.TTLAction, IdlePauseSeconds: in.IdlePause,
 			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},
 		}
 		for _, sec := range in.Secrets {
@@ -243,20 +248,28 @@ type workspaceUpdateInput struct {
 	Name        *string           `json:"name,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	ClearLabels []string          `json:"clear_labels,omitempty"`
+	TTLSeconds  *int              `json:"ttl_seconds,omitempty"`
+	TTLAction   *string           `json:"ttl_action,omitempty"`
+	IdlePause   *int              `json:"idle_pause_seconds,omitempty"`
 }
 
 func addWorkspaceUpdate(s *mcp.Server, d deps, name string) {
 	c := d.c
+	ttlMin, ttlMax := rng(0, 30*24*3600)
 	t := &mcp.Tool{Name: name,
-		Description: "Rename a workspace, set labels or clear labels. " + workspaceFields,
+		Description: "Rename a workspace, set labels or clear labels; extend its life (ttl_seconds, counted from now), choose what its TTL does (ttl_action) or set its idle pause. " + workspaceFields,
 		InputSchema: inputSchema[workspaceUpdateInput](map[string]prop{
-			"workspace_id": workspaceRefProps["workspace_id"],
-			"name":         {desc: "New unique name; an empty string clears it; omit to keep it."},
-			"labels":       {desc: "Labels to set (KEY: VALUE)."},
-			"clear_labels": {desc: "Label keys to remove."},
+			"workspace_id":       workspaceRefProps["workspace_id"],
+			"name":               {desc: "New unique name; an empty string clears it; omit to keep it."},
+			"labels":             {desc: "Labels to set (KEY: VALUE)."},
+			"clear_labels":       {desc: "Label keys to remove."},
+			"ttl_seconds":        {desc: "New TTL in seconds, counted from now (0 = never expire); omit to keep it.", min: ttlMin, max: ttlMax},
+			"ttl_action":         ttlActionProp,
+			"idle_pause_seconds": {desc: idlePauseDesc + " Omit to keep it.", min: ttlMin, max: ttlMax},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in workspaceUpdateInput) (*pyro.Workspace, error) {
-		return c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: in.WorkspaceID, Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels})
+		return c.UpdateWorkspace(ctx, pyro.UpdateWorkspaceRequest{Workspace: in.WorkspaceID, Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels,
+			TTLSeconds: in.TTLSeconds, TTLAction: in.TTLAction, IdlePauseSeconds: in.IdlePause})
 	}))
 }
 

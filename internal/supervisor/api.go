@@ -44,6 +44,29 @@ type Spec struct {
 	// Egress is the VM's egress allow list at boot (nil: none); PUT
 	// /v1/network/rules changes it while the VM runs.
 	Egress *network.Rules `json:"egress_rules,omitempty"`
+	// PauseDir is where a pause saves the machine (PausedStateFile and,
+	// last, PausedMetaFile).
+	PauseDir string `json:"pause_dir,omitempty"`
+	// LockPath is the workspace's lock: an idle pause takes it first.
+	LockPath string `json:"lock_path,omitempty"`
+	// IdlePauseSeconds, when > 0, pauses the workspace after that long
+	// without a call (PUT /v1/idle changes it).
+	IdlePauseSeconds int `json:"idle_pause_seconds,omitempty"`
+	// Resume, when set with RestoreStatePath, restores a paused machine:
+	// OverlayPath is the very disk it was saved with, which a failed restore
+	// keeps (booting it cold) instead of removing it, and these ports are
+	// published again.
+	Resume *ResumeSpec `json:"resume,omitempty"`
+}
+
+// ResumeSpec is what a restore of a paused machine puts back on the host.
+type ResumeSpec struct {
+	Ports []ServicePorts `json:"ports,omitempty"`
+}
+
+// IdleRequest is the body of PUT /v1/idle.
+type IdleRequest struct {
+	IdlePauseSeconds int `json:"idle_pause_seconds"`
 }
 
 // NetworkRules is the body of PUT /v1/network/rules: the whole new list

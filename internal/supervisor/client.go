@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -351,4 +352,31 @@ func (c *Client) StopService(ctx context.Context, name string) (*Service, error)
 func (c *Client) Network(ctx context.Context) (*network.Info, error) {
 	var i network.Info
 	return &i, c.do(ctx, http.MethodGet, "/v1/network", nil, "", &i)
+}
+
+// Pause saves the machine into the supervisor's pause dir; the supervisor
+// then exits. A caller that dies meanwhile does not stop it.
+func (c *Client) Pause(ctx context.Context) (*Paused, error) {
+	var p Paused
+	return &p, c.do(ctx, http.MethodPost, "/v1/pause", nil, "", &p)
+}
+
+// SetIdle changes the idle time after which the workspace pauses itself (0: never).
+func (c *Client) SetIdle(ctx context.Context, seconds int) error {
+	b, _ := json.Marshal(IdleRequest{IdlePauseSeconds: seconds})
+	return c.do(ctx, http.MethodPut, "/v1/idle", strings.NewReader(string(b)), "application/json", nil)
+}
+
+// ReadPaused reads the description of the machine saved in a pause dir; a
+// missing or damaged one means there is none (a pause that never finished).
+func ReadPaused(dir string) (*Paused, error) {
+	b, err := os.ReadFile(filepath.Join(dir, PausedMetaFile))
+	if err != nil {
+		return nil, err
+	}
+	var p Paused
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }

@@ -88,6 +88,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		commands: command.NewManager(command.Options{Redact: redact}),
 		stdins:   map[string]*io.PipeWriter{},
 		ports:    newPortTable(v.Network(), spec.NetworkPolicy),
+		pauser:   newPauser(spec.IdlePauseSeconds),
+	}
+	if spec.Resume != nil && restoreErr == nil {
+		s.republish(bootCtx, spec.Resume.Ports)
 	}
 	defer s.cleanup()
 
@@ -111,11 +115,12 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		v.Close()
 		return sendReady(ready, Ready{Error: s.wireErr(err)})
 	}
-	srv := &http.Server{Handler: s.routes()}
+	srv := &http.Server{Handler: s.pauser.track(s.routes(), s)}
 	go func() { _ = srv.Serve(ln) }()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go s.ports.watch(watchCtx, v.Agent().ServiceStatus)
+	go s.watchIdle(watchCtx)
 	if err := sendReady(ready, Ready{Info: info}); err != nil {
 		// The launcher died in the last moment: nobody records this VM.
 		_ = srv.Close()
@@ -130,13 +135,24 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	case <-ctx.Done():
 		graceful = true // SIGTERM: flush and power off like a stop
 	case <-v.Exited():
-		log.Warn("VM exited on its own", "console", v.ConsoleTail(10))
+		if !s.pauser.isPausing() {
+			log.Warn("VM exited on its own", "console", v.ConsoleTail(10))
+		}
 	case <-v.Agent().Done():
-		// The guest broke the protocol or a bound, or the agent died: its
-		// answers cannot be trusted any more. Answered writes are on disk
-		// (the agent flushes before answering), so killing the VM loses
-		// none; the workspace reads stopped and "start" boots it again.
-		log.Warn("guest agent session lost: stopping the VM", "reason", agentLost(v), "console", v.ConsoleTail(10))
+		if !s.pauser.isPausing() {
+			// The guest broke the protocol or a bound, or the agent died: its
+			// answers cannot be trusted any more. Answered writes are on disk
+			// (the agent flushes before answering), so killing the VM loses
+			// none; the workspace reads stopped and "start" boots it again.
+			log.Warn("guest agent session lost: stopping the VM", "reason", agentLost(v), "console", v.ConsoleTail(10))
+		}
+	case <-s.pauser.done:
+	}
+	if s.pauser.isPausing() {
+		// The pause closed the agent session and ends the VMM itself: wait
+		// for the save to end (its answer written) before anything goes.
+		<-s.pauser.done
+		graceful = !vmGone(v) // a failed save left QEMU up: power it off cleanly
 	}
 	// Stop taking calls; in-flight ones end with the VM.
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -148,6 +164,16 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		return v.Shutdown(context.Background(), shutdownGrace)
 	}
 	return v.Close()
+}
+
+// vmGone reports whether the VMM has exited.
+func vmGone(v *vm.VM) bool {
+	select {
+	case <-v.Exited():
+		return true
+	default:
+		return false
+	}
 }
 
 // agentLost says why the agent session ended, for the log.
@@ -166,13 +192,19 @@ func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logg
 	vs := vm.Spec{
 		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
-		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress, Broker: broker,
+		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress, Broker: broker, Pausable: true,
 	}
 	start := time.Now()
 	if spec.RestoreStatePath != "" {
 		rs := vs
 		rs.Snapshot = &vmm.Restore{StatePath: spec.RestoreStatePath, DiskPath: spec.OverlayPath, Writable: true}
 		rs.BootTimeout = vm.RestoreTimeout
+		if spec.Resume != nil {
+			// A paused workspace's memory is all its processes: wait as long
+			// as for a boot before giving it up for a cold boot (a state QEMU
+			// refuses fails at once anyway).
+			rs.BootTimeout = vm.DefaultBootTimeout
+		}
 		v, err := vm.Boot(ctx, spec.RunDir, rs, log)
 		if err == nil {
 			log.Debug("vm restored from snapshot", "vm", v.ID, "boot_ms", v.BootDur.Milliseconds())
@@ -181,11 +213,14 @@ func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logg
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
-		log.Warn("restoring the snapshot failed: booting cold", "err", err)
+		log.Warn("restoring the saved machine failed: booting cold", "err", err)
 		// The restored guest may have written to the copy: a cold boot
-		// starts over from a fresh overlay.
-		if rerr := os.Remove(spec.OverlayPath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-			return nil, nil, errors.Join(err, rerr)
+		// starts over from a fresh overlay. A paused workspace's disk is its
+		// own, though: it boots cold as it is (like after a crash).
+		if spec.Resume == nil {
+			if rerr := os.Remove(spec.OverlayPath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, nil, errors.Join(err, rerr)
+			}
 		}
 		restoreErr = err
 	}
@@ -209,6 +244,7 @@ type server struct {
 	ports    *portTable
 	redact   *secrets.Redactor // the workspace's secret values; nil when none
 	commands *command.Manager
+	pauser   *pauser
 
 	stdinMu sync.Mutex
 	stdins  map[string]*io.PipeWriter // command id -> its stdin, until fed
@@ -250,6 +286,15 @@ func (s *server) routes() http.Handler {
 	s.shellRoutes(mux)
 	s.commandRoutes(mux)
 	s.serviceRoutes(mux)
+	mux.HandleFunc("POST /v1/pause", s.handlePause)
+	mux.HandleFunc("PUT /v1/idle", func(w http.ResponseWriter, r *http.Request) {
+		var req IdleRequest
+		if !s.decode(w, r, &req) {
+			return
+		}
+		s.pauser.setIdle(req.IdlePauseSeconds)
+		writeJSON(w, struct{}{})
+	})
 	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, struct{}{})
 		s.once.Do(func() { close(s.shutdown) })

@@ -54,6 +54,9 @@ type Spec struct {
 	// or with Snapshot.Writable to Snapshot.DiskPath (a private copy of the
 	// saved disk, kept after Close like an overlay).
 	Snapshot *vmm.Restore
+	// Pausable gives the VMM a control socket, so that Pause can save the
+	// running machine (workspaces: pause, fork).
+	Pausable bool
 }
 
 // RestoreTimeout bounds a restore up to the agent's answer. A restore
@@ -108,7 +111,7 @@ func NewID() string {
 // its agent. On any error everything acquired so far is released. ctx bounds
 // the boot only; the VM lives until Close.
 func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM, err error) {
-	return boot(ctx, root, spec, false, log)
+	return boot(ctx, root, spec, spec.Pausable, log)
 }
 
 // boot is Boot; withQMP gives the VMM a control socket (for Save).

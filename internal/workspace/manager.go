@@ -62,9 +62,13 @@ type CreateSpec struct {
 	MemMiB      int
 	Accel       string
 	TTLSeconds  int
-	Seed        *hostpath.Source // nil: an empty /workspace
-	SeedFiles   []string         // when set: only these files (relative to a directory Seed) are packed, e.g. Git-tracked ones
-	NoBoot      bool             // record it stopped; Start boots it (the low-level vm_create)
+	TTLAction   string // TTLDelete ("") or TTLPause
+	// IdlePauseSeconds, when > 0, pauses the workspace after that long
+	// without a call.
+	IdlePauseSeconds int
+	Seed             *hostpath.Source // nil: an empty /workspace
+	SeedFiles        []string         // when set: only these files (relative to a directory Seed) are packed, e.g. Git-tracked ones
+	NoBoot           bool             // record it stopped; Start boots it (the low-level vm_create)
 	// Restore, when set, is the saved machine the first boot restores
 	// instead of booting cold (a memory snapshot of this very machine).
 	Restore *Restore
@@ -155,6 +159,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
 		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
 		Creating: true, NetworkPolicy: s.NetworkPolicy, Egress: s.Egress,
+		TTLAction: s.TTLAction, IdlePauseSeconds: s.IdlePauseSeconds,
 	}
 	// The baseline is the normalized seed archive, kept on the host for good.
 	stats, err := writeBaseline(ctx, p.Baseline(), s.Seed, s.SeedFiles)
@@ -268,7 +273,7 @@ func seedSource(ctx context.Context, src *hostpath.Source, w io.Writer) (archive
 // launch starts the workspace's supervisor (booting its VM, or restoring the
 // state at restoreState into the disk copy at p.Disk()) and waits until it
 // serves.
-func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState string) (*supervisor.Info, error) {
+func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState string, opts ...func(*supervisor.Spec)) (*supervisor.Info, error) {
 	// Whatever a dead supervisor left (its VMM, runtime dirs) goes first.
 	if _, err := vm.ReapOrphans(p.RunDir()); err != nil {
 		m.log.Warn("reaping workspace VM", "workspace", rec.ID, "err", err)
@@ -278,6 +283,10 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
 		SecretsPath: p.Secrets(), BrokerCAPath: brokerCAPath(p), NetworkPolicy: rec.NetworkPolicy, Egress: rec.Egress,
+		PauseDir: p.PauseDir(), LockPath: p.Lock(), IdlePauseSeconds: rec.IdlePauseSeconds,
+	}
+	for _, o := range opts {
+		o(&spec)
 	}
 	specPath := filepath.Join(p.Dir, "supervisor-spec.json")
 	if err := fsutil.WriteJSONAtomic(specPath, spec, 0o600); err != nil {
@@ -350,16 +359,21 @@ func (m *Manager) Status(ctx context.Context, ref string) (*Record, *supervisor.
 }
 
 // liveState is the recorded state corrected by reality: a workspace whose
-// supervisor died (kill -9, crash) is stopped, not lost.
+// supervisor died (kill -9, crash) is stopped, not lost; one whose
+// supervisor saved its machine and ended (a pause, also one whose caller
+// died, or an idle pause) is paused.
 func (m *Manager) liveState(ctx context.Context, r *Record) string {
-	if r.State != StateRunning {
+	switch r.State {
+	case StateRunning:
+		info, err := readInfo(m.paths(r.ID))
+		if err == nil && vm.Alive(info.Pid, info.PidStart) {
+			return StateRunning
+		}
+	case StatePaused:
+	default:
 		return r.State
 	}
-	info, err := readInfo(m.paths(r.ID))
-	if err == nil && vm.Alive(info.Pid, info.PidStart) {
-		return StateRunning
-	}
-	return StateStopped
+	return pausedLive(m.paths(r.ID))
 }
 
 func readInfo(p Paths) (*supervisor.Info, error) { return readInfoAt(p.Supervisor()) }
@@ -379,7 +393,14 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 	if err != nil {
 		return nil, nil, err
 	}
-	if m.liveState(ctx, r) != StateRunning {
+	switch m.liveState(ctx, r) {
+	case StatePaused:
+		// Any call that needs the VM resumes it.
+		if err := m.resumeForCall(ctx, r.ID); err != nil {
+			return nil, nil, err
+		}
+	case StateRunning:
+	default:
 		return nil, nil, errStopped(r)
 	}
 	sc := supervisor.Dial(m.paths(r.ID).Socket()).WhenGone(func() error {
@@ -434,11 +455,19 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 	}
 	started := time.Now().UTC()
 	req.Track = true // its output stays readable by cursor for a while
-	var res *supervisor.ExecResult
-	if sink != nil {
-		res, err = sc.ExecStream(ctx, req, *sink)
-	} else {
-		res, err = sc.Exec(ctx, req)
+	exec := func(sc *supervisor.Client) (*supervisor.ExecResult, error) {
+		if sink != nil {
+			return sc.ExecStream(ctx, req, *sink)
+		}
+		return sc.Exec(ctx, req)
+	}
+	res, err := exec(sc)
+	if refusedByPause(err) {
+		var sc2 *supervisor.Client
+		if r, sc2, err = m.afterPause(ctx, ref); err == nil {
+			defer sc2.Close()
+			res, err = exec(sc2)
+		}
 	}
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
@@ -604,6 +633,7 @@ func (m *Manager) Stop(ctx context.Context, ref string) (*Record, error) {
 	}
 	defer unlock()
 	m.stopSupervisor(ctx, p)
+	discardPause(p) // its disk was flushed when it paused
 	rec.State = StateStopped
 	return rec, writeRecord(p, rec)
 }
@@ -658,10 +688,15 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 		return nil, err
 	}
 	defer unlock()
-	if m.liveState(ctx, rec) == StateRunning {
+	switch m.liveState(ctx, rec) {
+	case StateRunning:
 		return rec, nil
+	case StatePaused:
+		rec, _, err := m.resumeLocked(ctx, p, rec)
+		return rec, err
 	}
 	m.stopSupervisor(ctx, p) // leftovers of a crashed supervisor
+	discardPause(p)
 	if p.resetInterrupted() {
 		m.rollbackReset(p) // an interrupted reset: back to the disk from before it
 	}
@@ -681,6 +716,7 @@ func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
 	}
 	defer unlock()
 	m.destroy(p)
+	m.gcLayers(ctx) // the layers only this workspace's disk read through
 	return rec, nil
 }
 

@@ -27,26 +27,30 @@ const (
 
 // Record is the persisted state of one workspace, written atomically.
 type Record struct {
-	ID             string            `json:"workspace_id"`
-	Name           string            `json:"name,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	Environment    string            `json:"environment"`
-	EnvVersion     string            `json:"environment_version"`
-	KernelPath     string            `json:"kernel_path"` // pinned: the overlay depends on this exact image
-	RootfsPath     string            `json:"rootfs_path"`
-	VCPUCount      int               `json:"vcpu_count"`
-	MemMiB         int               `json:"mem_mib"`
-	Accel          string            `json:"accel"`
-	TTLSeconds     int               `json:"ttl_seconds"`
-	State          string            `json:"state"`
-	CreatedAt      time.Time         `json:"created_at"`
-	LastActivityAt time.Time         `json:"last_activity_at"`
-	Seed           SeedInfo          `json:"seed"`
-	Commands       int               `json:"command_count"`
-	Snapshots      []SnapshotInfo    `json:"snapshots,omitempty"`      // oldest first
-	Secrets        []secrets.Info    `json:"secrets,omitempty"`        // names only; values live in Paths.Secrets
-	NetworkPolicy  string            `json:"network_policy,omitempty"` // "" = off: no network device
-	Egress         *network.Rules    `json:"egress_rules,omitempty"`   // nil: no allow list; kept across stop/start
+	ID          string            `json:"workspace_id"`
+	Name        string            `json:"name,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Environment string            `json:"environment"`
+	EnvVersion  string            `json:"environment_version"`
+	KernelPath  string            `json:"kernel_path"` // pinned: the overlay depends on this exact image
+	RootfsPath  string            `json:"rootfs_path"`
+	VCPUCount   int               `json:"vcpu_count"`
+	MemMiB      int               `json:"mem_mib"`
+	Accel       string            `json:"accel"`
+	TTLSeconds  int               `json:"ttl_seconds"`
+	TTLAction   string            `json:"ttl_action,omitempty"` // TTLDelete ("") or TTLPause
+	// IdlePauseSeconds, when > 0, pauses the running workspace after that
+	// long without a call (its supervisor does).
+	IdlePauseSeconds int            `json:"idle_pause_seconds,omitempty"`
+	State            string         `json:"state"`
+	CreatedAt        time.Time      `json:"created_at"`
+	LastActivityAt   time.Time      `json:"last_activity_at"`
+	Seed             SeedInfo       `json:"seed"`
+	Commands         int            `json:"command_count"`
+	Snapshots        []SnapshotInfo `json:"snapshots,omitempty"`      // oldest first
+	Secrets          []secrets.Info `json:"secrets,omitempty"`        // names only; values live in Paths.Secrets
+	NetworkPolicy    string         `json:"network_policy,omitempty"` // "" = off: no network device
+	Egress           *network.Rules `json:"egress_rules,omitempty"`   // nil: no allow list; kept across stop/start
 	// Creating is set until Create returns: a record that still has it,
 	// with nobody holding the lock, is a create whose process died.
 	Creating bool `json:"creating,omitempty"`

@@ -31,7 +31,8 @@ const halfCreatedAge = time.Minute
 //     launcher died before recording it) is stopped.
 //
 // Then it deletes the workspaces whose TTL has passed (the lock in Delete
-// keeps two processes from colliding).
+// keeps two processes from colliding), or pauses them when their TTL action
+// is pause.
 func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired []string, err error) {
 	entries, err := os.ReadDir(m.root)
 	if errors.Is(err, os.ErrNotExist) {
@@ -53,6 +54,15 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 			continue
 		}
 		if exp := rec.ExpiresAt(); exp.IsZero() || now.Before(exp) {
+			continue
+		}
+		if rec.TTLAction == TTLPause {
+			// Expired: no longer running, its data kept; the next call resumes it.
+			if m.liveState(ctx, rec) == StateRunning {
+				if _, _, err := m.Pause(ctx, rec.ID); err != nil {
+					m.log.Warn("pausing expired workspace", "workspace", rec.ID, "err", err)
+				}
+			}
 			continue
 		}
 		if _, err := m.Delete(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
@@ -114,6 +124,12 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		return true
 	}
 	cleaned := removeDeadSnapshotTemps(p)
+	if _, err := os.Stat(p.PauseDir()); err == nil && m.liveState(ctx, rec) == StateStopped {
+		// A pause whose supervisor died before it finished, or a saved
+		// machine whose disk moved on: worthless, and large.
+		discardPause(p)
+		cleaned = true
+	}
 	if cleaned {
 		m.log.Warn("removed what a dead snapshot create left", "workspace", rec.ID)
 	}

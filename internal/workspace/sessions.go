@@ -24,6 +24,13 @@ func viaSupervisor[T any](ctx context.Context, m *Manager, ref string, touch boo
 	}
 	defer sc.Close()
 	v, err := f(r, sc)
+	if refusedByPause(err) {
+		var sc2 *supervisor.Client
+		if r, sc2, err = m.afterPause(ctx, ref); err == nil {
+			defer sc2.Close()
+			v, err = f(r, sc2)
+		}
+	}
 	if err != nil {
 		return nil, zero, err
 	}
@@ -79,7 +86,7 @@ func shellErr(r *Record, id string, err error) error {
 	var e *errdefs.Error
 	if errors.As(err, &e) && e.Code == shell.CodeShellNotFound {
 		return errdefs.New(errdefs.ErrNotFound, e.Code,
-			"workspace %s has no shell %q: shells end when the workspace stops, restarts, is reset or is deleted", r.ID, id).
+			"workspace %s has no shell %q: shells end when the workspace stops, pauses (a shell's terminal lives on the host's session with the guest agent, which a pause closes), restarts, is reset or is deleted", r.ID, id).
 			WithNext("; %s to open a new one", "pyro workspace shell open "+r.ID, "shell_open")
 	}
 	return err

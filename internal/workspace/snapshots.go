@@ -310,6 +310,7 @@ func (m *Manager) Reset(ctx context.Context, ref, source string, restore *Restor
 	}
 
 	m.stopSupervisor(ctx, p)
+	discardPause(p) // the reset replaces the disk it was saved with
 	if err := m.setAsideDisk(p); err != nil {
 		return nil, "", err
 	}

@@ -1,0 +1,114 @@
+package bench
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/pyrovm/pyro"
+)
+
+// PauseReport holds the pause, resume and fork figures; times in
+// milliseconds, ratios against the floor of the same run.
+type PauseReport struct {
+	Runs               int     `json:"runs"`
+	PauseMs            []int64 `json:"pause_ms"`
+	ResumeExecMs       []int64 `json:"resume_to_first_exec_ms"` // exec on a paused workspace, until it answers
+	Fork1Ms            []int64 `json:"fork_1_ms"`               // until the fork answers
+	Fork4Ms            []int64 `json:"fork_4_ms"`               // until all four answer
+	PauseMedianMs      int64   `json:"pause_median_ms"`
+	ResumeExecMedianMs int64   `json:"resume_to_first_exec_median_ms"`
+	Fork1MedianMs      int64   `json:"fork_1_median_ms"`
+	Fork4MedianMs      int64   `json:"fork_4_median_ms"`
+	ResumeFloorRatio   float64 `json:"resume_floor_ratio"`
+	Fork1FloorRatio    float64 `json:"fork_1_floor_ratio"`
+	Fork4FloorRatio    float64 `json:"fork_4_floor_ratio"`
+	StateBytes         int64   `json:"state_bytes"`                   // saved memory and devices of an idle workspace
+	RunningIdleMemMiB  int64   `json:"running_idle_host_mem_mib"`     // supervisor + VMM RSS
+	AfterJobMemMiB     int64   `json:"after_400mib_job_host_mem_mib"` // 10 s after a job that touched 400 MiB ended
+	PausedHostMemMiB   int64   `json:"paused_host_mem_mib"`           // what runs for a paused one: nothing
+	FloorMedianMsUsed  int64   `json:"floor_median_ms"`
+	GuestMemMiB        int     `json:"guest_mem_mib"`
+	Environment        string  `json:"environment"`
+	ExecutionMode      string  `json:"execution_mode"`
+	ColdFallbacks      int     `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
+}
+
+// PauseResume measures, on one workspace of env: pause, resume up to the
+// first exec's answer, fork of 1 and of 4 (until every fork answers), the
+// saved state's size and the host memory of the workspace running idle and
+// paused.
+func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs int, floorMs int64, progress func(string)) (*PauseReport, error) {
+	w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: env, MemMiB: memMiB})
+	if err != nil {
+		return nil, err
+	}
+	defer c.DeleteWorkspace(context.WithoutCancel(ctx), w.WorkspaceID)
+	id := w.WorkspaceID
+	r := &PauseReport{Runs: runs, FloorMedianMsUsed: floorMs, GuestMemMiB: memMiB, Environment: env, ExecutionMode: w.ExecutionMode}
+	time.Sleep(2 * time.Second) // idle
+	r.RunningIdleMemMiB = workspaceRSS(c.StateDir(), id) >> 10
+	// A job that touches 400 MiB and ends; free page reporting gives the
+	// memory back to the host within seconds.
+	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "dd if=/dev/zero of=/dev/null bs=400M count=1 2>/dev/null"}); err != nil {
+		return nil, err
+	}
+	time.Sleep(10 * time.Second)
+	r.AfterJobMemMiB = workspaceRSS(c.StateDir(), id) >> 10
+	for i := 0; i < runs; i++ {
+		s := time.Now()
+		p, err := c.PauseWorkspace(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		r.PauseMs = append(r.PauseMs, time.Since(s).Milliseconds())
+		r.StateBytes = p.StateBytes
+		if i == 0 {
+			r.PausedHostMemMiB = workspaceRSS(c.StateDir(), id) >> 10
+		}
+		s = time.Now()
+		res, err := c.ResumeWorkspace(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !res.Restored {
+			r.ColdFallbacks++
+		}
+		if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "true"}); err != nil {
+			return nil, err
+		}
+		r.ResumeExecMs = append(r.ResumeExecMs, time.Since(s).Milliseconds())
+		for _, n := range []int{1, 4} {
+			s = time.Now()
+			f, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: id, Count: n})
+			if err != nil {
+				return nil, err
+			}
+			d := time.Since(s).Milliseconds()
+			if n == 1 {
+				r.Fork1Ms = append(r.Fork1Ms, d)
+			} else {
+				r.Fork4Ms = append(r.Fork4Ms, d)
+			}
+			for _, fw := range f.Forks {
+				if _, err := c.DeleteWorkspace(ctx, fw.WorkspaceID); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if progress != nil {
+			progress("pause round " + itoa(i+1) + "/" + itoa(runs) + ": pause " + itoa(int(r.PauseMs[i])) + " ms, resume+exec " +
+				itoa(int(r.ResumeExecMs[i])) + " ms, fork 1 " + itoa(int(r.Fork1Ms[i])) + " ms, fork 4 " + itoa(int(r.Fork4Ms[i])) + " ms")
+		}
+	}
+	r.PauseMedianMs, r.ResumeExecMedianMs = Median(r.PauseMs), Median(r.ResumeExecMs)
+	r.Fork1MedianMs, r.Fork4MedianMs = Median(r.Fork1Ms), Median(r.Fork4Ms)
+	if floorMs > 0 {
+		r.ResumeFloorRatio = float64(r.ResumeExecMedianMs) / float64(floorMs)
+		r.Fork1FloorRatio = float64(r.Fork1MedianMs) / float64(floorMs)
+		r.Fork4FloorRatio = float64(r.Fork4MedianMs) / float64(floorMs)
+	}
+	return r, nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

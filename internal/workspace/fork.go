@@ -1,0 +1,347 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
+)
+
+// MaxForks bounds the forks of one call.
+const MaxForks = 16
+
+// ForkedFromLabel names the workspace a fork was made from.
+const ForkedFromLabel = "forked_from"
+
+// freshMachineID gives a fork its own /etc/machine-id where the image has
+// one (the kernel's boot_id and RNG are fresh anyway: the resume reseeds).
+const freshMachineID = "if [ -s /etc/machine-id ]; then tr -d - < /proc/sys/kernel/random/uuid > /etc/machine-id; fi"
+
+// layersDir holds the disks that forks share: immutable qcow2 files, each
+// the disk of a workspace at the instant it was forked. A source and its
+// forks read through it; it goes when no workspace's disk does.
+// Absolute: a qcow2 file names its backing file by this path.
+func (m *Manager) layersDir() string {
+	root, err := filepath.Abs(m.root)
+	if err != nil {
+		root = m.root
+	}
+	return filepath.Join(root, "layers")
+}
+
+func (m *Manager) layersLock() *flock.Flock {
+	return flock.New(filepath.Join(m.layersDir(), ".lock"))
+}
+
+// ForkNames are the names of count forks with prefix ("" = unnamed).
+func ForkNames(prefix string, count int) ([]string, error) {
+	if count < 1 || count > MaxForks {
+		return nil, errdefs.InvalidArgument("count", "%d is out of range [1, %d]", count, MaxForks)
+	}
+	names := make([]string, count)
+	if prefix == "" {
+		return names, nil
+	}
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", prefix, i+1)
+		if err := ValidateName(names[i]); err != nil {
+			return nil, errdefs.InvalidArgument("name", "fork names are PREFIX-N: %q is not a valid workspace name", names[i])
+		}
+	}
+	return names, nil
+}
+
+// Fork makes count workspaces from the source's memory and disk at this
+// instant: the source is paused (its machine saved), its disk becomes a
+// shared read-only layer under a fresh overlay, each fork gets its own
+// overlay over that layer plus the saved machine, and all are resumed
+// (the source only if it was running). Forks keep the baseline, snapshots,
+// history, labels (plus forked_from), secrets, network policy and services;
+// each has its own id, network stack, published host ports and entropy.
+// On error no fork is left and the source is as it was (running or paused),
+// or stopped with its disk when even that failed.
+func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record, []*Record, error) {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if _, err := m.Resolve(n); err == nil {
+			return nil, nil, errdefs.New(errdefs.ErrAlreadyExists, "name_taken", "a workspace named %q already exists: pick another --name prefix", n)
+		}
+	}
+	p, rec, unlock, err := m.locked(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	wasRunning := false
+	switch m.liveState(ctx, rec) {
+	case StateStopped:
+		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
+			"workspace %s is stopped: a fork copies a running (or paused) machine; run \"pyro workspace start %s\" first", rec.ID, rec.ID)
+	case StateRunning:
+		wasRunning = true
+	}
+	rec, meta, err := m.pauseLocked(ctx, p, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	forks, ferr := m.makeForks(ctx, p, rec, meta, names)
+	// The source and the forks at once: each restore is mostly the guest
+	// waking up.
+	out := make([]*Record, len(forks))
+	errs := make([]error, len(forks)+1)
+	var wg sync.WaitGroup
+	if wasRunning {
+		wg.Go(func() { _, _, errs[len(forks)] = m.resumeLocked(ctx, p, rec) })
+	}
+	if ferr == nil {
+		for i, f := range forks {
+			wg.Go(func() { out[i], errs[i] = m.finishFork(ctx, f) })
+		}
+	}
+	wg.Wait()
+	ferr = errors.Join(append(errs, ferr)...)
+	for _, f := range forks {
+		if ferr != nil {
+			m.destroy(f.p)
+		}
+		f.unlock()
+	}
+	if ferr != nil {
+		m.gcLayers(ctx)
+		return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, "fork_failed", "forking workspace %s failed; no fork was kept", rec.ID)
+	}
+	if rec, err = readRecord(p); err == nil {
+		rec.State = m.liveState(ctx, rec)
+	}
+	return rec, out, err
+}
+
+type fork struct {
+	p      Paths
+	rec    *Record
+	unlock func()
+}
+
+// makeForks puts the paused source's disk under a shared layer and makes
+// the forks' dirs: each a paused workspace whose saved machine is the
+// source's (hard-linked: QEMU only reads it), still marked Creating and
+// locked, so that a crash leaves none behind.
+func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *supervisor.Paused, names []string) ([]fork, error) {
+	if err := os.MkdirAll(m.layersDir(), 0o700); err != nil {
+		return nil, err
+	}
+	ll := m.layersLock()
+	if err := ll.Lock(); err != nil {
+		return nil, err
+	}
+	defer ll.Unlock()
+	layer, err := m.rebaseOnLayer(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	// The source's saved machine belongs to its new disk file now.
+	if meta.Disk, err = supervisor.DiskIDOf(p.Disk()); err != nil {
+		return nil, err
+	}
+	if err := fsutil.WriteJSONAtomic(filepath.Join(p.PauseDir(), supervisor.PausedMetaFile), meta, 0o600); err != nil {
+		return nil, err
+	}
+	var forks []fork
+	for _, name := range names {
+		f, err := m.newFork(ctx, p, rec, meta, layer, name)
+		if err != nil {
+			for _, f := range forks {
+				m.destroy(f.p)
+				f.unlock()
+			}
+			return nil, err
+		}
+		forks = append(forks, f)
+	}
+	return forks, nil
+}
+
+// rebaseOnLayer turns the workspace's disk into a read-only layer and
+// gives the workspace a fresh overlay over it. At every step disk.qcow2 is
+// a whole disk with the same content: first the file itself (the layer is
+// a second link to it), then the overlay.
+func (m *Manager) rebaseOnLayer(ctx context.Context, p Paths) (string, error) {
+	layer := filepath.Join(m.layersDir(), vm.NewID()+".qcow2")
+	if err := os.Link(p.Disk(), layer); err != nil {
+		return "", err
+	}
+	if err := qemu.NewLayer(ctx, p.Disk(), layer); err != nil { // replaces disk.qcow2 by rename
+		os.Remove(layer)
+		return "", err
+	}
+	_ = os.Chmod(layer, 0o400)
+	_ = fsutil.SyncDir(p.Dir)
+	_ = fsutil.SyncDir(m.layersDir())
+	return layer, nil
+}
+
+// newFork makes one fork's dir: record (Creating, paused), files shared
+// with the source where they never change, its disk over layer, and the
+// source's saved machine.
+func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *supervisor.Paused, layer, name string) (f fork, err error) {
+	id := vm.NewID()
+	f.p = m.paths(id)
+	if err := os.Mkdir(f.p.Dir, 0o700); err != nil {
+		return f, err
+	}
+	l := flock.New(f.p.Lock())
+	if err := l.Lock(); err != nil {
+		os.RemoveAll(f.p.Dir)
+		return f, err
+	}
+	f.unlock = func() { l.Unlock() }
+	defer func() {
+		if err != nil {
+			m.destroy(f.p)
+			l.Unlock()
+		}
+	}()
+	now := time.Now().UTC()
+	r := *srcRec
+	r.ID, r.Name, r.CreatedAt, r.LastActivityAt = id, name, now, now
+	r.Labels = maps.Clone(srcRec.Labels)
+	if r.Labels == nil {
+		r.Labels = map[string]string{}
+	}
+	r.Labels[ForkedFromLabel] = srcRec.ID
+	r.State, r.Creating = StatePaused, true
+	f.rec = &r
+	if err := writeRecord(f.p, f.rec); err != nil {
+		return f, err
+	}
+	// Never rewritten in place (replaced by rename, or removed): links are safe.
+	if err := linkIfExists(src.Baseline(), f.p.Baseline()); err != nil {
+		return f, err
+	}
+	for _, s := range srcRec.Snapshots {
+		if err := os.MkdirAll(f.p.SnapshotDir(), 0o700); err != nil {
+			return f, err
+		}
+		if err := linkIfExists(src.Snapshot(s.Name), f.p.Snapshot(s.Name)); err != nil {
+			return f, err
+		}
+	}
+	for _, file := range []string{src.History(), src.Secrets()} {
+		if _, err := os.Stat(file); err == nil {
+			if err := fsutil.CopyFile(file, filepath.Join(f.p.Dir, filepath.Base(file)), 0o600); err != nil {
+				return f, err
+			}
+		}
+	}
+	if err := qemu.NewLayer(ctx, f.p.Disk(), layer); err != nil {
+		return f, err
+	}
+	if err := os.MkdirAll(f.p.PauseDir(), 0o700); err != nil {
+		return f, err
+	}
+	if err := os.Link(filepath.Join(src.PauseDir(), supervisor.PausedStateFile), filepath.Join(f.p.PauseDir(), supervisor.PausedStateFile)); err != nil {
+		return f, err
+	}
+	fm := *meta
+	fm.Shells = nil
+	fm.Ports = nil
+	for _, sp := range meta.Ports {
+		sp.Ports = append(sp.Ports[:0:0], sp.Ports...)
+		for i := range sp.Ports {
+			sp.Ports[i].HostPort = 0 // the source keeps its host ports; a fork gets free ones
+		}
+		fm.Ports = append(fm.Ports, sp)
+	}
+	if fm.Disk, err = supervisor.DiskIDOf(f.p.Disk()); err != nil {
+		return f, err
+	}
+	return f, fsutil.WriteJSONAtomic(filepath.Join(f.p.PauseDir(), supervisor.PausedMetaFile), &fm, 0o600)
+}
+
+// finishFork resumes a fork, gives it its own machine id and records it made.
+func (m *Manager) finishFork(ctx context.Context, f fork) (*Record, error) {
+	rec, res, err := m.resumeLocked(ctx, f.p, f.rec)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil || !res.Restored {
+		return nil, fmt.Errorf("the fork did not restore the source's machine: %s", res.RestoreError)
+	}
+	sc := supervisor.Dial(f.p.Socket())
+	r, err := sc.Exec(ctx, supervisor.ExecRequest{Command: freshMachineID, Cwd: "/", TimeoutMs: 30_000, MaxOutput: 4096})
+	sc.Close()
+	if err == nil && r.ExitCode != 0 {
+		err = fmt.Errorf("new machine id: exit %d: %s", r.ExitCode, strings.TrimSpace(string(r.Stderr)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec.Creating = false
+	return rec, writeRecord(f.p, rec)
+}
+
+func linkIfExists(src, dst string) error {
+	err := os.Link(src, dst)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// gcLayers removes the layers no workspace disk reads through any more
+// (the last of a source and its forks was deleted or reset).
+func (m *Manager) gcLayers(ctx context.Context) {
+	layers, err := os.ReadDir(m.layersDir())
+	if err != nil || len(layers) <= 1 { // none, or only the lock
+		return
+	}
+	ll := m.layersLock()
+	if err := ll.Lock(); err != nil {
+		return
+	}
+	defer ll.Unlock()
+	used := map[string]bool{}
+	entries, err := os.ReadDir(m.root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !vm.ValidID(e.Name()) {
+			continue
+		}
+		disks, _ := filepath.Glob(filepath.Join(m.root, e.Name(), "*.qcow2"))
+		for _, d := range disks {
+			files, err := qemu.BackingFiles(ctx, d)
+			if err != nil {
+				m.log.Warn("reading a disk's layers: keeping every layer", "disk", d, "err", err)
+				return
+			}
+			for _, f := range files {
+				used[filepath.Clean(f)] = true
+			}
+		}
+	}
+	for _, l := range layers {
+		path := filepath.Join(m.layersDir(), l.Name())
+		if strings.HasSuffix(l.Name(), ".qcow2") && !used[path] {
+			if err := os.Remove(path); err != nil {
+				m.log.Warn("removing an unused disk layer", "layer", path, "err", err)
+			}
+		}
+	}
+}
