@@ -226,6 +226,12 @@ type ExecResult struct {
 // A command with a timeout must be answered within it plus Grace, or the
 // session is given up (agent_unavailable).
 func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecResult, error) {
+	return c.ExecStream(ctx, req, nil)
+}
+
+// ExecStream is Exec that also hands every output chunk, as it arrives and
+// within the caps, to onOutput (may be nil), from the calling goroutine.
+func (c *Client) ExecStream(ctx context.Context, req agentproto.ExecRequest, onOutput func(stderr bool, p []byte)) (*ExecResult, error) {
 	var bound time.Duration
 	if req.TimeoutMs > 0 {
 		bound = time.Duration(req.TimeoutMs)*time.Millisecond + c.grace
@@ -248,9 +254,13 @@ func (c *Client) Exec(ctx context.Context, req agentproto.ExecRequest) (*ExecRes
 		case agentproto.FrameFlushing:
 			st.flushing()
 		case agentproto.FrameStdout:
-			stdout.write(payload)
+			if p := stdout.write(payload); onOutput != nil && len(p) > 0 {
+				onOutput(false, p)
+			}
 		case agentproto.FrameStderr:
-			stderr.write(payload)
+			if p := stderr.write(payload); onOutput != nil && len(p) > 0 {
+				onOutput(true, p)
+			}
 		case agentproto.FrameResult:
 			if err := json.Unmarshal(payload, &out.ExecResult); err != nil {
 				return nil, protocolErr("bad exec result: %v", err)
@@ -280,17 +290,19 @@ type capped struct {
 	over bool
 }
 
-func (c *capped) write(p []byte) {
+// write keeps what fits and returns it.
+func (c *capped) write(p []byte) []byte {
 	room := c.max - int64(len(c.buf))
 	if room <= 0 {
 		c.over = c.over || len(p) > 0
-		return
+		return nil
 	}
 	if int64(len(p)) > room {
 		p = p[:room]
 		c.over = true
 	}
 	c.buf = append(c.buf, p...)
+	return p
 }
 
 func readResult(st *call, v any) error {

@@ -14,7 +14,7 @@ import (
 
 func (a *app) envCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "env", Short: "List, build, inspect and prune environments"}
-	cmd.AddCommand(a.envListCommand(), a.envPullCommand("pull"), a.envPullCommand("build"), a.envInspectCommand(), a.envPruneCommand())
+	cmd.AddCommand(a.envListCommand(), a.envPullCommand("pull"), a.envBuildCommand(), a.envInspectCommand(), a.envPruneCommand())
 	return cmd
 }
 
@@ -133,8 +133,14 @@ func (a *app) envInspectCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "kernel:   %s (%s, sha256 %s)\n", m.Kernel.Release, humanBytes(m.Kernel.Size), m.Kernel.SHA256)
 			fmt.Fprintf(a.stdout, "rootfs:   %s (sha256 %s)\n", humanBytes(m.Rootfs.Size), m.Rootfs.SHA256)
 			fmt.Fprintf(a.stdout, "agent:    sha256 %s\n", m.AgentSHA256)
-			if m.Image == nil {
+			if m.Build != nil {
+				a.printBuild(m)
+			}
+			if m.Image == nil && m.Build == nil {
 				fmt.Fprintf(a.stdout, "packages: %d\n  %s\n", len(m.Packages), strings.Join(m.Packages, "\n  "))
+				return nil
+			}
+			if m.Image == nil {
 				return nil
 			}
 			a.printImage(m)
@@ -176,7 +182,11 @@ func (a *app) envPruneCommand() *cobra.Command {
 
 func (a *app) printImage(m *pyro.EnvironmentManifest) {
 	im := m.Image
-	fmt.Fprintf(a.stdout, "source:   %s\ndigest:   %s\nplatform: %s\n", m.Reference, m.Digest, im.Platform)
+	if m.Build != nil { // the base's image: its config still applies
+		fmt.Fprintf(a.stdout, "image:    %s\nplatform: %s\n", m.Reference, im.Platform)
+	} else {
+		fmt.Fprintf(a.stdout, "source:   %s\ndigest:   %s\nplatform: %s\n", m.Reference, m.Digest, im.Platform)
+	}
 	fmt.Fprintf(a.stdout, "layers:   %d\n", len(im.Layers))
 	for _, l := range im.Layers {
 		fmt.Fprintf(a.stdout, "  %s  %s  %s\n", l.Digest, humanBytes(l.Size), l.MediaType)

@@ -47,6 +47,8 @@ type Manifest struct {
 	Reference string     `json:"reference,omitempty"`
 	Digest    string     `json:"digest,omitempty"`
 	Image     *ImageInfo `json:"image,omitempty"`
+	// Build is the definition and base of a custom environment (source "build").
+	Build *BuildInfo `json:"build,omitempty"`
 }
 
 // Sources of a manifest.

@@ -12,7 +12,7 @@ import (
 
 // PrunedItem is one thing Prune removed.
 type PrunedItem struct {
-	Kind  string `json:"kind"` // "environment", "kernel", "base", "tmp", "log"; "run_snapshot" from pyro.Client
+	Kind  string `json:"kind"` // "environment", "image", "build", "kernel", "base", "tmp", "log"; "run_snapshot" from pyro.Client
 	Name  string `json:"name"`
 	Path  string `json:"path"`
 	Bytes int64  `json:"bytes"` // disk usage freed
@@ -57,6 +57,7 @@ func (s *Store) Prune(ctx context.Context, inUse func(name, rootfsPath string) b
 		res.add(s.pruneEnvDir(filepath.Join(envRoot, sd.Name()), func(n string) bool { return inUse(n, "") })...)
 	}
 	res.add(s.pruneImages(inUse)...)
+	res.add(s.pruneBuilds(inUse)...)
 	if ctx.Err() != nil {
 		return res, ctxError(ctx, "prune")
 	}
