@@ -15,6 +15,10 @@ import (
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
+// PrunedItem is one thing PruneEnvironments removed (kind "build" for a
+// custom environment's image).
+type PrunedItem = env.PrunedItem
+
 // Build step limits.
 const (
 	DefaultStepTimeoutSeconds = 1800
@@ -174,7 +178,7 @@ func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def e
 		}
 	}
 	// Workspaces seed /workspace themselves: leave it empty.
-	if err := c.runStep(ctx, v, def.From, -1, len(def.Steps), "find /workspace -mindepth 1 -delete && sync", 300); err != nil {
+	if err := c.runStep(ctx, v, def.From, -1, len(def.Steps), "cd /workspace && rm -rf -- ./* ./.[!.]* ./..?* && sync", 300); err != nil {
 		return err
 	}
 	// A clean power-off: the agent flushes, and QEMU has written the overlay.
