@@ -21,6 +21,10 @@ type Options struct {
 	// first use (the normalized reference); nil allows every one. Explicit
 	// pulls (Pull) are not asked.
 	PullAllowed func(ref string) bool
+	// MaxUnpackedBytes and MaxUnpackedFiles bound what an image's layers
+	// may unpack to; 0 = PYRO_MAX_UNPACKED_MIB / PYRO_MAX_UNPACKED_FILES,
+	// else DefaultMaxUnpackedBytes / DefaultMaxUnpackedFiles.
+	MaxUnpackedBytes, MaxUnpackedFiles int64
 }
 
 // Event reports progress of long work.

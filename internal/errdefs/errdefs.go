@@ -43,6 +43,7 @@ const (
 	CodeImagePull      = "image_pull_failed"      // registry unreachable, refused, or answered badly
 	CodeRegistryAuth   = "registry_unauthorized"  // the registry wants (other) credentials
 	CodePullNotAllowed = "pull_not_allowed"       // the operator did not allow pulling this reference
+	CodeImageTooLarge  = "image_too_large"        // the layers unpack to more than the host allows
 	// Custom environments.
 	CodeBuildStepFailed = "build_step_failed" // a step of "env build" exited non-zero or timed out
 )
