@@ -212,3 +212,48 @@ func TestEnvFile(t *testing.T) {
 		}
 	}
 }
+
+// A custom environment made with another guest agent is built again from
+// its recorded definition (its base re-packed first) on its next use.
+func TestEnvRebuildOnAgent(t *testing.T) {
+	c, cache := buildClient(t)
+	first, err := c.BuildEnvironment(t.Context(), pyro.BuildEnvironmentRequest{Name: "tr", From: "debian:12", Steps: []string{"echo again > /etc/marker"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another agent build: the same program with other bytes at its end.
+	agent, err := os.ReadFile(filepath.Join(testutil.Binaries(t), "pyro-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "pyro-agent")
+	if err := os.WriteFile(other, append(agent, "\x00another build"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	t.Cleanup(func() { testutil.AssertNoLeaks(t, state) })
+	c2, err := pyro.New(pyro.WithStateDir(state), pyro.WithCacheDir(cache), pyro.WithAgentPath(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var msgs []string
+	ctx := pyro.ContextWithProgress(t.Context(), func(e pyro.ProgressEvent) {
+		mu.Lock()
+		msgs = append(msgs, e.Message)
+		mu.Unlock()
+	})
+	res, err := c2.Run(ctx, pyro.RunRequest{Environment: "tr", Command: "cat /etc/marker"})
+	if err != nil || res.Stdout != "again\n" {
+		t.Fatalf("run after the agent changed: %v %+v", err, res)
+	}
+	m, err := c2.InspectEnvironment(t.Context(), "tr")
+	if err != nil || m.Version == first.Version || m.Digest == first.Digest || m.AgentSHA256 == first.Manifest.AgentSHA256 {
+		t.Fatalf("not rebuilt: %v %+v (first %s %s)", err, m, first.Version, first.Digest)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(msgs, func(s string) bool { return strings.Contains(s, "building it again from its definition") }) {
+		t.Errorf("no progress said why: %q", msgs)
+	}
+}

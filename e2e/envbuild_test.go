@@ -3,10 +3,13 @@ package e2e_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -111,5 +114,53 @@ func TestCLIAndMCPEnvBuild(t *testing.T) {
 	callTool(t, cb, "vm_run", map[string]any{"environment": "mcp1", "command": "cat /etc/mcp-marker"}, &run)
 	if run.Stdout != "mcp\n" {
 		t.Fatalf("vm_run in the built environment: %q", run.Stdout)
+	}
+}
+
+// Ctrl-C during a step leaves no VM and nothing built; kill -9 leaves no
+// running VM, nothing visible, and the next call reaps the VM's state.
+func TestCLIEnvBuildInterrupted(t *testing.T) {
+	s := stateDir(t)
+	cache := testutil.CacheWithEnvs(t, "debian:12")
+	t.Setenv("PYRO_CACHE_DIR", cache)
+	start := func() *exec.Cmd {
+		cmd := pyroCmd(t, s, "env", "build", "tint", "--from", "debian:12", "--run", "sleep 600")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitForVM(t, s, 3*time.Second)
+		return cmd
+	}
+	gone := func(what string) {
+		t.Helper()
+		if r := runPyro(t, s, "env", "inspect", "tint"); r.code != 125 || !strings.Contains(r.stderr, "environment_missing") {
+			t.Errorf("%s: the interrupted build is visible: %+v", what, r)
+		}
+		if builds, _ := os.ReadDir(filepath.Join(cache, "builds")); len(builds) > 0 {
+			t.Errorf("%s: builds left: %v", what, builds)
+		}
+	}
+
+	cmd := start()
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err == nil || err.(*exec.ExitError).ExitCode() != 130 {
+		t.Errorf("SIGINT: %v, want exit 130", err)
+	}
+	testutil.AssertNoLeaks(t, s)
+	gone("SIGINT")
+	if tmp, _ := os.ReadDir(filepath.Join(cache, "tmp")); len(tmp) > 0 {
+		t.Errorf("SIGINT: build directories left: %v", tmp)
+	}
+
+	cmd = start()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if procs := testutil.WaitProcessesGone(s, 10*time.Second); len(procs) > 0 {
+		t.Fatalf("the build's VMM outlived its killed owner: %v", procs)
+	}
+	gone("kill -9")
+	// The next call that boots reaps the dead build's VM state.
+	if r := runPyro(t, s, "run", "debian:12", "--", "true"); r.code != 0 {
+		t.Fatalf("next run: %+v", r)
 	}
 }
