@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -146,17 +147,27 @@ func TestEnvBuildOCI(t *testing.T) {
 	ref := host + "/pyro-test/bb:1"
 	testutil.Push(t, ref, testutil.Image(t, []string{"PATH=/bin", "GREETING=hello"}, testutil.BusyboxLayer(t)))
 	c, _ := buildClient(t, pyro.WithInsecureRegistries(host))
-	res, err := c.BuildEnvironment(t.Context(), pyro.BuildEnvironmentRequest{Name: "tboci", From: ref,
-		Steps: []string{"mkdir -p /opt/x && echo \"$GREETING-built\" > /opt/x/file"}})
+	req := pyro.BuildEnvironmentRequest{Name: "tboci", From: ref, DiskSize: 1 << 20,
+		// The step already sees the grown file system.
+		Steps: []string{"mkdir -p /opt/x && echo \"$GREETING-built\" > /opt/x/file && df -m / | awk 'NR==2{print $2}' > /opt/x/size"}}
+	if _, err := c.BuildEnvironment(t.Context(), req); errdefs.CodeOf(err) != errdefs.CodeInvalidArgument || !strings.Contains(err.Error(), "disk_size") {
+		t.Fatalf("disk size below the base's: %v", err)
+	}
+	req.DiskSize = 1 << 30
+	res, err := c.BuildEnvironment(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Cached || res.Manifest.Image == nil || res.Manifest.Build.From != ref {
+	if res.Cached || res.Manifest.Image == nil || res.Manifest.Build.From != ref || res.Manifest.Rootfs.Size != 1<<30 {
 		t.Fatalf("result %+v", res)
 	}
-	run, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tboci", Command: "cat /opt/x/file; echo $GREETING"})
-	if err != nil || run.Stdout != "hello-built\nhello\n" {
+	run, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tboci", Command: "cat /opt/x/file; echo $GREETING; cat /opt/x/size"})
+	lines := strings.Fields(run.Stdout)
+	if err != nil || len(lines) != 3 || lines[0] != "hello-built" || lines[1] != "hello" {
 		t.Fatalf("run: %v %+v", err, run)
+	}
+	if mib, _ := strconv.Atoi(lines[2]); mib < 900 || mib > 1024 {
+		t.Fatalf("the step saw a %s MiB file system, want the 1 GiB asked for", lines[2])
 	}
 }
 

@@ -124,13 +124,16 @@ func (s *Store) pruneKernels(ctx context.Context) []PrunedItem {
 	} else if k, ok := s.newestCachedKernel(); ok {
 		keep[k.ConfigHash] = true
 	}
-	envRoot := filepath.Join(s.root, "environments")
-	slugs, _ := os.ReadDir(envRoot)
-	for _, sd := range slugs {
-		versions, _ := os.ReadDir(filepath.Join(envRoot, sd.Name()))
-		for _, v := range versions {
-			if m, err := readManifest(s.root, filepath.Join(envRoot, sd.Name(), v.Name())); err == nil {
-				keep[m.Kernel.ConfigHash] = true
+	// Images and custom environments boot a kernel too.
+	for _, top := range []string{"environments", "images", "builds"} {
+		envRoot := filepath.Join(s.root, top)
+		slugs, _ := os.ReadDir(envRoot)
+		for _, sd := range slugs {
+			versions, _ := os.ReadDir(filepath.Join(envRoot, sd.Name()))
+			for _, v := range versions {
+				if m, err := readManifest(s.root, filepath.Join(envRoot, sd.Name(), v.Name())); err == nil {
+					keep[m.Kernel.ConfigHash] = true
+				}
 			}
 		}
 	}
