@@ -92,7 +92,8 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 	if req.StepTimeoutSeconds < 1 || req.StepTimeoutSeconds > MaxTimeoutSeconds {
 		return nil, errdefs.InvalidArgument("step_timeout_seconds", "%d is out of range [1, %d]", req.StepTimeoutSeconds, MaxTimeoutSeconds)
 	}
-	def := env.BuildDef{From: req.From, Steps: req.Steps, Network: req.Network, DiskSize: req.DiskSize, EnvFile: req.EnvFile}
+	def := env.BuildDef{From: req.From, Steps: req.Steps, Network: req.Network, DiskSize: req.DiskSize,
+		StepTimeoutSeconds: req.StepTimeoutSeconds, EnvFile: req.EnvFile}
 	if err := env.ValidateBuildName(req.Name); err != nil {
 		return nil, err
 	}
@@ -102,12 +103,14 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 	if req.From == req.Name {
 		return nil, errdefs.InvalidArgument("from", "%q cannot be built from itself", req.Name)
 	}
-	e, cached, err := c.buildEnv(ctx, req.Name, def, req.Force, req.StepTimeoutSeconds)
+	e, cached, err := c.buildEnv(ctx, req.Name, def, req.Force)
 	if err != nil {
 		return nil, err
 	}
 	res := &BuildEnvironmentResult{Environment: req.Name, Version: e.Manifest.Version, Digest: e.Manifest.Digest, Cached: cached, Manifest: e.Manifest}
-	c.report(ctx, ProgressEvent{Stage: "snapshot", Message: "preparing a fast-start snapshot of " + req.Name})
+	if !cached {
+		c.report(ctx, ProgressEvent{Stage: "snapshot", Message: "preparing a fast-start snapshot of " + req.Name})
+	}
 	if p, err := c.Prepare(ctx, PrepareRequest{Environment: req.Name}); err == nil {
 		res.SnapshotReady = p.SnapshotReady
 	} else if ctx.Err() != nil {
@@ -118,7 +121,7 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 }
 
 // buildEnv ensures the base, then builds (or finds) name.
-func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, force bool, stepTimeout int) (*env.Environment, bool, error) {
+func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, force bool) (*env.Environment, bool, error) {
 	if buildDepth(ctx) > maxBuildDepth {
 		return nil, false, errdefs.InvalidArgument("from", "%s: custom environments built from each other more than %d deep (a cycle?)", name, maxBuildDepth)
 	}
@@ -128,7 +131,7 @@ func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, fo
 		return nil, false, err
 	}
 	run := func(ctx context.Context, backing, overlay string) error {
-		return c.runBuildSteps(ctx, base, def, stepTimeout, backing, overlay)
+		return c.runBuildSteps(ctx, base, def, backing, overlay)
 	}
 	return c.envs.Build(c.envCtx(ctx), name, def, base, force, run)
 }
@@ -151,14 +154,17 @@ func (c *Client) rebuildStale(ctx context.Context, name string) (*env.Environmen
 		return nil, false, nil
 	}
 	c.report(ctx, ProgressEvent{Stage: "build", Message: name + " is not built for this pyro: building it again from its definition"})
-	e, _, err := c.buildEnv(ctx, name, def, false, DefaultStepTimeoutSeconds)
+	if def.StepTimeoutSeconds == 0 {
+		def.StepTimeoutSeconds = DefaultStepTimeoutSeconds
+	}
+	e, _, err := c.buildEnv(ctx, name, def, false)
 	return e, true, err
 }
 
 // runBuildSteps boots the base over overlay (backed by backing), runs the
 // steps, empties /workspace and shuts the guest down so that its writes
 // are all in the overlay.
-func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def env.BuildDef, stepTimeout int, backing, overlay string) error {
+func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def env.BuildDef, backing, overlay string) error {
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, base.KernelPath)
 	spec := vm.Spec{
@@ -173,7 +179,7 @@ func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def e
 	defer v.Close()
 	for i, step := range def.Steps {
 		c.report(ctx, ProgressEvent{Stage: "build", Message: fmt.Sprintf("step %d/%d: %s", i+1, len(def.Steps), oneLine(step, 200))})
-		if err := c.runStep(ctx, v, def.From, i, len(def.Steps), step, stepTimeout); err != nil {
+		if err := c.runStep(ctx, v, def.From, i, len(def.Steps), step, def.StepTimeoutSeconds); err != nil {
 			return err
 		}
 	}

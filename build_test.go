@@ -161,6 +161,11 @@ func TestEnvBuildOCI(t *testing.T) {
 	if res.Cached || res.Manifest.Image == nil || res.Manifest.Build.From != ref || res.Manifest.Rootfs.Size != 1<<30 {
 		t.Fatalf("result %+v", res)
 	}
+	req.Force = true
+	forced, err := c.BuildEnvironment(t.Context(), req)
+	if err != nil || forced.Cached || forced.Version == res.Version || forced.Digest != res.Digest {
+		t.Fatalf("forced rebuild: %v %+v (first %s)", err, forced, res.Version)
+	}
 	run, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tboci", Command: "cat /opt/x/file; echo $GREETING; cat /opt/x/size"})
 	lines := strings.Fields(run.Stdout)
 	if err != nil || len(lines) != 3 || lines[0] != "hello-built" || lines[1] != "hello" {

@@ -55,6 +55,8 @@ type BuildDef struct {
 	Steps    []string `json:"steps"`             // shell commands, run in order by /bin/sh -lc as root in /
 	Network  bool     `json:"network,omitempty"` // egress for the steps
 	DiskSize int64    `json:"disk_size,omitempty"`
+	// StepTimeoutSeconds bounds each step (not part of the key).
+	StepTimeoutSeconds int `json:"step_timeout_seconds,omitempty"`
 	// EnvFile is the environment file the definition came from (shown only).
 	EnvFile string `json:"env_file,omitempty"`
 }
