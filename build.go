@@ -230,8 +230,8 @@ func (c *Client) runStep(ctx context.Context, v *vm.VM, from string, i, n int, s
 			"%s timed out after %d s (raise step_timeout_seconds / --step-timeout-seconds); nothing was saved%s", what, timeoutSec, outputTail(r.Stdout, r.Stderr))
 	case r.ExitCode != 0 || r.Signal != "":
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeBuildStepFailed,
-			"%s exited with %d; nothing was saved: fix the step (try it in \"pyro workspace create %s\")%s",
-			what, outcome(r.ExitCode, r.Signal, false), from, outputTail(r.Stdout, r.Stderr))
+			"%s exited with %d; nothing was saved%s", what, outcome(r.ExitCode, r.Signal, false), outputTail(r.Stdout, r.Stderr)).
+			WithNext("\nfix the step and build again (try it out first: %s)", "pyro workspace create "+from, "workspace_create")
 	}
 	return nil
 }

@@ -29,8 +29,11 @@ type DoctorReport struct {
 	Tools        []ToolCheck       `json:"tools"`
 	Kernel       KernelStatus      `json:"kernel"`
 	Environments []EnvironmentInfo `json:"environments"`
-	Networking   NetworkingInfo    `json:"networking"`
-	StateDir     DirStatus         `json:"state_dir"`
+	// Readiness says how fast each environment starts (warm, cold, stale,
+	// missing): the ones asked for, else every installed one.
+	Readiness  []EnvironmentReadiness `json:"readiness"`
+	Networking NetworkingInfo         `json:"networking"`
+	StateDir   DirStatus              `json:"state_dir"`
 	// MCPExportsDir is where `pyro mcp serve` lets a model export files
 	// unless --exports-dir says otherwise.
 	MCPExportsDir string    `json:"mcp_exports_dir"`
@@ -98,8 +101,10 @@ type ProbeBoot struct {
 }
 
 // Doctor checks the host and, when the default environment is installed,
-// boots it once. It never builds anything.
-func (c *Client) Doctor(ctx context.Context) (*DoctorReport, error) {
+// boots it once. It never builds anything. Given environments, it reports
+// their readiness and counts each that is not warm as a problem, with the
+// command that warms it.
+func (c *Client) Doctor(ctx context.Context, environments ...string) (*DoctorReport, error) {
 	r := &DoctorReport{Problems: []string{}}
 	r.Platform = platform()
 	r.Tools = checkTools()
@@ -135,6 +140,9 @@ func (c *Client) Doctor(ctx context.Context) (*DoctorReport, error) {
 		return nil, err
 	}
 	r.Environments = envs
+	if err := c.doctorReadiness(ctx, r, environments); err != nil {
+		return nil, err
+	}
 	installed := false
 	for _, e := range envs {
 		installed = installed || (e.Name == DefaultEnvironment && e.Installed)
@@ -149,6 +157,33 @@ func (c *Client) Doctor(ctx context.Context) (*DoctorReport, error) {
 	}
 	r.OK = len(r.Problems) == 0
 	return r, nil
+}
+
+func (c *Client) doctorReadiness(ctx context.Context, r *DoctorReport, names []string) error {
+	asked := len(names) > 0
+	if !asked {
+		for _, e := range r.Environments {
+			if e.Installed {
+				names = append(names, e.Name)
+			}
+		}
+	}
+	r.Readiness = []EnvironmentReadiness{}
+	for _, name := range names {
+		rd, err := c.EnvironmentReadiness(ctx, name)
+		if err != nil {
+			return err
+		}
+		r.Readiness = append(r.Readiness, *rd)
+		if asked && rd.State != ReadinessWarm {
+			p := fmt.Sprintf("%s is %s (%s)", name, rd.State, rd.Reason)
+			if rd.Fix != "" {
+				p += ": run \"" + rd.Fix + "\""
+			}
+			r.Problems = append(r.Problems, p)
+		}
+	}
+	return nil
 }
 
 func (c *Client) probeBoot(ctx context.Context) ProbeBoot {

@@ -108,7 +108,8 @@ func (c *Client) DenyWorkspaceNetwork(ctx context.Context, req WorkspaceNetworkC
 	return c.changeEgress(ctx, req, func(cur *network.Rules) (*network.Rules, error) {
 		if cur == nil {
 			return nil, errdefs.New(errdefs.ErrFailedPrecondition, CodeNoEgressRules,
-				"this workspace has no allow list, so there is no rule to remove; \"pyro workspace network allow\" starts one")
+				"this workspace has no allow list, so there is no rule to remove").
+				WithNext("; %s to start one", "pyro workspace network allow ID RULE", "workspace_network_update")
 		}
 		less, err := req.EgressRules.Normalize()
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/env"
+	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
@@ -16,6 +18,9 @@ type PrepareRequest struct {
 	// Network prepares the machine with a network device, the one that
 	// networked runs and workspaces (any policy but off) restore.
 	Network bool `json:"network,omitempty"`
+	// Force rebuilds (or re-pulls) the environment from scratch and remakes
+	// the fast-start snapshot, even when both are present and intact.
+	Force bool `json:"force,omitempty"`
 }
 
 // PrepareResult says what is ready.
@@ -42,9 +47,19 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	if err != nil {
 		return nil, err
 	}
+	if req.Force {
+		if _, err := c.PullEnvironment(ctx, rr.Environment, true); err != nil {
+			return nil, err
+		}
+	}
 	e, spec, err := c.runMachine(ctx, rr)
 	if err != nil {
 		return nil, err
+	}
+	if req.Force {
+		if err := c.dropRunSnapshot(ctx, e, spec); err != nil {
+			return nil, err
+		}
 	}
 	res := &PrepareResult{
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
@@ -61,4 +76,19 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil
+}
+
+// dropRunSnapshot removes the fast-start snapshot of spec's machine, if
+// any, so that the next lookup makes a new one.
+func (c *Client) dropRunSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) error {
+	store := c.snapshots()
+	key, err := c.snapshotKey(ctx, store, e, spec)
+	if err != nil {
+		return nil // no key, no snapshot to drop
+	}
+	snap, err := store.Lookup(key, e.RootfsPath)
+	if err != nil {
+		return nil
+	}
+	return store.Remove(snap)
 }

@@ -84,7 +84,7 @@ func (r RunRequest) withDefaults() (RunRequest, error) {
 	}
 	switch {
 	case strings.TrimSpace(r.Environment) == "":
-		return r, errdefs.InvalidArgument("environment", "is required; run \"pyro env list\" to see the catalog")
+		return r, errdefs.InvalidArgument("environment", "is required").WithNext("; %s to see the environments", "pyro env list", "vm_list_environments")
 	case strings.TrimSpace(r.Command) == "":
 		return r, errdefs.InvalidArgument("command", "is empty; give the shell command to run in the guest")
 	case r.VCPUCount < MinVCPUCount || r.VCPUCount > MaxVCPUCount:
@@ -151,13 +151,19 @@ func (c *Client) runMachine(ctx context.Context, req RunRequest) (*env.Environme
 		return nil, vm.Spec{}, err
 	}
 	c.reapOrphans()
+	spec, err := c.runSpec(ctx, e, req)
+	return e, spec, err
+}
+
+// runSpec is the machine a one-shot run of req boots in e.
+func (c *Client) runSpec(ctx context.Context, e *env.Environment, req RunRequest) (vm.Spec, error) {
 	verdict := c.accelFor(ctx, e.KernelPath)
 	policy := runPolicy(req.Network)
 	rules, err := egressFor(policy, req.EgressRules)
 	if err != nil {
-		return nil, vm.Spec{}, err
+		return vm.Spec{}, err
 	}
-	return e, vm.Spec{
+	return vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run", Network: policy, Egress: rules,
 	}, nil

@@ -306,7 +306,7 @@ func (c *Client) loadSecrets(in []WorkspaceSecret) (secrets.Set, error) {
 func validateCreate(req CreateWorkspaceRequest) error {
 	switch {
 	case strings.TrimSpace(req.Environment) == "":
-		return errdefs.InvalidArgument("environment", "is required; run \"pyro env list\" to see the catalog")
+		return errdefs.InvalidArgument("environment", "is required").WithNext("; %s to see the environments", "pyro env list", "vm_list_environments")
 	case req.VCPUCount < MinVCPUCount || req.VCPUCount > MaxVCPUCount:
 		return errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", req.VCPUCount, MinVCPUCount, MaxVCPUCount)
 	case req.MemMiB < MinMemMiB || req.MemMiB > MaxMemMiB:

@@ -98,6 +98,9 @@ func TestCLIRunErrors(t *testing.T) {
 		{[]string{"run", "debian:12"}, 2, "usage"},
 		{[]string{"run", "debian:12", "--"}, 2, "no command"},
 		{[]string{"run", "--bogus-flag", "debian:12", "--", "true"}, 2, "unknown flag"},
+		{[]string{"workspace", "create", "debian:12", "--network-policy", "wide-open"}, 2, `--network-policy "wide-open" is not one of`},
+		{[]string{"mcp", "serve", "--mode", "yolo"}, 2, `--mode "yolo" is not one of repro-fix`},
+		{[]string{"mcp", "serve", "--mode", "inspect", "--profile", "vm-run"}, 2, "none of the others can be"},
 	}
 	for _, tc := range cases {
 		r := runPyro(t, s, tc.args...)

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/errdefs"
 	pyromcp "github.com/pyrovm/pyro/internal/mcp"
 )
 
@@ -30,16 +31,19 @@ type Toolset struct {
 }
 
 // New serves the tools of profile ("vm-run", "workspace-core" or
-// "workspace-full") over c. As over MCP, the model may name host paths
+// "workspace-full") or of a task mode ("repro-fix", "inspect", "cold-start",
+// "review-eval": a narrower tool set for one kind of task) over c. As over MCP, the model may name host paths
 // (seed_path, source_path, output_path) only beneath the directories c was
 // confined to with pyro.WithHostRoots; given an unconfined c, every host
 // path is refused with host_path_denied.
 func New(ctx context.Context, c *pyro.Client, profile string) (*Toolset, error) {
-	p, err := pyromcp.ParseProfile(profile)
-	if err != nil {
-		return nil, err
+	cfg := pyromcp.Config{Version: "sdk"}
+	if m, err := pyromcp.ParseMode(profile); err == nil && m != "" {
+		cfg.Mode = m
+	} else if cfg.Profile, err = pyromcp.ParseProfile(profile); err != nil {
+		return nil, errdefs.InvalidArgument("profile", "%q is neither a profile (vm-run, workspace-core, workspace-full) nor a mode (repro-fix, inspect, cold-start, review-eval)", profile)
 	}
-	server, err := pyromcp.NewServer(c, pyromcp.Config{Profile: p, Version: "sdk"})
+	server, err := pyromcp.NewServer(c, cfg)
 	if err != nil {
 		return nil, err
 	}

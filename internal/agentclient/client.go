@@ -377,8 +377,8 @@ func (c *Client) streamErr(ctx context.Context, err error) error {
 const CodeAgentUnavailable = "agent_unavailable"
 
 func unavailable(err error) error {
-	return errdefs.Wrap(err, errdefs.ErrUnavailable, CodeAgentUnavailable,
-		"guest agent connection lost (a workspace's VM is stopped then: \"pyro workspace start\" boots it again from its disk)")
+	e := errdefs.Wrap(err, errdefs.ErrUnavailable, CodeAgentUnavailable, "guest agent connection lost")
+	return e.WithNext(" (a workspace's VM is stopped then: %s to boot it again from its disk)", "pyro workspace start ID", "workspace_start")
 }
 
 func protocolErr(format string, args ...any) error {

@@ -108,8 +108,8 @@ func (c *Client) serviceCall(ctx context.Context, op string, req *agentproto.Ser
 	if errors.As(err, &we) {
 		switch we.Code {
 		case CodeNotFound:
-			return errdefs.New(errdefs.ErrNotFound, CodeServiceNotFound,
-				"no service named %q in this workspace: list them with `pyro workspace service list`", req.Name)
+			return errdefs.New(errdefs.ErrNotFound, CodeServiceNotFound, "no service named %q in this workspace", req.Name).
+				WithNext(": %s to list them", "pyro workspace service list ID", "service_list")
 		}
 	}
 	return err

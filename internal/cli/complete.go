@@ -15,6 +15,17 @@ var enumFlags = map[string][]string{
 	"network-policy": {"off", "egress", "egress+published-ports"},
 	"signal":         {"INT", "TERM", "HUP", "KILL"},
 	"accel":          {"auto", "kvm", "tcg"},
+	"profile":        names(pyromcp.Profiles),
+	"mode":           names(pyromcp.Modes),
+	"scope":          {"user", "project"},
+}
+
+func names[S ~string](values []S) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // addCompletions gives every command dynamic shell completion (`pyro
@@ -38,13 +49,6 @@ func (a *app) addCompletions(cmd *cobra.Command) {
 		if cmd.Flags().Lookup(name) != nil {
 			_ = cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
 		}
-	}
-	if cmd.Flags().Lookup("profile") != nil {
-		var profiles []string
-		for _, p := range pyromcp.Profiles {
-			profiles = append(profiles, string(p))
-		}
-		_ = cmd.RegisterFlagCompletionFunc("profile", cobra.FixedCompletions(profiles, cobra.ShellCompDirectiveNoFileComp))
 	}
 }
 

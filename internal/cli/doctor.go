@@ -9,15 +9,17 @@ import (
 
 func (a *app) doctorCommand() *cobra.Command {
 	var jsonOut bool
+	var environments []string
 	cmd := &cobra.Command{
-		Use: "doctor", Short: "Check the host: accelerator, VMM, tools, caches, and one probe boot", Args: cobra.NoArgs,
+		Use: "doctor", Short: "Check the host: accelerator, VMM, tools, caches, environment readiness, and one probe boot", Args: cobra.NoArgs,
+		Example: "  pyro doctor\n  pyro doctor --environment debian:12-build   # exit 1 unless it is warm, with the command that warms it",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, done, err := a.client(jsonOut)
 			if err != nil {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}
 			defer done()
-			r, err := c.Doctor(cmd.Context())
+			r, err := c.Doctor(cmd.Context(), environments...)
 			if err != nil {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}
@@ -38,6 +40,16 @@ func (a *app) doctorCommand() *cobra.Command {
 				for _, e := range r.Environments {
 					fmt.Fprintf(w, "environment:  %-16s installed=%v %s\n", e.Name, e.Installed, e.Version)
 				}
+				for _, rd := range r.Readiness {
+					line := fmt.Sprintf("readiness:    %-16s %-7s", rd.Environment, rd.State)
+					if rd.Reason != "" {
+						line += " " + rd.Reason
+					}
+					if rd.Fix != "" {
+						line += " (run: " + rd.Fix + ")"
+					}
+					fmt.Fprintln(w, line)
+				}
 				fmt.Fprintf(w, "networking:   policies %s (%s)\n", strings.Join(r.Networking.Policies, ", "), r.Networking.Note)
 				fmt.Fprintf(w, "state dir:    %s (writable: %v)\ncache dir:    %s (writable: %v)\n", r.StateDir.Path, r.StateDir.Writable, r.CacheDir.Path, r.CacheDir.Writable)
 				fmt.Fprintf(w, "mcp exports:  %s (where `pyro mcp serve` lets a model export files)\n", r.MCPExportsDir)
@@ -55,5 +67,6 @@ func (a *app) doctorCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	cmd.Flags().StringArrayVar(&environments, "environment", nil, "report this environment's readiness (warm, cold, stale, missing) and count it as a problem unless warm (repeatable)")
 	return cmd
 }

@@ -16,7 +16,7 @@ import (
 
 func (a *app) mcpCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mcp", Short: "Serve pyro to MCP hosts (Claude Code, Codex, Cursor, ...)"}
-	var profile, httpAddr, projectPath, exportsDir, tokenFile, repoURL, repoRef string
+	var profile, mode, httpAddr, projectPath, exportsDir, tokenFile, repoURL, repoRef string
 	var noProjectSource bool
 	var hostPaths []string
 	var noNetwork, allowNetworkChanges bool
@@ -29,13 +29,19 @@ func (a *app) mcpCommand() *cobra.Command {
 		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
 		Long: "Serves pyro's tools over MCP on stdin/stdout, or with --http ADDR over Streamable HTTP at http://ADDR/mcp\n" +
 			"(loopback only unless --allow-remote; bearer token from PYRO_MCP_TOKEN, else the one kept in --token-file,\n" +
-			"made there once (0600) and reused on every restart). Profiles: vm-run (vm_run only), workspace-core, workspace-full.\n\n" +
+			"made there once (0600) and reused on every restart). Profiles: vm-run (vm_run only), workspace-core, workspace-full.\n" +
+			"Task modes (--mode, instead of a profile) offer only the tools one kind of task needs, with instructions for it:\n" +
+			"repro-fix, inspect (nothing written to the host), cold-start, review-eval.\n\n" +
 			"Host paths: a model may name host paths (seed_path, source_path, output_path) only under the\n" +
 			"directories granted here: the project (read-only), --host-path DIR[:ro|rw] (repeatable) and the\n" +
 			"exports directory (read-write; default under the state dir). Anything else is host_path_denied.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := pyromcp.ParseProfile(profile)
+			if err != nil {
+				return a.fail(cmd.Context(), err, false)
+			}
+			m, err := pyromcp.ParseMode(mode)
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}
@@ -47,7 +53,8 @@ func (a *app) mcpCommand() *cobra.Command {
 			if ttlSeconds < 0 {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("workspace-ttl-seconds", "%d is negative; use 0 for workspaces that never expire", ttlSeconds), false)
 			}
-			cfg := pyromcp.Config{Profile: p, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds, AllowNetworkChanges: allowNetworkChanges, AllowBuild: allowBuild}
+			cfg := pyromcp.Config{Profile: p, Mode: m, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds,
+				AllowNetworkChanges: allowNetworkChanges, AllowBuild: allowBuild}
 			switch {
 			case noProjectSource && (projectPath != "" || repoURL != ""):
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("no-project-source", "goes with neither --project-path nor --repo-url"), false)
@@ -110,6 +117,8 @@ func (a *app) mcpCommand() *cobra.Command {
 		"image references a model may have pulled on first use: a glob on the normalized reference, e.g. 'docker.io/library/python:*' ('*' stops at '/'; repeatable). Default: none, only local environments")
 	serve.Flags().BoolVar(&allowBuild, "allow-build", false, "offer environment_build, with which a model may build custom environments kept on this host; off by default (environment files in the project are used either way)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
+	serve.Flags().StringVar(&mode, "mode", "", "task mode instead of a profile: a narrower tool set and instructions for repro-fix, inspect, cold-start or review-eval")
+	serve.MarkFlagsMutuallyExclusive("profile", "mode")
 	cmd.AddCommand(serve)
 	return cmd
 }

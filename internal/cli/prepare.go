@@ -14,7 +14,7 @@ func (a *app) prepareCommand() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use: "prepare [ENV]", Short: "Warm an environment: build it if needed and make its fast-start snapshot", Args: cobra.MaximumNArgs(1),
-		Example: "  pyro prepare debian:12-build",
+		Example: "  pyro prepare debian:12-build\n  pyro prepare --force debian:12   # fresh packages, new snapshot",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Environment = pyro.DefaultEnvironment
 			if len(args) == 1 {
@@ -35,6 +35,7 @@ func (a *app) prepareCommand() *cobra.Command {
 	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs of the machine to prepare")
 	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB of the machine to prepare")
 	f.BoolVar(&req.Network, "network", false, "prepare the machine with a network device (for run --network and networked workspaces)")
+	f.BoolVar(&req.Force, "force", false, "rebuild (or re-pull) the environment from scratch and remake its fast-start snapshot")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
 }

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,8 +24,16 @@ var flagRanges = map[string][2]int64{
 	"tail-lines":            {0, 1 << 20},
 }
 
-// checkFlagRanges refuses a given value outside its flag's range.
-func checkFlagRanges(cmd *cobra.Command) error {
+// checkFlagValues refuses a given value outside its flag's range or set
+// (enumFlags; signal names are checked where they are parsed).
+func checkFlagValues(cmd *cobra.Command) error {
+	for name, values := range enumFlags {
+		f := cmd.Flags().Lookup(name)
+		if name == "signal" || f == nil || !f.Changed || slices.Contains(values, f.Value.String()) {
+			continue
+		}
+		return fmt.Errorf("--%s %q is not one of %s", name, f.Value.String(), strings.Join(values, ", "))
+	}
 	for name, r := range flagRanges {
 		f := cmd.Flags().Lookup(name)
 		if f == nil || !f.Changed {

@@ -72,14 +72,14 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
-		// Out-of-range numbers are usage errors (exit 2), caught before any work.
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlagRanges(cmd) },
+		// Out-of-range numbers and unknown enum values are usage errors (exit 2), caught before any work.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlagValues(cmd) },
 	}
 	root.PersistentFlags().StringArrayVar(&a.insecure, "insecure-registry", nil,
 		"registry HOST[:PORT] that may be reached over plain HTTP when pulling images (repeatable; also PYRO_INSECURE_REGISTRIES)")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand())
+	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand(), a.demoCommand())
 	refuseUnknownSubcommands(root)
 	a.addCompletions(root)
 	return root

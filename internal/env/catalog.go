@@ -57,15 +57,16 @@ func validName(name string) bool {
 func lookup(name string) (catalogEntry, error) {
 	if !validName(name) {
 		return catalogEntry{}, errdefs.InvalidArgument("environment",
-			"invalid environment name %q: use a catalog name such as %q (run \"pyro env list\")", name, catalog[0].Name)
+			"invalid environment name %q: use a catalog name such as %q", name, catalog[0].Name).
+			WithNext(" (%s)", "pyro env list", "vm_list_environments")
 	}
 	for _, e := range catalog {
 		if e.Name == name {
 			return e, nil
 		}
 	}
-	return catalogEntry{}, errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing,
-		"unknown environment %q: run \"pyro env list\" to see the catalog", name)
+	return catalogEntry{}, errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing, "unknown environment %q", name).
+		WithNext(": %s to see the environments", "pyro env list", "vm_list_environments")
 }
 
 // slug is the directory-safe form of a (valid) name: "debian:12-base" -> "debian-12-base".
@@ -101,6 +102,6 @@ func (e catalogEntry) baseKey() string {
 
 // errNotInstalled is Get's answer for a known environment without a usable install.
 func errNotInstalled(name, why string) error {
-	return errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing,
-		"environment %q %s: run \"pyro env pull %s\"", name, why, name)
+	return errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing, "environment %q %s", name, why).
+		WithNext(": %s", "pyro env pull "+name, "")
 }

@@ -31,7 +31,7 @@ func TestLookupErrors(t *testing.T) {
 	if errdefs.CodeOf(err) != errdefs.CodeEnvironmentMissing || !errdefs.IsNotFound(err) {
 		t.Fatalf("unknown name: code %q, err %v", errdefs.CodeOf(err), err)
 	}
-	if want := `unknown environment "foo": run "pyro env list" to see the catalog`; err.Error() != want {
+	if want := `unknown environment "foo": run "pyro env list" to see the environments`; err.Error() != want {
 		t.Fatalf("message %q, want %q", err.Error(), want)
 	}
 	_, err = lookup("../../etc/passwd")
@@ -104,8 +104,12 @@ func TestGetErrors(t *testing.T) {
 	s := newTestStore(t, Options{})
 	ctx := context.Background()
 	_, err := s.Get(ctx, "foo")
-	if errdefs.CodeOf(err) != errdefs.CodeEnvironmentMissing || !strings.Contains(err.Error(), "pyro env list") {
+	if errdefs.CodeOf(err) != errdefs.CodeEnvironmentMissing || !strings.Contains(err.Error(), `run "pyro env pull docker.io/library/foo:latest"`) {
 		t.Fatalf("unknown: %v", err)
+	}
+	// Over MCP the same error names who can fix it: the operator.
+	if got := errdefs.ForTool(err); !strings.HasSuffix(got, `: the operator can run "pyro env pull docker.io/library/foo:latest" (call vm_list_environments to see the environments available here)`) {
+		t.Fatalf("unknown, for a model: %v", got)
 	}
 	_, err = s.Get(ctx, "debian:12")
 	if errdefs.CodeOf(err) != errdefs.CodeEnvironmentMissing || !errors.Is(err, errdefs.ErrNotFound) {

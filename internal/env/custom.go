@@ -99,7 +99,7 @@ func (d BuildDef) Validate() error {
 	case strings.TrimSpace(d.From) == "":
 		return errdefs.InvalidArgument("from", "is required: the base environment (a catalog name such as debian:12, an image reference, or an environment built earlier)")
 	case len(d.Steps) == 0:
-		return errdefs.InvalidArgument("steps", "is empty: give at least one command to run (--run 'CMD')")
+		return errdefs.InvalidArgument("steps", "is empty: give at least one command to run")
 	case len(d.Steps) > MaxBuildSteps:
 		return errdefs.InvalidArgument("steps", "has %d commands, at most %d are allowed: join some with &&", len(d.Steps), MaxBuildSteps)
 	case d.DiskSize < 0:
@@ -216,9 +216,8 @@ func (s *Store) getBuilt(ctx context.Context, rec builtRecord, anyAgent bool) (*
 		in, _ = s.pickBuild(digestHex(rec.Digest), "")
 	}
 	if in == nil {
-		return nil, errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing,
-			"custom environment %q %s: build it again with \"pyro env build %s --from %s ...\" (\"pyro env inspect\" of it shows its steps)",
-			rec.Name, why, rec.Name, rec.Def.From)
+		return nil, withListHint(errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing, "custom environment %q %s", rec.Name, why).
+			WithNext(": %s", "pyro env build --force "+rec.Name+" --from "+rec.Def.From+" --run ...", ""))
 	}
 	return in, nil
 }
@@ -265,7 +264,7 @@ func (s *Store) Build(ctx context.Context, name string, def BuildDef, base *Envi
 	}
 	if base.Manifest.AgentSHA256 != ag.sha256 {
 		return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeEnvironmentBuild,
-			"the base %s was made with another guest agent: run \"pyro env pull %s\" first", def.From, def.From)
+			"the base %s was made with another guest agent", def.From).WithNext(": %s first", "pyro env pull "+def.From, "")
 	}
 	// The base's own lock, shared: prune skips it while the steps run over it.
 	unlockBase, err := acquireSharedLock(ctx, s.baseLock(base.Manifest))

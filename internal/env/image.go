@@ -178,8 +178,8 @@ func (s *Store) getImage(ctx context.Context, name string, anyAgent bool) (*inst
 		in, _ = s.imageFor(ref, "")
 	}
 	if in == nil {
-		return nil, errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing,
-			"environment %q %s: run \"pyro env pull %s\" (\"pyro env list\" shows the catalog and what is pulled)", ref.Name, why, ref.Name)
+		return nil, withListHint(errdefs.New(errdefs.ErrNotFound, errdefs.CodeEnvironmentMissing, "environment %q %s", ref.Name, why).
+			WithNext(": %s", "pyro env pull "+ref.Name, ""))
 	}
 	return in, nil
 }
@@ -509,8 +509,16 @@ func withListHint(err error) error {
 	}
 	switch e.Code {
 	case errdefs.CodeEnvironmentMissing, errdefs.CodeImagePull, errdefs.CodeRegistryAuth:
+		list := &errdefs.Next{Hint: " (%s to see the environments available here)", CLI: "pyro env list", Tool: "vm_list_environments"}
 		c := *e
-		c.Message += " (\"pyro env list\" shows the environments available here)"
+		switch {
+		case e.Next == nil:
+			c.Next = list
+		case e.Next.Also == nil:
+			next := *e.Next
+			next.Also = list
+			c.Next = &next
+		}
 		return &c
 	}
 	return err

@@ -55,13 +55,18 @@ type Error struct {
 	Message string // one line, actionable
 	Class   error  // one of the Err* sentinels
 	Cause   error  // underlying error, may be nil
+	Next    *Next  // the call that gets past it, named per face; may be nil
 }
 
 func (e *Error) Error() string {
+	msg := e.Message
 	if e.Cause != nil && e.Message == "" {
-		return e.Cause.Error()
+		msg = e.Cause.Error()
 	}
-	return e.Message
+	if e.Next != nil {
+		msg += e.Next.ForCLI()
+	}
+	return msg
 }
 
 // Unwrap exposes both the class and the cause to errors.Is / errors.As.

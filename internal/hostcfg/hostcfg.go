@@ -27,13 +27,19 @@ const ToolTimeoutSeconds = 1800
 type Server struct {
 	Command string // absolute path of the pyro binary
 	Profile string // MCP profile
+	Mode    string // MCP task mode; when set it replaces Profile
 	URL     string // http://HOST:PORT/mcp of a running server; "" = stdio
 	// Token, when known, is put in Claude Code's `mcp add --header`, which
 	// stores the header as given; configs always name TokenEnv instead.
 	Token string
 }
 
-func (s Server) args() []string { return []string{"mcp", "serve", "--profile", s.Profile} }
+func (s Server) args() []string {
+	if s.Mode != "" {
+		return []string{"mcp", "serve", "--mode", s.Mode}
+	}
+	return []string{"mcp", "serve", "--profile", s.Profile}
+}
 
 func (s Server) bearer(ref string) map[string]string {
 	return map[string]string{"Authorization": "Bearer " + ref}

@@ -112,6 +112,12 @@ func TestAddCommands(t *testing.T) {
 	if got, _ := AddCommand("codex", s); got[0] != "codex" {
 		t.Errorf("codex: %v", got)
 	}
+	// A task mode replaces the profile.
+	s.Mode = "review-eval"
+	if got, _ := AddCommand("claude-code", s); !slices.Equal(got[len(got)-4:], []string{"mcp", "serve", "--mode", "review-eval"}) {
+		t.Errorf("claude-code with mode: %v", got)
+	}
+	s.Mode = ""
 	h := Server{URL: "http://127.0.0.1:1/mcp", Token: "t0k"}
 	if got, _ := AddCommand("claude-code", h); !slices.Contains(got, "Authorization: Bearer t0k") || !slices.Contains(got, "http") {
 		t.Errorf("claude-code http: %v", got)

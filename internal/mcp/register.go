@@ -22,6 +22,9 @@ func addTool[In, Out any](s *mcp.Server, d deps, t *mcp.Tool, call func(context.
 	row := d.rows[t.Name]
 	t.Title = row.title
 	t.Annotations = row.hints.annotations(row.title)
+	if note := d.notes[t.Name]; note != "" {
+		t.Description += " " + note
+	}
 	in := t.InputSchema.(*jsonschema.Schema)
 	portable(in, false)
 	resolved, err := in.Resolve(&jsonschema.ResolveOptions{ValidateDefaults: true})

@@ -32,6 +32,9 @@ func ParseProfile(s string) (Profile, error) {
 // Config says what a server exposes.
 type Config struct {
 	Profile Profile
+	// Mode, when set, replaces the profile's tool set with a task's own
+	// (see Modes) and says in the instructions how the task goes.
+	Mode    Mode
 	Version string
 	// ProjectPath, when set, is the Git checkout workspace_create seeds from
 	// (its tracked files) when the call gives no seed_path.
@@ -65,6 +68,7 @@ type deps struct {
 	host        hostRules
 	rows        map[string]tool
 	ttlSeconds  int
+	notes       map[string]string // the mode's additions to tool descriptions
 }
 
 // CodeNetworkDisabled is the error of a call that asks for a guest network
@@ -92,18 +96,12 @@ func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
 			return nil, err
 		}
 	}
-	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: instructions})
+	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: cfg.instructions()})
 	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, allowBuild: cfg.AllowBuild, host: newHostRules(c),
-		rows: tableRows(), ttlSeconds: cfg.WorkspaceTTLSeconds}
+		rows: tableRows(), ttlSeconds: cfg.WorkspaceTTLSeconds, notes: modes[cfg.Mode].notes}
 	for _, t := range tools {
-		if t.gate != nil && !t.gate(d) {
-			continue
-		}
-		for _, p := range t.profiles {
-			if p == cfg.Profile {
-				t.add(s, d, t.name)
-				break
-			}
+		if cfg.offers(t) && (t.gate == nil || t.gate(d)) {
+			t.add(s, d, t.name)
 		}
 	}
 	return s, nil
@@ -149,9 +147,9 @@ func reapLoop(ctx context.Context, c *pyro.Client, ttlSeconds int) {
 func toolError(err error) error {
 	code := errdefs.CodeOf(err)
 	if code == pyro.CodeHostPathDenied {
-		return fmt.Errorf("%s: %s (the operator grants more directories with `pyro mcp serve --host-path DIR[:rw]`)", code, err.Error())
+		return fmt.Errorf("%s: %s (the operator grants more directories with `pyro mcp serve --host-path DIR[:rw]`)", code, errdefs.ForTool(err))
 	}
-	return fmt.Errorf("%s: %s", code, err.Error())
+	return fmt.Errorf("%s: %s", code, errdefs.ForTool(err))
 }
 
 // heartbeatEvery is how often a call in flight reports progress, so that a

@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -132,13 +131,14 @@ func tableRows() map[string]tool {
 	return m
 }
 
-// ToolNames returns the tools of a profile a server offers with cfg's
-// operator flags, in table order.
+// ToolNames returns the tools of a profile (or of cfg.Mode, when set) a
+// server offers with cfg's operator flags, in table order.
 func ToolNames(p Profile, cfg Config) []string {
 	d := deps{noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, allowBuild: cfg.AllowBuild}
+	cfg.Profile = p
 	var names []string
 	for _, t := range tools {
-		if slices.Contains(t.profiles, p) && (t.gate == nil || t.gate(d)) {
+		if cfg.offers(t) && (t.gate == nil || t.gate(d)) {
 			names = append(names, t.name)
 		}
 	}

@@ -120,7 +120,8 @@ func (r Rules) Remove(less Rules) (Rules, error) {
 func without(field string, have, drop []string) ([]string, error) {
 	for _, d := range drop {
 		if !slices.Contains(have, d) {
-			return nil, errdefs.InvalidArgument(field, "%q is not a rule of this workspace; \"pyro workspace network show\" lists them", d)
+			return nil, errdefs.InvalidArgument(field, "%q is not a rule of this workspace", d).
+				WithNext("; %s to list them", "pyro workspace network show ID", "workspace_network_show")
 		}
 	}
 	var out []string

@@ -234,7 +234,8 @@ func (r *Redactor) Error(err error) error {
 	}
 	var e *errdefs.Error
 	if errors.As(err, &e) {
-		return &errdefs.Error{Code: e.Code, Class: e.Class, Message: clean, Cause: &redactedError{msg: clean, err: err}}
+		rest, next := errdefs.Split(err)
+		return &errdefs.Error{Code: e.Code, Class: e.Class, Message: r.String(rest), Next: next, Cause: &redactedError{msg: clean, err: err}}
 	}
 	return &redactedError{msg: clean, err: err}
 }

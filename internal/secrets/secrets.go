@@ -158,7 +158,8 @@ func (s Set) Env(mapping map[string]string) ([]string, error) {
 		v, ok := byName[name]
 		if !ok {
 			return nil, errdefs.New(errdefs.ErrNotFound, CodeSecretNotFound,
-				"the workspace has no secret %q: secrets are set at create time (--secret NAME=VALUE); `pyro workspace status` lists their names", name)
+				"the workspace has no secret %q: secrets are set at create time", name).
+				WithNext("; %s to list their names", "pyro workspace status ID", "workspace_status")
 		}
 		if _, dup := vars[envName]; dup {
 			return nil, errdefs.InvalidArgument("secret_env", "environment variable %s is set by two secrets", envName)

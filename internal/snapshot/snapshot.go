@@ -293,6 +293,12 @@ func (s *Store) Create(ctx context.Context, k Key, rootfsPath string, build Buil
 // Create then waits FailureBackoff before it makes the snapshot again.
 func (s *Store) Invalidate(snap *Snapshot, cause error) error {
 	s.recordFailure(snap.Meta.ID, fmt.Errorf("restore: %w", cause))
+	return s.Remove(snap)
+}
+
+// Remove removes snap (prepare --force), unless it has been replaced since
+// or someone else holds its lock (ErrBusy). The next Create makes it anew.
+func (s *Store) Remove(snap *Snapshot) error {
 	unlock, ok, err := s.tryLock(snap.Meta.ID)
 	if err != nil {
 		return err

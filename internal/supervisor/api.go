@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 )
 
@@ -72,6 +73,9 @@ type WireError struct {
 	Code    string `json:"code"`
 	Class   string `json:"class,omitempty"` // errdefs.ClassName
 	Message string `json:"message"`
+	// Next is the call past the error; each face renders it (Message
+	// holds the rest of the text).
+	Next *errdefs.Next `json:"next,omitempty"`
 }
 
 // ExecRequest is a command in the workspace.

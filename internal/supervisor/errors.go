@@ -4,7 +4,8 @@ import "github.com/pyrovm/pyro/internal/errdefs"
 
 // toWire keeps an error's stable code across the API.
 func toWire(err error) *WireError {
-	return &WireError{Code: errdefs.CodeOf(err), Class: errdefs.ClassName(err), Message: err.Error()}
+	msg, next := errdefs.Split(err)
+	return &WireError{Code: errdefs.CodeOf(err), Class: errdefs.ClassName(err), Message: msg, Next: next}
 }
 
 // fromWire rebuilds a typed error; the class travels with it (older
@@ -14,7 +15,7 @@ func fromWire(w *WireError) error {
 	if class == nil {
 		class = classOf(w.Code)
 	}
-	return &errdefs.Error{Code: w.Code, Message: w.Message, Class: class}
+	return &errdefs.Error{Code: w.Code, Message: w.Message, Class: class, Next: w.Next}
 }
 
 func classOf(code string) error {

@@ -74,7 +74,8 @@ func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, r
 	defer unlock()
 	if m.liveState(ctx, rec) == StateRunning {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, CodeRunning,
-			"workspace %s is running: the disk tools read a stopped workspace only; run \"pyro workspace stop %s\" first, or use the file tools while it runs", rec.ID, rec.ID)
+			"workspace %s is running: the disk tools read a stopped workspace only", rec.ID).
+			WithNext("; %s first, or use the file tools while it runs", "pyro workspace stop "+rec.ID, "workspace_stop")
 	}
 	if rec.State == StateRunning {
 		// Its supervisor died: whatever VMM it left must not hold the disk.
@@ -94,7 +95,8 @@ func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, r
 	}
 	if _, err := os.Stat(disk); err != nil {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "disk_missing",
-			"workspace %s has no disk yet (it was never started): run \"pyro workspace start %s\" once first", rec.ID, rec.ID)
+			"workspace %s has no disk yet (it was never started)", rec.ID).
+			WithNext(": %s once first", "pyro workspace start "+rec.ID, "workspace_start")
 	}
 	return rec, f(p, rec, disk, t)
 }

@@ -393,8 +393,8 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 }
 
 func errStopped(r *Record) error {
-	return errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
-		"workspace %s is stopped: run \"pyro workspace start %s\" first", r.ID, r.ID)
+	return errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped", "workspace %s is stopped", r.ID).
+		WithNext(": %s first", "pyro workspace start "+r.ID, "workspace_start")
 }
 
 // HistoryEntry is one command in a workspace's log.

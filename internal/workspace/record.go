@@ -150,6 +150,6 @@ func existingLock(p Paths) *flock.Flock {
 }
 
 func notFound(ref string) error {
-	return errdefs.New(errdefs.ErrNotFound, CodeNotFound,
-		"no workspace %q: run \"pyro workspace list\" to see the workspaces", ref)
+	return errdefs.New(errdefs.ErrNotFound, CodeNotFound, "no workspace %q", ref).
+		WithNext(": %s to see the workspaces", "pyro workspace list", "workspace_list")
 }

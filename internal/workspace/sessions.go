@@ -79,8 +79,8 @@ func shellErr(r *Record, id string, err error) error {
 	var e *errdefs.Error
 	if errors.As(err, &e) && e.Code == shell.CodeShellNotFound {
 		return errdefs.New(errdefs.ErrNotFound, e.Code,
-			"workspace %s has no shell %q: shells end when the workspace stops, restarts, is reset or is deleted; open a new one with `pyro workspace shell open %s`",
-			r.ID, id, r.ID)
+			"workspace %s has no shell %q: shells end when the workspace stops, restarts, is reset or is deleted", r.ID, id).
+			WithNext("; %s to open a new one", "pyro workspace shell open "+r.ID, "shell_open")
 	}
 	return err
 }

@@ -51,8 +51,8 @@ func ValidateSnapshotName(name string) error {
 }
 
 func snapshotNotFound(id, name string) error {
-	return errdefs.New(errdefs.ErrNotFound, CodeSnapshotNotFound,
-		"workspace %s has no snapshot %q: run \"pyro workspace snapshot list %s\" to see its snapshots", id, name, id)
+	return errdefs.New(errdefs.ErrNotFound, CodeSnapshotNotFound, "workspace %s has no snapshot %q", id, name).
+		WithNext(": %s to see its snapshots", "pyro workspace snapshot list "+id, "snapshot_list")
 }
 
 func snapshotExists(id, name string) error {

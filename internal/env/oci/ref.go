@@ -114,7 +114,8 @@ func (r Ref) Local() bool { return r.Kind != KindRegistry }
 
 func invalid(s, why string) error {
 	return errdefs.InvalidArgument("environment",
-		"%q %s: use a catalog name (run \"pyro env list\"), an image reference such as python:3.12-slim or registry.example.com/team/img:1, oci-layout:DIR[:TAG] or docker-archive:FILE.tar", s, why)
+		"%q %s: use a catalog name, an image reference such as python:3.12-slim or registry.example.com/team/img:1, oci-layout:DIR[:TAG] or docker-archive:FILE.tar", s, why).
+		WithNext(" (%s for the catalog)", "pyro env list", "vm_list_environments")
 }
 
 // Path is the host directory (oci-layout) or file (docker-archive) a local
