@@ -16,7 +16,7 @@ import (
 
 // buildClient is a client over a private cache holding the shared kernel
 // and debian:12: what the tests build never reaches the shared cache.
-func buildClient(t *testing.T, opts ...pyro.Option) (*pyro.Client, string) {
+func buildClient(t testing.TB, opts ...pyro.Option) (*pyro.Client, string) {
 	t.Helper()
 	testutil.RequiresVM(t)
 	bin := testutil.Binaries(t)
@@ -275,4 +275,23 @@ func TestEnvRebuildOnAgent(t *testing.T) {
 	if !slices.ContainsFunc(msgs, func(s string) bool { return strings.Contains(s, "building it again from its definition") }) {
 		t.Errorf("no progress said why: %q", msgs)
 	}
+}
+
+// The cost of asking for an environment that is already built: the
+// definition's key over the installed base, and the lookup (the first
+// build is reported as first_build_s).
+func BenchmarkEnvBuildCached(b *testing.B) {
+	c, _ := buildClient(b)
+	req := pyro.BuildEnvironmentRequest{Name: "tbench", From: "debian:12", Steps: []string{"echo bench > /etc/bench"}}
+	first, err := c.BuildEnvironment(b.Context(), req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		res, err := c.BuildEnvironment(b.Context(), req)
+		if err != nil || !res.Cached {
+			b.Fatalf("%v %+v", err, res)
+		}
+	}
+	b.ReportMetric(float64(first.DurationMs)/1000, "first_build_s")
 }
