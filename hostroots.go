@@ -6,6 +6,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/env/oci"
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/hostpath"
 )
 
@@ -97,5 +98,11 @@ func (c *Client) ensureEnv(ctx context.Context, name string) (*env.Environment, 
 	if err := c.checkEnvHostPath(name); err != nil {
 		return nil, err
 	}
-	return c.envs.Ensure(c.envCtx(ctx), name)
+	e, err := c.envs.Ensure(c.envCtx(ctx), name)
+	if errdefs.CodeOf(err) == errdefs.CodeEnvironmentMissing {
+		if e, ok, berr := c.rebuildStale(ctx, name); ok {
+			return e, berr
+		}
+	}
+	return e, err
 }

@@ -26,7 +26,11 @@ import (
 // CreateWorkspaceRequest describes a new persistent workspace.
 type CreateWorkspaceRequest struct {
 	Environment string `json:"environment"`
-	SeedPath    string `json:"seed_path,omitempty"` // host dir, .tar, .tar.gz or .tgz
+	// EnvFile is an environment file (see EnvironmentFile) whose custom
+	// environment the workspace runs in, built first when needed. With no
+	// Environment and no EnvFile, a seed directory's own ProjectEnvFile is used.
+	EnvFile  string `json:"env_file,omitempty"`
+	SeedPath string `json:"seed_path,omitempty"` // host dir, .tar, .tar.gz or .tgz
 	// SeedGitTracked seeds only the Git-tracked files of the checkout at
 	// SeedPath; unreadable or special files are skipped and listed.
 	SeedGitTracked bool              `json:"seed_git_tracked,omitempty"`
@@ -264,6 +268,9 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	}
 	if req.MemMiB == 0 {
 		req.MemMiB = DefaultMemMiB
+	}
+	if err := c.resolveEnvFile(ctx, &req); err != nil {
+		return nil, err
 	}
 	if err := validateCreate(req); err != nil {
 		return nil, err

@@ -53,7 +53,8 @@ func TestInspectorStrictHasNoWarnings(t *testing.T) {
 			t.Errorf("stdio %s:\n%s", p, e)
 		}
 	}
-	endpoint := startHTTPServer(t, s, "insp-token", "--profile", "workspace-full")
+	// Over HTTP with the operator-gated tools too.
+	endpoint := startHTTPServer(t, s, "insp-token", "--profile", "workspace-full", "--allow-build", "--allow-network-changes")
 	if e := inspector(t, s, "--transport", "http", "--server-url", endpoint, "--header", "Authorization: Bearer insp-token"); len(problems(e)) > 0 {
 		t.Errorf("http:\n%s", e)
 	}

@@ -14,7 +14,7 @@ import (
 
 func (a *app) envCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "env", Short: "List, build, inspect and prune environments"}
-	cmd.AddCommand(a.envListCommand(), a.envPullCommand("pull"), a.envPullCommand("build"), a.envInspectCommand(), a.envPruneCommand(), a.envPushCommand())
+	cmd.AddCommand(a.envListCommand(), a.envPullCommand("pull"), a.envBuildCommand(), a.envInspectCommand(), a.envPruneCommand(), a.envPushCommand())
 	return cmd
 }
 
@@ -172,8 +172,14 @@ func (a *app) envInspectCommand() *cobra.Command {
 			if p := m.Published; p != nil {
 				fmt.Fprintf(a.stdout, "published: %s@%s (%s %s, built %s)\n", p.Reference, p.Digest, p.Name, p.Version, p.BuiltAt.Format("2006-01-02 15:04:05Z07:00"))
 			}
-			if m.Image == nil {
+			if m.Build != nil {
+				a.printBuild(m)
+			}
+			if m.Image == nil && m.Build == nil {
 				fmt.Fprintf(a.stdout, "packages: %d\n  %s\n", len(m.Packages), strings.Join(m.Packages, "\n  "))
+				return nil
+			}
+			if m.Image == nil {
 				return nil
 			}
 			a.printImage(m)
@@ -215,7 +221,11 @@ func (a *app) envPruneCommand() *cobra.Command {
 
 func (a *app) printImage(m *pyro.EnvironmentManifest) {
 	im := m.Image
-	fmt.Fprintf(a.stdout, "source:   %s\ndigest:   %s\nplatform: %s\n", m.Reference, m.Digest, im.Platform)
+	if m.Build != nil { // the base's image: its config still applies
+		fmt.Fprintf(a.stdout, "image:    %s\nplatform: %s\n", m.Reference, im.Platform)
+	} else {
+		fmt.Fprintf(a.stdout, "source:   %s\ndigest:   %s\nplatform: %s\n", m.Reference, m.Digest, im.Platform)
+	}
 	fmt.Fprintf(a.stdout, "layers:   %d\n", len(im.Layers))
 	for _, l := range im.Layers {
 		fmt.Fprintf(a.stdout, "  %s  %s  %s\n", l.Digest, humanBytes(l.Size), l.MediaType)

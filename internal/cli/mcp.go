@@ -23,6 +23,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	var ttlSeconds int
 	var allowRemote bool
 	var allowPull []string
+	var allowBuild bool
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the MCP protocol on stdio (default) or Streamable HTTP",
@@ -52,7 +53,8 @@ func (a *app) mcpCommand() *cobra.Command {
 			if ttlSeconds < 0 {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("workspace-ttl-seconds", "%d is negative; use 0 for workspaces that never expire", ttlSeconds), false)
 			}
-			cfg := pyromcp.Config{Profile: p, Mode: m, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds, AllowNetworkChanges: allowNetworkChanges}
+			cfg := pyromcp.Config{Profile: p, Mode: m, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds,
+				AllowNetworkChanges: allowNetworkChanges, AllowBuild: allowBuild}
 			switch {
 			case noProjectSource && (projectPath != "" || repoURL != ""):
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("no-project-source", "goes with neither --project-path nor --repo-url"), false)
@@ -113,6 +115,7 @@ func (a *app) mcpCommand() *cobra.Command {
 	serve.Flags().BoolVar(&noNetwork, "no-network", false, "refuse every call that asks for a guest network (vm_run network, network_policy other than off)")
 	serve.Flags().StringArrayVar(&allowPull, "allow-pull", nil,
 		"image references a model may have pulled on first use: a glob on the normalized reference, e.g. 'docker.io/library/python:*' ('*' stops at '/'; repeatable). Default: none, only local environments")
+	serve.Flags().BoolVar(&allowBuild, "allow-build", false, "offer environment_build, with which a model may build custom environments kept on this host; off by default (environment files in the project are used either way)")
 	serve.Flags().StringVar(&profile, "profile", string(pyromcp.ProfileWorkspaceCore), "tool profile: vm-run, workspace-core or workspace-full")
 	serve.Flags().StringVar(&mode, "mode", "", "task mode instead of a profile: a narrower tool set and instructions for repro-fix, inspect, cold-start or review-eval")
 	serve.MarkFlagsMutuallyExclusive("profile", "mode")

@@ -59,6 +59,10 @@ func (p *progress) event(e pyro.ProgressEvent) {
 		}
 		return
 	}
+	if e.Stage == "step" { // a build step's output, line by line
+		fmt.Fprintf(p.w, "    %s\n", e.Message)
+		return
+	}
 	if e.Message != "" && e.Message != p.msg {
 		p.msg = e.Message
 		fmt.Fprintf(p.w, "==> %s: %s\n", e.Stage, e.Message)

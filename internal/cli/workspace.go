@@ -44,13 +44,18 @@ func (a *app) wsCreate() *cobra.Command {
 	var labels, secretValues, secretFiles, secretBrokers []string
 	var jsonOut, idOnly bool
 	cmd := &cobra.Command{
-		Use: "create ENV", Short: "Boot a workspace, seed /workspace and record the baseline", Args: cobra.ExactArgs(1),
+		Use: "create [ENV]", Short: "Boot a workspace, seed /workspace and record the baseline", Args: cobra.MaximumNArgs(1),
+		Long: "ENV names the environment. Without it, --env-file FILE (an environment file, built first when\n" +
+			"needed) or else the seed directory's own " + pyro.ProjectEnvFile + " is used.",
 		Example: "  pyro workspace create debian:12 --seed-path ./repo --name fix-tests\n" +
+			"  pyro workspace create --seed-path ./repo   # uses ./repo/" + pyro.ProjectEnvFile + "\n" +
 			"  pyro workspace create debian:12 --secret-file GH_TOKEN=$HOME/.config/gh-token\n" +
 			"  pyro workspace create debian:12 --network-policy egress --secret-file GH_TOKEN=$HOME/.config/gh-token --secret-broker GH_TOKEN=api.github.com",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			req.Environment = args[0]
+			if len(args) == 1 {
+				req.Environment = args[0]
+			}
 			sec, err := parseSecrets(secretValues, secretFiles)
 			if err != nil {
 				return err // usage error
@@ -86,6 +91,7 @@ func (a *app) wsCreate() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.SeedPath, "seed-path", "", "host directory, .tar, .tar.gz or .tgz to seed /workspace from")
+	f.StringVar(&req.EnvFile, "env-file", "", "run in the custom environment of this environment file (built first when needed)")
 	f.BoolVar(&req.SeedGitTracked, "seed-git-tracked", false, "seed only the Git-tracked files of the checkout at --seed-path")
 	f.StringVar(&req.Name, "name", "", "unique name to address the workspace by")
 	f.StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")

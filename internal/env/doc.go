@@ -17,7 +17,9 @@
 //	images/<digest hex>/<version>/{rootfs.ext4,manifest.json}  OCI images
 //	blobs/sha256/<hex>                   layer blobs, shared by digest
 //	refs/<key>.json                      image reference -> manifest digest
-//	locks/{kernel,base,env,image,ref}-*.lock, locks/blobs.lock  flocks; never deleted
+//	builds/<key hex>/<version>/{rootfs.ext4,manifest.json}  custom environments (custom.go)
+//	built/<name key>.json                custom environment name -> key and definition
+//	locks/{kernel,base,env,image,ref,build,built}-*.lock, locks/blobs.lock  flocks; never deleted
 //	tmp/<kind>-<random>/                 one per build, flocked via .lock
 //	logs/*.log                           logs of failed builds (Prune empties)
 //

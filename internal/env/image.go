@@ -340,6 +340,7 @@ func (src *imageSource) fill(ctx context.Context, _ *runner, tree string) error 
 		return buildErr(err, "opening %s", tree)
 	}
 	defer t.Close()
+	t.MaxBytes, t.MaxEntries = src.s.unpackLimits()
 	for i, p := range src.blobs {
 		src.s.progress(ctx, Event{Stage: "image", Message: fmt.Sprintf("applying layer %d/%d", i+1, len(src.blobs))})
 		rc, err := oci.Uncompressed(p)

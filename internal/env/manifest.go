@@ -50,6 +50,8 @@ type Manifest struct {
 	// Published is set when this environment was installed from a pyro
 	// environment artifact (env push on another host) instead of built here.
 	Published *PublishedInfo `json:"published,omitempty"`
+	// Build is the definition and base of a custom environment (source "build").
+	Build *BuildInfo `json:"build,omitempty"`
 }
 
 // Sources of a manifest.

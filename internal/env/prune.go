@@ -12,7 +12,7 @@ import (
 
 // PrunedItem is one thing Prune removed.
 type PrunedItem struct {
-	Kind  string `json:"kind"` // "environment", "kernel", "base", "tmp", "log"; "run_snapshot" from pyro.Client
+	Kind  string `json:"kind"` // "environment", "image", "build", "kernel", "base", "tmp", "log"; "run_snapshot" from pyro.Client
 	Name  string `json:"name"`
 	Path  string `json:"path"`
 	Bytes int64  `json:"bytes"` // disk usage freed
@@ -57,6 +57,7 @@ func (s *Store) Prune(ctx context.Context, inUse func(name, rootfsPath string) b
 		res.add(s.pruneEnvDir(filepath.Join(envRoot, sd.Name()), func(n string) bool { return inUse(n, "") })...)
 	}
 	res.add(s.pruneImages(inUse)...)
+	res.add(s.pruneBuilds(inUse)...)
 	if ctx.Err() != nil {
 		return res, ctxError(ctx, "prune")
 	}
@@ -123,8 +124,9 @@ func (s *Store) pruneKernels(ctx context.Context) []PrunedItem {
 	} else if k, ok := s.newestCachedKernel(); ok {
 		keep[k.ConfigHash] = true
 	}
-	// Images too: one pulled as a published artifact brings its own kernel.
-	for _, envRoot := range []string{filepath.Join(s.root, "environments"), s.imagesDir()} {
+	// Images and custom environments boot a kernel too; one pulled as a
+	// published artifact brings its own.
+	for _, envRoot := range []string{filepath.Join(s.root, "environments"), s.imagesDir(), filepath.Join(s.root, "builds")} {
 		slugs, _ := os.ReadDir(envRoot)
 		for _, sd := range slugs {
 			versions, _ := os.ReadDir(filepath.Join(envRoot, sd.Name()))

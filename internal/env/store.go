@@ -25,6 +25,10 @@ type Options struct {
 	// catalog environments are published (publish.go): a catalog name
 	// missing from the cache is pulled from it before building locally.
 	EnvRegistry string
+	// MaxUnpackedBytes and MaxUnpackedFiles bound what an image's layers
+	// may unpack to; 0 = PYRO_MAX_UNPACKED_MIB / PYRO_MAX_UNPACKED_FILES,
+	// else DefaultMaxUnpackedBytes / DefaultMaxUnpackedFiles.
+	MaxUnpackedBytes, MaxUnpackedFiles int64
 }
 
 // Event reports progress of long work.
@@ -44,8 +48,10 @@ type Info struct {
 	Packages    []string `json:"packages"` // the catalog's package list
 	RootfsSize  int64    `json:"rootfs_size,omitempty"`
 	DiskUsage   int64    `json:"disk_usage,omitempty"` // bytes the sparse image really takes
-	Source      string   `json:"source"`               // "debian" (catalog), "oci" or "artifact" (a published environment)
-	Digest      string   `json:"digest,omitempty"`     // oci: the image's manifest digest
+	Source      string   `json:"source"`               // "debian" (catalog), "oci", "artifact" (a published environment) or "build"
+	Digest      string   `json:"digest,omitempty"`     // oci: the image's manifest digest; build: the definition's key
+	Base        string   `json:"base,omitempty"`       // build: the environment it was built from
+	Steps       []string `json:"steps,omitempty"`      // build: its steps
 }
 
 // Environment is an installed, valid environment version.
@@ -153,12 +159,16 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 		}
 		out = append(out, info)
 	}
-	return append(out, s.listImages(ag.sha256)...), nil
+	out = append(out, s.listImages(ag.sha256)...)
+	return append(out, s.listBuilt(ag.sha256)...), nil
 }
 
 // Get returns the installed environment: newest valid version built from
 // the current recipe and (when Options.AgentPath is set) the current agent.
 func (s *Store) Get(ctx context.Context, name string) (*Environment, error) {
+	if rec, ok := s.readBuilt(name); ok {
+		return s.builtEnv(ctx, rec)
+	}
 	if !IsCatalogName(name) {
 		in, err := s.getImage(ctx, name, false)
 		if err != nil {
@@ -188,6 +198,9 @@ func (s *Store) Get(ctx context.Context, name string) (*Environment, error) {
 // built with another agent. An install that appears while waiting for
 // another process's build is reused as is.
 func (s *Store) Ensure(ctx context.Context, name string) (*Environment, error) {
+	if rec, ok := s.readBuilt(name); ok {
+		return s.builtEnv(ctx, rec)
+	}
 	if !IsCatalogName(name) {
 		return s.ensureImage(ctx, name)
 	}
@@ -214,6 +227,10 @@ func (s *Store) Pull(ctx context.Context, name string, force bool) (*Environment
 // its layers fetched and converted; an unchanged digest already converted
 // with the current agent is a no-op unless opts.Force.
 func (s *Store) PullWith(ctx context.Context, name string, opts PullOptions) (*Environment, error) {
+	if rec, ok := s.readBuilt(name); ok {
+		// Nothing to fetch: a custom environment is made by "pyro env build".
+		return s.builtEnv(ctx, rec)
+	}
 	if !IsCatalogName(name) {
 		return s.pullImage(ctx, name, opts)
 	}
@@ -283,6 +300,13 @@ func (s *Store) Verify(ctx context.Context, name string) (*Environment, error) {
 // Inspect returns the manifest of the installed environment (the one Get
 // would use, else the newest valid one whatever agent built it).
 func (s *Store) Inspect(ctx context.Context, name string) (*Manifest, error) {
+	if rec, ok := s.readBuilt(name); ok {
+		in, err := s.getBuilt(ctx, rec, true)
+		if err != nil {
+			return nil, err
+		}
+		return in.manifest, nil
+	}
 	if !IsCatalogName(name) {
 		in, err := s.getImage(ctx, name, true)
 		if err != nil {

@@ -45,9 +45,12 @@ const (
 	CodeImagePull      = "image_pull_failed"      // registry unreachable, refused, or answered badly
 	CodeRegistryAuth   = "registry_unauthorized"  // the registry wants (other) credentials
 	CodePullNotAllowed = "pull_not_allowed"       // the operator did not allow pulling this reference
+	CodeImageTooLarge  = "image_too_large"        // the layers unpack to more than the host allows
 	// pyro environment artifacts (env push, and pulls of what it pushed).
 	CodeImagePush        = "image_push_failed"             // registry unreachable, refused, or answered badly
 	CodeArtifactMismatch = "environment_artifact_mismatch" // published by a pyro with another agent, recipe or layout
+	// Custom environments.
+	CodeBuildStepFailed = "build_step_failed" // a step of "env build" exited non-zero or timed out
 )
 
 // Error is a failure with a stable code, a message that says what to do next,

@@ -49,6 +49,9 @@ type Config struct {
 	// AllowNetworkChanges offers workspace_network_update: without it a
 	// model cannot widen its own sandbox's allow list.
 	AllowNetworkChanges bool
+	// AllowBuild offers environment_build: a model may make custom
+	// environments, kept on the host for every later user.
+	AllowBuild bool
 }
 
 // DefaultWorkspaceTTLSeconds is Config.WorkspaceTTLSeconds unless the
@@ -61,6 +64,7 @@ type deps struct {
 	projectPath string
 	noNetwork   bool
 	netChanges  bool // workspace_network_update offered
+	allowBuild  bool // environment_build offered
 	host        hostRules
 	rows        map[string]tool
 	ttlSeconds  int
@@ -93,7 +97,7 @@ func NewServer(c *pyro.Client, cfg Config) (*mcp.Server, error) {
 		}
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "pyro", Version: cfg.Version}, &mcp.ServerOptions{Instructions: cfg.instructions()})
-	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, host: newHostRules(c),
+	d := deps{c: c, projectPath: cfg.ProjectPath, noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, allowBuild: cfg.AllowBuild, host: newHostRules(c),
 		rows: tableRows(), ttlSeconds: cfg.WorkspaceTTLSeconds, notes: modes[cfg.Mode].notes}
 	for _, t := range tools {
 		if cfg.offers(t) && (t.gate == nil || t.gate(d)) {

@@ -63,6 +63,8 @@ var allProfiles = []Profile{ProfileVMRun, ProfileWorkspaceCore, ProfileWorkspace
 var tools = []tool{
 	{name: "vm_run", title: "Run a command in a fresh VM", hints: run, profiles: allProfiles, add: addVMRun},
 	{name: "vm_list_environments", title: "List environments", hints: readOnly, profiles: allProfiles, add: addListEnvironments},
+	{name: "environment_build", title: "Build a custom environment", hints: runOnce, profiles: coreAndFull, add: addEnvironmentBuild,
+		gate: func(d deps) bool { return d.allowBuild }},
 	{name: "workspace_create", title: "Create a workspace", hints: create, profiles: coreAndFull, add: addWorkspaceCreate},
 	{name: "workspace_list", title: "List workspaces", hints: readOnly, profiles: coreAndFull, add: addWorkspaceList},
 	{name: "workspace_status", title: "Show a workspace", hints: readOnly, profiles: coreAndFull, add: addWorkspaceRefTool(
@@ -139,7 +141,7 @@ func tableRows() map[string]tool {
 // ToolNames returns the tools of a profile (or of cfg.Mode, when set) a
 // server offers with cfg's operator flags, in table order.
 func ToolNames(p Profile, cfg Config) []string {
-	d := deps{noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges}
+	d := deps{noNetwork: cfg.NoNetwork, netChanges: cfg.AllowNetworkChanges, allowBuild: cfg.AllowBuild}
 	cfg.Profile = p
 	var names []string
 	for _, t := range tools {
@@ -238,7 +240,7 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 		Name: name,
 		Description: "List the environments (guest OS images) pyro can boot: the catalog (source debian, with packages; " +
 			"one not installed is built on first use, which takes minutes) and the OCI images pulled here (source oci, " +
-			"with their digest). Any of these names works as environment.",
+			"with their digest) and the custom environments built here (source build, with their base and steps). Any of these names works as environment.",
 		InputSchema: inputSchema[listEnvironmentsInput](map[string]prop{}),
 	}
 	addTool(s, d, t, handler(func(ctx context.Context, _ listEnvironmentsInput) (listEnvironmentsOutput, error) {
@@ -251,7 +253,7 @@ func addListEnvironments(s *mcp.Server, d deps, name string) {
 // image reference (not a closed enum: images are open-ended).
 const environmentDesc = "Environment to boot: a catalog name (debian:12, debian:12-base, debian:12-build), " +
 	"or an OCI image reference already pulled or allowed by the operator (e.g. python:3.12-slim, " +
-	"ghcr.io/org/img:tag, registry.example.com/team/img@sha256:...). The image must have /bin/sh. " +
+	"ghcr.io/org/img:tag, registry.example.com/team/img@sha256:...), or a custom environment built here (source build). The image must have /bin/sh. " +
 	"vm_list_environments lists what is available locally; an image not in it is pulled on first use " +
 	"only if the server allows it (otherwise the error names the local environments). oci-layout:DIR and " +
 	"docker-archive:FILE name host paths, allowed only under the directories this server grants (see seed_path)."

@@ -13,6 +13,7 @@ var coreAndFull = []Profile{ProfileWorkspaceCore, ProfileWorkspaceFull}
 
 type workspaceCreateInput struct {
 	Environment  string            `json:"environment,omitempty"`
+	EnvFile      string            `json:"env_file,omitempty"`
 	SeedPath     string            `json:"seed_path,omitempty"`
 	Name         string            `json:"name,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
@@ -94,7 +95,10 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 			"puts the real value in place of the placeholder in request headers (e.g. Authorization: Bearer $TOKEN) sent over HTTPS or HTTP to those hosts only; needs network_policy egress. " +
 			"seed_path: " + d.host.read + " " + workspaceFields,
 		InputSchema: inputSchema[workspaceCreateInput](map[string]prop{
-			"environment": {desc: environmentDesc, def: pyro.DefaultEnvironment},
+			"environment": {desc: environmentDesc + " Default: the custom environment of the project's " + pyro.ProjectEnvFile +
+				" when the seed directory has one, else " + pyro.DefaultEnvironment + "."},
+			"env_file": {desc: "Host path of an environment file (TOML: from, steps, network, disk_size_mib) whose custom environment " +
+				"the workspace runs in, built first when needed (cached by the file's content). Give environment or env_file, not both. " + d.host.read},
 			"seed_path": {desc: "Host directory, .tar, .tar.gz or .tgz whose content becomes /workspace (the baseline). " + d.host.read +
 				" Omit it to seed from the Git-tracked files of the server's project (when it has one); seed_skipped lists files left out."},
 			"name":               {desc: "Optional unique name to address the workspace by."},
@@ -122,14 +126,25 @@ func addWorkspaceCreate(s *mcp.Server, d deps, name string) {
 		if err := d.checkNetwork(in.Network); err != nil {
 			return nil, err
 		}
-		if in.Environment == "" {
-			in.Environment = pyro.DefaultEnvironment
+		seedDir := in.SeedPath
+		if seedDir == "" {
+			seedDir = d.projectPath
+		}
+		envFile := in.EnvFile
+		if in.Environment == "" && envFile == "" {
+			// The project's own environment file, else the default.
+			if envFile = pyro.FindProjectEnvFile(seedDir); envFile == "" {
+				in.Environment = pyro.DefaultEnvironment
+			}
+		}
+		if err := d.checkEnvFileNetwork(envFile); err != nil {
+			return nil, err
 		}
 		if in.TTLSeconds == 0 {
 			in.TTLSeconds = d.ttlSeconds
 		}
 		cr := pyro.CreateWorkspaceRequest{
-			Environment: in.Environment, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
+			Environment: in.Environment, EnvFile: in.EnvFile, SeedPath: in.SeedPath, Name: in.Name, Labels: in.Labels,
 			VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, TTLSeconds: in.TTLSeconds, NetworkPolicy: in.Network,
 			TTLAction: in.TTLAction, IdlePauseSeconds: in.IdlePause,
 			EgressRules: pyro.EgressRules{AllowHosts: in.AllowHosts, AllowCIDRs: in.AllowCIDRs, AllowPresets: in.AllowPresets},

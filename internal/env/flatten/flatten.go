@@ -54,6 +54,11 @@ type Stats struct {
 // Tree is a staging directory being built from layers.
 type Tree struct {
 	root *os.Root
+	// MaxBytes and MaxEntries bound what all layers together may unpack
+	// (file contents, tar entries); 0 = no bound. A compressed layer can
+	// expand a thousandfold: this keeps a hostile one from filling the disk.
+	MaxBytes, MaxEntries int64
+	bytes, entries       int64
 }
 
 // Open opens dir (which must exist) as the tree to apply layers onto.
@@ -104,6 +109,15 @@ func (t *Tree) Apply(ctx context.Context, r io.Reader, label string) (Stats, err
 			return st, corrupt(label, err)
 		}
 		st.Entries++
+		if t.entries++; t.MaxEntries > 0 && t.entries > t.MaxEntries {
+			return st, tooLarge(label, fmt.Sprintf("more than %d files", t.MaxEntries))
+		}
+		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA { //nolint:staticcheck // old tars still use '\x00'
+			// The tar reader yields exactly Size bytes: count before writing.
+			if t.bytes += hdr.Size; t.MaxBytes > 0 && t.bytes > t.MaxBytes {
+				return st, tooLarge(label, fmt.Sprintf("more than %d MiB", t.MaxBytes>>20))
+			}
+		}
 		if err := t.entry(ctx, tr, hdr, ls, &st); err != nil {
 			var e *errdefs.Error
 			if errors.As(err, &e) || ctx.Err() != nil {
@@ -524,4 +538,10 @@ func filepathRel(base, target string) (string, error) {
 		return ".", nil
 	}
 	return strings.Join(parts, "/"), nil
+}
+
+func tooLarge(label, what string) error {
+	return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeImageTooLarge,
+		"the image unpacks to %s (at layer %s), over this host's limit: use a smaller image, or raise the limit with PYRO_MAX_UNPACKED_MIB / PYRO_MAX_UNPACKED_FILES",
+		what, label)
 }
