@@ -85,6 +85,9 @@ func TestCmdBackground(t *testing.T) {
 	if len(st.Commands) != 1 || st.Commands[0].CommandID != start.CommandID || !st.Commands[0].Background || st.Commands[0].State != pyro.CommandRunning {
 		t.Fatalf("status lists %+v", st.Commands)
 	}
+	if sum, err := c.SummarizeWorkspace(ctx, ws); err != nil || len(sum.Commands) != 1 || sum.Commands[0].State != pyro.CommandRunning {
+		t.Fatalf("summary lists %+v (%v)", sum, err)
+	}
 	if still, err := c.WaitCommand(ctx, pyro.WaitCommandRequest{Workspace: ws, CommandID: start.CommandID, TimeoutSeconds: 1}); err != nil || still.State != pyro.CommandRunning || still.ExitCode != nil {
 		t.Fatalf("short wait: %+v %v", still, err)
 	}

@@ -81,6 +81,19 @@ func TestCLICommands(t *testing.T) {
 	if r = runPyro(t, s, "workspace", "command", "kill", ws, sleeper); r.code != 0 || !strings.Contains(r.stdout, "killed, exit code 137") {
 		t.Fatalf("kill: %+v", r)
 	}
+	r = runPyro(t, s, "workspace", "command", "list", ws, "--json")
+	var list struct {
+		Commands []struct {
+			CommandID string `json:"command_id"`
+			State     string `json:"state"`
+		} `json:"commands"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil || len(list.Commands) < 3 || list.Commands[0].CommandID != id {
+		t.Fatalf("command list: %+v", r)
+	}
+	if r = runPyro(t, s, "workspace", "command", "list", ws); !strings.Contains(r.stdout, sleeper+"  killed") {
+		t.Fatalf("human command list: %+v", r)
+	}
 	if r = runPyro(t, s, "workspace", "command", "status", ws, "nope"); r.code != 125 || !strings.Contains(r.stderr, "command_not_found") {
 		t.Fatalf("unknown command: %+v", r)
 	}

@@ -49,6 +49,11 @@ func exitOf(c *pyro.WorkspaceCommand) error {
 	return nil
 }
 
+// commandList is `command list --json`: one object, as every --json prints.
+type commandList struct {
+	Commands []pyro.WorkspaceCommand `json:"commands"`
+}
+
 func (a *app) commandList() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
@@ -56,13 +61,9 @@ func (a *app) commandList() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
 				l, err := c.ListCommands(ctx, args[0])
-				return struct {
-					Commands []pyro.WorkspaceCommand `json:"commands"`
-				}{l}, err
+				return commandList{l}, err
 			}, func(v any) {
-				l := v.(struct {
-					Commands []pyro.WorkspaceCommand `json:"commands"`
-				}).Commands
+				l := v.(commandList).Commands
 				if len(l) == 0 {
 					fmt.Fprintln(a.stdout, "no commands")
 				}
