@@ -8,6 +8,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
@@ -74,7 +75,7 @@ type NetworkInfo struct {
 
 // machines manages low-level VMs: the workspace machinery under its own root.
 func (c *Client) machines() *workspace.Manager {
-	return workspace.NewManager(filepath.Join(c.stateDir, "machines"), c.supervisorBinary(), c.log)
+	return workspace.NewManager(filepath.Join(c.stateDir, "machines"), c.supervisorBinary(), qemu.Layers{}, c.log)
 }
 
 func toVM(r *workspace.Record, info *supervisor.Info) *VM {

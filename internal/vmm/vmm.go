@@ -149,3 +149,11 @@ func BootFailed(reason string, consoleTail string) error {
 	msg += "\nrun \"pyro doctor\" to check the host"
 	return errdefs.New(errdefs.ErrUnavailable, errdefs.CodeBootFailed, "%s", msg)
 }
+
+// Layers are the disk-image operations forks need from a backend's disk
+// format: a new writable disk whose reads fall through to a base that never
+// changes again, and the chain of bases a disk reads through.
+type Layers interface {
+	NewLayer(ctx context.Context, path, base string) error
+	BackingFiles(ctx context.Context, disk string) ([]string, error)
+}

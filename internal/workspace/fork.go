@@ -17,7 +17,6 @@ import (
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // MaxForks bounds the forks of one call.
@@ -185,7 +184,7 @@ func (m *Manager) rebaseOnLayer(ctx context.Context, p Paths) (string, error) {
 	if err := os.Link(p.Disk(), layer); err != nil {
 		return "", err
 	}
-	if err := qemu.NewLayer(ctx, p.Disk(), layer); err != nil { // replaces disk.qcow2 by rename
+	if err := m.layers.NewLayer(ctx, p.Disk(), layer); err != nil { // replaces disk.qcow2 by rename
 		os.Remove(layer)
 		return "", err
 	}
@@ -248,7 +247,7 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 			}
 		}
 	}
-	if err := qemu.NewLayer(ctx, f.p.Disk(), layer); err != nil {
+	if err := m.layers.NewLayer(ctx, f.p.Disk(), layer); err != nil {
 		return f, err
 	}
 	if err := os.MkdirAll(f.p.PauseDir(), 0o700); err != nil {
@@ -326,7 +325,7 @@ func (m *Manager) gcLayers(ctx context.Context) {
 		}
 		disks, _ := filepath.Glob(filepath.Join(m.root, e.Name(), "*.qcow2"))
 		for _, d := range disks {
-			files, err := qemu.BackingFiles(ctx, d)
+			files, err := m.layers.BackingFiles(ctx, d)
 			if err != nil {
 				m.log.Warn("reading a disk's layers: keeping every layer", "disk", d, "err", err)
 				return

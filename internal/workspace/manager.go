@@ -25,6 +25,7 @@ import (
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm"
 )
 
 // CodeNotFound is returned for an unknown or deleted workspace.
@@ -40,12 +41,14 @@ const (
 type Manager struct {
 	root          string // $STATE/workspaces
 	supervisorBin string // the pyro binary, run as `pyro __supervise`
+	layers        vmm.Layers
 	log           *slog.Logger
 }
 
-// NewManager keeps workspaces under root.
-func NewManager(root, supervisorBin string, log *slog.Logger) *Manager {
-	return &Manager{root: root, supervisorBin: supervisorBin, log: log}
+// NewManager keeps workspaces under root; layers are the VMM backend's disk
+// layers (forks share a source's disk through them).
+func NewManager(root, supervisorBin string, layers vmm.Layers, log *slog.Logger) *Manager {
+	return &Manager{root: root, supervisorBin: supervisorBin, layers: layers, log: log}
 }
 
 func (m *Manager) paths(id string) Paths { return Paths{Dir: filepath.Join(m.root, id)} }

@@ -75,3 +75,14 @@ func syncFile(path string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// Layers is NewLayer and BackingFiles as a vmm.Layers.
+type Layers struct{}
+
+func (Layers) NewLayer(ctx context.Context, path, base string) error {
+	return NewLayer(ctx, path, base)
+}
+
+func (Layers) BackingFiles(ctx context.Context, disk string) ([]string, error) {
+	return BackingFiles(ctx, disk)
+}
