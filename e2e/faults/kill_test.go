@@ -450,12 +450,12 @@ func (s *suite) killDelete(t *testing.T, c *check, k killer) {
 	var dur time.Duration
 	var killed bool
 	if k.what == "" {
-		err, dur, killed = s.cliKilled([]string{"workspace", "delete", w.id}, 100*time.Millisecond)
+		err, dur, killed = s.cliKilled([]string{"workspace", "delete", w.id}, 60*time.Millisecond)
 	} else {
 		err, dur, killed = s.sdkKilled(w.id, k.what, func(ctx context.Context, s *suite, w *ws) error {
 			_, err := s.c.DeleteWorkspace(ctx, w.id)
 			return err
-		}, 30*time.Millisecond)
+		}, 0)
 		typed(c, "delete", err)
 	}
 	within(c, "delete", dur, 90*time.Second)
