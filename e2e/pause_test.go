@@ -182,3 +182,42 @@ func TestCLIForkKilled(t *testing.T) {
 		t.Fatalf("processes left: %v", procs)
 	}
 }
+
+// The source's supervisor killed with -9 while a fork saves its machine:
+// the fork fails clearly, makes no workspace, and the source is stopped
+// with its disk.
+func TestCLIForkSupervisorKilled(t *testing.T) {
+	s := stateDir(t)
+	id := createSeeded(t, s)
+	check := bgJob(t, s, id)
+	b, err := os.ReadFile(filepath.Join(s, "workspaces", id, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
+		t.Fatalf("supervisor.json: %s %v", b, err)
+	}
+	cmd := pyroCmd(t, s, "workspace", "fork", id, "--count", "2")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForFile(t, filepath.Join(s, "workspaces", id, "paused", "state.tmp"))
+	_ = syscall.Kill(info.Pid, syscall.SIGKILL)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.Contains(stderr.String(), "pause_failed") {
+		t.Fatalf("fork with a killed supervisor: %v %s", err, stderr.String())
+	}
+	r := runPyro(t, s, "workspace", "list", "--json")
+	if r.code != 0 || strings.Count(r.stdout, `"workspace_id"`) != 1 || !strings.Contains(r.stdout, `"state": "stopped"`) {
+		t.Fatalf("list after the failed fork: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "start", id); r.code != 0 {
+		t.Fatalf("start: %+v", r)
+	}
+	if r := runPyro(t, s, "workspace", "exec", id, "--", check); r.code != 0 || r.stdout != "kept\ngone\n" {
+		t.Fatalf("after start: %+v", r)
+	}
+}

@@ -213,7 +213,11 @@ func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logg
 		if ctx.Err() != nil {
 			return nil, nil, err
 		}
-		log.Warn("restoring the saved machine failed: booting cold", "err", err)
+		what := "the snapshot"
+		if spec.Resume != nil {
+			what = "the paused machine"
+		}
+		log.Warn("restoring "+what+" failed: booting cold", "err", err)
 		// The restored guest may have written to the copy: a cold boot
 		// starts over from a fresh overlay. A paused workspace's disk is its
 		// own, though: it boots cold as it is (like after a crash).

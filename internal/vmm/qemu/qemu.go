@@ -70,6 +70,9 @@ func KernelArgs(init string) []string {
 		"console=ttyS0", "quiet", "reboot=t", "panic=-1", "no_timer_check",
 		"root=/dev/vda", "rootfstype=ext4", "rw", "init=" + init,
 		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd",
+		// Free page reporting in 4 MiB blocks (the largest): half the
+		// reports of the default 2 MiB, each one a stall of the guest.
+		"page_reporting.page_reporting_order=10",
 	}
 }
 
