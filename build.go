@@ -46,6 +46,10 @@ type BuildEnvironmentRequest struct {
 	DiskSize int64 `json:"disk_size,omitempty"`
 	// StepTimeoutSeconds bounds each step (default 1800, at most 3600).
 	StepTimeoutSeconds int `json:"step_timeout_seconds,omitempty"`
+	// VCPUCount and MemMiB size the machine the steps run in (defaults 1
+	// and 1024); the saved environment does not depend on them.
+	VCPUCount int `json:"vcpu_count,omitempty"`
+	MemMiB    int `json:"mem_mib,omitempty"`
 	// Force builds again even when the same definition is cached.
 	Force   bool   `json:"force,omitempty"`
 	EnvFile string `json:"env_file,omitempty"`
@@ -89,11 +93,16 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 	if req.StepTimeoutSeconds == 0 {
 		req.StepTimeoutSeconds = DefaultStepTimeoutSeconds
 	}
-	if req.StepTimeoutSeconds < 1 || req.StepTimeoutSeconds > MaxTimeoutSeconds {
+	switch {
+	case req.StepTimeoutSeconds < 1 || req.StepTimeoutSeconds > MaxTimeoutSeconds:
 		return nil, errdefs.InvalidArgument("step_timeout_seconds", "%d is out of range [1, %d]", req.StepTimeoutSeconds, MaxTimeoutSeconds)
+	case req.VCPUCount != 0 && (req.VCPUCount < MinVCPUCount || req.VCPUCount > MaxVCPUCount):
+		return nil, errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", req.VCPUCount, MinVCPUCount, MaxVCPUCount)
+	case req.MemMiB != 0 && (req.MemMiB < MinMemMiB || req.MemMiB > MaxMemMiB):
+		return nil, errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", req.MemMiB, MinMemMiB, MaxMemMiB)
 	}
 	def := env.BuildDef{From: req.From, Steps: req.Steps, Network: req.Network, DiskSize: req.DiskSize,
-		StepTimeoutSeconds: req.StepTimeoutSeconds, EnvFile: req.EnvFile}
+		StepTimeoutSeconds: req.StepTimeoutSeconds, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, EnvFile: req.EnvFile}
 	if err := env.ValidateBuildName(req.Name); err != nil {
 		return nil, err
 	}
@@ -169,7 +178,8 @@ func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def e
 	verdict := c.accelFor(ctx, base.KernelPath)
 	spec := vm.Spec{
 		KernelPath: base.KernelPath, RootfsPath: backing, OverlayPath: overlay,
-		VCPUs: DefaultVCPUCount, MemMiB: DefaultMemMiB, Accel: verdict.Accel, Kind: "build", Network: runPolicy(def.Network),
+		VCPUs: orDefault(def.VCPUCount, DefaultVCPUCount), MemMiB: orDefault(def.MemMiB, DefaultMemMiB),
+		Accel: verdict.Accel, Kind: "build", Network: runPolicy(def.Network),
 	}
 	c.report(ctx, ProgressEvent{Stage: "build", Message: "booting " + def.From})
 	v, err := vm.Boot(ctx, c.vmsDir(), spec, c.log)
@@ -308,6 +318,13 @@ func printable(s string, max int) string {
 		n++
 	}
 	return b.String()
+}
+
+func orDefault(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
 }
 
 func oneLine(s string, max int) string {

@@ -55,8 +55,11 @@ type BuildDef struct {
 	Steps    []string `json:"steps"`             // shell commands, run in order by /bin/sh -lc as root in /
 	Network  bool     `json:"network,omitempty"` // egress for the steps
 	DiskSize int64    `json:"disk_size,omitempty"`
-	// StepTimeoutSeconds bounds each step (not part of the key).
+	// StepTimeoutSeconds bounds each step; VCPUCount and MemMiB size the
+	// build's machine (none is part of the key).
 	StepTimeoutSeconds int `json:"step_timeout_seconds,omitempty"`
+	VCPUCount          int `json:"vcpu_count,omitempty"`
+	MemMiB             int `json:"mem_mib,omitempty"`
 	// EnvFile is the environment file the definition came from (shown only).
 	EnvFile string `json:"env_file,omitempty"`
 }
