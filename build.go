@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
@@ -13,6 +14,7 @@ import (
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // PrunedItem is one thing PruneEnvironments removed (kind "build" for a
@@ -139,8 +141,13 @@ func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, fo
 	if err != nil {
 		return nil, false, err
 	}
-	run := func(ctx context.Context, backing, overlay string) error {
-		return c.runBuildSteps(ctx, base, def, backing, overlay)
+	run := func(ctx context.Context, backing, scratch, image string) error {
+		overlay := filepath.Join(scratch, "disk.overlay")
+		if err := c.runBuildSteps(ctx, base, def, backing, overlay); err != nil {
+			return err
+		}
+		c.report(ctx, ProgressEvent{Stage: "build", Message: "saving the image"})
+		return qemu.FlattenOverlay(ctx, overlay, image)
 	}
 	return c.envs.Build(c.envCtx(ctx), name, def, base, force, run)
 }
@@ -170,9 +177,9 @@ func (c *Client) rebuildStale(ctx context.Context, name string) (*env.Environmen
 	return e, true, err
 }
 
-// runBuildSteps boots the base over overlay (backed by backing), runs the
-// steps, empties /workspace and shuts the guest down so that its writes
-// are all in the overlay.
+// runBuildSteps boots the base with its writes in overlay (over backing),
+// runs the steps, empties /workspace and shuts the guest down so that its
+// writes are all in the overlay.
 func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def env.BuildDef, backing, overlay string) error {
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, base.KernelPath)
