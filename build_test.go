@@ -73,6 +73,9 @@ func TestEnvBuild(t *testing.T) {
 		t.Errorf("the steps' progress did not reach the caller:\n%s", progress)
 	}
 
+	if r, err := c.EnvironmentReadiness(t.Context(), "tb"); err != nil || r.State != pyro.ReadinessWarm || r.Version != first.Version {
+		t.Errorf("readiness after the build: %v %+v", err, r)
+	}
 	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tb", Command: "cat /etc/marker; id -un builder; ls -A /workspace | wc -l"})
 	if err != nil || res.Stdout != "built\nbuilder\n0\n" || res.ExitCode != 0 {
 		t.Fatalf("run in the built environment: %v %+v", err, res)
