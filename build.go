@@ -126,6 +126,8 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 		res.SnapshotReady = p.SnapshotReady
 	} else if ctx.Err() != nil {
 		return nil, ctx.Err()
+	} else {
+		c.log.Debug("no fast-start snapshot after the build", "env", req.Name, "err", err)
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil
