@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
@@ -14,6 +15,7 @@ import (
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // PrunedItem is one thing PruneEnvironments removed (kind "build" for a
@@ -47,6 +49,10 @@ type BuildEnvironmentRequest struct {
 	DiskSize int64 `json:"disk_size,omitempty"`
 	// StepTimeoutSeconds bounds each step (default 1800, at most 3600).
 	StepTimeoutSeconds int `json:"step_timeout_seconds,omitempty"`
+	// VCPUCount and MemMiB size the machine the steps run in (defaults 1
+	// and 1024); the saved environment does not depend on them.
+	VCPUCount int `json:"vcpu_count,omitempty"`
+	MemMiB    int `json:"mem_mib,omitempty"`
 	// Force builds again even when the same definition is cached.
 	Force   bool   `json:"force,omitempty"`
 	EnvFile string `json:"env_file,omitempty"`
@@ -90,11 +96,16 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 	if req.StepTimeoutSeconds == 0 {
 		req.StepTimeoutSeconds = DefaultStepTimeoutSeconds
 	}
-	if req.StepTimeoutSeconds < 1 || req.StepTimeoutSeconds > MaxTimeoutSeconds {
+	switch {
+	case req.StepTimeoutSeconds < 1 || req.StepTimeoutSeconds > MaxTimeoutSeconds:
 		return nil, errdefs.InvalidArgument("step_timeout_seconds", "%d is out of range [1, %d]", req.StepTimeoutSeconds, MaxTimeoutSeconds)
+	case req.VCPUCount != 0 && (req.VCPUCount < MinVCPUCount || req.VCPUCount > MaxVCPUCount):
+		return nil, errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", req.VCPUCount, MinVCPUCount, MaxVCPUCount)
+	case req.MemMiB != 0 && (req.MemMiB < MinMemMiB || req.MemMiB > MaxMemMiB):
+		return nil, errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", req.MemMiB, MinMemMiB, MaxMemMiB)
 	}
 	def := env.BuildDef{From: req.From, Steps: req.Steps, Network: req.Network, DiskSize: req.DiskSize,
-		StepTimeoutSeconds: req.StepTimeoutSeconds, EnvFile: req.EnvFile}
+		StepTimeoutSeconds: req.StepTimeoutSeconds, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, EnvFile: req.EnvFile}
 	if err := env.ValidateBuildName(req.Name); err != nil {
 		return nil, err
 	}
@@ -116,6 +127,8 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 		res.SnapshotReady = p.SnapshotReady
 	} else if ctx.Err() != nil {
 		return nil, ctx.Err()
+	} else {
+		c.log.Debug("no fast-start snapshot after the build", "env", req.Name, "err", err)
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil
@@ -131,8 +144,13 @@ func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, fo
 	if err != nil {
 		return nil, false, err
 	}
-	run := func(ctx context.Context, backing, overlay string) error {
-		return c.runBuildSteps(ctx, base, def, backing, overlay)
+	run := func(ctx context.Context, backing, scratch, image string) error {
+		overlay := filepath.Join(scratch, "disk.overlay")
+		if err := c.runBuildSteps(ctx, base, def, backing, overlay); err != nil {
+			return err
+		}
+		c.report(ctx, ProgressEvent{Stage: "build", Message: "saving the image"})
+		return qemu.FlattenOverlay(ctx, overlay, image)
 	}
 	return c.envs.Build(c.envCtx(ctx), name, def, base, force, run)
 }
@@ -162,15 +180,16 @@ func (c *Client) rebuildStale(ctx context.Context, name string) (*env.Environmen
 	return e, true, err
 }
 
-// runBuildSteps boots the base over overlay (backed by backing), runs the
-// steps, empties /workspace and shuts the guest down so that its writes
-// are all in the overlay.
+// runBuildSteps boots the base with its writes in overlay (over backing),
+// runs the steps, empties /workspace and shuts the guest down so that its
+// writes are all in the overlay.
 func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def env.BuildDef, backing, overlay string) error {
 	c.reapOrphans()
 	verdict := c.accelFor(ctx, base.KernelPath)
 	spec := vm.Spec{
 		KernelPath: base.KernelPath, RootfsPath: backing, OverlayPath: overlay,
-		VCPUs: DefaultVCPUCount, MemMiB: DefaultMemMiB, Accel: verdict.Accel, Kind: "build", Network: runPolicy(def.Network),
+		VCPUs: orDefault(def.VCPUCount, DefaultVCPUCount), MemMiB: orDefault(def.MemMiB, DefaultMemMiB),
+		Accel: verdict.Accel, Kind: "build", Network: runPolicy(def.Network),
 	}
 	c.report(ctx, ProgressEvent{Stage: "build", Message: "booting " + def.From})
 	v, err := vm.Boot(ctx, c.vmsDir(), spec, c.log)
@@ -311,6 +330,13 @@ func printable(s string, max int) string {
 		n++
 	}
 	return b.String()
+}
+
+func orDefault(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
 }
 
 func oneLine(s string, max int) string {

@@ -73,6 +73,9 @@ func TestEnvBuild(t *testing.T) {
 		t.Errorf("the steps' progress did not reach the caller:\n%s", progress)
 	}
 
+	if r, err := c.EnvironmentReadiness(t.Context(), "tb"); err != nil || r.State != pyro.ReadinessWarm || r.Version != first.Version {
+		t.Errorf("readiness after the build: %v %+v", err, r)
+	}
 	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tb", Command: "cat /etc/marker; id -un builder; ls -A /workspace | wc -l"})
 	if err != nil || res.Stdout != "built\nbuilder\n0\n" || res.ExitCode != 0 {
 		t.Fatalf("run in the built environment: %v %+v", err, res)
@@ -150,9 +153,10 @@ func TestEnvBuildOCI(t *testing.T) {
 	ref := host + "/pyro-test/bb:1"
 	testutil.Push(t, ref, testutil.Image(t, []string{"PATH=/bin", "GREETING=hello"}, testutil.BusyboxLayer(t)))
 	c, _ := buildClient(t, pyro.WithInsecureRegistries(host))
-	req := pyro.BuildEnvironmentRequest{Name: "tboci", From: ref, DiskSize: 1 << 20,
-		// The step already sees the grown file system.
-		Steps: []string{"mkdir -p /opt/x && echo \"$GREETING-built\" > /opt/x/file && df -m / | awk 'NR==2{print $2}' > /opt/x/size"}}
+	req := pyro.BuildEnvironmentRequest{Name: "tboci", From: ref, DiskSize: 1 << 20, VCPUCount: 2,
+		// The step already sees the grown file system, and the machine asked for.
+		Steps: []string{"mkdir -p /opt/x && echo \"$GREETING-built\" > /opt/x/file && df -m / | awk 'NR==2{print $2}' > /opt/x/size && " +
+			"grep -c ^processor /proc/cpuinfo > /opt/x/cpus"}}
 	if _, err := c.BuildEnvironment(t.Context(), req); errdefs.CodeOf(err) != errdefs.CodeInvalidArgument || !strings.Contains(err.Error(), "disk_size") {
 		t.Fatalf("disk size below the base's: %v", err)
 	}
@@ -169,9 +173,9 @@ func TestEnvBuildOCI(t *testing.T) {
 	if err != nil || forced.Cached || forced.Version == res.Version || forced.Digest != res.Digest {
 		t.Fatalf("forced rebuild: %v %+v (first %s)", err, forced, res.Version)
 	}
-	run, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tboci", Command: "cat /opt/x/file; echo $GREETING; cat /opt/x/size"})
+	run, err := c.Run(t.Context(), pyro.RunRequest{Environment: "tboci", Command: "cat /opt/x/file; echo $GREETING; cat /opt/x/size /opt/x/cpus"})
 	lines := strings.Fields(run.Stdout)
-	if err != nil || len(lines) != 3 || lines[0] != "hello-built" || lines[1] != "hello" {
+	if err != nil || len(lines) != 4 || lines[0] != "hello-built" || lines[1] != "hello" || lines[3] != "2" {
 		t.Fatalf("run: %v %+v", err, run)
 	}
 	if mib, _ := strconv.Atoi(lines[2]); mib < 900 || mib > 1024 {

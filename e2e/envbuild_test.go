@@ -98,6 +98,21 @@ func TestCLIAndMCPEnvBuild(t *testing.T) {
 		t.Fatalf("MCP workspace exec: %q", ex.Stdout)
 	}
 
+	// --no-network holds for environment files and builds too; nothing boots.
+	netRepo := t.TempDir()
+	os.MkdirAll(filepath.Join(netRepo, ".pyro"), 0o755)
+	os.WriteFile(filepath.Join(netRepo, ".pyro", "environment.toml"), []byte("from = \"debian:12\"\nnetwork = true\nsteps = [\"true\"]\n"), 0o644)
+	cn := mcpSession(t, s, "workspace-core", "--no-network", "--allow-build", "--project-path", netRepo)
+	for _, call := range []mcp.CallToolParams{
+		{Name: "workspace_create", Arguments: map[string]any{}},
+		{Name: "environment_build", Arguments: map[string]any{"name": "nonet", "from": "debian:12", "network": true, "steps": []string{"true"}}},
+	} {
+		res, err := cn.CallTool(t.Context(), &call)
+		if err != nil || !res.IsError || !strings.Contains(toolText(res), "network_disabled") {
+			t.Errorf("%s under --no-network: %v %s", call.Name, err, toolText(res))
+		}
+	}
+
 	// With --allow-build a model builds, and uses what it built.
 	cb := mcpSession(t, s, "workspace-core", "--allow-build", "--no-project-source")
 	var mb struct {

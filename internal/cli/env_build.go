@@ -79,6 +79,8 @@ func (a *app) envBuildCommand() *cobra.Command {
 	f.BoolVar(&network, "network", false, "give the steps outbound network access (egress)")
 	f.StringVar(&diskSize, "disk-size", "", "root filesystem size, e.g. 4G (at least the base's; the steps already have it)")
 	f.IntVar(&req.StepTimeoutSeconds, "step-timeout-seconds", pyro.DefaultStepTimeoutSeconds, "time limit of each step")
+	f.IntVar(&req.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs of the machine the steps run in")
+	f.IntVar(&req.MemMiB, "mem-mib", pyro.DefaultMemMiB, "memory (MiB) of the machine the steps run in")
 	f.StringVar(&req.EnvFile, "env-file", "", "take the definition from this environment file (TOML)")
 	f.BoolVar(&force, "force", false, "build even when the same definition is cached (pull: rebuild from scratch)")
 	return cmd

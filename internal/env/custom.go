@@ -35,10 +35,10 @@ import (
 // the agent sha256>", "-N" appended for a forced rebuild. As everywhere, a
 // version directory is never rewritten and appears by one rename.
 //
-// The image is the base image with the steps' writes: the steps run in a VM
-// booted from the base over a qcow2 overlay, and the overlay is flattened
-// into a new raw ext4 image (qemu-img convert), checked and repaired by
-// e2fsck (the guest was shut down without unmounting), then sized.
+// The image is the base image with the steps' writes: the runner (the
+// client, which owns VMs) boots the base over a copy-on-write layer, runs
+// the steps and leaves the flattened raw image; e2fsck then replays its
+// journal (the guest powered off without unmounting) before it is hashed.
 
 // SourceBuild marks an environment made by Build.
 const SourceBuild = "build"
@@ -55,8 +55,11 @@ type BuildDef struct {
 	Steps    []string `json:"steps"`             // shell commands, run in order by /bin/sh -lc as root in /
 	Network  bool     `json:"network,omitempty"` // egress for the steps
 	DiskSize int64    `json:"disk_size,omitempty"`
-	// StepTimeoutSeconds bounds each step (not part of the key).
+	// StepTimeoutSeconds bounds each step; VCPUCount and MemMiB size the
+	// build's machine (none is part of the key).
 	StepTimeoutSeconds int `json:"step_timeout_seconds,omitempty"`
+	VCPUCount          int `json:"vcpu_count,omitempty"`
+	MemMiB             int `json:"mem_mib,omitempty"`
 	// EnvFile is the environment file the definition came from (shown only).
 	EnvFile string `json:"env_file,omitempty"`
 }
@@ -69,11 +72,12 @@ type BuildInfo struct {
 	DurationMs       int64  `json:"duration_ms"`
 }
 
-// BuildRunner runs the steps: it boots the base's kernel with the disk
-// image backing under a qcow2 overlay at overlay (created by the VM, which
-// must not exist yet) and leaves the guest's writes in it, flushed, with
-// the VM gone. backing is the base image, or a grown copy of it.
-type BuildRunner func(ctx context.Context, backing, overlay string) error
+// BuildRunner runs the steps: it boots the base's kernel over the disk
+// image backing (the base image, or a grown copy of it; never written),
+// runs the steps, and writes the resulting disk, flattened and of the same
+// size, as the raw image at image. scratch is a directory for its own
+// files, removed with the build.
+type BuildRunner func(ctx context.Context, backing, scratch, image string) error
 
 var (
 	builtNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9._-]{1,64})?$`)
@@ -305,7 +309,7 @@ func (s *Store) writeBuilt(name, key string, def BuildDef) error {
 
 func (s *Store) buildCustom(ctx context.Context, name, key string, def BuildDef, base *Environment, ag agentInfo, run BuildRunner) (*Environment, error) {
 	what := "build " + name
-	if err := checkTools(toolMkfsExt4, hostTool{Cmd: "qemu-img", Package: "qemu-utils"}); err != nil {
+	if err := checkTools(hostTool{Cmd: "e2fsck", Package: "e2fsprogs"}); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -323,20 +327,17 @@ func (s *Store) buildCustom(ctx context.Context, name, key string, def BuildDef,
 		}
 		work = filepath.Join(b.dir, "base.ext4")
 	}
-	overlay := filepath.Join(b.dir, "disk.qcow2")
-	if err := run(ctx, work, overlay); err != nil {
+	out, scratch := filepath.Join(b.dir, "out"), filepath.Join(b.dir, "vm")
+	for _, d := range []string{out, scratch} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, buildErr(err, "%s", what)
+		}
+	}
+	img := filepath.Join(out, rootfsFile)
+	if err := run(ctx, work, scratch, img); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx, what)
 		}
-		return nil, err
-	}
-	s.progress(ctx, Event{Stage: "build", Message: "saving the image"})
-	out := filepath.Join(b.dir, "out")
-	if err := os.Mkdir(out, 0o755); err != nil {
-		return nil, buildErr(err, "%s", what)
-	}
-	img := filepath.Join(out, rootfsFile)
-	if err := r.run(ctx, b.dir, nil, "qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", overlay, img); err != nil {
 		return nil, err
 	}
 	if err := fsck(ctx, r, img); err != nil {

@@ -14,6 +14,8 @@ type environmentBuildInput struct {
 	Steps              []string `json:"steps,omitempty"`
 	Network            bool     `json:"network,omitempty"`
 	StepTimeoutSeconds int      `json:"step_timeout_seconds,omitempty"`
+	VCPUCount          int      `json:"vcpu_count,omitempty"`
+	MemMiB             int      `json:"mem_mib,omitempty"`
 	EnvFile            string   `json:"env_file,omitempty"`
 }
 
@@ -25,6 +27,8 @@ type environmentBuildInput struct {
 func addEnvironmentBuild(s *mcp.Server, d deps, name string) {
 	c := d.c
 	tmin, tmax := rng(1, pyro.MaxTimeoutSeconds)
+	cpuMin, cpuMax := rng(pyro.MinVCPUCount, pyro.MaxVCPUCount)
+	memMin, memMax := rng(pyro.MinMemMiB, pyro.MaxMemMiB)
 	t := &mcp.Tool{
 		Name: name,
 		Description: "Build a custom environment: boot the base environment, run setup steps in order (as root, in /), and save " +
@@ -38,12 +42,14 @@ func addEnvironmentBuild(s *mcp.Server, d deps, name string) {
 			"steps":                {desc: "Shell commands run in order by /bin/sh -lc, e.g. [\"apt-get update\", \"apt-get install -y nodejs\"]."},
 			"network":              {desc: "Give the steps outbound network access (needed to download packages).", def: false},
 			"step_timeout_seconds": {desc: "Time limit of each step.", def: pyro.DefaultStepTimeoutSeconds, min: tmin, max: tmax},
+			"vcpu_count":           {desc: "Virtual CPUs of the machine the steps run in.", def: pyro.DefaultVCPUCount, min: cpuMin, max: cpuMax},
+			"mem_mib":              {desc: "Memory (MiB) of the machine the steps run in.", def: pyro.DefaultMemMiB, min: memMin, max: memMax},
 			"env_file":             {desc: "Host path of an environment file (TOML: from, steps, network, disk_size_mib) to build instead of name/from/steps."},
 		}),
 	}
 	addTool(s, d, t, handler(func(ctx context.Context, in environmentBuildInput) (*pyro.BuildEnvironmentResult, error) {
 		req := pyro.BuildEnvironmentRequest{Name: in.Name, From: in.From, Steps: in.Steps, Network: in.Network,
-			StepTimeoutSeconds: in.StepTimeoutSeconds, EnvFile: in.EnvFile}
+			StepTimeoutSeconds: in.StepTimeoutSeconds, VCPUCount: in.VCPUCount, MemMiB: in.MemMiB, EnvFile: in.EnvFile}
 		if err := d.checkEnvFileNetwork(in.EnvFile); err != nil {
 			return nil, err
 		}

@@ -455,3 +455,21 @@ func tailLines(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// FlattenOverlay writes the disk an overlay made by a VM stands for (its
+// writes over its backing image) as one sparse raw image at out.
+func FlattenOverlay(ctx context.Context, overlay, out string) error {
+	img, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
+			"qemu-img is not installed: install it with: apt-get install -y qemu-utils")
+	}
+	if b, err := exec.CommandContext(ctx, img, "convert", "-q", "-f", "qcow2", "-O", "raw", overlay, out).CombinedOutput(); err != nil {
+		os.Remove(out)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errdefs.Wrap(fmt.Errorf("%w: %s", err, strings.TrimSpace(string(b))), errdefs.ErrInternal, errdefs.CodeVMMFailed, "flatten disk overlay")
+	}
+	return nil
+}
