@@ -10,7 +10,8 @@ import (
 // usable as it is: the environment when it is; otherwise stale is true
 // when an install exists that cannot be used as is (another agent, an older
 // recipe or layout, damaged; the next run rebuilds or re-converts it), and
-// why says what is wrong in words that follow the name.
+// why says what is wrong in words that follow the name. Custom
+// environments (env build) are looked up first, as Get does.
 func (s *Store) Installed(ctx context.Context, name string) (e *Environment, stale bool, why string, err error) {
 	if err := s.init(); err != nil {
 		return nil, false, "", err
@@ -18,6 +19,13 @@ func (s *Store) Installed(ctx context.Context, name string) (e *Environment, sta
 	ag, _, err := s.agent(ctx)
 	if err != nil {
 		return nil, false, "", err
+	}
+	if rec, ok := s.readBuilt(name); ok {
+		in, why := s.pickBuild(digestHex(rec.Digest), ag.sha256)
+		if in != nil {
+			return in.environment(), false, "", nil
+		}
+		return nil, why != "is not built", why, nil
 	}
 	if rec, ok := s.readBuilt(name); ok {
 		in, why := s.pickBuild(digestHex(rec.Digest), ag.sha256)
