@@ -339,3 +339,7 @@ func orDefault(n, def int) int {
 func oneLine(s string, max int) string {
 	return printable(strings.Join(strings.Fields(s), " "), max)
 }
+
+// IsCatalogEnvironment reports whether name is one of the catalog's
+// environments (debian:12, ...), built locally from Debian packages.
+func IsCatalogEnvironment(name string) bool { return env.IsCatalogName(name) }
