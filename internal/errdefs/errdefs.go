@@ -46,6 +46,7 @@ const (
 	CodeImageTooLarge  = "image_too_large"        // the layers unpack to more than the host allows
 	// Custom environments.
 	CodeBuildStepFailed = "build_step_failed" // a step of "env build" exited non-zero or timed out
+	CodeNetworkDisabled = "network_disabled"  // the operator gives guests no network (mcp serve --no-network)
 )
 
 // Error is a failure with a stable code, a message that says what to do next,
