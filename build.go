@@ -139,6 +139,10 @@ func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, fo
 	if buildDepth(ctx) > maxBuildDepth {
 		return nil, false, errdefs.InvalidArgument("from", "%s: custom environments built from each other more than %d deep (a cycle?)", name, maxBuildDepth)
 	}
+	if def.Network && c.noBuildNetwork {
+		return nil, false, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeNetworkDisabled,
+			"building %s needs a network for its steps, and guests get none here (the MCP server runs with --no-network)", name)
+	}
 	ctx = context.WithValue(ctx, buildDepthKey{}, buildDepth(ctx)+1)
 	base, err := c.ensureEnv(ctx, def.From)
 	if err != nil {
@@ -342,3 +346,7 @@ func orDefault(n, def int) int {
 func oneLine(s string, max int) string {
 	return printable(strings.Join(strings.Fields(s), " "), max)
 }
+
+// IsCatalogEnvironment reports whether name is one of the catalog's
+// environments (debian:12, ...), built locally from Debian packages.
+func IsCatalogEnvironment(name string) bool { return env.IsCatalogName(name) }

@@ -299,3 +299,16 @@ func BenchmarkEnvBuildCached(b *testing.B) {
 	}
 	b.ReportMetric(float64(first.DurationMs)/1000, "first_build_s")
 }
+
+// A client that gives guests no network refuses builds whose steps ask for
+// one, before anything boots (also a stale build's rebuild, same path).
+func TestEnvBuildNoNetwork(t *testing.T) {
+	c, err := pyro.New(pyro.WithStateDir(t.TempDir()), pyro.WithCacheDir(t.TempDir()), pyro.WithNoBuildNetwork())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.BuildEnvironment(t.Context(), pyro.BuildEnvironmentRequest{Name: "nn", From: "debian:12", Network: true, Steps: []string{"true"}})
+	if errdefs.CodeOf(err) != errdefs.CodeNetworkDisabled {
+		t.Fatalf("%v, want network_disabled", err)
+	}
+}

@@ -26,16 +26,17 @@ import (
 
 // Client runs pyro's operations. It is safe for concurrent use.
 type Client struct {
-	stateDir  string
-	cacheDir  string
-	agentPath string
-	pyroBin   string // runs workspace supervisors
-	accel     string // "auto", "kvm" or "tcg"
-	progress  func(ProgressEvent)
-	log       *slog.Logger
-	insecure  []string
-	allowPull []string // nil: any reference may be pulled on first use
-	registry  *string  // WithEnvRegistry; nil: PYRO_ENV_REGISTRY or the config file
+	stateDir       string
+	cacheDir       string
+	agentPath      string
+	pyroBin        string // runs workspace supervisors
+	accel          string // "auto", "kvm" or "tcg"
+	progress       func(ProgressEvent)
+	log            *slog.Logger
+	insecure       []string
+	allowPull      []string // nil: any reference may be pulled on first use
+	registry       *string  // WithEnvRegistry; nil: PYRO_ENV_REGISTRY or the config file
+	noBuildNetwork bool     // custom environment builds never get a network
 
 	envs *env.Store
 
@@ -102,6 +103,11 @@ func WithAllowPull(patterns ...string) Option {
 // default is PYRO_ENV_REGISTRY, else the first line of
 // ~/.config/pyro/env-registry or /etc/pyro/env-registry.
 func WithEnvRegistry(prefix string) Option { return func(c *Client) { c.registry = &prefix } }
+
+// WithNoBuildNetwork refuses custom environment builds whose steps ask for
+// a network (network_disabled), also the rebuild of a stale one on use: the
+// MCP server sets it for "pyro mcp serve --no-network".
+func WithNoBuildNetwork() Option { return func(c *Client) { c.noBuildNetwork = true } }
 
 // WithLogger sets the logger for diagnostics (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }

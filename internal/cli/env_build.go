@@ -24,12 +24,18 @@ func (a *app) envBuildCommand() *cobra.Command {
 			"cache hit; --force builds anyway. A failing step stops the build and nothing is saved.\n" +
 			"--env-file FILE takes the definition from an environment file (TOML: from, steps, network,\n" +
 			"disk_size_mib); NAME then defaults to envfile-<digest of the file>.\n" +
-			"Without --from, --run or --env-file, \"env build ENV...\" is \"env pull ENV...\" (kept for scripts).",
+			"Without --from, --run or --env-file, \"env build CATALOG-ENV...\" is \"env pull\" (kept for scripts).",
 		Example: "  pyro env build node22 --from debian:12 --network --run 'apt-get update' --run 'apt-get install -y nodejs'\n" +
 			"  pyro env build --env-file .pyro/environment.toml",
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if req.From == "" && len(req.Steps) == 0 && req.EnvFile == "" {
+				// "env build debian:12" predates custom environments: it pulls.
+				for _, n := range args {
+					if !pyro.IsCatalogEnvironment(n) {
+						return fmt.Errorf("env build %s needs --from ENV and --run CMD (or --env-file FILE); to fetch an image use \"pyro env pull %s\"", n, n)
+					}
+				}
 				for _, n := range []string{"json", "force", "disk-size"} {
 					if fl := cmd.Flags().Lookup(n); fl.Changed {
 						_ = pull.Flags().Set(n, fl.Value.String())

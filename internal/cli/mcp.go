@@ -46,7 +46,11 @@ func (a *app) mcpCommand() *cobra.Command {
 				return a.fail(cmd.Context(), err, false)
 			}
 			// No progress renderer: stdout carries the protocol.
-			base, err := pyro.New(pyro.WithInsecureRegistries(a.insecure...), pyro.WithAllowPull(allowPull...))
+			opts := []pyro.Option{pyro.WithInsecureRegistries(a.insecure...), pyro.WithAllowPull(allowPull...)}
+			if noNetwork {
+				opts = append(opts, pyro.WithNoBuildNetwork())
+			}
+			base, err := pyro.New(opts...)
 			if err != nil {
 				return a.fail(cmd.Context(), err, false)
 			}

@@ -27,13 +27,6 @@ func (s *Store) Installed(ctx context.Context, name string) (e *Environment, sta
 		}
 		return nil, why != "is not built", why, nil
 	}
-	if rec, ok := s.readBuilt(name); ok {
-		in, why := s.pickBuild(digestHex(rec.Digest), ag.sha256)
-		if in != nil {
-			return in.environment(), false, "", nil
-		}
-		return nil, why != "is not built", why, nil
-	}
 	if !IsCatalogName(name) {
 		ref, err := oci.Parse(name)
 		if err != nil {

@@ -51,6 +51,7 @@ const (
 	CodeArtifactMismatch = "environment_artifact_mismatch" // published by a pyro with another agent, recipe or layout
 	// Custom environments.
 	CodeBuildStepFailed = "build_step_failed" // a step of "env build" exited non-zero or timed out
+	CodeNetworkDisabled = "network_disabled"  // the operator gives guests no network (mcp serve --no-network)
 )
 
 // Error is a failure with a stable code, a message that says what to do next,

@@ -73,7 +73,7 @@ type deps struct {
 
 // CodeNetworkDisabled is the error of a call that asks for a guest network
 // from a server started with --no-network.
-const CodeNetworkDisabled = "network_disabled"
+const CodeNetworkDisabled = errdefs.CodeNetworkDisabled
 
 // checkNetwork refuses a guest network (policy, or "on" for vm_run) when
 // the operator disabled it.
