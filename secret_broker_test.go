@@ -134,15 +134,16 @@ func TestWorkspaceSecretBroker(t *testing.T) {
 		t.Fatalf("status secrets %+v", w.Secrets)
 	}
 	placeholder := w.Secrets[0].Placeholder
-	run := func(when string) {
+	runIn := func(id, when string) {
 		t.Helper()
-		r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: brokerScript(echo.CAPEM),
+		r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: brokerScript(echo.CAPEM),
 			SecretEnv: map[string]string{"TOKEN": ""}, TimeoutSeconds: 300})
 		if err != nil {
 			t.Fatalf("%s: %v", when, err)
 		}
 		checkBrokerRun(t, echo, placeholder, r.Stdout+r.Stderr)
 	}
+	run := func(when string) { t.Helper(); runIn(w.WorkspaceID, when) }
 	run("first boot")
 
 	log, err := c.WorkspaceNetworkLog(ctx, w.WorkspaceID)
@@ -168,6 +169,15 @@ func TestWorkspaceSecretBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("after stop and start")
+
+	// A fork keeps the secrets, their placeholders and the CA its guest
+	// already trusts.
+	forked, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: w.WorkspaceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteWorkspace(context.Background(), forked.Forks[0].WorkspaceID) })
+	runIn(forked.Forks[0].WorkspaceID, "in a fork")
 
 	// The host's logs of the workspace never hold the value either.
 	files, _ := filepath.Glob(filepath.Join(state, "workspaces", w.WorkspaceID, "*.log"))

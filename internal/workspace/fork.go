@@ -240,7 +240,9 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 			return f, err
 		}
 	}
-	for _, file := range []string{src.History(), src.Secrets()} {
+	// The broker CA goes with the secrets: the fork's guest already trusts
+	// it (its disk and memory are the source's) and uses the same placeholders.
+	for _, file := range []string{src.History(), src.Secrets(), src.BrokerCA()} {
 		if _, err := os.Stat(file); err == nil {
 			if err := fsutil.CopyFile(file, filepath.Join(f.p.Dir, filepath.Base(file)), 0o600); err != nil {
 				return f, err
