@@ -163,31 +163,9 @@ func (s *Store) BuiltDefinition(name string) (BuildDef, bool) {
 
 // scanBuild reads every version of build key h, newest first.
 func (s *Store) scanBuild(h string) []install {
-	base := filepath.Join(s.buildsDir(), h)
-	entries, err := os.ReadDir(base)
-	if err != nil {
-		return nil
-	}
-	var out []install
-	for _, de := range entries {
-		if !de.IsDir() || !buildVerRE.MatchString(de.Name()) {
-			continue
-		}
-		in := install{dir: filepath.Join(base, de.Name()), version: de.Name()}
-		m, err := readManifest(s.root, in.dir)
-		switch {
-		case err != nil:
-			in.err = fmt.Errorf("no valid manifest: %w", err)
-		case m.Source != SourceBuild || digestHex(m.Digest) != h || m.Version != de.Name() || m.Build == nil:
-			in.err = fmt.Errorf("manifest names %s %s", m.Digest, m.Version)
-		default:
-			in.manifest = m
-			in.err = m.checkFiles()
-		}
-		out = append(out, in)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return newer(out[i], out[j]) })
-	return out
+	return s.scanVersions(filepath.Join(s.buildsDir(), h), h, buildVerRE, func(m *Manifest) bool {
+		return m.Source == SourceBuild && m.Build != nil
+	})
 }
 
 // pickBuild chooses the newest usable version of build h; agentSum ""

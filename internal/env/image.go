@@ -99,14 +99,22 @@ func (s *Store) imageLockPath(h string) string { return s.lockPath("image-" + h[
 
 // scanImage reads every version of the image with digest hex h, newest first.
 func (s *Store) scanImage(h string) []install {
-	base := filepath.Join(s.imagesDir(), h)
+	return s.scanVersions(filepath.Join(s.imagesDir(), h), h, imageVersionRE, func(m *Manifest) bool {
+		return m.Source == SourceOCI || m.Source == SourceArtifact
+	})
+}
+
+// scanVersions reads every version directory under base (named as verRE
+// says) of the environment with digest hex h, newest first; mine says
+// whether a manifest is of the kind base holds.
+func (s *Store) scanVersions(base, h string, verRE *regexp.Regexp, mine func(*Manifest) bool) []install {
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return nil
 	}
 	var out []install
 	for _, de := range entries {
-		if !de.IsDir() || !imageVersionRE.MatchString(de.Name()) {
+		if !de.IsDir() || !verRE.MatchString(de.Name()) {
 			continue
 		}
 		in := install{dir: filepath.Join(base, de.Name()), version: de.Name()}
@@ -114,7 +122,7 @@ func (s *Store) scanImage(h string) []install {
 		switch {
 		case err != nil:
 			in.err = fmt.Errorf("no valid manifest: %w", err)
-		case (m.Source != SourceOCI && m.Source != SourceArtifact) || digestHex(m.Digest) != h || m.Version != de.Name():
+		case !mine(m) || digestHex(m.Digest) != h || m.Version != de.Name():
 			in.err = fmt.Errorf("manifest names %s %s", m.Digest, m.Version)
 		default:
 			in.manifest = m
