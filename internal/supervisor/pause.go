@@ -94,10 +94,14 @@ func newPauser(idleSeconds int) *pauser {
 	return &pauser{last: time.Now(), idle: time.Duration(idleSeconds) * time.Second, done: make(chan struct{})}
 }
 
+// observations are the calls that only look (workspace status and list ask
+// them): they neither keep a workspace awake nor wait for a pause.
+var observations = map[string]bool{"GET /v1/status": true, "GET /v1/commands": true}
+
 // track counts calls and refuses new ones once a pause began.
 func (p *pauser) track(next http.Handler, s *server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v1/pause" {
+		if r.URL.Path == "/v1/pause" || observations[r.Method+" "+r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}

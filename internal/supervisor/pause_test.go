@@ -63,3 +63,29 @@ func TestPauserTracksCalls(t *testing.T) {
 		t.Fatalf("idle after the call: %v", idle)
 	}
 }
+
+// Looking at a workspace (status, the command list) does not keep it
+// awake; reading a command's output does.
+func TestPauserObservations(t *testing.T) {
+	p := newPauser(60)
+	h := p.track(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), &server{})
+	long := time.Now().Add(-time.Hour)
+	for _, c := range []struct {
+		method, path string
+		awake        bool
+	}{
+		{"GET", "/v1/status", false},
+		{"GET", "/v1/commands", false},
+		{"GET", "/v1/commands/c1/logs", true},
+		{"POST", "/v1/exec", true},
+	} {
+		p.mu.Lock()
+		p.last = long
+		p.mu.Unlock()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
+		idle, _ := p.idleFor(time.Now())
+		if awake := idle < time.Minute; awake != c.awake {
+			t.Errorf("%s %s: idle %v after the call, want awake=%v", c.method, c.path, idle, c.awake)
+		}
+	}
+}

@@ -144,9 +144,11 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		// Its supervisor died (kill -9, a guest crash) or powered off for a
 		// stop whose caller died: reap its VM dir, socket and record files
 		// now, not at the next start, and record the truth.
+		// A supervisor that saved its machine first (a pause whose caller
+		// died, an idle pause) ended on purpose: the workspace is paused.
 		m.log.Warn("reaping the leftovers of a dead supervisor", "workspace", rec.ID)
 		m.stopSupervisor(ctx, p)
-		rec.State = StateStopped
+		rec.State = pausedLive(p)
 		if err := writeRecord(p, rec); err != nil {
 			m.log.Warn("recording the stopped workspace", "workspace", rec.ID, "err", err)
 		}
