@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -92,8 +93,58 @@ func outputSchema[Out any](tool string) *jsonschema.Schema {
 	if err != nil {
 		panic(fmt.Sprintf("tool %s: output schema: %v", tool, err))
 	}
+	// The schema library drops a field that an embedded struct also has;
+	// a client that checks results against the schema then refuses them.
+	if rt.Kind() == reflect.Struct {
+		for _, name := range jsonFields(rt) {
+			if _, ok := s.Properties[name]; !ok {
+				panic(fmt.Sprintf("tool %s: output schema lacks %q, which the result has (an embedded struct with a field of the same name?)", tool, name))
+			}
+		}
+	}
 	portable(s, true)
 	return s
+}
+
+// jsonFields names the top-level keys encoding/json gives a struct: its
+// fields, and those of embedded untagged structs that no shallower field
+// of the same name hides.
+func jsonFields(rt reflect.Type) []string {
+	seen := map[string]bool{}
+	var names []string
+	var walk func(t reflect.Type, depth int)
+	level := map[string]int{}
+	walk = func(t reflect.Type, depth int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			name, _, _ := strings.Cut(tag, ",")
+			if name == "-" || (!f.IsExported() && !f.Anonymous) {
+				continue
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+				walk(ft, depth+1)
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if d, ok := level[name]; ok && d <= depth {
+				continue
+			}
+			level[name] = depth
+			if !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	walk(rt, 0)
+	return names
 }
 
 // portable gives every schema a single type, the form that clients mapping
