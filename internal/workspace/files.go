@@ -120,6 +120,11 @@ func (m *Manager) export(ctx context.Context, ref, guest string, out *hostpath.T
 		return nil, exported{}, err
 	}
 	defer out.RemoveTemp(tmpName)
+	forget, err := trackOutputTemp(m.paths(r.ID), out, tmpName)
+	if err != nil {
+		return nil, exported{}, err
+	}
+	defer forget()
 	defer tmp.Close()
 	pr, pw := io.Pipe()
 	type result struct {

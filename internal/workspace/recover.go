@@ -46,6 +46,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 			continue
 		}
 		p := m.paths(e.Name())
+		removeDeadOutputTemps(p)
 		if m.recoverOne(ctx, p) {
 			recovered = append(recovered, e.Name())
 		}
