@@ -10,10 +10,6 @@ import (
 	"github.com/pyrovm/pyro/internal/hostpath"
 )
 
-// CodeHostPathDenied is the error code of a host path outside the
-// directories a confined Client was granted (see WithHostRoots).
-const CodeHostPathDenied = hostpath.CodeDenied
-
 // HostRoot grants a confined Client one host directory.
 type HostRoot struct {
 	Path  string `json:"path"`            // the directory; it must not itself be a symlink

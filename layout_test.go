@@ -2,7 +2,12 @@ package pyro_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -85,5 +90,87 @@ func TestLayout(t *testing.T) {
 				t.Errorf("%s imports %s: faces call the SDK (package pyro)", face, imp)
 			}
 		}
+	}
+}
+
+// Every stable error code is a constant defined once, in internal/errdefs,
+// and exported by package pyro under the same name; nothing else spells a
+// code as a string literal (a typo there would be a new, undocumented code).
+func TestErrorCodesDefinedOnce(t *testing.T) {
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir("internal", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".go") {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]string{} // code constant name in errdefs -> value
+	exported := map[string]bool{}
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") || strings.HasPrefix(path, filepath.Join("internal", "agentproto")) || strings.HasPrefix(path, filepath.Join("internal", "agent")+string(filepath.Separator)) {
+			continue // the guest's wire codes live in agentproto and are mapped at the border
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inErrdefs := strings.HasPrefix(path, filepath.Join("internal", "errdefs"))
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.ValueSpec:
+				for i, name := range n.Names {
+					if !strings.HasPrefix(name.Name, "Code") || i >= len(n.Values) {
+						continue
+					}
+					lit, isLit := n.Values[i].(*ast.BasicLit)
+					switch {
+					case isLit && inErrdefs:
+						defined[name.Name] = lit.Value
+					case isLit:
+						t.Errorf("%s: %s = %s: define codes in internal/errdefs/codes.go", fset.Position(name.Pos()), name.Name, lit.Value)
+					case path == "codes.go":
+						exported[name.Name] = true
+					}
+				}
+			case *ast.CallExpr:
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				if !ok || (sel.Sel.Name != "New" && sel.Sel.Name != "Wrap") {
+					return true
+				}
+				if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "errdefs" {
+					return true
+				}
+				at := 1 // New(class, code, ...); Wrap(cause, class, code, ...)
+				if sel.Sel.Name == "Wrap" {
+					at = 2
+				}
+				if len(n.Args) > at {
+					if lit, ok := n.Args[at].(*ast.BasicLit); ok {
+						t.Errorf("%s: errdefs.%s with the code %s: use its constant", fset.Position(lit.Pos()), sel.Sel.Name, lit.Value)
+					}
+				}
+			}
+			return true
+		})
+	}
+	values := map[string]string{}
+	for name, v := range defined {
+		if other, dup := values[v]; dup {
+			t.Errorf("code %s is defined twice: %s and %s", v, name, other)
+		}
+		values[v] = name
+		if !exported[name] {
+			t.Errorf("errdefs.%s is not exported by package pyro (codes.go)", name)
+		}
+	}
+	if len(defined) < 50 {
+		t.Fatalf("found only %d codes in internal/errdefs", len(defined))
 	}
 }

@@ -27,14 +27,6 @@ type BlockedConnection = network.Blocked
 // EgressPresets returns the preset host lists by name.
 func EgressPresets() map[string][]string { return network.Presets }
 
-// Codes of egress rule errors.
-const (
-	// CodeNetworkRulesNeedNetwork: allow rules on a VM without a network.
-	CodeNetworkRulesNeedNetwork = network.CodeRulesNeedNetwork
-	// CodeNoEgressRules: deny on a workspace that has no allow list.
-	CodeNoEgressRules = "no_egress_rules"
-)
-
 // Egress modes, as WorkspaceNetwork reports them.
 const (
 	EgressOff       = "off"       // no network device

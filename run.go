@@ -253,7 +253,7 @@ func execShell(ctx context.Context, v *vm.VM, command string, envv []string, cwd
 		}
 		select {
 		case <-v.Exited():
-			return nil, errdefs.New(errdefs.ErrUnavailable, "vm_crashed",
+			return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeVMCrashed,
 				"the VM ended while the command ran\n--- guest console (last lines) ---\n%s", v.ConsoleTail(20))
 		default:
 		}

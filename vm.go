@@ -237,9 +237,9 @@ func (c *Client) reapExpiredMachines(ctx context.Context) []string {
 func vmErr(err error, id string) error {
 	switch errdefs.CodeOf(err) {
 	case workspace.CodeNotFound:
-		return errdefs.New(errdefs.ErrNotFound, "vm_not_found", "no VM %q: vm_create makes one (VMs expire after their ttl_seconds)", id)
-	case "workspace_stopped":
-		return errdefs.New(errdefs.ErrFailedPrecondition, "vm_stopped", "VM %s is not running: start it with vm_start first", id)
+		return errdefs.New(errdefs.ErrNotFound, errdefs.CodeVMNotFound, "no VM %q: vm_create makes one (VMs expire after their ttl_seconds)", id)
+	case errdefs.CodeWorkspaceStopped:
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeVMStopped, "VM %s is not running: start it with vm_start first", id)
 	}
 	return err
 }

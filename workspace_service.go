@@ -199,9 +199,6 @@ func (c *Client) StartService(ctx context.Context, req StartServiceRequest) (*Se
 	return &s, nil
 }
 
-// CodeServiceFailed is the code of a service that did not get ready.
-const CodeServiceFailed = "service_failed"
-
 func serviceFailed(s *Service, logTail string) error {
 	reason := s.Reason
 	if reason == "" {

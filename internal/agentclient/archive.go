@@ -15,10 +15,10 @@ import (
 
 // Stable error codes of the archive ops (the same strings as internal/archive).
 const (
-	CodePathOutsideWorkspace = "path_outside_workspace"
-	CodeNotFound             = "not_found"
-	CodeTooLarge             = "too_large"
-	CodeBadArchive           = "bad_archive"
+	CodePathOutsideWorkspace = errdefs.CodePathOutsideWorkspace
+	CodeNotFound             = errdefs.CodeNotFound
+	CodeTooLarge             = errdefs.CodeTooLarge
+	CodeBadArchive           = errdefs.CodeBadArchive
 )
 
 // DefaultArchiveMaxBytes is the content limit of an archive op that names

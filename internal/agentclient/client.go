@@ -358,7 +358,7 @@ func wireErr(payload []byte) error {
 	case agentproto.ErrCodeBadRequest:
 		return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeInvalidArgument, "%s", msg)
 	case agentproto.ErrCodeExecFailed:
-		return errdefs.New(errdefs.ErrFailedPrecondition, "exec_failed", "%s", msg)
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeExecFailed, "%s", msg)
 	case agentproto.ErrCodeUnknownOp, agentproto.ErrCodeUnsupported:
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeAgentProtocol, "guest agent: %s", msg)
 	case agentproto.ErrCodeOutside:
@@ -396,7 +396,7 @@ func (c *Client) streamErr(ctx context.Context, err error) error {
 
 // CodeAgentUnavailable: the agent session is gone (guest powered off or
 // crashed, or given up by the host after a broken bound or protocol).
-const CodeAgentUnavailable = "agent_unavailable"
+const CodeAgentUnavailable = errdefs.CodeAgentUnavailable
 
 func unavailable(err error) error {
 	e := errdefs.Wrap(err, errdefs.ErrUnavailable, CodeAgentUnavailable, "guest agent connection lost")

@@ -13,9 +13,9 @@ import (
 
 // Error codes of service calls.
 const (
-	CodeServiceNotFound = "service_not_found"
-	CodeServiceExists   = "service_exists"
-	CodePortInUse       = "port_in_use"
+	CodeServiceNotFound = errdefs.CodeServiceNotFound
+	CodeServiceExists   = errdefs.CodeServiceExists
+	CodePortInUse       = errdefs.CodePortInUse
 )
 
 // maxServiceLog bounds what the host accepts as one logs answer.

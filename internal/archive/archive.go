@@ -18,12 +18,14 @@
 // must be discarded by the caller.
 package archive
 
+import "github.com/pyrovm/pyro/internal/errdefs"
+
 // Stable error codes of this package; errdefs.CodeOf returns them.
 const (
-	CodePathOutsideWorkspace = "path_outside_workspace"
-	CodeBadArchive           = "bad_archive"
-	CodeTooLarge             = "too_large"
-	CodeNotFound             = "not_found"
+	CodePathOutsideWorkspace = errdefs.CodePathOutsideWorkspace
+	CodeBadArchive           = errdefs.CodeBadArchive
+	CodeTooLarge             = errdefs.CodeTooLarge
+	CodeNotFound             = errdefs.CodeNotFound
 )
 
 // Limits bounds what one call may read or write. Zero fields take defaults.

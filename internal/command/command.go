@@ -44,9 +44,9 @@ const (
 
 // Error codes.
 const (
-	CodeNotFound      = "command_not_found"
-	CodeInvalidCursor = "invalid_cursor"
-	CodeTooMany       = "too_many_commands"
+	CodeNotFound      = errdefs.CodeCommandNotFound
+	CodeInvalidCursor = errdefs.CodeInvalidCursor
+	CodeTooMany       = errdefs.CodeTooManyCommands
 )
 
 // Result is how a run ended.

@@ -24,36 +24,6 @@ var (
 	ErrCanceled           = errors.New("canceled")
 )
 
-// Stable codes shown to users (CLI --json, SDK, MCP). Never rename one.
-const (
-	CodeInvalidArgument    = "invalid_argument"
-	CodeEnvironmentMissing = "environment_missing"
-	CodeEnvironmentBuild   = "environment_build_failed"
-	CodeHostToolMissing    = "host_tool_missing"
-	CodeBootFailed         = "boot_failed"
-	CodeTimeout            = "timeout"
-	CodeAgentProtocol      = "agent_protocol_error"
-	CodeVMMFailed          = "vmm_failed"
-	CodeCanceled           = "canceled"
-	CodeInternal           = "internal"
-	CodeNoSpace            = "no_space" // a disk (the workspace's or the host's) is full
-	// OCI image environments.
-	CodeImageUnsafe    = "image_layer_unsafe"     // a layer entry would escape or abuse the staging tree
-	CodeImageCorrupt   = "image_corrupt"          // bytes do not match their digest, unreadable layer
-	CodeImageNoShell   = "image_no_shell"         // no /bin/sh: pyro runs every command through it
-	CodeImagePlatform  = "image_platform_missing" // no linux/amd64 image in the index
-	CodeImagePull      = "image_pull_failed"      // registry unreachable, refused, or answered badly
-	CodeRegistryAuth   = "registry_unauthorized"  // the registry wants (other) credentials
-	CodePullNotAllowed = "pull_not_allowed"       // the operator did not allow pulling this reference
-	CodeImageTooLarge  = "image_too_large"        // the layers unpack to more than the host allows
-	// pyro environment artifacts (env push, and pulls of what it pushed).
-	CodeImagePush        = "image_push_failed"             // registry unreachable, refused, or answered badly
-	CodeArtifactMismatch = "environment_artifact_mismatch" // published by a pyro with another agent, recipe or layout
-	// Custom environments.
-	CodeBuildStepFailed = "build_step_failed" // a step of "env build" exited non-zero or timed out
-	CodeNetworkDisabled = "network_disabled"  // the operator gives guests no network (mcp serve --no-network)
-)
-
 // Error is a failure with a stable code, a message that says what to do next,
 // and the class it belongs to.
 type Error struct {

@@ -21,7 +21,7 @@ import (
 )
 
 // CodeDenied is the error code of a host path outside every granted root.
-const CodeDenied = "host_path_denied"
+const CodeDenied = errdefs.CodeHostPathDenied
 
 // Grant is one host directory an operator grants to a confined Access.
 type Grant struct {

@@ -84,7 +84,7 @@ func (a *Access) openSource(named string, openFile func(flag int) (*os.File, err
 	}
 	if now, err := dir.Stat("."); err != nil || !os.SameFile(fi, now) {
 		dir.Close()
-		return nil, errdefs.New(errdefs.ErrConflict, "conflict", "host path %s was replaced while it was being opened; try again", named)
+		return nil, errdefs.New(errdefs.ErrConflict, errdefs.CodeConflict, "host path %s was replaced while it was being opened; try again", named)
 	}
 	return &Source{Path: named, Dir: dir}, nil
 }

@@ -47,7 +47,7 @@ func (a *Access) OpenTarget(path string) (*Target, error) {
 			return nil, err
 		}
 		if rel == "." {
-			return nil, errdefs.New(errdefs.ErrAlreadyExists, "already_exists",
+			return nil, errdefs.New(errdefs.ErrAlreadyExists, errdefs.CodeAlreadyExists,
 				"output %s is a granted directory itself: name a new path inside it", r.Path)
 		}
 		named, name = filepath.Join(r.Path, rel), filepath.Base(rel)
@@ -76,7 +76,7 @@ func (a *Access) OpenTarget(path string) (*Target, error) {
 }
 
 func (t *Target) exists() error {
-	return errdefs.New(errdefs.ErrAlreadyExists, "already_exists", "output %s already exists: remove it or pick another path", t.Path)
+	return errdefs.New(errdefs.ErrAlreadyExists, errdefs.CodeAlreadyExists, "output %s already exists: remove it or pick another path", t.Path)
 }
 
 // Close releases the parent directory.

@@ -84,7 +84,7 @@ func ServeHTTP(ctx context.Context, c *pyro.Client, cfg Config, o HTTPOptions) e
 		&mcp.StreamableHTTPOptions{MaxRequestBodyBytes: maxLine})
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
-		return errdefs.Wrap(err, errdefs.ErrUnavailable, "listen_failed", "listen on %s", o.Addr)
+		return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeListenFailed, "listen on %s", o.Addr)
 	}
 	fmt.Fprintf(o.Log, "pyro: MCP (Streamable HTTP) on http://%s/mcp (profile %s)\n", ln.Addr(), cfg.Profile)
 	mux := http.NewServeMux()

@@ -38,7 +38,7 @@ const brokerGuestWait = time.Minute
 const BrokerCAEnv = "PYRO_BROKER_CA_FILE"
 
 // CodeBrokerNeedsNetwork: a brokered secret on a VM without a network.
-const CodeBrokerNeedsNetwork = "secret_broker_needs_network"
+const CodeBrokerNeedsNetwork = errdefs.CodeBrokerNeedsNetwork
 
 // BrokeredSecret is one secret the egress point puts into requests.
 type BrokeredSecret struct {

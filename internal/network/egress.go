@@ -213,4 +213,4 @@ func ValidateRules(p Policy, r *Rules) (*Rules, error) {
 }
 
 // CodeRulesNeedNetwork is the error of allow rules on a VM without a network.
-const CodeRulesNeedNetwork = "network_rules_need_network"
+const CodeRulesNeedNetwork = errdefs.CodeNetworkRulesNeedNetwork

@@ -72,7 +72,7 @@ func (s *Stack) Publish(guestPort, hostPort int) (Published, error) {
 	if s.closing {
 		s.mu.Unlock()
 		ln.Close()
-		return Published{}, errdefs.New(errdefs.ErrFailedPrecondition, "vm_stopped", "the VM's network is shut down")
+		return Published{}, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeVMStopped, "the VM's network is shut down")
 	}
 	s.published[p.info.HostPort] = p
 	s.wg.Add(1)

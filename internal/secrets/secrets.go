@@ -36,8 +36,8 @@ const (
 
 // Stable error codes.
 const (
-	CodeSecretNotFound = "secret_not_found"
-	CodeSecretExists   = "secret_exists"
+	CodeSecretNotFound = errdefs.CodeSecretNotFound
+	CodeSecretExists   = errdefs.CodeSecretExists
 )
 
 // GuestDir is where the guest sees one file per secret (tmpfs, owner-only).

@@ -81,10 +81,10 @@ const (
 
 // Error codes.
 const (
-	CodeShellNotFound = "shell_not_found"
-	CodeShellClosed   = "shell_closed"
-	CodeInvalidCursor = "invalid_cursor"
-	CodeTooManyShells = "too_many_shells"
+	CodeShellNotFound = errdefs.CodeShellNotFound
+	CodeShellClosed   = errdefs.CodeShellClosed
+	CodeInvalidCursor = errdefs.CodeInvalidCursor
+	CodeTooManyShells = errdefs.CodeTooManyShells
 )
 
 // Info describes a shell.
@@ -748,7 +748,7 @@ func (s *shell) do(op func() error, what string) error {
 	if errors.As(err, &typed) {
 		return err
 	}
-	return errdefs.Wrap(err, errdefs.ErrUnavailable, "agent_unavailable", "could not %s shell %s", what, s.id)
+	return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeAgentUnavailable, "could not %s shell %s", what, s.id)
 }
 
 // notRunning is the shell_closed error for a shell that does not run.

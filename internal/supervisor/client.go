@@ -117,7 +117,7 @@ func (c *Client) GetArchive(ctx context.Context, path string, maxBytes int64, w 
 	}
 	var res ArchiveResult
 	if err := json.Unmarshal([]byte(resp.Trailer.Get(resultTrailer)), &res); err != nil {
-		return nil, errdefs.New(errdefs.ErrUnavailable, "supervisor_unavailable", "the archive stream ended early")
+		return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the archive stream ended early")
 	}
 	return &res, nil
 }
@@ -130,7 +130,7 @@ func (c *Client) transportErr(ctx context.Context, err error) error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return errdefs.Wrap(err, errdefs.ErrUnavailable, "supervisor_unavailable", "the workspace's supervisor does not answer")
+	return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the workspace's supervisor does not answer")
 }
 
 func decodeErr(resp *http.Response) error {

@@ -238,7 +238,7 @@ func (s *server) handleCommandStdin(w http.ResponseWriter, r *http.Request) {
 	_, err := io.Copy(pw, r.Body)
 	_ = pw.Close()
 	if err != nil && err != io.ErrClosedPipe {
-		s.writeErr(w, errdefs.Wrap(err, errdefs.ErrUnavailable, "stdin_failed", "reading the command's stdin failed"))
+		s.writeErr(w, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeStdinFailed, "reading the command's stdin failed"))
 		return
 	}
 	writeJSON(w, struct{}{})

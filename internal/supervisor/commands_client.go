@@ -46,7 +46,7 @@ func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink ExecIO) (
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, errdefs.Wrap(err, errdefs.ErrUnavailable, "supervisor_unavailable", "the command's output stream ended early")
+			return nil, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the command's output stream ended early")
 		}
 		switch {
 		case ev.Command != nil:

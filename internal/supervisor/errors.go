@@ -20,17 +20,17 @@ func fromWire(w *WireError) error {
 
 func classOf(code string) error {
 	switch code {
-	case errdefs.CodeInvalidArgument, "path_outside_workspace", "too_large", "bad_archive":
+	case errdefs.CodeInvalidArgument, errdefs.CodePathOutsideWorkspace, errdefs.CodeTooLarge, errdefs.CodeBadArchive:
 		return errdefs.ErrInvalidArgument
-	case "not_found", "workspace_not_found":
+	case errdefs.CodeNotFound, errdefs.CodeWorkspaceNotFound:
 		return errdefs.ErrNotFound
 	case errdefs.CodeTimeout:
 		return errdefs.ErrDeadlineExceeded
 	case errdefs.CodeCanceled:
 		return errdefs.ErrCanceled
-	case errdefs.CodeBootFailed, "agent_unavailable", "vm_crashed", errdefs.CodeVMMFailed:
+	case errdefs.CodeBootFailed, errdefs.CodeAgentUnavailable, errdefs.CodeVMCrashed, errdefs.CodeVMMFailed:
 		return errdefs.ErrUnavailable
-	case "exec_failed", errdefs.CodeAgentProtocol, errdefs.CodeHostToolMissing, CodeSecretsInstallFailed:
+	case errdefs.CodeExecFailed, errdefs.CodeAgentProtocol, errdefs.CodeHostToolMissing, CodeSecretsInstallFailed:
 		return errdefs.ErrFailedPrecondition
 	}
 	return errdefs.ErrInternal

@@ -37,7 +37,7 @@ const (
 )
 
 // CodePausing answers calls that arrive while the workspace is being paused.
-const CodePausing = "workspace_pausing"
+const CodePausing = errdefs.CodeWorkspacePausing
 
 // Paused describes a saved machine: what the supervisor that restores it
 // must put back on the host side (the guest keeps the rest in its memory).

@@ -18,7 +18,7 @@ import (
 
 // CodeSecretsInstallFailed: the workspace's secrets could not be read or
 // put into the guest, so the workspace did not start.
-const CodeSecretsInstallFailed = "secrets_install_failed"
+const CodeSecretsInstallFailed = errdefs.CodeSecretsInstallFailed
 
 // secretsInstallTimeout bounds the one guest command that installs the
 // secrets (a tar of at most 64 x 64 KiB into a tmpfs).

@@ -206,7 +206,7 @@ done`
 		return err
 	}
 	if res.ExitCode != 0 {
-		return errdefs.New(errdefs.ErrInternal, "patch_failed", "removing deleted files failed (exit %d): %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		return errdefs.New(errdefs.ErrInternal, errdefs.CodePatchFailed, "removing deleted files failed (exit %d): %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
 	return nil
 }

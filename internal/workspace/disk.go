@@ -32,7 +32,7 @@ import (
 // followed, and every output is bounded.
 
 // CodeRunning refuses a disk tool on a running workspace.
-const CodeRunning = "workspace_running"
+const CodeRunning = errdefs.CodeWorkspaceRunning
 
 // Disk tool limits.
 const (
@@ -94,7 +94,7 @@ func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, r
 		disk = p.PreResetDisk() // an interrupted reset: the next start rolls back to this one
 	}
 	if _, err := os.Stat(disk); err != nil {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "disk_missing",
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeDiskMissing,
 			"workspace %s has no disk yet (it was never started)", rec.ID).
 			WithNext(": %s once first", "pyro workspace start "+rec.ID, "workspace_start")
 	}
@@ -306,17 +306,17 @@ var (
 func (v *diskView) listDir(ctx context.Context, ino uint32, where string) ([]dirent, error) {
 	out, err := v.run(ctx, fmt.Sprintf("ls -p <%d>", ino), debugfsMaxOutput)
 	if errors.Is(err, errTooMuchOutput) {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "too_large", "the directory %s is too large to list offline", where)
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge, "the directory %s is too large to list offline", where)
 	}
 	if err != nil {
 		return nil, err
 	}
 	ents, err := parseLsP(out)
 	if errors.Is(err, errNotDir) {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "not_a_directory", "%s is not a directory", where)
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeNotADirectory, "%s is not a directory", where)
 	}
 	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, "disk_unreadable",
+		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeDiskUnreadable,
 			"reading %s from the workspace disk: the guest filesystem looks damaged; start the workspace and check it with the file tools", where)
 	}
 	sort.SliceStable(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
@@ -343,14 +343,14 @@ func (v *diskView) lookup(ctx context.Context, guest string) (dirent, error) {
 			}
 		}
 		if !found {
-			return dirent{}, errdefs.New(errdefs.ErrNotFound, "not_found", "%s does not exist on the workspace disk", walked)
+			return dirent{}, errdefs.New(errdefs.ErrNotFound, errdefs.CodeNotFound, "%s does not exist on the workspace disk", walked)
 		}
 		if cur.Mode&sIFMT == sIFLNK {
-			return dirent{}, errdefs.New(errdefs.ErrInvalidArgument, "is_symlink",
+			return dirent{}, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeIsSymlink,
 				"%s is a symlink: the disk tools never follow symlinks; list its directory to see it, or give the target path", walked)
 		}
 		if walked != guest && !cur.isDir() {
-			return dirent{}, errdefs.New(errdefs.ErrInvalidArgument, "not_a_directory", "%s is not a directory", walked)
+			return dirent{}, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeNotADirectory, "%s is not a directory", walked)
 		}
 	}
 	return cur, nil
@@ -377,7 +377,7 @@ func (m *Manager) DiskList(ctx context.Context, ref, guest string, recursive boo
 			return err
 		}
 		if !d.isDir() {
-			return errdefs.New(errdefs.ErrInvalidArgument, "not_a_directory", "%s is not a directory: use disk read for files", dir)
+			return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeNotADirectory, "%s is not a directory: use disk read for files", dir)
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(dir, Root), "/")
 		seen := map[uint32]bool{d.Ino: true}
@@ -385,7 +385,7 @@ func (m *Manager) DiskList(ctx context.Context, ref, guest string, recursive boo
 		var walk func(ino uint32, rel string) error
 		walk = func(ino uint32, rel string) error {
 			if dirs++; dirs > diskListMaxDirs {
-				return errdefs.New(errdefs.ErrInvalidArgument, "too_large", "%s has more than %d directories: list a subdirectory, or without --recursive", dir, diskListMaxDirs)
+				return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge, "%s has more than %d directories: list a subdirectory, or without --recursive", dir, diskListMaxDirs)
 			}
 			ents, err := v.listDir(ctx, ino, path.Join(Root, rel))
 			if err != nil {
@@ -393,7 +393,7 @@ func (m *Manager) DiskList(ctx context.Context, ref, guest string, recursive boo
 			}
 			for _, e := range ents {
 				if len(out) >= diskListMaxEntries {
-					return errdefs.New(errdefs.ErrInvalidArgument, "too_large", "%s has more than %d entries: list a subdirectory, or without --recursive", dir, diskListMaxEntries)
+					return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge, "%s has more than %d entries: list a subdirectory, or without --recursive", dir, diskListMaxEntries)
 				}
 				p := path.Join(rel, e.Name)
 				out = append(out, FileEntry{Path: p, Type: e.kind(), Size: e.Size, Mode: strconv.FormatUint(uint64(e.Mode&0o7777), 8)})
@@ -428,21 +428,21 @@ func (m *Manager) DiskRead(ctx context.Context, ref, guest string, maxBytes int6
 			return err
 		}
 		if e.Mode&sIFMT != sIFREG {
-			return errdefs.New(errdefs.ErrInvalidArgument, "not_a_file", "%s is not a regular file (it is a %s): use disk list for directories", src, e.kind())
+			return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeNotAFile, "%s is not a regular file (it is a %s): use disk list for directories", src, e.kind())
 		}
 		if e.Size > maxBytes {
-			return errdefs.New(errdefs.ErrInvalidArgument, "too_large",
+			return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge,
 				"%s is larger than max_bytes (%d): raise max_bytes, or start the workspace and read a part with exec (e.g. head -c)", src, maxBytes)
 		}
 		b, err := v.run(ctx, fmt.Sprintf("cat <%d>", e.Ino), maxBytes)
 		if errors.Is(err, errTooMuchOutput) {
-			return errdefs.New(errdefs.ErrInvalidArgument, "too_large", "%s is larger than max_bytes (%d)", src, maxBytes)
+			return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge, "%s is larger than max_bytes (%d)", src, maxBytes)
 		}
 		if err != nil {
 			return err
 		}
 		if int64(len(b)) != e.Size {
-			return errdefs.New(errdefs.ErrInternal, "disk_unreadable", "reading %s from the workspace disk gave %d bytes instead of %d: the guest filesystem looks damaged", src, len(b), e.Size)
+			return errdefs.New(errdefs.ErrInternal, errdefs.CodeDiskUnreadable, "reading %s from the workspace disk gave %d bytes instead of %d: the guest filesystem looks damaged", src, len(b), e.Size)
 		}
 		content = b
 		return nil

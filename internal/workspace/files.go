@@ -47,7 +47,7 @@ func GuestPath(field, p string) (string, error) {
 }
 
 func outside(field, p string) error {
-	return errdefs.New(errdefs.ErrInvalidArgument, "path_outside_workspace",
+	return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodePathOutsideWorkspace,
 		"%s: %q is outside /workspace: paths must be relative to /workspace or absolute under it", field, p)
 }
 
@@ -191,8 +191,8 @@ func (m *Manager) FileRead(ctx context.Context, ref, guest string, maxBytes int6
 	}
 	var buf bytes.Buffer
 	if _, err := sc.GetArchive(ctx, src, maxBytes, &limitedBuffer{b: &buf, max: maxBytes + 64<<10}); err != nil {
-		if errdefs.CodeOf(err) == "too_large" {
-			return nil, errdefs.New(errdefs.ErrInvalidArgument, "too_large",
+		if errdefs.CodeOf(err) == errdefs.CodeTooLarge {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge,
 				"%s is larger than max_bytes (%d): raise max_bytes, or read a part with exec (e.g. head -c)", src, maxBytes)
 		}
 		return nil, err
@@ -200,13 +200,13 @@ func (m *Manager) FileRead(ctx context.Context, ref, guest string, maxBytes int6
 	tr := tar.NewReader(&buf)
 	h, err := tr.Next()
 	if err != nil {
-		return nil, errdefs.New(errdefs.ErrInternal, "bad_archive", "the guest sent an empty archive for %s", src)
+		return nil, errdefs.New(errdefs.ErrInternal, errdefs.CodeBadArchive, "the guest sent an empty archive for %s", src)
 	}
 	if h.Typeflag != tar.TypeReg {
 		return nil, errdefs.InvalidArgument("path", "%s is not a regular file: use file list for directories", src)
 	}
 	if h.Size > maxBytes {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "too_large", "%s is larger than max_bytes (%d)", src, maxBytes)
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge, "%s is larger than max_bytes (%d)", src, maxBytes)
 	}
 	b, err := io.ReadAll(io.LimitReader(tr, maxBytes))
 	return red.Bytes(b), err
@@ -220,7 +220,7 @@ type limitedBuffer struct {
 
 func (l *limitedBuffer) Write(p []byte) (int, error) {
 	if int64(l.b.Len()+len(p)) > l.max {
-		return 0, errdefs.New(errdefs.ErrInvalidArgument, "too_large", "the guest sent more than it was asked for")
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge, "the guest sent more than it was asked for")
 	}
 	return l.b.Write(p)
 }
@@ -270,7 +270,7 @@ case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
 	}
 	switch res.ExitCode {
 	case 3:
-		return nil, errdefs.New(errdefs.ErrNotFound, "not_found", "%s does not exist in the workspace", guestPath)
+		return nil, errdefs.New(errdefs.ErrNotFound, errdefs.CodeNotFound, "%s does not exist in the workspace", guestPath)
 	case 4:
 		return nil, outside("path", userPath)
 	}

@@ -78,7 +78,7 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 			continue
 		}
 		if _, err := m.Resolve(n); err == nil {
-			return nil, nil, errdefs.New(errdefs.ErrAlreadyExists, "name_taken", "a workspace named %q already exists: pick another --name prefix", n)
+			return nil, nil, errdefs.New(errdefs.ErrAlreadyExists, errdefs.CodeNameTaken, "a workspace named %q already exists: pick another --name prefix", n)
 		}
 	}
 	p, rec, unlock, err := m.locked(ref)
@@ -89,7 +89,7 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 	wasRunning := false
 	switch m.liveState(ctx, rec) {
 	case StateStopped:
-		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
+		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeWorkspaceStopped,
 			"workspace %s is stopped: a fork copies a running (or paused) machine; run \"pyro workspace start %s\" first", rec.ID, rec.ID)
 	case StateRunning:
 		wasRunning = true
@@ -122,7 +122,7 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 	}
 	if ferr != nil {
 		m.gcLayers(ctx)
-		return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, "fork_failed", "forking workspace %s failed; no fork was kept", rec.ID)
+		return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed, "forking workspace %s failed; no fork was kept", rec.ID)
 	}
 	if rec, err = readRecord(p); err == nil {
 		rec.State = m.liveState(ctx, rec)

@@ -29,7 +29,7 @@ import (
 )
 
 // CodeNotFound is returned for an unknown or deleted workspace.
-const CodeNotFound = "workspace_not_found"
+const CodeNotFound = errdefs.CodeWorkspaceNotFound
 
 // Named timeouts.
 const (
@@ -132,7 +132,7 @@ func ValidateLabels(labels map[string]string) error {
 func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err error) {
 	if s.Name != "" {
 		if _, err := m.Resolve(s.Name); err == nil {
-			return nil, errdefs.New(errdefs.ErrAlreadyExists, "name_taken", "a workspace named %q already exists: pick another name or delete it", s.Name)
+			return nil, errdefs.New(errdefs.ErrAlreadyExists, errdefs.CodeNameTaken, "a workspace named %q already exists: pick another name or delete it", s.Name)
 		}
 	}
 	if err := os.MkdirAll(m.root, 0o700); err != nil {
@@ -420,7 +420,7 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 }
 
 func errStopped(r *Record) error {
-	return errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped", "workspace %s is stopped", r.ID).
+	return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeWorkspaceStopped, "workspace %s is stopped", r.ID).
 		WithNext(": %s first", "pyro workspace start "+r.ID, "workspace_start")
 }
 

@@ -80,7 +80,7 @@ func (m *Manager) pauseLocked(ctx context.Context, p Paths, rec *Record) (*Recor
 		rec.State = StatePaused
 		return rec, paused(p), writeRecord(p, rec)
 	case StateStopped:
-		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, "workspace_stopped",
+		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeWorkspaceStopped,
 			"workspace %s is stopped: there is no running machine to pause; run \"pyro workspace start %s\" first", rec.ID, rec.ID)
 	}
 	info, err := readInfo(p)
@@ -105,7 +105,7 @@ func (m *Manager) pauseLocked(ctx context.Context, p Paths, rec *Record) (*Recor
 		if werr := writeRecord(p, rec); werr != nil {
 			err = errors.Join(err, werr)
 		}
-		return nil, nil, errdefs.Wrap(err, errdefs.ErrUnavailable, "pause_failed",
+		return nil, nil, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodePauseFailed,
 			"pausing workspace %s failed; it is stopped with its disk (run \"pyro workspace start %s\")", rec.ID, rec.ID)
 	}
 	rec.State = StatePaused
@@ -131,7 +131,7 @@ func (m *Manager) resumeLocked(ctx context.Context, p Paths, rec *Record) (*Reco
 		rec.State = StateRunning
 		return rec, nil, nil
 	case StateStopped:
-		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, "workspace_not_paused",
+		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeWorkspaceNotPaused,
 			"workspace %s is stopped, not paused: run \"pyro workspace start %s\" to boot it from its disk", rec.ID, rec.ID)
 	}
 	meta := paused(p)

@@ -18,8 +18,8 @@ import (
 
 // Snapshot error codes and the reserved source name.
 const (
-	CodeSnapshotExists   = "snapshot_exists"
-	CodeSnapshotNotFound = "snapshot_not_found"
+	CodeSnapshotExists   = errdefs.CodeSnapshotExists
+	CodeSnapshotNotFound = errdefs.CodeSnapshotNotFound
 	// Baseline names the create-time content as a reset source; no
 	// snapshot may take the name.
 	Baseline = "baseline"

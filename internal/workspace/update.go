@@ -19,7 +19,7 @@ func (m *Manager) Update(ctx context.Context, ref string, name *string, set map[
 			return nil, err
 		}
 		if other, err := m.Resolve(*name); err == nil && other.ID != r.ID {
-			return nil, errdefs.New(errdefs.ErrAlreadyExists, "name_taken", "a workspace named %q already exists", *name)
+			return nil, errdefs.New(errdefs.ErrAlreadyExists, errdefs.CodeNameTaken, "a workspace named %q already exists", *name)
 		}
 	}
 	if err := ValidateLabels(set); err != nil {

@@ -24,10 +24,10 @@ import (
 // Stable error codes of this package (the first three have the same values as
 // the internal/archive codes).
 const (
-	CodePathOutsideWorkspace = "path_outside_workspace" // class ErrInvalidArgument
-	CodeTooLarge             = "too_large"              // class ErrInvalidArgument
-	CodeBadArchive           = "bad_archive"            // class ErrInvalidArgument
-	CodePatchFailed          = "patch_failed"           // class ErrFailedPrecondition
+	CodePathOutsideWorkspace = errdefs.CodePathOutsideWorkspace // class ErrInvalidArgument
+	CodeTooLarge             = errdefs.CodeTooLarge             // class ErrInvalidArgument
+	CodeBadArchive           = errdefs.CodeBadArchive           // class ErrInvalidArgument
+	CodePatchFailed          = errdefs.CodePatchFailed          // class ErrFailedPrecondition
 )
 
 func outside(format string, args ...any) error {
