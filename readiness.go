@@ -30,7 +30,9 @@ type EnvironmentReadiness struct {
 }
 
 // EnvironmentReadiness reports an environment's readiness for the default
-// machine size without building, pulling or booting anything.
+// machine size without building or pulling anything or booting the
+// environment (the accelerator verdict it keys on is probed once per host
+// and cached, as for every run).
 func (c *Client) EnvironmentReadiness(ctx context.Context, name string) (*EnvironmentReadiness, error) {
 	req, err := RunRequest{Environment: name, Command: ":"}.withDefaults()
 	if err != nil {

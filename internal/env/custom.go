@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -340,7 +338,7 @@ func (s *Store) buildCustom(ctx context.Context, name, key string, def BuildDef,
 		}
 		return nil, buildErr(err, "%s: hashing image", what)
 	}
-	version := s.newBuildVersion(key, ag.sha256)
+	version := newVersion(s.buildsDir(), key, ag.sha256)
 	final := filepath.Join(s.buildsDir(), key, version)
 	m := &Manifest{
 		SchemaVersion: manifestSchemaVersion,
@@ -423,17 +421,6 @@ func fsck(ctx context.Context, r *runner, img string) error {
 		return buildErr(err, "%s: e2fsck found errors it could not repair in the image (log: %s)", r.what, r.logPath)
 	}
 	return nil
-}
-
-func (s *Store) newBuildVersion(key, agentSum string) string {
-	base := key[:12] + "." + agentSum[:8]
-	v := base
-	for n := 2; ; n++ {
-		if _, err := os.Lstat(filepath.Join(s.buildsDir(), key, v)); errors.Is(err, fs.ErrNotExist) {
-			return v
-		}
-		v = base + "-" + strconv.Itoa(n)
-	}
 }
 
 // listBuilt returns one Info per custom environment name.

@@ -447,7 +447,7 @@ func (s *Store) convertImage(ctx context.Context, im *oci.Image, blobs []string,
 	}
 	h := digestHex(im.Digest)
 	now := time.Now().UTC()
-	version := s.newImageVersion(h, ag.sha256)
+	version := newVersion(s.imagesDir(), h, ag.sha256)
 	final := filepath.Join(s.imagesDir(), h, version)
 	m := &Manifest{
 		SchemaVersion: manifestSchemaVersion,
@@ -479,11 +479,13 @@ func (s *Store) convertImage(ctx context.Context, im *oci.Image, blobs []string,
 	return &Environment{Manifest: m, Dir: final, KernelPath: m.Kernel.Path, RootfsPath: m.Rootfs.Path}, nil
 }
 
-func (s *Store) newImageVersion(h, agentSum string) string {
-	base := h[:12] + "." + agentSum[:8]
+// newVersion names a new version directory of key under dir: the key's and
+// the agent's short hashes, numbered when that name is taken.
+func newVersion(dir, key, agentSum string) string {
+	base := key[:12] + "." + agentSum[:8]
 	v := base
 	for n := 2; ; n++ {
-		if _, err := os.Lstat(filepath.Join(s.imagesDir(), h, v)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(dir, key, v)); errors.Is(err, fs.ErrNotExist) {
 			return v
 		}
 		v = base + "-" + strconv.Itoa(n)

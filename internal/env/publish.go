@@ -333,7 +333,7 @@ func (s *Store) installArtifact(ctx context.Context, a *artifact.Artifact, ref o
 		h := digestHex(a.Digest)
 		m.Name, m.Source, m.Reference, m.Digest = ref.Name, SourceArtifact, ref.Name, a.Digest
 		m.Description = "pyro environment " + pm.Name + " published as " + ref.Name
-		m.Version = s.newImageVersion(h, m.AgentSHA256)
+		m.Version = newVersion(s.imagesDir(), h, m.AgentSHA256)
 		final = filepath.Join(s.imagesDir(), h, m.Version)
 	}
 	m.Rootfs = RootfsInfo{Path: filepath.Join(final, rootfsFile), SHA256: pm.Rootfs.SHA256, Size: pm.Rootfs.Size, DiskUsage: fsutil.DiskUsage(img)}
