@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -370,69 +371,60 @@ func readDNSTCPFrame(r io.Reader) ([]byte, error) {
 // validDNSQuery reports whether msg is a plain, well-formed query: QR=0,
 // opcode QUERY, one question that is not a zone transfer, no answer or
 // authority records, at most one additional record and that an EDNS OPT,
-// nothing after it.
+// nothing after it. The parser does not report where it stopped, so the
+// message's length is checked against what those parts take on the wire,
+// which also rules out a compressed question name (nothing before it to
+// point to but the header).
 func validDNSQuery(msg []byte) bool {
-	if len(msg) < dnsHeaderLength {
+	var p dnsmessage.Parser
+	h, err := p.Start(msg)
+	if err != nil || h.Response || h.OpCode != 0 {
 		return false
 	}
-	flags := binary.BigEndian.Uint16(msg[2:])
-	if flags&0x8000 != 0 || (flags>>11)&0xf != 0 { // QR, opcode
+	qs, err := p.AllQuestions()
+	if err != nil || len(qs) != 1 || qs[0].Type == dnsmessage.TypeAXFR || qs[0].Type == dnsTypeIXFR {
 		return false
 	}
-	qd := binary.BigEndian.Uint16(msg[4:])
-	an := binary.BigEndian.Uint16(msg[6:])
-	ns := binary.BigEndian.Uint16(msg[8:])
-	ar := binary.BigEndian.Uint16(msg[10:])
-	if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+	if _, err := p.Answer(); !errors.Is(err, dnsmessage.ErrSectionDone) {
 		return false
 	}
-	off, ok := skipDNSName(msg, dnsHeaderLength)
-	if !ok || off+4 > len(msg) {
+	if err := p.SkipAllAnswers(); err != nil { // moves the parser to the next section
 		return false
 	}
-	switch binary.BigEndian.Uint16(msg[off:]) { // QTYPE
-	case dnsTypeIXFR, dnsTypeAXFR:
+	if _, err := p.Authority(); !errors.Is(err, dnsmessage.ErrSectionDone) {
 		return false
 	}
-	off += 4
-	if ar == 1 {
-		// OPT: root name, TYPE 41, CLASS, TTL, RDLENGTH, RDATA.
-		if off+11 > len(msg) || msg[off] != 0 || binary.BigEndian.Uint16(msg[off+1:]) != dnsTypeOPT {
+	if err := p.SkipAllAuthorities(); err != nil {
+		return false
+	}
+	size := dnsHeaderLength + nameWireLength(qs[0].Name) + 4 // + QTYPE, QCLASS
+	switch rh, err := p.AdditionalHeader(); {
+	case errors.Is(err, dnsmessage.ErrSectionDone):
+	case err != nil || rh.Type != dnsmessage.TypeOPT || rh.Name.String() != ".":
+		return false
+	default:
+		if err := p.SkipAdditional(); err != nil {
 			return false
 		}
-		off += 11 + int(binary.BigEndian.Uint16(msg[off+9:]))
+		if _, err := p.AdditionalHeader(); !errors.Is(err, dnsmessage.ErrSectionDone) {
+			return false
+		}
+		size += 1 + 10 + int(rh.Length) // root name, TYPE..RDLENGTH, RDATA
 	}
-	return off == len(msg)
+	return size == len(msg)
 }
 
-const (
-	dnsTypeOPT  = 41
-	dnsTypeIXFR = 251
-	dnsTypeAXFR = 252
-)
+// dnsTypeIXFR has no constant in dnsmessage.
+const dnsTypeIXFR dnsmessage.Type = 251
 
-// skipDNSName returns the offset just past the uncompressed name at off (a
-// question's name has nothing before it to point to).
-func skipDNSName(msg []byte, off int) (int, bool) {
-	total := 0
-	for {
-		if off >= len(msg) {
-			return 0, false
-		}
-		l := int(msg[off])
-		off++
-		if l == 0 {
-			return off, true
-		}
-		if l > 63 { // a compression pointer or a reserved label type
-			return 0, false
-		}
-		total += l + 1
-		if total > 254 {
-			return 0, false
-		}
-		off += l
+// nameWireLength is the size of an uncompressed name on the wire: each
+// label's length byte and bytes, then the root's zero (the parser's text
+// form is each label followed by a dot, or a single dot for the root).
+func nameWireLength(n dnsmessage.Name) int {
+	if n.String() == "." {
+		return 1
 	}
+	return int(n.Length) + 1
 }
 
 // resolver reads the host's nameservers from resolv.conf, at most every

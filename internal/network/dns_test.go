@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/testutil"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // upstreamDNS is a fake resolver on 127.0.0.1, UDP and TCP on one port. It
@@ -147,8 +148,8 @@ func TestValidDNSQuery(t *testing.T) {
 		"response":            {dnsMsg(1, 0x8100, 1, false), false},
 		"UPDATE":              {dnsMsg(1, opcodeUpdate, 6, false), false},
 		"NOTIFY":              {dnsMsg(1, opcodeNotify, 6, false), false},
-		"AXFR":                {dnsMsg(1, 0, dnsTypeAXFR, false), false},
-		"IXFR":                {dnsMsg(1, 0, dnsTypeIXFR, false), false},
+		"AXFR":                {dnsMsg(1, 0, uint16(dnsmessage.TypeAXFR), false), false},
+		"IXFR":                {dnsMsg(1, 0, uint16(dnsTypeIXFR), false), false},
 		"no question":         {setCount(dnsQuery(1), 0, 0), false},
 		"two questions":       {setCount(dnsQuery(1), 0, 2), false},
 		"answer records":      {setCount(dnsQuery(1), 1, 1), false},
@@ -268,7 +269,7 @@ func TestDNSRelayRejectsNonQueries(t *testing.T) {
 		dnsMsg(0xbad1, opcodeUpdate, 6, false),
 		dnsMsg(0xbad2, opcodeNotify, 6, false),
 		dnsMsg(0xbad3, 0x8100, 1, false),
-		dnsMsg(0xbad4, 0, dnsTypeAXFR, false),
+		dnsMsg(0xbad4, 0, uint16(dnsmessage.TypeAXFR), false),
 		dnsQuery(0xbad5)[:dnsHeaderLength],
 	} {
 		if _, err := c.Write(q); err != nil {
@@ -288,8 +289,8 @@ func TestDNSRelayRejectsNonQueries(t *testing.T) {
 	// is dialed.
 	for _, q := range [][]byte{
 		dnsMsg(0xbad6, opcodeUpdate, 6, false),
-		dnsMsg(0xbad7, 0, dnsTypeAXFR, false),
-		dnsMsg(0xbad8, 0, dnsTypeIXFR, false),
+		dnsMsg(0xbad7, 0, uint16(dnsmessage.TypeAXFR), false),
+		dnsMsg(0xbad8, 0, uint16(dnsTypeIXFR), false),
 	} {
 		tc, err := g.dial(ctxTimeout(t, 5*time.Second), dnsServer)
 		if err != nil {
@@ -307,7 +308,7 @@ func TestDNSRelayRejectsNonQueries(t *testing.T) {
 	defer tc.Close()
 	tcpDNSWrite(t, tc, dnsQuery(0x600e))
 	checkAnswer(t, tcpDNSRead(t, tc), 0x600e)
-	tcpDNSWrite(t, tc, dnsMsg(0xbad9, 0, dnsTypeAXFR, false))
+	tcpDNSWrite(t, tc, dnsMsg(0xbad9, 0, uint16(dnsmessage.TypeAXFR), false))
 	expectClosed(t, tc)
 
 	got := up.received()
