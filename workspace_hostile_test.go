@@ -193,3 +193,22 @@ func supervisorPids(t *testing.T, state, id string) (info struct {
 	}
 	return info
 }
+
+// A workspace directory removed under a running workspace (by hand, or by a
+// delete whose kill missed) takes its supervisor and QEMU with it: nothing
+// could reach or clean up that VM any more.
+func TestWorkspaceDirRemoved(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	w := createWorkspace(t, c, "debian:12")
+	info := supervisorPids(t, state, w.WorkspaceID)
+	if err := os.RemoveAll(filepath.Join(state, "workspaces", w.WorkspaceID)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); vm.Alive(info.Pid, 0) || vm.Alive(info.VMMPid, 0); {
+		if time.Now().After(deadline) {
+			t.Fatalf("supervisor %d or QEMU %d still alive 30 s after the workspace dir went", info.Pid, info.VMMPid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	testutil.WaitProcessesGone(state, 10*time.Second)
+}

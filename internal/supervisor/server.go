@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -62,6 +63,12 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	defer abandon()
 	watch := watchLauncher(ready, abandon)
 	defer watch.stop()
+	// The workspace directory holds the info file (and disk, socket, log).
+	home, err := watchHome(filepath.Dir(spec.InfoPath), abandon)
+	if err != nil {
+		return sendReady(ready, Ready{Error: toWire(err)})
+	}
+	defer home.stop()
 	v, restoreErr, err := boot(bootCtx, spec, broker, log)
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
@@ -147,6 +154,8 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 			log.Warn("guest agent session lost: stopping the VM", "reason", agentLost(v), "console", v.ConsoleTail(10))
 		}
 	case <-s.pauser.done:
+	case <-home.gone:
+		log.Warn("the workspace directory is gone: ending its VM")
 	}
 	if s.pauser.isPausing() {
 		// The pause closed the agent session and ends the VMM itself: wait
