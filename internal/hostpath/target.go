@@ -84,33 +84,33 @@ func (t *Target) Close() error {
 	return errors.Join(t.dirFD.Close(), t.parent.Close())
 }
 
-func tempName(prefix string) string {
+// TempName is a fresh temporary name: prefix and 16 random hex digits.
+// Callers that must record a temporary before it exists (so that a kill
+// at any moment leaves nothing unknown) take the name first.
+func TempName(prefix string) string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return prefix + hex.EncodeToString(b)
 }
 
-// MkdirTemp creates a private directory beside the output and opens it.
-// The caller removes it with RemoveTemp.
-func (t *Target) MkdirTemp(prefix string) (string, *os.Root, error) {
-	name := tempName(prefix)
+// MkdirTemp creates the private directory name (from TempName) beside the
+// output and opens it. The caller removes it with RemoveTemp.
+func (t *Target) MkdirTemp(name string) (*os.Root, error) {
 	if err := t.parent.Mkdir(name, 0o700); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	dir, err := t.parent.OpenRoot(name)
 	if err != nil {
 		t.parent.Remove(name)
-		return "", nil, err
+		return nil, err
 	}
-	return name, dir, nil
+	return dir, nil
 }
 
-// CreateTemp creates a private file beside the output. The caller removes
-// it with RemoveTemp.
-func (t *Target) CreateTemp(prefix string) (string, *os.File, error) {
-	name := tempName(prefix)
-	f, err := t.parent.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	return name, f, err
+// CreateTemp creates the private file name (from TempName) beside the
+// output, failing if it exists. The caller removes it with RemoveTemp.
+func (t *Target) CreateTemp(name string) (*os.File, error) {
+	return t.parent.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // RemoveTemp removes a temporary made by MkdirTemp or CreateTemp (a no-op

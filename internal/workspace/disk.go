@@ -463,16 +463,17 @@ func (m *Manager) DiskRead(ctx context.Context, ref, guest string, maxBytes int6
 func (m *Manager) DiskExport(ctx context.Context, ref string, out *hostpath.Target) (*Record, int64, error) {
 	var size int64
 	r, err := m.stoppedDisk(ctx, ref, func(p Paths, _ *Record, disk string, t diskTools) error {
-		name, tmp, err := out.CreateTemp(".pyro-disk-export-")
-		if err != nil {
-			return err
-		}
-		defer out.RemoveTemp(name) // a no-op once published
+		name := hostpath.TempName(".pyro-disk-export-")
 		forget, err := trackOutputTemp(p, out, name)
 		if err != nil {
 			return err
 		}
 		defer forget()
+		tmp, err := out.CreateTemp(name)
+		if err != nil {
+			return err
+		}
+		defer out.RemoveTemp(name) // a no-op once published
 		defer tmp.Close()
 		// qemu-img writes through the opened file (fd 3), not a path that
 		// could be swapped meanwhile.

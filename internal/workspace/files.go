@@ -115,16 +115,17 @@ func (m *Manager) export(ctx context.Context, ref, guest string, out *hostpath.T
 	if err != nil {
 		return nil, exported{}, err
 	}
-	tmpName, tmp, err := out.MkdirTemp(".pyro-export-")
-	if err != nil {
-		return nil, exported{}, err
-	}
-	defer out.RemoveTemp(tmpName)
+	tmpName := hostpath.TempName(".pyro-export-")
 	forget, err := trackOutputTemp(m.paths(r.ID), out, tmpName)
 	if err != nil {
 		return nil, exported{}, err
 	}
 	defer forget()
+	tmp, err := out.MkdirTemp(tmpName)
+	if err != nil {
+		return nil, exported{}, err
+	}
+	defer out.RemoveTemp(tmpName)
 	defer tmp.Close()
 	pr, pw := io.Pipe()
 	type result struct {

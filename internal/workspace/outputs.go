@@ -14,10 +14,12 @@ import (
 
 // An export builds its output under a temporary name beside it, in a host
 // directory the caller named. A pyro process killed meanwhile (kill -9)
-// cannot remove it, so the export records it in the workspace's dir first;
-// the next pyro call that tidies workspaces removes it once its owner is dead.
+// cannot remove it, so the export records its name in the workspace's dir
+// before creating it; the next pyro call that tidies workspaces removes it
+// once its owner is dead (a record whose temporary was never made costs a
+// no-op removal).
 
-// outputTempRE is every name Target.MkdirTemp/CreateTemp gives an export.
+// outputTempRE is every name hostpath.TempName gives an export.
 var outputTempRE = regexp.MustCompile(`^\.pyro-(disk-)?export-[0-9a-f]{16}$`)
 
 type outputTemp struct {
@@ -29,8 +31,9 @@ type outputTemp struct {
 
 func (p Paths) outputsDir() string { return filepath.Join(p.Dir, "outputs") }
 
-// trackOutputTemp records the temporary name of out's output; the returned
-// func forgets it (after the temporary was published or removed).
+// trackOutputTemp records the temporary name of out's output, before the
+// temporary is made; the returned func forgets it (after the temporary was
+// published or removed: defer it before the removal, so it runs after).
 func trackOutputTemp(p Paths, out *hostpath.Target, name string) (forget func(), err error) {
 	rec := outputTemp{Dir: filepath.Dir(out.Path), Name: name, Pid: os.Getpid(), PidStart: vm.ProcStart(os.Getpid())}
 	if err := os.MkdirAll(p.outputsDir(), 0o700); err != nil {
