@@ -24,12 +24,17 @@ const (
 
 var errHTTPRefused = errors.New("request refused by the egress rules")
 
+// errHTTPRefusedLater is errHTTPRefused for a request after the first: the
+// ones before it went to the server and still get their answers.
+var errHTTPRefusedLater = fmt.Errorf("a later %w", errHTTPRefused)
+
 // guardHTTP copies the guest's requests from src to w while each names an
 // allowed host. CONNECT is refused (a tunnel anywhere); after an Upgrade
 // request the rest is copied as is (the protocol changes, e.g. WebSocket).
 func (s *Stack) guardHTTP(w io.Writer, src io.Reader, dst netip.AddrPort) error {
 	br := bufio.NewReaderSize(src, 16<<10)
-	for {
+	refused := errHTTPRefused
+	for ; ; refused = errHTTPRefusedLater {
 		head, err := readHTTPHead(br)
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(head) == 0 {
@@ -40,12 +45,12 @@ func (s *Stack) guardHTTP(w io.Writer, src io.Reader, dst netip.AddrPort) error 
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 		if err != nil {
 			s.refuse("tcp", dst, "", "not a well-formed HTTP request")
-			return errHTTPRefused
+			return refused
 		}
 		host := hostOnly(req.Host)
 		if reason := requestReason(s.allow.Load(), req.Method, host); reason != "" {
 			s.refuse("tcp", dst, host, reason)
-			return errHTTPRefused
+			return refused
 		}
 		s.notePlaceholders(dst, host, req.Header)
 		if _, err := w.Write(head); err != nil {

@@ -45,6 +45,9 @@ const (
 	tcpBufferMax     = 256 << 10
 
 	dialTimeout = 10 * time.Second
+	// refusedAnswerGrace bounds how long the answers to a connection's
+	// earlier requests may take once a later request was refused.
+	refusedAnswerGrace = 30 * time.Second
 	udpIdle     = 60 * time.Second
 	dnsTimeout  = 5 * time.Second
 	dnsTCPIdle  = 10 * time.Second
@@ -266,7 +269,9 @@ func (s *Stack) start() error {
 	// in these handlers, which apply the filter and bridge to host sockets.
 	tcpFwd := tcp.NewForwarder(s.ns, 0, maxTCPInFlight, s.handleTCP)
 	s.ns.SetTransportProtocolHandler(tcp.ProtocolNumber, tcpFwd.HandlePacket)
-	udpFwd := udp.NewForwarder(s.ns, s.handleUDP)
+	// Every datagram counts as handled, refused ones too: the refusal is
+	// logged, and the stack sends nothing back for it.
+	udpFwd := udp.NewForwarder(s.ns, func(r *udp.ForwarderRequest) bool { s.handleUDP(r); return true })
 	s.ns.SetTransportProtocolHandler(udp.ProtocolNumber, udpFwd.HandlePacket)
 
 	if terr := s.ns.CreateNICWithOptions(nicID, newICMPFilter(s.link), stack.NICOptions{Name: "pyro0"}); terr != nil {

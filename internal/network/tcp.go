@@ -3,11 +3,13 @@ package network
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -136,7 +138,15 @@ func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort, chec
 	}
 	if guardHTTP { // every request of the connection names its host
 		s.bridgeWith(guest, host, func(w io.Writer, r io.Reader) error {
-			return s.guardHTTP(w, io.MultiReader(bytes.NewReader(sn.data), r), dst)
+			err := s.guardHTTP(w, io.MultiReader(bytes.NewReader(sn.data), r), dst)
+			if errors.Is(err, errHTTPRefusedLater) {
+				// End the requests here, as a half-close: the server answers
+				// those it got (a pipelining guest gets them, then EOF),
+				// within a bound.
+				_ = host.SetReadDeadline(time.Now().Add(refusedAnswerGrace))
+				return nil
+			}
+			return err
 		})
 		return
 	}
