@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,7 +16,6 @@ import (
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // PrunedItem is one thing PruneEnvironments removed (kind "build" for a
@@ -154,9 +154,27 @@ func (c *Client) buildEnv(ctx context.Context, name string, def env.BuildDef, fo
 			return err
 		}
 		c.report(ctx, ProgressEvent{Stage: "build", Message: "saving the image"})
-		return qemu.FlattenOverlay(ctx, overlay, image)
+		return c.flattenDisk(ctx, overlay, image)
 	}
 	return c.envs.Build(c.envCtx(ctx), name, def, base, force, run)
+}
+
+// flattenDisk writes the disk a build's overlay stands for (its writes over
+// the base image) as one raw image at image; nothing is left there on error.
+func (c *Client) flattenDisk(ctx context.Context, overlay, image string) (err error) {
+	f, err := os.OpenFile(image, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(image)
+		}
+	}()
+	return c.backend.ExportRaw(ctx, overlay, f)
 }
 
 type buildDepthKey struct{}
@@ -196,7 +214,7 @@ func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def e
 		Accel: verdict.Accel, Kind: "build", Network: runPolicy(def.Network),
 	}
 	c.report(ctx, ProgressEvent{Stage: "build", Message: "booting " + def.From})
-	v, err := vm.Boot(ctx, c.vmsDir(), spec, c.log)
+	v, err := vm.Boot(ctx, c.backend, c.vmsDir(), spec, c.log)
 	if err != nil {
 		return err
 	}

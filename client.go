@@ -21,7 +21,7 @@ import (
 	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 // Client runs pyro's operations. It is safe for concurrent use.
@@ -31,6 +31,8 @@ type Client struct {
 	agentPath      string
 	pyroBin        string // runs workspace supervisors
 	accel          string // "auto", "kvm" or "tcg"
+	backendName    string // WithBackend / PYRO_BACKEND; "" = the default
+	backend        vmm.Backend
 	progress       func(ProgressEvent)
 	log            *slog.Logger
 	insecure       []string
@@ -44,7 +46,7 @@ type Client struct {
 	host       *hostpath.Access // nil: any host path
 
 	accelOnce sync.Once
-	verdict   qemu.AccelVerdict
+	verdict   vmm.AccelVerdict
 }
 
 // ProgressEvent reports long work (environment builds, boots).
@@ -74,6 +76,12 @@ func WithAgentPath(path string) Option { return func(c *Client) { c.agentPath = 
 // WithAccel forces an accelerator: "kvm", "tcg" or "auto" (default PYRO_ACCEL,
 // else auto: KVM only where a probe guest really boots under it).
 func WithAccel(accel string) Option { return func(c *Client) { c.accel = accel } }
+
+// WithBackend picks the VMM backend that runs the guests by name: "qemu"
+// (the default, and today the only one; PYRO_BACKEND). An unknown name
+// fails New with invalid_argument. Workspaces are run by the backend that
+// made their disks: keep one backend per state dir.
+func WithBackend(name string) Option { return func(c *Client) { c.backendName = name } }
 
 // WithProgress receives progress of long operations.
 func WithProgress(fn func(ProgressEvent)) Option { return func(c *Client) { c.progress = fn } }
@@ -115,10 +123,11 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 // New returns a Client. It touches nothing on disk until an operation needs it.
 func New(opts ...Option) (*Client, error) {
 	c := &Client{
-		stateDir:  os.Getenv("PYRO_STATE_DIR"),
-		cacheDir:  os.Getenv("PYRO_CACHE_DIR"),
-		agentPath: os.Getenv("PYRO_AGENT_PATH"),
-		accel:     os.Getenv("PYRO_ACCEL"),
+		stateDir:    os.Getenv("PYRO_STATE_DIR"),
+		cacheDir:    os.Getenv("PYRO_CACHE_DIR"),
+		agentPath:   os.Getenv("PYRO_AGENT_PATH"),
+		accel:       os.Getenv("PYRO_ACCEL"),
+		backendName: os.Getenv("PYRO_BACKEND"),
 	}
 	for _, o := range opts {
 		o(c)
@@ -145,6 +154,11 @@ func New(opts ...Option) (*Client, error) {
 	if err := validateAccel(c.accel); err != nil {
 		return nil, err
 	}
+	backend, err := backends.ByName(c.backendName)
+	if err != nil {
+		return nil, err
+	}
+	c.backend, c.backendName = backend, backend.Name()
 	if c.hostGrants != nil {
 		h, err := hostpath.Open(c.hostGrants)
 		if err != nil {
@@ -234,15 +248,15 @@ func (c *Client) reapOrphans() {
 }
 
 // accelFor returns the accelerator to use with this kernel, probing once.
-func (c *Client) accelFor(ctx context.Context, kernelPath string) qemu.AccelVerdict {
+func (c *Client) accelFor(ctx context.Context, kernelPath string) vmm.AccelVerdict {
 	c.accelOnce.Do(func() {
 		switch c.accel {
 		case "kvm":
-			c.verdict = qemu.AccelVerdict{Accel: vmm.AccelKVM, KVMUsable: true, Reason: "forced by PYRO_ACCEL/WithAccel"}
+			c.verdict = vmm.AccelVerdict{Accel: vmm.AccelKVM, KVMUsable: true, Reason: "forced by PYRO_ACCEL/WithAccel"}
 		case "tcg":
-			c.verdict = qemu.AccelVerdict{Accel: vmm.AccelTCG, Reason: "forced by PYRO_ACCEL/WithAccel"}
+			c.verdict = vmm.AccelVerdict{Accel: vmm.AccelTCG, Reason: "forced by PYRO_ACCEL/WithAccel"}
 		default:
-			c.verdict = qemu.DetectAccel(ctx, kernelPath, filepath.Join(c.cacheDir, "accel.json"))
+			c.verdict = c.backend.DetectAccel(ctx, kernelPath, filepath.Join(c.cacheDir, "accel.json"))
 		}
 	})
 	return c.verdict

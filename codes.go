@@ -13,6 +13,7 @@ const (
 	CodeTimeout                 = errdefs.CodeTimeout
 	CodeAgentProtocol           = errdefs.CodeAgentProtocol
 	CodeVMMFailed               = errdefs.CodeVMMFailed
+	CodeVMMUnsupported          = errdefs.CodeVMMUnsupported
 	CodeCanceled                = errdefs.CodeCanceled
 	CodeInternal                = errdefs.CodeInternal
 	CodeNoSpace                 = errdefs.CodeNoSpace

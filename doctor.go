@@ -14,7 +14,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
+	"github.com/pyrovm/pyro/internal/vmm"
 )
 
 // DefaultEnvironment is used by doctor's probe boot and by examples.
@@ -110,7 +110,7 @@ type ProbeBoot struct {
 func (c *Client) Doctor(ctx context.Context, environments ...string) (*DoctorReport, error) {
 	r := &DoctorReport{Problems: []string{}}
 	r.Platform = platform()
-	r.Tools = checkTools()
+	r.Tools = checkTools(c.backend.HostTools())
 	for _, t := range r.Tools {
 		if !t.OK {
 			r.Problems = append(r.Problems, fmt.Sprintf("%s is missing (%s): apt-get install -y %s", t.Name, t.Purpose, t.Package))
@@ -231,17 +231,20 @@ func platform() PlatformInfo {
 	return p
 }
 
-func checkTools() []ToolCheck {
-	specs := []ToolCheck{
-		{Name: qemu.Binary, Package: "qemu-system-x86", Purpose: "runs the microVMs"},
-		{Name: "qemu-img", Package: "qemu-utils", Purpose: "workspace disk overlays"},
+// checkTools looks up the VMM backend's tools (the VMM first) and pyro's own.
+func checkTools(vmmTools []vmm.HostTool) []ToolCheck {
+	var specs []ToolCheck
+	for _, t := range vmmTools {
+		specs = append(specs, ToolCheck{Name: t.Name, Package: t.Package, Purpose: t.Purpose})
+	}
+	specs = append(specs, []ToolCheck{
 		{Name: "mmdebstrap", Package: "mmdebstrap", Purpose: "builds environments"},
 		{Name: "mkfs.ext4", Package: "e2fsprogs", Purpose: "builds environment images"},
 		{Name: "debugfs", Package: "e2fsprogs", Purpose: "offline disk inspection"},
 		{Name: "make", Package: "build-essential", Purpose: "builds the guest kernel"},
 		{Name: "flex", Package: "flex", Purpose: "builds the guest kernel"},
 		{Name: "bison", Package: "bison", Purpose: "builds the guest kernel"},
-	}
+	}...)
 	for i := range specs {
 		t := &specs[i]
 		p, err := exec.LookPath(t.Name)

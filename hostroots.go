@@ -62,7 +62,7 @@ func (c *Client) Close() error { return c.host.Close() }
 // WithHostRoots does. Close it when done.
 func (c *Client) Confine(roots ...HostRoot) (*Client, error) {
 	return New(WithStateDir(c.stateDir), WithCacheDir(c.cacheDir), WithAgentPath(c.agentPath),
-		WithPyroBinary(c.pyroBin), WithAccel(c.accel), WithProgress(c.progress), WithLogger(c.log),
+		WithPyroBinary(c.pyroBin), WithAccel(c.accel), WithBackend(c.backendName), WithProgress(c.progress), WithLogger(c.log),
 		WithHostRoots(roots...), func(cc *Client) { cc.insecure, cc.allowPull = c.insecure, c.allowPull })
 }
 

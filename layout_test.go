@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"go/ast"
 	"go/parser"
+	"go/scanner"
 	"go/token"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -65,21 +67,43 @@ func TestLayout(t *testing.T) {
 		}
 	}
 
-	// QEMU stays behind internal/vmm. The packages listed here still reach
-	// into it and are to move behind the backend seam (issue 15); the list
-	// may only shrink.
-	qemuPkg := module + "/internal/vmm/qemu"
-	stillReaching := []string{module, module + "/internal/bench", module + "/internal/vm"}
+	// Every VMM backend stays behind internal/vmm: outside it, a package
+	// reaches internal/vmm/qemu only through the chooser (backends), so
+	// that adding a backend means adding one package under internal/vmm and
+	// one entry in the chooser.
+	vmmDir, chooser, qemuPkg := module+"/internal/vmm", module+"/internal/vmm/backends", module+"/internal/vmm/qemu"
+	if !slices.Contains(pkgs[module].Deps, qemuPkg) {
+		t.Fatalf("package pyro does not depend on %s at all: the checks below would prove nothing", qemuPkg)
+	}
+	for path := range pkgs {
+		if strings.HasPrefix(path, vmmDir+"/") || path == vmmDir {
+			continue
+		}
+		if via := reachesAvoiding(pkgs, path, qemuPkg, chooser); via != nil {
+			t.Errorf("%s reaches %s not through %s: %s", path, qemuPkg, chooser, strings.Join(via, " -> "))
+		}
+	}
 	for path, p := range pkgs {
-		if slices.Contains(p.Imports, qemuPkg) && !strings.HasPrefix(path, module+"/internal/vmm") && !slices.Contains(stillReaching, path) {
-			t.Errorf("%s imports %s: go through internal/vmm", path, qemuPkg)
+		if slices.Contains(p.Imports, qemuPkg) && path != chooser && !strings.HasPrefix(path, qemuPkg) {
+			t.Errorf("%s imports %s: only %s picks a backend", path, qemuPkg, chooser)
+		}
+	}
+	// Nor does a backend's disk format leak out by name: outside
+	// internal/vmm, "qcow2" appears in comments only (the disk's file name
+	// is vmm.Disks.DiskFile).
+	format := "qcow" + "2" // spelled so that this file passes its own check
+	for _, f := range goFilesOutside(t, "internal/vmm") {
+		for _, lit := range stringLiterals(t, f) {
+			if strings.Contains(strings.ToLower(lit.value), format) {
+				t.Errorf("%s: %s names the QEMU disk format: ask the backend (vmm.Disks)", lit.pos, lit.value)
+			}
 		}
 	}
 
 	// The faces (CLI, MCP, the tools package) are thin over the SDK: they
 	// never reach the runtime's internals themselves.
 	faces := map[string][]string{
-		module + "/internal/cli": {"errdefs", "hostcfg", "mcp", "bench", "supervisor", "vmm"}, // supervisor: the hidden `__supervise` entry
+		module + "/internal/cli": {"errdefs", "hostcfg", "mcp", "bench", "supervisor"}, // supervisor: the hidden `__supervise` entry
 		module + "/internal/mcp": {"errdefs", "fsutil"},
 		module + "/tools":        {"errdefs", "mcp"},
 	}
@@ -172,5 +196,82 @@ func TestErrorCodesDefinedOnce(t *testing.T) {
 	}
 	if len(defined) < 50 {
 		t.Fatalf("found only %d codes in internal/errdefs", len(defined))
+	}
+}
+
+// reachesAvoiding returns an import path from "from" to target that does
+// not pass through avoid, or nil when there is none.
+func reachesAvoiding(pkgs map[string]goPackage, from, target, avoid string) []string {
+	prev := map[string]string{from: ""}
+	queue := []string{from}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		if cur == target {
+			var path []string
+			for p := cur; p != ""; p = prev[p] {
+				path = append([]string{p}, path...)
+			}
+			return path
+		}
+		if cur == avoid {
+			continue
+		}
+		for _, imp := range pkgs[cur].Imports {
+			if _, seen := prev[imp]; !seen && strings.HasPrefix(imp, module) {
+				prev[imp] = cur
+				queue = append(queue, imp)
+			}
+		}
+	}
+	return nil
+}
+
+// goFilesOutside lists the module's Go files (tests included) that are not
+// under dir.
+func goFilesOutside(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && (p == dir || d.Name() == "node_modules" || (strings.HasPrefix(d.Name(), ".") && p != ".")):
+			return filepath.SkipDir
+		case !d.IsDir() && strings.HasSuffix(p, ".go"):
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+type literal struct {
+	pos   token.Position
+	value string
+}
+
+// stringLiterals returns the string literals of a Go file (not its comments).
+func stringLiterals(t *testing.T, path string) []literal {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var s scanner.Scanner
+	s.Init(fset.AddFile(path, -1, len(src)), src, nil, 0)
+	var out []literal
+	for {
+		pos, tok, lit := s.Scan()
+		if tok == token.EOF {
+			return out
+		}
+		if tok == token.STRING || tok == token.CHAR {
+			out = append(out, literal{fset.Position(pos), lit})
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/vm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // PrepareRequest warms one environment for a machine size (defaults: 1 vCPU,
@@ -63,7 +62,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	}
 	res := &PrepareResult{
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
-		ExecutionMode: qemu.ExecutionMode(spec.Accel),
+		ExecutionMode: c.backend.ExecutionMode(spec.Accel),
 	}
 	snap := c.runSnapshot(ctx, e, spec)
 	if err := ctx.Err(); err != nil {

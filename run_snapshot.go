@@ -10,7 +10,6 @@ import (
 	"github.com/pyrovm/pyro/internal/snapshot"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // One-shot runs, and workspaces when created, start from a memory snapshot of
@@ -22,7 +21,9 @@ import (
 // and the agent holds the login environment (see agent/login.go).
 const snapshotWarmup = "true"
 
-func (c *Client) snapshots() *snapshot.Store { return snapshot.NewStore(c.envs.CacheDir()) }
+func (c *Client) snapshots() *snapshot.Store {
+	return snapshot.NewStore(c.envs.CacheDir(), c.backend.DiskFile())
+}
 
 // bootForRun boots the VM of a one-shot run: restored from the snapshot of
 // its machine (made first if missing), else cold. A snapshot that cannot be
@@ -35,7 +36,7 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 		rs := spec
 		rs.Snapshot = &vmm.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath}
 		rs.BootTimeout = vm.RestoreTimeout
-		v, err := vm.Boot(ctx, c.vmsDir(), rs, c.log)
+		v, err := vm.Boot(ctx, c.backend, c.vmsDir(), rs, c.log)
 		if err == nil {
 			c.log.Debug("vm restored from snapshot", "vm", v.ID, "snapshot", snap.Meta.ID, "boot_ms", v.BootDur.Milliseconds())
 			return v, nil
@@ -45,7 +46,7 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 		}
 		c.invalidateSnapshot(snap, err)
 	}
-	v, err := vm.Boot(ctx, c.vmsDir(), spec, c.log)
+	v, err := vm.Boot(ctx, c.backend, c.vmsDir(), spec, c.log)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func (c *Client) runSnapshot(ctx context.Context, e *env.Environment, spec vm.Sp
 	c.report(ctx, ProgressEvent{Stage: "snapshot", Message: "preparing a fast-start snapshot of " + e.Manifest.Name + " (once per environment and machine size)"})
 	start := time.Now()
 	snap, err = store.Create(ctx, key, e.RootfsPath, func(ctx context.Context, dir string) error {
-		return vm.Save(ctx, c.vmsDir(), spec, filepath.Join(dir, snapshot.DiskFile), filepath.Join(dir, snapshot.StateFile), snapshotWarmup, c.log)
+		return vm.Save(ctx, c.backend, c.vmsDir(), spec, filepath.Join(dir, store.DiskFile()), filepath.Join(dir, snapshot.StateFile), snapshotWarmup, c.log)
 	})
 	switch {
 	case err == nil:
@@ -96,7 +97,7 @@ func (c *Client) runSnapshot(ctx context.Context, e *env.Environment, spec vm.Sp
 
 // snapshotKey names everything a restored machine depends on.
 func (c *Client) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.Environment, spec vm.Spec) (snapshot.Key, error) {
-	qv, err := qemu.Version(ctx, filepath.Join(store.Root(), "qemu-version.json"))
+	id, err := spec.Identity(ctx, c.backend, store.Root())
 	if err != nil {
 		return snapshot.Key{}, err
 	}
@@ -104,11 +105,8 @@ func (c *Client) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.
 	k := snapshot.Key{
 		Environment: m.Name, EnvVersion: m.Version, RootfsSHA256: m.Rootfs.SHA256,
 		KernelSHA256: m.Kernel.SHA256, AgentSHA256: m.AgentSHA256,
-		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: string(spec.Accel), QEMUVersion: qv,
-		Machine: spec.MachineDigest(),
-	}
-	if spec.Accel == vmm.AccelKVM {
-		k.Host = qemu.HostID()
+		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: string(spec.Accel),
+		VMMVersion: id.Version, Machine: id.Machine, Host: id.Host,
 	}
 	return k, k.Validate()
 }

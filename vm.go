@@ -8,7 +8,6 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/supervisor"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
@@ -75,7 +74,7 @@ type NetworkInfo struct {
 
 // machines manages low-level VMs: the workspace machinery under its own root.
 func (c *Client) machines() *workspace.Manager {
-	return workspace.NewManager(filepath.Join(c.stateDir, "machines"), c.supervisorBinary(), qemu.Layers{}, c.log)
+	return workspace.NewManager(filepath.Join(c.stateDir, "machines"), c.supervisorBinary(), c.backend, c.log)
 }
 
 func toVM(r *workspace.Record, info *supervisor.Info) *VM {

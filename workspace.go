@@ -20,7 +20,6 @@ import (
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
@@ -185,7 +184,7 @@ type WorkspaceLogEntry = workspace.HistoryEntry
 func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = path } }
 
 func (c *Client) workspaces(ctx context.Context) *workspace.Manager {
-	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), qemu.Layers{}, c.log)
+	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.backend, c.log)
 	// What dead pyro processes left half done, and expired workspaces, go
 	// before anything else looks at them.
 	recovered, expired, err := m.Tidy(ctx, time.Now())
@@ -198,7 +197,7 @@ func (c *Client) workspaces(ctx context.Context) *workspace.Manager {
 // ReapExpired deletes every workspace whose TTL has passed and returns their ids.
 // Every workspace call does this first; call it to do it on demand.
 func (c *Client) ReapExpired(ctx context.Context) ([]string, error) {
-	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), qemu.Layers{}, c.log)
+	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.backend, c.log)
 	reaped, err := m.ReapExpired(ctx, time.Now())
 	reaped = append(append([]string{}, reaped...), c.reapExpiredMachines(ctx)...)
 	return reaped, err
@@ -582,7 +581,7 @@ func (c *Client) DeleteWorkspace(ctx context.Context, ref string) (*Workspace, e
 func (c *Client) toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 	w := toWorkspace(r, info)
 	if r.State == workspace.StatePaused {
-		m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), qemu.Layers{}, c.log)
+		m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.backend, c.log)
 		if p := m.PausedInfo(r.ID); p != nil {
 			at := p.PausedAt
 			w.PausedAt, w.PausedStateBytes = &at, p.StateBytes

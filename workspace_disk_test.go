@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
+	"github.com/pyrovm/pyro/internal/workspace"
 )
 
 // The disk tools on a real stopped workspace: hostile names, errors, the
@@ -33,7 +35,7 @@ func TestWorkspaceDiskTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(state, "workspaces", id)
-	before, err := os.Stat(filepath.Join(dir, "disk.qcow2"))
+	before, err := os.Stat(wsPaths(dir).Disk())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,7 @@ func TestWorkspaceDiskTools(t *testing.T) {
 		t.Errorf("export temp files left: %v", left)
 	}
 
-	after, err := os.Stat(filepath.Join(dir, "disk.qcow2"))
+	after, err := os.Stat(wsPaths(dir).Disk())
 	if err != nil || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
 		t.Errorf("the disk changed: %v -> %v (%v)", before.ModTime(), after.ModTime(), err)
 	}
@@ -121,4 +123,14 @@ func TestWorkspaceDiskTools(t *testing.T) {
 	if r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "cat 'sub dir/deep'"}); err != nil || r.Stdout != "deep" {
 		t.Fatalf("after the disk tools: %+v %v", r, err)
 	}
+}
+
+// wsPaths names a workspace's files as the default VMM backend lays them out.
+func wsPaths(dir string) workspace.Paths {
+	return workspace.Paths{Dir: dir, DiskFile: backends.Default().DiskFile()}
+}
+
+// layerPattern matches the disk layers forks share, under a state dir.
+func layerPattern(state string) string {
+	return filepath.Join(state, "workspaces", "layers", "*"+filepath.Ext(backends.Default().DiskFile()))
 }

@@ -95,7 +95,7 @@ func TestFork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(state, "workspaces", "layers", "*.qcow2")); len(left) != 0 {
+	if left, _ := filepath.Glob(layerPattern(state)); len(left) != 0 {
 		t.Fatalf("disk layers left after every workspace went: %v", left)
 	}
 	if _, err := os.Stat(filepath.Join(state, "workspaces")); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pyrovm/pyro"
 	"github.com/pyrovm/pyro/internal/testutil"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 // restoreClient is a workspace client over a private cache (its snapshots
@@ -101,7 +102,7 @@ func TestWorkspaceRestoresFromSnapshot(t *testing.T) {
 	if len(snaps) != 1 {
 		t.Fatalf("snapshots: %v", snaps)
 	}
-	snapDisk := fileSum(t, filepath.Join(snaps[0], "disk.qcow2"))
+	snapDisk := fileSum(t, filepath.Join(snaps[0], backends.Default().DiskFile()))
 	w2 := create()
 
 	before := time.Now()
@@ -132,7 +133,7 @@ func TestWorkspaceRestoresFromSnapshot(t *testing.T) {
 	if r2.ExitCode == 0 || !strings.Contains(r2.Stderr, "'only1.txt': No such file") || !strings.Contains(r2.Stderr, "'/root/only1.txt': No such file") {
 		t.Errorf("a write of one workspace is visible in the other: exit %d stderr %q", r2.ExitCode, r2.Stderr)
 	}
-	if fileSum(t, filepath.Join(snaps[0], "disk.qcow2")) != snapDisk {
+	if fileSum(t, filepath.Join(snaps[0], backends.Default().DiskFile())) != snapDisk {
 		t.Error("a workspace wrote to the snapshot's disk")
 	}
 

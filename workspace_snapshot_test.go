@@ -172,7 +172,7 @@ func TestWorkspaceSnapshotAndReset(t *testing.T) {
 		t.Errorf("processes after the resets: %v", procs)
 	}
 	dir := filepath.Join(state, "workspaces", id)
-	if _, err := os.Stat(filepath.Join(dir, "disk.pre-reset.qcow2")); err == nil {
+	if _, err := os.Stat(wsPaths(dir).PreResetDisk()); err == nil {
 		t.Error("the replaced disk was left after a reset")
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, "snapshots"))

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/testutil"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
+	"github.com/pyrovm/pyro/internal/workspace"
 )
 
 // wsState is a workspace's state as `workspace status --json` reports it.
@@ -145,7 +147,7 @@ func TestCLIForkKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForFile(t, filepath.Join(s, "workspaces", "layers", "*.qcow2"))
+	waitForFile(t, layerPattern(s))
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	r := runPyro(t, s, "workspace", "list", "--json")
@@ -175,7 +177,7 @@ func TestCLIForkKilled(t *testing.T) {
 		t.Fatalf("the source after a killed fork: %+v", r)
 	}
 	runPyro(t, s, "workspace", "delete", id)
-	if left, _ := filepath.Glob(filepath.Join(s, "workspaces", "layers", "*.qcow2")); len(left) != 0 {
+	if left, _ := filepath.Glob(layerPattern(s)); len(left) != 0 {
 		t.Fatalf("layers left: %v", left)
 	}
 	if procs := testutil.WaitProcessesGone(s, 15*time.Second); len(procs) > 0 {
@@ -220,4 +222,14 @@ func TestCLIForkSupervisorKilled(t *testing.T) {
 	if r := runPyro(t, s, "workspace", "exec", id, "--", check); r.code != 0 || r.stdout != "kept\ngone\n" {
 		t.Fatalf("after start: %+v", r)
 	}
+}
+
+// wsPaths names a workspace's files as the default VMM backend lays them out.
+func wsPaths(dir string) workspace.Paths {
+	return workspace.Paths{Dir: dir, DiskFile: backends.Default().DiskFile()}
+}
+
+// layerPattern matches the disk layers forks share, under a state dir.
+func layerPattern(state string) string {
+	return filepath.Join(state, "workspaces", "layers", "*"+filepath.Ext(backends.Default().DiskFile()))
 }

@@ -46,7 +46,7 @@ func TestCLIWorkspaceResetKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForFile(t, filepath.Join(s, "workspaces", id, "disk.pre-reset.qcow2"))
+	waitForFile(t, wsPaths(filepath.Join(s, "workspaces", id)).PreResetDisk())
 	// The old VM was stopped before that: wait for the new one, so that
 	// there is one to stop.
 	waitForVM(t, s, 0)
@@ -60,7 +60,7 @@ func TestCLIWorkspaceResetKilled(t *testing.T) {
 	if procs := testutil.WaitProcessesGone(s, 15*time.Second); len(procs) > 0 {
 		t.Fatalf("processes left: %v", procs)
 	}
-	if _, err := os.Stat(filepath.Join(s, "workspaces", id, "disk.pre-reset.qcow2")); err == nil {
+	if _, err := os.Stat(wsPaths(filepath.Join(s, "workspaces", id)).PreResetDisk()); err == nil {
 		t.Error("the set-aside disk is still there after the rollback")
 	}
 	if r := runPyro(t, s, "workspace", "start", id); r.code != 0 {

@@ -1,25 +1,23 @@
-// Package bench measures pyro against the floor: a raw QEMU boot of the same
-// kernel and image to power-off, with nothing of pyro's in it. Both are timed
+// Package bench measures pyro against the floor: a raw boot by the same VMM
+// backend of the same kernel and image to power-off, with nothing of pyro's
+// in it. Both are timed
 // in the same run, interleaved, so host noise hits both alike.
 package bench
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/vmm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 // FloorInit is the floor guest's init: it exits at once, the kernel panics,
-// and panic=-1 with -no-reboot ends QEMU. That is the cheapest boot-to-off
+// and the VMM ends (QEMU: panic=-1 with -no-reboot). That is the cheapest boot-to-off
 // path the image allows.
 const FloorInit = "/bin/true"
 
@@ -28,11 +26,13 @@ type Target struct {
 	Environment string
 	KernelPath  string
 	RootfsPath  string
-	Accel       vmm.Accel
-	VCPUs       int
-	MemMiB      int
-	PyroBin     string // the pyro CLI, run as a separate process like a user would
-	Runs        int
+	// ExecutionMode is a warm run's execution_mode: the floor boots with
+	// the backend and accelerator it names.
+	ExecutionMode string
+	VCPUs         int
+	MemMiB        int
+	PyroBin       string // the pyro CLI, run as a separate process like a user would
+	Runs          int
 }
 
 // Report is the outcome; all times are wall-clock milliseconds.
@@ -52,7 +52,10 @@ func OneShot(ctx context.Context, t Target, progress func(string)) (*Report, err
 	if t.Runs < 1 {
 		t.Runs = 5
 	}
-	r := &Report{Environment: t.Environment, ExecutionMode: qemu.ExecutionMode(t.Accel), Runs: t.Runs}
+	if _, _, err := floorBackend(t); err != nil {
+		return nil, err
+	}
+	r := &Report{Environment: t.Environment, ExecutionMode: t.ExecutionMode, Runs: t.Runs}
 	// One unmeasured round of each warms the page cache for both alike.
 	if _, err := Floor(ctx, t); err != nil {
 		return nil, err
@@ -82,36 +85,38 @@ func OneShot(ctx context.Context, t Target, progress func(string)) (*Report, err
 	return r, nil
 }
 
-// Floor boots the image raw once and returns the wall time to QEMU's exit.
-// It checks the guest really reached its init, so a broken floor cannot
-// flatter pyro.
+// Floor boots the image raw once and returns the wall time to the VMM's
+// exit. It checks the guest really reached its init, so a broken floor
+// cannot flatter pyro.
 func Floor(ctx context.Context, t Target) (time.Duration, error) {
-	bin, err := qemu.LookPath()
+	fb, accel, err := floorBackend(t)
 	if err != nil {
 		return 0, err
 	}
-	dir, err := os.MkdirTemp("", "pyro-bench-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	console := filepath.Join(dir, "console.log")
 	cfg := vmm.Config{ID: "floor", RootfsPath: t.RootfsPath, KernelPath: t.KernelPath,
-		VCPUs: t.VCPUs, MemMiB: t.MemMiB, Accel: t.Accel, DiskMode: vmm.DiskEphemeral}
-	cmd := exec.CommandContext(ctx, bin, qemu.FloorArgs(cfg, FloorInit, console)...)
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	d := time.Since(start)
+		VCPUs: t.VCPUs, MemMiB: t.MemMiB, Accel: accel, DiskMode: vmm.DiskEphemeral}
+	d, console, err := fb.BootFloor(ctx, cfg, FloorInit)
 	if err != nil {
-		return 0, fmt.Errorf("floor boot: %v: %s", err, strings.TrimSpace(string(out)))
+		return 0, err
 	}
-	text, _ := os.ReadFile(console)
-	if !strings.Contains(string(text), "Attempted to kill init") {
-		return 0, fmt.Errorf("floor boot did not reach init; console:\n%s", text)
+	if !strings.Contains(console, "Attempted to kill init") {
+		return 0, fmt.Errorf("floor boot did not reach init; console:\n%s", console)
 	}
 	return d, nil
+}
+
+// floorBackend is the backend and accelerator t's execution mode names, as
+// a backend that can boot a floor.
+func floorBackend(t Target) (vmm.FloorBooter, vmm.Accel, error) {
+	b, accel, err := backends.ForExecutionMode(t.ExecutionMode)
+	if err != nil {
+		return nil, "", err
+	}
+	fb, ok := b.(vmm.FloorBooter)
+	if !ok {
+		return nil, "", vmm.Unsupported(b.Name(), "booting a floor to measure against")
+	}
+	return fb, accel, nil
 }
 
 func pyroRun(ctx context.Context, t Target) (time.Duration, error) {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
 	"github.com/pyrovm/pyro/internal/bench"
-	"github.com/pyrovm/pyro/internal/vmm"
 )
 
 func (a *app) benchCommand() *cobra.Command {
@@ -47,8 +45,7 @@ func (a *app) benchCommand() *cobra.Command {
 			}
 			t := bench.Target{
 				Environment: envName, KernelPath: m.Kernel.Path, RootfsPath: m.Rootfs.Path,
-				Accel: vmm.Accel(strings.TrimPrefix(warm.ExecutionMode, "guest_qemu_")),
-				VCPUs: vcpus, MemMiB: mem, PyroBin: self, Runs: runs,
+				ExecutionMode: warm.ExecutionMode, VCPUs: vcpus, MemMiB: mem, PyroBin: self, Runs: runs,
 			}
 			r, err := bench.OneShot(ctx, t, func(s string) {
 				if !jsonOut {

@@ -13,6 +13,7 @@ const (
 	CodeTimeout            = "timeout"
 	CodeAgentProtocol      = "agent_protocol_error"
 	CodeVMMFailed          = "vmm_failed"
+	CodeVMMUnsupported     = "vmm_unsupported" // the VMM backend lacks a capability the call needs (vmm.Unsupported)
 	CodeCanceled           = "canceled"
 	CodeInternal           = "internal"
 	CodeNoSpace            = "no_space" // a disk (the workspace's or the host's) is full

@@ -5,13 +5,14 @@
 //
 // On disk, under the cache root:
 //
-//	snapshots/<id>/disk.qcow2   root disk: qcow2 overlay over the environment's read-only image
-//	snapshots/<id>/state        the machine's state (QEMU's migration stream)
+//	snapshots/<id>/<disk file>  root disk: the VMM backend's overlay over the environment's
+//	                            read-only image (vmm.Disks.DiskFile, e.g. disk.qcow2)
+//	snapshots/<id>/state        the machine's state (the VMM's own format)
 //	snapshots/<id>/meta.json    Meta, written last
 //	locks/snapshot-<id>.lock    flock held while creating or removing <id>
 //
 // The id hashes the Key: everything a restored machine depends on. Anything
-// that changes (kernel, image, agent, machine size, accelerator, QEMU, this
+// that changes (kernel, image, agent, machine size, accelerator, VMM, this
 // package's format) gives another id, so a stale snapshot is never used; it
 // is removed by Prune once its image is gone.
 package snapshot
@@ -34,12 +35,11 @@ import (
 )
 
 // FormatVersion is bumped whenever what a snapshot holds, or how it is made,
-// changes (QEMU arguments, the guest's state at save time, file layout).
+// changes (the save procedure, the guest's state at save time, file layout).
 const FormatVersion = 1
 
-// File names inside a snapshot dir.
+// File names inside a snapshot dir (the disk's is the backend's: NewStore).
 const (
-	DiskFile  = "disk.qcow2"
 	StateFile = "state"
 	MetaFile  = "meta.json"
 )
@@ -54,12 +54,15 @@ type Key struct {
 	VCPUs        int    `json:"vcpus"`
 	MemMiB       int    `json:"mem_mib"`
 	Accel        string `json:"accel"`
-	QEMUVersion  string `json:"qemu_version"`
-	// Machine digests the VMM arguments apart from paths (devices, CPU,
-	// kernel command line): see qemu.MachineDigest.
+	// VMMVersion, Machine and Host are the backend's vmm.Identity. The JSON
+	// names are part of the id's hash: renaming one re-keys every snapshot
+	// (the one under QEMU, the only backend then, stays "qemu_version").
+	VMMVersion string `json:"qemu_version"`
+	// Machine digests the VMM's machine apart from paths (devices, CPU,
+	// kernel command line).
 	Machine string `json:"machine"`
 	// Host identifies the host CPU and kernel where the guest depends on
-	// them (KVM, "-cpu host"); empty under TCG, whose CPU model is QEMU's own.
+	// them (KVM); empty under software emulation.
 	Host string `json:"host,omitempty"`
 }
 
@@ -72,8 +75,8 @@ func (k Key) Validate() error {
 		return errors.New("snapshot key: kernel, image and agent digests are required")
 	case k.VCPUs < 1 || k.MemMiB < 1:
 		return errors.New("snapshot key: machine size is required")
-	case k.Accel == "" || k.QEMUVersion == "" || k.Machine == "":
-		return errors.New("snapshot key: accelerator, QEMU version and machine digest are required")
+	case k.Accel == "" || k.VMMVersion == "" || k.Machine == "":
+		return errors.New("snapshot key: accelerator, VMM version and machine digest are required")
 	}
 	return nil
 }
@@ -113,14 +116,19 @@ type Snapshot struct {
 // Store is the snapshot cache under a pyro cache dir. It is safe for
 // concurrent use, also across processes.
 type Store struct {
-	root  string // <cache>/snapshots
-	locks string // <cache>/locks
+	root     string // <cache>/snapshots
+	locks    string // <cache>/locks
+	diskFile string // the disk's name in a snapshot dir
 }
 
-// NewStore returns the store under cacheDir (pyro's cache root).
-func NewStore(cacheDir string) *Store {
-	return &Store{root: filepath.Join(cacheDir, "snapshots"), locks: filepath.Join(cacheDir, "locks")}
+// NewStore returns the store under cacheDir (pyro's cache root) for
+// snapshots whose disk is a file named diskFile (vmm.Disks.DiskFile).
+func NewStore(cacheDir, diskFile string) *Store {
+	return &Store{root: filepath.Join(cacheDir, "snapshots"), locks: filepath.Join(cacheDir, "locks"), diskFile: diskFile}
 }
+
+// DiskFile is the name of the disk a BuildFunc must leave in its dir.
+func (s *Store) DiskFile() string { return s.diskFile }
 
 // Root is the directory holding the snapshots.
 func (s *Store) Root() string { return s.root }
@@ -202,7 +210,7 @@ func (s *Store) load(dir string, want *Key, rootfsPath string) (*Snapshot, error
 	if st, err := os.Stat(m.RootfsPath); err != nil || !st.Mode().IsRegular() {
 		return bad("its image %s is gone", m.RootfsPath)
 	}
-	snap := &Snapshot{Dir: dir, DiskPath: filepath.Join(dir, DiskFile), StatePath: filepath.Join(dir, StateFile), Meta: m}
+	snap := &Snapshot{Dir: dir, DiskPath: filepath.Join(dir, s.diskFile), StatePath: filepath.Join(dir, StateFile), Meta: m}
 	if st, err := os.Stat(snap.StatePath); err != nil || !st.Mode().IsRegular() || st.Size() != m.StateSize || m.StateSize == 0 {
 		return bad("state file missing or of the wrong size")
 	}
@@ -212,8 +220,8 @@ func (s *Store) load(dir string, want *Key, rootfsPath string) (*Snapshot, error
 	return snap, nil
 }
 
-// BuildFunc makes a snapshot's files in dir: DiskFile (a qcow2 overlay over
-// the image) and StateFile. It runs with the snapshot's lock held.
+// BuildFunc makes a snapshot's files in dir: Store.DiskFile (the backend's
+// overlay over the image) and StateFile. It runs with the snapshot's lock held.
 type BuildFunc func(ctx context.Context, dir string) error
 
 // Create makes the snapshot for k with build, unless a valid one appeared
@@ -263,7 +271,7 @@ func (s *Store) Create(ctx context.Context, k Key, rootfsPath string, build Buil
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: build left no state: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(tmp, DiskFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(tmp, s.diskFile)); err != nil {
 		return nil, fmt.Errorf("snapshot: build left no disk: %w", err)
 	}
 	m := Meta{FormatVersion: FormatVersion, ID: id, Key: k, RootfsPath: rootfsPath, StateSize: st.Size(),
@@ -271,7 +279,7 @@ func (s *Store) Create(ctx context.Context, k Key, rootfsPath string, build Buil
 	if err := fsutil.WriteJSONAtomic(filepath.Join(tmp, MetaFile), &m, 0o644); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{DiskFile, StateFile} {
+	for _, f := range []string{s.diskFile, StateFile} {
 		if err := fsutil.SyncFile(filepath.Join(tmp, f)); err != nil {
 			return nil, err
 		}

@@ -14,8 +14,11 @@ import (
 
 func testKey() Key {
 	return Key{Environment: "debian:12", EnvVersion: "12.1", RootfsSHA256: "r", KernelSHA256: "k", AgentSHA256: "a",
-		VCPUs: 1, MemMiB: 1024, Accel: "tcg", QEMUVersion: "QEMU emulator version 7.2.22", Machine: "m"}
+		VCPUs: 1, MemMiB: 1024, Accel: "tcg", VMMVersion: "QEMU emulator version 7.2.22", Machine: "m"}
 }
+
+// testDisk is the disk file name the tests' backend uses.
+const testDisk = "disk.img"
 
 // fixture is a cache dir with a fake image.
 func fixture(t *testing.T) (*Store, string) {
@@ -26,14 +29,14 @@ func fixture(t *testing.T) (*Store, string) {
 	if err := os.WriteFile(img, []byte("image"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return NewStore(cache), img
+	return NewStore(cache, testDisk), img
 }
 
 // fakeBuild writes the two files a real build leaves.
 func fakeBuild(calls *atomic.Int32) BuildFunc {
 	return func(ctx context.Context, dir string) error {
 		calls.Add(1)
-		if err := os.WriteFile(filepath.Join(dir, DiskFile), []byte("qcow2"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, testDisk), []byte("disk"), 0o644); err != nil {
 			return err
 		}
 		return os.WriteFile(filepath.Join(dir, StateFile), []byte("state bytes"), 0o600)
@@ -45,6 +48,14 @@ func TestKeyID(t *testing.T) {
 	if k.ID() != testKey().ID() || len(k.ID()) != 32 {
 		t.Fatalf("id %q is not stable", k.ID())
 	}
+	// The id of a given key never changes by itself (a rename of a Key
+	// field's JSON name would re-key every snapshot on every host): these
+	// are the ids that pyro made before the VMM backend seam.
+	kvm := testKey()
+	kvm.Host = "h"
+	if k.ID() != "a33f3de60d34834193f3386cefe1eb7b" || kvm.ID() != "093c13208988e8169dd4e8f9890e5be0" {
+		t.Errorf("snapshot ids changed: %s %s", k.ID(), kvm.ID())
+	}
 	seen := map[string]string{k.ID(): "base"}
 	for name, mutate := range map[string]func(*Key){
 		"env version": func(k *Key) { k.EnvVersion = "12.2" },
@@ -54,7 +65,7 @@ func TestKeyID(t *testing.T) {
 		"vcpus":       func(k *Key) { k.VCPUs = 2 },
 		"mem":         func(k *Key) { k.MemMiB = 512 },
 		"accel":       func(k *Key) { k.Accel = "kvm" },
-		"qemu":        func(k *Key) { k.QEMUVersion = "QEMU emulator version 8.0" },
+		"qemu":        func(k *Key) { k.VMMVersion = "QEMU emulator version 8.0" },
 		"host":        func(k *Key) { k.Host = "cpu" },
 		"machine":     func(k *Key) { k.Machine = "m2" },
 	} {

@@ -17,6 +17,10 @@ import (
 // Spec is what the supervisor boots and where it keeps its files.
 type Spec struct {
 	WorkspaceID string `json:"workspace_id"`
+	// Backend names the VMM backend that runs the VM (backends.ByName; ""
+	// is the default): the supervisor is a process of its own, so the
+	// backend its launcher chose crosses over by name.
+	Backend     string `json:"backend,omitempty"`
 	KernelPath  string `json:"kernel_path"`
 	RootfsPath  string `json:"rootfs_path"`
 	OverlayPath string `json:"overlay_path"`

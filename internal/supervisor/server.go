@@ -26,6 +26,7 @@ import (
 	"github.com/pyrovm/pyro/internal/shell"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 // Named timeouts.
@@ -69,7 +70,11 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		return sendReady(ready, Ready{Error: toWire(err)})
 	}
 	defer home.stop()
-	v, restoreErr, err := boot(bootCtx, spec, broker, log)
+	backend, err := backends.ByName(spec.Backend)
+	if err != nil {
+		return sendReady(ready, Ready{Error: toWire(err)})
+	}
+	v, restoreErr, err := boot(bootCtx, backend, spec, broker, log)
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
@@ -197,7 +202,7 @@ func agentLost(v *vm.VM) string {
 // the disk copy at spec.OverlayPath when given, else (or when that fails)
 // booted cold from the overlay. restoreErr is why a restore failed. The VM's
 // BootDur covers a failed restore too.
-func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logger) (v *vm.VM, restoreErr, err error) {
+func boot(ctx context.Context, b vmm.Backend, spec Spec, broker *network.Broker, log *slog.Logger) (v *vm.VM, restoreErr, err error) {
 	vs := vm.Spec{
 		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
@@ -214,7 +219,7 @@ func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logg
 			// refuses fails at once anyway).
 			rs.BootTimeout = vm.DefaultBootTimeout
 		}
-		v, err := vm.Boot(ctx, spec.RunDir, rs, log)
+		v, err := vm.Boot(ctx, b, spec.RunDir, rs, log)
 		if err == nil {
 			log.Debug("vm restored from snapshot", "vm", v.ID, "boot_ms", v.BootDur.Milliseconds())
 			return v, nil, nil
@@ -237,7 +242,7 @@ func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logg
 		}
 		restoreErr = err
 	}
-	v, err = vm.Boot(ctx, spec.RunDir, vs, log)
+	v, err = vm.Boot(ctx, b, spec.RunDir, vs, log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
 
@@ -19,7 +18,7 @@ import (
 func (v *VM) Pause(ctx context.Context, statePath string) error {
 	saver, ok := v.machine.(vmm.StateSaver)
 	if !ok {
-		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "this VMM cannot save machines")
+		return vmm.Unsupported(v.backend, "saving a running machine (pause, fork)")
 	}
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	if err := v.agent.Sync(sctx); err != nil {

@@ -8,7 +8,6 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vmm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // settleDelay is how long Save waits after closing the agent session before
@@ -17,19 +16,22 @@ import (
 // starts a fresh session with the next host instead of resuming this one.
 const settleDelay = 300 * time.Millisecond
 
-// MachineDigest identifies the machine spec describes, paths apart: a saved
-// machine restores only into one with the same digest.
-func (spec Spec) MachineDigest() string { return qemu.MachineDigest(spec.config("x", "/x")) }
+// Identity is backend b's part of the snapshot key of the machine spec
+// describes (paths apart): a saved machine restores only into one with the
+// same identity. cacheDir is where b may cache what is costly to ask.
+func (spec Spec) Identity(ctx context.Context, b vmm.Backend, cacheDir string) (vmm.Identity, error) {
+	return b.Identity(ctx, spec.config("x", "/x"), cacheDir)
+}
 
-// Save boots spec cold with its root disk in the qcow2 overlay diskPath
+// Save boots spec cold under backend b with its root disk in the overlay diskPath
 // (created over spec.RootfsPath), waits for the agent, runs warm (a shell
 // command, may be empty) once so that what it reads sits in the guest's page cache, closes
 // the agent session, and saves the machine's state to statePath. The VMM
 // ends and the VM dir under root is removed; diskPath and statePath are the
 // snapshot: a Boot with the same spec and Snapshot set to them restores it.
-func Save(ctx context.Context, root string, spec Spec, diskPath, statePath string, warm string, log *slog.Logger) error {
+func Save(ctx context.Context, b vmm.Backend, root string, spec Spec, diskPath, statePath string, warm string, log *slog.Logger) error {
 	spec.OverlayPath, spec.Snapshot = diskPath, nil
-	v, err := boot(ctx, root, spec, true, log)
+	v, err := boot(ctx, b, root, spec, true, log)
 	if err != nil {
 		return err
 	}
@@ -52,7 +54,7 @@ func Save(ctx context.Context, root string, spec Spec, diskPath, statePath strin
 	}
 	saver, ok := v.machine.(vmm.StateSaver)
 	if !ok {
-		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "this VMM cannot save machines")
+		return vmm.Unsupported(v.backend, "saving a running machine (fast-start snapshots)")
 	}
 	start := time.Now()
 	if err := saver.SaveState(ctx, statePath); err != nil {

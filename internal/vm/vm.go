@@ -20,7 +20,6 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/vmm"
-	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
 // Named timeouts.
@@ -35,8 +34,8 @@ type Spec struct {
 	Accel       vmm.Accel
 	BootTimeout time.Duration // 0 = DefaultBootTimeout
 	Kind        string        // "run", "workspace": shown in owner records
-	// OverlayPath, when set, keeps disk writes in this qcow2 overlay over
-	// RootfsPath (created if missing) instead of discarding them. It lives
+	// OverlayPath, when set, keeps disk writes in this overlay (the
+	// backend's disk format) over RootfsPath (created if missing) instead of discarding them. It lives
 	// outside the VM dir, so it survives Close.
 	OverlayPath string
 	// Network is the guest's network policy; off (or "") gives it no network
@@ -54,8 +53,8 @@ type Spec struct {
 	// or with Snapshot.Writable to Snapshot.DiskPath (a private copy of the
 	// saved disk, kept after Close like an overlay).
 	Snapshot *vmm.Restore
-	// Pausable gives the VMM a control socket, so that Pause can save the
-	// running machine (workspaces: pause, fork).
+	// Pausable makes the machine saveable (vmm.Config.Saveable), so that
+	// Pause can save it while it runs (workspaces: pause, fork).
 	Pausable bool
 }
 
@@ -65,7 +64,7 @@ type Spec struct {
 const RestoreTimeout = 20 * time.Second
 
 // config is the VMM configuration of spec. Save and a restore of what it
-// saved get the same one, but for the disk (and Save's control socket).
+// saved get the same one, but for the disk (and Save's Saveable).
 func (spec Spec) config(id, dir string) vmm.Config {
 	disk := vmm.DiskEphemeral
 	if spec.OverlayPath != "" {
@@ -90,6 +89,7 @@ type VM struct {
 	BootDur time.Duration
 
 	machine vmm.Machine
+	backend string // the backend's name, for errors
 	agent   *agentclient.Client
 	net     *network.Stack // nil without a network
 	log     *slog.Logger
@@ -107,15 +107,15 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Boot starts a VM under root (the state dir's vms/ directory) and waits for
-// its agent. On any error everything acquired so far is released. ctx bounds
-// the boot only; the VM lives until Close.
-func Boot(ctx context.Context, root string, spec Spec, log *slog.Logger) (_ *VM, err error) {
-	return boot(ctx, root, spec, spec.Pausable, log)
+// Boot starts a VM of backend b under root (the state dir's vms/ directory)
+// and waits for its agent. On any error everything acquired so far is
+// released. ctx bounds the boot only; the VM lives until Close.
+func Boot(ctx context.Context, b vmm.Backend, root string, spec Spec, log *slog.Logger) (_ *VM, err error) {
+	return boot(ctx, b, root, spec, spec.Pausable, log)
 }
 
-// boot is Boot; withQMP gives the VMM a control socket (for Save).
-func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.Logger) (_ *VM, err error) {
+// boot is Boot; saveable makes a machine whose state Save can save.
+func boot(ctx context.Context, b vmm.Backend, root string, spec Spec, saveable bool, log *slog.Logger) (_ *VM, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -126,10 +126,8 @@ func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.L
 		bootTimeout = DefaultBootTimeout
 	}
 	cfg := spec.config(id, dir)
-	if withQMP {
-		cfg.QMPSocket = filepath.Join(dir, qmpSocket)
-	}
-	v := &VM{ID: id, Dir: dir, log: log.With("vm", id)}
+	cfg.Saveable = saveable
+	v := &VM{ID: id, Dir: dir, backend: b.Name(), log: log.With("vm", id)}
 	var netEnd *os.File // the VMM's end of the network socketpair, closed here once the VMM has it
 	if cfg.Network != nil {
 		if v.net, netEnd, err = startNetwork(spec.Network, spec.Egress, spec.Broker, v.log); err != nil {
@@ -138,7 +136,7 @@ func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.L
 		defer netEnd.Close()
 		cfg.Network.File = netEnd
 	}
-	m, err := qemu.New(cfg)
+	m, err := b.NewMachine(cfg)
 	if err != nil {
 		if v.net != nil {
 			v.net.Close()
@@ -213,7 +211,6 @@ func (v *VM) syncGuest(ctx context.Context) (*agentproto.Hello, error) {
 const (
 	helloEntropy = 64               // bytes of crypto/rand entropy per boot
 	syncTimeout  = 30 * time.Second // the agent is up: this is one round trip
-	qmpSocket    = "qmp.sock"       // in the VM dir, for Save
 )
 
 // waitAgent waits for the agent's hello, the VMM's death, or the deadline.
@@ -260,7 +257,7 @@ func (v *VM) waitAgent(ctx context.Context, timeout time.Duration) (*agentproto.
 
 // vmmSays is ": " and the VMM's last error lines, if it printed any.
 func (v *VM) vmmSays() string {
-	if l, ok := v.machine.(interface{ LogTail(n int) string }); ok {
+	if l, ok := v.machine.(vmm.LogTailer); ok {
 		if tail := l.LogTail(5); tail != "" {
 			return ": " + strings.ReplaceAll(tail, "\n", "; ")
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/testutil"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 // A guest whose root disk is not a filesystem never reaches its agent: Boot
@@ -35,7 +36,7 @@ func TestBootFailedShowsConsoleTail(t *testing.T) {
 	}
 	root := t.TempDir()
 	start := time.Now()
-	v, err := Boot(t.Context(), root, Spec{KernelPath: k.Path, RootfsPath: junk, VCPUs: 1, MemMiB: 256, Accel: "tcg", BootTimeout: time.Minute}, nil)
+	v, err := Boot(t.Context(), backends.Default(), root, Spec{KernelPath: k.Path, RootfsPath: junk, VCPUs: 1, MemMiB: 256, Accel: "tcg", BootTimeout: time.Minute}, nil)
 	if err == nil {
 		v.Close()
 		t.Fatal("boot of a junk disk succeeded")

@@ -1,5 +1,9 @@
-// Package vmm declares what pyro needs from a virtual machine monitor. Backends
-// (internal/vmm/qemu; Firecracker later) implement Machine.
+// Package vmm declares what pyro needs from a virtual machine monitor: a
+// Backend (everything machine-specific: machines, accelerator, snapshot
+// identity, disks) and the Machine it starts. Backends live in packages
+// under internal/vmm (qemu; Firecracker's shape is in docs/architecture.md);
+// internal/vmm/backends picks one, and everything else sees only this
+// package.
 package vmm
 
 import (
@@ -37,14 +41,15 @@ type Config struct {
 	KernelPath  string   // uncompressed vmlinux (PVH)
 	RootfsPath  string   // read-only environment image (ext4)
 	DiskMode    DiskMode //
-	OverlayPath string   // DiskOverlay: qcow2 overlay path (created if missing)
+	OverlayPath string   // DiskOverlay: the writable disk (Disks.DiskFile format), created over RootfsPath if missing
 	VCPUs       int      //
 	MemMiB      int      //
 	Accel       Accel    //
 	KernelArgs  []string // appended to the backend's defaults
-	// QMPSocket, when set, gives the VMM a control socket at this path (the
-	// backend uses it to save the machine's state; see StateSaver).
-	QMPSocket string
+	// Saveable asks for a machine whose state can be saved while it runs
+	// (StateSaver): a backend may need a control channel for that, kept in
+	// RuntimeDir. It is not part of the machine's identity.
+	Saveable bool
 	// Network, when set, gives the guest one network device.
 	Network *NetDevice
 	// Restore, when set, starts the machine from a saved memory state instead
@@ -63,7 +68,8 @@ type NetDevice struct {
 }
 
 // Restore names the files of a saved machine: the device and memory state
-// and the root disk as it was when the state was saved (a qcow2 file).
+// and the root disk as it was when the state was saved (a disk in the
+// backend's format, Disks.DiskFile).
 type Restore struct {
 	StatePath string
 	DiskPath  string
@@ -72,14 +78,6 @@ type Restore struct {
 	// be a private copy of the saved disk: the machine owns it from now on.
 	// Otherwise DiskPath is never written: writes go to a throw-away overlay.
 	Writable bool
-}
-
-// StateSaver is a Machine that can save its state for a later Restore.
-type StateSaver interface {
-	// SaveState pauses the guest, writes its whole state to path and ends
-	// the VMM. The root disk must be an overlay (DiskOverlay): it holds the
-	// disk half of the saved machine and must be kept with the state file.
-	SaveState(ctx context.Context, path string) error
 }
 
 // Limits of what pyro accepts; the SDK validates requests against these.
@@ -148,12 +146,4 @@ func BootFailed(reason string, consoleTail string) error {
 	}
 	msg += "\nrun \"pyro doctor\" to check the host"
 	return errdefs.New(errdefs.ErrUnavailable, errdefs.CodeBootFailed, "%s", msg)
-}
-
-// Layers are the disk-image operations forks need from a backend's disk
-// format: a new writable disk whose reads fall through to a base that never
-// changes again, and the chain of bases a disk reads through.
-type Layers interface {
-	NewLayer(ctx context.Context, path, base string) error
-	BackingFiles(ctx context.Context, disk string) ([]string, error)
 }

@@ -21,8 +21,8 @@ import (
 )
 
 // The disk tools read a stopped workspace's disk offline: under the
-// workspace lock (so nothing starts meanwhile), the qcow2 overlay is
-// converted by qemu-img into a raw temp file inside the workspace dir,
+// workspace lock (so nothing starts meanwhile), the backend exports the
+// disk (its overlay over the image) into a raw temp file inside the workspace dir,
 // which debugfs (read-only, no -w) inspects; the temp file goes on every
 // path. The workspace's own disk is only ever opened for reading.
 //
@@ -40,28 +40,25 @@ const (
 	diskListMaxDirs    = 20_000           // directories a recursive listing reads
 	debugfsMaxOutput   = 16 << 20         // bytes one `ls -p` may print
 	debugfsTimeout     = 60 * time.Second // one debugfs run
-	diskConvertTimeout = 10 * time.Minute // qemu-img convert of a whole disk
+	diskConvertTimeout = 10 * time.Minute // the backend's raw export of a whole disk
 	diskViewPattern    = ".disk-view-*.raw"
 	rootIno            = 2 // the ext4 root directory
 )
 
-// diskTools are the host commands the disk tools need.
-type diskTools struct{ qemuImg, debugfs string }
+// diskTools are the host commands the disk tools need besides the
+// backend's own (its raw export checks for those).
+type diskTools struct{ debugfs string }
 
 func findDiskTools() (diskTools, error) {
-	qi, err := env.RequireTool("qemu-img", "qemu-utils")
-	if err != nil {
-		return diskTools{}, err
-	}
 	dfs, err := env.RequireTool("debugfs", "e2fsprogs")
 	if err != nil {
 		return diskTools{}, err
 	}
-	return diskTools{qemuImg: qi, debugfs: dfs}, nil
+	return diskTools{debugfs: dfs}, nil
 }
 
 // stoppedDisk takes the workspace lock, checks the workspace is stopped
-// and calls f with the path of its current qcow2 disk.
+// and calls f with the path of its current disk.
 func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, rec *Record, disk string, t diskTools) error) (*Record, error) {
 	t, err := findDiskTools()
 	if err != nil {
@@ -101,25 +98,12 @@ func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, r
 	return rec, f(p, rec, disk, t)
 }
 
-// convertRaw writes a raw copy of the qcow2 disk (with its backing image)
-// to dst, which must not be in use.
-func convertRaw(ctx context.Context, t diskTools, disk, dst string, files ...*os.File) error {
+// exportRaw writes a raw copy of the disk (with what it reads through) into
+// out, an empty file; the disk must not be in use.
+func (m *Manager) exportRaw(ctx context.Context, disk string, out *os.File) error {
 	ctx, cancel := context.WithTimeout(ctx, diskConvertTimeout)
 	defer cancel()
-	var stderr capBuffer
-	stderr.max = 64 << 10
-	cmd := exec.CommandContext(ctx, t.qemuImg, "convert", "-q", "-f", "qcow2", "-O", "raw", disk, dst)
-	cmd.Stderr = &stderr
-	cmd.Env = toolEnv()
-	cmd.ExtraFiles = files
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err() // canceled, or timeout
-		}
-		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal,
-			"qemu-img could not read the workspace disk %s (%s)", disk, strings.TrimSpace(stderr.String()))
-	}
-	return nil
+	return m.backend.ExportRaw(ctx, disk, out)
 }
 
 // withRawView runs f on a raw temp copy of the stopped workspace's disk.
@@ -130,9 +114,12 @@ func (m *Manager) withRawView(ctx context.Context, ref string, f func(v *diskVie
 			return err
 		}
 		name := tmp.Name()
-		tmp.Close()
 		defer os.Remove(name)
-		if err := convertRaw(ctx, t, disk, name); err != nil {
+		err = m.exportRaw(ctx, disk, tmp)
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return err
 		}
 		return f(&diskView{debugfs: t.debugfs, img: name})
@@ -475,9 +462,9 @@ func (m *Manager) DiskExport(ctx context.Context, ref string, out *hostpath.Targ
 		}
 		defer out.RemoveTemp(name) // a no-op once published
 		defer tmp.Close()
-		// qemu-img writes through the opened file (fd 3), not a path that
+		// The backend writes through the opened file, not a path that
 		// could be swapped meanwhile.
-		if err := convertRaw(ctx, t, disk, "/dev/fd/3", tmp); err != nil {
+		if err := m.exportRaw(ctx, disk, tmp); err != nil {
 			return err
 		}
 		st, err := tmp.Stat()

@@ -29,10 +29,11 @@ const ForkedFromLabel = "forked_from"
 // one (the kernel's boot_id and RNG are fresh anyway: the resume reseeds).
 const freshMachineID = "if [ -s /etc/machine-id ]; then tr -d - < /proc/sys/kernel/random/uuid > /etc/machine-id; fi"
 
-// layersDir holds the disks that forks share: immutable qcow2 files, each
-// the disk of a workspace at the instant it was forked. A source and its
-// forks read through it; it goes when no workspace's disk does.
-// Absolute: a qcow2 file names its backing file by this path.
+// layersDir holds the disks that forks share: immutable disk files (the
+// backend's format), each the disk of a workspace at the instant it was
+// forked. A source and its forks read through it; it goes when no
+// workspace's disk does. Absolute: a disk names its backing file by this
+// path.
 func (m *Manager) layersDir() string {
 	root, err := filepath.Abs(m.root)
 	if err != nil {
@@ -40,6 +41,9 @@ func (m *Manager) layersDir() string {
 	}
 	return filepath.Join(root, "layers")
 }
+
+// layerExt marks a layer file: the backend's disk file extension.
+func (m *Manager) layerExt() string { return filepath.Ext(m.backend.DiskFile()) }
 
 func (m *Manager) layersLock() *flock.Flock {
 	return flock.New(filepath.Join(m.layersDir(), ".lock"))
@@ -176,15 +180,15 @@ func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *sup
 }
 
 // rebaseOnLayer turns the workspace's disk into a read-only layer and
-// gives the workspace a fresh overlay over it. At every step disk.qcow2 is
+// gives the workspace a fresh overlay over it. At every step its disk is
 // a whole disk with the same content: first the file itself (the layer is
 // a second link to it), then the overlay.
 func (m *Manager) rebaseOnLayer(ctx context.Context, p Paths) (string, error) {
-	layer := filepath.Join(m.layersDir(), vm.NewID()+".qcow2")
+	layer := filepath.Join(m.layersDir(), vm.NewID()+m.layerExt())
 	if err := os.Link(p.Disk(), layer); err != nil {
 		return "", err
 	}
-	if err := m.layers.NewLayer(ctx, p.Disk(), layer); err != nil { // replaces disk.qcow2 by rename
+	if err := m.backend.NewLayer(ctx, p.Disk(), layer); err != nil { // replaces the disk by rename
 		os.Remove(layer)
 		return "", err
 	}
@@ -249,7 +253,7 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 			}
 		}
 	}
-	if err := m.layers.NewLayer(ctx, f.p.Disk(), layer); err != nil {
+	if err := m.backend.NewLayer(ctx, f.p.Disk(), layer); err != nil {
 		return f, err
 	}
 	if err := os.MkdirAll(f.p.PauseDir(), 0o700); err != nil {
@@ -325,9 +329,9 @@ func (m *Manager) gcLayers(ctx context.Context) {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
 		}
-		disks, _ := filepath.Glob(filepath.Join(m.root, e.Name(), "*.qcow2"))
+		disks, _ := filepath.Glob(m.paths(e.Name()).diskPattern())
 		for _, d := range disks {
-			files, err := m.layers.BackingFiles(ctx, d)
+			files, err := m.backend.BackingFiles(ctx, d)
 			if err != nil {
 				m.log.Warn("reading a disk's layers: keeping every layer", "disk", d, "err", err)
 				return
@@ -339,7 +343,7 @@ func (m *Manager) gcLayers(ctx context.Context) {
 	}
 	for _, l := range layers {
 		path := filepath.Join(m.layersDir(), l.Name())
-		if strings.HasSuffix(l.Name(), ".qcow2") && !used[path] {
+		if strings.HasSuffix(l.Name(), m.layerExt()) && !used[path] {
 			if err := os.Remove(path); err != nil {
 				m.log.Warn("removing an unused disk layer", "layer", path, "err", err)
 			}

@@ -41,17 +41,20 @@ const (
 type Manager struct {
 	root          string // $STATE/workspaces
 	supervisorBin string // the pyro binary, run as `pyro __supervise`
-	layers        vmm.Layers
+	backend       vmm.Backend
 	log           *slog.Logger
 }
 
-// NewManager keeps workspaces under root; layers are the VMM backend's disk
-// layers (forks share a source's disk through them).
-func NewManager(root, supervisorBin string, layers vmm.Layers, log *slog.Logger) *Manager {
-	return &Manager{root: root, supervisorBin: supervisorBin, layers: layers, log: log}
+// NewManager keeps workspaces under root, their VMs run by backend (its
+// supervisors are told its name; its disk operations make, fork and export
+// the workspaces' disks).
+func NewManager(root, supervisorBin string, backend vmm.Backend, log *slog.Logger) *Manager {
+	return &Manager{root: root, supervisorBin: supervisorBin, backend: backend, log: log}
 }
 
-func (m *Manager) paths(id string) Paths { return Paths{Dir: filepath.Join(m.root, id)} }
+func (m *Manager) paths(id string) Paths {
+	return Paths{Dir: filepath.Join(m.root, id), DiskFile: m.backend.DiskFile()}
+}
 
 // CreateSpec is a validated create request with its environment resolved.
 type CreateSpec struct {
@@ -92,7 +95,7 @@ type CreateSpec struct {
 // fresh overlay, and Failed (when set) is told why.
 type Restore struct {
 	StatePath string
-	DiskPath  string // qcow2 over the workspace's RootfsPath
+	DiskPath  string // the backend's overlay over the workspace's RootfsPath
 	Failed    func(error)
 }
 
@@ -282,7 +285,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 		m.log.Warn("reaping workspace VM", "workspace", rec.ID, "err", err)
 	}
 	spec := supervisor.Spec{
-		WorkspaceID: rec.ID, KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
+		WorkspaceID: rec.ID, Backend: m.backend.Name(), KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
 		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
 		SecretsPath: p.Secrets(), BrokerCAPath: brokerCAPath(p), NetworkPolicy: rec.NetworkPolicy, Egress: rec.Egress,

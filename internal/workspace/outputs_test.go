@@ -13,7 +13,7 @@ import (
 // An export killed with -9 leaves its temporary beside the output; the next
 // tidy removes it once its process is dead, and only names exports give.
 func TestDeadOutputTemps(t *testing.T) {
-	p := Paths{Dir: t.TempDir()}
+	p := Paths{Dir: t.TempDir(), DiskFile: "disk.img"}
 	out := t.TempDir()
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {

@@ -15,7 +15,7 @@ import (
 // machine matching it.
 func savedFixture(t *testing.T) Paths {
 	t.Helper()
-	p := Paths{Dir: t.TempDir()}
+	p := Paths{Dir: t.TempDir(), DiskFile: "disk.img"}
 	if err := os.WriteFile(p.Disk(), []byte("disk"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -72,12 +73,16 @@ func (r *Record) ExpiresAt() time.Time {
 	return r.LastActivityAt.Add(time.Duration(r.TTLSeconds) * time.Second)
 }
 
-// Paths names every file of one workspace.
-type Paths struct{ Dir string }
+// Paths names every file of one workspace. DiskFile is the VMM backend's
+// name for a disk (vmm.Disks.DiskFile); its extension marks the disk files.
+type Paths struct {
+	Dir      string
+	DiskFile string
+}
 
 func (p Paths) Record() string      { return filepath.Join(p.Dir, "workspace.json") }
 func (p Paths) Lock() string        { return filepath.Join(p.Dir, "lock") }
-func (p Paths) Disk() string        { return filepath.Join(p.Dir, "disk.qcow2") }
+func (p Paths) Disk() string        { return filepath.Join(p.Dir, p.DiskFile) }
 func (p Paths) Baseline() string    { return filepath.Join(p.Dir, "baseline.tar") }
 func (p Paths) Secrets() string     { return filepath.Join(p.Dir, "secrets.json") }  // owner-only
 func (p Paths) BrokerCA() string    { return filepath.Join(p.Dir, "broker-ca.pem") } // owner-only: the CA's key
@@ -98,7 +103,13 @@ const (
 
 // PreResetDisk is where a reset keeps the disk it replaces until the new
 // one is seeded; one left behind means a reset was interrupted.
-func (p Paths) PreResetDisk() string { return filepath.Join(p.Dir, "disk.pre-reset.qcow2") }
+func (p Paths) PreResetDisk() string {
+	ext := filepath.Ext(p.DiskFile)
+	return filepath.Join(p.Dir, strings.TrimSuffix(p.DiskFile, ext)+".pre-reset"+ext)
+}
+
+// diskPattern matches the workspace's disk files (Disk, PreResetDisk).
+func (p Paths) diskPattern() string { return filepath.Join(p.Dir, "*"+filepath.Ext(p.DiskFile)) }
 
 // resetInterrupted reports whether a reset set the disk aside and never
 // finished: the disk at PreResetDisk is the workspace's real one.

@@ -16,6 +16,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/testutil"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 type tarEntry = testutil.TarEntry
@@ -179,7 +180,7 @@ func TestTidyRemovesDeadSnapshotTemps(t *testing.T) {
 // stoppedWorkspace is a manager with one stopped workspace record (no VM).
 func stoppedWorkspace(t *testing.T) (*Manager, Paths) {
 	t.Helper()
-	m := NewManager(t.TempDir(), "pyro", nil, slog.New(slog.DiscardHandler))
+	m := NewManager(t.TempDir(), "pyro", backends.Default(), slog.New(slog.DiscardHandler))
 	p := m.paths("0123456789ab")
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -22,26 +22,14 @@ import (
 // panic under real KVM does so in well under a second.
 const ProbeDeadline = 6 * time.Second
 
-// AccelVerdict is the outcome of the accelerator probe, cached per host.
-type AccelVerdict struct {
-	Accel      vmm.Accel `json:"accel"`
-	KVMUsable  bool      `json:"kvm_usable"`
-	Reason     string    `json:"reason"`
-	HostKey    string    `json:"host_key"`
-	ProbedAt   time.Time `json:"probed_at"`
-	ProbeMs    int64     `json:"probe_ms,omitempty"`
-	FromCache  bool      `json:"from_cache"`
-	KernelPath string    `json:"-"`
-}
-
 // DetectAccel decides between KVM and TCG. /dev/kvm is never trusted by its
 // presence: a nested or paravirtualised KVM can start a guest and then hang it,
 // so a real guest kernel must boot to its end under KVM within a deadline. The
 // verdict is cached in cacheFile, keyed by host, QEMU and kernel.
-func DetectAccel(ctx context.Context, kernelPath, cacheFile string) AccelVerdict {
+func DetectAccel(ctx context.Context, kernelPath, cacheFile string) vmm.AccelVerdict {
 	key := hostKey(kernelPath)
 	if b, err := os.ReadFile(cacheFile); err == nil {
-		var v AccelVerdict
+		var v vmm.AccelVerdict
 		if json.Unmarshal(b, &v) == nil && v.HostKey == key && (v.Accel == vmm.AccelKVM || v.Accel == vmm.AccelTCG) {
 			v.FromCache = true
 			return v
@@ -61,9 +49,9 @@ func DetectAccel(ctx context.Context, kernelPath, cacheFile string) AccelVerdict
 	return v
 }
 
-func probe(ctx context.Context, kernelPath string) AccelVerdict {
-	tcg := func(reason string) AccelVerdict {
-		return AccelVerdict{Accel: vmm.AccelTCG, Reason: reason + "; using software emulation (TCG)"}
+func probe(ctx context.Context, kernelPath string) vmm.AccelVerdict {
+	tcg := func(reason string) vmm.AccelVerdict {
+		return vmm.AccelVerdict{Accel: vmm.AccelTCG, Reason: reason + "; using software emulation (TCG)"}
 	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
@@ -109,7 +97,7 @@ func probe(ctx context.Context, kernelPath string) AccelVerdict {
 		v.ProbeMs = ms
 		return v
 	}
-	return AccelVerdict{Accel: vmm.AccelKVM, KVMUsable: true, ProbeMs: ms,
+	return vmm.AccelVerdict{Accel: vmm.AccelKVM, KVMUsable: true, ProbeMs: ms,
 		Reason: fmt.Sprintf("KVM booted a probe guest in %d ms", ms)}
 }
 

@@ -33,7 +33,7 @@ func argValue(args []string, flag string) string {
 func TestRestoreArgsMatchSavedMachine(t *testing.T) {
 	base := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 2, MemMiB: 512, Accel: vmm.AccelTCG}
 	save := base
-	save.DiskMode, save.OverlayPath, save.QMPSocket = vmm.DiskOverlay, "/snap/disk.qcow2", "/r/qmp.sock"
+	save.DiskMode, save.OverlayPath, save.Saveable = vmm.DiskOverlay, "/snap/disk.qcow2", true
 	restore := base
 	restore.ID = "b"
 	restore.Restore = &vmm.Restore{StatePath: "/snap/state", DiskPath: "/snap/disk.qcow2"}

@@ -30,6 +30,7 @@ const (
 	agentSocket = "agent.sock"
 	consoleLog  = "console.log"
 	vmmLog      = "vmm.log"
+	qmpSocket   = "qmp.sock" // Config.Saveable: the control socket SaveState uses
 )
 
 // Machine is a QEMU microvm process.
@@ -103,8 +104,8 @@ func Args(cfg vmm.Config, agentSock, console string) []string {
 	// workspace holds what its guest uses, not what it once touched; a
 	// paused one saves less (freed pages read as zero and are skipped).
 	args = append(args, "-device", "virtio-balloon-device,free-page-reporting=on")
-	if cfg.QMPSocket != "" {
-		args = append(args, "-qmp", "unix:"+escapeOpt(cfg.QMPSocket)+",server=on,wait=off",
+	if cfg.Saveable {
+		args = append(args, "-qmp", "unix:"+escapeOpt(filepath.Join(cfg.RuntimeDir, qmpSocket))+",server=on,wait=off",
 			// SaveState pauses the guest before it migrates it. Leaving the
 			// run state out of the saved state makes a restoring QEMU start
 			// the guest by itself instead of keeping it paused: no control
@@ -231,8 +232,8 @@ func (m *Machine) Start(ctx context.Context) (net.Conn, error) {
 	if m.cfg.Network != nil {
 		cmd.ExtraFiles = []*os.File{state, m.cfg.Network.File} // fd 4: netFD (fd 3 closed when nil)
 	}
-	if m.cfg.QMPSocket != "" {
-		_ = os.Remove(m.cfg.QMPSocket)
+	if m.cfg.Saveable {
+		_ = os.Remove(filepath.Join(m.cfg.RuntimeDir, qmpSocket))
 	}
 	// QEMU keeps temporary snapshot files in TMPDIR: keep them inside the VM's dir.
 	cmd.Env = append(os.Environ(), "TMPDIR="+m.cfg.RuntimeDir)
@@ -295,10 +296,9 @@ func ensureOverlay(ctx context.Context, overlay, base string) error {
 	if _, err := os.Stat(overlay); err == nil {
 		return nil
 	}
-	img, err := exec.LookPath("qemu-img")
+	img, err := qemuImg()
 	if err != nil {
-		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
-			"qemu-img is not installed: install it with: apt-get install -y qemu-utils")
+		return err
 	}
 	tmp := overlay + ".tmp"
 	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, tmp).CombinedOutput()
@@ -454,22 +454,4 @@ func tailLines(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// FlattenOverlay writes the disk an overlay made by a VM stands for (its
-// writes over its backing image) as one sparse raw image at out.
-func FlattenOverlay(ctx context.Context, overlay, out string) error {
-	img, err := exec.LookPath("qemu-img")
-	if err != nil {
-		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
-			"qemu-img is not installed: install it with: apt-get install -y qemu-utils")
-	}
-	if b, err := exec.CommandContext(ctx, img, "convert", "-q", "-f", "qcow2", "-O", "raw", overlay, out).CombinedOutput(); err != nil {
-		os.Remove(out)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return errdefs.Wrap(fmt.Errorf("%w: %s", err, strings.TrimSpace(string(b))), errdefs.ErrInternal, errdefs.CodeVMMFailed, "flatten disk overlay")
-	}
-	return nil
 }

@@ -17,9 +17,20 @@ import (
 // answered by one {"return": ...} or {"error": ...}, with asynchronous
 // {"event": ...} objects in between. Commands are sent one at a time.
 //
-// It is a few dozen lines on purpose: pyro needs five commands, and the Go
-// QMP libraries found (digitalocean/go-qemu: untagged, a large generated API)
-// would bring far more than that.
+// Why not github.com/digitalocean/go-qemu's qmp.SocketMonitor (evaluated at
+// v0.0.0-20250212194115-ee9b0668d242 against QEMU 7.2: its RunWithFile does
+// pass the state file for getfd, and events are dropped when nobody
+// listens, both as pyro needs): it has no context or deadline anywhere.
+// NewSocketMonitor bounds the dial only; Connect (the greeting) and
+// Run/RunWithFile (the answer) wait without bound on a connection the
+// package keeps unexported, so a QEMU that stops answering mid-save would
+// hang a pause for good. The only way out is Disconnect from another
+// goroutine, which reads the fields Connect writes without a lock (a data
+// race when a cancel meets a connect) and turns the cause into a JSON decode
+// error. It also gates RunWithFile on the greeting offering "oob", which
+// SCM_RIGHTS does not need, keeps only the error's text, and its package
+// pulls go-libvirt into the module. pyro needs five commands; this client
+// bounds every exchange by the caller's ctx in a few dozen lines.
 type qmpClient struct {
 	conn *net.UnixConn
 	r    *bufio.Reader

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -16,13 +17,13 @@ var _ vmm.StateSaver = (*Machine)(nil)
 const migratePoll = 10 * time.Millisecond
 
 // SaveState pauses the guest, migrates it into path and quits QEMU. It needs
-// cfg.QMPSocket. The state file is handed to QEMU as a descriptor over QMP
+// cfg.Saveable (the QMP socket). The state file is handed to QEMU as a descriptor over QMP
 // (getfd + "migrate fd:"), so the seccomp sandbox's spawn=deny stays on: no
 // "exec:" helper process is needed. QEMU flushes the root disk when the
 // migration completes, so the disk file and the state file agree.
 func (m *Machine) SaveState(ctx context.Context, path string) error {
-	if m.cfg.QMPSocket == "" {
-		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s has no QMP socket", m.cfg.ID)
+	if !m.cfg.Saveable {
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s was not made saveable (no QMP socket)", m.cfg.ID)
 	}
 	if m.cmd == nil {
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s is not running", m.cfg.ID)
@@ -35,7 +36,7 @@ func (m *Machine) SaveState(ctx context.Context, path string) error {
 		return fail(err)
 	}
 	defer f.Close()
-	q, err := dialQMP(ctx, m.cfg.QMPSocket)
+	q, err := dialQMP(ctx, filepath.Join(m.cfg.RuntimeDir, qmpSocket))
 	if err != nil {
 		return fail(err)
 	}

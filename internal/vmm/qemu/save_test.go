@@ -65,7 +65,7 @@ func TestSaveStateAndRestore(t *testing.T) {
 	cfg := base
 	cfg.ID, cfg.RuntimeDir = "save", filepath.Join(t.TempDir(), "save")
 	cfg.DiskMode, cfg.OverlayPath = vmm.DiskOverlay, disk
-	cfg.QMPSocket = filepath.Join(cfg.RuntimeDir, "qmp.sock")
+	cfg.Saveable = true
 	m, err := qemu.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -112,13 +112,13 @@ func TestSaveStateAndRestore(t *testing.T) {
 	}
 }
 
-// SaveState needs the control socket.
+// SaveState needs a machine made saveable (the control socket).
 func TestSaveStateNeedsQMP(t *testing.T) {
 	m, err := qemu.New(vmm.Config{ID: "x", RuntimeDir: t.TempDir(), KernelPath: "/k", RootfsPath: "/r", VCPUs: 1, MemMiB: 256, Accel: vmm.AccelTCG})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.SaveState(t.Context(), filepath.Join(t.TempDir(), "state")); err == nil {
-		t.Fatal("SaveState without a QMP socket succeeded")
+		t.Fatal("SaveState of a machine not made saveable succeeded")
 	}
 }

@@ -112,7 +112,7 @@ func writeCPUInfo(w interface{ Write([]byte) (int, error) }) {
 // by itself.
 func MachineDigest(cfg vmm.Config) string {
 	cfg.ID, cfg.RuntimeDir, cfg.KernelPath, cfg.RootfsPath = "x", "/x", "/x/kernel", "/x/rootfs"
-	cfg.DiskMode, cfg.OverlayPath, cfg.QMPSocket, cfg.Restore = vmm.DiskEphemeral, "", "", nil
+	cfg.DiskMode, cfg.OverlayPath, cfg.Saveable, cfg.Restore = vmm.DiskEphemeral, "", false, nil
 	if cfg.Network != nil {
 		cfg.Network = &vmm.NetDevice{MAC: cfg.Network.MAC}
 	}

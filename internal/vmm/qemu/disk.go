@@ -11,6 +11,10 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
+// DiskFile is the name of a machine's writable disk: a qcow2 overlay over
+// the environment's raw image (or over a fork's shared layer).
+const DiskFile = "disk.qcow2"
+
 // NewLayer creates (atomically, through a temp file) a qcow2 disk at path
 // whose reads fall through to base, a qcow2 disk that must never change
 // again: forks of a workspace share it this way, copying nothing.
@@ -76,13 +80,40 @@ func syncFile(path string) error {
 	return f.Sync()
 }
 
-// Layers is NewLayer and BackingFiles as a vmm.Layers.
-type Layers struct{}
-
-func (Layers) NewLayer(ctx context.Context, path, base string) error {
-	return NewLayer(ctx, path, base)
+// ExportRaw writes the disk a qcow2 file stands for (its writes over its
+// backing chain) as one sparse raw image into out. qemu-img writes through
+// the open file (fd 3), never a path that could be swapped meanwhile.
+func ExportRaw(ctx context.Context, disk string, out *os.File) error {
+	img, err := qemuImg()
+	if err != nil {
+		return err
+	}
+	stderr := &capWriter{max: 64 << 10}
+	cmd := exec.CommandContext(ctx, img, "convert", "-q", "-f", "qcow2", "-O", "raw", disk, "/dev/fd/3")
+	cmd.Stderr = stderr
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.ExtraFiles = []*os.File{out}
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // canceled, or the caller's timeout
+		}
+		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal,
+			"qemu-img could not read the disk %s (%s)", disk, strings.TrimSpace(stderr.String()))
+	}
+	return nil
 }
 
-func (Layers) BackingFiles(ctx context.Context, disk string) ([]string, error) {
-	return BackingFiles(ctx, disk)
+// capWriter keeps the first max bytes written to it and drops the rest.
+type capWriter struct {
+	buf []byte
+	max int
 }
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	if room := w.max - len(w.buf); room > 0 {
+		w.buf = append(w.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (w *capWriter) String() string { return string(w.buf) }
