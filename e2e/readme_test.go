@@ -1,0 +1,230 @@
+package e2e_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyrovm/pyro/internal/testutil"
+)
+
+// readmeBlock is one ```sh or ```bash block of README.md and what the
+// <!-- test: ... --> comments right above it say about it.
+type readmeBlock struct {
+	line   int      // of the opening fence
+	script string   // the block's lines, in order
+	skip   string   // why the whole block is not run ("" = run it)
+	expect []string // text its output must contain
+}
+
+// readmeDirective is one `<!-- test: VERB ARG -->` line. Verbs:
+//
+//	skip REASON            the next block is not run
+//	skip-line TEXT: REASON lines of the next block holding TEXT are not run
+//	expect TEXT            the next block's stdout+stderr holds TEXT
+var readmeDirectivePrefix = "<!-- test: "
+
+// readmeBlocks reads the shell blocks of a Markdown file in order.
+func readmeBlocks(t *testing.T, path string) []readmeBlock {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var (
+		blocks            []readmeBlock
+		pending           []string // directives waiting for their block
+		cur               *readmeBlock
+		skipLines         map[string]string
+		lineNo            int
+		inOtherFence      bool
+		sawDirectiveBlock bool
+	)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lineNo++
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case cur != nil:
+			if trimmed == "```" {
+				blocks = append(blocks, *cur)
+				cur = nil
+				continue
+			}
+			for text, reason := range skipLines {
+				if strings.Contains(line, text) {
+					line = "# not run by TestReadme (" + reason + "): " + line
+				}
+			}
+			cur.script += line + "\n"
+		case inOtherFence:
+			inOtherFence = trimmed != "```"
+		case trimmed == "```sh" || trimmed == "```bash":
+			cur = &readmeBlock{line: lineNo}
+			skipLines = map[string]string{}
+			for _, d := range pending {
+				verb, arg, _ := strings.Cut(d, " ")
+				switch verb {
+				case "skip":
+					cur.skip = arg
+				case "skip-line":
+					text, reason, ok := strings.Cut(arg, ": ")
+					if !ok {
+						t.Fatalf("README.md:%d: skip-line needs TEXT: REASON, got %q", lineNo, arg)
+					}
+					skipLines[text] = reason
+				case "expect":
+					cur.expect = append(cur.expect, arg)
+				default:
+					t.Fatalf("README.md:%d: unknown test directive %q", lineNo, d)
+				}
+			}
+			pending, sawDirectiveBlock = nil, false
+		case strings.HasPrefix(trimmed, "```"):
+			inOtherFence = true
+			pending = nil
+		case strings.HasPrefix(trimmed, readmeDirectivePrefix):
+			d := strings.TrimSuffix(strings.TrimPrefix(trimmed, readmeDirectivePrefix), " -->")
+			pending = append(pending, strings.TrimSpace(d))
+			sawDirectiveBlock = true
+		case trimmed == "":
+			// Directives may be separated from their block by blank lines.
+		default:
+			if sawDirectiveBlock {
+				t.Fatalf("README.md:%d: test directives %q are not followed by a sh/bash block", lineNo, pending)
+			}
+			pending = nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if cur != nil {
+		t.Fatalf("README.md:%d: block never closed", cur.line)
+	}
+	return blocks
+}
+
+// readmeFixtures are the files the README's examples name as the reader's
+// own: a project with a test target, a file, a patch, a directory, a token.
+func readmeFixtures(t *testing.T, dir, home string) {
+	t.Helper()
+	files := map[string]string{
+		"repo/Makefile":  "test:\n\tmkdir -p build/out\n\tpython3 -c 'print(6*7)' > build/out/answer.txt\n\t@echo tests passed\n",
+		"repo/src/x.go":  "package x\n\nconst Answer = 41\n",
+		"x.go":           "package x\n\nconst Answer = 41\n\nconst Question = \"?\"\n",
+		"fix.diff":       "--- a/src/x.go\n+++ b/src/x.go\n@@ -1,5 +1,5 @@\n package x\n \n-const Answer = 41\n+const Answer = 42\n \n const Question = \"?\"\n",
+		"more/notes.txt": "more files\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok := filepath.Join(home, ".config", "gh-token")
+	if err := os.MkdirAll(filepath.Dir(tok), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tok, []byte("ghp_readme_test_token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadme pastes every sh/bash block of README.md, in order, into
+// bash -euo pipefail in a scratch HOME and directory with the built pyro on
+// PATH, on real VMs: each must exit 0 and show what its expect directives
+// name. Blocks or lines marked skip say why above the block.
+func TestReadme(t *testing.T) {
+	state := stateDir(t)
+	bin := testutil.Binaries(t)
+	root := testutil.RepoRoot()
+	blocks := readmeBlocks(t, filepath.Join(root, "README.md"))
+	if len(blocks) < 10 {
+		t.Fatalf("found %d shell blocks in README.md; the parser lost some", len(blocks))
+	}
+
+	cache := os.Getenv("PYRO_CACHE_DIR")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "pyro")
+		if x := os.Getenv("XDG_CACHE_HOME"); x != "" && filepath.IsAbs(x) {
+			cache = filepath.Join(x, "pyro")
+		}
+	}
+	home, work := t.TempDir(), t.TempDir()
+	readmeFixtures(t, work, home)
+	env := []string{
+		"HOME=" + home,
+		"PATH=" + bin + ":" + os.Getenv("PATH"),
+		"PYRO_STATE_DIR=" + state,
+		"PYRO_CACHE_DIR=" + cache, // the kernel and catalog, built once per machine
+		"TERM=dumb",
+		"LANG=C.UTF-8",
+	}
+	// Whatever the blocks leave running goes before the leak check.
+	t.Cleanup(func() { deleteAllWorkspaces(t, filepath.Join(bin, "pyro"), env, work) })
+
+	ran := 0
+	for _, b := range blocks {
+		if b.skip != "" {
+			t.Logf("README.md:%d: not run: %s", b.line, b.skip)
+			continue
+		}
+		ran++
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-x", "-c", b.script)
+		cmd.Dir, cmd.Env = work, env
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("README.md:%d: block failed after %s: %v\n--- block ---\n%s--- output (bash -x) ---\n%s",
+				b.line, time.Since(start).Round(time.Millisecond), err, b.script, out)
+		}
+		for _, want := range b.expect {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("README.md:%d: output lacks %q\n--- output ---\n%s", b.line, want, out)
+			}
+		}
+		t.Logf("README.md:%d: ok in %s", b.line, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("%d README blocks run, %d skipped with a reason", ran, len(blocks)-ran)
+}
+
+func deleteAllWorkspaces(t *testing.T, pyro string, env []string, dir string) {
+	cmd := exec.Command(pyro, "workspace", "list", "--json")
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("workspace list: %v", err)
+		return
+	}
+	var list struct {
+		Workspaces []struct {
+			ID string `json:"workspace_id"`
+		} `json:"workspaces"`
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Errorf("workspace list --json: %v: %s", err, out)
+		return
+	}
+	for _, w := range list.Workspaces {
+		del := exec.Command(pyro, "workspace", "delete", w.ID)
+		del.Dir, del.Env = dir, env
+		if out, err := del.CombinedOutput(); err != nil {
+			t.Errorf("workspace delete %s: %v: %s", w.ID, err, out)
+		}
+	}
+}
