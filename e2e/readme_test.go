@@ -14,9 +14,10 @@ import (
 	"github.com/pyrovm/pyro/internal/testutil"
 )
 
-// readmeBlock is one ```sh or ```bash block of README.md and what the
+// readmeBlock is one ```sh or ```bash block of a Markdown file and what the
 // <!-- test: ... --> comments right above it say about it.
 type readmeBlock struct {
+	file   string   // relative to the repository
 	line   int      // of the opening fence
 	script string   // the block's lines, in order
 	skip   string   // why the whole block is not run ("" = run it)
@@ -27,13 +28,14 @@ type readmeBlock struct {
 //
 //	skip REASON            the next block is not run
 //	skip-line TEXT: REASON lines of the next block holding TEXT are not run
+//	                       (each line alone: not for a line a backslash continues)
 //	expect TEXT            the next block's stdout+stderr holds TEXT
 var readmeDirectivePrefix = "<!-- test: "
 
 // readmeBlocks reads the shell blocks of a Markdown file in order.
-func readmeBlocks(t *testing.T, path string) []readmeBlock {
+func readmeBlocks(t *testing.T, root, name string) []readmeBlock {
 	t.Helper()
-	f, err := os.Open(path)
+	f, err := os.Open(filepath.Join(root, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 		case inOtherFence:
 			inOtherFence = trimmed != "```"
 		case trimmed == "```sh" || trimmed == "```bash":
-			cur = &readmeBlock{line: lineNo}
+			cur = &readmeBlock{file: name, line: lineNo}
 			skipLines = map[string]string{}
 			for _, d := range pending {
 				verb, arg, _ := strings.Cut(d, " ")
@@ -78,13 +80,13 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 				case "skip-line":
 					text, reason, ok := strings.Cut(arg, ": ")
 					if !ok {
-						t.Fatalf("README.md:%d: skip-line needs TEXT: REASON, got %q", lineNo, arg)
+						t.Fatalf("%s:%d: skip-line needs TEXT: REASON, got %q", name, lineNo, arg)
 					}
 					skipLines[text] = reason
 				case "expect":
 					cur.expect = append(cur.expect, arg)
 				default:
-					t.Fatalf("README.md:%d: unknown test directive %q", lineNo, d)
+					t.Fatalf("%s:%d: unknown test directive %q", name, lineNo, d)
 				}
 			}
 			pending, sawDirectiveBlock = nil, false
@@ -99,7 +101,7 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 			// Directives may be separated from their block by blank lines.
 		default:
 			if sawDirectiveBlock {
-				t.Fatalf("README.md:%d: test directives %q are not followed by a sh/bash block", lineNo, pending)
+				t.Fatalf("%s:%d: test directives %q are not followed by a sh/bash block", name, lineNo, pending)
 			}
 			pending = nil
 		}
@@ -108,7 +110,7 @@ func readmeBlocks(t *testing.T, path string) []readmeBlock {
 		t.Fatal(err)
 	}
 	if cur != nil {
-		t.Fatalf("README.md:%d: block never closed", cur.line)
+		t.Fatalf("%s:%d: block never closed", name, cur.line)
 	}
 	return blocks
 }
@@ -133,6 +135,12 @@ func readmeFixtures(t *testing.T, dir, home string) {
 			t.Fatal(err)
 		}
 	}
+	// docs/integrations.md grants these to an MCP server.
+	for _, d := range []string{"src/app", "datasets", "out"} {
+		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tok := filepath.Join(home, ".config", "gh-token")
 	if err := os.MkdirAll(filepath.Dir(tok), 0o700); err != nil {
 		t.Fatal(err)
@@ -142,17 +150,23 @@ func readmeFixtures(t *testing.T, dir, home string) {
 	}
 }
 
-// TestReadme pastes every sh/bash block of README.md, in order, into
-// bash -euo pipefail in a scratch HOME and directory with the built pyro on
+// readmeFiles are the Markdown files whose blocks TestReadme runs, in order.
+var readmeFiles = []string{"README.md", "docs/integrations.md", "docs/environments.md", "docs/secret-broker.md"}
+
+// TestReadme pastes every sh/bash block of README.md and the docs meant to
+// be pasted, in order, into bash -euo pipefail in a scratch HOME and directory with the built pyro on
 // PATH, on real VMs: each must exit 0 and show what its expect directives
 // name. Blocks or lines marked skip say why above the block.
 func TestReadme(t *testing.T) {
 	state := stateDir(t)
 	bin := testutil.Binaries(t)
 	root := testutil.RepoRoot()
-	blocks := readmeBlocks(t, filepath.Join(root, "README.md"))
-	if len(blocks) < 10 {
-		t.Fatalf("found %d shell blocks in README.md; the parser lost some", len(blocks))
+	var blocks []readmeBlock
+	for _, name := range readmeFiles {
+		blocks = append(blocks, readmeBlocks(t, root, name)...)
+	}
+	if len(blocks) < 20 {
+		t.Fatalf("found %d shell blocks in %v; the parser lost some", len(blocks), readmeFiles)
 	}
 
 	cache := os.Getenv("PYRO_CACHE_DIR")
@@ -179,7 +193,7 @@ func TestReadme(t *testing.T) {
 	ran := 0
 	for _, b := range blocks {
 		if b.skip != "" {
-			t.Logf("README.md:%d: not run: %s", b.line, b.skip)
+			t.Logf("%s:%d: not run: %s", b.file, b.line, b.skip)
 			continue
 		}
 		ran++
@@ -190,17 +204,17 @@ func TestReadme(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {
-			t.Fatalf("README.md:%d: block failed after %s: %v\n--- block ---\n%s--- output (bash -x) ---\n%s",
-				b.line, time.Since(start).Round(time.Millisecond), err, b.script, out)
+			t.Fatalf("%s:%d: block failed after %s: %v\n--- block ---\n%s--- output (bash -x) ---\n%s",
+				b.file, b.line, time.Since(start).Round(time.Millisecond), err, b.script, out)
 		}
 		for _, want := range b.expect {
 			if !strings.Contains(string(out), want) {
-				t.Errorf("README.md:%d: output lacks %q\n--- output ---\n%s", b.line, want, out)
+				t.Errorf("%s:%d: output lacks %q\n--- output ---\n%s", b.file, b.line, want, out)
 			}
 		}
-		t.Logf("README.md:%d: ok in %s", b.line, time.Since(start).Round(time.Millisecond))
+		t.Logf("%s:%d: ok in %s", b.file, b.line, time.Since(start).Round(time.Millisecond))
 	}
-	t.Logf("%d README blocks run, %d skipped with a reason", ran, len(blocks)-ran)
+	t.Logf("%d blocks run, %d skipped with a reason", ran, len(blocks)-ran)
 }
 
 func deleteAllWorkspaces(t *testing.T, pyro string, env []string, dir string) {
