@@ -74,6 +74,9 @@ func readmeBlocks(t *testing.T, root, name string) []readmeBlock {
 			skipLines = map[string]string{}
 			for _, d := range pending {
 				verb, arg, _ := strings.Cut(d, " ")
+				if strings.TrimSpace(arg) == "" {
+					t.Fatalf("%s:%d: test directive %q needs its argument (a skip needs its reason)", name, lineNo, d)
+				}
 				switch verb {
 				case "skip":
 					cur.skip = arg
