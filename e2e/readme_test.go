@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/pyrovm/pyro/internal/testutil"
 )
 
@@ -119,7 +124,8 @@ func readmeBlocks(t *testing.T, root, name string) []readmeBlock {
 }
 
 // readmeFixtures are the files the README's examples name as the reader's
-// own: a project with a test target, a file, a patch, a directory, a token.
+// own: a project with a test target, a file, a patch, a directory, a token,
+// a busybox image as an OCI layout (tag v1) and as a docker archive.
 func readmeFixtures(t *testing.T, dir, home string) {
 	t.Helper()
 	files := map[string]string{
@@ -143,6 +149,18 @@ func readmeFixtures(t *testing.T, dir, home string) {
 		if err := os.MkdirAll(filepath.Join(home, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	img := testutil.Image(t, []string{"PATH=/bin"}, testutil.BusyboxLayer(t))
+	p, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v1"})); err != nil {
+		t.Fatal(err)
+	}
+	tag, _ := name.NewTag("example/img:1")
+	if err := tarball.WriteToFile(filepath.Join(dir, "img.tar"), tag, img); err != nil {
+		t.Fatal(err)
 	}
 	tok := filepath.Join(home, ".config", "gh-token")
 	if err := os.MkdirAll(filepath.Dir(tok), 0o700); err != nil {
@@ -172,21 +190,16 @@ func TestReadme(t *testing.T) {
 		t.Fatalf("found %d shell blocks in %v; the parser lost some", len(blocks), readmeFiles)
 	}
 
-	cache := os.Getenv("PYRO_CACHE_DIR")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "pyro")
-		if x := os.Getenv("XDG_CACHE_HOME"); x != "" && filepath.IsAbs(x) {
-			cache = filepath.Join(x, "pyro")
-		}
-	}
+	// The kernel and catalog come from the shared cache (hard links); what
+	// the blocks pull or build stays in this test's own.
+	cache := testutil.CacheWithEnvs(t, "debian:12", "debian:12-base", "debian:12-build")
 	home, work := t.TempDir(), t.TempDir()
 	readmeFixtures(t, work, home)
 	env := []string{
 		"HOME=" + home,
 		"PATH=" + bin + ":" + os.Getenv("PATH"),
 		"PYRO_STATE_DIR=" + state,
-		"PYRO_CACHE_DIR=" + cache, // the kernel and catalog, built once per machine
+		"PYRO_CACHE_DIR=" + cache,
 		"TERM=dumb",
 		"LANG=C.UTF-8",
 	}
