@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -257,4 +258,79 @@ func deleteAllWorkspaces(t *testing.T, pyro string, env []string, dir string) {
 			t.Errorf("workspace delete %s: %v: %s", w.ID, err, out)
 		}
 	}
+}
+
+// readmeGoBlocks returns the ```go blocks of a Markdown file in order.
+func readmeGoBlocks(t *testing.T, root, name string) []readmeBlock {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []readmeBlock
+	var cur *readmeBlock
+	for i, line := range strings.Split(string(data), "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case cur == nil && trimmed == "```go":
+			cur = &readmeBlock{file: name, line: i + 1}
+		case cur != nil && trimmed == "```":
+			blocks = append(blocks, *cur)
+			cur = nil
+		case cur != nil:
+			cur.script += line + "\n"
+		}
+	}
+	return blocks
+}
+
+// TestReadmeGo compiles every ```go block of README.md and the docs against
+// the SDK as it is, each as the body of a function given ctx and a patch
+// (the names the snippets use without declaring them): a renamed method,
+// a changed signature or a field that is gone fails here. Variables a
+// snippet declares only to show a result are not an error.
+func TestReadmeGo(t *testing.T) {
+	root := testutil.RepoRoot()
+	var blocks []readmeBlock
+	for _, name := range readmeFiles {
+		blocks = append(blocks, readmeGoBlocks(t, root, name)...)
+	}
+	if len(blocks) < 2 {
+		t.Fatalf("found %d go blocks in %v; the parser lost some", len(blocks), readmeFiles)
+	}
+	tmp := t.TempDir()
+	pkg := filepath.Join(root, "internal", "readmegocheck") // exists only in the overlay
+	replace := map[string]string{}
+	for i, b := range blocks {
+		src := fmt.Sprintf("package readmegocheck\n\nimport (\n\t\"context\"\n\t\"fmt\"\n\t\"os\"\n\n\t\"github.com/pyrovm/pyro\"\n)\n\n"+
+			"var _, _ = fmt.Sprint, os.Stdout\n\n// %s:%d\nfunc snippet%d(ctx context.Context, patch string) {\n%s}\n", b.file, b.line, i, b.script)
+		f := filepath.Join(tmp, fmt.Sprintf("snippet%d.go", i))
+		if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		replace[filepath.Join(pkg, fmt.Sprintf("snippet%d.go", i))] = f
+	}
+	overlay, _ := json.Marshal(map[string]any{"Replace": replace})
+	ov := filepath.Join(tmp, "overlay.json")
+	if err := os.WriteFile(ov, overlay, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-gcflags=-e", "-overlay", ov, "./internal/readmegocheck")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	var problems []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") || strings.Contains(line, "declared and not used") {
+			continue
+		}
+		problems = append(problems, line)
+	}
+	if len(problems) > 0 || (err != nil && !strings.Contains(string(out), "declared and not used")) {
+		var listing strings.Builder
+		for i, b := range blocks {
+			fmt.Fprintf(&listing, "snippet%d.go = %s:%d\n", i, b.file, b.line)
+		}
+		t.Fatalf("Go blocks do not compile against the SDK: %v\n%s\n%s", err, strings.Join(problems, "\n"), listing.String())
+	}
+	t.Logf("%d Go blocks compile against the SDK", len(blocks))
 }
