@@ -143,12 +143,19 @@ func (c *Client) SignalShell(ctx context.Context, req SignalShellRequest) (*Shel
 type ResizeShellRequest struct {
 	Workspace string `json:"workspace_id"` // id or name
 	ShellID   string `json:"shell_id"`
-	Cols      int    `json:"cols"` // columns, 1 or more
-	Rows      int    `json:"rows"` // rows, 1 or more
+	// Cols (10..500) and Rows (2..200) are both required: a zero is
+	// invalid_argument, as for any size out of range.
+	Cols int `json:"cols"`
+	Rows int `json:"rows"`
 }
 
 // ResizeShell changes the shell's terminal size.
 func (c *Client) ResizeShell(ctx context.Context, req ResizeShellRequest) (*Shell, error) {
+	// Checked here too: a zero size would otherwise reach the supervisor as
+	// an empty write and do nothing.
+	if err := shell.CheckSize(req.Cols, req.Rows); err != nil {
+		return nil, err
+	}
 	return c.shellInput(ctx, req.Workspace, req.ShellID, supervisor.ShellInputRequest{Cols: req.Cols, Rows: req.Rows})
 }
 

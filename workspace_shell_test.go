@@ -253,3 +253,26 @@ func TestShellSupervisorRestart(t *testing.T) {
 		t.Errorf("calls took %s", time.Since(start))
 	}
 }
+
+// TestResizeShellSize: a resize names both sizes; a zero or out-of-range
+// one is invalid_argument before any workspace is looked up.
+func TestResizeShellSize(t *testing.T) {
+	c, err := pyro.New(pyro.WithStateDir(t.TempDir()), pyro.WithCacheDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, req := range []pyro.ResizeShellRequest{
+		{Workspace: "nope", ShellID: "x"},
+		{Workspace: "nope", ShellID: "x", Cols: 120},
+		{Workspace: "nope", ShellID: "x", Cols: 9, Rows: 30},
+		{Workspace: "nope", ShellID: "x", Cols: 120, Rows: 201},
+	} {
+		if _, err := c.ResizeShell(t.Context(), req); pyro.ErrorCode(err) != pyro.CodeInvalidArgument {
+			t.Errorf("ResizeShell(%+v): %v; want %s", req, err, pyro.CodeInvalidArgument)
+		}
+	}
+	if _, err := c.ResizeShell(t.Context(), pyro.ResizeShellRequest{Workspace: "nope", ShellID: "x", Cols: 120, Rows: 30}); pyro.ErrorCode(err) != pyro.CodeWorkspaceNotFound {
+		t.Errorf("a valid size reaches the workspace lookup: %v", err)
+	}
+}
