@@ -28,6 +28,7 @@ type readmeBlock struct {
 	script string   // the block's lines, in order
 	skip   string   // why the whole block is not run ("" = run it)
 	expect []string // text its output must contain
+	notRun []string // its lines a skip-line directive left out, with why
 }
 
 // readmeDirective is one `<!-- test: VERB ARG -->` line. Verbs:
@@ -69,7 +70,9 @@ func readmeBlocks(t *testing.T, root, name string) []readmeBlock {
 			}
 			for text, reason := range skipLines {
 				if strings.Contains(line, text) {
+					cur.notRun = append(cur.notRun, fmt.Sprintf("%s:%d: line not run: %s (%s)", name, lineNo, strings.TrimSpace(line), reason))
 					line = "# not run by TestReadme (" + reason + "): " + line
+					break
 				}
 			}
 			cur.script += line + "\n"
@@ -214,6 +217,9 @@ func TestReadme(t *testing.T) {
 			continue
 		}
 		ran++
+		for _, l := range b.notRun {
+			t.Log(l)
+		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-x", "-c", b.script)
