@@ -18,10 +18,6 @@ import (
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
-// PrunedItem is one thing PruneEnvironments removed (kind "build" for a
-// custom environment's image).
-type PrunedItem = env.PrunedItem
-
 // Build step limits.
 const (
 	DefaultStepTimeoutSeconds = 1800
@@ -119,7 +115,7 @@ func (c *Client) BuildEnvironment(ctx context.Context, req BuildEnvironmentReque
 	if err != nil {
 		return nil, err
 	}
-	res := &BuildEnvironmentResult{Environment: req.Name, Version: e.Manifest.Version, Digest: e.Manifest.Digest, Cached: cached, Manifest: e.Manifest}
+	res := &BuildEnvironmentResult{Environment: req.Name, Version: e.Manifest.Version, Digest: e.Manifest.Digest, Cached: cached, Manifest: toManifest(e.Manifest)}
 	if !cached {
 		c.report(ctx, ProgressEvent{Stage: "snapshot", Message: "preparing a fast-start snapshot of " + req.Name})
 	}

@@ -103,11 +103,20 @@ type ProbeBoot struct {
 	Error         string `json:"error,omitempty"`
 }
 
+// DoctorRequest says what Doctor checks beyond the host.
+type DoctorRequest struct {
+	// Environments are reported with their readiness, each not warm
+	// counted as a problem; nil = none (the report still lists every
+	// installed environment's readiness).
+	Environments []string `json:"environments,omitempty"`
+}
+
 // Doctor checks the host and, when the default environment is installed,
 // boots it once. It never builds anything. Given environments, it reports
 // their readiness and counts each that is not warm as a problem, with the
 // command that warms it.
-func (c *Client) Doctor(ctx context.Context, environments ...string) (*DoctorReport, error) {
+func (c *Client) Doctor(ctx context.Context, req DoctorRequest) (*DoctorReport, error) {
+	environments := req.Environments
 	r := &DoctorReport{Problems: []string{}}
 	r.Platform = platform()
 	r.Tools = checkTools(c.backend.HostTools())

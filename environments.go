@@ -7,71 +7,69 @@ import (
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
-// EnvironmentInfo is one catalog entry with its install state.
-type EnvironmentInfo = env.Info
+// PullEnvironmentRequest names what PullEnvironment installs.
+type PullEnvironmentRequest struct {
+	// Environment is a catalog name or an image reference
+	// ("python:3.12-slim", "registry.example.com/team/img:1",
+	// "oci-layout:DIR[:TAG]", "docker-archive:FILE.tar").
+	Environment string `json:"environment"`
+	// Force rebuilds (catalog: fresh packages) or re-pulls even when
+	// installed; false verifies and repairs what is installed.
+	Force bool `json:"force,omitempty"`
+	// DiskSize is the size in bytes of an image environment's root
+	// filesystem (sparse: only what is written takes space); 0 = the
+	// image's content plus headroom for workspaces.
+	DiskSize int64 `json:"disk_size,omitempty"`
+}
 
-// EnvironmentManifest describes an installed environment: kernel and rootfs
-// digests and sizes, the agent baked in, and the package list.
-type EnvironmentManifest = env.Manifest
-
-// PushResult says what PushEnvironment published: the reference, the
-// digest the registry holds it under, and the compressed sizes.
-type PushResult = env.PushResult
-
-// PruneResult says what PruneEnvironments removed.
-type PruneResult = env.PruneResult
-
-// PullOption tunes one PullEnvironment call.
-type PullOption func(*env.PullOptions)
-
-// WithDiskSize sets the size in bytes of an image environment's root
-// filesystem (sparse: only what is written takes space). The default is the
-// image's content plus headroom for workspaces.
-func WithDiskSize(bytes int64) PullOption {
-	return func(o *env.PullOptions) { o.DiskSize = bytes }
+// PushEnvironmentRequest names what PushEnvironment publishes where.
+type PushEnvironmentRequest struct {
+	Environment string `json:"environment"` // an installed catalog name or pulled reference
+	Reference   string `json:"reference"`   // the registry tag to push to
 }
 
 // ListEnvironments returns the catalog with what is installed, then every
 // pulled image reference (source "oci", with its digest).
 func (c *Client) ListEnvironments(ctx context.Context) ([]EnvironmentInfo, error) {
-	return c.envs.List(ctx)
+	list, err := c.envs.List(ctx)
+	return toEnvironmentInfos(list), err
 }
 
 // PullEnvironment builds (or, when already installed, verifies and repairs)
-// a catalog environment, or pulls an OCI image reference
-// ("python:3.12-slim", "registry.example.com/team/img:1",
-// "oci-layout:DIR[:TAG]", "docker-archive:FILE.tar") and converts it into
-// an environment. A reference whose digest is already converted is a
-// no-op. force rebuilds from scratch.
-func (c *Client) PullEnvironment(ctx context.Context, name string, force bool, opts ...PullOption) (*EnvironmentManifest, error) {
+// a catalog environment, or pulls an OCI image reference and converts it
+// into an environment. A reference whose digest is already converted is a
+// no-op unless req.Force.
+func (c *Client) PullEnvironment(ctx context.Context, req PullEnvironmentRequest) (*EnvironmentManifest, error) {
+	name := req.Environment
 	if err := c.checkEnvHostPath(name); err != nil {
 		return nil, err
 	}
-	po := env.PullOptions{Force: force}
-	for _, o := range opts {
-		o(&po)
-	}
-	e, err := c.envs.PullWith(c.envCtx(ctx), name, po)
+	e, err := c.envs.PullWith(c.envCtx(ctx), name, env.PullOptions{Force: req.Force, DiskSize: req.DiskSize})
 	if err != nil {
 		return nil, err
 	}
-	return e.Manifest, nil
+	return toManifest(e.Manifest), nil
 }
 
 // PushEnvironment publishes an installed environment (a catalog name or a
-// pulled reference) to ref, a registry tag, as a pyro environment artifact:
+// pulled reference) to req.Reference, a registry tag, as a pyro environment artifact:
 // an OCI manifest of artifactType application/vnd.pyro.environment.v1+json
 // whose config is the environment's manifest and whose layers are the
 // guest kernel and the root filesystem, zstd-compressed (docs/environments.md).
-// Pulling ref, or a catalog name from the environment registry
+// Pulling that reference, or a catalog name from the environment registry
 // (WithEnvRegistry), then installs it as is, without building anything.
 // Credentials come from the Docker config; plain HTTP only to registries
 // named by WithInsecureRegistries.
-func (c *Client) PushEnvironment(ctx context.Context, name, ref string) (*PushResult, error) {
-	if err := c.checkEnvHostPath(name); err != nil {
+func (c *Client) PushEnvironment(ctx context.Context, req PushEnvironmentRequest) (*PushResult, error) {
+	if err := c.checkEnvHostPath(req.Environment); err != nil {
 		return nil, err
 	}
-	return c.envs.Push(c.envCtx(ctx), name, ref)
+	r, err := c.envs.Push(c.envCtx(ctx), req.Environment, req.Reference)
+	if err != nil {
+		return nil, err
+	}
+	out := PushResult(*r)
+	return &out, nil
 }
 
 // envRegistry is the WithEnvRegistry value, else the configured one.
@@ -90,7 +88,8 @@ func (c *Client) InspectEnvironment(ctx context.Context, name string) (*Environm
 	if err := c.checkEnvHostPath(name); err != nil {
 		return nil, err
 	}
-	return c.envs.Inspect(c.envCtx(ctx), name)
+	m, err := c.envs.Inspect(c.envCtx(ctx), name)
+	return toManifest(m), err
 }
 
 // PruneEnvironments removes cached environments, images, layers, kernels
@@ -112,9 +111,10 @@ func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 		}
 	}
 	res, err := c.envs.Prune(ctx, func(name, rootfs string) bool { return inUse[name] || (rootfs != "" && rootfsInUse[rootfs]) })
+	out := toPruneResult(res)
 	if err != nil {
-		return res, err
+		return out, err
 	}
-	c.pruneSnapshots(&res)
-	return res, nil
+	c.pruneSnapshots(&out)
+	return out, nil
 }

@@ -45,12 +45,18 @@ func gitTrackedFiles(ctx context.Context, dir string) ([]string, error) {
 	return files, nil
 }
 
-// CloneProject checks out ref (a branch or tag; "" = the default branch) of
-// the Git repository at url into a fresh directory under the state dir and
+// CloneProjectRequest names the Git checkout CloneProject makes.
+type CloneProjectRequest struct {
+	URL string `json:"url"`           // what git clone accepts
+	Ref string `json:"ref,omitempty"` // a branch or tag; "" = the default branch
+}
+
+// CloneProject checks out req.Ref of the Git repository at req.URL into a fresh directory under the state dir and
 // returns it, for `pyro mcp serve --repo-url`: the project a model's
 // workspaces are seeded from. An earlier checkout of the same url and ref is
 // replaced, so a restart gets the ref's current commit.
-func (c *Client) CloneProject(ctx context.Context, url, ref string) (string, error) {
+func (c *Client) CloneProject(ctx context.Context, req CloneProjectRequest) (string, error) {
+	url, ref := req.URL, req.Ref
 	if _, err := exec.LookPath("git"); err != nil {
 		return "", errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
 			"git is not installed: install it with: apt-get install -y git")

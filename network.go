@@ -2,6 +2,7 @@ package pyro
 
 import (
 	"context"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
@@ -18,11 +19,37 @@ import (
 // an allowed range, or to an address an allowed name resolved to, and then
 // only if its TLS server name or HTTP Host (when it has one) is allowed too.
 // The fixed blocks (this host, its loopback, link-local and metadata
-// addresses) apply first and no rule lifts them.
-type EgressRules = network.Rules
+// addresses) apply first and no rule lifts them. No rule at all (the zero
+// value) is no allow list.
+type EgressRules struct {
+	AllowHosts   []string `json:"allow_hosts,omitempty"`
+	AllowCIDRs   []string `json:"allow_cidrs,omitempty"`
+	AllowPresets []string `json:"allow_presets,omitempty"`
+}
 
 // BlockedConnection is one refused DNS name, connection or UDP flow.
-type BlockedConnection = network.Blocked
+type BlockedConnection struct {
+	Time     time.Time `json:"time"`
+	Protocol string    `json:"protocol"`          // dns, tcp or udp
+	Address  string    `json:"address,omitempty"` // the destination address (not for dns)
+	Port     int       `json:"port,omitempty"`
+	Name     string    `json:"name,omitempty"` // the DNS name, TLS server name or HTTP Host, when known
+	Reason   string    `json:"reason"`         // which rule said no, and what to allow instead
+}
+
+// IsEmpty reports whether r names no rule (no allow list).
+func (r EgressRules) IsEmpty() bool { return network.Rules(r).IsEmpty() }
+
+func toBlocked(in []network.Blocked) []BlockedConnection {
+	if in == nil {
+		return nil
+	}
+	out := make([]BlockedConnection, len(in))
+	for i, b := range in {
+		out[i] = BlockedConnection(b)
+	}
+	return out
+}
 
 // EgressPresets returns the preset host lists by name.
 func EgressPresets() map[string][]string { return network.Presets }
@@ -37,10 +64,11 @@ const (
 // egressFor validates the rules a request gives for policy; nil when it
 // gives none.
 func egressFor(policy network.Policy, r EgressRules) (*network.Rules, error) {
-	if r.IsEmpty() {
+	rules := network.Rules(r)
+	if rules.IsEmpty() {
 		return nil, nil
 	}
-	return network.ValidateRules(policy, &r)
+	return network.ValidateRules(policy, &rules)
 }
 
 // WorkspaceNetwork is a workspace's network and allow list.
@@ -89,7 +117,7 @@ func (c *Client) AllowWorkspaceNetwork(ctx context.Context, req WorkspaceNetwork
 		if cur != nil {
 			base = *cur
 		}
-		next, err := base.Add(req.EgressRules)
+		next, err := base.Add(network.Rules(req.EgressRules))
 		return &next, err
 	})
 }
@@ -103,7 +131,7 @@ func (c *Client) DenyWorkspaceNetwork(ctx context.Context, req WorkspaceNetworkC
 				"this workspace has no allow list, so there is no rule to remove").
 				WithNext("; %s to start one", "pyro workspace network allow ID RULE", "workspace_network_update")
 		}
-		less, err := req.EgressRules.Normalize()
+		less, err := network.Rules(req.EgressRules).Normalize()
 		if err != nil {
 			return nil, err
 		}
@@ -113,10 +141,10 @@ func (c *Client) DenyWorkspaceNetwork(ctx context.Context, req WorkspaceNetworkC
 }
 
 func (c *Client) changeEgress(ctx context.Context, req WorkspaceNetworkChange, change func(*network.Rules) (*network.Rules, error)) (*WorkspaceNetwork, error) {
-	if req.IsEmpty() {
+	if network.Rules(req.EgressRules).IsEmpty() {
 		return nil, errdefs.InvalidArgument("allow_hosts", "name at least one rule (allow_hosts, allow_cidrs or allow_presets)")
 	}
-	if _, err := req.EgressRules.Normalize(); err != nil {
+	if _, err := network.Rules(req.EgressRules).Normalize(); err != nil {
 		return nil, err
 	}
 	r, err := c.workspaces(ctx).SetEgress(ctx, req.Workspace, change)
@@ -134,7 +162,7 @@ func (c *Client) WorkspaceNetworkLog(ctx context.Context, ref string) (*Workspac
 	if err != nil {
 		return nil, err
 	}
-	out := &WorkspaceNetworkLog{WorkspaceID: r.ID, Entries: l.Entries, Total: l.Total}
+	out := &WorkspaceNetworkLog{WorkspaceID: r.ID, Entries: toBlocked(l.Entries), Total: l.Total}
 	if out.Entries == nil {
 		out.Entries = []BlockedConnection{}
 	}
@@ -147,7 +175,7 @@ func workspaceNetwork(id, state string, policy network.Policy, rules *network.Ru
 	case !policy.Enabled():
 		out.Egress = EgressOff
 	case rules != nil:
-		out.Egress, out.EgressRules = EgressAllowList, *rules
+		out.Egress, out.EgressRules = EgressAllowList, EgressRules(*rules)
 		for _, p := range rules.AllowPresets {
 			if out.PresetHosts == nil {
 				out.PresetHosts = map[string][]string{}
@@ -171,5 +199,5 @@ func runBlocked(v *vm.VM) []BlockedConnection {
 	if len(e) > maxRunBlocked {
 		e = e[len(e)-maxRunBlocked:]
 	}
-	return e
+	return toBlocked(e)
 }

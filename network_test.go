@@ -160,10 +160,10 @@ func TestWorkspacePublishedPorts(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(taken)) {
 		t.Errorf("publish on a taken port: %v", err)
 	}
-	if _, err := c.ServiceStatus(ctx, w.WorkspaceID, "web2"); pyro.ErrorCode(err) != "service_not_found" {
+	if _, err := c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: w.WorkspaceID, Name: "web2"}); pyro.ErrorCode(err) != "service_not_found" {
 		t.Errorf("a failed publish left service web2: %v", err)
 	}
-	if _, err := c.StopService(ctx, w.WorkspaceID, "web"); err != nil {
+	if _, err := c.StopService(ctx, pyro.ServiceRequest{Workspace: w.WorkspaceID, Name: "web"}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", taken), time.Second); err == nil {
@@ -183,7 +183,7 @@ func TestWorkspacePublishedPorts(t *testing.T) {
 	briefAddr := fmt.Sprintf("127.0.0.1:%d", brief.PublishedPorts[0].HostPort)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s, err := c.ServiceStatus(ctx, w.WorkspaceID, "brief")
+		s, err := c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: w.WorkspaceID, Name: "brief"})
 		c, derr := net.DialTimeout("tcp", briefAddr, time.Second)
 		if derr == nil {
 			c.Close()

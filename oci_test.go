@@ -87,14 +87,14 @@ func TestImageEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.DeleteWorkspace(t.Context(), ws.WorkspaceID)
-	if _, err := c.WriteWorkspaceFile(t.Context(), ws.WorkspaceID, "notes.txt", []byte("from the host\n")); err != nil {
+	if _, err := c.WriteWorkspaceFile(t.Context(), pyro.WriteFileRequest{Workspace: ws.WorkspaceID, Path: "notes.txt", Content: []byte("from the host\n")}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := c.ExecWorkspace(t.Context(), pyro.WorkspaceExecRequest{Workspace: ws.WorkspaceID, Command: "pwd; cat notes.txt; hello > made.txt"})
 	if err != nil || out.Stdout != "/workspace\nfrom the host\n" {
 		t.Fatalf("exec: %v %+v", err, out)
 	}
-	f, err := c.ReadWorkspaceFile(t.Context(), ws.WorkspaceID, "made.txt", 0)
+	f, err := c.ReadWorkspaceFile(t.Context(), pyro.ReadFileRequest{Workspace: ws.WorkspaceID, Path: "made.txt"})
 	if err != nil || f.Content != "hello-from-image\n" {
 		t.Fatalf("read: %v %+v", err, f)
 	}

@@ -47,7 +47,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		return nil, err
 	}
 	if req.Force {
-		if _, err := c.PullEnvironment(ctx, rr.Environment, true); err != nil {
+		if _, err := c.PullEnvironment(ctx, PullEnvironmentRequest{Environment: rr.Environment, Force: true}); err != nil {
 			return nil, err
 		}
 	}

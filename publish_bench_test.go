@@ -104,7 +104,7 @@ func BenchmarkPullConvert(b *testing.B) {
 			b.Fatal(err)
 		}
 		start, cpu0 := time.Now(), cpuTime()
-		if _, err := c.PullEnvironment(b.Context(), ref, false); err != nil {
+		if _, err := c.PullEnvironment(b.Context(), pyro.PullEnvironmentRequest{Environment: ref}); err != nil {
 			b.Fatal(err)
 		}
 		total += time.Since(start)

@@ -24,11 +24,11 @@ func publishBase(t testing.TB) (string, *pyro.EnvironmentManifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := pub.PullEnvironment(t.Context(), "debian:12-base", false)
+	m, err := pub.PullEnvironment(t.Context(), pyro.PullEnvironmentRequest{Environment: "debian:12-base"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := pub.PushEnvironment(t.Context(), "debian:12-base", host+"/pyro/debian:12-base")
+	r, err := pub.PushEnvironment(t.Context(), pyro.PushEnvironmentRequest{Environment: "debian:12-base", Reference: host + "/pyro/debian:12-base"})
 	if err != nil {
 		t.Fatal(err)
 	}

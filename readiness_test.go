@@ -44,7 +44,7 @@ func TestReadinessAndForce(t *testing.T) {
 	if r := readiness(c); r.State != pyro.ReadinessMissing || r.Fix != "pyro prepare "+ref || !strings.Contains(r.Reason, "is not pulled") {
 		t.Fatalf("before any pull: %+v", r)
 	}
-	doc, err := c.Doctor(ctx, ref)
+	doc, err := c.Doctor(ctx, pyro.DoctorRequest{Environments: []string{ref}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestReadinessAndForce(t *testing.T) {
 	if r.State != pyro.ReadinessWarm || r.SnapshotID != p.SnapshotID || r.Fix != "" || r.MemMiB != pyro.DefaultMemMiB {
 		t.Fatalf("after prepare: %+v (prepared %s)", r, p.SnapshotID)
 	}
-	if doc, err = c.Doctor(ctx, ref); err != nil || hasProblem(doc, ref) || doc.Readiness[0].State != pyro.ReadinessWarm {
+	if doc, err = c.Doctor(ctx, pyro.DoctorRequest{Environments: []string{ref}}); err != nil || hasProblem(doc, ref) || doc.Readiness[0].State != pyro.ReadinessWarm {
 		t.Fatalf("doctor after prepare: %v %+v %q", err, doc.Readiness, doc.Problems)
 	}
 	stateInode := func() uint64 {

@@ -119,7 +119,7 @@ func (c *Client) pruneSnapshots(res *PruneResult) {
 		if r.Environment != "" {
 			name = r.Environment + " " + r.ID
 		}
-		res.Removed = append(res.Removed, env.PrunedItem{Kind: "run_snapshot", Name: name, Path: r.Path, Bytes: r.Bytes})
+		res.Removed = append(res.Removed, PrunedItem{Kind: "run_snapshot", Name: name, Path: r.Path, Bytes: r.Bytes})
 		res.BytesFreed += r.Bytes
 	}
 }

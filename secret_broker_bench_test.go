@@ -44,7 +44,7 @@ func BenchmarkEgressVM(b *testing.B) {
 		}
 		ids[i] = w.WorkspaceID
 		b.Cleanup(func() { c.DeleteWorkspace(b.Context(), w.WorkspaceID) })
-		if _, err := c.WriteWorkspaceFile(ctx, w.WorkspaceID, "up-ca.pem", []byte(echo.CAPEM)); err != nil {
+		if _, err := c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.WorkspaceID, Path: "up-ca.pem", Content: []byte(echo.CAPEM)}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -217,7 +217,7 @@ func (c *Client) VMNetworkInfo(ctx context.Context, id string) (*NetworkInfo, er
 	if err != nil {
 		return nil, vmErr(err, id)
 	}
-	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State, Egress: r.Egress}
+	out := &NetworkInfo{VMID: r.ID, NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), State: r.State, Egress: (*EgressRules)(r.Egress)}
 	if info != nil && info.GuestAddress != "" {
 		out.GuestAddress, out.Gateway, out.DNS, out.MAC = info.GuestAddress, info.Gateway, info.DNS, info.MAC
 	}

@@ -77,7 +77,19 @@ type WorkspaceSecret struct {
 }
 
 // SecretInfo names a workspace's secret; its value is never shown.
-type SecretInfo = secrets.Info
+type SecretInfo struct {
+	Name string `json:"name"`
+	// Source is where the value came from: "value" (given inline) or
+	// "file" (read from a host file at create).
+	Source string `json:"source"`
+	// BrokerHosts and Placeholder, of a brokered secret: the hosts pyro's
+	// network puts the value into requests for, and what the guest sees
+	// instead of the value.
+	BrokerHosts []string `json:"broker_hosts,omitempty"`
+	Placeholder string   `json:"placeholder,omitempty"`
+}
+
+func toSecretInfo(s secrets.Info) SecretInfo { return SecretInfo(s) }
 
 // Workspace is a workspace as every face reports it.
 type Workspace struct {
@@ -172,11 +184,27 @@ type WorkspaceExecResult struct {
 	State string `json:"state"`
 }
 
-// SkippedFile is a host file left out of a seed, and why.
-type SkippedFile = archive.Skipped
+// SkippedFile is a file left out of a seed, transfer, snapshot or diff, and
+// why (a special file no archive carries, or an unreadable host file).
+type SkippedFile struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
 
-// WorkspaceLogEntry is one command of a workspace's history.
-type WorkspaceLogEntry = workspace.HistoryEntry
+func toSkipped(s archive.Skipped) SkippedFile { return SkippedFile(s) }
+
+// WorkspaceLogEntry is one finished foreground command of a workspace's
+// history.
+type WorkspaceLogEntry struct {
+	Sequence   int       `json:"sequence"` // 1 for the first command
+	Command    string    `json:"command"`
+	ExitCode   int       `json:"exit_code"`
+	TimedOut   bool      `json:"timed_out"` // killed at its timeout (exit code 124)
+	DurationMs int64     `json:"duration_ms"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+func toLogEntry(e workspace.HistoryEntry) WorkspaceLogEntry { return WorkspaceLogEntry(e) }
 
 // WithPyroBinary sets the pyro binary that runs workspace supervisors
 // (default PYRO_BIN, else the running executable when it is pyro, else pyro
@@ -540,10 +568,13 @@ func envList(env map[string]string) ([]string, error) {
 // WorkspaceLogs returns the workspace's command history, oldest first.
 func (c *Client) WorkspaceLogs(ctx context.Context, ref string) ([]WorkspaceLogEntry, error) {
 	_, entries, err := c.workspaces(ctx).Logs(ref)
-	if entries == nil && err == nil {
-		entries = []WorkspaceLogEntry{}
+	if err != nil {
+		return nil, err
 	}
-	return entries, err
+	if entries == nil {
+		return []WorkspaceLogEntry{}, nil
+	}
+	return mapSlice(entries, toLogEntry), nil
 }
 
 // StopWorkspace flushes and powers off the VM; disk, history and baseline stay.
@@ -595,8 +626,8 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		WorkspaceID: r.ID, Name: r.Name, Labels: r.Labels, Environment: r.Environment, State: r.State,
 		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, CreatedAt: r.CreatedAt,
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
-		SeedSkipped: r.Seed.Skipped, SnapshotCount: len(r.Snapshots), Secrets: r.Secrets,
-		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), Egress: r.Egress,
+		SeedSkipped: mapSlice(r.Seed.Skipped, toSkipped), SnapshotCount: len(r.Snapshots), Secrets: mapSlice(r.Secrets, toSecretInfo),
+		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), Egress: (*EgressRules)(r.Egress),
 		TTLAction: ttlAction(r.TTLAction), IdlePauseSeconds: r.IdlePauseSeconds,
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {

@@ -9,7 +9,19 @@ import (
 )
 
 // FileChange is one changed path in a workspace diff.
-type FileChange = wsdiff.Change
+type FileChange struct {
+	Path   string `json:"path"`   // relative to /workspace
+	Status string `json:"status"` // "added", "modified" or "deleted"
+	Kind   string `json:"kind"`   // "file", "symlink" or "dir": of the current side; of the baseline when deleted
+	// Binary: either side is not text (NUL in the first 8 KiB, or invalid
+	// UTF-8) or too large to diff; Summary then says what changed.
+	Binary     bool   `json:"binary"`
+	Diff       string `json:"diff,omitempty"` // unified diff of a text file
+	Summary    string `json:"summary,omitempty"`
+	ModeChange string `json:"mode_change,omitempty"` // e.g. "100644 -> 100755"
+}
+
+func toFileChange(c wsdiff.Change) FileChange { return FileChange(c) }
 
 // WorkspaceDiff is /workspace compared with its create-time baseline.
 type WorkspaceDiff struct {
@@ -49,18 +61,27 @@ func (c *Client) DiffWorkspace(ctx context.Context, ref string) (*WorkspaceDiff,
 	if err != nil {
 		return nil, err
 	}
-	changes := res.Changes
+	changes := mapSlice(res.Changes, toFileChange)
 	if changes == nil {
 		changes = []FileChange{}
 	}
 	return &WorkspaceDiff{WorkspaceID: r.ID, Changes: changes, Added: res.Added, Modified: res.Modified, Deleted: res.Deleted, Patch: res.Patch,
-		Skipped: res.Skipped.Count, SkippedFiles: res.Skipped.Files}, nil
+		Skipped: res.Skipped.Count, SkippedFiles: mapSlice(res.Skipped.Files, toSkipped)}, nil
+}
+
+// ApplyPatchRequest is a patch for ApplyPatch.
+type ApplyPatchRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	// Patch is a unified diff (git or diff -u style; paths relative to
+	// /workspace, a/ and b/ prefixes allowed). Empty is invalid_argument.
+	Patch string `json:"patch"`
 }
 
 // ApplyPatch applies a unified diff to /workspace, all or nothing: it is
 // checked against the current files on the host first, and if any hunk does
 // not apply nothing changes and the error (code patch_failed) names it.
-func (c *Client) ApplyPatch(ctx context.Context, ref, patch string) (*PatchResult, error) {
+func (c *Client) ApplyPatch(ctx context.Context, req ApplyPatchRequest) (*PatchResult, error) {
+	ref, patch := req.Workspace, req.Patch
 	if strings.TrimSpace(patch) == "" {
 		return nil, errdefs.InvalidArgument("patch", "is empty; give a unified diff")
 	}
@@ -80,6 +101,6 @@ func (c *Client) SummarizeWorkspace(ctx context.Context, ref string) (*Workspace
 	}
 	w := toWorkspace(r, nil)
 	c.addCommands(ctx, &w)
-	return &WorkspaceSummary{Workspace: w, Changes: s.Changes, Added: s.Added,
-		Modified: s.Modified, Deleted: s.Deleted, LastCommands: s.LastCommands}, nil
+	return &WorkspaceSummary{Workspace: w, Changes: mapSlice(s.Changes, toFileChange), Added: s.Added,
+		Modified: s.Modified, Deleted: s.Deleted, LastCommands: mapSlice(s.LastCommands, toLogEntry)}, nil
 }

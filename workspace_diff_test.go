@@ -52,14 +52,14 @@ func TestWorkspacePatchAndDiff(t *testing.T) {
 		t.Fatalf("test should fail first: %+v", r)
 	}
 	// A patch whose second file does not apply changes nothing, and says where.
-	_, err = c.ApplyPatch(ctx, id, badPatch)
+	_, err = c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: badPatch})
 	if pyro.ErrorCode(err) != "patch_failed" || !strings.Contains(err.Error(), "src/calc.sh") {
 		t.Fatalf("bad patch: %v", err)
 	}
 	if r := run("cat test.sh"); strings.Contains(r.Stdout, "echo OK") {
 		t.Fatal("a failed patch changed test.sh")
 	}
-	p, err := c.ApplyPatch(ctx, id, fixPatch)
+	p, err := c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: fixPatch})
 	if err != nil || len(p.Changed) != 1 || p.Changed[0] != "src/calc.sh" {
 		t.Fatalf("fix patch: %v %+v", err, p)
 	}
@@ -95,7 +95,7 @@ func TestWorkspacePatchAndDiff(t *testing.T) {
 		t.Fatalf("summary %v %+v", err, s)
 	}
 	// Paths out of /workspace in a patch are refused.
-	if _, err := c.ApplyPatch(ctx, id, "--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n"); pyro.ErrorCode(err) != "path_outside_workspace" {
+	if _, err := c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: "--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n"}); pyro.ErrorCode(err) != "path_outside_workspace" {
 		t.Errorf("escaping patch: %v", err)
 	}
 }

@@ -23,18 +23,19 @@ type DiskExportResult struct {
 
 // ListDiskFiles lists a directory of a stopped workspace's disk (default
 // /workspace), in the shape of ListWorkspaceFiles; directories have size 0.
-func (c *Client) ListDiskFiles(ctx context.Context, ref, path string, recursive bool) ([]FileEntry, error) {
-	_, entries, err := c.workspaces(ctx).DiskList(ctx, ref, path, recursive)
+func (c *Client) ListDiskFiles(ctx context.Context, req ListFilesRequest) ([]FileEntry, error) {
+	_, entries, err := c.workspaces(ctx).DiskList(ctx, req.Workspace, req.Path, req.Recursive)
 	if err != nil {
 		return nil, err
 	}
-	return entries, nil
+	return mapSlice(entries, toFileEntry), nil
 }
 
 // ReadDiskFile returns one regular file of a stopped workspace's disk, in
-// the shape of ReadWorkspaceFile; files above maxBytes (0 =
-// DefaultFileReadMaxBytes) are refused with code too_large.
-func (c *Client) ReadDiskFile(ctx context.Context, ref, path string, maxBytes int64) (*FileContent, error) {
+// the shape of ReadWorkspaceFile; files above req.MaxBytes are refused with
+// code too_large.
+func (c *Client) ReadDiskFile(ctx context.Context, req ReadFileRequest) (*FileContent, error) {
+	ref, path, maxBytes := req.Workspace, req.Path, req.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = DefaultFileReadMaxBytes
 	}
@@ -49,10 +50,20 @@ func (c *Client) ReadDiskFile(ctx context.Context, ref, path string, maxBytes in
 	return &FileContent{WorkspaceID: r.ID, Path: p, Size: len(b), Content: string(b), Binary: !utf8.Valid(b)}, nil
 }
 
+// ExportDiskRequest names the stopped workspace ExportDisk writes out, and
+// where.
+type ExportDiskRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	// Output is a new host path; its parent must exist and an existing
+	// path is refused.
+	Output string `json:"output_path"`
+}
+
 // ExportDisk writes a stopped workspace's whole disk as a raw ext4 image to
-// a new host path (its parent must exist; an existing path is refused).
-func (c *Client) ExportDisk(ctx context.Context, ref, output string) (*DiskExportResult, error) {
-	out, err := c.host.OpenTarget(output)
+// a new host path.
+func (c *Client) ExportDisk(ctx context.Context, req ExportDiskRequest) (*DiskExportResult, error) {
+	ref := req.Workspace
+	out, err := c.host.OpenTarget(req.Output)
 	if err != nil {
 		return nil, err
 	}

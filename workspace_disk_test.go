@@ -28,7 +28,7 @@ func TestWorkspaceDiskTools(t *testing.T) {
 	if err != nil || r.ExitCode != 0 {
 		t.Fatalf("exec: %+v %v", r, err)
 	}
-	if _, err := c.ListDiskFiles(ctx, id, "", false); pyro.ErrorCode(err) != "workspace_running" {
+	if _, err := c.ListDiskFiles(ctx, pyro.ListFilesRequest{Workspace: id}); pyro.ErrorCode(err) != "workspace_running" {
 		t.Fatalf("disk list while running: %v", err)
 	}
 	if _, err := c.StopWorkspace(ctx, id); err != nil {
@@ -40,7 +40,7 @@ func TestWorkspaceDiskTools(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	entries, err := c.ListDiskFiles(ctx, id, "/workspace", true)
+	entries, err := c.ListDiskFiles(ctx, pyro.ListFilesRequest{Workspace: id, Path: "/workspace", Recursive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +56,17 @@ func TestWorkspaceDiskTools(t *testing.T) {
 	if got["test.sh"].Mode != "755" || got["a b.txt"].Size != 7 || got["escape"].Size != int64(len("/etc/passwd")) {
 		t.Errorf("entries: %+v %+v %+v", got["test.sh"], got["a b.txt"], got["escape"])
 	}
-	if one, err := c.ListDiskFiles(ctx, id, "sub dir", false); err != nil || len(one) != 1 || one[0].Path != "sub dir/deep" {
+	if one, err := c.ListDiskFiles(ctx, pyro.ListFilesRequest{Workspace: id, Path: "sub dir"}); err != nil || len(one) != 1 || one[0].Path != "sub dir/deep" {
 		t.Errorf("list sub dir: %+v %v", one, err)
 	}
 
 	for p, want := range map[string]string{"a b.txt": "spaced\n", "/workspace/new\nline": "nl", "sub dir/deep": "deep"} {
-		f, err := c.ReadDiskFile(ctx, id, p, 0)
+		f, err := c.ReadDiskFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: p})
 		if err != nil || f.Content != want || f.Binary || f.WorkspaceID != id {
 			t.Errorf("read %q: %+v %v", p, f, err)
 		}
 	}
-	if f, err := c.ReadDiskFile(ctx, id, "big", 0); err != nil || f.Size != 3000 || f.Binary {
+	if f, err := c.ReadDiskFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: "big"}); err != nil || f.Size != 3000 || f.Binary {
 		t.Errorf("read big: %v", err)
 	}
 	for _, tc := range []struct{ path, code string }{
@@ -76,23 +76,23 @@ func TestWorkspaceDiskTools(t *testing.T) {
 		{"escape", "is_symlink"},
 		{"sub dir", "not_a_file"},
 	} {
-		if _, err := c.ReadDiskFile(ctx, id, tc.path, 0); pyro.ErrorCode(err) != tc.code {
+		if _, err := c.ReadDiskFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: tc.path}); pyro.ErrorCode(err) != tc.code {
 			t.Errorf("read %q: %v, want %s", tc.path, err, tc.code)
 		}
 	}
-	if _, err := c.ReadDiskFile(ctx, id, "big", 100); pyro.ErrorCode(err) != "too_large" {
+	if _, err := c.ReadDiskFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: "big", MaxBytes: 100}); pyro.ErrorCode(err) != "too_large" {
 		t.Errorf("read big with max 100: %v", err)
 	}
-	if _, err := c.ListDiskFiles(ctx, id, "escape", false); pyro.ErrorCode(err) != "is_symlink" {
+	if _, err := c.ListDiskFiles(ctx, pyro.ListFilesRequest{Workspace: id, Path: "escape"}); pyro.ErrorCode(err) != "is_symlink" {
 		t.Errorf("list a symlink: %v", err)
 	}
 
 	out := filepath.Join(t.TempDir(), "disk.raw")
-	res, err := c.ExportDisk(ctx, id, out)
+	res, err := c.ExportDisk(ctx, pyro.ExportDiskRequest{Workspace: id, Output: out})
 	if err != nil || res.HostPath != out || res.Format != "raw" || res.Bytes == 0 {
 		t.Fatalf("export: %+v %v", res, err)
 	}
-	if _, err := c.ExportDisk(ctx, id, out); pyro.ErrorCode(err) != "already_exists" {
+	if _, err := c.ExportDisk(ctx, pyro.ExportDiskRequest{Workspace: id, Output: out}); pyro.ErrorCode(err) != "already_exists" {
 		t.Errorf("export onto an existing file: %v", err)
 	}
 	if b, err := exec.Command("e2fsck", "-n", "-f", out).CombinedOutput(); err != nil {

@@ -28,14 +28,14 @@ func TestWorkspaceFilesSyncExport(t *testing.T) {
 	}
 
 	// write / read / list
-	if _, err := c.WriteWorkspaceFile(ctx, id, "notes/todo.txt", []byte("fix it\n")); err != nil {
+	if _, err := c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: id, Path: "notes/todo.txt", Content: []byte("fix it\n")}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := c.ReadWorkspaceFile(ctx, id, "/workspace/notes/todo.txt", 0)
+	f, err := c.ReadWorkspaceFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: "/workspace/notes/todo.txt"})
 	if err != nil || f.Content != "fix it\n" || f.Binary {
 		t.Fatalf("read back: %v %+v", err, f)
 	}
-	entries, err := c.ListWorkspaceFiles(ctx, id, "", true)
+	entries, err := c.ListWorkspaceFiles(ctx, pyro.ListFilesRequest{Workspace: id, Recursive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestWorkspaceFilesSyncExport(t *testing.T) {
 	// sync push of later host changes
 	more := t.TempDir()
 	os.WriteFile(filepath.Join(more, "extra.txt"), []byte("pushed\n"), 0o644)
-	if r, err := c.SyncPush(ctx, id, more, "incoming"); err != nil || r.Entries != 1 || r.Path != "/workspace/incoming" {
+	if r, err := c.SyncPush(ctx, pyro.SyncPushRequest{Workspace: id, Source: more, Dest: "incoming"}); err != nil || r.Entries != 1 || r.Path != "/workspace/incoming" {
 		t.Fatalf("sync push: %v %+v", err, r)
 	}
 	if r := exec("cat incoming/extra.txt"); r.Stdout != "pushed\n" {
@@ -61,13 +61,13 @@ func TestWorkspaceFilesSyncExport(t *testing.T) {
 
 	// export a file and a directory
 	out := t.TempDir()
-	if _, err := c.ExportWorkspace(ctx, id, "src/calc.sh", filepath.Join(out, "calc.sh")); err != nil {
+	if _, err := c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: id, Path: "src/calc.sh", Output: filepath.Join(out, "calc.sh")}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "calc.sh")); string(b) != "add() { echo $(($1 - $2)); }\n" {
 		t.Fatalf("exported file %q", b)
 	}
-	if _, err := c.ExportWorkspace(ctx, id, "notes", filepath.Join(out, "notes")); err != nil {
+	if _, err := c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: id, Path: "notes", Output: filepath.Join(out, "notes")}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "notes", "todo.txt")); string(b) != "fix it\n" {
@@ -76,7 +76,7 @@ func TestWorkspaceFilesSyncExport(t *testing.T) {
 
 	// A directory holding one file of its own name is still a directory.
 	exec("mkdir -p same && echo inner > same/same")
-	if _, err := c.ExportWorkspace(ctx, id, "same", filepath.Join(out, "same")); err != nil {
+	if _, err := c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: id, Path: "same", Output: filepath.Join(out, "same")}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "same", "same")); string(b) != "inner\n" {
@@ -86,27 +86,27 @@ func TestWorkspaceFilesSyncExport(t *testing.T) {
 	// everything that leaves /workspace is refused, on every path-taking call
 	exec("ln -s /etc escape && head -c 3000000 /dev/zero > big.bin")
 	for _, p := range []string{"../etc/passwd", "/etc/passwd", "escape/passwd", "notes/../../etc"} {
-		if _, err := c.ReadWorkspaceFile(ctx, id, p, 0); pyro.ErrorCode(err) != "path_outside_workspace" {
+		if _, err := c.ReadWorkspaceFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: p}); pyro.ErrorCode(err) != "path_outside_workspace" {
 			t.Errorf("read %q: %v", p, err)
 		}
-		if _, err := c.WriteWorkspaceFile(ctx, id, p, []byte("x")); pyro.ErrorCode(err) != "path_outside_workspace" {
+		if _, err := c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: id, Path: p, Content: []byte("x")}); pyro.ErrorCode(err) != "path_outside_workspace" {
 			t.Errorf("write %q: %v", p, err)
 		}
-		if _, err := c.ExportWorkspace(ctx, id, p, filepath.Join(out, "x")); pyro.ErrorCode(err) != "path_outside_workspace" {
+		if _, err := c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: id, Path: p, Output: filepath.Join(out, "x")}); pyro.ErrorCode(err) != "path_outside_workspace" {
 			t.Errorf("export %q: %v", p, err)
 		}
 	}
-	if _, err := c.ListWorkspaceFiles(ctx, id, "escape", false); pyro.ErrorCode(err) != "path_outside_workspace" {
+	if _, err := c.ListWorkspaceFiles(ctx, pyro.ListFilesRequest{Workspace: id, Path: "escape"}); pyro.ErrorCode(err) != "path_outside_workspace" {
 		t.Errorf("list through a symlink out: %v", err)
 	}
-	if _, err := c.ReadWorkspaceFile(ctx, id, "big.bin", 1<<20); pyro.ErrorCode(err) != "too_large" {
+	if _, err := c.ReadWorkspaceFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: "big.bin", MaxBytes: 1 << 20}); pyro.ErrorCode(err) != "too_large" {
 		t.Errorf("read of a 3 MB file with max 1 MiB: %v", err)
 	}
 	// export targets on the host
 	file := filepath.Join(out, "afile")
 	os.WriteFile(file, nil, 0o644)
 	for _, bad := range []string{filepath.Join(out, "missing", "x"), filepath.Join(file, "x"), filepath.Join(out, "calc.sh")} {
-		if _, err := c.ExportWorkspace(ctx, id, "test.sh", bad); err == nil {
+		if _, err := c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: id, Path: "test.sh", Output: bad}); err == nil {
 			t.Errorf("export to %s succeeded", bad)
 		}
 	}

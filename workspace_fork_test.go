@@ -59,7 +59,7 @@ func TestFork(t *testing.T) {
 	}
 	hostPorts := map[int]bool{web.PublishedPorts[0].HostPort: true}
 	for _, f := range res.Forks {
-		svc, err := c.ServiceStatus(ctx, f.WorkspaceID, "web")
+		svc, err := c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: f.WorkspaceID, Name: "web"})
 		if err != nil || svc.State != pyro.ServiceReady || len(svc.PublishedPorts) != 1 || hostPorts[svc.PublishedPorts[0].HostPort] {
 			t.Fatalf("web in fork %s: %v %+v", f.WorkspaceID, err, svc)
 		}

@@ -52,7 +52,7 @@ func TestWorkspaceDurableWrites(t *testing.T) {
 		fn   func(t *testing.T, state, id string)
 	}{{"supervisor", killSupervisor}, {"qemu", killVMM}} {
 		mustExec(t, c, w.WorkspaceID, "echo late > n-"+kill.name+".txt && rm -f gone")
-		if _, err := c.WriteWorkspaceFile(ctx, w.WorkspaceID, "w-"+kill.name+".txt", []byte("written")); err != nil {
+		if _, err := c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.WorkspaceID, Path: "w-" + kill.name + ".txt", Content: []byte("written")}); err != nil {
 			t.Fatal(err)
 		}
 		kill.fn(t, state, w.WorkspaceID)

@@ -81,7 +81,7 @@ func TestPauseResume(t *testing.T) {
 	if got != bg+"200" {
 		t.Fatalf("after resume: %q, want the same sleep pid %q and 200", got, bg)
 	}
-	svc, err := c.ServiceStatus(ctx, ws, "web")
+	svc, err := c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: ws, Name: "web"})
 	if err != nil || svc.State != pyro.ServiceReady || svc.Pid != web.Pid || len(svc.PublishedPorts) != 1 || svc.PublishedPorts[0] != web.PublishedPorts[0] {
 		t.Fatalf("web after resume: %v %+v, was %+v", err, svc, web)
 	}

@@ -123,7 +123,7 @@ func TestWorkspaceSecrets(t *testing.T) {
 
 	// Files: read, diff and export show [REDACTED]; the guest file is intact.
 	exec(`printf 'key=%s\n' "$API_TOKEN" > conf.txt`, map[string]string{"API_TOKEN": ""})
-	f, err := c.ReadWorkspaceFile(ctx, id, "conf.txt", 1<<20)
+	f, err := c.ReadWorkspaceFile(ctx, pyro.ReadFileRequest{Workspace: id, Path: "conf.txt", MaxBytes: 1 << 20})
 	if err != nil || f.Content != "key=[REDACTED]\n" {
 		t.Errorf("file read: %v %+v", err, f)
 	}
@@ -133,7 +133,7 @@ func TestWorkspaceSecrets(t *testing.T) {
 	}
 	noSecret(t, "diff", d.Patch)
 	out := filepath.Join(t.TempDir(), "conf.txt")
-	if _, err := c.ExportWorkspace(ctx, id, "conf.txt", out); err != nil {
+	if _, err := c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: id, Path: "conf.txt", Output: out}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "key=[REDACTED]\n" {
@@ -147,7 +147,7 @@ func TestWorkspaceSecrets(t *testing.T) {
 	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "true", SecretEnv: map[string]string{"NOPE": ""}}); pyro.ErrorCode(err) != "secret_not_found" {
 		t.Errorf("unknown secret: %v", err)
 	}
-	_, err = c.ApplyPatch(ctx, id, "--- a/conf.txt\n+++ b/conf.txt\n@@ -1 +1 @@\n-key=other-"+apiToken+"\n+key=x\n")
+	_, err = c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: "--- a/conf.txt\n+++ b/conf.txt\n@@ -1 +1 @@\n-key=other-" + apiToken + "\n+key=x\n"})
 	if err == nil {
 		t.Error("a patch that does not apply applied")
 	}
@@ -175,14 +175,14 @@ func TestWorkspaceSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	noSecret(t, "service", svc.Command)
-	l, err := c.ServiceLogs(ctx, id, "echoer", 0)
+	l, err := c.ServiceLogs(ctx, pyro.ServiceLogsRequest{Workspace: id, Name: "echoer"})
 	if err != nil || !strings.Contains(l.Log, "started with [REDACTED]") {
 		t.Errorf("service logs: %v %+v", err, l)
 	}
 	noSecret(t, "service logs", l.Log)
 
 	// Snapshots keep real bytes: a reset to one brings back the real file.
-	if _, err := c.CreateSnapshot(ctx, id, "with-conf"); err != nil {
+	if _, err := c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "with-conf"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: id, Snapshot: "with-conf"}); err != nil {

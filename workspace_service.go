@@ -226,9 +226,15 @@ func (c *Client) ListServices(ctx context.Context, ref string) ([]Service, error
 	return out, nil
 }
 
+// ServiceRequest names one service of a workspace.
+type ServiceRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	Name      string `json:"name"`
+}
+
 // ServiceStatus describes one service.
-func (c *Client) ServiceStatus(ctx context.Context, ref, name string) (*Service, error) {
-	r, info, err := c.workspaces(ctx).ServiceStatus(ctx, ref, name)
+func (c *Client) ServiceStatus(ctx context.Context, req ServiceRequest) (*Service, error) {
+	r, info, err := c.workspaces(ctx).ServiceStatus(ctx, req.Workspace, req.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -244,9 +250,17 @@ type ServiceLogs struct {
 	Truncated   bool   `json:"truncated"` // older output was left out
 }
 
-// ServiceLogs returns the last tailLines lines of a service's log (0 = all),
-// at most 1 MiB.
-func (c *Client) ServiceLogs(ctx context.Context, ref, name string, tailLines int) (*ServiceLogs, error) {
+// ServiceLogsRequest names the service whose log ServiceLogs reads.
+type ServiceLogsRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	Name      string `json:"name"`
+	// TailLines keeps the last lines only; 0 = the whole log (at most 1 MiB).
+	TailLines int `json:"tail_lines,omitempty"`
+}
+
+// ServiceLogs returns the end of a service's log, at most 1 MiB.
+func (c *Client) ServiceLogs(ctx context.Context, req ServiceLogsRequest) (*ServiceLogs, error) {
+	ref, name, tailLines := req.Workspace, req.Name, req.TailLines
 	if tailLines < 0 {
 		return nil, errdefs.InvalidArgument("tail_lines", "must not be negative")
 	}
@@ -259,8 +273,8 @@ func (c *Client) ServiceLogs(ctx context.Context, ref, name string, tailLines in
 
 // StopService sends TERM to the service's process group, KILL after 5 s,
 // and reaps it. Stopping an ended service returns it unchanged.
-func (c *Client) StopService(ctx context.Context, ref, name string) (*Service, error) {
-	r, info, err := c.workspaces(ctx).StopService(ctx, ref, name)
+func (c *Client) StopService(ctx context.Context, req ServiceRequest) (*Service, error) {
+	r, info, err := c.workspaces(ctx).StopService(ctx, req.Workspace, req.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func TestServices(t *testing.T) {
 	if r := exec("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/"); r.Stdout != "200" {
 		t.Fatalf("curl: %+v", r)
 	}
-	logs, err := c.ServiceLogs(ctx, ws, "web", 5)
+	logs, err := c.ServiceLogs(ctx, pyro.ServiceLogsRequest{Workspace: ws, Name: "web", TailLines: 5})
 	if err != nil || !strings.Contains(logs.Log, `"GET / HTTP/1.1" 200`) {
 		t.Fatalf("web logs: %v %+v", err, logs)
 	}
@@ -95,7 +95,7 @@ func TestServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond)
-	brief, err := c.ServiceStatus(ctx, ws, "brief")
+	brief, err := c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: ws, Name: "brief"})
 	if err != nil || brief.State != pyro.ServiceExited || brief.ExitCode == nil || *brief.ExitCode != 7 {
 		t.Fatalf("brief: %v %+v", err, brief)
 	}
@@ -103,14 +103,14 @@ func TestServices(t *testing.T) {
 	if _, err := start(pyro.StartServiceRequest{Name: "stubborn", Command: "trap '' TERM; while :; do sleep 0.2; done"}); err != nil {
 		t.Fatal(err)
 	}
-	stopped, err := c.StopService(ctx, ws, "stubborn")
+	stopped, err := c.StopService(ctx, pyro.ServiceRequest{Workspace: ws, Name: "stubborn"})
 	if err != nil || stopped.State != pyro.ServiceStopped {
 		t.Fatalf("stop stubborn: %v %+v", err, stopped)
 	}
 	if r := exec("kill -0 " + strconv.Itoa(stopped.Pid) + " 2>/dev/null && echo alive || echo gone"); r.Stdout != "gone\n" {
 		t.Errorf("stubborn after stop: %q", r.Stdout)
 	}
-	if s, err := c.StopService(ctx, ws, "web"); err != nil || s.State != pyro.ServiceStopped {
+	if s, err := c.StopService(ctx, pyro.ServiceRequest{Workspace: ws, Name: "web"}); err != nil || s.State != pyro.ServiceStopped {
 		t.Fatalf("stop web: %v %+v", err, s)
 	}
 	if r := exec("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/"); r.Stdout == "200" {
@@ -141,7 +141,7 @@ func TestServices(t *testing.T) {
 	if strings.Contains(d.Patch, "pyro-services") || strings.Contains(d.Patch, "booting") {
 		t.Errorf("service files leak into the diff:\n%s", d.Patch)
 	}
-	if _, err := c.ServiceStatus(ctx, ws, "nope"); pyro.ErrorCode(err) != "service_not_found" {
+	if _, err := c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: ws, Name: "nope"}); pyro.ErrorCode(err) != "service_not_found" {
 		t.Errorf("unknown service: %v", err)
 	}
 	for _, bad := range []pyro.StartServiceRequest{

@@ -116,17 +116,47 @@ func (c *Client) WriteShell(ctx context.Context, req WriteShellRequest) (*Shell,
 	return c.shellInput(ctx, req.Workspace, req.ShellID, supervisor.ShellInputRequest{Input: in})
 }
 
-// SignalShell sends INT, TERM, HUP or KILL to the shell's foreground job.
-func (c *Client) SignalShell(ctx context.Context, ref, shellID, signal string) (*Shell, error) {
+// ShellRequest names one shell of a workspace.
+type ShellRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	ShellID   string `json:"shell_id"`
+}
+
+// SignalShellRequest is a signal for SignalShell.
+type SignalShellRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	ShellID   string `json:"shell_id"`
+	// Signal is INT, TERM, HUP or KILL; "" = INT.
+	Signal string `json:"signal,omitempty"`
+}
+
+// SignalShell sends a signal to the shell's foreground job.
+func (c *Client) SignalShell(ctx context.Context, req SignalShellRequest) (*Shell, error) {
+	signal := req.Signal
 	if signal == "" {
 		signal = "INT"
 	}
-	return c.shellInput(ctx, ref, shellID, supervisor.ShellInputRequest{Signal: signal})
+	return c.shellInput(ctx, req.Workspace, req.ShellID, supervisor.ShellInputRequest{Signal: signal})
+}
+
+// ResizeShellRequest is a terminal size for ResizeShell.
+type ResizeShellRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	ShellID   string `json:"shell_id"`
+	// Cols (10..500) and Rows (2..200) are both required: a zero is
+	// invalid_argument, as for any size out of range.
+	Cols int `json:"cols"`
+	Rows int `json:"rows"`
 }
 
 // ResizeShell changes the shell's terminal size.
-func (c *Client) ResizeShell(ctx context.Context, ref, shellID string, cols, rows int) (*Shell, error) {
-	return c.shellInput(ctx, ref, shellID, supervisor.ShellInputRequest{Cols: cols, Rows: rows})
+func (c *Client) ResizeShell(ctx context.Context, req ResizeShellRequest) (*Shell, error) {
+	// Checked here too: a zero size would otherwise reach the supervisor as
+	// an empty write and do nothing.
+	if err := shell.CheckSize(req.Cols, req.Rows); err != nil {
+		return nil, err
+	}
+	return c.shellInput(ctx, req.Workspace, req.ShellID, supervisor.ShellInputRequest{Cols: req.Cols, Rows: req.Rows})
 }
 
 func (c *Client) shellInput(ctx context.Context, ref, shellID string, req supervisor.ShellInputRequest) (*Shell, error) {
@@ -139,8 +169,8 @@ func (c *Client) shellInput(ctx context.Context, ref, shellID string, req superv
 
 // CloseShell hangs the shell up and ends its programs. Its output stays
 // readable until the workspace stops.
-func (c *Client) CloseShell(ctx context.Context, ref, shellID string) (*Shell, error) {
-	r, info, err := c.workspaces(ctx).CloseShell(ctx, ref, shellID)
+func (c *Client) CloseShell(ctx context.Context, req ShellRequest) (*Shell, error) {
+	r, info, err := c.workspaces(ctx).CloseShell(ctx, req.Workspace, req.ShellID)
 	if err != nil {
 		return nil, err
 	}

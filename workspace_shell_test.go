@@ -63,12 +63,12 @@ func TestShellPythonAndErrors(t *testing.T) {
 	s := &shellSession{t: t, c: c, ws: w.WorkspaceID, id: sh.ShellID}
 	s.write("stty size; pwd")
 	s.readUntil("30 120")
-	if r, err := c.ResizeShell(ctx, w.WorkspaceID, sh.ShellID, 100, 40); err != nil || r.Cols != 100 || r.Rows != 40 {
+	if r, err := c.ResizeShell(ctx, pyro.ResizeShellRequest{Workspace: w.WorkspaceID, ShellID: sh.ShellID, Cols: 100, Rows: 40}); err != nil || r.Cols != 100 || r.Rows != 40 {
 		t.Fatalf("resize: %v %+v", err, r)
 	}
 	s.write("stty size")
 	s.readUntil("40 100")
-	if _, err := c.ResizeShell(ctx, w.WorkspaceID, sh.ShellID, 5000, 40); pyro.ErrorCode(err) != "invalid_argument" {
+	if _, err := c.ResizeShell(ctx, pyro.ResizeShellRequest{Workspace: w.WorkspaceID, ShellID: sh.ShellID, Cols: 5000, Rows: 40}); pyro.ErrorCode(err) != "invalid_argument" {
 		t.Errorf("resize to 5000 cols: %v", err)
 	}
 	s.write("python3 -q")
@@ -92,7 +92,7 @@ func TestShellPythonAndErrors(t *testing.T) {
 	// Ctrl-C reaches the foreground program (python shows KeyboardInterrupt).
 	s.write("import time; time.sleep(100)")
 	time.Sleep(500 * time.Millisecond)
-	if _, err := c.SignalShell(ctx, w.WorkspaceID, sh.ShellID, "INT"); err != nil {
+	if _, err := c.SignalShell(ctx, pyro.SignalShellRequest{Workspace: w.WorkspaceID, ShellID: sh.ShellID, Signal: "INT"}); err != nil {
 		t.Fatal(err)
 	}
 	s.readUntil("KeyboardInterrupt")
@@ -130,7 +130,7 @@ func TestShellPythonAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if cl, err := c.CloseShell(ctx, w.WorkspaceID, sh2.ShellID); err != nil || cl.State != pyro.ShellClosed {
+		if cl, err := c.CloseShell(ctx, pyro.ShellRequest{Workspace: w.WorkspaceID, ShellID: sh2.ShellID}); err != nil || cl.State != pyro.ShellClosed {
 			t.Fatalf("close: %v %+v", err, cl)
 		}
 	}
@@ -251,5 +251,28 @@ func TestShellSupervisorRestart(t *testing.T) {
 	}
 	if time.Since(start) > 60*time.Second {
 		t.Errorf("calls took %s", time.Since(start))
+	}
+}
+
+// TestResizeShellSize: a resize names both sizes; a zero or out-of-range
+// one is invalid_argument before any workspace is looked up.
+func TestResizeShellSize(t *testing.T) {
+	c, err := pyro.New(pyro.WithStateDir(t.TempDir()), pyro.WithCacheDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, req := range []pyro.ResizeShellRequest{
+		{Workspace: "nope", ShellID: "x"},
+		{Workspace: "nope", ShellID: "x", Cols: 120},
+		{Workspace: "nope", ShellID: "x", Cols: 9, Rows: 30},
+		{Workspace: "nope", ShellID: "x", Cols: 120, Rows: 201},
+	} {
+		if _, err := c.ResizeShell(t.Context(), req); pyro.ErrorCode(err) != pyro.CodeInvalidArgument {
+			t.Errorf("ResizeShell(%+v): %v; want %s", req, err, pyro.CodeInvalidArgument)
+		}
+	}
+	if _, err := c.ResizeShell(t.Context(), pyro.ResizeShellRequest{Workspace: "nope", ShellID: "x", Cols: 120, Rows: 30}); pyro.ErrorCode(err) != pyro.CodeWorkspaceNotFound {
+		t.Errorf("a valid size reaches the workspace lookup: %v", err)
 	}
 }

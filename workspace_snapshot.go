@@ -29,14 +29,22 @@ type ResetWorkspaceRequest struct {
 
 func toSnapshot(id string, s workspace.SnapshotInfo) WorkspaceSnapshot {
 	return WorkspaceSnapshot{WorkspaceID: id, Name: s.Name, CreatedAt: s.CreatedAt, Entries: s.Entries, Bytes: s.Bytes,
-		Skipped: s.Skipped.Count, SkippedFiles: s.Skipped.Files}
+		Skipped: s.Skipped.Count, SkippedFiles: mapSlice(s.Skipped.Files, toSkipped)}
+}
+
+// SnapshotRequest names one snapshot of a workspace.
+type SnapshotRequest struct {
+	Workspace string `json:"workspace_id"` // id or name
+	// Name is 1-63 letters, digits, '.', '_' or '-', starting with a letter
+	// or digit; "baseline" is reserved.
+	Name string `json:"name"`
 }
 
 // CreateSnapshot saves the running workspace's /workspace under name.
 // Errors: workspace_stopped, snapshot_exists, invalid_argument (bad or
 // reserved name: "baseline").
-func (c *Client) CreateSnapshot(ctx context.Context, ref, name string) (*WorkspaceSnapshot, error) {
-	r, s, err := c.workspaces(ctx).CreateSnapshot(ctx, ref, name)
+func (c *Client) CreateSnapshot(ctx context.Context, req SnapshotRequest) (*WorkspaceSnapshot, error) {
+	r, s, err := c.workspaces(ctx).CreateSnapshot(ctx, req.Workspace, req.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -59,8 +67,8 @@ func (c *Client) ListSnapshots(ctx context.Context, ref string) ([]WorkspaceSnap
 
 // DeleteSnapshot removes a snapshot (snapshot_not_found when there is none
 // of that name) and returns what it was.
-func (c *Client) DeleteSnapshot(ctx context.Context, ref, name string) (*WorkspaceSnapshot, error) {
-	r, s, err := c.workspaces(ctx).DeleteSnapshot(ctx, ref, name)
+func (c *Client) DeleteSnapshot(ctx context.Context, req SnapshotRequest) (*WorkspaceSnapshot, error) {
+	r, s, err := c.workspaces(ctx).DeleteSnapshot(ctx, req.Workspace, req.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -37,14 +37,14 @@ func TestWorkspaceSnapshotAndReset(t *testing.T) {
 	// s1: one file changed, one added.
 	exec("sed -i 's/\\$1 - \\$2/$1 + $2/' src/calc.sh && echo first > notes.txt")
 	atS1 := exec(tree).Stdout
-	s1, err := c.CreateSnapshot(ctx, "snaps", "s1")
+	s1, err := c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: "snaps", Name: "s1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s1.Name != "s1" || s1.WorkspaceID != id || s1.Entries < 4 || s1.Bytes == 0 || s1.CreatedAt.IsZero() {
 		t.Fatalf("snapshot %+v", s1)
 	}
-	if _, err := c.CreateSnapshot(ctx, id, "s2"); err != nil {
+	if _, err := c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "s2"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -52,17 +52,17 @@ func TestWorkspaceSnapshotAndReset(t *testing.T) {
 	for _, tc := range []struct {
 		name, code string
 	}{{"s1", "snapshot_exists"}, {"baseline", "invalid_argument"}, {"a/b", "invalid_argument"}, {"..", "invalid_argument"}, {"../x", "invalid_argument"}} {
-		if _, err := c.CreateSnapshot(ctx, id, tc.name); pyro.ErrorCode(err) != tc.code {
+		if _, err := c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: tc.name}); pyro.ErrorCode(err) != tc.code {
 			t.Errorf("create snapshot %q: %v, want %s", tc.name, err, tc.code)
 		}
 	}
 	if _, err := c.ResetWorkspace(ctx, pyro.ResetWorkspaceRequest{Workspace: id, Snapshot: "nope"}); pyro.ErrorCode(err) != "snapshot_not_found" {
 		t.Errorf("reset to an unknown snapshot: %v", err)
 	}
-	if _, err := c.DeleteSnapshot(ctx, id, "nope"); pyro.ErrorCode(err) != "snapshot_not_found" {
+	if _, err := c.DeleteSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "nope"}); pyro.ErrorCode(err) != "snapshot_not_found" {
 		t.Errorf("delete an unknown snapshot: %v", err)
 	}
-	if _, err := c.DeleteSnapshot(ctx, id, "s2"); err != nil {
+	if _, err := c.DeleteSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "s2"}); err != nil {
 		t.Fatal(err)
 	}
 	if ss, err := c.ListSnapshots(ctx, id); err != nil || len(ss) != 1 || ss[0].Name != "s1" {
@@ -115,7 +115,7 @@ func TestWorkspaceSnapshotAndReset(t *testing.T) {
 	if _, err := c.StopWorkspace(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateSnapshot(ctx, id, "s3"); pyro.ErrorCode(err) != "workspace_stopped" || !strings.Contains(err.Error(), "workspace start") {
+	if _, err := c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "s3"}); pyro.ErrorCode(err) != "workspace_stopped" || !strings.Contains(err.Error(), "workspace start") {
 		t.Errorf("snapshot of a stopped workspace: %v", err)
 	}
 	if _, err := c.StartWorkspace(ctx, id); err != nil {
@@ -127,7 +127,7 @@ func TestWorkspaceSnapshotAndReset(t *testing.T) {
 
 	// A reset that fails midway (the guest refuses a damaged archive) is
 	// rolled back: stopped, files and history as before; start works.
-	if _, err := c.CreateSnapshot(ctx, id, "bad"); err != nil {
+	if _, err := c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "bad"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(state, "workspaces", id, "snapshots", "bad.tar"), []byte(strings.Repeat("not a tar ", 200)), 0o600); err != nil {
@@ -149,7 +149,7 @@ func TestWorkspaceSnapshotAndReset(t *testing.T) {
 	if r := exec("cat keep.txt"); r.Stdout != "keep\n" {
 		t.Fatalf("files after a failed reset: %+v", r)
 	}
-	if _, err := c.DeleteSnapshot(ctx, id, "bad"); err != nil {
+	if _, err := c.DeleteSnapshot(ctx, pyro.SnapshotRequest{Workspace: id, Name: "bad"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -5,7 +5,7 @@ pkgs=(
   qemu-system-x86 qemu-utils      # the VMM and disk overlays
   mmdebstrap e2fsprogs            # environment images; debugfs for the offline disk tools
   linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev xz-utils cpio kmod  # guest kernel
-  ca-certificates git
+  ca-certificates git jq          # jq: README examples read --json output
   iproute2                        # the network tests put an "outside" server in its own netns
   busybox-static                  # the OCI tests build busybox-only images from /bin/busybox
 )

@@ -27,7 +27,7 @@ func TestFaultsGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A completed write every row must keep.
-	if _, err := s.c.WriteWorkspaceFile(ctx, w.id, "kept.txt", []byte("kept\n")); err != nil {
+	if _, err := s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: "kept.txt", Content: []byte("kept\n")}); err != nil {
 		t.Fatal(err)
 	}
 	w.want["kept.txt"] = sum([]byte("kept\n"))
@@ -108,13 +108,13 @@ func TestFaultsGuest(t *testing.T) {
 			return
 		}
 		c.note("disk: %s", strings.Join(strings.Fields(r.Stdout), " "))
-		_, err = s.c.WriteWorkspaceFile(ctx, w.id, "big.bin", randomBytes(4<<20))
+		_, err = s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: "big.bin", Content: randomBytes(4 << 20)})
 		if code := pyro.ErrorCode(err); code != "no_space" {
 			c.fail("file write on a full disk: %s %v", code, err)
 		} else {
 			c.note("file write: no_space")
 		}
-		_, err = s.c.ApplyPatch(ctx, w.id, "--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+"+strings.Repeat("x", 1<<20)+"\n")
+		_, err = s.c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: w.id, Patch: "--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+" + strings.Repeat("x", 1<<20) + "\n"})
 		if code := pyro.ErrorCode(err); code != "no_space" {
 			c.fail("patch on a full disk: %s %v", code, err)
 		} else {
@@ -123,7 +123,7 @@ func TestFaultsGuest(t *testing.T) {
 		if r, _, _ := s.exec(ctx, w.id, "ls big.bin new.txt 2>&1; rm -f fill fill2", 60); r == nil || !strings.Contains(r.Stdout, "No such file") || strings.Count(r.Stdout, "No such file") != 2 {
 			c.fail("a failed write left something: %+v", r)
 		}
-		if _, err := s.c.WriteWorkspaceFile(ctx, w.id, "big.bin", []byte("fits\n")); err != nil {
+		if _, err := s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: "big.bin", Content: []byte("fits\n")}); err != nil {
 			c.fail("write after freeing space: %v", err)
 		}
 		w.want["big.bin"] = sum([]byte("fits\n"))
@@ -146,7 +146,9 @@ func TestFaultsGuest(t *testing.T) {
 		start := time.Now()
 		for i := range bodies {
 			bodies[i] = []byte(strings.Repeat(strconv.Itoa(i), 1<<20))
-			wg.Go(func() { _, errs[i] = s.c.WriteWorkspaceFile(ctx, w.id, "same.txt", bodies[i]) })
+			wg.Go(func() {
+				_, errs[i] = s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: "same.txt", Content: bodies[i]})
+			})
 		}
 		wg.Wait()
 		within(c, "4 writers", time.Since(start), transferBound)
@@ -196,7 +198,7 @@ func TestFaultsHostDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.c.WriteWorkspaceFile(ctx, w.id, "data.bin", randomBytes(24<<20)); err != nil {
+	if _, err := s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: "data.bin", Content: randomBytes(24 << 20)}); err != nil {
 		t.Fatal(err)
 	}
 	w.want["data.bin"] = "" // filled in below from the guest
@@ -217,7 +219,7 @@ func TestFaultsHostDisk(t *testing.T) {
 		}
 		c.note("host free %d MiB", 16)
 		start := time.Now()
-		_, err := s.c.CreateSnapshot(ctx, w.id, "full")
+		_, err := s.c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: w.id, Name: "full"})
 		within(c, "snapshot", time.Since(start), transferBound)
 		if code := pyro.ErrorCode(err); code != "no_space" {
 			c.fail("snapshot on a full host disk: %s %v", code, err)
@@ -229,7 +231,7 @@ func TestFaultsHostDisk(t *testing.T) {
 		}
 		s.leaks(c)
 		os.Remove(filler)
-		if _, err := s.c.CreateSnapshot(ctx, w.id, "full"); err != nil {
+		if _, err := s.c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: w.id, Name: "full"}); err != nil {
 			c.fail("snapshot once there is room: %v", err)
 		}
 		s.usable(c, w)
@@ -238,7 +240,7 @@ func TestFaultsHostDisk(t *testing.T) {
 	runRow(t, "host disk nearly full during export", "no_space, no partial output; workspace usable", func(t *testing.T, c *check) {
 		out := filepath.Join(s.out, "exp")
 		start := time.Now()
-		_, err := s.c.ExportWorkspace(ctx, w.id, "/workspace", out)
+		_, err := s.c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: w.id, Path: "/workspace", Output: out})
 		within(c, "export", time.Since(start), transferBound)
 		if code := pyro.ErrorCode(err); code != "no_space" {
 			c.fail("export onto a full host disk: %s %v", code, err)

@@ -63,7 +63,7 @@ func ops(t *testing.T) []op {
 				return os.WriteFile(hostFile, content, 0o644)
 			},
 			call: func(ctx context.Context, s *suite, w *ws) error {
-				_, err := s.c.WriteWorkspaceFile(ctx, w.id, fmt.Sprintf("fw-%d", k), content)
+				_, err := s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: fmt.Sprintf("fw-%d", k), Content: content})
 				return err
 			},
 			cli: func(_ *suite, w *ws) []string {
@@ -90,7 +90,7 @@ func ops(t *testing.T) []op {
 			},
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				p, _ := os.ReadFile(hostFile)
-				_, err := s.c.ApplyPatch(ctx, w.id, string(p))
+				_, err := s.c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: w.id, Patch: string(p)})
 				return err
 			},
 			cli: func(_ *suite, w *ws) []string {
@@ -104,7 +104,7 @@ func ops(t *testing.T) []op {
 				return os.WriteFile(filepath.Join(syncDir, "big"), content, 0o644)
 			},
 			call: func(ctx context.Context, s *suite, w *ws) error {
-				_, err := s.c.SyncPush(ctx, w.id, syncDir, fmt.Sprintf("sync-%d", k))
+				_, err := s.c.SyncPush(ctx, pyro.SyncPushRequest{Workspace: w.id, Source: syncDir, Dest: fmt.Sprintf("sync-%d", k)})
 				return err
 			},
 			cli: func(_ *suite, w *ws) []string {
@@ -114,7 +114,7 @@ func ops(t *testing.T) []op {
 		{name: "snapshot", bound: transferBound, delay: 300 * time.Millisecond,
 			prep: func(*suite, *ws) error { snap = fmt.Sprintf("snap-%d", n()); return nil },
 			call: func(ctx context.Context, s *suite, w *ws) error {
-				_, err := s.c.CreateSnapshot(ctx, w.id, snap)
+				_, err := s.c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: w.id, Name: snap})
 				return err
 			},
 			cli: func(_ *suite, w *ws) []string { return []string{"workspace", "snapshot", "create", w.id, snap} },
@@ -142,7 +142,7 @@ func ops(t *testing.T) []op {
 		{name: "export", bound: transferBound, delay: 500 * time.Millisecond,
 			prep: func(s *suite, _ *ws) error { exp = filepath.Join(s.out, fmt.Sprintf("exp-%d", n())); return nil },
 			call: func(ctx context.Context, s *suite, w *ws) error {
-				_, err := s.c.ExportWorkspace(ctx, w.id, "/workspace", exp)
+				_, err := s.c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: w.id, Path: "/workspace", Output: exp})
 				return err
 			},
 			cli: func(_ *suite, w *ws) []string {
@@ -237,7 +237,7 @@ func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
 	// Writes answered just before the fault must survive it.
 	opSeq++
 	pre := fmt.Sprintf("pre-%d", opSeq)
-	if _, err := s.c.WriteWorkspaceFile(context.Background(), w.id, pre, []byte(pre)); err != nil {
+	if _, err := s.c.WriteWorkspaceFile(context.Background(), pyro.WriteFileRequest{Workspace: w.id, Path: pre, Content: []byte(pre)}); err != nil {
 		c.fail("write before the fault: %v", err)
 		return
 	}

@@ -60,12 +60,12 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println("GET / ->", r.Stdout)
-	logs, err := c.ServiceLogs(ctx, w.WorkspaceID, "web", 3)
+	logs, err := c.ServiceLogs(ctx, pyro.ServiceLogsRequest{Workspace: w.WorkspaceID, Name: "web", TailLines: 3})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Print(logs.Log)
-	if _, err := c.StopService(ctx, w.WorkspaceID, "web"); err != nil {
+	if _, err := c.StopService(ctx, pyro.ServiceRequest{Workspace: w.WorkspaceID, Name: "web"}); err != nil {
 		log.Fatal(err)
 	}
 }

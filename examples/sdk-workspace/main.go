@@ -42,7 +42,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if _, err := c.ApplyPatch(ctx, w.WorkspaceID, string(patch)); err != nil {
+	if _, err := c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: w.WorkspaceID, Patch: string(patch)}); err != nil {
 		log.Fatalf("%s: %v", pyro.ErrorCode(err), err)
 	}
 	fmt.Println("after the patch: exit", test())

@@ -165,7 +165,7 @@ func runDemo(ctx context.Context, c *pyro.Client, env string, show func(demoStep
 		return steps, err
 	}
 	if err := step("fix: apply a patch", "pyro workspace patch apply ID --patch-file F · workspace_patch_apply", func() (string, bool, error) {
-		_, err := c.ApplyPatch(ctx, ws.WorkspaceID, demoPatch)
+		_, err := c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: ws.WorkspaceID, Patch: demoPatch})
 		return "", err == nil, err
 	}); err != nil {
 		return steps, err

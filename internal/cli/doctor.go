@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pyrovm/pyro"
 )
 
 func (a *app) doctorCommand() *cobra.Command {
@@ -19,7 +21,7 @@ func (a *app) doctorCommand() *cobra.Command {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}
 			defer done()
-			r, err := c.Doctor(cmd.Context(), environments...)
+			r, err := c.Doctor(cmd.Context(), pyro.DoctorRequest{Environments: environments})
 			if err != nil {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}

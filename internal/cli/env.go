@@ -75,17 +75,15 @@ func (a *app) envPullCommand(verb string) *cobra.Command {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}
 			defer done()
-			var opts []pyro.PullOption
+			var size int64
 			if diskSize != "" {
-				n, err := parseSize(diskSize)
-				if err != nil {
+				if size, err = parseSize(diskSize); err != nil {
 					return a.fail(cmd.Context(), err, jsonOut)
 				}
-				opts = append(opts, pyro.WithDiskSize(n))
 			}
 			var out []any
 			for _, name := range args {
-				m, err := c.PullEnvironment(cmd.Context(), name, force, opts...)
+				m, err := c.PullEnvironment(cmd.Context(), pyro.PullEnvironmentRequest{Environment: name, Force: force, DiskSize: size})
 				if err != nil {
 					return a.fail(cmd.Context(), err, jsonOut)
 				}
@@ -130,7 +128,7 @@ func (a *app) envPushCommand() *cobra.Command {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}
 			defer done()
-			r, err := c.PushEnvironment(cmd.Context(), args[0], args[1])
+			r, err := c.PushEnvironment(cmd.Context(), pyro.PushEnvironmentRequest{Environment: args[0], Reference: args[1]})
 			if err != nil {
 				return a.fail(cmd.Context(), err, jsonOut)
 			}

@@ -67,7 +67,7 @@ func (a *app) mcpCommand() *cobra.Command {
 			case repoRef != "" && repoURL == "":
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("repo-ref", "needs --repo-url"), false)
 			case repoURL != "":
-				if cfg.ProjectPath, err = base.CloneProject(cmd.Context(), repoURL, repoRef); err != nil {
+				if cfg.ProjectPath, err = base.CloneProject(cmd.Context(), pyro.CloneProjectRequest{URL: repoURL, Ref: repoRef}); err != nil {
 					return a.fail(cmd.Context(), err, false)
 				}
 			case noProjectSource:

@@ -65,7 +65,7 @@ func (a *app) wsPatch() *cobra.Command {
 				p = string(b)
 			}
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ApplyPatch(ctx, args[0], p)
+				return c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: args[0], Patch: p})
 			}, func(v any) {
 				for _, f := range v.(*pyro.PatchResult).Changed {
 					fmt.Fprintln(a.stdout, "patched", printable(f))

@@ -24,7 +24,7 @@ func (a *app) wsDisk() *cobra.Command {
 				p = args[1]
 			}
 			return a.wsRun(cmd, listJSON, func(ctx context.Context, c *pyro.Client) (any, error) {
-				entries, err := c.ListDiskFiles(ctx, args[0], p, recursive)
+				entries, err := c.ListDiskFiles(ctx, pyro.ListFilesRequest{Workspace: args[0], Path: p, Recursive: recursive})
 				if err != nil {
 					return nil, err
 				}
@@ -45,7 +45,7 @@ func (a *app) wsDisk() *cobra.Command {
 		Use: "read ID PATH", Short: "Print a file of a stopped workspace's disk", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, readJSON && !contentOnly, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ReadDiskFile(ctx, args[0], args[1], maxBytes)
+				return c.ReadDiskFile(ctx, pyro.ReadFileRequest{Workspace: args[0], Path: args[1], MaxBytes: maxBytes})
 			}, func(v any) {
 				f := v.(*pyro.FileContent)
 				if !contentOnly {
@@ -68,7 +68,7 @@ func (a *app) wsDisk() *cobra.Command {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("output", "is required: --output FILE"), exportJSON)
 			}
 			return a.wsRun(cmd, exportJSON, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ExportDisk(ctx, args[0], output)
+				return c.ExportDisk(ctx, pyro.ExportDiskRequest{Workspace: args[0], Output: output})
 			}, func(v any) {
 				r := v.(*pyro.DiskExportResult)
 				fmt.Fprintf(a.stdout, "%s: %s image, %s (sparse)\n", r.HostPath, r.Format, humanBytes(r.Bytes))

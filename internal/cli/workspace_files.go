@@ -64,7 +64,7 @@ func (a *app) wsSync() *cobra.Command {
 		Use: "push ID SRC", Short: "Copy a host directory or .tar/.tar.gz into /workspace (or --dest)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.SyncPush(ctx, args[0], args[1], dest)
+				return c.SyncPush(ctx, pyro.SyncPushRequest{Workspace: args[0], Source: args[1], Dest: dest})
 			}, a.printTransfer)
 		},
 	}
@@ -84,7 +84,7 @@ func (a *app) wsExport() *cobra.Command {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("output", "is required: --output HOST_PATH"), jsonOut)
 			}
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ExportWorkspace(ctx, args[0], args[1], output)
+				return c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: args[0], Path: args[1], Output: output})
 			}, a.printTransfer)
 		},
 	}
@@ -105,7 +105,7 @@ func (a *app) wsFile() *cobra.Command {
 				p = args[1]
 			}
 			return a.wsRun(cmd, listJSON, func(ctx context.Context, c *pyro.Client) (any, error) {
-				entries, err := c.ListWorkspaceFiles(ctx, args[0], p, recursive)
+				entries, err := c.ListWorkspaceFiles(ctx, pyro.ListFilesRequest{Workspace: args[0], Path: p, Recursive: recursive})
 				if err != nil {
 					return nil, err
 				}
@@ -126,7 +126,7 @@ func (a *app) wsFile() *cobra.Command {
 		Use: "read ID PATH", Short: "Print a workspace file", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, readJSON && !contentOnly, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ReadWorkspaceFile(ctx, args[0], args[1], maxBytes)
+				return c.ReadWorkspaceFile(ctx, pyro.ReadFileRequest{Workspace: args[0], Path: args[1], MaxBytes: maxBytes})
 			}, func(v any) {
 				f := v.(*pyro.FileContent)
 				if !contentOnly {
@@ -159,7 +159,7 @@ func (a *app) wsFile() *cobra.Command {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("text", "give --text or --text-file"), writeOut)
 			}
 			return a.wsRun(cmd, writeOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.WriteWorkspaceFile(ctx, args[0], args[1], content)
+				return c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: args[0], Path: args[1], Content: content})
 			}, a.printTransfer)
 		},
 	}

@@ -143,13 +143,13 @@ func (a *app) serviceList() *cobra.Command {
 	return cmd
 }
 
-func (a *app) serviceRef(use, short string, call func(*pyro.Client, context.Context, string, string) (*pyro.Service, error)) *cobra.Command {
+func (a *app) serviceRef(use, short string, call func(*pyro.Client, context.Context, pyro.ServiceRequest) (*pyro.Service, error)) *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use: use + " ID NAME", Short: short, Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return call(c, ctx, args[0], args[1])
+				return call(c, ctx, pyro.ServiceRequest{Workspace: args[0], Name: args[1]})
 			}, a.printService)
 		},
 	}
@@ -164,7 +164,7 @@ func (a *app) serviceLogs() *cobra.Command {
 		Use: "logs ID NAME", Short: "Print the end of a service's log (stdout and stderr)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ServiceLogs(ctx, args[0], args[1], tail)
+				return c.ServiceLogs(ctx, pyro.ServiceLogsRequest{Workspace: args[0], Name: args[1], TailLines: tail})
 			}, func(v any) {
 				l := v.(*pyro.ServiceLogs)
 				if l.Truncated {

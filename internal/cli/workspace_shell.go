@@ -119,7 +119,7 @@ func (a *app) shellSignal() *cobra.Command {
 		Use: "signal ID SHELL --signal INT|TERM|HUP|KILL", Short: "Signal the shell's foreground program", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.SignalShell(ctx, args[0], args[1], signal)
+				return c.SignalShell(ctx, pyro.SignalShellRequest{Workspace: args[0], ShellID: args[1], Signal: signal})
 			}, a.printShell)
 		},
 	}
@@ -135,7 +135,7 @@ func (a *app) shellResize() *cobra.Command {
 		Use: "resize ID SHELL --cols N --rows N", Short: "Change a shell's terminal size (its program gets SIGWINCH)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.ResizeShell(ctx, args[0], args[1], cols, rows)
+				return c.ResizeShell(ctx, pyro.ResizeShellRequest{Workspace: args[0], ShellID: args[1], Cols: cols, Rows: rows})
 			}, a.printShell)
 		},
 	}
@@ -151,7 +151,7 @@ func (a *app) shellClose() *cobra.Command {
 		Use: "close ID SHELL", Short: "Hang a shell up and end its programs", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, jsonOut, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.CloseShell(ctx, args[0], args[1])
+				return c.CloseShell(ctx, pyro.ShellRequest{Workspace: args[0], ShellID: args[1]})
 			}, a.printShell)
 		},
 	}

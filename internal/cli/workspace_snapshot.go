@@ -26,7 +26,7 @@ func (a *app) wsSnapshot() *cobra.Command {
 		Use: "create ID NAME", Short: "Save the running workspace's /workspace as NAME", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, createJSON, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.CreateSnapshot(ctx, args[0], args[1])
+				return c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: args[0], Name: args[1]})
 			}, a.printSnapshot("created"))
 		},
 	}
@@ -52,7 +52,7 @@ func (a *app) wsSnapshot() *cobra.Command {
 		Use: "delete ID NAME", Short: "Delete a snapshot", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.wsRun(cmd, deleteJSON, func(ctx context.Context, c *pyro.Client) (any, error) {
-				return c.DeleteSnapshot(ctx, args[0], args[1])
+				return c.DeleteSnapshot(ctx, pyro.SnapshotRequest{Workspace: args[0], Name: args[1]})
 			}, a.printSnapshot("deleted"))
 		},
 	}

@@ -71,7 +71,7 @@ func addServiceStatus(s *mcp.Server, d deps, name string) {
 		Description: "Show one service. " + serviceFields,
 		InputSchema: inputSchema[namedInput](serviceRefProps)}
 	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
-		return c.ServiceStatus(ctx, in.WorkspaceID, in.Name)
+		return c.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: in.WorkspaceID, Name: in.Name})
 	}))
 }
 
@@ -91,7 +91,7 @@ func addServiceLogs(s *mcp.Server, d deps, name string) {
 			"tail_lines":   {desc: "Only the last this many lines; 0 for all (at most 1 MiB).", def: 0, min: ptr(0.0)},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in serviceLogsInput) (*pyro.ServiceLogs, error) {
-		return c.ServiceLogs(ctx, in.WorkspaceID, in.Name, in.TailLines)
+		return c.ServiceLogs(ctx, pyro.ServiceLogsRequest{Workspace: in.WorkspaceID, Name: in.Name, TailLines: in.TailLines})
 	}))
 }
 
@@ -101,6 +101,6 @@ func addServiceStop(s *mcp.Server, d deps, name string) {
 		Description: "Stop a service: TERM to its process group, KILL after 5 s. Stopping an ended service changes nothing. " + serviceFields,
 		InputSchema: inputSchema[namedInput](serviceRefProps)}
 	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.Service, error) {
-		return c.StopService(ctx, in.WorkspaceID, in.Name)
+		return c.StopService(ctx, pyro.ServiceRequest{Workspace: in.WorkspaceID, Name: in.Name})
 	}))
 }

@@ -87,7 +87,7 @@ func addShellSignal(s *mcp.Server, d deps, name string) {
 			"signal":       {desc: "Signal to send.", def: "INT", enum: []any{"INT", "TERM", "HUP", "KILL"}},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in shellSignalInput) (*pyro.Shell, error) {
-		return c.SignalShell(ctx, in.WorkspaceID, in.ShellID, in.Signal)
+		return c.SignalShell(ctx, pyro.SignalShellRequest{Workspace: in.WorkspaceID, ShellID: in.ShellID, Signal: in.Signal})
 	}))
 }
 
@@ -109,7 +109,7 @@ func addShellResize(s *mcp.Server, d deps, name string) {
 			"rows":         {desc: "Terminal height.", required: true, min: ptr(2.0), max: ptr(200.0)},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in shellResizeInput) (*pyro.Shell, error) {
-		return c.ResizeShell(ctx, in.WorkspaceID, in.ShellID, in.Cols, in.Rows)
+		return c.ResizeShell(ctx, pyro.ResizeShellRequest{Workspace: in.WorkspaceID, ShellID: in.ShellID, Cols: in.Cols, Rows: in.Rows})
 	}))
 }
 
@@ -124,7 +124,7 @@ func addShellClose(s *mcp.Server, d deps, name string) {
 		Description: "Close a shell: hang it up and end its programs. " + shellFields,
 		InputSchema: inputSchema[shellRefInput](shellRefProps)}
 	addTool(s, d, t, handler(func(ctx context.Context, in shellRefInput) (*pyro.Shell, error) {
-		return c.CloseShell(ctx, in.WorkspaceID, in.ShellID)
+		return c.CloseShell(ctx, pyro.ShellRequest{Workspace: in.WorkspaceID, ShellID: in.ShellID})
 	}))
 }
 

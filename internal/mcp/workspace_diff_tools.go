@@ -32,7 +32,7 @@ func addWorkspacePatchApply(s *mcp.Server, d deps, name string) {
 			"patch":        {desc: "The unified diff text.", required: true},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in patchInput) (*pyro.PatchResult, error) {
-		return c.ApplyPatch(ctx, in.WorkspaceID, in.Patch)
+		return c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: in.WorkspaceID, Patch: in.Patch})
 	}))
 }
 

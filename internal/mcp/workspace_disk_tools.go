@@ -22,7 +22,7 @@ func addWorkspaceDiskList(s *mcp.Server, d deps, name string) {
 			"recursive":    {desc: "List the whole tree instead of one level.", def: false},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
-		e, err := c.ListDiskFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
+		e, err := c.ListDiskFiles(ctx, pyro.ListFilesRequest{Workspace: in.WorkspaceID, Path: in.Path, Recursive: in.Recursive})
 		return fileListOutput{Entries: e}, err
 	}))
 }
@@ -38,7 +38,7 @@ func addWorkspaceDiskRead(s *mcp.Server, d deps, name string) {
 			"max_bytes":    {desc: "Refuse files larger than this.", def: pyro.DefaultFileReadMaxBytes, min: lo, max: hi},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
-		return c.ReadDiskFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
+		return c.ReadDiskFile(ctx, pyro.ReadFileRequest{Workspace: in.WorkspaceID, Path: in.Path, MaxBytes: in.MaxBytes})
 	}))
 }
 
@@ -57,6 +57,6 @@ func addWorkspaceDiskExport(s *mcp.Server, d deps, name string) {
 			"output_path":  {desc: "Host path of the image to create; its parent must exist and the path itself must not. " + d.host.write, required: true},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in diskExportInput) (*pyro.DiskExportResult, error) {
-		return c.ExportDisk(ctx, in.WorkspaceID, in.OutputPath)
+		return c.ExportDisk(ctx, pyro.ExportDiskRequest{Workspace: in.WorkspaceID, Output: in.OutputPath})
 	}))
 }

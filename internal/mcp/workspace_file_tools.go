@@ -27,7 +27,7 @@ func addWorkspaceSyncPush(s *mcp.Server, d deps, name string) {
 			"dest":         {desc: "Guest directory to copy into. " + pathRule, def: "/workspace"},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in syncPushInput) (*pyro.TransferResult, error) {
-		return c.SyncPush(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
+		return c.SyncPush(ctx, pyro.SyncPushRequest{Workspace: in.WorkspaceID, Source: in.SourcePath, Dest: in.Dest})
 	}))
 }
 
@@ -48,7 +48,7 @@ func addWorkspaceExport(s *mcp.Server, d deps, name string) {
 			"output_path":  {desc: "Host path to create; it must not exist yet. " + d.host.write, required: true},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in exportInput) (*pyro.TransferResult, error) {
-		return c.ExportWorkspace(ctx, in.WorkspaceID, in.Path, in.OutputPath)
+		return c.ExportWorkspace(ctx, pyro.ExportWorkspaceRequest{Workspace: in.WorkspaceID, Path: in.Path, Output: in.OutputPath})
 	}))
 }
 
@@ -72,7 +72,7 @@ func addWorkspaceFileList(s *mcp.Server, d deps, name string) {
 			"recursive":    {desc: "List the whole tree instead of one level.", def: false},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in fileListInput) (fileListOutput, error) {
-		e, err := c.ListWorkspaceFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
+		e, err := c.ListWorkspaceFiles(ctx, pyro.ListFilesRequest{Workspace: in.WorkspaceID, Path: in.Path, Recursive: in.Recursive})
 		return fileListOutput{Entries: e}, err
 	}))
 }
@@ -94,7 +94,7 @@ func addWorkspaceFileRead(s *mcp.Server, d deps, name string) {
 			"max_bytes":    {desc: "Refuse files larger than this.", def: pyro.DefaultFileReadMaxBytes, min: lo, max: hi},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in fileReadInput) (*pyro.FileContent, error) {
-		return c.ReadWorkspaceFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
+		return c.ReadWorkspaceFile(ctx, pyro.ReadFileRequest{Workspace: in.WorkspaceID, Path: in.Path, MaxBytes: in.MaxBytes})
 	}))
 }
 
@@ -114,6 +114,6 @@ func addWorkspaceFileWrite(s *mcp.Server, d deps, name string) {
 			"text":         {desc: "The complete new content.", required: true},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in fileWriteInput) (*pyro.TransferResult, error) {
-		return c.WriteWorkspaceFile(ctx, in.WorkspaceID, in.Path, []byte(in.Text))
+		return c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: in.WorkspaceID, Path: in.Path, Content: []byte(in.Text)})
 	}))
 }

@@ -28,7 +28,7 @@ func addSnapshotCreate(s *mcp.Server, d deps, name string) {
 			"name":         snapshotNameProp,
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
-		return c.CreateSnapshot(ctx, in.WorkspaceID, in.Name)
+		return c.CreateSnapshot(ctx, pyro.SnapshotRequest{Workspace: in.WorkspaceID, Name: in.Name})
 	}))
 }
 
@@ -42,7 +42,7 @@ func addSnapshotDelete(s *mcp.Server, d deps, name string) {
 			"name":         {desc: "Name of the snapshot to delete; see snapshot_list.", required: true},
 		})}
 	addTool(s, d, t, handler(func(ctx context.Context, in namedInput) (*pyro.WorkspaceSnapshot, error) {
-		return c.DeleteSnapshot(ctx, in.WorkspaceID, in.Name)
+		return c.DeleteSnapshot(ctx, pyro.SnapshotRequest{Workspace: in.WorkspaceID, Name: in.Name})
 	}))
 }
 
