@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/pyrovm/pyro/internal/env"
-	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
@@ -57,7 +55,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		return nil, err
 	}
 	if req.Force {
-		if err := c.dropRunSnapshot(ctx, e, spec); err != nil {
+		if err := c.oneshot().Drop(ctx, e, spec); err != nil {
 			return nil, err
 		}
 	}
@@ -65,7 +63,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
 		ExecutionMode: qemu.ExecutionMode(spec.Accel),
 	}
-	snap := c.runSnapshot(ctx, e, spec)
+	snap := c.oneshot().Snapshot(ctx, e, spec)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -76,19 +74,4 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil
-}
-
-// dropRunSnapshot removes the fast-start snapshot of spec's machine, if
-// any, so that the next lookup makes a new one.
-func (c *Client) dropRunSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) error {
-	store := c.snapshots()
-	key, err := c.snapshotKey(ctx, store, e, spec)
-	if err != nil {
-		return nil // no key, no snapshot to drop
-	}
-	snap, err := store.Lookup(key, e.RootfsPath)
-	if err != nil {
-		return nil
-	}
-	return store.Remove(snap)
 }

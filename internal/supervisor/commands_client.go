@@ -22,7 +22,7 @@ type ExecIO struct {
 // ExecStream runs a tracked command and passes its output to io while it
 // runs; the answer is its result as Exec gives it.
 func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink ExecIO) (*ExecResult, error) {
-	req.Stream, req.Stdin = true, sink.Stdin != nil
+	req.Stream, req.StdinStream = true, sink.Stdin != nil
 	b, _ := json.Marshal(req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://supervisor/v1/exec", strings.NewReader(string(b)))
 	if err != nil {
