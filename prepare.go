@@ -63,7 +63,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
 		ExecutionMode: qemu.ExecutionMode(spec.Accel),
 	}
-	snap := c.oneshot().Snapshot(ctx, e, spec)
+	snap := c.oneshot().RunSnapshot(ctx, e, spec)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func (c *Client) EnvironmentReadiness(ctx context.Context, name string) (*Enviro
 		return nil, err
 	}
 	runner := c.oneshot()
-	if _, err := runner.SnapshotKey(ctx, e, spec); err != nil {
+	if _, err := runner.Key(ctx, e, spec); err != nil {
 		r.State, r.Reason, r.Fix = ReadinessCold, "no fast-start snapshot can be keyed here: "+err.Error(), ""
 		return r, nil
 	}

@@ -148,10 +148,9 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 
 // oneshot is the runner of one-shot VMs and keeper of their snapshots.
 func (c *Client) oneshot() *oneshot.Runner {
-	return &oneshot.Runner{VMsDir: c.vmsDir(), CacheDir: c.envs.CacheDir(), Log: c.log,
-		Progress: func(ctx context.Context, stage, message string) {
-			c.report(ctx, ProgressEvent{Stage: stage, Message: message})
-		}}
+	return oneshot.New(c.vmsDir(), c.envs.CacheDir(), c.log, func(ctx context.Context, stage, message string) {
+		c.report(ctx, ProgressEvent{Stage: stage, Message: message})
+	})
 }
 
 // runMachine makes sure req's environment is installed and returns it with

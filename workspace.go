@@ -320,7 +320,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 // nil when there is none (the VM then boots cold).
 func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel, policy network.Policy) *workspace.Restore {
 	runner := c.oneshot()
-	snap := runner.Snapshot(ctx, e, vm.Spec{
+	snap := runner.RunSnapshot(ctx, e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, Kind: "workspace", Network: policy,
 	})
@@ -328,7 +328,7 @@ func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus
 		return nil
 	}
 	return &workspace.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath,
-		Failed: func(err error) { runner.Invalidate(snap, err) }}
+		Failed: func(err error) { runner.InvalidateSnapshot(snap, err) }}
 }
 
 // seedErr names the seed_path field in an error opening the seed.

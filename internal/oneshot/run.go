@@ -26,16 +26,24 @@ import (
 // Runner boots, runs and tears down one-shot VMs, and keeps the snapshots
 // they (and new workspaces) start from.
 type Runner struct {
-	VMsDir   string // where each VM's dir lives while it runs
-	CacheDir string // the environment cache; snapshots live under it
-	Log      *slog.Logger
-	// Progress, when set, hears the stages of a run (boot, snapshot, exec).
-	Progress func(ctx context.Context, stage, message string)
+	vms      string // where each VM's dir lives while it runs
+	cacheDir string // the environment cache; snapshots live under it
+	log      *slog.Logger
+	progress func(ctx context.Context, stage, message string)
 }
 
-func (r *Runner) report(ctx context.Context, stage, message string) {
-	if r.Progress != nil {
-		r.Progress(ctx, stage, message)
+// New returns a runner whose VMs live under vmsDir and whose snapshots
+// live in the environment cache cacheDir; progress, when set, hears the
+// stages of a run (snapshot, exec).
+func New(vmsDir, cacheDir string, log *slog.Logger, progress func(ctx context.Context, stage, message string)) *Runner {
+	return &Runner{vms: vmsDir, cacheDir: cacheDir, log: log, progress: progress}
+}
+
+func (c *Runner) vmsDir() string { return c.vms }
+
+func (c *Runner) report(ctx context.Context, stage, message string) {
+	if c.progress != nil {
+		c.progress(ctx, stage, message)
 	}
 }
 
@@ -67,7 +75,7 @@ type Result struct {
 // Run boots a VM for job (restored from its machine's snapshot when one can
 // be made), runs the command and destroys the VM, on every path: success,
 // error, timeout and cancellation of ctx.
-func (r *Runner) Run(ctx context.Context, job Job) (*Result, error) {
+func (c *Runner) Run(ctx context.Context, job Job) (*Result, error) {
 	start := time.Now()
 	broker, err := runBroker(job.Secrets)
 	if err != nil {
@@ -81,17 +89,17 @@ func (r *Runner) Run(ctx context.Context, job Job) (*Result, error) {
 	if err := guestexec.AddSecretEnv(&job.Exec, envv); err != nil {
 		return nil, err
 	}
-	v, err := r.Boot(ctx, job.Env, job.Spec)
+	v, err := c.bootForRun(ctx, job.Env, job.Spec)
 	if err != nil {
 		return nil, err
 	}
 	defer v.Close()
 	res := &Result{VMID: v.ID, BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode()}
-	r.Log.Debug("booted", "vm", v.ID, "boot_ms", res.BootMs, "ms", time.Since(start).Milliseconds())
+	c.log.Debug("booted", "vm", v.ID, "boot_ms", res.BootMs, "ms", time.Since(start).Milliseconds())
 	if err := supervisor.InstallBrokerCA(ctx, v.Agent(), broker); err != nil {
 		return nil, err
 	}
-	r.report(ctx, "exec", "running the command")
+	c.report(ctx, "exec", "running the command")
 	red := job.Secrets.Redactor()
 	out, err := Exec(ctx, v, job.Exec, job.Streams)
 	switch {
@@ -103,10 +111,10 @@ func (r *Runner) Run(ctx context.Context, job Job) (*Result, error) {
 		res.ExecResult = *out
 		res.Stdout, res.Stderr = []byte(red.String(string(out.Stdout))), []byte(red.String(string(out.Stderr)))
 	}
-	r.Log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
+	c.log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
 	res.Blocked = blocked(v)
 	v.Close()
-	r.Log.Debug("vm destroyed", "vm", v.ID, "ms", time.Since(start).Milliseconds())
+	c.log.Debug("vm destroyed", "vm", v.ID, "ms", time.Since(start).Milliseconds())
 	return res, nil
 }
 
