@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/env"
@@ -465,9 +466,9 @@ func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*
 	if req.Background {
 		return c.startCommand(ctx, req, ereq)
 	}
-	var sink *supervisor.ExecIO
+	var sink *agentclient.ExecStreams
 	if req.Stdout != nil || req.Stderr != nil || req.Stdin != nil {
-		sink = &supervisor.ExecIO{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin}
+		sink = &agentclient.ExecStreams{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin}
 	}
 	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, ereq, req.SecretEnv, sink)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -440,7 +441,7 @@ type HistoryEntry struct {
 // names to the environment variables that carry them for this command only.
 // Many execs may run at once: only the record update takes the lock.
 // With sink set, the output streams to it while the command runs.
-func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequest, secretEnv map[string]string, sink *supervisor.ExecIO) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
+func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequest, secretEnv map[string]string, sink *agentclient.ExecStreams) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
 	cwd, err := GuestPath("cwd", ereq.Cwd)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
