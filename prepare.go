@@ -41,7 +41,7 @@ type PrepareResult struct {
 // makes the fast-start snapshot of the machine. Calling it again is cheap.
 func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResult, error) {
 	start := time.Now()
-	rr, err := RunRequest{Environment: req.Environment, Command: ":", VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Network: req.Network}.withDefaults()
+	rr, err := RunRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Network: req.Network}.machineWithDefaults()
 	if err != nil {
 		return nil, err
 	}

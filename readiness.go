@@ -34,7 +34,7 @@ type EnvironmentReadiness struct {
 // environment (the accelerator verdict it keys on is probed once per host
 // and cached, as for every run).
 func (c *Client) EnvironmentReadiness(ctx context.Context, name string) (*EnvironmentReadiness, error) {
-	req, err := RunRequest{Environment: name, Command: ":"}.withDefaults()
+	req, err := RunRequest{Environment: name}.machineWithDefaults()
 	if err != nil {
 		return nil, err
 	}

@@ -76,30 +76,34 @@ type RunResult struct {
 
 // withDefaults fills zero values and checks ranges, naming the field at fault.
 func (r RunRequest) withDefaults() (RunRequest, error) {
+	r, err := r.machineWithDefaults()
+	if err != nil {
+		return r, err
+	}
+	l, err := r.limits().withDefaults()
+	r.TimeoutSeconds, r.MaxOutputBytes = l.TimeoutSeconds, l.MaxOutputBytes
+	return r, err
+}
+
+// machineWithDefaults fills and checks the part of r that names the machine
+// (environment, size, network): what prepare and readiness ask about.
+func (r RunRequest) machineWithDefaults() (RunRequest, error) {
 	if r.VCPUCount == 0 {
 		r.VCPUCount = DefaultVCPUCount
 	}
 	if r.MemMiB == 0 {
 		r.MemMiB = DefaultMemMiB
 	}
-	if strings.TrimSpace(r.Environment) == "" {
-		return r, errdefs.InvalidArgument("environment", "is required").WithNext("; %s to see the environments", "pyro env list", "vm_list_environments")
-	}
-	l, err := r.limits().withDefaults()
-	if err != nil {
-		return r, err
-	}
-	r.TimeoutSeconds, r.MaxOutputBytes = l.TimeoutSeconds, l.MaxOutputBytes
 	switch {
+	case strings.TrimSpace(r.Environment) == "":
+		return r, errdefs.InvalidArgument("environment", "is required").WithNext("; %s to see the environments", "pyro env list", "vm_list_environments")
 	case r.VCPUCount < MinVCPUCount || r.VCPUCount > MaxVCPUCount:
 		return r, errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", r.VCPUCount, MinVCPUCount, MaxVCPUCount)
 	case r.MemMiB < MinMemMiB || r.MemMiB > MaxMemMiB:
 		return r, errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", r.MemMiB, MinMemMiB, MaxMemMiB)
 	}
-	if _, err := egressFor(runPolicy(r.Network), r.EgressRules); err != nil {
-		return r, err
-	}
-	return r, nil
+	_, err := egressFor(runPolicy(r.Network), r.EgressRules)
+	return r, err
 }
 
 func (r RunRequest) limits() execLimits {
