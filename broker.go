@@ -1,8 +1,6 @@
 package pyro
 
 import (
-	"slices"
-
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
@@ -22,32 +20,6 @@ func (c *Client) brokeredOnly(in []WorkspaceSecret, policy network.Policy) (secr
 	return c.loadSecrets(in, string(policy))
 }
 
-// oneShotBroker makes the network broker of a VM that lives for one run:
-// its CA exists only in this process's memory.
-func oneShotBroker(set secrets.Set) (*network.Broker, error) {
-	if len(set) == 0 {
-		return nil, nil
-	}
-	var hosts []string
-	for _, s := range set {
-		hosts = append(hosts, s.BrokerHosts...)
-	}
-	slices.Sort(hosts)
-	pem, err := network.NewBrokerCA("run", slices.Compact(hosts))
-	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "make the run's secret broker CA")
-	}
-	ca, err := network.ParseBrokerCA(pem)
-	if err != nil {
-		return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "make the run's secret broker CA")
-	}
-	b := &network.Broker{CA: ca}
-	for _, s := range set {
-		b.Secrets = append(b.Secrets, network.BrokeredSecret{Name: s.Name, Placeholder: s.Placeholder, Value: s.Value, Hosts: s.BrokerHosts})
-	}
-	return b, nil
-}
-
 // brokeredEnv is the secret_env of a low-level VM's commands: every
 // brokered secret under its own name (the value never enters the guest).
 func brokeredEnv(infos []secrets.Info) map[string]string {
@@ -56,16 +28,6 @@ func brokeredEnv(infos []secrets.Info) map[string]string {
 		if len(s.BrokerHosts) > 0 {
 			m[s.Name] = ""
 		}
-	}
-	return m
-}
-
-// placeholderEnv maps every secret of set to its own variable name (for
-// set.Env): a one-shot command gets every placeholder.
-func placeholderEnv(set secrets.Set) map[string]string {
-	m := map[string]string{}
-	for _, s := range set {
-		m[s.Name] = ""
 	}
 	return m
 }

@@ -244,9 +244,8 @@ func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def e
 func (c *Client) runStep(ctx context.Context, v *vm.VM, from string, i, n int, step string, timeoutSec int) error {
 	lines := &lineSplitter{emit: func(l string) { c.report(ctx, ProgressEvent{Stage: "step", Message: l}) }}
 	timeout := time.Duration(timeoutSec) * time.Second
-	ectx, cancel := context.WithTimeout(ctx, timeout+hostGrace)
-	defer cancel()
-	r, err := v.Agent().ExecIO(ectx, agentproto.ExecRequest{
+	// The agent client bounds the call (timeout + agentclient.Grace).
+	r, err := v.Agent().ExecIO(ctx, agentproto.ExecRequest{
 		Argv: []string{"/bin/sh", "-lc", step}, Cwd: "/", TimeoutMs: timeout.Milliseconds(),
 		MaxStdout: buildStepOutput, MaxStderr: buildStepOutput,
 	}, agentclient.ExecStreams{Stdout: lines, Stderr: lines})
@@ -258,7 +257,7 @@ func (c *Client) runStep(ctx context.Context, v *vm.VM, from string, i, n int, s
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, errdefs.CodeCanceled, "build canceled during %s; nothing was saved", what)
-	case err != nil && errors.Is(ectx.Err(), context.DeadlineExceeded):
+	case errors.Is(err, agentclient.ErrNoAnswer):
 		return errdefs.New(errdefs.ErrDeadlineExceeded, errdefs.CodeBuildStepFailed,
 			"%s did not answer within its timeout (%d s); nothing was saved", what, timeoutSec)
 	case err != nil:

@@ -118,3 +118,16 @@ func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 	c.pruneSnapshots(&out)
 	return out, nil
 }
+
+// pruneSnapshots removes snapshots whose environment image is gone (or that
+// are otherwise invalid), after an environment prune.
+func (c *Client) pruneSnapshots(res *PruneResult) {
+	for _, r := range c.oneshot().PruneSnapshots() {
+		name := r.ID
+		if r.Environment != "" {
+			name = r.Environment + " " + r.ID
+		}
+		res.Removed = append(res.Removed, PrunedItem{Kind: "run_snapshot", Name: name, Path: r.Path, Bytes: r.Bytes})
+		res.BytesFreed += r.Bytes
+	}
+}

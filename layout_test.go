@@ -7,6 +7,7 @@ import (
 	"go/scanner"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,6 +98,19 @@ func TestLayout(t *testing.T) {
 			if strings.Contains(strings.ToLower(lit.value), format) {
 				t.Errorf("%s: %s names the QEMU disk format: ask the backend (vmm.Disks)", lit.pos, lit.value)
 			}
+		}
+	}
+
+	// One-shot runs are internal/oneshot's (boot or restore, exec,
+	// teardown, the snapshots they start from): package pyro reaches them
+	// only through it, and nothing else uses it.
+	oneshotPkg := module + "/internal/oneshot"
+	if slices.Contains(pkgs[module].Imports, module+"/internal/snapshot") {
+		t.Errorf("package pyro imports internal/snapshot: go through %s", oneshotPkg)
+	}
+	for path, p := range pkgs {
+		if slices.Contains(p.Imports, oneshotPkg) && path != module {
+			t.Errorf("%s imports %s: only package pyro runs one-shot VMs", path, oneshotPkg)
 		}
 	}
 
@@ -273,5 +287,80 @@ func stringLiterals(t *testing.T, path string) []literal {
 		if tok == token.STRING || tok == token.CHAR {
 			out = append(out, literal{fset.Position(pos), lit})
 		}
+	}
+}
+
+// Every exec path (one-shot runs, workspace commands, low-level VMs, the
+// workspace manager's scripts, the snapshot warm-up) sends the guest a
+// shell command built by guestexec.Shell: no other host code fills in an
+// agentproto.ExecRequest's Shell, and no other type spells out the exec
+// result's fields (stdout_truncated) but the wire's and the public
+// ExecOutput.
+func TestOneExecPath(t *testing.T) {
+	fset := token.NewFileSet()
+	var files []string
+	for _, root := range []string{".", "internal"} {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil:
+				return err
+			case d.IsDir() && root == "." && p != ".":
+				return filepath.SkipDir // internal/ is walked on its own; e2e, examples, tools are faces
+			case d.IsDir() && (p == filepath.Join("internal", "agent") || p == filepath.Join("internal", "agentproto")):
+				return filepath.SkipDir // the guest side
+			case !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go"):
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	builders, results := 0, map[string]bool{}
+	for _, path := range files {
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CompositeLit:
+				sel, ok := n.Type.(*ast.SelectorExpr)
+				if !ok || sel.Sel.Name != "ExecRequest" {
+					return true
+				}
+				if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "agentproto" {
+					return true
+				}
+				for _, el := range n.Elts {
+					if kv, ok := el.(*ast.KeyValueExpr); ok {
+						if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Shell" {
+							if filepath.Dir(path) != filepath.Join("internal", "guestexec") {
+								t.Errorf("%s: a guest shell request built by hand: use guestexec.Shell", fset.Position(n.Pos()))
+							}
+							builders++
+						}
+					}
+				}
+			case *ast.TypeSpec:
+				st, ok := n.Type.(*ast.StructType)
+				if !ok {
+					return true
+				}
+				for _, fld := range st.Fields.List {
+					if fld.Tag != nil && strings.Contains(fld.Tag.Value, `json:"stdout_truncated"`) {
+						results[path+": "+n.Name.Name] = true
+					}
+				}
+			}
+			return true
+		})
+	}
+	if builders != 1 {
+		t.Errorf("guestexec.Shell builds the request %d times, want once", builders)
+	}
+	if want := []string{"exec.go: ExecOutput"}; !slices.Equal(slices.Sorted(maps.Keys(results)), want) {
+		t.Errorf("types spelling out an exec result: %v, want only %v (and the wire's agentproto.ExecResult)", slices.Sorted(maps.Keys(results)), want)
 	}
 }

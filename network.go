@@ -6,7 +6,6 @@ import (
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
-	"github.com/pyrovm/pyro/internal/vm"
 )
 
 // EgressRules is an egress allow list: with any rule, a VM's network
@@ -184,20 +183,4 @@ func workspaceNetwork(id, state string, policy network.Policy, rules *network.Ru
 		}
 	}
 	return out
-}
-
-// maxRunBlocked bounds the refusals a run result carries (the newest).
-const maxRunBlocked = 100
-
-// runBlocked is what a one-shot VM's network refused.
-func runBlocked(v *vm.VM) []BlockedConnection {
-	st := v.Network()
-	if st == nil {
-		return nil
-	}
-	e := st.BlockedLog().Entries
-	if len(e) > maxRunBlocked {
-		e = e[len(e)-maxRunBlocked:]
-	}
-	return toBlocked(e)
 }

@@ -3,9 +3,6 @@ package pyro
 import (
 	"context"
 	"time"
-
-	"github.com/pyrovm/pyro/internal/env"
-	"github.com/pyrovm/pyro/internal/vm"
 )
 
 // PrepareRequest warms one environment for a machine size (defaults: 1 vCPU,
@@ -42,7 +39,7 @@ type PrepareResult struct {
 // makes the fast-start snapshot of the machine. Calling it again is cheap.
 func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResult, error) {
 	start := time.Now()
-	rr, err := RunRequest{Environment: req.Environment, Command: ":", VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Network: req.Network}.withDefaults()
+	rr, err := RunRequest{Environment: req.Environment, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Network: req.Network}.machineWithDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +53,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		return nil, err
 	}
 	if req.Force {
-		if err := c.dropRunSnapshot(ctx, e, spec); err != nil {
+		if err := c.oneshot().Drop(ctx, e, spec); err != nil {
 			return nil, err
 		}
 	}
@@ -64,7 +61,7 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
 		ExecutionMode: c.backend.ExecutionMode(spec.Accel),
 	}
-	snap := c.runSnapshot(ctx, e, spec)
+	snap := c.oneshot().RunSnapshot(ctx, e, spec)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -75,19 +72,4 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil
-}
-
-// dropRunSnapshot removes the fast-start snapshot of spec's machine, if
-// any, so that the next lookup makes a new one.
-func (c *Client) dropRunSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) error {
-	store := c.snapshots()
-	key, err := c.snapshotKey(ctx, store, e, spec)
-	if err != nil {
-		return nil // no key, no snapshot to drop
-	}
-	snap, err := store.Lookup(key, e.RootfsPath)
-	if err != nil {
-		return nil
-	}
-	return store.Remove(snap)
 }

@@ -34,7 +34,7 @@ type EnvironmentReadiness struct {
 // environment (the accelerator verdict it keys on is probed once per host
 // and cached, as for every run).
 func (c *Client) EnvironmentReadiness(ctx context.Context, name string) (*EnvironmentReadiness, error) {
-	req, err := RunRequest{Environment: name, Command: ":"}.withDefaults()
+	req, err := RunRequest{Environment: name}.machineWithDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -58,13 +58,12 @@ func (c *Client) EnvironmentReadiness(ctx context.Context, name string) (*Enviro
 	if err != nil {
 		return nil, err
 	}
-	store := c.snapshots()
-	key, err := c.snapshotKey(ctx, store, e, spec)
-	if err != nil {
+	runner := c.oneshot()
+	if _, err := runner.Key(ctx, e, spec); err != nil {
 		r.State, r.Reason, r.Fix = ReadinessCold, "no fast-start snapshot can be keyed here: "+err.Error(), ""
 		return r, nil
 	}
-	snap, err := store.Lookup(key, e.RootfsPath)
+	snap, err := runner.Lookup(ctx, e, spec)
 	if err != nil {
 		r.State, r.Reason, r.Fix = ReadinessCold, "no fast-start snapshot of this machine yet", "pyro prepare "+name
 		return r, nil

@@ -2,19 +2,15 @@ package pyro
 
 import (
 	"context"
-	"errors"
 	"io"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pyrovm/pyro/internal/agentclient"
-	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
-	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/oneshot"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
@@ -64,21 +60,15 @@ type RunRequest struct {
 	Stdin  io.Reader `json:"-"`
 }
 
-// RunResult is what a one-shot run returns on every face.
+// RunResult is what a one-shot run returns on every face. DurationMs is
+// the whole call's.
 type RunResult struct {
-	Environment     string `json:"environment"`
-	Command         string `json:"command"`
-	ExitCode        int    `json:"exit_code"`
-	Signal          string `json:"signal,omitempty"`
-	Stdout          string `json:"stdout"`
-	Stderr          string `json:"stderr"`
-	StdoutTruncated bool   `json:"stdout_truncated"`
-	StderrTruncated bool   `json:"stderr_truncated"`
-	TimedOut        bool   `json:"timed_out"`
-	DurationMs      int64  `json:"duration_ms"`
-	BootMs          int64  `json:"boot_ms"`
-	ExecutionMode   string `json:"execution_mode"`
-	VMID            string `json:"vm_id"`
+	Environment string `json:"environment"`
+	Command     string `json:"command"`
+	ExecOutput
+	BootMs        int64  `json:"boot_ms"`
+	ExecutionMode string `json:"execution_mode"`
+	VMID          string `json:"vm_id"`
 	// BlockedConnections are the newest DNS names and connections the
 	// network refused (with --network), each with its reason.
 	BlockedConnections []BlockedConnection `json:"blocked_connections,omitempty"`
@@ -86,45 +76,52 @@ type RunResult struct {
 
 // withDefaults fills zero values and checks ranges, naming the field at fault.
 func (r RunRequest) withDefaults() (RunRequest, error) {
+	r, err := r.machineWithDefaults()
+	if err != nil {
+		return r, err
+	}
+	l, err := r.limits().withDefaults()
+	r.TimeoutSeconds, r.MaxOutputBytes = l.TimeoutSeconds, l.MaxOutputBytes
+	return r, err
+}
+
+// machineWithDefaults fills and checks the part of r that names the machine
+// (environment, size, network): what prepare and readiness ask about.
+func (r RunRequest) machineWithDefaults() (RunRequest, error) {
 	if r.VCPUCount == 0 {
 		r.VCPUCount = DefaultVCPUCount
 	}
 	if r.MemMiB == 0 {
 		r.MemMiB = DefaultMemMiB
 	}
-	if r.TimeoutSeconds == 0 {
-		r.TimeoutSeconds = DefaultTimeoutSeconds
-	}
-	if r.MaxOutputBytes == 0 {
-		r.MaxOutputBytes = DefaultMaxOutputBytes
-	}
 	switch {
 	case strings.TrimSpace(r.Environment) == "":
 		return r, errdefs.InvalidArgument("environment", "is required").WithNext("; %s to see the environments", "pyro env list", "vm_list_environments")
-	case strings.TrimSpace(r.Command) == "":
-		return r, errdefs.InvalidArgument("command", "is empty; give the shell command to run in the guest")
 	case r.VCPUCount < MinVCPUCount || r.VCPUCount > MaxVCPUCount:
 		return r, errdefs.InvalidArgument("vcpu_count", "%d is out of range [%d, %d]", r.VCPUCount, MinVCPUCount, MaxVCPUCount)
 	case r.MemMiB < MinMemMiB || r.MemMiB > MaxMemMiB:
 		return r, errdefs.InvalidArgument("mem_mib", "%d is out of range [%d, %d]", r.MemMiB, MinMemMiB, MaxMemMiB)
-	case r.TimeoutSeconds < 1 || r.TimeoutSeconds > MaxTimeoutSeconds:
-		return r, errdefs.InvalidArgument("timeout_seconds", "%d is out of range [1, %d]", r.TimeoutSeconds, MaxTimeoutSeconds)
-	case r.MaxOutputBytes < 0 || r.MaxOutputBytes > MaxMaxOutputBytes:
-		return r, errdefs.InvalidArgument("max_output_bytes", "%d is out of range [0, %d]", r.MaxOutputBytes, MaxMaxOutputBytes)
 	}
-	if _, err := egressFor(runPolicy(r.Network), r.EgressRules); err != nil {
-		return r, err
-	}
-	return r, nil
+	_, err := egressFor(runPolicy(r.Network), r.EgressRules)
+	return r, err
+}
+
+func (r RunRequest) limits() execLimits {
+	return execLimits{Command: r.Command, TimeoutSeconds: r.TimeoutSeconds, MaxOutputBytes: r.MaxOutputBytes}
 }
 
 // Run boots a fresh VM, runs one command and destroys the VM, on every path:
 // success, error, timeout and cancellation of ctx. The VM starts from a
 // memory snapshot of its machine when one can be made (the first run of an
-// environment and machine size makes it).
+// environment and machine size makes it). The work is internal/oneshot's;
+// here the request is checked and the result mapped.
 func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	start := time.Now()
 	req, err := req.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ereq, err := req.limits().guestRequest(nil, "/")
 	if err != nil {
 		return nil, err
 	}
@@ -136,44 +133,28 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.Broker, err = oneShotBroker(set); err != nil {
-		return nil, err
-	}
-	envv, err := set.Env(placeholderEnv(set))
-	if err != nil {
-		return nil, err
-	}
 	c.log.Debug("environment and accelerator ready", "env", req.Environment, "accel", spec.Accel, "ms", time.Since(start).Milliseconds())
 	c.report(ctx, ProgressEvent{Stage: "boot", Message: "booting " + req.Environment})
-	v, err := c.bootForRun(ctx, e, spec)
+	r, err := c.oneshot().Run(ctx, oneshot.Job{Env: e, Spec: spec, Exec: ereq, Secrets: set,
+		Streams: agentclient.ExecStreams{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin}})
 	if err != nil {
 		return nil, err
 	}
-	defer v.Close()
-
-	res := &RunResult{
-		Environment: req.Environment, Command: req.Command,
-		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(), VMID: v.ID,
+	res := &RunResult{Environment: req.Environment, Command: req.Command, ExecOutput: execOutput(&r.ExecResult),
+		BootMs: r.BootMs, ExecutionMode: r.ExecutionMode, VMID: r.VMID, BlockedConnections: toBlocked(r.Blocked)}
+	if r.NoAnswer {
+		res.ExecOutput = ExecOutput{ExitCode: TimeoutExitCode, TimedOut: true,
+			Stderr: "pyro: the guest did not answer after the command's timeout; the VM was destroyed"}
 	}
-	c.log.Debug("booted", "vm", v.ID, "boot_ms", res.BootMs, "ms", time.Since(start).Milliseconds())
-	if err := supervisor.InstallBrokerCA(ctx, v.Agent(), spec.Broker); err != nil {
-		return nil, err
-	}
-	c.report(ctx, ProgressEvent{Stage: "exec", Message: "running the command"})
-	out, err := execShell(ctx, v, req.Command, envv, "/", req.TimeoutSeconds, req.MaxOutputBytes,
-		agentclient.ExecStreams{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin})
-	if err != nil {
-		return nil, set.Redactor().Error(err)
-	}
-	red := set.Redactor()
-	out.Stdout, out.Stderr = red.String(out.Stdout), red.String(out.Stderr)
-	c.log.Debug("command done", "vm", v.ID, "ms", time.Since(start).Milliseconds())
-	res.fill(out)
-	res.BlockedConnections = runBlocked(v)
-	v.Close()
 	res.DurationMs = time.Since(start).Milliseconds()
-	c.log.Debug("vm destroyed", "vm", v.ID, "ms", res.DurationMs)
 	return res, nil
+}
+
+// oneshot is the runner of one-shot VMs and keeper of their snapshots.
+func (c *Client) oneshot() *oneshot.Runner {
+	return oneshot.New(c.backend, c.vmsDir(), c.envs.CacheDir(), c.log, func(ctx context.Context, stage, message string) {
+		c.report(ctx, ProgressEvent{Stage: stage, Message: message})
+	})
 }
 
 // runMachine makes sure req's environment is installed and returns it with
@@ -207,75 +188,4 @@ func runPolicy(on bool) network.Policy {
 		return network.PolicyEgress
 	}
 	return network.PolicyOff
-}
-
-// execOutcome is a finished guest command, as every face reports it.
-type execOutcome struct {
-	ExitCode        int
-	Signal          string
-	Stdout, Stderr  string
-	StdoutTruncated bool
-	StderrTruncated bool
-	TimedOut        bool
-}
-
-func (r *RunResult) fill(o *execOutcome) {
-	r.ExitCode, r.Signal, r.Stdout, r.Stderr = o.ExitCode, o.Signal, o.Stdout, o.Stderr
-	r.StdoutTruncated, r.StderrTruncated, r.TimedOut = o.StdoutTruncated, o.StderrTruncated, o.TimedOut
-}
-
-// TimeoutExitCode is the exit code reported for a command that hit its timeout.
-const TimeoutExitCode = 124
-
-// hostGrace is how long past the guest-side timeout the host waits for the
-// agent's answer before it declares the guest hung.
-const hostGrace = 10 * time.Second
-
-// execShell runs command as /bin/sh -lc would (the agent's Shell). The agent enforces the timeout
-// in the guest (killing the process group); the host enforces it too, with a
-// grace period, in case the guest does not answer.
-// streams, when set, get the output as it comes and feed stdin.
-func execShell(ctx context.Context, v *vm.VM, command string, envv []string, cwd string, timeoutSec int, maxOut int64, streams agentclient.ExecStreams) (*execOutcome, error) {
-	timeout := time.Duration(timeoutSec) * time.Second
-	ectx, cancel := context.WithTimeout(ctx, timeout+hostGrace)
-	defer cancel()
-	r, err := v.Agent().ExecIO(ectx, agentproto.ExecRequest{
-		Shell: command, Env: envv, Cwd: cwd,
-		TimeoutMs: timeout.Milliseconds(), MaxStdout: maxOut, MaxStderr: maxOut,
-	}, streams)
-	if err != nil {
-		if ctx.Err() == nil && errors.Is(ectx.Err(), context.DeadlineExceeded) {
-			return &execOutcome{ExitCode: TimeoutExitCode, TimedOut: true,
-				Stderr: "pyro: the guest did not answer after the command's timeout; the VM was destroyed"}, nil
-		}
-		if ctx.Err() != nil {
-			return nil, errdefs.Wrap(ctx.Err(), errdefs.ErrCanceled, errdefs.CodeCanceled, "canceled; the VM was destroyed")
-		}
-		select {
-		case <-v.Exited():
-			return nil, errdefs.New(errdefs.ErrUnavailable, errdefs.CodeVMCrashed,
-				"the VM ended while the command ran\n--- guest console (last lines) ---\n%s", v.ConsoleTail(20))
-		default:
-		}
-		return nil, err
-	}
-	o := &execOutcome{
-		ExitCode: outcome(r.ExitCode, r.Signal, r.TimedOut), Signal: r.Signal,
-		Stdout: string(r.Stdout), Stderr: string(r.Stderr),
-		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
-		TimedOut: r.TimedOut,
-	}
-	return o, nil
-}
-
-// outcome is the exit code every face reports: the command's own, 128+N when
-// a signal killed it (as a shell reports it), 124 when it hit its timeout.
-func outcome(exitCode int, signal string, timedOut bool) int {
-	switch {
-	case timedOut:
-		return TimeoutExitCode
-	case signal != "" && exitCode < 0:
-		return 128 + int(unix.SignalNum("SIG"+signal))
-	}
-	return exitCode
 }

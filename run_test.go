@@ -3,6 +3,7 @@ package pyro_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/testutil"
 )
 
@@ -176,6 +178,55 @@ func TestRunCanceledDestroysVM(t *testing.T) {
 	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("cancel took %v", d)
+	}
+	testutil.AssertNoLeaks(t, state)
+}
+
+// stopOnce freezes the run's VMM (SIGSTOP) when the command first prints:
+// a guest that never answers again.
+type stopOnce struct {
+	state  string
+	frozen []int
+}
+
+func (s *stopOnce) Write(p []byte) (int, error) {
+	if s.frozen == nil {
+		s.frozen = []int{}
+		for _, p := range testutil.QEMUProcessesUnder(s.state) {
+			pid, _, _ := strings.Cut(p, ":")
+			if n, err := strconv.Atoi(pid); err == nil && unix.Kill(n, unix.SIGSTOP) == nil {
+				s.frozen = append(s.frozen, n)
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// A guest that stops answering is given up at the command's timeout plus
+// agentclient.Grace (the one grace of every exec path): the run reports a
+// timeout and its VM is destroyed.
+func TestRunFrozenGuest(t *testing.T) {
+	c, state := newClient(t)
+	stop := &stopOnce{state: state}
+	start := time.Now()
+	res, err := c.Run(t.Context(), pyro.RunRequest{Environment: "debian:12", Command: "echo started; sleep 1000",
+		TimeoutSeconds: 2, Stdout: stop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, pid := range stop.frozen {
+			_ = unix.Kill(pid, unix.SIGCONT)
+		}
+	})
+	if len(stop.frozen) != 1 {
+		t.Fatalf("froze %v, want the run's one VMM", stop.frozen)
+	}
+	if !res.TimedOut || res.ExitCode != pyro.TimeoutExitCode || !strings.Contains(res.Stderr, "the guest did not answer") {
+		t.Fatalf("timed_out %v exit %d stderr %q", res.TimedOut, res.ExitCode, res.Stderr)
+	}
+	if d := time.Since(start); d < 2*time.Second+agentclient.Grace {
+		t.Errorf("given up after %v, before the timeout plus the grace", d)
 	}
 	testutil.AssertNoLeaks(t, state)
 }

@@ -161,7 +161,7 @@ func (c *Client) ListVMs(ctx context.Context) ([]VM, error) {
 // ExecVM runs one command in a running VM, then deletes the VM, whatever
 // the outcome.
 func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, error) {
-	rr, err := RunRequest{Environment: "-", Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.withDefaults()
+	ereq, err := execLimits{Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.guestRequest(nil, "")
 	if err != nil {
 		return nil, err
 	}
@@ -174,16 +174,12 @@ func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, err
 	if info != nil { // running: whatever happens next, the VM is cleaned up
 		defer m.Delete(context.WithoutCancel(ctx), req.VMID)
 	}
-	r, res, _, err := m.Exec(ctx, req.VMID, supervisor.ExecRequest{
-		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
-	}, brokeredEnv(r0.Secrets), nil)
+	r, res, _, err := m.Exec(ctx, req.VMID, ereq, brokeredEnv(r0.Secrets), nil)
 	if err != nil {
 		return nil, vmErr(err, req.VMID)
 	}
-	out := &RunResult{Environment: r.Environment, Command: req.Command, ExitCode: outcome(res.ExitCode, res.Signal, res.TimedOut),
-		Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
-		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, TimedOut: res.TimedOut,
-		DurationMs: time.Since(start).Milliseconds(), VMID: r.ID}
+	out := &RunResult{Environment: r.Environment, Command: req.Command, ExecOutput: execOutput(&res.ExecResult), VMID: r.ID}
+	out.DurationMs = time.Since(start).Milliseconds()
 	if info != nil {
 		out.BootMs, out.ExecutionMode = info.BootMs, info.ExecutionMode
 	}

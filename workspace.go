@@ -7,10 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -162,19 +163,13 @@ type WorkspaceExecRequest struct {
 	Stdin  io.Reader `json:"-"`
 }
 
-// WorkspaceExecResult is a finished workspace command.
+// WorkspaceExecResult is a finished workspace command. DurationMs is the
+// command's own (in the guest).
 type WorkspaceExecResult struct {
-	WorkspaceID     string `json:"workspace_id"`
-	Command         string `json:"command"`
-	Sequence        int    `json:"sequence"` // its number in the workspace's history
-	ExitCode        int    `json:"exit_code"`
-	Signal          string `json:"signal,omitempty"`
-	Stdout          string `json:"stdout"`
-	Stderr          string `json:"stderr"`
-	StdoutTruncated bool   `json:"stdout_truncated"`
-	StderrTruncated bool   `json:"stderr_truncated"`
-	TimedOut        bool   `json:"timed_out"`
-	DurationMs      int64  `json:"duration_ms"`
+	WorkspaceID string `json:"workspace_id"`
+	Command     string `json:"command"`
+	Sequence    int    `json:"sequence"` // its number in the workspace's history
+	ExecOutput
 	// CommandID names the command while the workspace keeps it (see
 	// WorkspaceCommand): CommandLogs reads its whole output by cursor, beyond the
 	// capped copy here.
@@ -352,7 +347,8 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 // reset) restores: the run snapshot of its machine, made first if missing;
 // nil when there is none (the VM then boots cold).
 func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel, policy network.Policy) *workspace.Restore {
-	snap := c.runSnapshot(ctx, e, vm.Spec{
+	runner := c.oneshot()
+	snap := runner.RunSnapshot(ctx, e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
 		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, Kind: "workspace", Network: policy,
 	})
@@ -360,7 +356,7 @@ func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus
 		return nil
 	}
 	return &workspace.Restore{StatePath: snap.StatePath, DiskPath: snap.DiskPath,
-		Failed: func(err error) { c.invalidateSnapshot(snap, err) }}
+		Failed: func(err error) { runner.InvalidateSnapshot(snap, err) }}
 }
 
 // seedErr names the seed_path field in an error opening the seed.
@@ -490,79 +486,42 @@ func (c *Client) addCommands(ctx context.Context, w *Workspace) {
 // ExecWorkspace runs a command in the workspace's /workspace (by /bin/sh -lc)
 // and records it in the workspace's history.
 func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*WorkspaceExecResult, error) {
-	rr, err := RunRequest{Environment: "-", Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.withDefaults()
+	ereq, err := execLimits{Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.guestRequest(req.Env, req.Cwd)
 	if err != nil {
 		return nil, err
-	}
-	env, err := envList(req.Env)
-	if err != nil {
-		return nil, err
-	}
-	sreq := supervisor.ExecRequest{
-		Command: req.Command, TimeoutMs: int64(rr.TimeoutSeconds) * 1000, MaxOutput: rr.MaxOutputBytes,
-		Env: env, Cwd: req.Cwd,
 	}
 	if req.Background {
-		return c.startCommand(ctx, req, sreq)
+		return c.startCommand(ctx, req, ereq)
 	}
-	var sink *supervisor.ExecIO
+	var sink *agentclient.ExecStreams
 	if req.Stdout != nil || req.Stderr != nil || req.Stdin != nil {
-		sink = &supervisor.ExecIO{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin}
+		sink = &agentclient.ExecStreams{Stdout: req.Stdout, Stderr: req.Stderr, Stdin: req.Stdin}
 	}
-	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, sreq, req.SecretEnv, sink)
+	r, res, entry, err := c.workspaces(ctx).Exec(ctx, req.Workspace, ereq, req.SecretEnv, sink)
 	if err != nil {
 		return nil, err
 	}
-	o := outcome(res.ExitCode, res.Signal, res.TimedOut)
 	state := CommandExited
 	if res.TimedOut {
 		state = CommandTimedOut
 	}
-	return &WorkspaceExecResult{
-		WorkspaceID: r.ID, Command: entry.Command, Sequence: entry.Sequence, ExitCode: o,
-		Signal: res.Signal, Stdout: string(res.Stdout), Stderr: string(res.Stderr),
-		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
-		TimedOut: res.TimedOut, DurationMs: res.DurationMs, CommandID: res.CommandID, State: state,
-	}, nil
+	return &WorkspaceExecResult{WorkspaceID: r.ID, Command: entry.Command, Sequence: entry.Sequence,
+		ExecOutput: execOutput(&res.ExecResult), CommandID: res.CommandID, State: state}, nil
 }
 
 // startCommand starts a background command.
-func (c *Client) startCommand(ctx context.Context, req WorkspaceExecRequest, sreq supervisor.ExecRequest) (*WorkspaceExecResult, error) {
+func (c *Client) startCommand(ctx context.Context, req WorkspaceExecRequest, ereq agentproto.ExecRequest) (*WorkspaceExecResult, error) {
 	if req.Stdout != nil || req.Stderr != nil || req.Stdin != nil {
 		return nil, errdefs.InvalidArgument("background", "a background command has no stdin and no live output: follow it with CommandLogs")
 	}
 	if req.TimeoutSeconds == 0 {
-		sreq.TimeoutMs = 0 // none: it runs until it ends or is killed
+		ereq.TimeoutMs = 0 // none: it runs until it ends or is killed
 	}
-	r, info, err := c.workspaces(ctx).StartCommand(ctx, req.Workspace, sreq, req.SecretEnv)
+	r, info, err := c.workspaces(ctx).StartCommand(ctx, req.Workspace, ereq, req.SecretEnv)
 	if err != nil {
 		return nil, err
 	}
 	return &WorkspaceExecResult{WorkspaceID: r.ID, Command: info.Command, CommandID: info.CommandID, State: info.State}, nil
-}
-
-// maxEnvBytes bounds the variables one exec sets.
-const maxEnvBytes = 64 << 10
-
-// envList validates variables and returns them as sorted NAME=VALUE.
-func envList(env map[string]string) ([]string, error) {
-	out := make([]string, 0, len(env))
-	size := 0
-	for k, v := range env {
-		if err := secrets.ValidateName("env", k); err != nil {
-			return nil, err
-		}
-		if strings.ContainsRune(v, 0) {
-			return nil, errdefs.InvalidArgument("env", "the value of %s contains a NUL byte", k)
-		}
-		size += len(k) + len(v) + 1
-		out = append(out, k+"="+v)
-	}
-	if size > maxEnvBytes {
-		return nil, errdefs.InvalidArgument("env", "%d bytes of variables, at most %d", size, maxEnvBytes)
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 // WorkspaceLogs returns the workspace's command history, oldest first.

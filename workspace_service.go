@@ -268,7 +268,7 @@ func (c *Client) ServiceLogs(ctx context.Context, req ServiceLogsRequest) (*Serv
 	if err != nil {
 		return nil, err
 	}
-	return &ServiceLogs{WorkspaceID: r.ID, Name: name, Log: l.Log, Truncated: l.Truncated}, nil
+	return &ServiceLogs{WorkspaceID: r.ID, Name: name, Log: string(l.Log), Truncated: l.Truncated}, nil
 }
 
 // StopService sends TERM to the service's process group, KILL after 5 s,

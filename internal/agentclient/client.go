@@ -21,8 +21,14 @@ import (
 )
 
 // Grace is how long past a call's own bound (an exec's timeout) the host
-// waits for the agent's answer before it gives the session up.
+// waits for the agent's answer before it gives the session up. It is the
+// one grace of every exec path: one-shot runs, workspace commands, builds.
 const Grace = 30 * time.Second
+
+// ErrNoAnswer is in the error of a call the agent did not answer within its
+// bound (the session is then given up): a one-shot run reports it as its
+// command's timeout.
+var ErrNoAnswer = errors.New("the guest agent did not answer")
 
 // quickBound bounds calls that should answer at once: sync, shutdown, and
 // service status, list, logs and stop (stop on top of its grace). Hello is
@@ -106,8 +112,8 @@ func (c *Client) call(ctx context.Context, req agentproto.Request, bound time.Du
 	if bound > 0 {
 		cl.timer = time.AfterFunc(bound, func() {
 			cl.overrun.Store(true)
-			c.giveUp(fmt.Errorf("the guest agent did not answer %s within its bound (%s, plus %s once flushing)",
-				req.Op, bound, c.flush))
+			c.giveUp(fmt.Errorf("%w %s within its bound (%s, plus %s once flushing)",
+				ErrNoAnswer, req.Op, bound, c.flush))
 			cl.end()
 		})
 	}
@@ -214,11 +220,13 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return readResult(st, &agentproto.ShutdownResult{})
 }
 
-// ExecResult is a finished guest command with its (bounded) output.
+// ExecResult is a finished guest command with its (bounded) output: the
+// one result of every exec path, passed on by the supervisor as it is
+// (redacted) and mapped to the public results by package pyro.
 type ExecResult struct {
 	agentproto.ExecResult
-	Stdout []byte
-	Stderr []byte
+	Stdout []byte `json:"stdout"`
+	Stderr []byte `json:"stderr"`
 }
 
 // Exec runs a command in the guest. Output beyond req.MaxStdout/MaxStderr is

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
@@ -82,7 +83,7 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 		sdk = append(sdk, ms)
 		var res *supervisor.ExecResult
 		if ms, err = timed(func() error {
-			res, err = sc.Exec(ctx, supervisor.ExecRequest{Command: "true", TimeoutMs: 30_000, MaxOutput: 1 << 20, Track: true})
+			res, err = sc.Exec(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell("true", nil, "", 30*time.Second, 1<<20), Track: true})
 			return err
 		}); err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/ringlog"
 	"github.com/pyrovm/pyro/internal/secrets"
@@ -49,17 +50,11 @@ const (
 	CodeTooMany       = errdefs.CodeTooManyCommands
 )
 
-// Result is how a run ended.
-type Result struct {
-	ExitCode   int
-	Signal     string
-	TimedOut   bool
-	DurationMs int64
-}
-
 // Runner runs the command in the guest until it ends or ctx ends, writing
 // its output to stdout and stderr as it comes and reading stdin (nil: none).
-type Runner func(ctx context.Context, stdout, stderr io.Writer, stdin io.Reader) (*Result, error)
+// The guest's result says how it ended (the table keeps exit code, signal,
+// timeout and duration).
+type Runner func(ctx context.Context, stdout, stderr io.Writer, stdin io.Reader) (*agentproto.ExecResult, error)
 
 // Info describes one command.
 type Info struct {

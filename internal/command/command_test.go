@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/secrets"
 )
@@ -23,7 +24,7 @@ type scripted struct {
 	code    int
 }
 
-func (s *scripted) run(ctx context.Context, stdout, stderr io.Writer, _ io.Reader) (*Result, error) {
+func (s *scripted) run(ctx context.Context, stdout, stderr io.Writer, _ io.Reader) (*agentproto.ExecResult, error) {
 	for _, c := range s.chunks {
 		select {
 		case <-s.release:
@@ -33,7 +34,7 @@ func (s *scripted) run(ctx context.Context, stdout, stderr io.Writer, _ io.Reade
 		io.WriteString(stdout, c)
 	}
 	io.WriteString(stderr, "done")
-	return &Result{ExitCode: s.code}, nil
+	return &agentproto.ExecResult{ExitCode: s.code}, nil
 }
 
 func TestCursorFollow(t *testing.T) {
@@ -111,10 +112,10 @@ func TestBoundsAndRedaction(t *testing.T) {
 	}
 	// Foreground commands are not bounded by it; finished ones are forgotten
 	// past KeepFinished, oldest first.
-	leak := func(ctx context.Context, stdout, _ io.Writer, _ io.Reader) (*Result, error) {
+	leak := func(ctx context.Context, stdout, _ io.Writer, _ io.Reader) (*agentproto.ExecResult, error) {
 		io.WriteString(stdout, "the s3cr3t-")
 		io.WriteString(stdout, "value is out")
-		return &Result{}, nil
+		return &agentproto.ExecResult{}, nil
 	}
 	var first string
 	for i := range KeepFinished + 2 {

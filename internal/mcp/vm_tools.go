@@ -72,26 +72,19 @@ func addVMRefTool[Out any](description string, call func(*pyro.Client, context.C
 	}
 }
 
-type vmExecInput struct {
-	VMID           string `json:"vm_id"`
-	Command        string `json:"command"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
-	MaxOutputBytes int64  `json:"max_output_bytes,omitempty"`
-}
-
 func addVMExec(s *mcp.Server, d deps, name string) {
 	c := d.c
 	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
 	t := &mcp.Tool{Name: name,
 		Description: "Low-level: run one shell command in a started VM, then delete the VM. Result fields as vm_run.",
-		InputSchema: inputSchema[vmExecInput](map[string]prop{
+		InputSchema: inputSchema[pyro.VMExecRequest](map[string]prop{
 			"vm_id":            vmRefProps["vm_id"],
 			"command":          {desc: "Shell command, run by /bin/sh -lc in the guest.", required: true},
 			"timeout_seconds":  {desc: "Kill the command after this many seconds.", def: pyro.DefaultTimeoutSeconds, min: toMin, max: toMax},
 			"max_output_bytes": outputCapProp,
 		})}
-	addTool(s, d, t, handler(func(ctx context.Context, in vmExecInput) (*pyro.RunResult, error) {
-		return c.ExecVM(ctx, pyro.VMExecRequest{VMID: in.VMID, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes})
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.VMExecRequest) (*pyro.RunResult, error) {
+		return c.ExecVM(ctx, in)
 	}))
 }
 

@@ -217,17 +217,6 @@ func addWorkspaceLogs(s *mcp.Server, d deps, name string) {
 	}))
 }
 
-type workspaceExecInput struct {
-	WorkspaceID    string            `json:"workspace_id"`
-	Command        string            `json:"command"`
-	TimeoutSeconds int               `json:"timeout_seconds,omitempty"`
-	MaxOutputBytes int64             `json:"max_output_bytes,omitempty"`
-	SecretEnv      map[string]string `json:"secret_env,omitempty"`
-	Env            map[string]string `json:"env,omitempty"`
-	Cwd            string            `json:"cwd,omitempty"`
-	Background     bool              `json:"background,omitempty"`
-}
-
 func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 	c := d.c
 	toMin, toMax := rng(1, pyro.MaxTimeoutSeconds)
@@ -239,7 +228,7 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 			"set background=true: the answer comes at once with command_id and state running; then command_wait, command_logs (by cursor) and command_kill. " +
 			"When the command needs a secret (a token, a key), name it in secret_env and use the variable; never put secrets in the command text. " +
 			"Secret values show as [REDACTED] in the result.",
-		InputSchema: inputSchema[workspaceExecInput](map[string]prop{
+		InputSchema: inputSchema[pyro.WorkspaceExecRequest](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"command":      {desc: "Shell command, run by /bin/sh -lc with cwd /workspace.", required: true},
 			"timeout_seconds": {desc: fmt.Sprintf("Kill the command (and report timed_out) after this many seconds; default %d, "+
@@ -251,10 +240,10 @@ func addWorkspaceExec(s *mcp.Server, d deps, name string) {
 			"background": {desc: "Start the command and answer at once with its command_id; it runs until it ends, command_kill, or the " +
 				"workspace stops or is reset (no timeout unless timeout_seconds is given).", def: false},
 		})}
-	addTool(s, d, t, handler(func(ctx context.Context, in workspaceExecInput) (*pyro.WorkspaceExecResult, error) {
-		return c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: in.WorkspaceID, Command: in.Command,
-			TimeoutSeconds: in.TimeoutSeconds, MaxOutputBytes: in.MaxOutputBytes, SecretEnv: in.SecretEnv, Env: in.Env, Cwd: in.Cwd,
-			Background: in.Background})
+	// The tool's input is the SDK's request itself (its streams are not
+	// JSON): one request type from here to the guest (docs/architecture.md).
+	addTool(s, d, t, handler(func(ctx context.Context, in pyro.WorkspaceExecRequest) (*pyro.WorkspaceExecResult, error) {
+		return c.ExecWorkspace(ctx, in)
 	}))
 }
 

@@ -8,6 +8,7 @@ package supervisor
 import (
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -110,13 +111,11 @@ type WireError struct {
 	Next *errdefs.Next `json:"next,omitempty"`
 }
 
-// ExecRequest is a command in the workspace.
+// ExecRequest is a command in the workspace: the guest request as
+// guestexec built it (the supervisor passes it to the agent as it is), and
+// how the supervisor keeps and answers it.
 type ExecRequest struct {
-	Command   string   `json:"command"`
-	Env       []string `json:"env,omitempty"`
-	Cwd       string   `json:"cwd,omitempty"`
-	TimeoutMs int64    `json:"timeout_ms"` // 0: none (background commands only)
-	MaxOutput int64    `json:"max_output"`
+	agentproto.ExecRequest
 	// Track keeps the command in the supervisor's command table while it
 	// runs and a while after (ExecResult.CommandID): its whole output (up to
 	// command.LogBytes per stream) can be read again by cursor.
@@ -126,11 +125,9 @@ type ExecRequest struct {
 	Background bool `json:"background,omitempty"`
 	// Stream answers with ExecEvent lines (NDJSON) while the command runs:
 	// the command first, then its output as it comes, then the result.
-	// Implies Track.
+	// Implies Track. With StdinStream, the command's stdin comes from
+	// POST /v1/commands/{id}/stdin (its body, until EOF).
 	Stream bool `json:"stream,omitempty"`
-	// Stdin: the command's stdin comes from POST /v1/commands/{id}/stdin
-	// (its body, until EOF). Needs Stream.
-	Stdin bool `json:"stdin,omitempty"`
 }
 
 // ExecEvent is one line of a streamed exec answer; exactly one field is set.
@@ -170,17 +167,11 @@ type CommandWaitRequest struct {
 	TimeoutMs int64 `json:"timeout_ms"`
 }
 
-// ExecResult is a finished command.
+// ExecResult is a finished command: the agent client's result, redacted,
+// and where the supervisor keeps it.
 type ExecResult struct {
-	ExitCode        int    `json:"exit_code"`
-	Signal          string `json:"signal,omitempty"`
-	Stdout          []byte `json:"stdout"`
-	Stderr          []byte `json:"stderr"`
-	StdoutTruncated bool   `json:"stdout_truncated"`
-	StderrTruncated bool   `json:"stderr_truncated"`
-	TimedOut        bool   `json:"timed_out"`
-	DurationMs      int64  `json:"duration_ms"`
-	CommandID       string `json:"command_id,omitempty"` // when tracked
+	agentclient.ExecResult
+	CommandID string `json:"command_id,omitempty"` // when tracked
 	// AgentMs is how long the supervisor's call to the agent took (tracked
 	// commands; pyro bench splits the exec's time with it).
 	AgentMs int64 `json:"agent_ms,omitempty"`
@@ -256,11 +247,4 @@ type Service struct {
 type ServiceStartResult struct {
 	Service Service `json:"service"`
 	LogTail string  `json:"log_tail,omitempty"`
-}
-
-// ServiceLogs is the end of a service's log.
-type ServiceLogs struct {
-	Name      string `json:"name"`
-	Log       string `json:"log"`
-	Truncated bool   `json:"truncated"`
 }

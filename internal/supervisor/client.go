@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/network"
@@ -336,8 +337,8 @@ func (c *Client) ServiceStatus(ctx context.Context, name string) (*Service, erro
 }
 
 // ServiceLogs returns the last tailLines lines (0 = all, within maxBytes) of a service's log.
-func (c *Client) ServiceLogs(ctx context.Context, name string, tailLines int, maxBytes int64) (*ServiceLogs, error) {
-	var l ServiceLogs
+func (c *Client) ServiceLogs(ctx context.Context, name string, tailLines int, maxBytes int64) (*agentproto.ServiceLogs, error) {
+	var l agentproto.ServiceLogs
 	q := fmt.Sprintf("/v1/services/%s/logs?tail_lines=%d&max_bytes=%d", url.PathEscape(name), tailLines, maxBytes)
 	return &l, c.do(ctx, http.MethodGet, q, nil, "", &l)
 }

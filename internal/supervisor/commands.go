@@ -51,25 +51,18 @@ type ran struct {
 
 // runner runs req in the guest for the command table, keeping its result
 // in out.
-func (s *server) runner(req ExecRequest, out *ran) command.Runner {
-	cwd := req.Cwd
-	if cwd == "" {
-		cwd = agentproto.WorkspaceRoot
-	}
-	return func(ctx context.Context, stdout, stderr io.Writer, stdin io.Reader) (*command.Result, error) {
+func (s *server) runner(req agentproto.ExecRequest, out *ran) command.Runner {
+	return func(ctx context.Context, stdout, stderr io.Writer, stdin io.Reader) (*agentproto.ExecResult, error) {
 		// The agent client bounds the call (timeout + agentclient.Grace) and
 		// gives the session up past it; Main then stops the VM.
 		start := time.Now()
-		r, err := s.vm.Agent().ExecIO(ctx, agentproto.ExecRequest{
-			Shell: req.Command, Env: req.Env, Cwd: cwd,
-			TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
-		}, agentclient.ExecStreams{Stdout: stdout, Stderr: stderr, Stdin: stdin})
+		r, err := s.vm.Agent().ExecIO(ctx, req, agentclient.ExecStreams{Stdout: stdout, Stderr: stderr, Stdin: stdin})
 		if err != nil {
 			out.err = s.redact.Error(err)
 			return nil, out.err
 		}
 		*out = ran{res: r, agent: time.Since(start)}
-		return &command.Result{ExitCode: r.ExitCode, Signal: r.Signal, TimedOut: r.TimedOut, DurationMs: r.DurationMs}, nil
+		return &r.ExecResult, nil
 	}
 }
 
@@ -83,7 +76,7 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 		s.execUntracked(w, r, req)
 		return
 	}
-	if req.Stdin && !req.Stream {
+	if req.StdinStream && !req.Stream {
 		s.writeErr(w, errdefs.InvalidArgument("stdin", "stdin needs a streamed exec"))
 		return
 	}
@@ -95,14 +88,14 @@ func (s *server) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 	var stdin io.Reader
 	var feed *io.PipeWriter
-	if req.Stdin {
+	if req.StdinStream {
 		var pr *io.PipeReader
 		pr, feed = io.Pipe()
 		stdin = pr
 		defer pr.Close() // the command ended with this call: writes fail
 		defer feed.Close()
 	}
-	info, err := s.commands.Start(ctx, req.Command, req.Background, stdin, s.runner(req, &res))
+	info, err := s.commands.Start(ctx, req.Shell, req.Background, stdin, s.runner(req.ExecRequest, &res))
 	if err != nil {
 		s.writeErr(w, err)
 		return

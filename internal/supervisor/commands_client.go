@@ -8,21 +8,16 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
-// ExecIO connects a streamed exec to the caller.
-type ExecIO struct {
-	Started        func(*command.Info) // the command runs (its id is known)
-	Stdout, Stderr io.Writer           // its output as it comes
-	Stdin          io.Reader           // its stdin until EOF; nil: none
-}
-
-// ExecStream runs a tracked command and passes its output to io while it
-// runs; the answer is its result as Exec gives it.
-func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink ExecIO) (*ExecResult, error) {
-	req.Stream, req.Stdin = true, sink.Stdin != nil
+// ExecStream runs a tracked command and passes its output to sink while it
+// runs (and sink.Stdin, when set, to its stdin, as the agent client does
+// for a one-shot run); the answer is its result as Exec gives it.
+func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink agentclient.ExecStreams) (*ExecResult, error) {
+	req.Stream, req.StdinStream = true, sink.Stdin != nil
 	b, _ := json.Marshal(req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://supervisor/v1/exec", strings.NewReader(string(b)))
 	if err != nil {
@@ -50,9 +45,6 @@ func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink ExecIO) (
 		}
 		switch {
 		case ev.Command != nil:
-			if sink.Started != nil {
-				sink.Started(ev.Command)
-			}
 			if sink.Stdin != nil {
 				go c.feedStdin(feedCtx, ev.Command.CommandID, sink.Stdin)
 			}

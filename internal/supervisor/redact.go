@@ -17,12 +17,10 @@ import (
 
 // redactExecResult converts a finished command's result for the API.
 func redactExecResult(r *secrets.Redactor, res *agentclient.ExecResult) ExecResult {
-	return ExecResult{
-		ExitCode: res.ExitCode, Signal: res.Signal,
-		Stdout: redactOutput(r, res.Stdout, res.StdoutTruncated), Stderr: redactOutput(r, res.Stderr, res.StderrTruncated),
-		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
-		TimedOut: res.TimedOut, DurationMs: res.DurationMs,
-	}
+	out := *res
+	out.Stdout = redactOutput(r, res.Stdout, res.StdoutTruncated)
+	out.Stderr = redactOutput(r, res.Stderr, res.StderrTruncated)
+	return ExecResult{ExecResult: out}
 }
 
 // redactOutput redacts a command's output; output cut short may end in the

@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
@@ -322,14 +321,7 @@ func (s *server) routes() http.Handler {
 
 // execUntracked runs one of the workspace manager's own scripts.
 func (s *server) execUntracked(w http.ResponseWriter, r *http.Request, req ExecRequest) {
-	cwd := req.Cwd
-	if cwd == "" {
-		cwd = agentproto.WorkspaceRoot
-	}
-	res, err := s.vm.Agent().Exec(r.Context(), agentproto.ExecRequest{
-		Shell: req.Command, Env: req.Env, Cwd: cwd,
-		TimeoutMs: req.TimeoutMs, MaxStdout: req.MaxOutput, MaxStderr: req.MaxOutput,
-	})
+	res, err := s.vm.Agent().Exec(r.Context(), req.ExecRequest)
 	if err != nil {
 		s.writeErr(w, err)
 		return

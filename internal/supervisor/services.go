@@ -46,7 +46,7 @@ func (s *server) serviceRoutes(mux *http.ServeMux) {
 			s.writeErr(w, err)
 			return
 		}
-		writeJSON(w, ServiceLogs{Name: l.Name, Log: redactLog(s.redact, l.Log, l.Truncated), Truncated: l.Truncated})
+		writeJSON(w, agentproto.ServiceLogs{Name: l.Name, Log: []byte(redactLog(s.redact, l.Log, l.Truncated)), Truncated: l.Truncated})
 	})
 	mux.HandleFunc("POST /v1/services/{name}/stop", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")

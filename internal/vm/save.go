@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
 
@@ -37,7 +37,7 @@ func Save(ctx context.Context, b vmm.Backend, root string, spec Spec, diskPath, 
 	}
 	defer v.Close()
 	if warm != "" {
-		r, err := v.agent.Exec(ctx, agentproto.ExecRequest{Shell: warm, Cwd: "/", TimeoutMs: 60_000, MaxStdout: 4096, MaxStderr: 4096})
+		r, err := v.agent.Exec(ctx, guestexec.Shell(warm, nil, "/", time.Minute, 4096))
 		if err != nil {
 			return err
 		}

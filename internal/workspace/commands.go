@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
@@ -14,19 +15,17 @@ import (
 // killing count as activity; reads and waits do not.
 
 // StartCommand starts a background command in /workspace (or req.Cwd).
-func (m *Manager) StartCommand(ctx context.Context, ref string, req supervisor.ExecRequest, secretEnv map[string]string) (*Record, *command.Info, error) {
-	if req.Cwd != "" {
-		cwd, err := GuestPath("cwd", req.Cwd)
-		if err != nil {
-			return nil, nil, err
-		}
-		req.Cwd = cwd
+func (m *Manager) StartCommand(ctx context.Context, ref string, req agentproto.ExecRequest, secretEnv map[string]string) (*Record, *command.Info, error) {
+	cwd, err := GuestPath("cwd", req.Cwd)
+	if err != nil {
+		return nil, nil, err
 	}
+	req.Cwd = cwd
 	return viaSupervisor(ctx, m, ref, true, func(r *Record, sc *supervisor.Client) (*command.Info, error) {
 		if _, err := m.execEnv(r.ID, &req, secretEnv); err != nil {
 			return nil, err
 		}
-		return sc.StartCommand(ctx, req)
+		return sc.StartCommand(ctx, supervisor.ExecRequest{ExecRequest: req})
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/wsdiff"
 )
@@ -201,7 +202,7 @@ func (m *Manager) writePlan(ctx context.Context, sc *supervisor.Client, plan *ws
 for f in ` + strings.Join(quoted, " ") + `; do
   p=$(realpath -m -- "$f"); case "$p" in /workspace/*) rm -f -- "$f" || exit 5;; *) exit 4;; esac
 done`
-	res, err := sc.Exec(ctx, supervisor.ExecRequest{Command: script, TimeoutMs: 60_000, MaxOutput: 64 << 10})
+	res, err := sc.Exec(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell(script, nil, "", time.Minute, 64<<10)})
 	if err != nil {
 		return err
 	}

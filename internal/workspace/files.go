@@ -13,6 +13,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/supervisor"
 )
@@ -265,7 +266,7 @@ func guestScript(ctx context.Context, sc *supervisor.Client, guestPath, userPath
 p=$(realpath -e -- "$1") || exit 3
 case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
 ` + body
-	res, err := sc.Exec(ctx, supervisor.ExecRequest{Command: script, TimeoutMs: 60_000, MaxOutput: 8 << 20})
+	res, err := sc.Exec(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell(script, nil, "", time.Minute, 8<<20)})
 	if err != nil {
 		return nil, err
 	}

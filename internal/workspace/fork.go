@@ -15,6 +15,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -288,7 +289,7 @@ func (m *Manager) finishFork(ctx context.Context, f fork) (*Record, error) {
 		return nil, fmt.Errorf("the fork did not restore the source's machine: %s", res.RestoreError)
 	}
 	sc := supervisor.Dial(f.p.Socket())
-	r, err := sc.Exec(ctx, supervisor.ExecRequest{Command: freshMachineID, Cwd: "/", TimeoutMs: 30_000, MaxOutput: 4096})
+	r, err := sc.Exec(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell(freshMachineID, nil, "/", 30*time.Second, 4096)})
 	sc.Close()
 	if err == nil && r.ExitCode != 0 {
 		err = fmt.Errorf("new machine id: exit %d: %s", r.ExitCode, strings.TrimSpace(string(r.Stderr)))

@@ -9,17 +9,18 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
 
+	"github.com/pyrovm/pyro/internal/agentclient"
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/hostpath"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
@@ -437,30 +438,30 @@ type HistoryEntry struct {
 	StartedAt  time.Time `json:"started_at"`
 }
 
-// Exec runs a command in /workspace and records it in the history (with
+// Exec runs a command (req as guestexec.Shell built it; its cwd relative
+// to /workspace or absolute under it) and records it in the history (with
 // secret values redacted, as the returned entry). secretEnv maps secret
 // names to the environment variables that carry them for this command only.
 // Many execs may run at once: only the record update takes the lock.
 // With sink set, the output streams to it while the command runs.
-func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecRequest, secretEnv map[string]string, sink *supervisor.ExecIO) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
-	if req.Cwd != "" {
-		cwd, err := GuestPath("cwd", req.Cwd)
-		if err != nil {
-			return nil, nil, HistoryEntry{}, err
-		}
-		req.Cwd = cwd
+func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequest, secretEnv map[string]string, sink *agentclient.ExecStreams) (*Record, *supervisor.ExecResult, HistoryEntry, error) {
+	cwd, err := GuestPath("cwd", ereq.Cwd)
+	if err != nil {
+		return nil, nil, HistoryEntry{}, err
 	}
+	ereq.Cwd = cwd
 	r, sc, err := m.running(ctx, ref)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
 	defer sc.Close()
-	red, err := m.execEnv(r.ID, &req, secretEnv)
+	red, err := m.execEnv(r.ID, &ereq, secretEnv)
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
 	started := time.Now().UTC()
-	req.Track = true // its output stays readable by cursor for a while
+	// Tracked: its output stays readable by cursor for a while.
+	req := supervisor.ExecRequest{ExecRequest: ereq, Track: true}
 	exec := func(sc *supervisor.Client) (*supervisor.ExecResult, error) {
 		if sink != nil {
 			return sc.ExecStream(ctx, req, *sink)
@@ -479,7 +480,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 		return nil, nil, HistoryEntry{}, err
 	}
 	entry := HistoryEntry{
-		Command: red.String(req.Command), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
+		Command: red.String(req.Shell), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
 		DurationMs: res.DurationMs, StartedAt: started,
 	}
 	entry.Sequence, err = m.recordActivity(r.ID, func(rec *Record) (int, error) {
@@ -494,7 +495,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, req supervisor.ExecReque
 
 // execEnv adds the variables of a secretEnv mapping to req.Env (refusing a
 // name set both ways) and returns the redactor of the workspace's secrets.
-func (m *Manager) execEnv(id string, req *supervisor.ExecRequest, secretEnv map[string]string) (*secrets.Redactor, error) {
+func (m *Manager) execEnv(id string, req *agentproto.ExecRequest, secretEnv map[string]string) (*secrets.Redactor, error) {
 	set, err := m.secrets(id) // once: for the variables and the redaction
 	if err != nil {
 		return nil, err
@@ -503,14 +504,7 @@ func (m *Manager) execEnv(id string, req *supervisor.ExecRequest, secretEnv map[
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range extra {
-		name, _, _ := strings.Cut(e, "=")
-		if slices.ContainsFunc(req.Env, func(v string) bool { return strings.HasPrefix(v, name+"=") }) {
-			return nil, errdefs.InvalidArgument("env", "%s is set by both env and secret_env: set it once", name)
-		}
-	}
-	req.Env = append(req.Env, extra...)
-	return set.Redactor(), nil
+	return set.Redactor(), guestexec.AddSecretEnv(req, extra)
 }
 
 // secrets loads a workspace's secrets (none when it has no secrets file).

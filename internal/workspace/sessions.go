@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/shell"
@@ -124,8 +125,8 @@ func (m *Manager) ServiceStatus(ctx context.Context, ref, name string) (*Record,
 }
 
 // ServiceLogs returns the end of a service's log.
-func (m *Manager) ServiceLogs(ctx context.Context, ref, name string, tailLines int, maxBytes int64) (*Record, *supervisor.ServiceLogs, error) {
-	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*supervisor.ServiceLogs, error) {
+func (m *Manager) ServiceLogs(ctx context.Context, ref, name string, tailLines int, maxBytes int64) (*Record, *agentproto.ServiceLogs, error) {
+	return viaSupervisor(ctx, m, ref, false, func(_ *Record, sc *supervisor.Client) (*agentproto.ServiceLogs, error) {
 		return sc.ServiceLogs(ctx, name, tailLines, maxBytes)
 	})
 }

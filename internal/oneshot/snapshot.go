@@ -1,4 +1,4 @@
-package pyro
+package oneshot
 
 import (
 	"context"
@@ -21,16 +21,16 @@ import (
 // and the agent holds the login environment (see agent/login.go).
 const snapshotWarmup = "true"
 
-func (c *Client) snapshots() *snapshot.Store {
-	return snapshot.NewStore(c.envs.CacheDir(), c.backend.DiskFile())
+func (c *Runner) snapshots() *snapshot.Store {
+	return snapshot.NewStore(c.cacheDir, c.backend.DiskFile())
 }
 
 // bootForRun boots the VM of a one-shot run: restored from the snapshot of
 // its machine (made first if missing), else cold. A snapshot that cannot be
 // made or restored never fails the run: it is logged and removed, and the
 // run boots cold. The VM's BootDur covers a failed restore too.
-func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spec) (*vm.VM, error) {
-	snap := c.runSnapshot(ctx, e, spec)
+func (c *Runner) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spec) (*vm.VM, error) {
+	snap := c.RunSnapshot(ctx, e, spec)
 	start := time.Now()
 	if snap != nil {
 		rs := spec
@@ -44,7 +44,7 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		c.invalidateSnapshot(snap, err)
+		c.InvalidateSnapshot(snap, err)
 	}
 	v, err := vm.Boot(ctx, c.backend, c.vmsDir(), spec, c.log)
 	if err != nil {
@@ -54,19 +54,19 @@ func (c *Client) bootForRun(ctx context.Context, e *env.Environment, spec vm.Spe
 	return v, nil
 }
 
-// invalidateSnapshot removes snap after a restore from it failed (cause);
+// InvalidateSnapshot removes snap after a restore from it failed (cause);
 // the caller boots cold.
-func (c *Client) invalidateSnapshot(snap *snapshot.Snapshot, cause error) {
+func (c *Runner) InvalidateSnapshot(snap *snapshot.Snapshot, cause error) {
 	c.log.Warn("restoring a snapshot failed: removing it and booting cold", "snapshot", snap.Dir, "err", cause)
 	if err := c.snapshots().Invalidate(snap, cause); err != nil {
 		c.log.Warn("removing a failed snapshot", "snapshot", snap.Dir, "err", err)
 	}
 }
 
-// runSnapshot returns the valid snapshot for spec's machine, making it when
+// RunSnapshot returns the valid snapshot for spec's machine, making it when
 // missing, or nil when there is none to use (never an error: the run then
 // boots cold).
-func (c *Client) runSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) *snapshot.Snapshot {
+func (c *Runner) RunSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) *snapshot.Snapshot {
 	store := c.snapshots()
 	key, err := c.snapshotKey(ctx, store, e, spec)
 	if err != nil {
@@ -78,7 +78,7 @@ func (c *Client) runSnapshot(ctx context.Context, e *env.Environment, spec vm.Sp
 		return snap
 	}
 	c.log.Debug("no usable snapshot", "reason", err)
-	c.report(ctx, ProgressEvent{Stage: "snapshot", Message: "preparing a fast-start snapshot of " + e.Manifest.Name + " (once per environment and machine size)"})
+	c.report(ctx, "snapshot", "preparing a fast-start snapshot of "+e.Manifest.Name+" (once per environment and machine size)")
 	start := time.Now()
 	snap, err = store.Create(ctx, key, e.RootfsPath, func(ctx context.Context, dir string) error {
 		return vm.Save(ctx, c.backend, c.vmsDir(), spec, filepath.Join(dir, store.DiskFile()), filepath.Join(dir, snapshot.StateFile), snapshotWarmup, c.log)
@@ -96,7 +96,7 @@ func (c *Client) runSnapshot(ctx context.Context, e *env.Environment, spec vm.Sp
 }
 
 // snapshotKey names everything a restored machine depends on.
-func (c *Client) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.Environment, spec vm.Spec) (snapshot.Key, error) {
+func (c *Runner) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.Environment, spec vm.Spec) (snapshot.Key, error) {
 	id, err := spec.Identity(ctx, c.backend, store.Root())
 	if err != nil {
 		return snapshot.Key{}, err
@@ -109,17 +109,4 @@ func (c *Client) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.
 		VMMVersion: id.Version, Machine: id.Machine, Host: id.Host,
 	}
 	return k, k.Validate()
-}
-
-// pruneSnapshots removes snapshots whose environment image is gone (or that
-// are otherwise invalid), after an environment prune.
-func (c *Client) pruneSnapshots(res *PruneResult) {
-	for _, r := range c.snapshots().Prune(nil) {
-		name := r.ID
-		if r.Environment != "" {
-			name = r.Environment + " " + r.ID
-		}
-		res.Removed = append(res.Removed, PrunedItem{Kind: "run_snapshot", Name: name, Path: r.Path, Bytes: r.Bytes})
-		res.BytesFreed += r.Bytes
-	}
 }
