@@ -48,9 +48,9 @@ const (
 	// refusedAnswerGrace bounds how long the answers to a connection's
 	// earlier requests may take once a later request was refused.
 	refusedAnswerGrace = 30 * time.Second
-	udpIdle     = 60 * time.Second
-	dnsTimeout  = 5 * time.Second
-	dnsTCPIdle  = 10 * time.Second
+	udpIdle            = 60 * time.Second
+	dnsTimeout         = 5 * time.Second
+	dnsTCPIdle         = 10 * time.Second
 )
 
 // Options configures New.
