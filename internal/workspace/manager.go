@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -97,18 +98,18 @@ type Restore struct {
 }
 
 var (
-	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) // also a safe file name
-	labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+	namePattern  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) }) // also a safe file name
+	labelPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`) })
 )
 
 // SafeName reports whether s follows the name rules shared by workspaces,
 // their snapshots and services: 1-63 letters, digits, '.', '_' or '-',
 // starting with a letter or digit (so it is also one safe file name).
-func SafeName(s string) bool { return namePattern.MatchString(s) }
+func SafeName(s string) bool { return namePattern().MatchString(s) }
 
 // ValidateName checks a workspace name (it must not look like an id).
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) || vm.ValidID(name) {
+	if !namePattern().MatchString(name) || vm.ValidID(name) {
 		return errdefs.InvalidArgument("name", "%q must be 1-63 letters, digits, '.', '_' or '-', start with a letter or digit, and not look like a workspace id", name)
 	}
 	return nil
@@ -117,7 +118,7 @@ func ValidateName(name string) error {
 // ValidateLabels checks label keys and values.
 func ValidateLabels(labels map[string]string) error {
 	for k, v := range labels {
-		if !labelPattern.MatchString(k) {
+		if !labelPattern().MatchString(k) {
 			return errdefs.InvalidArgument("labels", "key %q must be 1-63 letters, digits, '.', '_', '/' or '-'", k)
 		}
 		if len(v) > 256 {

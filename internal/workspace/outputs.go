@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/hostpath"
@@ -18,7 +19,7 @@ import (
 // the next pyro call that tidies workspaces removes it once its owner is dead.
 
 // outputTempRE is every name Target.MkdirTemp/CreateTemp gives an export.
-var outputTempRE = regexp.MustCompile(`^\.pyro-(disk-)?export-[0-9a-f]{16}$`)
+var outputTempRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\.pyro-(disk-)?export-[0-9a-f]{16}$`) })
 
 type outputTemp struct {
 	Dir      string `json:"dir"`  // the output's parent, absolute
@@ -59,7 +60,7 @@ func removeDeadOutputTemps(p Paths) {
 		if vm.Alive(rec.Pid, rec.PidStart) {
 			continue
 		}
-		if outputTempRE.MatchString(rec.Name) && filepath.IsAbs(rec.Dir) {
+		if outputTempRE().MatchString(rec.Name) && filepath.IsAbs(rec.Dir) {
 			if dir, err := os.OpenRoot(rec.Dir); err == nil {
 				_ = dir.RemoveAll(rec.Name)
 				dir.Close()
