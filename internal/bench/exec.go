@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -24,7 +25,7 @@ type ExecReport struct {
 	// SDKUs is Client.ExecWorkspace in this process: record, secrets,
 	// supervisor call, history. SupervisorUs is the supervisor's exec API
 	// called directly; AgentUs the supervisor's call to the guest agent
-	// within it.
+	// within it. Both stream the output, as the CLI does.
 	SDKUs        int64 `json:"sdk_exec_us"`
 	SupervisorUs int64 `json:"supervisor_exec_us"`
 	AgentUs      int64 `json:"agent_call_us"`
@@ -53,14 +54,16 @@ type Part struct {
 	Us   int64  `json:"us"`
 }
 
-// parts names the stages of r: CLI process start, the rest of the CLI and
-// SDK (client side), the supervisor's API, the channel, the agent before
+// parts names the stages of r: CLI process start, the rest of the CLI,
+// the SDK's own work (tidying the workspaces, the record, the history),
+// the supervisor's API, the channel, the agent before
 // and after the command, the command's own life in the guest, and the
 // durability flush.
 func (r *ExecReport) parts() []Part {
 	return []Part{
 		{"cli process start", r.CLIStartUs},
-		{"cli + sdk (client side)", max(0, r.CLIUs-r.CLIStartUs-r.SupervisorUs)},
+		{"cli (flags, client, output)", max(0, r.CLIUs-r.CLIStartUs-r.SDKUs)},
+		{"sdk (tidy, record, history)", max(0, r.SDKUs-r.SupervisorUs)},
 		{"supervisor api", r.SupervisorAPIUs},
 		{"channel (serial, yamux)", r.ChannelUs},
 		{"agent: request to start", r.GuestStartUs},
@@ -92,8 +95,9 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 			return nil, err
 		}
 		start = append(start, us)
+		// Streamed, as the CLI asks for it (live output).
 		if us, err = timed(func() error {
-			_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Command: "true"})
+			_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Command: "true", Stdout: io.Discard, Stderr: io.Discard})
 			return err
 		}); err != nil {
 			return nil, err
@@ -101,7 +105,8 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 		sdk = append(sdk, us)
 		var res *supervisor.ExecResult
 		if us, err = timed(func() error {
-			res, err = sc.Exec(ctx, supervisor.ExecRequest{Command: "true", TimeoutMs: 30_000, MaxOutput: 1 << 20, Track: true})
+			res, err = sc.ExecStream(ctx, supervisor.ExecRequest{Command: "true", TimeoutMs: 30_000, MaxOutput: 1 << 20, Track: true},
+				supervisor.ExecIO{Stdout: io.Discard, Stderr: io.Discard})
 			return err
 		}); err != nil {
 			return nil, err
