@@ -138,7 +138,8 @@ wait:
 		StderrTruncated: stderr.truncated(),
 		DurationMs:      duration.Milliseconds(),
 		Timing: &agentproto.ExecTiming{
-			StartUs:  started.Sub(received).Microseconds(),
+			PlanUs:   start.Sub(received).Microseconds(),
+			StartUs:  started.Sub(start).Microseconds(),
 			RunUs:    exited.Sub(started).Microseconds(),
 			OutputUs: done.Sub(exited).Microseconds(),
 			SyncUs:   fw.flushed.Microseconds(),

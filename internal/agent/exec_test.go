@@ -68,8 +68,8 @@ func TestExecOutputsAndExitCode(t *testing.T) {
 	}
 	// The agent's account of the call: its parts within its whole.
 	tm := res.Timing
-	if tm == nil || tm.StartUs <= 0 || tm.RunUs <= 0 || tm.SyncUs <= 0 || tm.OutputUs < 0 ||
-		tm.StartUs+tm.RunUs+tm.OutputUs+tm.SyncUs > tm.TotalUs {
+	if tm == nil || tm.PlanUs < 0 || tm.StartUs <= 0 || tm.RunUs <= 0 || tm.SyncUs <= 0 || tm.OutputUs < 0 ||
+		tm.PlanUs+tm.StartUs+tm.RunUs+tm.OutputUs+tm.SyncUs > tm.TotalUs {
 		t.Errorf("timing %+v", tm)
 	}
 }

@@ -326,8 +326,10 @@ type ExecResult struct {
 // ExecTiming is where an exec's time went in the agent, in microseconds,
 // from the request frame read to the result frame written.
 type ExecTiming struct {
-	// StartUs: request decoded to the process started (cwd, plan, cgroup,
-	// fork and exec).
+	// PlanUs: request decoded to the command planned (cwd, login
+	// environment, program lookup).
+	PlanUs int64 `json:"plan_us"`
+	// StartUs: planned to the process started (pipes, cgroup, fork, exec).
 	StartUs int64 `json:"start_us"`
 	// RunUs: process started to its exit reaped.
 	RunUs int64 `json:"run_us"`

@@ -30,9 +30,11 @@ type ExecReport struct {
 	SupervisorUs int64 `json:"supervisor_exec_us"`
 	AgentUs      int64 `json:"agent_call_us"`
 	// The agent's own split of its call (agentproto.ExecTiming): request
-	// to process started (cwd, plan, cgroup, fork and exec), the process
+	// to command planned (cwd, login environment), planned to process
+	// started (pipes, cgroup, fork and exec), the process
 	// until its exit was reaped, the output drained, the durability flush
 	// of the workspace's filesystem, and the whole call in the agent.
+	GuestPlanUs   int64 `json:"guest_plan_us"`
 	GuestStartUs  int64 `json:"guest_start_us"`
 	GuestRunUs    int64 `json:"guest_run_us"`
 	GuestOutputUs int64 `json:"guest_output_us"`
@@ -66,9 +68,10 @@ func (r *ExecReport) parts() []Part {
 		{"sdk (tidy, record, history)", max(0, r.SDKUs-r.SupervisorUs)},
 		{"supervisor api", r.SupervisorAPIUs},
 		{"channel (serial, yamux)", r.ChannelUs},
-		{"agent: request to start", r.GuestStartUs},
+		{"agent: plan (cwd, login env)", r.GuestPlanUs},
+		{"agent: spawn (fork, exec)", r.GuestStartUs},
 		{"guest process sh -c true", r.GuestRunUs},
-		{"agent: output, answer", max(0, r.GuestTotalUs-r.GuestStartUs-r.GuestRunUs-r.GuestSyncUs)},
+		{"agent: output, answer", max(0, r.GuestTotalUs-r.GuestPlanUs-r.GuestStartUs-r.GuestRunUs-r.GuestSyncUs)},
 		{"durability sync (syncfs)", r.GuestSyncUs},
 	}
 }
@@ -78,7 +81,7 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 	sc := supervisor.Dial(workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket())
 	defer sc.Close()
 	var cli, start, sdk, sup, agent, api, channel []int64
-	var gStart, gRun, gOut, gSync, gTotal []int64
+	var gPlan, gStart, gRun, gOut, gSync, gTotal []int64
 	timed := func(f func() error) (int64, error) {
 		t := time.Now()
 		err := f()
@@ -114,14 +117,14 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 		sup, agent = append(sup, us), append(agent, res.AgentUs)
 		api = append(api, max(0, us-res.AgentUs))
 		if g := res.Guest; g != nil {
-			gStart, gRun, gOut = append(gStart, g.StartUs), append(gRun, g.RunUs), append(gOut, g.OutputUs)
+			gPlan, gStart, gRun, gOut = append(gPlan, g.PlanUs), append(gStart, g.StartUs), append(gRun, g.RunUs), append(gOut, g.OutputUs)
 			gSync, gTotal = append(gSync, g.SyncUs), append(gTotal, g.TotalUs)
 			channel = append(channel, max(0, res.AgentUs-g.TotalUs))
 		}
 	}
 	r := &ExecReport{Runs: runs, CLIUs: Median(cli), CLIStartUs: Median(start), SDKUs: Median(sdk),
 		SupervisorUs: Median(sup), AgentUs: Median(agent), SupervisorAPIUs: Median(api), ChannelUs: Median(channel),
-		GuestStartUs: Median(gStart), GuestRunUs: Median(gRun), GuestOutputUs: Median(gOut),
+		GuestPlanUs: Median(gPlan), GuestStartUs: Median(gStart), GuestRunUs: Median(gRun), GuestOutputUs: Median(gOut),
 		GuestSyncUs: Median(gSync), GuestTotalUs: Median(gTotal)}
 	if floorMs > 0 {
 		r.FloorRatio = float64(r.CLIUs) / 1000 / float64(floorMs)

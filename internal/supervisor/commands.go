@@ -153,7 +153,7 @@ func boundTiming(t *agentproto.ExecTiming, limitUs int64) *agentproto.ExecTiming
 		return nil
 	}
 	b := func(v int64) int64 { return min(max(v, 0), limitUs) }
-	return &agentproto.ExecTiming{StartUs: b(t.StartUs), RunUs: b(t.RunUs), OutputUs: b(t.OutputUs),
+	return &agentproto.ExecTiming{PlanUs: b(t.PlanUs), StartUs: b(t.StartUs), RunUs: b(t.RunUs), OutputUs: b(t.OutputUs),
 		SyncUs: b(t.SyncUs), TotalUs: b(t.TotalUs)}
 }
 
