@@ -558,7 +558,9 @@ func (m *Manager) recordActivity(id string, update func(*Record) (int, error)) (
 	if err != nil {
 		return 0, err
 	}
-	return n, writeRecord(p, rec)
+	// Activity (the command count, the last activity) may be lost to a host
+	// crash but never torn: no fsync of the directory on every exec.
+	return n, fsutil.ReplaceJSON(p.Record(), rec, 0o600)
 }
 
 func appendHistory(p Paths, e HistoryEntry) error {
