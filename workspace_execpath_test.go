@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/bench"
+	"github.com/pyrovm/pyro/internal/testutil"
 )
 
 // loginView prints what a command sees: its environment (sorted, without
@@ -126,5 +128,30 @@ func TestExecGroupsReused(t *testing.T) {
 	aslr := strings.TrimSpace(mustExec(t, c, id, "cat /proc/sys/kernel/randomize_va_space").Stdout)
 	if want := map[bool]string{true: "0", false: "2"}[w.ExecutionMode == "guest_qemu_tcg"]; aslr != want {
 		t.Errorf("%s: randomize_va_space %s, want %s", w.ExecutionMode, aslr, want)
+	}
+}
+
+// pyro bench --exec splits a CLI exec into its parts, the agent's own
+// account included, each within the whole.
+func TestBenchExecSplit(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	id := createWorkspace(t, c, "debian:12").WorkspaceID
+	r, err := bench.Exec(t.Context(), c, testutil.Binaries(t)+"/pyro", id, 3, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CLIUs <= r.CLIStartUs || r.CLIStartUs <= 0 || r.SDKUs <= 0 || r.SupervisorUs < r.AgentUs ||
+		r.GuestTotalUs <= 0 || r.GuestTotalUs > r.AgentUs || r.GuestSyncUs > r.GuestTotalUs || r.FloorRatio <= 0 {
+		t.Errorf("report %+v", r)
+	}
+	var names []string
+	for _, p := range r.Parts {
+		names = append(names, p.Name)
+		if p.Us < 0 || p.Us > r.CLIUs+r.SDKUs {
+			t.Errorf("part %q: %d us", p.Name, p.Us)
+		}
+	}
+	if len(names) != 10 || names[0] != "cli process start" || names[9] != "durability sync (syncfs)" {
+		t.Errorf("parts %q", names)
 	}
 }
