@@ -66,7 +66,7 @@ func (r *ExecReport) parts() []Part {
 		{"cli process start", r.CLIStartUs},
 		{"cli (flags, client, output)", max(0, r.CLIUs-r.CLIStartUs-r.SDKUs)},
 		{"sdk (tidy, record, history)", max(0, r.SDKUs-r.SupervisorUs)},
-		{"supervisor api", r.SupervisorAPIUs},
+		{"supervisor (connect, api)", r.SupervisorAPIUs},
 		{"channel (serial, yamux)", r.ChannelUs},
 		{"agent: plan (cwd, login env)", r.GuestPlanUs},
 		{"agent: spawn (fork, exec)", r.GuestStartUs},
@@ -78,8 +78,7 @@ func (r *ExecReport) parts() []Part {
 
 // Exec measures the breakdown on a running workspace ws of c.
 func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, floorMs int64) (*ExecReport, error) {
-	sc := supervisor.Dial(workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket())
-	defer sc.Close()
+	sock := workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket()
 	var cli, start, sdk, sup, agent, api, channel []int64
 	var gPlan, gStart, gRun, gOut, gSync, gTotal []int64
 	timed := func(f func() error) (int64, error) {
@@ -108,6 +107,9 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 		sdk = append(sdk, us)
 		var res *supervisor.ExecResult
 		if us, err = timed(func() error {
+			// A new connection each time, as every CLI process makes one.
+			sc := supervisor.Dial(sock)
+			defer sc.Close()
 			res, err = sc.ExecStream(ctx, supervisor.ExecRequest{Command: "true", TimeoutMs: 30_000, MaxOutput: 1 << 20, Track: true},
 				supervisor.ExecIO{Stdout: io.Discard, Stderr: io.Discard})
 			return err
