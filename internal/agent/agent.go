@@ -45,7 +45,7 @@ type Options struct {
 // Serve starts a process-wide SIGCHLD reaper that waits for every child
 // (wait4(-1)): a process calling Serve must not start children with os/exec.
 func Serve(ctx context.Context, conn io.ReadWriteCloser, opts Options) error {
-	sess, err := yamux.Server(conn, yamuxConfig())
+	sess, err := yamux.Server(&joinFrames{ReadWriteCloser: conn}, yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return err
@@ -116,6 +116,7 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 	if err != nil {
 		return wireError(agentproto.ErrCodeBadRequest, "reading request: %v", err)
 	}
+	received := time.Now()
 	if kind != agentproto.FrameRequest {
 		return wireError(agentproto.ErrCodeBadRequest, "first frame has kind %d, want a request", kind)
 	}
@@ -131,7 +132,7 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 	case agentproto.OpHello:
 		return s.helloCall(fw, req.Hello)
 	case agentproto.OpExec:
-		return s.exec(stream, fw, req.Exec)
+		return s.exec(stream, fw, req.Exec, received)
 	case agentproto.OpShutdown:
 		return s.shutdown(stream, fw)
 	case agentproto.OpSync:

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +32,32 @@ const (
 	memReserve = 64 << 20
 )
 
-// cgroups hands out one group per started process.
+// cgroups hands out one group per started process. Making and removing a
+// group costs more than a short command's own start under emulation
+// (mkdir, pids.max, rmdir, a directory scan: 4-5 ms of a 25 ms exec), so a
+// group whose processes have all exited is kept, with its descriptor, and
+// handed to the next process: a reused group is empty and has its
+// pids.max, the same as a new one. Groups still holding processes (a
+// command's background job, a fork bomb) are never reused; they are
+// removed once empty.
 type cgroups struct {
-	seq uint64
+	mu   sync.Mutex
+	seq  uint64
+	idle []*cgroup       // empty, ready for the next process
+	used map[int]*cgroup // pid -> its group, until the pid is reaped
+	left []*cgroup       // groups of reaped processes: maybe empty, maybe not
 }
+
+// cgroup is one command's group and an O_PATH descriptor of it for
+// CLONE_INTO_CGROUP.
+type cgroup struct {
+	dir string
+	fd  int
+}
+
+// maxIdle bounds the empty groups kept for reuse (concurrent commands each
+// need one; more than a few is rare).
+const maxIdle = 4
 
 // setupCgroups enables the pids, memory and cpu controllers for the
 // commands' tree. It returns nil (no limits) when the kernel lacks them:
@@ -44,7 +67,7 @@ func setupCgroups() *cgroups {
 		log.Printf("command limits off: %v", err)
 		return nil
 	}
-	return &cgroups{}
+	return &cgroups{used: map[int]*cgroup{}}
 }
 
 func setupCgroupsErr() error {
@@ -76,37 +99,116 @@ func setupCgroupsErr() error {
 	return nil
 }
 
-// open makes a new group for one process and returns an fd for
-// CLONE_INTO_CGROUP. Groups left empty by earlier processes are removed
-// first; a group whose processes live on (a command's background job) stays.
-// The caller serializes calls (the reaper's lock).
-func (c *cgroups) open() (int, error) {
-	c.sweep()
+// take returns an empty group for the next process: a kept one, or a
+// new one. The caller starts one process in it and then calls started (or
+// giveBack when the start failed).
+func (c *cgroups) take() (*cgroup, error) {
+	if g := c.reuse(); g != nil {
+		return g, nil
+	}
+	// Nothing sorted yet (a shell or service ended, no exec since): sort now.
+	c.tidy()
+	if g := c.reuse(); g != nil {
+		return g, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.seq++
 	dir := filepath.Join(commandsGroup, fmt.Sprintf("c%d", c.seq))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return -1, err
+		return nil, err
 	}
 	if err := writeCgroup(dir, "pids.max", strconv.Itoa(callPids)); err != nil {
 		_ = os.Remove(dir)
-		return -1, err
+		return nil, err
 	}
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		_ = os.Remove(dir)
-		return -1, err
+		return nil, err
 	}
-	return fd, nil
+	return &cgroup{dir: dir, fd: fd}, nil
 }
 
-// sweep removes empty groups; rmdir refuses (EBUSY) those still in use.
-func (c *cgroups) sweep() {
-	entries, _ := os.ReadDir(commandsGroup)
-	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "c") {
-			_ = unix.Rmdir(filepath.Join(commandsGroup, e.Name()))
+// reuse pops an idle group, or returns nil.
+func (c *cgroups) reuse() *cgroup {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.idle)
+	if n == 0 {
+		return nil
+	}
+	g := c.idle[n-1]
+	c.idle = c.idle[:n-1]
+	return g
+}
+
+// started records that pid runs in g.
+func (c *cgroups) started(pid int, g *cgroup) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.used[pid] = g
+}
+
+// giveBack returns a group no process was started in.
+func (c *cgroups) giveBack(g *cgroup) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = append(c.idle, g)
+}
+
+// reaped notes that pid is gone; its group may still hold its descendants.
+func (c *cgroups) reaped(pid int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g, ok := c.used[pid]; ok {
+		delete(c.used, pid)
+		c.left = append(c.left, g)
+	}
+}
+
+// tidy sorts the groups of reaped processes: empty ones become idle (up to
+// maxIdle, the rest are removed), the others are looked at again next time.
+// It runs after a call has answered, off the command's path.
+func (c *cgroups) tidy() {
+	c.mu.Lock()
+	left := c.left
+	c.left = nil
+	c.mu.Unlock()
+	var busy, empty []*cgroup
+	for _, g := range left {
+		if populated(g.dir) {
+			busy = append(busy, g)
+		} else {
+			empty = append(empty, g)
 		}
 	}
+	c.mu.Lock()
+	c.left = append(c.left, busy...)
+	for _, g := range empty {
+		if len(c.idle) < maxIdle {
+			c.idle = append(c.idle, g)
+			continue
+		}
+		unix.Close(g.fd)
+		_ = unix.Rmdir(g.dir) // EBUSY if a root command moved a process in: left behind
+	}
+	c.mu.Unlock()
+}
+
+// populated reports whether a group (or a group below it) holds a live
+// process; an unreadable group counts as populated (never reused).
+func populated(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "populated "); ok {
+			return v != "0"
+		}
+	}
+	return true
 }
 
 func writeCgroup(dir, file, value string) error {

@@ -23,7 +23,8 @@ import (
 // exited: background children may hold its pipes open forever.
 const pipeWait = 250 * time.Millisecond
 
-func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequest) error {
+// exec runs one command; received is when its request was read.
+func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequest, received time.Time) error {
 	if req == nil || (len(req.Argv) == 0) == (req.Shell == "") {
 		return wireError(agentproto.ErrCodeBadRequest, "exec needs either a non-empty argv or a shell command")
 	}
@@ -56,6 +57,7 @@ func (s *server) exec(stream net.Conn, fw *frameWriter, req *agentproto.ExecRequ
 		return wireError(agentproto.ErrCodeExecFailed, "starting %s: %v", plan.argv[0], err)
 	}
 	defer p.close()
+	started := time.Now()
 
 	// A host that cannot take the Started frame is gone: same as a cancel.
 	canceled := fw.json(agentproto.FrameStarted, agentproto.Started{Pid: p.pid}) != nil
@@ -104,7 +106,8 @@ wait:
 			hostGone = nil
 		}
 	}
-	duration := time.Since(start)
+	exited := time.Now()
+	duration := exited.Sub(start)
 
 	drained := make(chan struct{})
 	go func() { copiers.Wait(); close(drained) }()
@@ -122,6 +125,10 @@ wait:
 	if canceled {
 		return errCanceled
 	}
+	done := time.Now()
+	if werr := fw.settle(); werr != nil {
+		return werr
+	}
 
 	res := agentproto.ExecResult{
 		TimedOut:        timedOut,
@@ -130,9 +137,20 @@ wait:
 		StdoutTruncated: stdout.truncated(),
 		StderrTruncated: stderr.truncated(),
 		DurationMs:      duration.Milliseconds(),
+		Timing: &agentproto.ExecTiming{
+			PlanUs:   start.Sub(received).Microseconds(),
+			StartUs:  started.Sub(start).Microseconds(),
+			RunUs:    exited.Sub(started).Microseconds(),
+			OutputUs: done.Sub(exited).Microseconds(),
+			SyncUs:   fw.flushed.Microseconds(),
+			TotalUs:  time.Since(received).Microseconds(),
+		},
 	}
 	res.ExitCode, res.Signal = exitStatus(ws)
-	return fw.json(agentproto.FrameResult, res)
+	err = fw.json(agentproto.FrameResult, res)
+	// The answer is out: sort the cgroups for the next command now.
+	s.reaper.tidyGroups()
+	return err
 }
 
 // plan is how to start req: its argv as given, or its shell command (see

@@ -62,9 +62,15 @@ func TestExecOutputsAndExitCode(t *testing.T) {
 	if string(r.stdout) != "out\n" || string(r.stderr) != "err\n" {
 		t.Errorf("stdout %q, stderr %q", r.stdout, r.stderr)
 	}
-	want := agentproto.ExecResult{ExitCode: 7, StdoutBytes: 4, StderrBytes: 4, DurationMs: res.DurationMs}
+	want := agentproto.ExecResult{ExitCode: 7, StdoutBytes: 4, StderrBytes: 4, DurationMs: res.DurationMs, Timing: res.Timing}
 	if res != want {
 		t.Errorf("result %+v, want %+v", res, want)
+	}
+	// The agent's account of the call: its parts within its whole.
+	tm := res.Timing
+	if tm == nil || tm.PlanUs < 0 || tm.StartUs <= 0 || tm.RunUs <= 0 || tm.SyncUs <= 0 || tm.OutputUs < 0 ||
+		tm.PlanUs+tm.StartUs+tm.RunUs+tm.OutputUs+tm.SyncUs > tm.TotalUs {
+		t.Errorf("timing %+v", tm)
 	}
 }
 

@@ -21,21 +21,39 @@ type frameWriter struct {
 	// flush, when set, runs before a FrameResult goes out; if it fails the
 	// call answers an error instead (success means the writes are on disk).
 	flush func() error
+	// flushed is how long the flush took (settle).
+	flushed time.Duration
 }
 
 func (f *frameWriter) frame(kind byte, payload []byte) error {
-	if kind == agentproto.FrameResult && f.flush != nil {
-		if err := f.flushNoticed(); err != nil {
+	if kind == agentproto.FrameResult {
+		if werr := f.settle(); werr != nil {
 			kind = agentproto.FrameError
-			werr := wireError(agentproto.ErrCodeInternal,
-				"the call finished but flushing %s to disk failed: %v", agentproto.WorkspaceRoot, err)
-			if isNoSpace(err) {
-				werr = noSpace("the call finished but flushing %s to disk failed", agentproto.WorkspaceRoot)
-			}
 			payload, _ = json.Marshal(werr)
 		}
 	}
 	return f.frameLocked(kind, payload)
+}
+
+// settle runs the flush now, once, so that a caller can report its cost in
+// the result; the result frame then goes out without flushing again. A
+// failed flush is the error to answer instead of the result.
+func (f *frameWriter) settle() *agentproto.Error {
+	if f.flush == nil {
+		return nil
+	}
+	start := time.Now()
+	err := f.flushNoticed()
+	f.flush, f.flushed = nil, time.Since(start)
+	switch {
+	case err == nil:
+		return nil
+	case isNoSpace(err):
+		return noSpace("the call finished but flushing %s to disk failed", agentproto.WorkspaceRoot)
+	default:
+		return wireError(agentproto.ErrCodeInternal,
+			"the call finished but flushing %s to disk failed: %v", agentproto.WorkspaceRoot, err)
+	}
 }
 
 // frameLocked writes one frame under the writer's lock.

@@ -8,8 +8,6 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // reaper owns wait4 for the whole process. As PID 1 the agent inherits every
@@ -60,6 +58,9 @@ func (r *reaper) reap() {
 		if err != nil || pid <= 0 {
 			return
 		}
+		if r.groups != nil {
+			r.groups.reaped(pid)
+		}
 		// Pids nobody registered are orphans re-parented to us: dropped.
 		if ch, ok := r.waiters[pid]; ok {
 			delete(r.waiters, pid)
@@ -68,36 +69,49 @@ func (r *reaper) reap() {
 	}
 }
 
-// groupFD is a new cgroup for the next process, or -1 without cgroups.
-func (r *reaper) groupFD() (int, error) {
-	if r.groups == nil {
-		return -1, nil
+// tidyGroups sorts the cgroups of exited processes for reuse (cgroup.go);
+// callers run it after answering, off a command's path.
+func (r *reaper) tidyGroups() {
+	r.mu.Lock()
+	g := r.groups
+	r.mu.Unlock()
+	if g != nil {
+		g.tidy()
 	}
-	return r.groups.open()
 }
 
 // start forks and execs argv0; the returned channel receives the exit status.
 func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if fd, err := r.groupFD(); err != nil {
-		// A root command may have torn the tree down (it can also leave it):
-		// the command runs without limits rather than not at all.
-		log.Printf("command runs without its cgroup: %v", err)
-	} else if fd >= 0 {
-		defer unix.Close(fd)
-		var sys syscall.SysProcAttr // the caller's attr stays as it was
-		if attr.Sys != nil {
-			sys = *attr.Sys
+	var group *cgroup
+	if r.groups != nil {
+		g, err := r.groups.take()
+		if err != nil {
+			// A root command may have torn the tree down (it can also leave it):
+			// the command runs without limits rather than not at all.
+			log.Printf("command runs without its cgroup: %v", err)
+		} else {
+			group = g
+			var sys syscall.SysProcAttr // the caller's attr stays as it was
+			if attr.Sys != nil {
+				sys = *attr.Sys
+			}
+			sys.UseCgroupFD, sys.CgroupFD = true, g.fd
+			a := *attr
+			a.Sys = &sys
+			attr = &a
 		}
-		sys.UseCgroupFD, sys.CgroupFD = true, fd
-		a := *attr
-		a.Sys = &sys
-		attr = &a
 	}
 	pid, err := syscall.ForkExec(argv0, argv, attr)
 	if err != nil {
+		if group != nil {
+			r.groups.giveBack(group)
+		}
 		return 0, nil, err
+	}
+	if group != nil {
+		r.groups.started(pid, group)
 	}
 	ch := make(chan syscall.WaitStatus, 1)
 	r.waiters[pid] = ch

@@ -37,7 +37,9 @@ import (
 // closes it), NoOutputCap (forward all output; the host keeps it) and
 // ExecRequest.Shell (a login shell's command, started from a cached login
 // environment while the profile is unchanged).
-const ProtocolVersion = 8
+// 9: ExecResult.Timing (where the exec's time went in the guest); commands
+// run in reused cgroups.
+const ProtocolVersion = 9
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -315,6 +317,28 @@ type ExecResult struct {
 	StdoutTruncated bool   `json:"stdout_truncated"`
 	StderrTruncated bool   `json:"stderr_truncated"`
 	DurationMs      int64  `json:"duration_ms"`
+	// Timing splits the call's time in the agent (protocol 9). It is the
+	// guest's own account: the host shows it (pyro bench) and relies on it
+	// for nothing.
+	Timing *ExecTiming `json:"timing,omitempty"`
+}
+
+// ExecTiming is where an exec's time went in the agent, in microseconds,
+// from the request frame read to the result frame written.
+type ExecTiming struct {
+	// PlanUs: request decoded to the command planned (cwd, login
+	// environment, program lookup).
+	PlanUs int64 `json:"plan_us"`
+	// StartUs: planned to the process started (pipes, cgroup, fork, exec).
+	StartUs int64 `json:"start_us"`
+	// RunUs: process started to its exit reaped.
+	RunUs int64 `json:"run_us"`
+	// OutputUs: exit to the last output drained.
+	OutputUs int64 `json:"output_us"`
+	// SyncUs: the durability flush of the workspace's filesystem.
+	SyncUs int64 `json:"sync_us"`
+	// TotalUs: the whole call in the agent.
+	TotalUs int64 `json:"total_us"`
 }
 
 // ShutdownResult is the result of OpShutdown; the agent powers off after it.

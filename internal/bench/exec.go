@@ -2,99 +2,138 @@ package bench
 
 import (
 	"context"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/workspace"
 )
 
 // ExecReport splits `pyro workspace exec ID -- true` (a separate CLI
-// process, as a user runs it) into where its time goes; medians in
-// milliseconds, each measured on its own, interleaved round by round.
+// process, as a user runs it) into where its time goes; medians, each
+// measured on its own, interleaved round by round. Times are in
+// microseconds: the parts are a few milliseconds each.
 type ExecReport struct {
 	Runs int `json:"runs"`
-	// CLIMs is the whole CLI exec; CLIStartMs a CLI process that does
+	// CLIUs is the whole CLI exec; CLIStartUs a CLI process that does
 	// nothing (`pyro --version`): process start and Go runtime.
-	CLIMs      int64 `json:"cli_exec_ms"`
-	CLIStartMs int64 `json:"cli_start_ms"`
-	// SDKMs is Client.ExecWorkspace in this process: record, secrets,
-	// supervisor call, history. SupervisorMs is the supervisor's exec API
-	// called directly; AgentMs the supervisor's call to the guest agent
-	// within it; GuestMs the command's own life in the guest (spawn to
-	// exit of `/bin/sh -lc true`), as the agent measures it.
-	SDKMs        int64 `json:"sdk_exec_ms"`
-	SupervisorMs int64 `json:"supervisor_exec_ms"`
-	AgentMs      int64 `json:"agent_call_ms"`
-	GuestMs      int64 `json:"guest_command_ms"`
-	// FloorRatio is CLIMs over the floor (a raw QEMU boot).
+	CLIUs      int64 `json:"cli_exec_us"`
+	CLIStartUs int64 `json:"cli_start_us"`
+	// SDKUs is Client.ExecWorkspace in this process: record, secrets,
+	// supervisor call, history. SupervisorUs is the supervisor's exec API
+	// called directly; AgentUs the supervisor's call to the guest agent
+	// within it. Both stream the output, as the CLI does.
+	SDKUs        int64 `json:"sdk_exec_us"`
+	SupervisorUs int64 `json:"supervisor_exec_us"`
+	AgentUs      int64 `json:"agent_call_us"`
+	// The agent's own split of its call (agentproto.ExecTiming): request
+	// to command planned (cwd, login environment), planned to process
+	// started (pipes, cgroup, fork and exec), the process
+	// until its exit was reaped, the output drained, the durability flush
+	// of the workspace's filesystem, and the whole call in the agent.
+	GuestPlanUs   int64 `json:"guest_plan_us"`
+	GuestStartUs  int64 `json:"guest_start_us"`
+	GuestRunUs    int64 `json:"guest_run_us"`
+	GuestOutputUs int64 `json:"guest_output_us"`
+	GuestSyncUs   int64 `json:"guest_sync_us"`
+	GuestTotalUs  int64 `json:"guest_total_us"`
+	// SupervisorAPIUs and ChannelUs are medians of per-call differences:
+	// the supervisor's own part (HTTP, command table) and the channel
+	// (virtio-serial, yamux, frames) between the host and the agent.
+	SupervisorAPIUs int64 `json:"supervisor_api_us"`
+	ChannelUs       int64 `json:"channel_us"`
+	// FloorRatio is CLIUs over the floor (a raw QEMU boot).
 	FloorRatio float64 `json:"cli_exec_floor_ratio"`
-}
-
-// Parts names the stages of ExecReport with their share of the CLI exec:
-// CLI process start, the rest of the CLI and SDK (client side), the
-// supervisor's API, the channel and agent, the guest command.
-func (r *ExecReport) Parts() []Part {
-	return []Part{
-		{"cli process start", r.CLIStartMs},
-		{"cli + sdk (client side)", max(0, r.CLIMs-r.CLIStartMs-r.SupervisorMs)},
-		{"supervisor api", max(0, r.SupervisorMs-r.AgentMs)},
-		{"channel + agent", max(0, r.AgentMs-r.GuestMs)},
-		{"guest /bin/sh -lc true", r.GuestMs},
-	}
+	Parts      []Part  `json:"parts"`
 }
 
 // Part is one stage of a breakdown.
 type Part struct {
 	Name string `json:"name"`
-	Ms   int64  `json:"ms"`
+	Us   int64  `json:"us"`
+}
+
+// parts names the stages of r: CLI process start, the rest of the CLI,
+// the SDK's own work (tidying the workspaces, the record, the history),
+// the supervisor's API, the channel, the agent before
+// and after the command, the command's own life in the guest, and the
+// durability flush.
+func (r *ExecReport) parts() []Part {
+	return []Part{
+		{"cli process start", r.CLIStartUs},
+		{"cli (flags, client, output)", max(0, r.CLIUs-r.CLIStartUs-r.SDKUs)},
+		{"sdk (tidy, record, history)", max(0, r.SDKUs-r.SupervisorUs)},
+		{"supervisor (connect, api)", r.SupervisorAPIUs},
+		{"channel (serial, yamux)", r.ChannelUs},
+		{"agent: plan (cwd, login env)", r.GuestPlanUs},
+		{"agent: spawn (fork, exec)", r.GuestStartUs},
+		{"guest process sh -c true", r.GuestRunUs},
+		{"agent: output, answer", max(0, r.GuestTotalUs-r.GuestPlanUs-r.GuestStartUs-r.GuestRunUs-r.GuestSyncUs)},
+		{"durability sync (syncfs)", r.GuestSyncUs},
+	}
 }
 
 // Exec measures the breakdown on a running workspace ws of c.
 func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, floorMs int64) (*ExecReport, error) {
-	sc := supervisor.Dial(workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket())
-	defer sc.Close()
-	var cli, start, sdk, sup, agent, guest []int64
+	sock := workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket()
+	var cli, start, sdk, sup, agent, api, channel []int64
+	var gPlan, gStart, gRun, gOut, gSync, gTotal []int64
 	timed := func(f func() error) (int64, error) {
 		t := time.Now()
 		err := f()
-		return time.Since(t).Milliseconds(), err
+		return time.Since(t).Microseconds(), err
 	}
 	env := []string{"PYRO_STATE_DIR=" + c.StateDir()}
 	for i := 0; i < runs; i++ {
-		ms, err := timed(func() error { return command(ctx, pyroBin, env, "workspace", "exec", ws, "--", "true") })
+		us, err := timed(func() error { return command(ctx, pyroBin, env, "workspace", "exec", ws, "--", "true") })
 		if err != nil {
 			return nil, err
 		}
-		cli = append(cli, ms)
-		if ms, err = timed(func() error { return command(ctx, pyroBin, env, "--version") }); err != nil {
+		cli = append(cli, us)
+		if us, err = timed(func() error { return command(ctx, pyroBin, env, "--version") }); err != nil {
 			return nil, err
 		}
-		start = append(start, ms)
-		if ms, err = timed(func() error {
-			_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Command: "true"})
+		start = append(start, us)
+		// Streamed, as the CLI asks for it (live output).
+		if us, err = timed(func() error {
+			_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Command: "true", Stdout: io.Discard, Stderr: io.Discard})
 			return err
 		}); err != nil {
 			return nil, err
 		}
-		sdk = append(sdk, ms)
+		sdk = append(sdk, us)
 		var res *supervisor.ExecResult
-		if ms, err = timed(func() error {
-			res, err = sc.Exec(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell("true", nil, "", 30*time.Second, 1<<20), Track: true})
+		if us, err = timed(func() error {
+			// A new connection each time, as every CLI process makes one.
+			sc := supervisor.Dial(sock)
+			defer sc.Close()
+			res, err = sc.ExecStream(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell("true", nil, "", 30*time.Second, 1<<20), Track: true},
+				agentclient.ExecStreams{Stdout: io.Discard, Stderr: io.Discard})
 			return err
 		}); err != nil {
 			return nil, err
 		}
-		sup, agent, guest = append(sup, ms), append(agent, res.AgentMs), append(guest, res.DurationMs)
+		sup, agent = append(sup, us), append(agent, res.AgentUs)
+		api = append(api, max(0, us-res.AgentUs))
+		if g := res.Guest; g != nil {
+			gPlan, gStart, gRun, gOut = append(gPlan, g.PlanUs), append(gStart, g.StartUs), append(gRun, g.RunUs), append(gOut, g.OutputUs)
+			gSync, gTotal = append(gSync, g.SyncUs), append(gTotal, g.TotalUs)
+			channel = append(channel, max(0, res.AgentUs-g.TotalUs))
+		}
 	}
-	r := &ExecReport{Runs: runs, CLIMs: Median(cli), CLIStartMs: Median(start), SDKMs: Median(sdk),
-		SupervisorMs: Median(sup), AgentMs: Median(agent), GuestMs: Median(guest)}
+	r := &ExecReport{Runs: runs, CLIUs: Median(cli), CLIStartUs: Median(start), SDKUs: Median(sdk),
+		SupervisorUs: Median(sup), AgentUs: Median(agent), SupervisorAPIUs: Median(api), ChannelUs: Median(channel),
+		GuestPlanUs: Median(gPlan), GuestStartUs: Median(gStart), GuestRunUs: Median(gRun), GuestOutputUs: Median(gOut),
+		GuestSyncUs: Median(gSync), GuestTotalUs: Median(gTotal)}
 	if floorMs > 0 {
-		r.FloorRatio = float64(r.CLIMs) / float64(floorMs)
+		r.FloorRatio = float64(r.CLIUs) / 1000 / float64(floorMs)
 	}
+	r.Parts = r.parts()
 	return r, nil
 }
 

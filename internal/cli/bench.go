@@ -91,11 +91,13 @@ func (a *app) benchCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "idle workspace host memory:     %d MiB (supervisor + VMM RSS)\n", wr.IdleHostMemMiB)
 			}
 			if er != nil {
-				fmt.Fprintf(a.stdout, "workspace exec -- true (CLI):   median %d ms  (%.3f x floor)\n", er.CLIMs, er.FloorRatio)
-				for _, p := range er.Parts() {
-					fmt.Fprintf(a.stdout, "  %-26s %4d ms\n", p.Name, p.Ms)
+				ms := func(us int64) float64 { return float64(us) / 1000 }
+				fmt.Fprintf(a.stdout, "workspace exec -- true (CLI):   median %.1f ms  (%.3f x floor)\n", ms(er.CLIUs), er.FloorRatio)
+				for _, p := range er.Parts {
+					fmt.Fprintf(a.stdout, "  %-28s %6.1f ms\n", p.Name, ms(p.Us))
 				}
-				fmt.Fprintf(a.stdout, "  (sdk exec in-process %d ms, supervisor api %d ms, agent call %d ms)\n", er.SDKMs, er.SupervisorMs, er.AgentMs)
+				fmt.Fprintf(a.stdout, "  (sdk exec in-process %.1f ms, supervisor exec %.1f ms, agent call %.1f ms, in the agent %.1f ms)\n",
+					ms(er.SDKUs), ms(er.SupervisorUs), ms(er.AgentUs), ms(er.GuestTotalUs))
 			}
 			if pr != nil {
 				fmt.Fprintf(a.stdout, "workspace pause:                median %d ms  %v  (state %s)\n", pr.PauseMedianMs, pr.PauseMs, humanBytes(pr.StateBytes))
@@ -114,7 +116,7 @@ func (a *app) benchCommand() *cobra.Command {
 	f.IntVar(&vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	f.IntVar(&mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	f.BoolVar(&workspaces, "workspaces", false, "also measure workspace create (10 MiB seed), exec round trips and idle memory")
-	f.BoolVar(&execParts, "exec", false, "also split a CLI `workspace exec -- true` into CLI start, client, supervisor, agent and guest command")
+	f.BoolVar(&execParts, "exec", false, "also split a CLI `workspace exec -- true` into CLI start, client, supervisor, channel, agent, guest command and durability sync")
 	f.BoolVar(&pause, "pause", false, "also measure workspace pause, resume to the first exec, fork of 1 and 4, state size and host memory idle and paused")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd

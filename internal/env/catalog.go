@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
@@ -44,13 +45,15 @@ var catalog = []catalogEntry{
 
 // nameRE is deliberately narrow: lower-case words joined by '.', '_' or '-',
 // one optional ':' tag. No '/', no "..", nothing that can walk a path.
-var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[a-z0-9]+(?:[._-][a-z0-9]+)*)?$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[a-z0-9]+(?:[._-][a-z0-9]+)*)?$`)
+})
 
 const maxNameLen = 64
 
 // validName reports whether name is syntactically acceptable.
 func validName(name string) bool {
-	return len(name) <= maxNameLen && nameRE.MatchString(name)
+	return len(name) <= maxNameLen && nameRE().MatchString(name)
 }
 
 // lookup returns the catalog entry for name or a typed error.

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -78,8 +79,10 @@ type BuildInfo struct {
 type BuildRunner func(ctx context.Context, backing, scratch, image string) error
 
 var (
-	builtNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9._-]{1,64})?$`)
-	buildVerRE  = imageVersionRE
+	builtNameRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}(:[A-Za-z0-9._-]{1,64})?$`)
+	})
+	buildVerRE = imageVersionRE
 )
 
 // ValidateBuildName checks a custom environment's name: lower-case letters,
@@ -89,7 +92,7 @@ func ValidateBuildName(name string) error {
 	switch {
 	case IsCatalogName(name):
 		return errdefs.InvalidArgument("name", "%q is a catalog environment: give the custom environment its own name, e.g. \"myproject\"", name)
-	case !builtNameRE.MatchString(name):
+	case !builtNameRE().MatchString(name):
 		return errdefs.InvalidArgument("name", "%q is not a valid environment name: lower-case letters, digits, '.', '_' and '-' (at most 63), optionally \":TAG\"; no '/'", name)
 	}
 	return nil
@@ -143,7 +146,7 @@ func (s *Store) buildLockPath(key string) string { return s.lockPath("build-" + 
 
 func (s *Store) readBuilt(name string) (builtRecord, bool) {
 	var rec builtRecord
-	if s.init() != nil || !builtNameRE.MatchString(name) {
+	if s.init() != nil || !builtNameRE().MatchString(name) {
 		return rec, false
 	}
 	if err := readJSON(s.builtPath(name), &rec); err != nil || rec.Name != name || digestHex(rec.Digest) == "" {
@@ -161,7 +164,7 @@ func (s *Store) BuiltDefinition(name string) (BuildDef, bool) {
 
 // scanBuild reads every version of build key h, newest first.
 func (s *Store) scanBuild(h string) []install {
-	return s.scanVersions(filepath.Join(s.buildsDir(), h), h, buildVerRE, func(m *Manifest) bool {
+	return s.scanVersions(filepath.Join(s.buildsDir(), h), h, buildVerRE(), func(m *Manifest) bool {
 		return m.Source == SourceBuild && m.Build != nil
 	})
 }
@@ -469,7 +472,7 @@ func (s *Store) pruneBuilds(inUse func(name, rootfsPath string) bool) []PrunedIt
 		for _, v := range versions {
 			p := filepath.Join(s.buildsDir(), h, v.Name())
 			m, err := readManifest(s.root, p)
-			broken := err != nil || !buildVerRE.MatchString(v.Name()) || m.checkFiles() == errRootfsFiles
+			broken := err != nil || !buildVerRE().MatchString(v.Name()) || m.checkFiles() == errRootfsFiles
 			if !broken && inUse(m.Name, m.Rootfs.Path) {
 				continue
 			}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
@@ -32,7 +33,7 @@ import (
 // sha256>", "-N" appended for a forced rebuild. As for the catalog, a
 // version directory is never rewritten and appears by one rename.
 
-var imageVersionRE = regexp.MustCompile(`^[0-9a-f]{12}\.[0-9a-f]{8}(-[0-9]+)?$`)
+var imageVersionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{12}\.[0-9a-f]{8}(-[0-9]+)?$`) })
 
 // IsCatalogName reports whether name is a catalog environment; any other
 // name is taken as an image reference.
@@ -99,7 +100,7 @@ func (s *Store) imageLockPath(h string) string { return s.lockPath("image-" + h[
 
 // scanImage reads every version of the image with digest hex h, newest first.
 func (s *Store) scanImage(h string) []install {
-	return s.scanVersions(filepath.Join(s.imagesDir(), h), h, imageVersionRE, func(m *Manifest) bool {
+	return s.scanVersions(filepath.Join(s.imagesDir(), h), h, imageVersionRE(), func(m *Manifest) bool {
 		return m.Source == SourceOCI || m.Source == SourceArtifact
 	})
 }

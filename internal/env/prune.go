@@ -227,7 +227,7 @@ func (s *Store) pruneImages(inUse func(name, rootfsPath string) bool) []PrunedIt
 		for _, v := range versions {
 			p := filepath.Join(s.imagesDir(), h, v.Name())
 			m, err := readManifest(s.root, p)
-			broken := err != nil || !imageVersionRE.MatchString(v.Name()) || m.checkFiles() == errRootfsFiles
+			broken := err != nil || !imageVersionRE().MatchString(v.Name()) || m.checkFiles() == errRootfsFiles
 			if !broken && inUse(m.Name, m.Rootfs.Path) {
 				continue
 			}

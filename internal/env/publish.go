@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/env/artifact"
@@ -223,7 +224,7 @@ func artifactErr(ctx context.Context, ref oci.Ref, err error) error {
 	return oci.PullError(ctx, ref, err)
 }
 
-var kernelHashRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
+var kernelHashRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{16}$`) })
 
 // Bounds on what an artifact may claim (a hostile registry could ask for
 // a disk-filling sparse file).
@@ -249,7 +250,7 @@ func parseArtifact(a *artifact.Artifact, ref oci.Ref) (*Manifest, error) {
 		return nil, bad("its manifest lacks the kernel or root filesystem sha256")
 	case pm.Kernel.Size <= 0 || pm.Kernel.Size > maxKernelSize || pm.Rootfs.Size <= 0 || pm.Rootfs.Size > maxRootfsSize:
 		return nil, bad("its manifest gives impossible sizes (kernel %d, rootfs %d bytes)", pm.Kernel.Size, pm.Rootfs.Size)
-	case !kernelHashRE.MatchString(pm.Kernel.ConfigHash):
+	case !kernelHashRE().MatchString(pm.Kernel.ConfigHash):
 		return nil, bad("its manifest names no valid kernel config hash")
 	}
 	return &pm, nil
@@ -354,7 +355,7 @@ func (s *Store) installArtifact(ctx context.Context, a *artifact.Artifact, ref o
 // version directory of that name exists (a local build the same day with
 // the same agent).
 func (s *Store) freeVersion(dir, v string) string {
-	base := versionSuffixRE.ReplaceAllString(v, "")
+	base := versionSuffixRE().ReplaceAllString(v, "")
 	cand := v
 	for n := 2; ; n++ {
 		if _, err := os.Lstat(filepath.Join(dir, cand)); errors.Is(err, os.ErrNotExist) {
@@ -364,7 +365,7 @@ func (s *Store) freeVersion(dir, v string) string {
 	}
 }
 
-var versionSuffixRE = regexp.MustCompile(`-[0-9]+$`)
+var versionSuffixRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`-[0-9]+$`) })
 
 // landKernel makes the artifact's kernel available in kernels/<config
 // hash>/: the cached one when present (same config, same source), else

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,9 +35,9 @@ const (
 // (a second build the same day with the same agent: force pull or repair).
 // A version directory is never rewritten: a path always names the same bytes,
 // which copy-on-write overlays backed by the image depend on.
-var versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]{8}\.[0-9a-f]{8}(-[0-9]+)?$`)
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]+\.[0-9]{8}\.[0-9a-f]{8}(-[0-9]+)?$`) })
 
-func validVersion(v string) bool { return versionRE.MatchString(v) }
+func validVersion(v string) bool { return versionRE().MatchString(v) }
 
 func (s *Store) newVersion(e catalogEntry, agentSum string, now time.Time) string {
 	base := fmt.Sprintf("%s.%s.%s", debianMajor, now.UTC().Format("20060102"), agentSum[:8])

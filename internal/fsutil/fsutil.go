@@ -34,6 +34,18 @@ func WriteJSONAtomic(path string, v any, perm os.FileMode) error {
 	return WriteFileAtomic(path, append(b, '\n'), perm)
 }
 
+// ReplaceJSON is WriteJSONAtomic without the directory's fsync: the new
+// file's data is on disk before the rename, so after a crash the name holds
+// the old file or the new one, both whole, but the replacement itself may
+// be undone. For updates that may be lost but must never be torn.
+func ReplaceJSON(path string, v any, perm os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return renameio.WriteFile(path, append(b, '\n'), perm, renameio.WithTempDir(filepath.Dir(path)))
+}
+
 // SyncDir fsyncs a directory, making renames and creations in it durable.
 func SyncDir(dir string) error { return SyncFile(dir) }
 

@@ -11,7 +11,11 @@ func TestWriteJSONAtomicReplacesAndLeavesNoTemp(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "rec.json")
 	for i := range 3 {
-		if err := WriteJSONAtomic(p, map[string]int{"n": i}, 0o600); err != nil {
+		write := WriteJSONAtomic
+		if i == 1 {
+			write = ReplaceJSON // the same, less the directory's fsync
+		}
+		if err := write(p, map[string]int{"n": i}, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -28,6 +32,9 @@ func TestWriteJSONAtomicReplacesAndLeavesNoTemp(t *testing.T) {
 	}
 	if err := WriteJSONAtomic(filepath.Join(dir, "missing", "x.json"), 1, 0o600); err == nil {
 		t.Error("write into a missing dir succeeded")
+	}
+	if err := ReplaceJSON(filepath.Join(dir, "missing", "x.json"), 1, 0o600); err == nil {
+		t.Error("replace into a missing dir succeeded")
 	}
 	if DiskUsage(dir) <= 0 {
 		t.Error("disk usage of a dir with a file is 0")

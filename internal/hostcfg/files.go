@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 
@@ -392,9 +393,11 @@ func (o *object) marshal() json.RawMessage {
 
 // pyroTable matches the header of pyro's Codex table or one of its
 // subtables ([mcp_servers.pyro], [mcp_servers.pyro.env], quoted forms).
-var pyroTable = regexp.MustCompile(`^\s*\[\s*mcp_servers\s*\.\s*("pyro"|'pyro'|pyro)\s*(\.|\])`)
+var pyroTable = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*\[\s*mcp_servers\s*\.\s*("pyro"|'pyro'|pyro)\s*(\.|\])`)
+})
 
-var anyTable = regexp.MustCompile(`^\s*\[`)
+var anyTable = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*\[`) })
 
 // repairTOML drops pyro's table(s) from a Codex config and appends the new
 // one; the result must parse and hold exactly the new entry, else nothing
@@ -404,10 +407,10 @@ func repairTOML(old []byte, s Server) ([]byte, error) {
 	skipping := false
 	for _, line := range strings.SplitAfter(string(old), "\n") {
 		switch {
-		case pyroTable.MatchString(line):
+		case pyroTable().MatchString(line):
 			skipping = true
 			continue
-		case anyTable.MatchString(line):
+		case anyTable().MatchString(line):
 			skipping = false
 		}
 		if !skipping {

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/google/renameio/v2"
@@ -49,7 +50,7 @@ const (
 	SourceFile  = "file"
 )
 
-var namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`) })
 
 // Secret is one named value.
 type Secret struct {
@@ -93,7 +94,7 @@ type Set []Secret
 
 // ValidateName checks a secret (or environment variable) name.
 func ValidateName(field, name string) error {
-	if !namePattern.MatchString(name) {
+	if !namePattern().MatchString(name) {
 		return errdefs.InvalidArgument(field, "%q is not a valid name: use 1-64 letters, digits or '_', not starting with a digit", name)
 	}
 	return nil

@@ -173,8 +173,12 @@ type ExecResult struct {
 	agentclient.ExecResult
 	CommandID string `json:"command_id,omitempty"` // when tracked
 	// AgentMs is how long the supervisor's call to the agent took (tracked
-	// commands; pyro bench splits the exec's time with it).
-	AgentMs int64 `json:"agent_ms,omitempty"`
+	// commands; pyro bench splits the exec's time with it), AgentUs the
+	// same in microseconds, and Guest the agent's own split of it (the
+	// guest's word, bounded by AgentUs; shown, never relied on).
+	AgentMs int64                  `json:"agent_ms,omitempty"`
+	AgentUs int64                  `json:"agent_us,omitempty"`
+	Guest   *agentproto.ExecTiming `json:"guest_timing,omitempty"`
 }
 
 // ArchiveResult is the outcome of an archive transfer.

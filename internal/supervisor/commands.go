@@ -134,8 +134,20 @@ func (s *server) commandResult(id string, res *ran) (*ExecResult, error) {
 		return nil, errdefs.New(errdefs.ErrUnavailable, agentclient.CodeAgentUnavailable, "command %s did not run to its end", id)
 	}
 	out := redactExecResult(s.redact, res.res)
-	out.CommandID, out.AgentMs = id, res.agent.Milliseconds()
+	out.CommandID, out.AgentMs, out.AgentUs = id, res.agent.Milliseconds(), res.agent.Microseconds()
+	out.Guest = boundTiming(res.res.Timing, out.AgentUs)
 	return &out, nil
+}
+
+// boundTiming keeps the guest's account of an exec within what the host
+// measured: each part between 0 and the whole call.
+func boundTiming(t *agentproto.ExecTiming, limitUs int64) *agentproto.ExecTiming {
+	if t == nil {
+		return nil
+	}
+	b := func(v int64) int64 { return min(max(v, 0), limitUs) }
+	return &agentproto.ExecTiming{PlanUs: b(t.PlanUs), StartUs: b(t.StartUs), RunUs: b(t.RunUs), OutputUs: b(t.OutputUs),
+		SyncUs: b(t.SyncUs), TotalUs: b(t.TotalUs)}
 }
 
 // streamCommand answers with ExecEvent lines: the command, its output as it

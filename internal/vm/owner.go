@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,11 +31,11 @@ type owner struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
-var idPattern = regexp.MustCompile(`^[a-f0-9]{12}$`)
+var idPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-f0-9]{12}$`) })
 
 // ValidID reports whether s is shaped like an id from NewID (VMs and
 // workspaces).
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+func ValidID(s string) bool { return idPattern().MatchString(s) }
 
 func writeOwner(dir string, o owner) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -101,18 +102,18 @@ type Restore struct {
 }
 
 var (
-	namePattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) // also a safe file name
-	labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+	namePattern  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) }) // also a safe file name
+	labelPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`) })
 )
 
 // SafeName reports whether s follows the name rules shared by workspaces,
 // their snapshots and services: 1-63 letters, digits, '.', '_' or '-',
 // starting with a letter or digit (so it is also one safe file name).
-func SafeName(s string) bool { return namePattern.MatchString(s) }
+func SafeName(s string) bool { return namePattern().MatchString(s) }
 
 // ValidateName checks a workspace name (it must not look like an id).
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) || vm.ValidID(name) {
+	if !namePattern().MatchString(name) || vm.ValidID(name) {
 		return errdefs.InvalidArgument("name", "%q must be 1-63 letters, digits, '.', '_' or '-', start with a letter or digit, and not look like a workspace id", name)
 	}
 	return nil
@@ -121,7 +122,7 @@ func ValidateName(name string) error {
 // ValidateLabels checks label keys and values.
 func ValidateLabels(labels map[string]string) error {
 	for k, v := range labels {
-		if !labelPattern.MatchString(k) {
+		if !labelPattern().MatchString(k) {
 			return errdefs.InvalidArgument("labels", "key %q must be 1-63 letters, digits, '.', '_', '/' or '-'", k)
 		}
 		if len(v) > 256 {
@@ -554,7 +555,9 @@ func (m *Manager) recordActivity(id string, update func(*Record) (int, error)) (
 	if err != nil {
 		return 0, err
 	}
-	return n, writeRecord(p, rec)
+	// Activity (the command count, the last activity) may be lost to a host
+	// crash but never torn: no fsync of the directory on every exec.
+	return n, fsutil.ReplaceJSON(p.Record(), rec, 0o600)
 }
 
 func appendHistory(p Paths, e HistoryEntry) error {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/hostpath"
@@ -20,7 +21,7 @@ import (
 // no-op removal).
 
 // outputTempRE is every name hostpath.TempName gives an export.
-var outputTempRE = regexp.MustCompile(`^\.pyro-(disk-)?export-[0-9a-f]{16}$`)
+var outputTempRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\.pyro-(disk-)?export-[0-9a-f]{16}$`) })
 
 type outputTemp struct {
 	Dir      string `json:"dir"`  // the output's parent, absolute
@@ -62,7 +63,7 @@ func removeDeadOutputTemps(p Paths) {
 		if vm.Alive(rec.Pid, rec.PidStart) {
 			continue
 		}
-		if outputTempRE.MatchString(rec.Name) && filepath.IsAbs(rec.Dir) {
+		if outputTempRE().MatchString(rec.Name) && filepath.IsAbs(rec.Dir) {
 			if dir, err := os.OpenRoot(rec.Dir); err == nil {
 				_ = dir.RemoveAll(rec.Name)
 				dir.Close()

@@ -155,3 +155,20 @@ func TestKeptDisksHonourFlushes(t *testing.T) {
 		}
 	}
 }
+
+// Under TCG pyro's guests run without address randomisation (translated
+// code is reused across processes); under KVM they keep it, and the floor
+// boots the kernel as it comes.
+func TestNoRandomMapsUnderTCG(t *testing.T) {
+	cfg := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 1, MemMiB: 512}
+	for accel, want := range map[vmm.Accel]bool{vmm.AccelTCG: true, vmm.AccelKVM: false} {
+		cfg.Accel = accel
+		words := strings.Fields(argValue(Args(cfg, "/r/agent.sock", "/r/console.log"), "-append"))
+		if got := slices.Contains(words, "norandmaps"); got != want {
+			t.Errorf("%s: norandmaps %v in %v", accel, got, words)
+		}
+		if floor := argValue(FloorArgs(cfg, "/bin/true", "/r/console.log"), "-append"); strings.Contains(floor, "norandmaps") {
+			t.Errorf("%s floor: %q", accel, floor)
+		}
+	}
+}
