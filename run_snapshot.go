@@ -105,7 +105,7 @@ func (c *Client) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.
 		Environment: m.Name, EnvVersion: m.Version, RootfsSHA256: m.Rootfs.SHA256,
 		KernelSHA256: m.Kernel.SHA256, AgentSHA256: m.AgentSHA256,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: string(spec.Accel), QEMUVersion: qv,
-		Machine: spec.MachineDigest(),
+		Machine: spec.MachineDigest(), Warmup: snapshot.WarmupDigest(snapshotWarmup),
 	}
 	if spec.Accel == vmm.AccelKVM {
 		k.Host = qemu.HostID()
