@@ -204,6 +204,9 @@ func boot(ctx context.Context, spec Spec, broker *network.Broker, log *slog.Logg
 			// as for a boot before giving it up for a cold boot (a state QEMU
 			// refuses fails at once anyway).
 			rs.BootTimeout = vm.DefaultBootTimeout
+			if spec.Resume.NewMachineID {
+				rs.MachineID = vm.NewMachineID()
+			}
 		}
 		v, err := vm.Boot(ctx, spec.RunDir, rs, log)
 		if err == nil {

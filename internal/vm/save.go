@@ -11,10 +11,11 @@ import (
 	"github.com/pyrovm/pyro/internal/vmm/qemu"
 )
 
-// settleDelay is how long Save waits after closing the agent session before
-// it pauses the guest: the agent must have seen the host go away (its port
-// reads EOF) and be back to reopening its port, so that a restored guest
-// starts a fresh session with the next host instead of resuming this one.
+// settleDelay is how long Save and Pause wait after closing the agent
+// session when the VMM cannot report it (see detachAgent): the agent must
+// have seen the host go away (its port reads EOF) and be back to reopening
+// its port, so that a restored guest starts a fresh session with the next
+// host instead of resuming this one.
 const settleDelay = 300 * time.Millisecond
 
 // MachineDigest identifies the machine spec describes, paths apart: a saved
@@ -44,11 +45,8 @@ func Save(ctx context.Context, root string, spec Spec, diskPath, statePath strin
 				"snapshot warm-up %q exited %d: %s", warm, r.ExitCode, r.Stderr)
 		}
 	}
-	v.agent.Close()
-	select {
-	case <-time.After(settleDelay):
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := v.detachAgent(ctx); err != nil {
+		return err
 	}
 	saver, ok := v.machine.(vmm.StateSaver)
 	if !ok {

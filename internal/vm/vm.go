@@ -57,6 +57,9 @@ type Spec struct {
 	// Pausable gives the VMM a control socket, so that Pause can save the
 	// running machine (workspaces: pause, fork).
 	Pausable bool
+	// MachineID, when set, replaces the guest's /etc/machine-id (where the
+	// image has one) in the hello after boot or restore: a fork's identity.
+	MachineID string
 }
 
 // RestoreTimeout bounds a restore up to the agent's answer. A restore
@@ -94,8 +97,20 @@ type VM struct {
 	net     *network.Stack // nil without a network
 	log     *slog.Logger
 
+	machineID string // for the hello: Spec.MachineID
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// NewMachineID returns a fresh machine id (/etc/machine-id's format: 128
+// random bits as 32 lowercase hex digits).
+func NewMachineID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // NewID returns a short random id (not guessable, not a counter).
@@ -129,7 +144,7 @@ func boot(ctx context.Context, root string, spec Spec, withQMP bool, log *slog.L
 	if withQMP {
 		cfg.QMPSocket = filepath.Join(dir, qmpSocket)
 	}
-	v := &VM{ID: id, Dir: dir, log: log.With("vm", id)}
+	v := &VM{ID: id, Dir: dir, log: log.With("vm", id), machineID: spec.MachineID}
 	var netEnd *os.File // the VMM's end of the network socketpair, closed here once the VMM has it
 	if cfg.Network != nil {
 		if v.net, netEnd, err = startNetwork(spec.Network, spec.Egress, spec.Broker, v.log); err != nil {
@@ -194,6 +209,7 @@ func (v *VM) syncGuest(ctx context.Context) (*agentproto.Hello, error) {
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	req.Network = guestNetConfig(v.net)
+	req.MachineID = v.machineID
 	req.HostTimeUnixNano = time.Now().UnixNano()
 	h, err := v.agent.HelloWith(sctx, req)
 	if err != nil {
