@@ -49,22 +49,25 @@ type agentDetacher interface {
 
 // detachAgent closes the agent session and returns once the guest agent is
 // back to reopening its port, so that a machine saved from then on starts a
-// fresh session with its next host. Where the VMM cannot tell, it waits
-// settleDelay, which has been enough.
+// fresh session with its next host. A guest agent that never leaves its
+// session is an error: a machine saved in the middle of one would not
+// answer its restore (the host's first frames are lost while the guest
+// closes its port), which would wait out the whole boot timeout. Where the
+// VMM cannot tell, it waits settleDelay, as it always did.
 func (v *VM) detachAgent(ctx context.Context) error {
 	if d, ok := v.machine.(agentDetacher); ok {
 		closed := false
 		err := d.DetachAgent(ctx, func() { closed = true; v.agent.Close() })
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return ctx.Err()
+		case closed:
+			return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed,
+				"the guest agent did not leave its session: a machine saved now would not answer its restore")
 		}
-		v.log.Warn("waiting for the guest agent to leave its session", "err", err)
-		if closed {
-			return nil // it waited detachWait already
-		}
+		v.log.Warn("cannot watch the guest agent leave its session: waiting a fixed time", "err", err)
 	}
 	v.agent.Close()
 	select {

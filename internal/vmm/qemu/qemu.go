@@ -90,9 +90,7 @@ func Args(cfg vmm.Config, agentSock, console string) []string {
 	args := append(baseArgs(cfg, GuestInit, console),
 		"-device", "virtio-serial-device,max_ports=2",
 		"-chardev", "socket,id=agent,path="+escapeOpt(agentSock),
-		// The id makes QEMU report the guest agent opening and closing
-		// its port (VSERPORT_CHANGE): see DetachAgent.
-		"-device", "virtserialport,chardev=agent,id="+agentPortID+",name="+agentproto.PortName,
+		"-device", "virtserialport,chardev=agent,name="+agentproto.PortName,
 	)
 	if cfg.Network != nil {
 		// A datagram socketpair: one Ethernet frame per datagram, no framing.

@@ -32,7 +32,6 @@ type qmpMessage struct {
 	Return json.RawMessage `json:"return"`
 	Error  *qmpError       `json:"error"`
 	Event  string          `json:"event"`
-	Data   json.RawMessage `json:"data"`
 }
 
 type qmpError struct {
@@ -136,19 +135,5 @@ func (q *qmpClient) execute(cmd string, args any, out any, fd *os.File) error {
 			return nil
 		}
 		// an event: not ours to handle
-	}
-}
-
-// waitEvent reads until an event named name whose data match says true.
-// Replies to no command are expected meanwhile (none is in flight).
-func (q *qmpClient) waitEvent(name string, match func(data json.RawMessage) bool) error {
-	for {
-		var m qmpMessage
-		if err := q.read(&m); err != nil {
-			return fmt.Errorf("qmp: waiting for %s: %w", name, err)
-		}
-		if m.Event == name && match(m.Data) {
-			return nil
-		}
 	}
 }
