@@ -20,6 +20,10 @@ func TestFork(t *testing.T) {
 	src := createWorkspaceWith(t, c, pyro.CreateWorkspaceRequest{Environment: "debian:12-build", NetworkPolicy: "egress+published-ports",
 		Labels: map[string]string{"team": "a"}}).WorkspaceID
 	mustExec(t, c, src, "echo prepared > prepared.txt")
+	// debian images have no machine id; give the source one, as systemd
+	// images do: each fork must get its own (in its restore's hello).
+	const srcMachineID = "00000000000000000000000000000001"
+	mustExec(t, c, src, "echo "+srcMachineID+" > /etc/machine-id")
 	web, err := c.StartService(ctx, pyro.StartServiceRequest{Workspace: src, Name: "web", Command: "python3 -m http.server 8000",
 		ReadyHTTP: "http://127.0.0.1:8000/", Publish: []pyro.PortMapping{{GuestPort: 8000}}})
 	if err != nil {
@@ -51,6 +55,14 @@ func TestFork(t *testing.T) {
 	}
 	if len(random) != len(all) {
 		t.Fatalf("/dev/urandom gave the same bytes in two of %d workspaces: %v", len(all), random)
+	}
+	machineIDs := map[string]string{}
+	for _, ws := range all {
+		id := strings.TrimSpace(mustExec(t, c, ws, "cat /etc/machine-id").Stdout)
+		if other, dup := machineIDs[id]; dup || len(id) != 32 || (ws == src) != (id == srcMachineID) {
+			t.Fatalf("machine id of %s: %q (the same as %q's; source's %q)", ws, id, other, srcMachineID)
+		}
+		machineIDs[id] = ws
 	}
 	for _, ws := range all {
 		if got := mustExec(t, c, ws, "ls own-*").Stdout; got != "own-"+ws+"\n" {

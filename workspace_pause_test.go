@@ -1,11 +1,15 @@
 package pyro_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -234,4 +238,125 @@ func hostRSSMiB(dir string) int64 {
 		}
 	}
 	return kb >> 10
+}
+
+// Paused workspaces survive a host reboot: a paused workspace is files in
+// the state dir and nothing else. The reboot is simulated as far as a test
+// can: every process of the workspace is killed with -9 (a paused one must
+// have none); what pyro keeps in volatile places is gone (its runtime dir)
+// or dead (a socket file nobody listens on); and records a crash can leave
+// behind (supervisor.json, a VM's owner.json) name a pid that the new boot
+// gave to an unrelated process with, as far as pid and start tick go, the
+// same identity. A fresh client then finds it paused, resumes it with the
+// same processes, PIDs, files and service, and leaves the stranger alone.
+func TestPauseReboot(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	ws := createWorkspaceWith(t, c, pyro.CreateWorkspaceRequest{Environment: "debian:12-build", NetworkPolicy: "egress+published-ports"}).WorkspaceID
+	dir := filepath.Join(state, "workspaces", ws)
+	bg := mustExec(t, c, ws, "echo kept > note; sleep 1000 >/dev/null 2>&1 & echo $!").Stdout
+	web, err := c.StartService(ctx, pyro.StartServiceRequest{Workspace: ws, Name: "web", Command: "python3 -m http.server 8000",
+		ReadyHTTP: "http://127.0.0.1:8000/", Publish: []pyro.PortMapping{{GuestPort: 8000}}})
+	if err != nil || len(web.PublishedPorts) != 1 {
+		t.Fatalf("web: %v %+v", err, web)
+	}
+	record, err := os.ReadFile(filepath.Join(dir, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PauseWorkspace(ctx, ws); err != nil {
+		t.Fatal(err)
+	}
+
+	// The reboot.
+	for _, pid := range processesNaming(dir) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("process %d of a paused workspace was running", pid)
+	}
+	stranger := exec.Command("sleep", "1000")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stranger.Process.Kill(); stranger.Wait() })
+	lastBoot := vm.ProcStartOfBoot(stranger.Process.Pid, "the boot before")
+	var info map[string]any
+	if err := json.Unmarshal(record, &info); err != nil {
+		t.Fatal(err)
+	}
+	info["pid"], info["pid_start"], info["vmm_pid"] = stranger.Process.Pid, lastBoot, stranger.Process.Pid
+	writeJSON(t, filepath.Join(dir, "supervisor.json"), info)
+	writeJSON(t, filepath.Join(dir, "run", info["vm_id"].(string), "owner.json"), map[string]any{"vm_id": info["vm_id"], "kind": "workspace",
+		"owner_pid": stranger.Process.Pid, "owner_start": lastBoot, "vmm_pid": stranger.Process.Pid, "vmm_start": lastBoot})
+	deadSocket(t, filepath.Join(dir, "supervisor.sock"))
+	deadSocket(t, filepath.Join(dir, "run", info["vm_id"].(string), "agent.sock"))
+
+	bin := testutil.Binaries(t)
+	after, err := pyro.New(pyro.WithStateDir(state), pyro.WithAgentPath(bin+"/pyro-agent"), pyro.WithPyroBinary(bin+"/pyro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := after.WorkspaceStatus(ctx, ws); err != nil || st.State != "paused" {
+		t.Fatalf("after the reboot: %v %+v", err, st)
+	}
+	r, err := after.ResumeWorkspace(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != "running" || !r.Restored {
+		t.Fatalf("resume after the reboot: %+v", r)
+	}
+	if got := mustExec(t, after, ws, "cat note; pgrep -x sleep; curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/").Stdout; got != "kept\n"+bg+"200" {
+		t.Fatalf("after the reboot: %q, want the note, the same sleep pid %q and 200", got, bg)
+	}
+	svc, err := after.ServiceStatus(ctx, pyro.ServiceRequest{Workspace: ws, Name: "web"})
+	if err != nil || svc.State != pyro.ServiceReady || svc.Pid != web.Pid || len(svc.PublishedPorts) != 1 {
+		t.Fatalf("web after the reboot: %v %+v, was %+v", err, svc, web)
+	}
+	hostGet(t, fmt.Sprintf("http://127.0.0.1:%d/", svc.PublishedPorts[0].HostPort))
+	if !vm.Alive(stranger.Process.Pid, 0) {
+		t.Fatal("pyro killed the process that inherited its old supervisor's pid")
+	}
+}
+
+// processesNaming lists the processes whose command line names dir.
+func processesNaming(dir string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(b), dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// deadSocket leaves a unix socket file at path that nobody listens on, as
+// a process killed by a reboot does.
+func deadSocket(t *testing.T, path string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -54,6 +55,9 @@ func applyHello(req *agentproto.HelloRequest) error {
 		}
 		network = n
 	}
+	if req.MachineID != "" && !validMachineID(req.MachineID) {
+		return fmt.Errorf("hello: machine id %q is not 32 lowercase hex digits", req.MachineID)
+	}
 	if req.HostTimeUnixNano != 0 {
 		if req.HostTimeUnixNano < minHostTime {
 			return fmt.Errorf("hello: host time %d is implausible", req.HostTimeUnixNano)
@@ -79,7 +83,41 @@ func applyHello(req *agentproto.HelloRequest) error {
 			return err
 		}
 	}
+	if req.MachineID != "" {
+		if err := setMachineID(machineIDPath, req.MachineID); err != nil {
+			return fmt.Errorf("hello: set the machine id: %w", err)
+		}
+	}
 	return nil
+}
+
+// machineIDPath is systemd's machine id file; images without one keep none.
+const machineIDPath = "/etc/machine-id"
+
+// validMachineID reports whether id is a machine id: 32 lowercase hex digits.
+func validMachineID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// setMachineID writes id to path where the image has a non-empty file
+// there (an empty one means "generate at first boot" to systemd: left so).
+func setMachineID(path, id string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && st.Size() == 0) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(id+"\n"), 0o444)
 }
 
 // clockNeedsSet reports whether a guest clock reading guestNs is too far

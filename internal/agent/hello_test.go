@@ -3,6 +3,8 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,5 +39,32 @@ func TestApplyHelloRejectsBadRequests(t *testing.T) {
 	}
 	if err := applyHello(&agentproto.HelloRequest{HostTimeUnixNano: 12345}); err == nil {
 		t.Error("a host time in 1970 accepted")
+	}
+	for _, id := range []string{"x", "../../etc/passwd", "0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcdef\n"} {
+		if err := applyHello(&agentproto.HelloRequest{MachineID: id}); err == nil {
+			t.Errorf("machine id %q accepted", id)
+		}
+	}
+}
+
+func TestSetMachineID(t *testing.T) {
+	dir := t.TempDir()
+	const id = "0123456789abcdef0123456789abcdef"
+	full, empty, missing := filepath.Join(dir, "full"), filepath.Join(dir, "empty"), filepath.Join(dir, "missing")
+	os.WriteFile(full, []byte("ffffffffffffffffffffffffffffffff\n"), 0o444)
+	os.WriteFile(empty, nil, 0o444)
+	for _, p := range []string{full, empty, missing} {
+		if err := setMachineID(p, id); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+	if b, _ := os.ReadFile(full); string(b) != id+"\n" {
+		t.Errorf("an image's machine id became %q", b)
+	}
+	if b, err := os.ReadFile(empty); err != nil || len(b) != 0 {
+		t.Errorf("an empty machine id (systemd: make one at boot) became %q, %v", b, err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("an image without a machine id got one: %v", err)
 	}
 }

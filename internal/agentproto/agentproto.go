@@ -39,7 +39,9 @@ import (
 // environment while the profile is unchanged).
 // 9: ExecResult.Timing (where the exec's time went in the guest); commands
 // run in reused cgroups.
-const ProtocolVersion = 9
+// 10: HelloRequest.MachineID (a fork's restore gives the guest its own
+// /etc/machine-id in the hello instead of a separate exec).
+const ProtocolVersion = 10
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -255,6 +257,10 @@ type HelloRequest struct {
 	Entropy          []byte `json:"entropy,omitempty"`             // credited to the kernel RNG, which then reseeds
 	// Network, when set, configures the guest's network interface (the virtio-net device with this MAC): address, default route, MTU and /etc/resolv.conf. Sent on every boot and restore of a VM that has a network.
 	Network *NetConfig `json:"network,omitempty"`
+	// MachineID, when set (32 lowercase hex digits), replaces
+	// /etc/machine-id where the image has a non-empty one: a fork's restore
+	// gives each fork its own identity.
+	MachineID string `json:"machine_id,omitempty"`
 }
 
 // NetConfig is the guest's IPv4 network configuration. The agent applies it

@@ -13,3 +13,21 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestKibField(t *testing.T) {
+	status := []byte("Name:\tqemu\nVmRSS:\t   98720 kB\nRssAnon:\t   75904 kB\n")
+	if got := kibField(status, "VmRSS:"); got != 98720 {
+		t.Errorf("VmRSS = %d", got)
+	}
+	if got := kibField(status, "RssAnon:"); got != 75904 {
+		t.Errorf("RssAnon = %d", got)
+	}
+	if got := kibField(status, "Pss:"); got != 0 {
+		t.Errorf("a missing field = %d", got)
+	}
+	// A workspace without processes holds nothing.
+	m := workspaceMemory("/", "no-such-workspace")
+	if m != (memUse{}) {
+		t.Errorf("processes of no workspace: %+v", m)
+	}
+}

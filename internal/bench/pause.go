@@ -25,6 +25,8 @@ type PauseReport struct {
 	Fork4FloorRatio    float64 `json:"fork_4_floor_ratio"`
 	StateBytes         int64   `json:"state_bytes"`                   // saved memory and devices of an idle workspace
 	RunningIdleMemMiB  int64   `json:"running_idle_host_mem_mib"`     // supervisor + VMM RSS
+	RunningIdleAnonMiB int64   `json:"running_idle_host_anon_mib"`    // of which anonymous: this workspace's own pages
+	RunningIdlePssMiB  int64   `json:"running_idle_host_pss_mib"`     // shared pages divided among their users
 	AfterJobMemMiB     int64   `json:"after_400mib_job_host_mem_mib"` // 10 s after a job that touched 400 MiB ended
 	PausedHostMemMiB   int64   `json:"paused_host_mem_mib"`           // what runs for a paused one: nothing
 	FloorMedianMsUsed  int64   `json:"floor_median_ms"`
@@ -47,7 +49,8 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 	id := w.WorkspaceID
 	r := &PauseReport{Runs: runs, FloorMedianMsUsed: floorMs, GuestMemMiB: memMiB, Environment: env, ExecutionMode: w.ExecutionMode}
 	time.Sleep(2 * time.Second) // idle
-	r.RunningIdleMemMiB = workspaceRSS(c.StateDir(), id) >> 10
+	idle := workspaceMemory(c.StateDir(), id)
+	r.RunningIdleMemMiB, r.RunningIdleAnonMiB, r.RunningIdlePssMiB = idle.RSS>>10, idle.Anon>>10, idle.PSS>>10
 	// A job that touches 400 MiB and ends; free page reporting gives the
 	// memory back to the host within seconds.
 	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "dd if=/dev/zero of=/dev/null bs=400M count=1 2>/dev/null"}); err != nil {

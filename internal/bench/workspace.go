@@ -86,9 +86,18 @@ func writeRandomFiles(dir string, total int64) error {
 
 // workspaceRSS sums VmRSS (KiB) of the processes whose command line names
 // the workspace's dir: its supervisor and its VMM.
-func workspaceRSS(stateDir, id string) int64 {
+func workspaceRSS(stateDir, id string) int64 { return workspaceMemory(stateDir, id).RSS }
+
+// memUse is the host memory of a workspace's processes (supervisor and VMM)
+// in KiB, counted three ways: RSS (every resident page, also the shared
+// file pages of the QEMU and pyro binaries and libraries, which every
+// workspace maps), Anon (pages only this workspace has: guest RAM, heaps,
+// TCG's code cache) and PSS (shared pages divided among their users).
+type memUse struct{ RSS, Anon, PSS int64 }
+
+func workspaceMemory(stateDir, id string) memUse {
 	dir := filepath.Join(stateDir, "workspaces", id)
-	var total int64
+	var total memUse
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
@@ -99,12 +108,21 @@ func workspaceRSS(stateDir, id string) int64 {
 			continue
 		}
 		status, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		for _, line := range strings.Split(string(status), "\n") {
-			var kb int64
-			if n, _ := fmt.Sscanf(line, "VmRSS: %d kB", &kb); n == 1 {
-				total += kb
-			}
-		}
+		rollup, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "smaps_rollup"))
+		total.RSS += kibField(status, "VmRSS:")
+		total.Anon += kibField(status, "RssAnon:")
+		total.PSS += kibField(rollup, "Pss:")
 	}
 	return total
+}
+
+// kibField reads "NAME: N kB" out of a /proc file.
+func kibField(text []byte, name string) int64 {
+	for _, line := range strings.Split(string(text), "\n") {
+		var kb int64
+		if n, _ := fmt.Sscanf(line, name+" %d kB", &kb); n == 1 {
+			return kb
+		}
+	}
+	return 0
 }

@@ -106,7 +106,7 @@ func (c *Runner) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.
 		Environment: m.Name, EnvVersion: m.Version, RootfsSHA256: m.Rootfs.SHA256,
 		KernelSHA256: m.Kernel.SHA256, AgentSHA256: m.AgentSHA256,
 		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: string(spec.Accel),
-		VMMVersion: id.Version, Machine: id.Machine, Host: id.Host,
+		VMMVersion: id.Version, Machine: id.Machine, Host: id.Host, Warmup: snapshot.WarmupDigest(snapshotWarmup),
 	}
 	return k, k.Validate()
 }

@@ -64,6 +64,16 @@ type Key struct {
 	// Host identifies the host CPU and kernel where the guest depends on
 	// them (KVM); empty under software emulation.
 	Host string `json:"host,omitempty"`
+	// Warmup digests what the guest ran before it was saved (WarmupDigest):
+	// it decides what the saved memory holds, so a changed warm-up makes
+	// new snapshots instead of restoring ones made by the old.
+	Warmup string `json:"warmup,omitempty"`
+}
+
+// WarmupDigest names a warm-up command for Key.Warmup.
+func WarmupDigest(cmd string) string {
+	sum := sha256.Sum256([]byte(cmd))
+	return hex.EncodeToString(sum[:8])
 }
 
 // Validate reports a key that cannot name a usable snapshot.

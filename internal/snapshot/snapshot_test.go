@@ -68,6 +68,7 @@ func TestKeyID(t *testing.T) {
 		"qemu":        func(k *Key) { k.VMMVersion = "QEMU emulator version 8.0" },
 		"host":        func(k *Key) { k.Host = "cpu" },
 		"machine":     func(k *Key) { k.Machine = "m2" },
+		"warm-up":     func(k *Key) { k.Warmup = WarmupDigest("true; sync") },
 	} {
 		k := testKey()
 		mutate(&k)
@@ -75,6 +76,9 @@ func TestKeyID(t *testing.T) {
 			t.Errorf("%s gives the same id as %s", name, other)
 		}
 		seen[k.ID()] = name
+	}
+	if WarmupDigest("true") == WarmupDigest("true; sync") || WarmupDigest("true") != WarmupDigest("true") {
+		t.Error("the warm-up digest does not tell warm-ups apart")
 	}
 	bad := testKey()
 	bad.AgentSHA256 = ""

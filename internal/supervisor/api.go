@@ -67,6 +67,9 @@ type Spec struct {
 // ResumeSpec is what a restore of a paused machine puts back on the host.
 type ResumeSpec struct {
 	Ports []ServicePorts `json:"ports,omitempty"`
+	// NewMachineID gives the restored guest a fresh /etc/machine-id in its
+	// hello (a fork: the saved machine is its source's).
+	NewMachineID bool `json:"new_machine_id,omitempty"`
 }
 
 // IdleRequest is the body of PUT /v1/idle.

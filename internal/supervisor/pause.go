@@ -52,6 +52,9 @@ type Paused struct {
 	Ports []ServicePorts `json:"ports,omitempty"`
 	// Shells were open and ended with the pause.
 	Shells []string `json:"shells,omitempty"`
+	// Fork marks a fork's copy of its source's saved machine: its restore
+	// gives the guest its own machine id.
+	Fork bool `json:"fork,omitempty"`
 }
 
 // ServicePorts are the ports one run of a service had published.

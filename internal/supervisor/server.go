@@ -217,6 +217,9 @@ func boot(ctx context.Context, b vmm.Backend, spec Spec, broker *network.Broker,
 			// as for a boot before giving it up for a cold boot (a state QEMU
 			// refuses fails at once anyway).
 			rs.BootTimeout = vm.DefaultBootTimeout
+			if spec.Resume.NewMachineID {
+				rs.MachineID = vm.NewMachineID()
+			}
 		}
 		v, err := vm.Boot(ctx, b, spec.RunDir, rs, log)
 		if err == nil {

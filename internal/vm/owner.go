@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -86,11 +87,43 @@ func procStat(pid int) (state string, start uint64) {
 	return fields[0], start
 }
 
-// ProcStart returns the start time of pid in clock ticks since boot, 0 if gone.
-func ProcStart(pid int) uint64 {
+// ProcStart identifies pid's run for Alive: its start time in clock ticks
+// since boot, tagged with this boot (ProcStartOfBoot), 0 if gone.
+func ProcStart(pid int) uint64 { return ProcStartOfBoot(pid, thisBoot()) }
+
+// ProcStartOfBoot is ProcStart as it reads during the boot bootID names.
+// Records (supervisor.json, owner.json...) outlive a host reboot, and the
+// next boot counts pids and ticks from the start again: without the tag, a
+// record could name an unrelated process of the new boot that has the same
+// pid and start tick, which pyro would then take for its own (and kill).
+// The top 24 bits hold a hash of the boot id; ticks at 100 Hz reach 2^40
+// only after 348 years.
+func ProcStartOfBoot(pid int, bootID string) uint64 {
 	_, start := procStat(pid)
-	return start
+	if start == 0 {
+		return 0
+	}
+	return start&(1<<40-1) | bootTag(bootID)
 }
+
+func bootTag(bootID string) uint64 {
+	if bootID == "" {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(bootID))
+	return (h.Sum64()&(1<<24-1) | 1) << 40 // never 0: a tagged start never equals an untagged one
+}
+
+// thisBoot is the kernel's id of the running boot ("" when unreadable:
+// starts are then untagged, as before tags).
+var thisBoot = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
 
 // Alive reports whether pid still is the process that started at start. A
 // zombie (dead, not yet reaped by its parent) is not alive.
@@ -105,7 +138,8 @@ func Alive(pid int, start uint64) bool {
 	if state == "Z" || state == "X" || state == "" {
 		return false
 	}
-	return start == 0 || st == start
+	// An untagged start is a record written before boot tags: taken as is.
+	return start == 0 || st|bootTag(thisBoot()) == start || st == start
 }
 
 // ReapOrphans removes every VM under root whose owner process is gone: it

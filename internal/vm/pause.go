@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vmm"
 )
 
@@ -20,21 +21,53 @@ func (v *VM) Pause(ctx context.Context, statePath string) error {
 	if !ok {
 		return vmm.Unsupported(v.backend, "saving a running machine (pause, fork)")
 	}
+	begin := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	if err := v.agent.Sync(sctx); err != nil {
 		v.log.Warn("guest sync before pause failed", "err", err)
 	}
 	cancel()
-	v.agent.Close()
-	select {
-	case <-time.After(settleDelay):
-	case <-ctx.Done():
-		return ctx.Err()
+	synced := time.Since(begin)
+	begin = time.Now()
+	if err := v.detachAgent(ctx); err != nil {
+		return err
 	}
+	detached := time.Since(begin)
 	start := time.Now()
 	if err := saver.SaveState(ctx, statePath); err != nil {
 		return err
 	}
-	v.log.Debug("machine paused", "ms", time.Since(start).Milliseconds())
+	v.log.Info("machine paused", "sync_ms", synced.Milliseconds(), "detach_ms", detached.Milliseconds(), "save_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// detachAgent closes the agent session and returns once the guest agent is
+// back to reopening its port, so that a machine saved from then on starts a
+// fresh session with its next host. A guest agent that never leaves its
+// session is an error: a machine saved in the middle of one would not
+// answer its restore (the host's first frames are lost while the guest
+// closes its port), which would wait out the whole boot timeout. Where the
+// VMM cannot tell, it waits settleDelay, as it always did.
+func (v *VM) detachAgent(ctx context.Context) error {
+	if d, ok := v.machine.(vmm.AgentDetacher); ok {
+		closed := false
+		err := d.DetachAgent(ctx, func() { closed = true; v.agent.Close() })
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case closed:
+			return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed,
+				"the guest agent did not leave its session: a machine saved now would not answer its restore")
+		}
+		v.log.Warn("cannot watch the guest agent leave its session: waiting a fixed time", "err", err)
+	}
+	v.agent.Close()
+	select {
+	case <-time.After(settleDelay):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -10,10 +10,11 @@ import (
 	"github.com/pyrovm/pyro/internal/vmm"
 )
 
-// settleDelay is how long Save waits after closing the agent session before
-// it pauses the guest: the agent must have seen the host go away (its port
-// reads EOF) and be back to reopening its port, so that a restored guest
-// starts a fresh session with the next host instead of resuming this one.
+// settleDelay is how long Save and Pause wait after closing the agent
+// session when the VMM cannot report it (see detachAgent): the agent must
+// have seen the host go away (its port reads EOF) and be back to reopening
+// its port, so that a restored guest starts a fresh session with the next
+// host instead of resuming this one.
 const settleDelay = 300 * time.Millisecond
 
 // Identity is backend b's part of the snapshot key of the machine spec
@@ -46,11 +47,8 @@ func Save(ctx context.Context, b vmm.Backend, root string, spec Spec, diskPath, 
 				"snapshot warm-up %q exited %d: %s", warm, r.ExitCode, r.Stderr)
 		}
 	}
-	v.agent.Close()
-	select {
-	case <-time.After(settleDelay):
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := v.detachAgent(ctx); err != nil {
+		return err
 	}
 	saver, ok := v.machine.(vmm.StateSaver)
 	if !ok {

@@ -56,6 +56,9 @@ type Spec struct {
 	// Pausable makes the machine saveable (vmm.Config.Saveable), so that
 	// Pause can save it while it runs (workspaces: pause, fork).
 	Pausable bool
+	// MachineID, when set, replaces the guest's /etc/machine-id (where the
+	// image has one) in the hello after boot or restore: a fork's identity.
+	MachineID string
 }
 
 // RestoreTimeout bounds a restore up to the agent's answer. A restore
@@ -94,8 +97,20 @@ type VM struct {
 	net     *network.Stack // nil without a network
 	log     *slog.Logger
 
+	machineID string // for the hello: Spec.MachineID
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// NewMachineID returns a fresh machine id (/etc/machine-id's format: 128
+// random bits as 32 lowercase hex digits).
+func NewMachineID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // NewID returns a short random id (not guessable, not a counter).
@@ -127,7 +142,7 @@ func boot(ctx context.Context, b vmm.Backend, root string, spec Spec, saveable b
 	}
 	cfg := spec.config(id, dir)
 	cfg.Saveable = saveable
-	v := &VM{ID: id, Dir: dir, backend: b.Name(), log: log.With("vm", id)}
+	v := &VM{ID: id, Dir: dir, backend: b.Name(), log: log.With("vm", id), machineID: spec.MachineID}
 	var netEnd *os.File // the VMM's end of the network socketpair, closed here once the VMM has it
 	if cfg.Network != nil {
 		if v.net, netEnd, err = startNetwork(spec.Network, spec.Egress, spec.Broker, v.log); err != nil {
@@ -192,6 +207,7 @@ func (v *VM) syncGuest(ctx context.Context) (*agentproto.Hello, error) {
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	req.Network = guestNetConfig(v.net)
+	req.MachineID = v.machineID
 	req.HostTimeUnixNano = time.Now().UnixNano()
 	h, err := v.agent.HelloWith(sctx, req)
 	if err != nil {

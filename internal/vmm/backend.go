@@ -100,6 +100,15 @@ type StateSaver interface {
 	SaveState(ctx context.Context, path string) error
 }
 
+// AgentDetacher is a Machine that can tell when the guest agent has seen
+// its session end, so that a machine saved afterwards starts a fresh
+// session with its next host (callers without it wait a fixed time).
+type AgentDetacher interface {
+	// DetachAgent runs closeHost (closing the host's end of the agent
+	// channel) and returns once the guest's side has closed too.
+	DetachAgent(ctx context.Context, closeHost func()) error
+}
+
 // LogTailer is a Machine whose VMM writes a log of its own (errors), apart
 // from the guest's console.
 type LogTailer interface {

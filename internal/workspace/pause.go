@@ -143,7 +143,7 @@ func (m *Manager) resumeLocked(ctx context.Context, p Paths, rec *Record) (*Reco
 	}
 	_ = fsutil.SyncDir(p.PauseDir())
 	info, err := m.launch(ctx, p, rec, filepath.Join(p.PauseDir(), supervisor.PausedStateFile), func(s *supervisor.Spec) {
-		s.Resume = &supervisor.ResumeSpec{Ports: meta.Ports}
+		s.Resume = &supervisor.ResumeSpec{Ports: meta.Ports, NewMachineID: meta.Fork}
 	})
 	discardPause(p)
 	if err != nil {

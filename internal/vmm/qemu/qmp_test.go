@@ -110,3 +110,24 @@ func TestQMPClientNoGreeting(t *testing.T) {
 		t.Fatal("a server without a greeting was accepted")
 	}
 }
+
+// query-chardev's frontend-open is how DetachAgent sees the guest's side
+// of the agent port.
+func TestQMPFrontendOpen(t *testing.T) {
+	path, _ := fakeQMP(t, map[string]string{"query-chardev": `{"return": [{"label": "console", "filename": "file", "frontend-open": true},` +
+		`{"label": "agent", "filename": "unix:/x/agent.sock", "frontend-open": false}]}`})
+	q, err := dialQMP(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if open, err := q.frontendOpen("agent"); err != nil || open {
+		t.Fatalf("agent: open=%v err=%v", open, err)
+	}
+	if open, err := q.frontendOpen("console"); err != nil || !open {
+		t.Fatalf("console: open=%v err=%v", open, err)
+	}
+	if _, err := q.frontendOpen("nope"); err == nil {
+		t.Fatal("a chardev QEMU does not have was found")
+	}
+}

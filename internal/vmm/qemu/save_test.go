@@ -34,6 +34,14 @@ func installedImage(t *testing.T) (kernel, rootfs string) {
 // protocol version answered all the same.
 func startAndHello(t *testing.T, m *qemu.Machine) time.Duration {
 	t.Helper()
+	ac, d := startHello(t, m)
+	ac.Close()
+	return d
+}
+
+// startHello is startAndHello, handing back the agent session.
+func startHello(t *testing.T, m *qemu.Machine) (*agentclient.Client, time.Duration) {
+	t.Helper()
 	start := time.Now()
 	conn, err := m.Start(t.Context())
 	if err != nil {
@@ -43,13 +51,13 @@ func startAndHello(t *testing.T, m *qemu.Machine) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ac.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if _, err := ac.Hello(ctx); err != nil && errdefs.CodeOf(err) != errdefs.CodeAgentProtocol {
+		ac.Close()
 		t.Fatalf("hello: %v\nconsole:\n%s\nqemu: %s", err, m.ConsoleTail(20), m.LogTail(10))
 	}
-	return time.Since(start)
+	return ac, time.Since(start)
 }
 
 // A machine saved over QMP restores from its state file (fd 3, with the
@@ -71,9 +79,17 @@ func TestSaveStateAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	t.Logf("cold boot to hello: %v", startAndHello(t, m))
-	time.Sleep(300 * time.Millisecond) // the agent sees the host go away
+	ac, d := startHello(t, m)
+	t.Logf("cold boot to hello: %v", d)
+	// The guest agent must have left its session before the save, so that
+	// every restore below answers a fresh hello: QEMU reports it.
 	start := time.Now()
+	closed := 0
+	if err := m.DetachAgent(t.Context(), func() { closed++; ac.Close() }); err != nil || closed != 1 {
+		t.Fatalf("detach agent: %v (host end closed %d times)", err, closed)
+	}
+	t.Logf("the guest agent left its session %v after the host", time.Since(start))
+	start = time.Now()
 	if err := m.SaveState(t.Context(), state); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +128,8 @@ func TestSaveStateAndRestore(t *testing.T) {
 	}
 }
 
-// SaveState needs a machine made saveable (the control socket).
+// SaveState and DetachAgent need the control socket; DetachAgent then
+// leaves the host's end to its caller.
 func TestSaveStateNeedsQMP(t *testing.T) {
 	m, err := qemu.New(vmm.Config{ID: "x", RuntimeDir: t.TempDir(), KernelPath: "/k", RootfsPath: "/r", VCPUs: 1, MemMiB: 256, Accel: vmm.AccelTCG})
 	if err != nil {
@@ -120,5 +137,8 @@ func TestSaveStateNeedsQMP(t *testing.T) {
 	}
 	if err := m.SaveState(t.Context(), filepath.Join(t.TempDir(), "state")); err == nil {
 		t.Fatal("SaveState of a machine not made saveable succeeded")
+	}
+	if err := m.DetachAgent(t.Context(), func() { t.Error("DetachAgent closed the host end without a QMP socket") }); err == nil {
+		t.Fatal("DetachAgent without a QMP socket succeeded")
 	}
 }
