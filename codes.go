@@ -34,6 +34,7 @@ const (
 	CodeWorkspaceRunning        = errdefs.CodeWorkspaceRunning
 	CodeWorkspaceNotPaused      = errdefs.CodeWorkspaceNotPaused
 	CodeWorkspacePausing        = errdefs.CodeWorkspacePausing
+	CodeSupervisorOutdated      = errdefs.CodeSupervisorOutdated
 	CodePauseFailed             = errdefs.CodePauseFailed
 	CodeForkFailed              = errdefs.CodeForkFailed
 	CodeNameTaken               = errdefs.CodeNameTaken

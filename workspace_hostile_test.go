@@ -212,3 +212,42 @@ func TestWorkspaceDirRemoved(t *testing.T) {
 	}
 	testutil.WaitProcessesGone(state, 10*time.Second)
 }
+
+// A workspace still run by a supervisor of an older pyro (after an
+// upgrade) is refused with a typed error that says what to do, and a stop
+// and start bring it to this version with its files.
+func TestWorkspaceSupervisorOutdated(t *testing.T) {
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	w := createWorkspace(t, c, "debian:12")
+	mustExec(t, c, w.WorkspaceID, "echo kept > note")
+	path := filepath.Join(state, "workspaces", w.WorkspaceID, "supervisor.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info map[string]json.RawMessage // raw: pid_start does not fit a float64
+	if err := json.Unmarshal(b, &info); err != nil || info["api"] == nil {
+		t.Fatalf("supervisor.json has no api: %s %v", b, err)
+	}
+	delete(info, "api") // as a supervisor from before the field wrote it
+	if b, err = json.Marshal(info); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: w.WorkspaceID, Command: "true"})
+	if pyro.ErrorCode(err) != pyro.CodeSupervisorOutdated || !strings.Contains(err.Error(), "pyro workspace stop "+w.WorkspaceID) {
+		t.Fatalf("exec under an older supervisor: %v", err)
+	}
+	if _, err := c.StopWorkspace(ctx, w.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartWorkspace(ctx, w.WorkspaceID); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustExec(t, c, w.WorkspaceID, "cat note").Stdout; got != "kept\n" {
+		t.Fatalf("after stop and start: %q", got)
+	}
+}

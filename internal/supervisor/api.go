@@ -83,8 +83,16 @@ type NetworkRules struct {
 	Rules *network.Rules `json:"rules"`
 }
 
+// APIVersion numbers the supervisor's HTTP API (its request and answer
+// shapes). A supervisor keeps running the pyro that started it, so after an
+// upgrade a workspace may still run under an older one: callers compare
+// Info.API first and refuse to talk past a difference (1 = before it was
+// recorded; 2 = exec requests carry the guest's agentproto.ExecRequest).
+const APIVersion = 2
+
 // Info describes a running supervisor; it is also the ready message.
 type Info struct {
+	API           int       `json:"api,omitempty"` // APIVersion of the pyro that runs it; 0 = 1
 	Pid           int       `json:"pid"`
 	PidStart      uint64    `json:"pid_start"`
 	VMMPid        int       `json:"vmm_pid"`

@@ -113,6 +113,7 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		return sendReady(ready, Ready{Error: s.wireErr(errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "listen on supervisor socket"))})
 	}
 	info := &Info{
+		API: APIVersion,
 		Pid: os.Getpid(), PidStart: vm.ProcStart(os.Getpid()), VMID: v.ID, Socket: spec.Socket,
 		BootMs: v.BootDur.Milliseconds(), ExecutionMode: v.ExecutionMode(),
 		GuestKernel: v.Hello.KernelRelease, StartedAt: time.Now().UTC(),

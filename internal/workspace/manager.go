@@ -408,6 +408,9 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 			return nil, nil, err
 		}
 	case StateRunning:
+		if info, err := readInfo(m.paths(r.ID)); err == nil && max(info.API, 1) != supervisor.APIVersion {
+			return nil, nil, errOutdated(r, info.API)
+		}
 	default:
 		return nil, nil, errStopped(r)
 	}
@@ -422,6 +425,15 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 		return nil
 	})
 	return r, sc, nil
+}
+
+// errOutdated refuses to talk to a supervisor of another API version: it
+// would misread requests, or answer them with a confusing bad_request.
+func errOutdated(r *Record, api int) error {
+	return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeSupervisorOutdated,
+		"workspace %s runs under a supervisor started by another pyro version (API %d, this pyro speaks %d); its disk is intact, its running processes end with the stop",
+		r.ID, max(api, 1), supervisor.APIVersion).
+		WithNext(": %s, then start it again", "pyro workspace stop "+r.ID, "workspace_stop")
 }
 
 func errStopped(r *Record) error {
