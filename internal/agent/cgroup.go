@@ -41,11 +41,15 @@ const (
 // command's background job, a fork bomb) are never reused; they are
 // removed once empty.
 type cgroups struct {
-	mu   sync.Mutex
-	seq  uint64
-	idle []*cgroup       // empty, ready for the next process
-	used map[int]*cgroup // pid -> its group, until the pid is reaped
-	left []*cgroup       // groups of reaped processes: maybe empty, maybe not
+	// sorting serializes tidy: a take that finds no idle group must wait
+	// for a tidy in flight (after the previous answer), which may hold the
+	// very group it would reuse.
+	sorting sync.Mutex
+	mu      sync.Mutex
+	seq     uint64
+	idle    []*cgroup       // empty, ready for the next process
+	used    map[int]*cgroup // pid -> its group, until the pid is reaped
+	left    []*cgroup       // groups of reaped processes: maybe empty, maybe not
 }
 
 // cgroup is one command's group and an O_PATH descriptor of it for
@@ -171,6 +175,8 @@ func (c *cgroups) reaped(pid int) {
 // maxIdle, the rest are removed), the others are looked at again next time.
 // It runs after a call has answered, off the command's path.
 func (c *cgroups) tidy() {
+	c.sorting.Lock()
+	defer c.sorting.Unlock()
 	c.mu.Lock()
 	left := c.left
 	c.left = nil
