@@ -1,9 +1,14 @@
 package qemu
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/pyrovm/pyro/internal/vmm"
 )
 
 func TestMeasureTSC(t *testing.T) {
@@ -38,5 +43,39 @@ func TestTSCKernelArgs(t *testing.T) {
 	want := []string{"tsc_early_khz=2994372", "tsc=reliable"}
 	if got := tscKernelArgs(2994372); !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// A TCG verdict cached before the guest clock existed gets the host TSC
+// measured once and cached with it; a KVM verdict is left as it is.
+func TestCachedVerdictGetsTSC(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinux")
+	if err := os.WriteFile(kernel, []byte("k"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, accel := range []vmm.Accel{vmm.AccelTCG, vmm.AccelKVM} {
+		cache := filepath.Join(dir, string(accel)+".json")
+		old, _ := json.Marshal(vmm.AccelVerdict{Accel: accel, HostKey: hostKey(kernel), Reason: "cached"})
+		if err := os.WriteFile(cache, old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v := DetectAccel(t.Context(), kernel, cache)
+		if v.Accel != accel || v.Reason != "cached" {
+			t.Fatalf("%s: the cached verdict was not used: %+v", accel, v)
+		}
+		if got, want := v.TSCChecked, accel == vmm.AccelTCG; got != want {
+			t.Errorf("%s: TSC checked %v, want %v", accel, got, want)
+		}
+		if accel == vmm.AccelKVM {
+			continue
+		}
+		if (v.GuestTSCKHz > 0) == (v.TSCReason != "") {
+			t.Errorf("either a frequency or a reason: %+v", v)
+		}
+		again := DetectAccel(t.Context(), kernel, cache)
+		if !again.FromCache || again.GuestTSCKHz != v.GuestTSCKHz || !again.TSCChecked {
+			t.Errorf("the measurement was not cached: %+v, then %+v", v, again)
+		}
 	}
 }
