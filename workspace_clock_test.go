@@ -128,4 +128,49 @@ sleep 30; kill $busy; date +%s.%N`, lt)
 		}
 		t.Logf("`sleep 5`: %s of host time", lt.at[2].Sub(lt.at[1]))
 	})
+
+	// QEMU saves the guest's TSC as it stood when the machine stopped and
+	// goes on from there at restore, whatever the host's TSC reads then
+	// (after a host reboot too): the guest's monotonic clock does not
+	// count the paused time, and the hello sets the wall clock.
+	t.Run("pause", func(t *testing.T) {
+		if w.ExecutionMode != "guest_qemu_tcg" || !invariantTSC(t) {
+			t.Skipf("execution mode %s: the TSC clock is for software emulation on a host with an invariant TSC", w.ExecutionMode)
+		}
+		uptime := func() time.Duration {
+			f, err := strconv.ParseFloat(strings.Fields(exec("cat /proc/uptime", nil))[0], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return time.Duration(f * float64(time.Second))
+		}
+		up0, host0 := uptime(), time.Now()
+		if _, err := c.PauseWorkspace(ctx, w.WorkspaceID); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		if _, err := c.ResumeWorkspace(ctx, w.WorkspaceID); err != nil {
+			t.Fatal(err)
+		}
+		up1, host := uptime(), time.Since(host0)
+		if ran := up1 - up0; ran <= 0 || ran > host-5*time.Second {
+			t.Errorf("guest uptime went on by %s over a pause of 5 s in %s of host time", ran, host)
+		} else {
+			t.Logf("guest uptime went on by %s over a pause of 5 s in %s of host time", ran, host)
+		}
+		if cs := strings.TrimSpace(exec("cat /sys/devices/system/clocksource/clocksource0/current_clocksource", nil)); cs != "tsc" {
+			t.Errorf("guest clocksource after resume %q, want tsc", cs)
+		}
+		lt := &lineTimes{}
+		exec("date +%s.%N; sleep 2; echo b", lt)
+		if len(lt.lines) != 2 {
+			t.Fatalf("output %q", lt.lines)
+		}
+		if lag := lt.at[0].Sub(guestTime(t, lt.lines[0])); lag < -5*time.Millisecond || lag > 100*time.Millisecond {
+			t.Errorf("after resume: the guest's time reached the host %s later", lag)
+		}
+		if d := lt.at[1].Sub(lt.at[0]); d < 1900*time.Millisecond || d > 2100*time.Millisecond {
+			t.Errorf("after resume: guest `sleep 2` took %s of host time", d)
+		}
+	})
 }
