@@ -207,7 +207,7 @@ func (c *Client) runBuildSteps(ctx context.Context, base *env.Environment, def e
 	spec := vm.Spec{
 		KernelPath: base.KernelPath, RootfsPath: backing, OverlayPath: overlay,
 		VCPUs: orDefault(def.VCPUCount, DefaultVCPUCount), MemMiB: orDefault(def.MemMiB, DefaultMemMiB),
-		Accel: verdict.Accel, Kind: "build", Network: runPolicy(def.Network),
+		Accel: verdict.Accel, GuestTSCKHz: verdict.GuestTSCKHz, Kind: "build", Network: runPolicy(def.Network),
 	}
 	c.report(ctx, ProgressEvent{Stage: "build", Message: "booting " + def.From})
 	v, err := vm.Boot(ctx, c.backend, c.vmsDir(), spec, c.log)

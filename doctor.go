@@ -60,6 +60,10 @@ type AcceleratorInfo struct {
 	FromCache  bool   `json:"from_cache"`
 	Forced     bool   `json:"forced"`
 	VerdictFor string `json:"verdict_for,omitempty"` // host key the verdict is cached under
+	// GuestClock is what guests keep time with: "kvm-clock", "tsc (host
+	// TSC N kHz)" under software emulation where the host's TSC is fit,
+	// else "jiffies (...)" with why (see docs/architecture.md, Guest clock).
+	GuestClock string `json:"guest_clock,omitempty"`
 }
 
 type ToolCheck struct {
@@ -144,6 +148,7 @@ func (c *Client) Doctor(ctx context.Context, req DoctorRequest) (*DoctorReport, 
 		r.Accelerator.Mode, r.Accelerator.KVMUsable = string(v.Accel), v.KVMUsable
 		r.Accelerator.Reason, r.Accelerator.FromCache, r.Accelerator.VerdictFor = v.Reason, v.FromCache, v.HostKey
 		r.Accelerator.Forced = c.accel != "auto"
+		r.Accelerator.GuestClock = guestClock(v)
 	} else {
 		r.Accelerator.Reason = "not probed yet: the guest kernel is not built (run \"pyro env pull " + DefaultEnvironment + "\")"
 	}
@@ -296,4 +301,18 @@ func networking() NetworkingInfo {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// guestClock says what guests of verdict v keep time with.
+func guestClock(v vmm.AccelVerdict) string {
+	switch {
+	case v.Accel == vmm.AccelKVM:
+		return "kvm-clock"
+	case v.GuestTSCKHz > 0:
+		return fmt.Sprintf("tsc (host TSC %d kHz)", v.GuestTSCKHz)
+	case v.TSCReason != "":
+		return "jiffies (" + v.TSCReason + "); each command steps the clock to the host's"
+	default:
+		return "jiffies (the host TSC is measured only with the accelerator probe, not when PYRO_ACCEL forces one); each command steps the clock to the host's"
+	}
 }

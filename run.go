@@ -179,7 +179,7 @@ func (c *Client) runSpec(ctx context.Context, e *env.Environment, req RunRequest
 	}
 	return vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, Kind: "run", Network: policy, Egress: rules,
+		VCPUs: req.VCPUCount, MemMiB: req.MemMiB, Accel: verdict.Accel, GuestTSCKHz: verdict.GuestTSCKHz, Kind: "run", Network: policy, Egress: rules,
 	}, nil
 }
 

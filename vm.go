@@ -116,7 +116,7 @@ func (c *Client) CreateVM(ctx context.Context, req CreateVMRequest) (*VM, error)
 	verdict := c.accelFor(ctx, e.KernelPath)
 	r, err := c.machines().Create(ctx, workspace.CreateSpec{
 		Environment: req.Environment, EnvVersion: e.Manifest.Version, KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, NoBoot: true,
+		VCPUCount: req.VCPUCount, MemMiB: req.MemMiB, Accel: string(verdict.Accel), GuestTSCKHz: verdict.GuestTSCKHz, TTLSeconds: req.TTLSeconds, NoBoot: true,
 		NetworkPolicy: recordedPolicy(policy), Egress: rules, Secrets: set,
 	})
 	if err != nil {

@@ -325,7 +325,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	// (made now if missing): the supervisor boots the very machine a run does.
 	policy, _ := network.ParsePolicy(req.NetworkPolicy) // checked by validateCreate
 	rules, _ := egressFor(policy, req.EgressRules)      // checked by validateCreate
-	restore := c.workspaceRestore(ctx, e, req.VCPUCount, req.MemMiB, verdict.Accel, policy)
+	restore := c.workspaceRestore(ctx, e, req.VCPUCount, req.MemMiB, verdict.Accel, verdict.GuestTSCKHz, policy)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -333,7 +333,7 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 	rec, err := c.workspaces(ctx).Create(ctx, workspace.CreateSpec{
 		Name: req.Name, Labels: req.Labels, Environment: req.Environment, EnvVersion: e.Manifest.Version,
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath, VCPUCount: req.VCPUCount, MemMiB: req.MemMiB,
-		Accel: string(verdict.Accel), TTLSeconds: req.TTLSeconds, Seed: seed, SeedFiles: files,
+		Accel: string(verdict.Accel), GuestTSCKHz: verdict.GuestTSCKHz, TTLSeconds: req.TTLSeconds, Seed: seed, SeedFiles: files,
 		Restore: restore, Secrets: secretSet, NetworkPolicy: recordedPolicy(policy), Egress: rules,
 		TTLAction: ttlAction(req.TTLAction), IdlePauseSeconds: req.IdlePauseSeconds,
 	})
@@ -346,11 +346,11 @@ func (c *Client) CreateWorkspace(ctx context.Context, req CreateWorkspaceRequest
 // workspaceRestore returns the saved machine a fresh workspace VM (create,
 // reset) restores: the run snapshot of its machine, made first if missing;
 // nil when there is none (the VM then boots cold).
-func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel, policy network.Policy) *workspace.Restore {
+func (c *Client) workspaceRestore(ctx context.Context, e *env.Environment, vcpus, memMiB int, accel vmm.Accel, tscKHz int, policy network.Policy) *workspace.Restore {
 	runner := c.oneshot()
 	snap := runner.RunSnapshot(ctx, e, vm.Spec{
 		KernelPath: e.KernelPath, RootfsPath: e.RootfsPath,
-		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, Kind: "workspace", Network: policy,
+		VCPUs: vcpus, MemMiB: memMiB, Accel: accel, GuestTSCKHz: tscKHz, Kind: "workspace", Network: policy,
 	})
 	if snap == nil {
 		return nil

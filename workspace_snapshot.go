@@ -117,5 +117,5 @@ func (c *Client) resetRestore(ctx context.Context, r *workspace.Record) *workspa
 		c.log.Debug("reset boots cold: the workspace's environment is not the installed one", "workspace", r.ID, "err", err)
 		return nil
 	}
-	return c.workspaceRestore(ctx, e, r.VCPUCount, r.MemMiB, vmm.Accel(r.Accel), recordPolicy(r.NetworkPolicy))
+	return c.workspaceRestore(ctx, e, r.VCPUCount, r.MemMiB, vmm.Accel(r.Accel), r.GuestTSCKHz, recordPolicy(r.NetworkPolicy))
 }

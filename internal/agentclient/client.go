@@ -125,6 +125,9 @@ func (c *Client) call(ctx context.Context, req agentproto.Request, bound time.Du
 		}
 		st.Close()
 	}
+	// Stamped as late as possible: the agent sets a guest clock that is
+	// behind this forward before it starts the call.
+	req.SentUnixNano = time.Now().UnixNano()
 	if err := agentproto.WriteJSON(st, agentproto.FrameRequest, req); err != nil {
 		cl.done()
 		return nil, cl.err(err)

@@ -41,12 +41,19 @@ import (
 // run in reused cgroups.
 // 10: HelloRequest.MachineID (a fork's restore gives the guest its own
 // /etc/machine-id in the hello instead of a separate exec).
-const ProtocolVersion = 10
+// 11: Request.SentUnixNano (the host's clock when it sent the call): the
+// agent steps a guest clock that is behind it forward before the call runs.
+const ProtocolVersion = 11
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
 // command's environment from pyro's defaults overridden by these.
 const ImageEnvPath = "/etc/pyro/env"
+
+// ClockStepMin is how far a guest clock must be behind a request's
+// SentUnixNano before the agent steps it: less is within the clock's own
+// resolution under software emulation (4 ms jiffies).
+const ClockStepMin = 2 * time.Millisecond
 
 // PortName is the virtio-serial port name the agent listens on.
 const PortName = "org.pyro.agent"
@@ -118,12 +125,18 @@ const WorkspaceRoot = "/workspace"
 
 // Request is the first frame of every stream.
 type Request struct {
-	Op      string          `json:"op"`
-	Hello   *HelloRequest   `json:"hello,omitempty"`
-	Exec    *ExecRequest    `json:"exec,omitempty"`
-	Archive *ArchiveRequest `json:"archive,omitempty"`
-	Shell   *ShellRequest   `json:"shell,omitempty"`
-	Service *ServiceRequest `json:"service,omitempty"`
+	Op string `json:"op"`
+	// SentUnixNano is the host's CLOCK_REALTIME when it wrote the request.
+	// It is a lower bound of the host's time when the agent reads it, so
+	// the agent steps a guest clock that is behind it forward to it (see
+	// ClockStepMin) and never back: a slow guest clock is right again at
+	// every call, and a guest never ends up ahead of the host by it.
+	SentUnixNano int64           `json:"sent_unix_nano,omitempty"`
+	Hello        *HelloRequest   `json:"hello,omitempty"`
+	Exec         *ExecRequest    `json:"exec,omitempty"`
+	Archive      *ArchiveRequest `json:"archive,omitempty"`
+	Shell        *ShellRequest   `json:"shell,omitempty"`
+	Service      *ServiceRequest `json:"service,omitempty"`
 }
 
 // ShellRequest starts Argv (no shell added by the agent) on a new PTY as the

@@ -31,6 +31,9 @@ func (a *app) doctorCommand() *cobra.Command {
 				w := a.stdout
 				fmt.Fprintf(w, "platform:     %s/%s, host kernel %s, %d CPUs, %d MiB\n", r.Platform.OS, r.Platform.Arch, r.Platform.HostKernel, r.Platform.CPUs, r.Platform.MemTotalMiB)
 				fmt.Fprintf(w, "accelerator:  %s (/dev/kvm present: %v, usable: %v)\n              %s\n", dash(r.Accelerator.Mode), r.Accelerator.KVMDevice, r.Accelerator.KVMUsable, r.Accelerator.Reason)
+				if r.Accelerator.GuestClock != "" {
+					fmt.Fprintf(w, "guest clock:  %s\n", r.Accelerator.GuestClock)
+				}
 				for _, t := range r.Tools {
 					state := "ok"
 					if !t.OK {

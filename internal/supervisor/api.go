@@ -28,9 +28,10 @@ type Spec struct {
 	VCPUs       int    `json:"vcpus"`
 	MemMiB      int    `json:"mem_mib"`
 	Accel       string `json:"accel"`
-	RunDir      string `json:"run_dir"`   // VM runtime dirs (reaped like one-shot VMs)
-	Socket      string `json:"socket"`    // the API socket
-	InfoPath    string `json:"info_path"` // Info, written once ready, removed on exit
+	GuestTSCKHz int    `json:"guest_tsc_khz,omitempty"` // vmm.Config.GuestTSCKHz
+	RunDir      string `json:"run_dir"`                 // VM runtime dirs (reaped like one-shot VMs)
+	Socket      string `json:"socket"`                  // the API socket
+	InfoPath    string `json:"info_path"`               // Info, written once ready, removed on exit
 	// RestoreStatePath, when set (at create only), restores the machine saved
 	// in this state file instead of booting it; OverlayPath must then be a
 	// private copy of the disk saved with it. A failed restore removes

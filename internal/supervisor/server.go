@@ -205,7 +205,7 @@ func agentLost(v *vm.VM) string {
 func boot(ctx context.Context, b vmm.Backend, spec Spec, broker *network.Broker, log *slog.Logger) (v *vm.VM, restoreErr, err error) {
 	vs := vm.Spec{
 		KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath, OverlayPath: spec.OverlayPath,
-		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), Kind: "workspace",
+		VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: vmm.Accel(spec.Accel), GuestTSCKHz: spec.GuestTSCKHz, Kind: "workspace",
 		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress, Broker: broker, Pausable: true,
 	}
 	start := time.Now()

@@ -32,6 +32,7 @@ type Spec struct {
 	VCPUs       int
 	MemMiB      int
 	Accel       vmm.Accel
+	GuestTSCKHz int           // vmm.Config.GuestTSCKHz: the host TSC under TCG
 	BootTimeout time.Duration // 0 = DefaultBootTimeout
 	Kind        string        // "run", "workspace": shown in owner records
 	// OverlayPath, when set, keeps disk writes in this overlay (the
@@ -76,7 +77,7 @@ func (spec Spec) config(id, dir string) vmm.Config {
 	cfg := vmm.Config{
 		ID: id, RuntimeDir: dir, KernelPath: spec.KernelPath, RootfsPath: spec.RootfsPath,
 		DiskMode: disk, OverlayPath: spec.OverlayPath, VCPUs: spec.VCPUs, MemMiB: spec.MemMiB, Accel: spec.Accel,
-		Restore: spec.Snapshot,
+		GuestTSCKHz: spec.GuestTSCKHz, Restore: spec.Snapshot,
 	}
 	if spec.Network.Enabled() {
 		cfg.Network = &vmm.NetDevice{MAC: network.GuestMAC} // boot adds the socket

@@ -86,6 +86,12 @@ type AccelVerdict struct {
 	ProbeMs    int64     `json:"probe_ms,omitempty"`
 	FromCache  bool      `json:"from_cache"`
 	KernelPath string    `json:"-"`
+	// GuestTSCKHz is, under TCG, the host TSC frequency guests are told
+	// (Config.GuestTSCKHz); 0 with TSCReason saying why the host has none
+	// fit for it. TSCChecked: measured (a verdict cached before was not).
+	GuestTSCKHz int    `json:"guest_tsc_khz,omitempty"`
+	TSCReason   string `json:"tsc_reason,omitempty"`
+	TSCChecked  bool   `json:"tsc_checked,omitempty"`
 }
 
 // Optional capabilities: a Machine or a Backend may implement these;

@@ -46,6 +46,10 @@ type Config struct {
 	MemMiB      int      //
 	Accel       Accel    //
 	KernelArgs  []string // appended to the backend's defaults
+	// GuestTSCKHz, under TCG, is the host TSC frequency (AccelVerdict):
+	// the guest keeps time with the TSC QEMU passes through instead of
+	// a jiffies clock that loses time under load. 0: the guest calibrates.
+	GuestTSCKHz int
 	// Saveable asks for a machine whose state can be saved while it runs
 	// (StateSaver): a backend may need a control channel for that, kept in
 	// RuntimeDir. It is not part of the machine's identity.
@@ -109,6 +113,8 @@ func (c *Config) Validate() error {
 		return errdefs.InvalidArgument("network", "a network device needs a MAC address and its socket")
 	case c.Accel != AccelKVM && c.Accel != AccelTCG:
 		return errdefs.InvalidArgument("accel", "unknown accelerator %q", c.Accel)
+	case c.GuestTSCKHz < 0:
+		return errdefs.InvalidArgument("guest_tsc_khz", "%d is negative", c.GuestTSCKHz)
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ type CreateSpec struct {
 	VCPUCount   int
 	MemMiB      int
 	Accel       string
+	GuestTSCKHz int // under TCG: the host TSC the guest keeps time with (vmm.Config)
 	TTLSeconds  int
 	TTLAction   string // TTLDelete ("") or TTLPause
 	// IdlePauseSeconds, when > 0, pauses the workspace after that long
@@ -165,7 +166,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	rec := &Record{
 		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
-		Accel: s.Accel, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
+		Accel: s.Accel, GuestTSCKHz: s.GuestTSCKHz, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
 		Creating: true, NetworkPolicy: s.NetworkPolicy, Egress: s.Egress,
 		TTLAction: s.TTLAction, IdlePauseSeconds: s.IdlePauseSeconds,
 	}
@@ -288,7 +289,7 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 	}
 	spec := supervisor.Spec{
 		WorkspaceID: rec.ID, Backend: m.backend.Name(), KernelPath: rec.KernelPath, RootfsPath: rec.RootfsPath, OverlayPath: p.Disk(),
-		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel,
+		VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Accel: rec.Accel, GuestTSCKHz: rec.GuestTSCKHz,
 		RunDir: p.RunDir(), Socket: p.Socket(), InfoPath: p.Supervisor(), RestoreStatePath: restoreState,
 		SecretsPath: p.Secrets(), BrokerCAPath: brokerCAPath(p), NetworkPolicy: rec.NetworkPolicy, Egress: rec.Egress,
 		PauseDir: p.PauseDir(), LockPath: p.Lock(), IdlePauseSeconds: rec.IdlePauseSeconds,

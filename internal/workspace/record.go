@@ -38,8 +38,11 @@ type Record struct {
 	VCPUCount   int               `json:"vcpu_count"`
 	MemMiB      int               `json:"mem_mib"`
 	Accel       string            `json:"accel"`
-	TTLSeconds  int               `json:"ttl_seconds"`
-	TTLAction   string            `json:"ttl_action,omitempty"` // TTLDelete ("") or TTLPause
+	// GuestTSCKHz: the host TSC frequency the guest was booted with (under
+	// TCG; 0: none, as in records older than it).
+	GuestTSCKHz int    `json:"guest_tsc_khz,omitempty"`
+	TTLSeconds  int    `json:"ttl_seconds"`
+	TTLAction   string `json:"ttl_action,omitempty"` // TTLDelete ("") or TTLPause
 	// IdlePauseSeconds, when > 0, pauses the running workspace after that
 	// long without a call (its supervisor does).
 	IdlePauseSeconds int            `json:"idle_pause_seconds,omitempty"`

@@ -25,28 +25,50 @@ const ProbeDeadline = 6 * time.Second
 // DetectAccel decides between KVM and TCG. /dev/kvm is never trusted by its
 // presence: a nested or paravirtualised KVM can start a guest and then hang it,
 // so a real guest kernel must boot to its end under KVM within a deadline. The
-// verdict is cached in cacheFile, keyed by host, QEMU and kernel.
+// verdict is cached in cacheFile, keyed by host, QEMU and kernel; a TCG
+// verdict carries the host TSC frequency its guests keep time with.
 func DetectAccel(ctx context.Context, kernelPath, cacheFile string) vmm.AccelVerdict {
 	key := hostKey(kernelPath)
 	if b, err := os.ReadFile(cacheFile); err == nil {
 		var v vmm.AccelVerdict
 		if json.Unmarshal(b, &v) == nil && v.HostKey == key && (v.Accel == vmm.AccelKVM || v.Accel == vmm.AccelTCG) {
-			v.FromCache = true
+			if v.Accel == vmm.AccelKVM || v.TSCChecked {
+				v.FromCache = true
+				return v
+			}
+			// A verdict cached before the guest clock was measured.
+			addTSC(&v)
+			saveVerdict(cacheFile, v)
 			return v
 		}
 	}
 	v := probe(ctx, kernelPath)
 	v.HostKey, v.ProbedAt = key, time.Now().UTC()
+	if v.Accel == vmm.AccelTCG {
+		addTSC(&v)
+	}
 	if ctx.Err() == nil { // an interrupted probe proves nothing
-		if b, err := json.MarshalIndent(v, "", "  "); err == nil {
-			_ = os.MkdirAll(filepath.Dir(cacheFile), 0o755)
-			tmp := cacheFile + fmt.Sprintf(".%d.tmp", os.Getpid())
-			if os.WriteFile(tmp, b, 0o644) == nil {
-				_ = os.Rename(tmp, cacheFile)
-			}
-		}
+		saveVerdict(cacheFile, v)
 	}
 	return v
+}
+
+// addTSC measures the host TSC for a TCG verdict's guests (see tsc.go).
+func addTSC(v *vmm.AccelVerdict) {
+	v.GuestTSCKHz, v.TSCReason = MeasureTSC()
+	v.TSCChecked = true
+}
+
+// saveVerdict writes v to cacheFile atomically; a failure only costs a
+// probe next time.
+func saveVerdict(cacheFile string, v vmm.AccelVerdict) {
+	if b, err := json.MarshalIndent(v, "", "  "); err == nil {
+		_ = os.MkdirAll(filepath.Dir(cacheFile), 0o755)
+		tmp := cacheFile + fmt.Sprintf(".%d.tmp", os.Getpid())
+		if os.WriteFile(tmp, b, 0o644) == nil {
+			_ = os.Rename(tmp, cacheFile)
+		}
+	}
 }
 
 func probe(ctx context.Context, kernelPath string) vmm.AccelVerdict {

@@ -107,6 +107,7 @@ func TestMachineDigest(t *testing.T) {
 		"mem":    func(c *vmm.Config) { c.MemMiB = 1024 },
 		"accel":  func(c *vmm.Config) { c.Accel = vmm.AccelKVM },
 		"kernel": func(c *vmm.Config) { c.KernelArgs = []string{"debug"} },
+		"tsc":    func(c *vmm.Config) { c.GuestTSCKHz = 2445406 },
 	} {
 		c := a
 		mutate(&c)
@@ -170,5 +171,22 @@ func TestNoRandomMapsUnderTCG(t *testing.T) {
 		if floor := argValue(FloorArgs(cfg, "/bin/true", "/r/console.log"), "-append"); strings.Contains(floor, "norandmaps") {
 			t.Errorf("%s floor: %q", accel, floor)
 		}
+	}
+}
+
+// Under TCG a guest told the host TSC frequency keeps time with the TSC;
+// under KVM it has kvm-clock and is told nothing.
+func TestGuestTSCArgs(t *testing.T) {
+	cfg := vmm.Config{ID: "a", RuntimeDir: "/r", KernelPath: "/k", RootfsPath: "/img/rootfs.ext4", VCPUs: 1, MemMiB: 512, GuestTSCKHz: 2445406}
+	for accel, want := range map[vmm.Accel]bool{vmm.AccelTCG: true, vmm.AccelKVM: false} {
+		cfg.Accel = accel
+		words := strings.Fields(argValue(Args(cfg, "/r/agent.sock", "/r/console.log"), "-append"))
+		if got := slices.Contains(words, "tsc_early_khz=2445406") && slices.Contains(words, "tsc=reliable"); got != want {
+			t.Errorf("%s: TSC arguments %v in %v", accel, got, words)
+		}
+	}
+	cfg.Accel, cfg.GuestTSCKHz = vmm.AccelTCG, 0
+	if a := argValue(Args(cfg, "/r/agent.sock", "/r/console.log"), "-append"); strings.Contains(a, "tsc") {
+		t.Errorf("no TSC frequency, yet %q", a)
 	}
 }

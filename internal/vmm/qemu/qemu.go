@@ -88,7 +88,7 @@ const GuestInit = "/sbin/pyro-agent"
 // file descriptor 3 (Start passes it). QEMU starts the guest as soon as the
 // state is loaded.
 func Args(cfg vmm.Config, agentSock, console string) []string {
-	args := append(baseArgs(cfg, GuestInit, console, agentKernelArgs(cfg.Accel)...),
+	args := append(baseArgs(cfg, GuestInit, console, agentKernelArgs(cfg)...),
 		"-device", "virtio-serial-device,max_ports=2",
 		"-chardev", "socket,id=agent,path="+escapeOpt(agentSock),
 		"-device", "virtserialport,chardev=agent,name="+agentproto.PortName,
@@ -140,12 +140,14 @@ func FloorArgs(cfg vmm.Config, init, console string) []string {
 // With fixed addresses a command reuses the translations of the previous
 // ones. The guest is a disposable sandbox whose processes are all the
 // caller's own; the host never relies on the guest's randomisation. Under
-// KVM randomisation costs nothing and stays on.
-func agentKernelArgs(accel vmm.Accel) []string {
-	if accel == vmm.AccelKVM {
+// KVM randomisation costs nothing and stays on. Under TCG the guest keeps
+// time with the host's TSC where cfg has its frequency (tsc.go); under KVM
+// it has kvm-clock.
+func agentKernelArgs(cfg vmm.Config) []string {
+	if cfg.Accel == vmm.AccelKVM {
 		return nil
 	}
-	return []string{"norandmaps"}
+	return append([]string{"norandmaps"}, tscKernelArgs(cfg.GuestTSCKHz)...)
 }
 
 func baseArgs(cfg vmm.Config, init, console string, kernelExtra ...string) []string {
