@@ -77,6 +77,36 @@ func TestExecSeesLoginShell(t *testing.T) {
 	}
 }
 
+// The agent's kept login environment follows the profile: a file added to,
+// rewritten in or removed from /etc/profile.d, or a changed ~/.profile, is
+// seen by the very next command, on the fast path as under a login shell.
+func TestExecFollowsProfile(t *testing.T) {
+	c, _ := newWorkspaceClient(t)
+	id := createWorkspace(t, c, "debian:12").WorkspaceID
+	seen := func(name string) string {
+		t.Helper()
+		for _, l := range strings.Split(mustExec(t, c, id, "env").Stdout, "\n") {
+			if v, ok := strings.CutPrefix(l, name+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	mustExec(t, c, id, "true") // the cache is taken
+	steps := []struct{ change, name, want string }{
+		{"echo 'export PYRO_T=1' > /etc/profile.d/zz-pyro.sh", "PYRO_T", "1"},
+		{"echo 'export PYRO_T=2' > /etc/profile.d/zz-pyro.sh", "PYRO_T", "2"}, // same size, same inode
+		{"rm /etc/profile.d/zz-pyro.sh", "PYRO_T", ""},
+		{"echo 'export PYRO_HOME_T=yes' >> $HOME/.profile", "PYRO_HOME_T", "yes"},
+	}
+	for _, st := range steps {
+		mustExec(t, c, id, st.change)
+		if got := seen(st.name); got != st.want {
+			t.Errorf("after %q: %s=%q, want %q", st.change, st.name, got, st.want)
+		}
+	}
+}
+
 func pwdOf(cwd string) string {
 	if cwd == "" {
 		return "/workspace"
