@@ -61,14 +61,14 @@ func (c *Client) Prepare(ctx context.Context, req PrepareRequest) (*PrepareResul
 		Environment: rr.Environment, Version: e.Manifest.Version, VCPUCount: rr.VCPUCount, MemMiB: rr.MemMiB,
 		ExecutionMode: c.backend.ExecutionMode(spec.Accel),
 	}
-	snap := c.oneshot().RunSnapshot(ctx, e, spec)
+	snap := c.oneshot().AwaitSnapshot(ctx, e, spec) // waits for another process making it
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if snap != nil {
 		res.SnapshotReady, res.SnapshotID = true, snap.Meta.ID
 	} else {
-		res.Note = "no fast-start snapshot now (another process is making it, or making it failed recently: set PYRO_LOG=debug to see why); runs boot cold meanwhile"
+		res.Note = "no fast-start snapshot now (making it failed recently: set PYRO_LOG=debug to see why); runs boot cold meanwhile"
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return res, nil

@@ -95,6 +95,26 @@ func (c *Runner) RunSnapshot(ctx context.Context, e *env.Environment, spec vm.Sp
 	return nil
 }
 
+// AwaitSnapshot is RunSnapshot for a caller that asked for the snapshot
+// (prepare, a build): when another process is making it, it waits for that
+// one instead of going without. nil when there is none even so.
+func (c *Runner) AwaitSnapshot(ctx context.Context, e *env.Environment, spec vm.Spec) *snapshot.Snapshot {
+	if snap := c.RunSnapshot(ctx, e, spec); snap != nil || ctx.Err() != nil {
+		return snap
+	}
+	store := c.snapshots()
+	key, err := c.snapshotKey(ctx, store, e, spec)
+	if err != nil {
+		return nil
+	}
+	snap, err := store.Await(ctx, key, e.RootfsPath)
+	if err != nil {
+		c.log.Debug("no snapshot after waiting for its maker", "err", err)
+		return nil
+	}
+	return snap
+}
+
 // snapshotKey names everything a restored machine depends on.
 func (c *Runner) snapshotKey(ctx context.Context, store *snapshot.Store, e *env.Environment, spec vm.Spec) (snapshot.Key, error) {
 	id, err := spec.Identity(ctx, c.backend, store.Root())

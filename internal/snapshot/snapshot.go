@@ -431,6 +431,25 @@ func (s *Store) tryLock(id string) (unlock func(), ok bool, err error) {
 	return func() { l.Unlock(); l.Close() }, true, nil
 }
 
+// Await waits while another process is making k's snapshot (its lock is
+// held), then looks it up: the snapshot that process made, or an error
+// (nothing made, or it failed). Nobody making it: it looks up at once.
+func (s *Store) Await(ctx context.Context, k Key, rootfsPath string) (*Snapshot, error) {
+	if err := k.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(s.locks, 0o755); err != nil {
+		return nil, err
+	}
+	l := flock.New(s.lockPath(k.ID()))
+	defer l.Close()
+	if _, err := l.TryLockContext(ctx, 100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	_ = l.Unlock()
+	return s.Lookup(k, rootfsPath)
+}
+
 func nonce() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])

@@ -285,3 +285,32 @@ func TestInvalidate(t *testing.T) {
 		t.Errorf("create after invalidate: %v", err)
 	}
 }
+
+// Await waits for the process making a snapshot and returns what it made;
+// with nobody making one it answers at once.
+func TestAwaitWaitsForTheMaker(t *testing.T) {
+	s, img := fixture(t)
+	if _, err := s.Await(t.Context(), testKey(), img); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("await with no maker and no snapshot: %v", err)
+	}
+	var calls atomic.Int32
+	building, release := make(chan struct{}), make(chan struct{})
+	made := make(chan error, 1)
+	go func() {
+		_, err := s.Create(t.Context(), testKey(), img, func(ctx context.Context, dir string) error {
+			close(building)
+			<-release
+			return fakeBuild(&calls)(ctx, dir)
+		})
+		made <- err
+	}()
+	<-building
+	go func() { time.Sleep(200 * time.Millisecond); close(release) }()
+	snap, err := s.Await(t.Context(), testKey(), img)
+	if err != nil || snap == nil {
+		t.Fatalf("await while it is made: %v", err)
+	}
+	if err := <-made; err != nil || calls.Load() != 1 {
+		t.Fatalf("maker: %v, %d builds", err, calls.Load())
+	}
+}
