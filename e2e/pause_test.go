@@ -68,14 +68,7 @@ func TestCLIPauseSupervisorKilled(t *testing.T) {
 	s := stateDir(t)
 	id := createSeeded(t, s)
 	check := bgJob(t, s, id)
-	b, err := os.ReadFile(filepath.Join(s, "workspaces", id, "supervisor.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct{ Pid int }
-	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
-		t.Fatalf("supervisor.json: %s %v", b, err)
-	}
+	supPid := supervisorPid(t, s, id)
 	cmd := pyroCmd(t, s, "workspace", "pause", id)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -83,8 +76,8 @@ func TestCLIPauseSupervisorKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForFile(t, filepath.Join(s, "workspaces", id, "paused", "state.tmp"))
-	_ = syscall.Kill(info.Pid, syscall.SIGKILL)
-	err = cmd.Wait()
+	_ = syscall.Kill(supPid, syscall.SIGKILL)
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.Contains(stderr.String(), "pause_failed") || !strings.Contains(stderr.String(), "stopped") {
 		t.Fatalf("pause with a killed supervisor: %v %s", err, stderr.String())
 	}
@@ -192,14 +185,7 @@ func TestCLIForkSupervisorKilled(t *testing.T) {
 	s := stateDir(t)
 	id := createSeeded(t, s)
 	check := bgJob(t, s, id)
-	b, err := os.ReadFile(filepath.Join(s, "workspaces", id, "supervisor.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct{ Pid int }
-	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
-		t.Fatalf("supervisor.json: %s %v", b, err)
-	}
+	supPid := supervisorPid(t, s, id)
 	cmd := pyroCmd(t, s, "workspace", "fork", id, "--count", "2")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -207,8 +193,8 @@ func TestCLIForkSupervisorKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForFile(t, filepath.Join(s, "workspaces", id, "paused", "state.tmp"))
-	_ = syscall.Kill(info.Pid, syscall.SIGKILL)
-	err = cmd.Wait()
+	_ = syscall.Kill(supPid, syscall.SIGKILL)
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.Contains(stderr.String(), "pause_failed") {
 		t.Fatalf("fork with a killed supervisor: %v %s", err, stderr.String())
 	}
@@ -232,4 +218,18 @@ func wsPaths(dir string) workspace.Paths {
 // layerPattern matches the disk layers forks share, under a state dir.
 func layerPattern(state string) string {
 	return filepath.Join(state, "workspaces", "layers", "*"+filepath.Ext(backends.Default().DiskFile()))
+}
+
+// supervisorPid reads the pid of a running workspace's supervisor.
+func supervisorPid(t *testing.T, state, id string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "workspaces", id, "supervisor.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid int }
+	if err := json.Unmarshal(b, &info); err != nil || info.Pid == 0 {
+		t.Fatalf("supervisor.json: %s %v", b, err)
+	}
+	return info.Pid
 }

@@ -172,20 +172,7 @@ func (s *Store) scanBuild(h string) []install {
 // pickBuild chooses the newest usable version of build h; agentSum ""
 // accepts any agent.
 func (s *Store) pickBuild(h, agentSum string) (*install, string) {
-	why := "is not built"
-	for _, in := range s.scanBuild(h) {
-		switch {
-		case in.manifest == nil:
-			continue
-		case in.err != nil:
-			why = "is damaged (" + in.err.Error() + ")"
-		case agentSum != "" && in.manifest.AgentSHA256 != agentSum:
-			why = "was built with a different guest agent"
-		default:
-			return &in, ""
-		}
-	}
-	return nil, why
+	return pickNewest(s.scanBuild(h), agentSum, "is not built", "built", nil)
 }
 
 // getBuilt is Get for a custom environment's name.

@@ -138,17 +138,31 @@ func (s *Store) scanVersions(base, h string, verRE *regexp.Regexp, mine func(*Ma
 // pickImage chooses the newest usable version of image h; agentSum ""
 // accepts any agent.
 func (s *Store) pickImage(h, agentSum string) (*install, string) {
-	why := "is not pulled"
-	for _, in := range s.scanImage(h) {
+	return pickNewest(s.scanImage(h), agentSum, "is not pulled", "converted", func(m *Manifest) string {
+		if m.ImageRevision != imageRevision {
+			return "was converted by an older pyro"
+		}
+		return ""
+	})
+}
+
+// pickNewest returns the first usable install of ins (newest first), or
+// why none is: missing when there is none at all, else the last reason one
+// was passed over (damaged, stale by its own check, another agent; made
+// says how a version came to be, for that message). agentSum "" accepts
+// any agent.
+func pickNewest(ins []install, agentSum, missing, made string, stale func(*Manifest) string) (*install, string) {
+	why := missing
+	for _, in := range ins {
 		switch {
 		case in.manifest == nil:
 			continue
 		case in.err != nil:
 			why = "is damaged (" + in.err.Error() + ")"
-		case in.manifest.ImageRevision != imageRevision:
-			why = "was converted by an older pyro"
+		case stale != nil && stale(in.manifest) != "":
+			why = stale(in.manifest)
 		case agentSum != "" && in.manifest.AgentSHA256 != agentSum:
-			why = "was converted with a different guest agent"
+			why = "was " + made + " with a different guest agent"
 		default:
 			return &in, ""
 		}

@@ -372,17 +372,23 @@ func (m *Manager) Status(ctx context.Context, ref string) (*Record, *supervisor.
 // supervisor saved its machine and ended (a pause, also one whose caller
 // died, or an idle pause) is paused.
 func (m *Manager) liveState(ctx context.Context, r *Record) string {
+	state, _ := m.liveStateInfo(r)
+	return state
+}
+
+// liveStateInfo is liveState with the live supervisor's info when running.
+func (m *Manager) liveStateInfo(r *Record) (string, *supervisor.Info) {
 	switch r.State {
 	case StateRunning:
 		info, err := readInfo(m.paths(r.ID))
 		if err == nil && vm.Alive(info.Pid, info.PidStart) {
-			return StateRunning
+			return StateRunning, info
 		}
 	case StatePaused:
 	default:
-		return r.State
+		return r.State, nil
 	}
-	return pausedLive(m.paths(r.ID))
+	return pausedLive(m.paths(r.ID)), nil
 }
 
 func readInfo(p Paths) (*supervisor.Info, error) { return readInfoAt(p.Supervisor()) }
@@ -402,14 +408,14 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 	if err != nil {
 		return nil, nil, err
 	}
-	switch m.liveState(ctx, r) {
+	switch state, info := m.liveStateInfo(r); state {
 	case StatePaused:
 		// Any call that needs the VM resumes it.
 		if err := m.resumeForCall(ctx, r.ID); err != nil {
 			return nil, nil, err
 		}
 	case StateRunning:
-		if info, err := readInfo(m.paths(r.ID)); err == nil && max(info.API, 1) != supervisor.APIVersion {
+		if max(info.API, 1) != supervisor.APIVersion {
 			return nil, nil, errOutdated(r, info.API)
 		}
 	default:
