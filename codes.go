@@ -35,6 +35,7 @@ const (
 	CodeWorkspaceNotPaused      = errdefs.CodeWorkspaceNotPaused
 	CodeWorkspacePausing        = errdefs.CodeWorkspacePausing
 	CodeSupervisorOutdated      = errdefs.CodeSupervisorOutdated
+	CodeBackendMismatch         = errdefs.CodeBackendMismatch
 	CodePauseFailed             = errdefs.CodePauseFailed
 	CodeForkFailed              = errdefs.CodeForkFailed
 	CodeNameTaken               = errdefs.CodeNameTaken

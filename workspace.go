@@ -1,6 +1,7 @@
 package pyro
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -98,11 +99,14 @@ type Workspace struct {
 	Name        string            `json:"name,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Environment string            `json:"environment"`
-	State       string            `json:"state"` // running, paused or stopped
-	VCPUCount   int               `json:"vcpu_count"`
-	MemMiB      int               `json:"mem_mib"`
-	TTLSeconds  int               `json:"ttl_seconds"`
-	TTLAction   string            `json:"ttl_action"` // delete or pause
+	// Backend is the VMM backend that made its disk and runs it ("qemu");
+	// only that backend can start it (PYRO_BACKEND, WithBackend).
+	Backend    string `json:"backend"`
+	State      string `json:"state"` // running, paused or stopped
+	VCPUCount  int    `json:"vcpu_count"`
+	MemMiB     int    `json:"mem_mib"`
+	TTLSeconds int    `json:"ttl_seconds"`
+	TTLAction  string `json:"ttl_action"` // delete or pause
 	// IdlePauseSeconds: the workspace pauses itself after that long
 	// without a call (0: never).
 	IdlePauseSeconds int `json:"idle_pause_seconds,omitempty"`
@@ -587,7 +591,7 @@ func toWorkspace(r *workspace.Record, info *supervisor.Info) Workspace {
 		LastActivityAt: r.LastActivityAt, CommandCount: r.Commands, SeedEntries: r.Seed.Entries, SeedBytes: r.Seed.Bytes,
 		SeedSkipped: mapSlice(r.Seed.Skipped, toSkipped), SnapshotCount: len(r.Snapshots), Secrets: mapSlice(r.Secrets, toSecretInfo),
 		NetworkPolicy: string(recordPolicy(r.NetworkPolicy)), Egress: (*EgressRules)(r.Egress),
-		TTLAction: ttlAction(r.TTLAction), IdlePauseSeconds: r.IdlePauseSeconds,
+		TTLAction: ttlAction(r.TTLAction), IdlePauseSeconds: r.IdlePauseSeconds, Backend: cmp.Or(r.Backend, vmm.FirstBackend),
 	}
 	if t := r.ExpiresAt(); !t.IsZero() {
 		w.ExpiresAt = &t

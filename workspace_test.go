@@ -95,7 +95,7 @@ func TestWorkspaceAgentLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.State != "running" || w.SeedEntries < 3 || w.Name != "loop" {
+	if w.State != "running" || w.SeedEntries < 3 || w.Name != "loop" || w.Backend != "qemu" {
 		t.Fatalf("created %+v", w)
 	}
 	exec := func(cmd string) *pyro.WorkspaceExecResult {

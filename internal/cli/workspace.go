@@ -115,8 +115,8 @@ func printWorkspace(a *app, w *pyro.Workspace) {
 	if w.Name != "" {
 		fmt.Fprintf(a.stdout, " (%s)", w.Name)
 	}
-	fmt.Fprintf(a.stdout, "\nstate:       %s\nenvironment: %s (%d vCPU, %d MiB)\nseed:        %d entries, %s\ncommands:    %d\n",
-		w.State, w.Environment, w.VCPUCount, w.MemMiB, w.SeedEntries, humanBytes(w.SeedBytes), w.CommandCount)
+	fmt.Fprintf(a.stdout, "\nstate:       %s\nenvironment: %s (%d vCPU, %d MiB, %s)\nseed:        %d entries, %s\ncommands:    %d\n",
+		w.State, w.Environment, w.VCPUCount, w.MemMiB, w.Backend, w.SeedEntries, humanBytes(w.SeedBytes), w.CommandCount)
 	if w.NetworkPolicy != "off" && w.NetworkPolicy != "" {
 		fmt.Fprintf(a.stdout, "network:     %s\n", w.NetworkPolicy)
 	}

@@ -37,8 +37,9 @@ const (
 	CodeWorkspaceStopped      = "workspace_stopped" // the call needs the VM: start it first
 	CodeWorkspaceRunning      = "workspace_running" // the disk tools read a stopped workspace only
 	CodeWorkspaceNotPaused    = "workspace_not_paused"
-	CodeWorkspacePausing      = "workspace_pausing"   // a pause is under way: retry, which resumes it
-	CodeSupervisorOutdated    = "supervisor_outdated" // the workspace runs under another pyro version's supervisor: stop and start it
+	CodeWorkspacePausing      = "workspace_pausing"          // a pause is under way: retry, which resumes it
+	CodeSupervisorOutdated    = "supervisor_outdated"        // the workspace runs under another pyro version's supervisor: stop and start it
+	CodeBackendMismatch       = "workspace_backend_mismatch" // made by another VMM backend: use that one (PYRO_BACKEND)
 	CodePauseFailed           = "pause_failed"
 	CodeForkFailed            = "fork_failed"
 	CodeNameTaken             = "name_taken"   // another workspace has that name

@@ -8,6 +8,10 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
+// FirstBackend is the backend of workspaces recorded before records named
+// theirs: pyro had only this one then.
+const FirstBackend = "qemu"
+
 // Backend is one virtual machine monitor: everything pyro does that depends
 // on which VMM runs the guests. It is chosen once per process
 // (internal/vmm/backends) and passed down; nothing outside internal/vmm

@@ -166,7 +166,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	rec := &Record{
 		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
-		Accel: s.Accel, GuestTSCKHz: s.GuestTSCKHz, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
+		Accel: s.Accel, Backend: m.backend.Name(), GuestTSCKHz: s.GuestTSCKHz, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
 		Creating: true, NetworkPolicy: s.NetworkPolicy, Egress: s.Egress,
 		TTLAction: s.TTLAction, IdlePauseSeconds: s.IdlePauseSeconds,
 	}
@@ -408,6 +408,9 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := m.ownBackend(r); err != nil {
+		return nil, nil, err
+	}
 	switch state, info := m.liveStateInfo(r); state {
 	case StatePaused:
 		// Any call that needs the VM resumes it.
@@ -628,9 +631,40 @@ func splitLines(b []byte) [][]byte {
 	return out
 }
 
+// ownBackend refuses a workspace another VMM backend made: its disk is in
+// that backend's format, its saved machine only that backend restores, and
+// its disk files go by another name. Its record (status, list, logs,
+// update) and delete stay open to any backend.
+func (m *Manager) ownBackend(r *Record) error {
+	made := r.Backend
+	if made == "" {
+		made = vmm.FirstBackend
+	}
+	if made == m.backend.Name() {
+		return nil
+	}
+	return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeBackendMismatch,
+		"workspace %s was made by the %s VMM backend and this pyro runs %s: its disk and saved machine are %s's; run pyro with PYRO_BACKEND=%s (SDK: WithBackend) to use it (status, list, logs, update and delete work from any backend)",
+		r.ID, made, m.backend.Name(), made, made)
+}
+
 // locked resolves ref, takes the workspace's lock and reads its record
-// fresh under it. unlock releases the lock.
+// fresh under it, refusing a workspace of another VMM backend. unlock
+// releases the lock.
 func (m *Manager) locked(ref string) (p Paths, rec *Record, unlock func(), err error) {
+	p, rec, unlock, err = m.lockedRecord(ref)
+	if err == nil {
+		if err = m.ownBackend(rec); err != nil {
+			unlock()
+			return Paths{}, nil, nil, err
+		}
+	}
+	return p, rec, unlock, err
+}
+
+// lockedRecord is locked for calls that only touch the record or remove
+// the workspace, which any backend may do.
+func (m *Manager) lockedRecord(ref string) (p Paths, rec *Record, unlock func(), err error) {
 	r, err := m.Resolve(ref)
 	if err != nil {
 		return Paths{}, nil, nil, err
@@ -732,7 +766,7 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 
 // Delete removes the workspace's VM and all its host state.
 func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
-	p, rec, unlock, err := m.locked(ref)
+	p, rec, unlock, err := m.lockedRecord(ref)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,9 @@ type Record struct {
 	VCPUCount   int               `json:"vcpu_count"`
 	MemMiB      int               `json:"mem_mib"`
 	Accel       string            `json:"accel"`
+	// Backend names the VMM backend that made the disk and runs the VM
+	// (vmm.Backend.Name); "" in records older than it: vmm.FirstBackend.
+	Backend string `json:"backend,omitempty"`
 	// GuestTSCKHz: the host TSC frequency the guest was booted with (under
 	// TCG; 0: none, as in records older than it).
 	GuestTSCKHz int    `json:"guest_tsc_khz,omitempty"`

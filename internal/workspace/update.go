@@ -25,7 +25,7 @@ func (m *Manager) Update(ctx context.Context, ref string, name *string, set map[
 	if err := ValidateLabels(set); err != nil {
 		return nil, err
 	}
-	p, rec, unlock, err := m.locked(r.ID)
+	p, rec, unlock, err := m.lockedRecord(r.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (m *Manager) UpdateLifecycle(ctx context.Context, ref string, l Lifecycle) 
 	if err := ValidateLifecycle(l); err != nil {
 		return nil, err
 	}
-	p, rec, unlock, err := m.locked(ref)
+	p, rec, unlock, err := m.lockedRecord(ref)
 	if err != nil {
 		return nil, err
 	}
