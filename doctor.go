@@ -42,6 +42,10 @@ type DoctorReport struct {
 	// kernel are pulled from first (PYRO_ENV_REGISTRY); "" = built locally.
 	EnvRegistry string    `json:"env_registry"`
 	Probe       ProbeBoot `json:"probe"`
+	// Supervisor is the binary that runs workspace supervisors:
+	// pyro-supervisor beside pyro, else pyro itself (more host memory per
+	// running workspace; see WithPyroBinary).
+	Supervisor string `json:"supervisor"`
 }
 
 type PlatformInfo struct {
@@ -139,6 +143,7 @@ func (c *Client) Doctor(ctx context.Context, req DoctorRequest) (*DoctorReport, 
 		}
 	}
 	r.Networking = networking()
+	r.Supervisor = c.supervisorBinary()
 
 	_, kvmErr := os.Stat("/dev/kvm")
 	r.Accelerator.KVMDevice = kvmErr == nil

@@ -114,6 +114,21 @@ func TestLayout(t *testing.T) {
 		}
 	}
 
+	// pyro-supervisor is small on purpose (every running workspace maps it):
+	// a thin main over internal/supervisor that links none of the CLI, MCP,
+	// environment builders or the SDK.
+	supMain := module + "/cmd/pyro-supervisor"
+	if got := pkgs[supMain].Imports; !slices.Contains(got, module+"/internal/supervisor") {
+		t.Errorf("%s does not import internal/supervisor: %v", supMain, got)
+	}
+	for _, dep := range pkgs[supMain].Deps {
+		for _, banned := range []string{module, module + "/internal/cli", module + "/internal/mcp", module + "/internal/env", module + "/internal/workspace", "github.com/spf13/cobra"} {
+			if dep == banned || strings.HasPrefix(dep, banned+"/") && banned != module {
+				t.Errorf("%s links %s", supMain, dep)
+			}
+		}
+	}
+
 	// The faces (CLI, MCP, the tools package) are thin over the SDK: they
 	// never reach the runtime's internals themselves.
 	faces := map[string][]string{

@@ -207,7 +207,9 @@ func toLogEntry(e workspace.HistoryEntry) WorkspaceLogEntry { return WorkspaceLo
 
 // WithPyroBinary sets the pyro binary that runs workspace supervisors
 // (default PYRO_BIN, else the running executable when it is pyro, else pyro
-// beside the guest agent, else pyro on PATH).
+// beside the guest agent, else pyro on PATH). pyro-supervisor beside that
+// binary runs them when it is there (smaller: less host memory per
+// workspace), else the pyro binary itself.
 func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = path } }
 
 func (c *Client) workspaces(ctx context.Context) *workspace.Manager {
@@ -266,7 +268,11 @@ func (c *Client) UpdateWorkspace(ctx context.Context, req UpdateWorkspaceRequest
 	return &w, nil
 }
 
-func (c *Client) supervisorBinary() string {
+// supervisorBinary is what runs workspace supervisors: pyro-supervisor
+// beside the pyro binary, else that pyro binary (supervisor.Binary).
+func (c *Client) supervisorBinary() string { return supervisor.Binary(c.pyroBinary()) }
+
+func (c *Client) pyroBinary() string {
 	if c.pyroBin != "" {
 		return c.pyroBin
 	}

@@ -31,3 +31,9 @@ func TestKibField(t *testing.T) {
 		t.Errorf("processes of no workspace: %+v", m)
 	}
 }
+
+func TestMemAvailable(t *testing.T) {
+	if kib := memAvailableKiB(); kib <= 0 {
+		t.Fatalf("MemAvailable = %d KiB", kib)
+	}
+}

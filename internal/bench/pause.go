@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"time"
 
@@ -28,12 +29,20 @@ type PauseReport struct {
 	RunningIdleAnonMiB int64   `json:"running_idle_host_anon_mib"`    // of which anonymous: this workspace's own pages
 	RunningIdlePssMiB  int64   `json:"running_idle_host_pss_mib"`     // shared pages divided among their users
 	AfterJobMemMiB     int64   `json:"after_400mib_job_host_mem_mib"` // 10 s after a job that touched 400 MiB ended
-	PausedHostMemMiB   int64   `json:"paused_host_mem_mib"`           // what runs for a paused one: nothing
-	FloorMedianMsUsed  int64   `json:"floor_median_ms"`
-	GuestMemMiB        int     `json:"guest_mem_mib"`
-	Environment        string  `json:"environment"`
-	ExecutionMode      string  `json:"execution_mode"`
-	ColdFallbacks      int     `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
+	// The marginal cost of one more idle workspace when MarginalN run at
+	// once: PSS summed over all of them / N (shared binaries and libraries
+	// count once), and the host's MemAvailable drop while N-1 more started,
+	// / (N-1) (everything the host gave them: also page tables and kernel
+	// memory; noisy on a shared host).
+	MarginalN               int    `json:"marginal_workspaces"`
+	MarginalPssMiB          int64  `json:"marginal_pss_mib_per_workspace"`
+	MarginalMemAvailDropMiB int64  `json:"marginal_mem_available_drop_mib_per_workspace"`
+	PausedHostMemMiB        int64  `json:"paused_host_mem_mib"` // what runs for a paused one: nothing
+	FloorMedianMsUsed       int64  `json:"floor_median_ms"`
+	GuestMemMiB             int    `json:"guest_mem_mib"`
+	Environment             string `json:"environment"`
+	ExecutionMode           string `json:"execution_mode"`
+	ColdFallbacks           int    `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
 }
 
 // PauseResume measures, on one workspace of env: pause, resume up to the
@@ -51,6 +60,9 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 	time.Sleep(2 * time.Second) // idle
 	idle := workspaceMemory(c.StateDir(), id)
 	r.RunningIdleMemMiB, r.RunningIdleAnonMiB, r.RunningIdlePssMiB = idle.RSS>>10, idle.Anon>>10, idle.PSS>>10
+	if err := marginal(ctx, c, env, memMiB, id, r); err != nil {
+		return nil, err
+	}
 	// A job that touches 400 MiB and ends; free page reporting gives the
 	// memory back to the host within seconds.
 	if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "dd if=/dev/zero of=/dev/null bs=400M count=1 2>/dev/null"}); err != nil {
@@ -112,6 +124,47 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 		r.Fork4FloorRatio = float64(r.Fork4MedianMs) / float64(floorMs)
 	}
 	return r, nil
+}
+
+// marginalWorkspaces is how many idle workspaces run at once for the
+// marginal figures (the issue asks for 4-8).
+const marginalWorkspaces = 6
+
+// marginal starts marginalWorkspaces-1 more idle workspaces beside first,
+// fills r's marginal figures and deletes them again.
+func marginal(ctx context.Context, c *pyro.Client, env string, memMiB int, first string, r *PauseReport) (err error) {
+	ids := []string{first}
+	defer func() {
+		for _, id := range ids[1:] {
+			if _, derr := c.DeleteWorkspace(context.WithoutCancel(ctx), id); derr != nil && err == nil {
+				err = derr
+			}
+		}
+	}()
+	before := memAvailableKiB()
+	for len(ids) < marginalWorkspaces {
+		w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceRequest{Environment: env, MemMiB: memMiB})
+		if err != nil {
+			return err
+		}
+		ids = append(ids, w.WorkspaceID)
+	}
+	time.Sleep(2 * time.Second) // idle, as the single one was
+	var pss int64
+	for _, id := range ids {
+		pss += workspaceMemory(c.StateDir(), id).PSS
+	}
+	n := int64(len(ids))
+	r.MarginalN = len(ids)
+	r.MarginalPssMiB = pss / n >> 10
+	r.MarginalMemAvailDropMiB = (before - memAvailableKiB()) / (n - 1) >> 10
+	return nil
+}
+
+// memAvailableKiB is the host's MemAvailable.
+func memAvailableKiB() int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	return kibField(b, "MemAvailable:")
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -106,6 +106,8 @@ func (a *app) benchCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "fork of 4 (until all answer):   median %d ms  %v  (%.2f x floor)\n", pr.Fork4MedianMs, pr.Fork4Ms, pr.Fork4FloorRatio)
 				fmt.Fprintf(a.stdout, "host memory idle / paused:      %d MiB / %d MiB (supervisor + VMM RSS; idle: %d MiB anonymous, %d MiB PSS)\n",
 					pr.RunningIdleMemMiB, pr.PausedHostMemMiB, pr.RunningIdleAnonMiB, pr.RunningIdlePssMiB)
+				fmt.Fprintf(a.stdout, "host memory per idle workspace, %d running: %d MiB PSS, %d MiB MemAvailable drop\n",
+					pr.MarginalN, pr.MarginalPssMiB, pr.MarginalMemAvailDropMiB)
 				fmt.Fprintf(a.stdout, "host memory 10 s after a job that touched 400 MiB: %d MiB\n", pr.AfterJobMemMiB)
 			}
 			return nil

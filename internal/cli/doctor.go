@@ -57,6 +57,7 @@ func (a *app) doctorCommand() *cobra.Command {
 				}
 				fmt.Fprintf(w, "networking:   policies %s (%s)\n", strings.Join(r.Networking.Policies, ", "), r.Networking.Note)
 				fmt.Fprintf(w, "state dir:    %s (writable: %v)\ncache dir:    %s (writable: %v)\n", r.StateDir.Path, r.StateDir.Writable, r.CacheDir.Path, r.CacheDir.Writable)
+				fmt.Fprintf(w, "supervisor:   %s\n", r.Supervisor)
 				fmt.Fprintf(w, "env registry: %s\n", dash(r.EnvRegistry))
 				fmt.Fprintf(w, "mcp exports:  %s (where `pyro mcp serve` lets a model export files)\n", r.MCPExportsDir)
 				if r.Probe.Ran {

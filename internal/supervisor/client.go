@@ -179,7 +179,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	return nil
 }
 
-// Launch starts `bin __supervise specPath` in its own session and waits for
+// Launch starts `bin __supervise specPath` (bin is pyro-supervisor or pyro,
+// see Binary) in its own session and waits for
 // its ready line. The supervisor outlives the caller; logPath gets its
 // stderr, and pidPath its pid and start time (an Info with only those) at
 // once, so that it can be found and stopped before it is ready, should the
@@ -196,7 +197,7 @@ func Launch(ctx context.Context, bin, specPath, logPath, pidPath string, timeout
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "__supervise", specPath)
+	cmd := exec.Command(bin, SubcommandName, specPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w} // fd 3: the ready pipe
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -259,6 +260,13 @@ func Launch(ctx context.Context, bin, specPath, logPath, pidPath string, timeout
 		if rd.Error != nil {
 			return nil, fromWire(rd.Error)
 		}
+		if rd.Info == nil || rd.Info.API != APIVersion {
+			// A pyro-supervisor left from another pyro version beside a new
+			// pyro: its VM would answer every call with supervisor_outdated.
+			return nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeSupervisorOutdated,
+				"%s speaks supervisor API %d, this pyro %d: install pyro and %s from the same build "+
+					"(make build, or go install github.com/pyrovm/pyro/cmd/...@VERSION)", bin, apiOf(rd.Info), APIVersion, BinaryName)
+		}
 		ok = true
 		return rd.Info, nil
 	case <-time.After(timeout):
@@ -266,6 +274,13 @@ func Launch(ctx context.Context, bin, specPath, logPath, pidPath string, timeout
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+func apiOf(i *Info) int {
+	if i == nil || i.API == 0 {
+		return 1
+	}
+	return i.API
 }
 
 func tail(path string) string {

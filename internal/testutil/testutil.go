@@ -26,7 +26,8 @@ var (
 	buildErr  error
 )
 
-// Binaries returns a directory holding freshly built pyro and pyro-agent.
+// Binaries returns a directory holding freshly built pyro, pyro-supervisor
+// and pyro-agent.
 // PYRO_BIN_DIR (set by `make test`) is used as is when given.
 func Binaries(t testing.TB) string {
 	t.Helper()
@@ -54,6 +55,12 @@ func Binaries(t testing.TB) string {
 		cli.Dir = root
 		if out, err := cli.CombinedOutput(); err != nil {
 			buildErr = &buildError{"pyro", string(out), err}
+			return
+		}
+		sup := exec.Command("go", "build", "-o", filepath.Join(dir, "pyro-supervisor"), "./cmd/pyro-supervisor")
+		sup.Dir, sup.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := sup.CombinedOutput(); err != nil {
+			buildErr = &buildError{"pyro-supervisor", string(out), err}
 		}
 	})
 	if buildErr != nil {
