@@ -2,12 +2,15 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,7 +40,8 @@ func Binaries(t testing.TB) string {
 			return
 		}
 		root := RepoRoot()
-		dir, err := os.MkdirTemp("", "pyro-test-bin-")
+		removeDeadBinaries()
+		dir, err := os.MkdirTemp("", binDirPrefix())
 		if err != nil {
 			buildErr = err
 			return
@@ -67,6 +71,32 @@ func Binaries(t testing.TB) string {
 		t.Fatalf("build binaries: %v", buildErr)
 	}
 	return binDir
+}
+
+// A test process's binaries live in pyro-test-bin-pid<PID>-*: nothing can
+// remove them when the process ends (there is no hook after the last test
+// of a package), so every build first removes those of dead processes.
+func binDirPrefix() string { return fmt.Sprintf("pyro-test-bin-pid%d-", os.Getpid()) }
+
+func removeDeadBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pyro-test-bin-*"))
+	for _, d := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(d), "pyro-test-bin-")
+		pid, err := 0, error(nil)
+		if p, ok := strings.CutPrefix(rest, "pid"); ok {
+			p, _, _ = strings.Cut(p, "-")
+			pid, err = strconv.Atoi(p)
+		} else if fi, serr := os.Stat(d); serr != nil || time.Since(fi.ModTime()) < 6*time.Hour {
+			continue // made before pids were in the name: only once surely unused
+		}
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if pid > 0 && syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		os.RemoveAll(d)
+	}
 }
 
 type buildError struct {
