@@ -31,7 +31,10 @@ type fsWatch struct {
 	// matter; nil: every entry (a PATH directory, /etc/profile.d).
 	names  map[int32]map[string]bool
 	broken bool // something could not be watched or changed: stale until armed again
-	buf    []byte
+	// none: the kernel has no inotify (CONFIG_INOTIFY_USER): always stale,
+	// and never tried again.
+	none bool
+	buf  []byte
 }
 
 // watchMask: entries created, removed, renamed, written or changed in mode;
@@ -101,9 +104,13 @@ func (w *fsWatch) arm(files, dirs []string) {
 	if w.buf == nil {
 		w.buf = make([]byte, 64<<10)
 	}
+	if w.none {
+		w.broken = true
+		return
+	}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
-		w.broken = true
+		w.broken, w.none = true, err == unix.ENOSYS
 		return
 	}
 	w.fd = fd
