@@ -93,6 +93,10 @@ func TestExecFollowsProfile(t *testing.T) {
 		return ""
 	}
 	mustExec(t, c, id, "true") // the cache is taken
+	// The agent learns of changes by inotify (without it, by stamps on every exec).
+	if r := mustExec(t, c, id, "cat /proc/sys/fs/inotify/max_user_watches"); strings.TrimSpace(r.Stdout) == "" {
+		t.Errorf("no inotify in the guest kernel: %q", r.Stderr)
+	}
 	steps := []struct{ change, name, want string }{
 		{"echo 'export PYRO_T=1' > /etc/profile.d/zz-pyro.sh", "PYRO_T", "1"},
 		{"echo 'export PYRO_T=2' > /etc/profile.d/zz-pyro.sh", "PYRO_T", "2"}, // same size, same inode
