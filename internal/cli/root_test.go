@@ -97,3 +97,17 @@ func TestPrunedTreeSame(t *testing.T) {
 		}
 	}
 }
+
+// The tree `pyro workspace exec` builds against the whole tree.
+func BenchmarkCommandFor(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		args []string
+	}{{"whole", nil}, {"workspace-exec", []string{"workspace", "exec", "w", "--", "true"}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				(&app{}).commandFor(bc.args)
+			}
+		})
+	}
+}
