@@ -44,6 +44,9 @@ type fsWatch struct {
 const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_MOVED_FROM |
 	unix.IN_MOVED_TO | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
+// maxDrain bounds the reads of one stale check (64 KiB each).
+var maxDrain = 16 // a variable for the test
+
 func newFSWatch() *fsWatch { return &fsWatch{fd: -1, mounts: -1} }
 
 // stale reports whether anything watched may have changed since arm (or
@@ -57,7 +60,14 @@ func (w *fsWatch) stale() bool {
 		w.broken = true
 		return true
 	}
-	for {
+	// A command making events as fast as they are read (files written in
+	// $HOME in a loop) must not hold a plan up: after maxDrain reads the
+	// watch gives up and the caller looks the full way.
+	for reads := 0; ; reads++ {
+		if reads == maxDrain {
+			w.broken = true
+			return true
+		}
 		n, err := unix.Read(w.fd, w.buf)
 		if err == unix.EINTR {
 			continue

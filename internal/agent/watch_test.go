@@ -3,8 +3,10 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -101,5 +103,27 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A flood of events that concern nothing watched ends the check after a
+// bounded number of reads, as a change (the caller then looks the full way).
+func TestFSWatchFlood(t *testing.T) {
+	dir := t.TempDir()
+	saved := maxDrain
+	maxDrain = 2
+	t.Cleanup(func() { maxDrain = saved })
+	w := newFSWatch()
+	t.Cleanup(w.close)
+	w.arm([]string{filepath.Join(dir, "profile")}, nil)
+	if w.stale() {
+		t.Fatal("stale right after arm")
+	}
+	long := strings.Repeat("x", 200)
+	for i := range 2000 { // ~2000 x 232 bytes of events: more than 2 reads of 64 KiB
+		must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s%d", long, i)), nil, 0o644))
+	}
+	if !w.stale() {
+		t.Error("a flood beyond the bound did not end the check as a change")
 	}
 }
