@@ -93,6 +93,10 @@ func TestExecFollowsProfile(t *testing.T) {
 		return ""
 	}
 	mustExec(t, c, id, "true") // the cache is taken
+	// The agent learns of changes by inotify (without it, by stamps on every exec).
+	if r := mustExec(t, c, id, "cat /proc/sys/fs/inotify/max_user_watches"); strings.TrimSpace(r.Stdout) == "" {
+		t.Errorf("no inotify in the guest kernel: %q", r.Stderr)
+	}
 	steps := []struct{ change, name, want string }{
 		{"echo 'export PYRO_T=1' > /etc/profile.d/zz-pyro.sh", "PYRO_T", "1"},
 		{"echo 'export PYRO_T=2' > /etc/profile.d/zz-pyro.sh", "PYRO_T", "2"}, // same size, same inode
@@ -103,6 +107,27 @@ func TestExecFollowsProfile(t *testing.T) {
 		mustExec(t, c, id, st.change)
 		if got := seen(st.name); got != st.want {
 			t.Errorf("after %q: %s=%q, want %q", st.change, st.name, got, st.want)
+		}
+	}
+	// Programs on PATH: the agent remembers where it found one, and a
+	// program added, shadowed (/usr/local/bin comes before /usr/bin) or
+	// removed is seen by the very next command.
+	tool := "#!/bin/sh\necho pyro-$0\n"
+	for _, st := range []struct{ change, cmd, want string }{
+		{"true", "pyro-tool", ""},
+		{"printf '" + tool + "' > /usr/local/bin/pyro-tool && chmod +x /usr/local/bin/pyro-tool", "pyro-tool", "pyro-/usr/local/bin/pyro-tool"},
+		{"true", "whoami", "root"},
+		{"printf '" + tool + "' > /usr/local/bin/whoami && chmod +x /usr/local/bin/whoami", "whoami", "pyro-/usr/local/bin/whoami"},
+		{"chmod -x /usr/local/bin/whoami", "whoami", "root"},
+		{"rm /usr/local/bin/pyro-tool /usr/local/bin/whoami", "pyro-tool", ""},
+	} {
+		mustExec(t, c, id, st.change)
+		r, err := c.ExecWorkspace(t.Context(), pyro.WorkspaceExecRequest{Workspace: id, Command: st.cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(r.Stdout); got != st.want || (st.want == "") != (r.ExitCode == 127) {
+			t.Errorf("after %q: %s printed %q (exit %d), want %q", st.change, st.cmd, got, r.ExitCode, st.want)
 		}
 	}
 }

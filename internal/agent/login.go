@@ -33,12 +33,18 @@ import (
 // the fast path (pyro's images define none; see docs/architecture.md).
 
 // loginCache holds the login environment; process-wide (host sessions come
-// and go).
+// and go). Whether to look again is decided by an inotify watch of the
+// profile's files and the PATH directories (watch.go): while it saw no
+// change, the environment and the programs found on its PATH are reused
+// without a single stat; after a change, the stamps decide as before.
 type loginCache struct {
 	mu     sync.Mutex
 	stamps string   // the profile files' identity when env was taken
 	env    []string // nil: not usable (see above)
 	known  bool
+	home   string // the HOME env was taken for
+	watch  *fsWatch
+	found  map[string]string // program name -> its path on env's PATH ("": none)
 }
 
 var logins loginCache
@@ -91,12 +97,82 @@ func (s *server) loginEnv() []string {
 	home := envValue(defaultEnv, "HOME")
 	logins.mu.Lock()
 	defer logins.mu.Unlock()
-	st := stamps(home)
-	if logins.known && logins.stamps == st {
+	if logins.watch == nil {
+		logins.watch = newFSWatch()
+	}
+	if logins.known && logins.home == home && !logins.watch.stale() {
 		return logins.env
 	}
-	logins.env, logins.stamps, logins.known = s.captureLogin(home), st, true
+	// Something may have changed: watch from here on, then look, so a
+	// change made while looking shows at the next command.
+	logins.found = nil
+	logins.watch.arm(profileTargets(home), []string{"/etc/profile.d"})
+	st := stamps(home)
+	if !logins.known || logins.stamps != st {
+		logins.env, logins.stamps, logins.known = s.captureLogin(home), st, true
+	}
+	logins.home = home
+	logins.watch.add(nil, pathDirs(logins.env))
 	return logins.env
+}
+
+// profileTargets are the profile's files and /etc/profile.d's entries.
+func profileTargets(home string) []string {
+	files := profileFiles(home)
+	if ents, err := os.ReadDir("/etc/profile.d"); err == nil {
+		for _, e := range ents {
+			files = append(files, filepath.Join("/etc/profile.d", e.Name()))
+		}
+	}
+	return files
+}
+
+// pathDirs are env's PATH directories when all are absolute; nil
+// otherwise (a relative entry depends on each command's cwd).
+func pathDirs(env []string) []string {
+	dirs := filepath.SplitList(envValue(env, "PATH"))
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			return nil
+		}
+	}
+	return dirs
+}
+
+// maxFound bounds the programs remembered.
+const maxFound = 512
+
+// lookPath is the package's lookPath for a command on the kept login
+// environment, remembered while the watch (armed for that environment's
+// PATH by loginEnv just before) has seen no change. Symlinked candidates
+// are watched along their targets too, so a target changed is a change.
+func (c *loginCache) lookPath(file string, env []string, cwd string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	path := envValue(env, "PATH")
+	w := c.watch
+	if strings.Contains(file, "/") || w == nil || w.fd < 0 || w.broken ||
+		path != envValue(c.env, "PATH") || pathDirs(env) == nil {
+		return lookPath(file, env, cwd)
+	}
+	p, ok := c.found[file]
+	if !ok {
+		for _, dir := range filepath.SplitList(path) {
+			cand := filepath.Join(dir, file)
+			if fi, err := os.Lstat(cand); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				w.add([]string{cand}, nil)
+			}
+		}
+		p, _ = lookPath(file, env, cwd)
+		if c.found == nil || len(c.found) >= maxFound {
+			c.found = map[string]string{}
+		}
+		c.found[file] = p
+	}
+	if p == "" {
+		return "", fmt.Errorf("%s: executable file not found in PATH", file)
+	}
+	return p, nil
 }
 
 // captureLogin runs the profile once and returns the environment it left,
@@ -249,7 +325,7 @@ func (s *server) planShell(cmd string, extra []string, cwd string) (shellPlan, e
 	}
 	env := append(slices.Clone(base), "PWD="+cwd)
 	if argv, ok := simpleCommand(cmd); ok {
-		if path, err := lookPath(argv[0], env, cwd); err == nil {
+		if path, err := logins.lookPath(argv[0], env, cwd); err == nil {
 			return shellPlan{path: path, argv: argv, env: env, fast: true}, nil
 		}
 	}

@@ -105,3 +105,56 @@ func TestShellMatchesLoginShell(t *testing.T) {
 		t.Errorf("missing program: exit %d, %q", res.ExitCode, r.stderr)
 	}
 }
+
+// Programs found on the kept login PATH are remembered, and a program
+// added, shadowed, made non-executable or removed in a PATH directory is
+// seen by the very next command.
+func TestShellFollowsPath(t *testing.T) {
+	home := t.TempDir()
+	a, b := filepath.Join(home, "a"), filepath.Join(home, "b")
+	must(t, os.Mkdir(a, 0o755))
+	must(t, os.Mkdir(b, 0o755))
+	must(t, os.WriteFile(filepath.Join(home, ".profile"), []byte("export PATH="+a+":"+b+":$PATH\n"), 0o644))
+	saved := defaultEnv
+	defaultEnv = append(slices.DeleteFunc(slices.Clone(defaultEnv), func(e string) bool { return strings.HasPrefix(e, "HOME=") }), "HOME="+home)
+	t.Cleanup(func() {
+		defaultEnv = saved
+		logins.mu.Lock()
+		logins.known = false
+		logins.mu.Unlock()
+	})
+	sess := startAgent(t, Options{})
+	tool := func(dir, text string, mode os.FileMode) {
+		t.Helper()
+		must(t, os.WriteFile(filepath.Join(dir, "pyro-tool"), []byte("#!/bin/sh\necho "+text+"\n"), mode))
+		must(t, os.Chmod(filepath.Join(dir, "pyro-tool"), mode))
+	}
+	steps := []struct {
+		name   string
+		change func()
+		want   string
+	}{
+		{"none yet", func() {}, ""},
+		{"added", func() { tool(b, "b", 0o755) }, "b\n"},
+		{"shadowed", func() { tool(a, "a", 0o755) }, "a\n"},
+		{"rewritten", func() { tool(a, "a2", 0o755) }, "a2\n"},
+		{"not executable", func() { must(t, os.Chmod(filepath.Join(a, "pyro-tool"), 0o644)) }, "b\n"},
+		{"executable again", func() { must(t, os.Chmod(filepath.Join(a, "pyro-tool"), 0o755)) }, "a2\n"},
+		{"removed", func() { must(t, os.Remove(filepath.Join(a, "pyro-tool"))) }, "b\n"},
+		{"directory renamed away", func() { must(t, os.Rename(b, b+".old")) }, ""},
+		{"and back", func() { must(t, os.Rename(b+".old", b)) }, "b\n"},
+	}
+	for _, st := range steps {
+		st.change()
+		r, res := run(t, sess, &agentproto.ExecRequest{Shell: "pyro-tool", MaxStdout: limit, MaxStderr: limit})
+		if string(r.stdout) != st.want || (st.want == "") != (res.ExitCode == 127) {
+			t.Errorf("%s: exit %d, stdout %q, want %q", st.name, res.ExitCode, r.stdout, st.want)
+		}
+		logins.mu.Lock()
+		p, found := logins.found["pyro-tool"]
+		logins.mu.Unlock()
+		if !found || (p != "") != (st.want != "") {
+			t.Errorf("%s: remembered %q %v", st.name, p, found)
+		}
+	}
+}

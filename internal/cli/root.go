@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -46,7 +48,7 @@ func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
-	root := a.rootCommand()
+	root := a.commandFor(args)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -65,7 +67,15 @@ func Main(args []string) int {
 	return ExitUsage
 }
 
-func (a *app) rootCommand() *cobra.Command {
+// rootCommand is the whole command tree.
+func (a *app) rootCommand() *cobra.Command { return a.commandFor(nil) }
+
+// commandFor is the command tree args need: when they start with a command
+// word (`pyro workspace exec ...`), only the commands on its path are
+// built, not the other ~130 with their flags (a good part of a CLI
+// process's start); anything else (help, completion, a flag first, a word
+// pyro does not know) gets the whole tree.
+func (a *app) commandFor(args []string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "pyro",
 		Short:         "Disposable Linux microVMs for coding agents",
@@ -80,10 +90,42 @@ func (a *app) rootCommand() *cobra.Command {
 		"registry HOST[:PORT] that may be reached over plain HTTP when pulling or pushing (repeatable; also PYRO_INSECURE_REGISTRIES)")
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
-	root.AddCommand(a.runCommand(), a.envCommand(), a.doctorCommand(), a.prepareCommand(), a.mcpCommand(), a.benchCommand(), a.workspaceCommand(), a.superviseCommand(), a.hostCommand(), a.vmCommand(), a.demoCommand())
+	addChildren(root, args, []child{{"run", leaf(a.runCommand)}, {"env", leaf(a.envCommand)},
+		{"doctor", leaf(a.doctorCommand)}, {"prepare", leaf(a.prepareCommand)}, {"mcp", leaf(a.mcpCommand)},
+		{"bench", leaf(a.benchCommand)}, {"workspace ws", a.workspaceCommand}, {"__supervise", leaf(a.superviseCommand)},
+		{"host", leaf(a.hostCommand)}, {"vm", leaf(a.vmCommand)}, {"demo", leaf(a.demoCommand)}})
 	refuseUnknownSubcommands(root)
 	a.addCompletions(root)
 	return root
+}
+
+// child is a subcommand and its names (name and aliases, space-separated;
+// TestChildNames keeps them equal to the built command's), built by make
+// from the words after its name.
+type child struct {
+	names string
+	make  func(rest []string) *cobra.Command
+}
+
+// addChildren adds to cmd the child args[0] names, or every child when it
+// names none.
+func addChildren(cmd *cobra.Command, args []string, children []child) {
+	if len(args) > 0 {
+		for _, c := range children {
+			if slices.Contains(strings.Fields(c.names), args[0]) {
+				cmd.AddCommand(c.make(args[1:]))
+				return
+			}
+		}
+	}
+	for _, c := range children {
+		cmd.AddCommand(c.make(nil))
+	}
+}
+
+// leaf adapts a constructor without children of its own to child.make.
+func leaf(f func() *cobra.Command) func([]string) *cobra.Command {
+	return func([]string) *cobra.Command { return f() }
 }
 
 // refuseUnknownSubcommands makes every command group (`workspace`, `vm`,

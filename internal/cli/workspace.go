@@ -13,14 +13,20 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
-func (a *app) workspaceCommand() *cobra.Command {
+func (a *app) workspaceCommand(args []string) *cobra.Command {
 	cmd := &cobra.Command{Use: "workspace", Aliases: []string{"ws"}, Short: "Persistent workspaces: a VM with /workspace that lives across calls"}
-	cmd.AddCommand(a.wsCreate(), a.wsList(), a.wsStatus(), a.wsLogs(), a.wsExec(),
-		a.wsSync(), a.wsExport(), a.wsFile(), a.wsUpdate(), a.wsReap(), a.wsDiff(), a.wsPatch(), a.wsSummary(), a.wsShell(), a.wsService(), a.wsSnapshot(), a.wsReset(), a.wsDisk(), a.wsNetwork(), a.wsCommand(),
-		a.wsPause(), a.wsResume(), a.wsFork(),
-		a.wsSimple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
-		a.wsSimple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
-		a.wsSimple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace))
+	simple := func(name, short string, f func(*pyro.Client, context.Context, string) (*pyro.Workspace, error)) child {
+		return child{name, leaf(func() *cobra.Command { return a.wsSimple(name, short, f) })}
+	}
+	addChildren(cmd, args, []child{{"create", leaf(a.wsCreate)}, {"list", leaf(a.wsList)}, {"status", leaf(a.wsStatus)},
+		{"logs", leaf(a.wsLogs)}, {"exec", leaf(a.wsExec)}, {"sync", leaf(a.wsSync)}, {"export", leaf(a.wsExport)},
+		{"file", leaf(a.wsFile)}, {"update", leaf(a.wsUpdate)}, {"reap-expired", leaf(a.wsReap)}, {"diff", leaf(a.wsDiff)},
+		{"patch", leaf(a.wsPatch)}, {"summary", leaf(a.wsSummary)}, {"shell", leaf(a.wsShell)}, {"service", leaf(a.wsService)},
+		{"snapshot", leaf(a.wsSnapshot)}, {"reset", leaf(a.wsReset)}, {"disk", leaf(a.wsDisk)}, {"network", leaf(a.wsNetwork)},
+		{"command", leaf(a.wsCommand)}, {"pause", leaf(a.wsPause)}, {"resume", leaf(a.wsResume)}, {"fork", leaf(a.wsFork)},
+		simple("stop", "Flush and power off; keep disk, history and baseline", (*pyro.Client).StopWorkspace),
+		simple("start", "Boot a stopped workspace from its kept disk", (*pyro.Client).StartWorkspace),
+		simple("delete", "Remove the workspace's VM and all its host state", (*pyro.Client).DeleteWorkspace)})
 	return cmd
 }
 

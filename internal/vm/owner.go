@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,11 +31,10 @@ type owner struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
-var idPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-f0-9]{12}$`) })
-
 // ValidID reports whether s is shaped like an id from NewID (VMs and
-// workspaces).
-func ValidID(s string) bool { return idPattern().MatchString(s) }
+// workspaces): 12 lower-case hex digits. (No regexp: compiling one costs
+// every CLI process that looks at its workspaces ~40 us.)
+func ValidID(s string) bool { return len(s) == 12 && strings.Trim(s, "0123456789abcdef") == "" }
 
 func writeOwner(dir string, o owner) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
