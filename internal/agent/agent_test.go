@@ -38,7 +38,7 @@ func startAgent(t *testing.T, opts Options) *yamux.Session {
 	cfg := yamux.DefaultConfig()
 	cfg.EnableKeepAlive = false
 	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(host, cfg)
+	sess, err := yamux.Client(agentproto.HostSession(host), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
