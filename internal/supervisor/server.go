@@ -266,6 +266,7 @@ type server struct {
 	redact   *secrets.Redactor // the workspace's secret values; nil when none
 	commands *command.Manager
 	pauser   *pauser
+	forkMu   sync.Mutex // fork saves, one at a time
 
 	stdinMu sync.Mutex
 	stdins  map[string]*io.PipeWriter // command id -> its stdin, until fed
@@ -308,6 +309,7 @@ func (s *server) routes() http.Handler {
 	s.commandRoutes(mux)
 	s.serviceRoutes(mux)
 	mux.HandleFunc("POST /v1/pause", s.handlePause)
+	mux.HandleFunc("POST /v1/fork", s.handleFork)
 	mux.HandleFunc("PUT /v1/idle", func(w http.ResponseWriter, r *http.Request) {
 		var req IdleRequest
 		if !s.decode(w, r, &req) {

@@ -95,21 +95,24 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 		wasRunning = true
 	}
 	start := time.Now()
-	rec, meta, err := m.pauseLocked(ctx, p, rec)
-	if err != nil {
-		return nil, nil, err
-	}
-	pausedAt := time.Now()
-	forks, ferr := m.makeForks(ctx, p, rec, meta, names)
-	made := time.Now()
-	// The source and the forks at once: each restore is mostly the guest
-	// waking up.
-	out := make([]*Record, len(forks))
-	errs := make([]error, len(forks)+1)
-	var wg sync.WaitGroup
+	var forks []fork
+	var ferr error
 	if wasRunning {
-		wg.Go(func() { _, _, errs[len(forks)] = m.resumeLocked(ctx, p, rec) })
+		// The source goes on running: it is stopped only while its
+		// machine is saved (forkLive).
+		forks, ferr = m.forkLive(ctx, p, rec, names)
+	} else {
+		var meta *supervisor.Paused
+		if rec, meta, err = m.pauseLocked(ctx, p, rec); err != nil {
+			return nil, nil, err
+		}
+		forks, ferr = m.makeForks(ctx, p, rec, meta, names)
 	}
+	made := time.Now()
+	// The forks at once: each restore is mostly the guest waking up.
+	out := make([]*Record, len(forks))
+	errs := make([]error, len(forks))
+	var wg sync.WaitGroup
 	if ferr == nil {
 		for i, f := range forks {
 			wg.Go(func() { out[i], errs[i] = m.finishFork(ctx, f) })
@@ -117,8 +120,8 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 	}
 	wg.Wait()
 	// Where a fork's time goes (PYRO_LOG=debug).
-	m.log.Debug("fork timing", "workspace", rec.ID, "forks", len(names), "pause_ms", pausedAt.Sub(start).Milliseconds(),
-		"make_ms", made.Sub(pausedAt).Milliseconds(), "resume_ms", time.Since(made).Milliseconds())
+	m.log.Debug("fork timing", "workspace", rec.ID, "forks", len(names), "live", wasRunning,
+		"save_ms", made.Sub(start).Milliseconds(), "resume_ms", time.Since(made).Milliseconds())
 	ferr = errors.Join(append(errs, ferr)...)
 	for _, f := range forks {
 		if ferr != nil {
@@ -137,9 +140,10 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 }
 
 type fork struct {
-	p      Paths
-	rec    *Record
-	unlock func()
+	p       Paths
+	rec     *Record
+	unlock  func()
+	destroy func()
 }
 
 // makeForks puts the paused source's disk under a shared layer and makes
@@ -166,19 +170,111 @@ func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *sup
 	if err := fsutil.WriteJSONAtomic(filepath.Join(p.PauseDir(), supervisor.PausedMetaFile), meta, 0o600); err != nil {
 		return nil, err
 	}
-	var forks []fork
-	for _, name := range names {
-		f, err := m.newFork(ctx, p, rec, meta, layer, name)
-		if err != nil {
-			for _, f := range forks {
-				m.destroy(f.p)
-				f.unlock()
-			}
-			return nil, err
+	forks, err := m.newForks(ctx, p, rec, layer, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range forks {
+		if err == nil {
+			err = placeState(f, filepath.Join(p.PauseDir(), supervisor.PausedStateFile), meta)
 		}
-		forks = append(forks, f)
+	}
+	if err != nil {
+		dropForks(forks)
+		return nil, err
 	}
 	return forks, nil
+}
+
+// forkLive forks the running workspace at p without ending its machine:
+// under the layers lock, its disk file is linked as a new layer, an empty
+// new top over it and the forks' dirs (their disks over the layer too) are
+// made at once, then the supervisor saves the machine into the first fork
+// (stop, freeze the disk under the new top, save, rename the new top over
+// disk.qcow2, go on: vm.ForkSave); each fork gets the state and its
+// paused.json. At every instant the source's disk.qcow2 is a whole disk: the
+// old file until the rename, then the new top over the layer (the same
+// content). A crash of the supervisor in the save leaves the source stopped
+// with that disk; of this process, forks still marked Creating (Tidy).
+func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []string) ([]fork, error) {
+	if err := os.MkdirAll(m.layersDir(), 0o700); err != nil {
+		return nil, err
+	}
+	ll := m.layersLock()
+	if err := ll.Lock(); err != nil {
+		return nil, err
+	}
+	defer ll.Unlock()
+	layer := filepath.Join(m.layersDir(), vm.NewID()+m.layerExt())
+	if err := os.Link(p.Disk(), layer); err != nil {
+		return nil, err
+	}
+	newTop := p.Disk() + ".next"
+	_ = os.Remove(newTop) // what a crashed fork left
+	var topErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { topErr = m.backend.NewLayer(ctx, newTop, layer) })
+	forks, err := m.newForks(ctx, p, rec, layer, names)
+	wg.Wait()
+	var meta *supervisor.Paused
+	if err == nil && topErr == nil {
+		state := filepath.Join(forks[0].p.PauseDir(), supervisor.PausedStateFile)
+		sc := supervisor.Dial(p.Socket())
+		meta, err = sc.ForkSave(ctx, supervisor.ForkRequest{StatePath: state, NewTop: newTop})
+		sc.Close()
+		for _, f := range forks {
+			if err == nil {
+				err = placeState(f, state, meta)
+			}
+		}
+	}
+	err = errors.Join(err, topErr)
+	// The supervisor renamed the new top over the disk once the disk was
+	// frozen, even when the save failed then: from that moment the layer
+	// is the source's own backing file, for good.
+	if _, serr := os.Stat(newTop); errors.Is(serr, os.ErrNotExist) && topErr == nil {
+		_ = os.Chmod(layer, 0o400)
+	} else {
+		os.Remove(newTop)
+		os.Remove(layer) // a second name of the source's disk, never used
+	}
+	_ = fsutil.SyncDir(p.Dir)
+	_ = fsutil.SyncDir(m.layersDir())
+	if err != nil {
+		dropForks(forks)
+		return nil, err
+	}
+	return forks, nil
+}
+
+// newForks makes the forks' dirs at once (newFork); on error none is left.
+func (m *Manager) newForks(ctx context.Context, src Paths, srcRec *Record, layer string, names []string) ([]fork, error) {
+	forks := make([]fork, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { forks[i], errs[i] = m.newFork(ctx, src, srcRec, layer, name) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		var made []fork
+		for i, f := range forks {
+			if errs[i] == nil {
+				made = append(made, f)
+			}
+		}
+		dropForks(made)
+		return nil, err
+	}
+	return forks, nil
+}
+
+// dropForks removes forks that were made but not resumed.
+func dropForks(forks []fork) {
+	for _, f := range forks {
+		f.destroy()
+		f.unlock()
+	}
 }
 
 // rebaseOnLayer turns the workspace's disk into a read-only layer and
@@ -203,7 +299,7 @@ func (m *Manager) rebaseOnLayer(ctx context.Context, p Paths) (string, error) {
 // newFork makes one fork's dir: record (Creating, paused), files shared
 // with the source where they never change, its disk over layer, and the
 // source's saved machine.
-func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *supervisor.Paused, layer, name string) (f fork, err error) {
+func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, layer, name string) (f fork, err error) {
 	id := vm.NewID()
 	f.p = m.paths(id)
 	if err := os.Mkdir(f.p.Dir, 0o700); err != nil {
@@ -215,6 +311,7 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 		return f, err
 	}
 	f.unlock = func() { l.Unlock() }
+	f.destroy = func() { m.destroy(f.p) }
 	defer func() {
 		if err != nil {
 			m.destroy(f.p)
@@ -258,11 +355,18 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 	if err := m.backend.NewLayer(ctx, f.p.Disk(), layer); err != nil {
 		return f, err
 	}
-	if err := os.MkdirAll(f.p.PauseDir(), 0o700); err != nil {
-		return f, err
-	}
-	if err := os.Link(filepath.Join(src.PauseDir(), supervisor.PausedStateFile), filepath.Join(f.p.PauseDir(), supervisor.PausedStateFile)); err != nil {
-		return f, err
+	return f, os.MkdirAll(f.p.PauseDir(), 0o700)
+}
+
+// placeState gives fork f the saved machine at state (a hard link: QEMU
+// only reads it; state may already be f's own) and its paused.json, which
+// makes it a paused workspace.
+func placeState(f fork, state string, meta *supervisor.Paused) (err error) {
+	own := filepath.Join(f.p.PauseDir(), supervisor.PausedStateFile)
+	if state != own {
+		if err := os.Link(state, own); err != nil {
+			return err
+		}
 	}
 	fm := *meta
 	fm.Fork = true // its restore gives the guest its own machine id
@@ -276,9 +380,9 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 		fm.Ports = append(fm.Ports, sp)
 	}
 	if fm.Disk, err = supervisor.DiskIDOf(f.p.Disk()); err != nil {
-		return f, err
+		return err
 	}
-	return f, fsutil.WriteJSONAtomic(filepath.Join(f.p.PauseDir(), supervisor.PausedMetaFile), &fm, 0o600)
+	return fsutil.WriteJSONAtomic(filepath.Join(f.p.PauseDir(), supervisor.PausedMetaFile), &fm, 0o600)
 }
 
 // finishFork resumes a fork (its hello gives it its own machine id: see
