@@ -30,12 +30,39 @@ func TestFork(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A running source is never stopped by a fork: the same supervisor
+	// and QEMU go on, and so does a shell it had open.
+	sh, err := c.OpenShell(ctx, pyro.OpenShellRequest{Workspace: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell := &shellSession{t: t, c: c, ws: src, id: sh.ShellID}
+	shell.write("x=before-fork")
+	before := supervisorPids(t, state, src)
+
 	res, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: src, Count: 3, NamePrefix: "try"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Source.State != "running" || len(res.Forks) != 3 {
 		t.Fatalf("fork: %+v", res)
+	}
+	if after := supervisorPids(t, state, src); after != before {
+		t.Fatalf("the source's supervisor and QEMU changed in a fork: %+v -> %+v", before, after)
+	}
+	shell.write("echo $x-and-after")
+	shell.readUntil("before-fork-and-after")
+	// A second fork of the same source (its disk is a chain of two layers
+	// now, the first one open in the forks) while the first forks run.
+	again, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: src})
+	if err != nil {
+		t.Fatalf("second fork: %v", err)
+	}
+	if got := mustExec(t, c, again.Forks[0].WorkspaceID, "cat prepared.txt").Stdout; got != "prepared\n" {
+		t.Fatalf("second fork: %q", got)
+	}
+	if _, err := c.DeleteWorkspace(ctx, again.Forks[0].WorkspaceID); err != nil {
+		t.Fatal(err)
 	}
 	all := []string{src}
 	for i, f := range res.Forks {

@@ -209,6 +209,7 @@ func boot(ctx context.Context, b vmm.Backend, spec Spec, broker *network.Broker,
 		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress, Broker: broker, Pausable: true,
 	}
 	start := time.Now()
+	RemoveStaleTops(spec.OverlayPath)
 	if spec.RestoreStatePath != "" {
 		rs := vs
 		rs.Snapshot = &vmm.Restore{StatePath: spec.RestoreStatePath, DiskPath: spec.OverlayPath, Writable: true}

@@ -113,8 +113,9 @@ type LiveSaver interface {
 	// ForkState pauses the guest, freezes its root disk as it is (the disk
 	// file becomes the read-only backing of newTop, an empty disk NewLayer
 	// made over it, where the machine writes from then on), writes the
-	// whole state to path, calls swap (which puts newTop where the disk
-	// file was) and lets the guest go on. The state file with the frozen
+	// whole state to path, calls swap (which links newTop where the disk
+	// file was; newTop keeps its own name while the VMM runs) and lets the
+	// guest go on. The state file with the frozen
 	// disk is a machine that a Restore over a NewLayer of that disk brings
 	// back. Once the disk is frozen, swap is called and the guest goes on
 	// whatever else fails.

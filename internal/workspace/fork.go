@@ -190,8 +190,8 @@ func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *sup
 // under the layers lock, its disk file is linked as a new layer, an empty
 // new top over it and the forks' dirs (their disks over the layer too) are
 // made at once, then the supervisor saves the machine into the first fork
-// (stop, freeze the disk under the new top, save, rename the new top over
-// disk.qcow2, go on: vm.ForkSave); each fork gets the state and its
+// (stop, freeze the disk under the new top, save, make the new top the
+// disk.qcow2 too, go on: vm.ForkSave); each fork gets the state and its
 // paused.json. At every instant the source's disk.qcow2 is a whole disk: the
 // old file until the rename, then the new top over the layer (the same
 // content). A crash of the supervisor in the save leaves the source stopped
@@ -209,8 +209,7 @@ func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []st
 	if err := os.Link(p.Disk(), layer); err != nil {
 		return nil, err
 	}
-	newTop := p.Disk() + ".next"
-	_ = os.Remove(newTop) // what a crashed fork left
+	newTop := filepath.Join(p.Dir, supervisor.TopPrefix(p.Disk())+vm.NewID())
 	var topErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { topErr = m.backend.NewLayer(ctx, newTop, layer) })
@@ -229,10 +228,11 @@ func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []st
 		}
 	}
 	err = errors.Join(err, topErr)
-	// The supervisor renamed the new top over the disk once the disk was
-	// frozen, even when the save failed then: from that moment the layer
-	// is the source's own backing file, for good.
-	if _, serr := os.Stat(newTop); errors.Is(serr, os.ErrNotExist) && topErr == nil {
+	// The supervisor made the new top the disk once the disk was frozen,
+	// even when the save failed then: from that moment the layer is the
+	// source's own backing file, for good (the new top keeps its own name
+	// while QEMU runs: supervisor.RemoveStaleTops).
+	if swapped(newTop, p.Disk()) {
 		_ = os.Chmod(layer, 0o400)
 	} else {
 		os.Remove(newTop)
@@ -245,6 +245,16 @@ func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []st
 		return nil, err
 	}
 	return forks, nil
+}
+
+// swapped reports whether disk is now the file newTop.
+func swapped(newTop, disk string) bool {
+	a, err := os.Stat(newTop)
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(disk)
+	return err == nil && os.SameFile(a, b)
 }
 
 // newForks makes the forks' dirs at once (newFork); on error none is left.

@@ -156,17 +156,12 @@ func baseArgs(cfg vmm.Config, init, console string, kernelExtra ...string) []str
 	if cfg.Accel == vmm.AccelKVM {
 		accel = "kvm"
 	}
-	// A kept disk (the two writeback cases) is opened auto-read-only=off:
-	// with -drive's default (on) QEMU reopens a file by its name whenever
-	// it stops or starts needing to write it (a fork freezes the disk under
-	// a new top, a migration lets go of it and cont takes it back), and
-	// ForkState renames the new top over the old disk file meanwhile.
 	drive := "id=root,if=none,discard=unmap,"
 	switch {
 	case cfg.Restore != nil && cfg.Restore.Writable:
 		// A private copy of the saved disk, kept like an overlay disk: the
 		// restored guest goes on writing where the saved one stopped.
-		drive += "cache=writeback,format=qcow2,auto-read-only=off,file=" + escapeOpt(cfg.Restore.DiskPath)
+		drive += "cache=writeback,format=qcow2,file=" + escapeOpt(cfg.Restore.DiskPath)
 	case cfg.Restore != nil:
 		// The saved disk stays as saved: QEMU puts the guest's writes in a
 		// temporary overlay over it (in TMPDIR, the VM dir), read-only below.
@@ -175,7 +170,7 @@ func baseArgs(cfg vmm.Config, init, console string, kernelExtra ...string) []str
 		// A kept disk honours the guest's flushes, so a crash of the host
 		// side loses at most what the guest had not synced; the agent syncs
 		// before answering a write, so nothing answered (never cache=unsafe).
-		drive += "cache=writeback,format=qcow2,auto-read-only=off,file=" + escapeOpt(cfg.OverlayPath)
+		drive += "cache=writeback,format=qcow2,file=" + escapeOpt(cfg.OverlayPath)
 	default:
 		// A discarded disk never needs to reach the host's disk.
 		drive += "cache=unsafe,format=raw,snapshot=on,file=" + escapeOpt(cfg.RootfsPath)

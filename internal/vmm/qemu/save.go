@@ -73,9 +73,14 @@ var _ vmm.LiveSaver = (*Machine)(nil)
 // cont. cont after a completed migration takes the disk back from the
 // migration (QEMU inactivates the block nodes when a migration completes;
 // qmp_cont reactivates them, checked in QEMU 7.2's monitor/qmp-cmds.c).
-// The drive is opened with auto-read-only=off (baseArgs), so QEMU never
-// reopens a file by its name when its permissions change: swap may rename
-// newTop over the old disk file.
+// QEMU reopens a disk file by its name whenever it stops or starts needing
+// to write it (-drive's auto-read-only: the frozen disk when it becomes a
+// backing file, the new top when the migration lets go of it and when cont
+// takes it back), so the disk file must keep its name until the snapshot
+// and newTop its name for as long as QEMU runs: swap must give newTop a
+// second name rather than move it. (With auto-read-only=off QEMU keeps
+// every file open for writing instead, and the second fork's cont failed on
+// its own write locks.)
 func (m *Machine) ForkState(ctx context.Context, path, newTop string, swap func() error) (err error) {
 	if !m.cfg.Saveable || m.cfg.DiskMode != vmm.DiskOverlay || m.cfg.Restore != nil && !m.cfg.Restore.Writable {
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s cannot be saved live (no control socket or no kept disk)", m.cfg.ID)
