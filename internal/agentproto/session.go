@@ -29,14 +29,17 @@ var (
 	Begin = []byte("\xffpyro-begin-12\xff\n")
 )
 
-// Hail pacing: the first Hail goes at once; then the host repeats it, less
-// often and in longer runs, so that an old session that is reading a long
-// frame body in a restored guest runs out of it (a yamux body is at most
-// 256 KiB) without flooding a guest that is still booting.
+// Hail pacing: the first Hail goes at once and the next ones every
+// hailGap (a restored fork's agent meets one within a few ms of reopening
+// its port); after hailSteady of them the host repeats it less often and in
+// longer runs, so that an old session that is reading a long frame body in
+// a restored guest runs out of it (a yamux body is at most 256 KiB)
+// without flooding a guest that is still booting.
 const (
-	hailFirstGap = 10 * time.Millisecond
-	hailMaxGap   = 250 * time.Millisecond
-	hailMaxRun   = 1024 // Hails per write: 16 KiB
+	hailGap    = 5 * time.Millisecond
+	hailSteady = 60
+	hailMaxGap = 250 * time.Millisecond
+	hailMaxRun = 1024 // Hails per write: 16 KiB
 )
 
 // OpenSession is the host's side of the handshake on conn: it returns once
@@ -63,8 +66,8 @@ func OpenSession(ctx context.Context, conn net.Conn) (net.Conn, error) {
 }
 
 func hail(w io.Writer, stop <-chan struct{}) error {
-	gap, run := hailFirstGap, 1
-	for {
+	gap, run := hailGap, 1
+	for n := 1; ; n++ {
 		if _, err := w.Write(bytes.Repeat(Hail, run)); err != nil {
 			return err
 		}
@@ -73,8 +76,10 @@ func hail(w io.Writer, stop <-chan struct{}) error {
 			return nil
 		case <-time.After(gap):
 		}
-		gap = min(gap*3/2, hailMaxGap)
-		run = min(run*2, hailMaxRun)
+		if n >= hailSteady {
+			gap = min(gap*3/2, hailMaxGap)
+			run = min(run*2, hailMaxRun)
+		}
 	}
 }
 

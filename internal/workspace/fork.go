@@ -131,6 +131,14 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 	}
 	if ferr != nil {
 		m.gcLayers(ctx)
+		if wasRunning && m.liveState(ctx, rec) == StateStopped {
+			// Its supervisor died in the save: the disk is whole (the old
+			// file, or the new top over the layer).
+			rec.State = StateStopped
+			ferr = errors.Join(ferr, writeRecord(p, rec))
+			return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed,
+				"forking workspace %s failed; no fork was kept and the workspace is stopped with its disk (run \"pyro workspace start %s\")", rec.ID, rec.ID)
+		}
 		return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed, "forking workspace %s failed; no fork was kept", rec.ID)
 	}
 	if rec, err = readRecord(p); err == nil {

@@ -49,7 +49,7 @@ func (m *Machine) SaveState(ctx context.Context, path string) error {
 	if err := q.execute("stop", nil, nil, nil); err != nil {
 		return fail(err)
 	}
-	if err := m.migrateTo(ctx, q, f); err != nil {
+	if err := m.migrateTo(ctx, q, f, true); err != nil {
 		return fail(err)
 	}
 	// QEMU may close the socket before it answers quit.
@@ -122,19 +122,22 @@ func (m *Machine) ForkState(ctx context.Context, path, newTop string, swap func(
 		return fail(err)
 	}
 	frozen = true
-	if err := m.migrateTo(ctx, q, f); err != nil {
+	// No fsync: the forks' QEMUs read the state at once from the page
+	// cache, and a crash before they are made leaves no fork to restore it
+	// (they are removed as unfinished).
+	if err := m.migrateTo(ctx, q, f, false); err != nil {
 		return fail(err)
 	}
 	return nil
 }
 
 // migrateTo writes the stopped machine's state into f (migrate fd:) and
-// returns once it is on disk. QEMU throttles a migration to 128 MiB/s by
+// returns once it is written (durable: on disk). QEMU throttles a migration to 128 MiB/s by
 // default, meant for a live machine sharing a network link; this one is
 // stopped and goes to a local file, so the throttle is lifted (it made a
 // save take ~300 ms longer). The file travels as a descriptor over QMP
 // (getfd), so the seccomp sandbox's spawn=deny stays on.
-func (m *Machine) migrateTo(ctx context.Context, q *qmpClient, f *os.File) error {
+func (m *Machine) migrateTo(ctx context.Context, q *qmpClient, f *os.File, durable bool) error {
 	if err := q.execute("migrate-set-parameters", map[string]any{"max-bandwidth": unthrottled}, nil, nil); err != nil {
 		return err
 	}
@@ -154,6 +157,9 @@ func (m *Machine) migrateTo(ctx context.Context, q *qmpClient, f *os.File) error
 		}
 		switch st.Status {
 		case "completed":
+			if !durable {
+				return nil
+			}
 			return f.Sync()
 		case "failed", "cancelled":
 			return fmt.Errorf("migration %s: %s", st.Status, st.Desc)
