@@ -94,11 +94,11 @@ type Phases struct {
 
 // VM is a booted guest with a live agent.
 type VM struct {
-	ID      string
-	Dir     string
-	Hello   *agentproto.Hello
+	ID    string
+	Dir   string
+	Hello *agentproto.Hello
 	// Phases split BootDur: where a boot or restore spends its time.
-	Phases Phases
+	Phases  Phases
 	BootDur time.Duration
 
 	machine vmm.Machine
