@@ -20,7 +20,6 @@ import (
 	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
-	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/shell"
@@ -111,9 +110,6 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	log.Info("vm up", "restored", spec.RestoreStatePath != "" && restoreErr == nil, "boot_ms", booted.Sub(began).Milliseconds(),
 		"vmm_start_ms", v.Phases.VMMStart.Milliseconds(), "agent_ms", v.Phases.Agent.Milliseconds(), "sync_ms", v.Phases.Sync.Milliseconds(),
 		"setup_ms", time.Since(booted).Milliseconds())
-	if spec.RestoreStatePath != "" && restoreErr == nil {
-		go s.warmUp(ctx)
-	}
 	defer s.cleanup()
 
 	_ = os.Remove(spec.Socket)
@@ -282,27 +278,6 @@ type server struct {
 	stdinMu sync.Mutex
 	stdins  map[string]*io.PipeWriter // command id -> its stdin, until fed
 }
-
-// warmUp runs one throw-away command in a restored guest. A restored QEMU
-// starts with an empty TCG translation cache, so the first command
-// translates the shell, the loader and libc afresh (~150 ms against ~35 for
-// the next ones, 1 GiB debian:12 under TCG); started now, while the host
-// finishes the resume (ports, record, answer) and the caller sends its
-// first call, it takes that off the first real command. Its result does not
-// matter; a pause meanwhile just ends it.
-func (s *server) warmUp(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
-	defer cancel()
-	start := time.Now()
-	if _, err := s.vm.Agent().Exec(ctx, guestexec.Shell("true", nil, "", warmTimeout, 4096)); err != nil {
-		s.log.Debug("warm-up after restore", "err", err)
-		return
-	}
-	s.log.Info("warm-up after restore", "ms", time.Since(start).Milliseconds())
-}
-
-// warmTimeout bounds warmUp.
-const warmTimeout = 30 * time.Second
 
 func (s *server) cleanup() {
 	_ = os.Remove(s.spec.Socket)
