@@ -11,29 +11,30 @@ import (
 // PauseReport holds the pause, resume and fork figures; times in
 // milliseconds, ratios against the floor of the same run.
 type PauseReport struct {
-	Runs               int     `json:"runs"`
-	PauseMs            []int64 `json:"pause_ms"`
-	ResumeExecMs       []int64 `json:"resume_to_first_exec_ms"` // exec on a paused workspace, until it answers
-	Fork1Ms            []int64 `json:"fork_1_ms"`               // until the fork answers
-	Fork4Ms            []int64 `json:"fork_4_ms"`               // until all four answer
-	PauseMedianMs      int64   `json:"pause_median_ms"`
-	ResumeExecMedianMs int64   `json:"resume_to_first_exec_median_ms"`
-	Fork1MedianMs      int64   `json:"fork_1_median_ms"`
-	Fork4MedianMs      int64   `json:"fork_4_median_ms"`
-	ResumeFloorRatio   float64 `json:"resume_floor_ratio"`
-	Fork1FloorRatio    float64 `json:"fork_1_floor_ratio"`
-	Fork4FloorRatio    float64 `json:"fork_4_floor_ratio"`
-	StateBytes         int64   `json:"state_bytes"`                   // saved memory and devices of an idle workspace
-	RunningIdleMemMiB  int64   `json:"running_idle_host_mem_mib"`     // supervisor + VMM RSS
-	RunningIdleAnonMiB int64   `json:"running_idle_host_anon_mib"`    // of which anonymous: this workspace's own pages
-	RunningIdlePssMiB  int64   `json:"running_idle_host_pss_mib"`     // shared pages divided among their users
-	AfterJobMemMiB     int64   `json:"after_400mib_job_host_mem_mib"` // 10 s after a job that touched 400 MiB ended
-	PausedHostMemMiB   int64   `json:"paused_host_mem_mib"`           // what runs for a paused one: nothing
-	FloorMedianMsUsed  int64   `json:"floor_median_ms"`
-	GuestMemMiB        int     `json:"guest_mem_mib"`
-	Environment        string  `json:"environment"`
-	ExecutionMode      string  `json:"execution_mode"`
-	ColdFallbacks      int     `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
+	Runs               int         `json:"runs"`
+	PauseMs            []int64     `json:"pause_ms"`
+	ResumeExecMs       []int64     `json:"resume_to_first_exec_ms"` // exec on a paused workspace, until it answers
+	Fork1Ms            []int64     `json:"fork_1_ms"`               // until the fork answers
+	Fork4Ms            []int64     `json:"fork_4_ms"`               // until all four answer
+	PauseMedianMs      int64       `json:"pause_median_ms"`
+	ResumeExecMedianMs int64       `json:"resume_to_first_exec_median_ms"`
+	Fork1MedianMs      int64       `json:"fork_1_median_ms"`
+	Fork4MedianMs      int64       `json:"fork_4_median_ms"`
+	ResumeFloorRatio   float64     `json:"resume_floor_ratio"`
+	Fork1FloorRatio    float64     `json:"fork_1_floor_ratio"`
+	Fork4FloorRatio    float64     `json:"fork_4_floor_ratio"`
+	StateBytes         int64       `json:"state_bytes"`                   // saved memory and devices of an idle workspace
+	RunningIdleMemMiB  int64       `json:"running_idle_host_mem_mib"`     // supervisor + VMM RSS
+	RunningIdleAnonMiB int64       `json:"running_idle_host_anon_mib"`    // of which anonymous: this workspace's own pages
+	RunningIdlePssMiB  int64       `json:"running_idle_host_pss_mib"`     // shared pages divided among their users
+	AfterJobMemMiB     int64       `json:"after_400mib_job_host_mem_mib"` // 10 s after a job that touched 400 MiB ended
+	PausedHostMemMiB   int64       `json:"paused_host_mem_mib"`           // what runs for a paused one: nothing
+	FloorMedianMsUsed  int64       `json:"floor_median_ms"`
+	GuestMemMiB        int         `json:"guest_mem_mib"`
+	Environment        string      `json:"environment"`
+	ExecutionMode      string      `json:"execution_mode"`
+	ColdFallbacks      int         `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
+	Split              ResumeSplit `json:"split"`          // medians: where a resume and a fork of one go
 }
 
 // PauseResume measures, on one workspace of env: pause, resume up to the
@@ -58,6 +59,7 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 	}
 	time.Sleep(10 * time.Second)
 	r.AfterJobMemMiB = workspaceRSS(c.StateDir(), id) >> 10
+	var resumeCall, firstExec, vmmStart, agent, sync, forkSave, forkBoot []int64
 	for i := 0; i < runs; i++ {
 		s := time.Now()
 		p, err := c.PauseWorkspace(ctx, id)
@@ -77,10 +79,16 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 		if !res.Restored {
 			r.ColdFallbacks++
 		}
+		resumed := time.Now()
 		if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "true"}); err != nil {
 			return nil, err
 		}
 		r.ResumeExecMs = append(r.ResumeExecMs, time.Since(s).Milliseconds())
+		resumeCall = append(resumeCall, resumed.Sub(s).Milliseconds())
+		firstExec = append(firstExec, time.Since(resumed).Milliseconds())
+		if up := lastLogInts(c.StateDir(), id, "vm up"); up != nil {
+			vmmStart, agent, sync = append(vmmStart, up["vmm_start_ms"]), append(agent, up["agent_ms"]), append(sync, up["sync_ms"])
+		}
 		for _, n := range []int{1, 4} {
 			s = time.Now()
 			f, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: id, Count: n})
@@ -90,6 +98,12 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 			d := time.Since(s).Milliseconds()
 			if n == 1 {
 				r.Fork1Ms = append(r.Fork1Ms, d)
+				if saved := lastLogInts(c.StateDir(), id, "saved for forks"); saved != nil {
+					forkSave = append(forkSave, saved["ms"])
+				}
+				if up := lastLogInts(c.StateDir(), f.Forks[0].WorkspaceID, "vm up"); up != nil {
+					forkBoot = append(forkBoot, up["boot_ms"])
+				}
 			} else {
 				r.Fork4Ms = append(r.Fork4Ms, d)
 			}
@@ -105,6 +119,8 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 		}
 	}
 	r.PauseMedianMs, r.ResumeExecMedianMs = Median(r.PauseMs), Median(r.ResumeExecMs)
+	r.Split = ResumeSplit{ResumeCallMs: Median(resumeCall), FirstExecMs: Median(firstExec), VMMStartMs: Median(vmmStart),
+		AgentMs: Median(agent), SyncMs: Median(sync), ForkSaveMs: Median(forkSave), ForkBootMs: Median(forkBoot)}
 	r.Fork1MedianMs, r.Fork4MedianMs = Median(r.Fork1Ms), Median(r.Fork4Ms)
 	if floorMs > 0 {
 		r.ResumeFloorRatio = float64(r.ResumeExecMedianMs) / float64(floorMs)
