@@ -64,10 +64,10 @@ func ForkNames(prefix string, count int) ([]string, error) {
 }
 
 // Fork makes count workspaces from the source's memory and disk at this
-// instant: the source is paused (its machine saved), its disk becomes a
-// shared read-only layer under a fresh overlay, each fork gets its own
-// overlay over that layer plus the saved machine, and all are resumed
-// (the source only if it was running). Forks keep the baseline, snapshots,
+// instant: a running source saves its machine while it goes on (forkLive),
+// a paused one is used as saved; its disk becomes a shared read-only layer
+// under a fresh top, each fork gets its own overlay over that layer plus
+// the saved machine, and the forks are resumed. Forks keep the baseline, snapshots,
 // history, labels (plus forked_from), secrets, network policy and services;
 // each has its own id, network stack, published host ports and entropy.
 // On error no fork is left and the source is as it was (running or paused),
