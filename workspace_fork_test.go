@@ -1,6 +1,7 @@
 package pyro_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,5 +159,46 @@ func TestForkBadInput(t *testing.T) {
 		if _, err := c.ForkWorkspace(ctx, tc.req); pyro.ErrorCode(err) != tc.code {
 			t.Errorf("%+v: %v, want %s", tc.req, err, tc.code)
 		}
+	}
+}
+
+// A paused source is forked from its saved machine and stays paused; its
+// forks run with its processes and files.
+func TestForkPaused(t *testing.T) {
+	const alive = "cat kept.txt; kill -0 $(cat /tmp/bg.pid) && echo alive"
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	src := createWorkspace(t, c, "debian:12").WorkspaceID
+	mustExec(t, c, src, "echo kept > kept.txt; sleep 1000 > /dev/null 2>&1 & echo $! > /tmp/bg.pid")
+	if _, err := c.PauseWorkspace(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: src, Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Forks {
+		t.Cleanup(func() { c.DeleteWorkspace(context.WithoutCancel(ctx), f.WorkspaceID) })
+	}
+	if res.Source.State != "paused" || len(res.Forks) != 2 {
+		t.Fatalf("fork of a paused workspace: %+v", res)
+	}
+	for _, f := range res.Forks {
+		got := mustExec(t, c, f.WorkspaceID, alive).Stdout
+		if got != "kept\nalive\n" {
+			t.Fatalf("fork %s: %q", f.WorkspaceID, got)
+		}
+		if _, err := c.DeleteWorkspace(ctx, f.WorkspaceID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mustExec(t, c, src, alive).Stdout; got != "kept\nalive\n" {
+		t.Fatalf("the source after its forks: %q", got)
+	}
+	if _, err := c.DeleteWorkspace(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(layerPattern(state)); len(left) != 0 {
+		t.Fatalf("disk layers left: %v", left)
 	}
 }
