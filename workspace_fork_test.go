@@ -1,6 +1,7 @@
 package pyro_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,12 +31,39 @@ func TestFork(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A running source is never stopped by a fork: the same supervisor
+	// and QEMU go on, and so does a shell it had open.
+	sh, err := c.OpenShell(ctx, pyro.OpenShellRequest{Workspace: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell := &shellSession{t: t, c: c, ws: src, id: sh.ShellID}
+	shell.write("x=before-fork")
+	before := supervisorPids(t, state, src)
+
 	res, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: src, Count: 3, NamePrefix: "try"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Source.State != "running" || len(res.Forks) != 3 {
 		t.Fatalf("fork: %+v", res)
+	}
+	if after := supervisorPids(t, state, src); after != before {
+		t.Fatalf("the source's supervisor and QEMU changed in a fork: %+v -> %+v", before, after)
+	}
+	shell.write("echo $x-and-after")
+	shell.readUntil("before-fork-and-after")
+	// A second fork of the same source (its disk is a chain of two layers
+	// now, the first one open in the forks) while the first forks run.
+	again, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: src})
+	if err != nil {
+		t.Fatalf("second fork: %v", err)
+	}
+	if got := mustExec(t, c, again.Forks[0].WorkspaceID, "cat prepared.txt").Stdout; got != "prepared\n" {
+		t.Fatalf("second fork: %q", got)
+	}
+	if _, err := c.DeleteWorkspace(ctx, again.Forks[0].WorkspaceID); err != nil {
+		t.Fatal(err)
 	}
 	all := []string{src}
 	for i, f := range res.Forks {
@@ -131,5 +159,46 @@ func TestForkBadInput(t *testing.T) {
 		if _, err := c.ForkWorkspace(ctx, tc.req); pyro.ErrorCode(err) != tc.code {
 			t.Errorf("%+v: %v, want %s", tc.req, err, tc.code)
 		}
+	}
+}
+
+// A paused source is forked from its saved machine and stays paused; its
+// forks run with its processes and files.
+func TestForkPaused(t *testing.T) {
+	const alive = "cat kept.txt; kill -0 $(cat /tmp/bg.pid) && echo alive"
+	c, state := newWorkspaceClient(t)
+	ctx := t.Context()
+	src := createWorkspace(t, c, "debian:12").WorkspaceID
+	mustExec(t, c, src, "echo kept > kept.txt; sleep 1000 > /dev/null 2>&1 & echo $! > /tmp/bg.pid")
+	if _, err := c.PauseWorkspace(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: src, Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Forks {
+		t.Cleanup(func() { c.DeleteWorkspace(context.WithoutCancel(ctx), f.WorkspaceID) })
+	}
+	if res.Source.State != "paused" || len(res.Forks) != 2 {
+		t.Fatalf("fork of a paused workspace: %+v", res)
+	}
+	for _, f := range res.Forks {
+		got := mustExec(t, c, f.WorkspaceID, alive).Stdout
+		if got != "kept\nalive\n" {
+			t.Fatalf("fork %s: %q", f.WorkspaceID, got)
+		}
+		if _, err := c.DeleteWorkspace(ctx, f.WorkspaceID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mustExec(t, c, src, alive).Stdout; got != "kept\nalive\n" {
+		t.Fatalf("the source after its forks: %q", got)
+	}
+	if _, err := c.DeleteWorkspace(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(layerPattern(state)); len(left) != 0 {
+		t.Fatalf("disk layers left: %v", left)
 	}
 }

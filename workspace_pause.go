@@ -87,7 +87,7 @@ type ForkWorkspaceRequest struct {
 	NamePrefix string `json:"name_prefix,omitempty"`
 }
 
-// WorkspaceForkResult is the source (running again, or still paused when
+// WorkspaceForkResult is the source (still running, or still paused when
 // it was paused) and its forks, all running.
 type WorkspaceForkResult struct {
 	Source Workspace   `json:"source"`
@@ -96,8 +96,9 @@ type WorkspaceForkResult struct {
 }
 
 // ForkWorkspace makes Count new workspaces from the running (or paused)
-// source's memory and disk at this instant; the source pauses briefly and
-// runs on. Each fork has its own id, copy-on-write disk (nothing is
+// source's memory and disk at this instant; a running source is stopped
+// only while its memory is saved (~0.1-0.2 s) and runs on with its shells
+// and calls. Each fork has its own id, copy-on-write disk (nothing is
 // copied; deleting the source never breaks a fork), network, published
 // host ports, fresh kernel entropy and machine id; it keeps the source's
 // processes and services, baseline (so diff shows the source's changes

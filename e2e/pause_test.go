@@ -157,8 +157,10 @@ func TestCLIForkKilled(t *testing.T) {
 	switch st := l.Workspaces[0].State; st {
 	case "paused", "running":
 	case "stopped":
-		// Killed in the instant between the disk's swap for its overlay
-		// and the saved state's new disk identity: stopped with its disk.
+		// A paused source killed in the instant between the disk's swap
+		// for its overlay and the saved state's new disk identity: stopped
+		// with its disk. (A running source is never stopped by a fork: its
+		// supervisor finishes the save and goes on.)
 		want = "kept\ngone\n"
 		if r := runPyro(t, s, "workspace", "start", id); r.code != 0 {
 			t.Fatalf("start: %+v", r)
@@ -192,10 +194,12 @@ func TestCLIForkSupervisorKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForFile(t, filepath.Join(s, "workspaces", id, "paused", "state.tmp"))
+	// The running source saves its machine straight into the first fork.
+	waitForFile(t, filepath.Join(s, "workspaces", "*", "paused", "state"))
 	_ = syscall.Kill(supPid, syscall.SIGKILL)
 	err := cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.Contains(stderr.String(), "pause_failed") {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 || !strings.Contains(stderr.String(), "fork_failed") ||
+		!strings.Contains(stderr.String(), "stopped with its disk") {
 		t.Fatalf("fork with a killed supervisor: %v %s", err, stderr.String())
 	}
 	r := runPyro(t, s, "workspace", "list", "--json")

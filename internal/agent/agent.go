@@ -46,7 +46,9 @@ type Options struct {
 // Serve starts a process-wide SIGCHLD reaper that waits for every child
 // (wait4(-1)): a process calling Serve must not start children with os/exec.
 func Serve(ctx context.Context, conn io.ReadWriteCloser, opts Options) error {
-	sess, err := yamux.Server(&joinFrames{ReadWriteCloser: conn}, yamuxConfig())
+	// The handshake first: it cuts off what the channel held before (see
+	// agentproto.AcceptSession).
+	sess, err := yamux.Server(&joinFrames{ReadWriteCloser: agentproto.GuestSession(conn)}, yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return err

@@ -38,7 +38,7 @@ func startAgent(t *testing.T, opts Options) *yamux.Session {
 	cfg := yamux.DefaultConfig()
 	cfg.EnableKeepAlive = false
 	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(host, cfg)
+	sess, err := yamux.Client(agentproto.HostSession(host), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +243,36 @@ func TestFindPort(t *testing.T) {
 	}
 	if _, err := findPort(dir+"/nope", agentproto.PortName); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing class dir: %v", err)
+	}
+}
+
+// A guest restored in the middle of a session (a fork) meets its new host's
+// Hail there: the old session ends with yamux's version error, which tells
+// serveOnce to reopen the port at once (agentproto's tests cover the fresh
+// session after it).
+func TestSessionBrokenByHail(t *testing.T) {
+	guest, host := net.Pipe()
+	defer host.Close()
+	done := make(chan error, 1)
+	go func() { done <- Serve(context.Background(), guest, Options{}) }()
+	cfg := yamux.DefaultConfig()
+	cfg.EnableKeepAlive = false
+	cfg.LogOutput = io.Discard
+	old, err := yamux.Client(agentproto.HostSession(host), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := send(t, old, agentproto.Request{Op: agentproto.OpHello})
+	st.Close()
+	if _, err := host.Write(agentproto.Hail); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, yamux.ErrInvalidVersion) {
+			t.Fatalf("the old session ended with %v, want yamux's version error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old session survived its host's Hail")
 	}
 }

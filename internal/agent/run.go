@@ -4,10 +4,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log"
 	"os"
 	"runtime/debug"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
@@ -60,7 +63,11 @@ func serveOnce(opts Options) {
 		return
 	}
 	// The error is just how the session ended (usually host EOF); logging it
-	// would flood the console while no host is attached.
-	_ = Serve(context.Background(), port, opts)
-	time.Sleep(reopenDelay)
+	// would flood the console while no host is attached. A session the host
+	// broke off by a new handshake (a restored fork meets its own host's
+	// Hail) reopens at once: that host is waiting.
+	err = Serve(context.Background(), port, opts)
+	if !errors.Is(err, yamux.ErrInvalidVersion) {
+		time.Sleep(reopenDelay)
+	}
 }

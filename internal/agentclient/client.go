@@ -50,7 +50,7 @@ type Client struct {
 // New starts a yamux client session on conn. It does not wait for the agent;
 // call Hello for that.
 func New(conn net.Conn) (*Client, error) {
-	guard := newGuardConn(conn)
+	guard := newGuardConn(agentproto.HostSession(conn))
 	conn = guard
 	cfg := yamux.DefaultConfig()
 	cfg.EnableKeepAlive = false // TCG guests can stall for seconds; liveness is the VMM's job

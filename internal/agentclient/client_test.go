@@ -23,7 +23,7 @@ func fakeAgent(t *testing.T, handle func(st net.Conn, req agentproto.Request)) *
 	hostEnd, guestEnd := net.Pipe()
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
-	srv, err := yamux.Server(guestEnd, cfg)
+	srv, err := yamux.Server(agentproto.GuestSession(guestEnd), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,8 @@ func hostileGuest(t *testing.T, handle func(st net.Conn)) (*Client, net.Conn) {
 	hostEnd, guestEnd := net.Pipe()
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
-	srv, err := yamux.Server(guestEnd, cfg)
+	guest := agentproto.GuestSession(guestEnd).(net.Conn)
+	srv, err := yamux.Server(guest, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func hostileGuest(t *testing.T, handle func(st net.Conn)) (*Client, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c, guestEnd
+	return c, guest
 }
 
 // yamuxHeader builds a raw frame header as the guest would send it.

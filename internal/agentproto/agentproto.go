@@ -43,7 +43,10 @@ import (
 // /etc/machine-id in the hello instead of a separate exec).
 // 11: Request.SentUnixNano (the host's clock when it sent the call): the
 // agent steps a guest clock that is behind it forward before the call runs.
-const ProtocolVersion = 11
+// 12: a session starts with the Hail/Ack/Begin handshake before yamux
+// (session.go), so a guest restored in the middle of a session (a fork of
+// a running workspace) drops it and starts a fresh one.
+const ProtocolVersion = 12
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every

@@ -34,15 +34,16 @@ type PauseReport struct {
 	// count once), and the host's MemAvailable drop while N-1 more started,
 	// / (N-1) (everything the host gave them: also page tables and kernel
 	// memory; noisy on a shared host).
-	MarginalN               int    `json:"marginal_workspaces"`
-	MarginalPssMiB          int64  `json:"marginal_pss_mib_per_workspace"`
-	MarginalMemAvailDropMiB int64  `json:"marginal_mem_available_drop_mib_per_workspace"`
-	PausedHostMemMiB        int64  `json:"paused_host_mem_mib"` // what runs for a paused one: nothing
-	FloorMedianMsUsed       int64  `json:"floor_median_ms"`
-	GuestMemMiB             int    `json:"guest_mem_mib"`
-	Environment             string `json:"environment"`
-	ExecutionMode           string `json:"execution_mode"`
-	ColdFallbacks           int    `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
+	MarginalN               int         `json:"marginal_workspaces"`
+	MarginalPssMiB          int64       `json:"marginal_pss_mib_per_workspace"`
+	MarginalMemAvailDropMiB int64       `json:"marginal_mem_available_drop_mib_per_workspace"`
+	PausedHostMemMiB        int64       `json:"paused_host_mem_mib"` // what runs for a paused one: nothing
+	FloorMedianMsUsed       int64       `json:"floor_median_ms"`
+	GuestMemMiB             int         `json:"guest_mem_mib"`
+	Environment             string      `json:"environment"`
+	ExecutionMode           string      `json:"execution_mode"`
+	ColdFallbacks           int         `json:"cold_fallbacks"` // resumes that booted cold instead of restoring (should be 0)
+	Split                   ResumeSplit `json:"split"`          // medians: where a resume and a fork of one go
 }
 
 // PauseResume measures, on one workspace of env: pause, resume up to the
@@ -70,6 +71,7 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 	}
 	time.Sleep(10 * time.Second)
 	r.AfterJobMemMiB = workspaceRSS(c.StateDir(), id) >> 10
+	var resumeCall, firstExec, vmmStart, agent, sync, forkSave, forkBoot []int64
 	for i := 0; i < runs; i++ {
 		s := time.Now()
 		p, err := c.PauseWorkspace(ctx, id)
@@ -89,10 +91,16 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 		if !res.Restored {
 			r.ColdFallbacks++
 		}
+		resumed := time.Now()
 		if _, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: id, Command: "true"}); err != nil {
 			return nil, err
 		}
 		r.ResumeExecMs = append(r.ResumeExecMs, time.Since(s).Milliseconds())
+		resumeCall = append(resumeCall, resumed.Sub(s).Milliseconds())
+		firstExec = append(firstExec, time.Since(resumed).Milliseconds())
+		if up := lastLogInts(c.StateDir(), id, "vm up"); up != nil {
+			vmmStart, agent, sync = append(vmmStart, up["vmm_start_ms"]), append(agent, up["agent_ms"]), append(sync, up["sync_ms"])
+		}
 		for _, n := range []int{1, 4} {
 			s = time.Now()
 			f, err := c.ForkWorkspace(ctx, pyro.ForkWorkspaceRequest{Workspace: id, Count: n})
@@ -102,6 +110,12 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 			d := time.Since(s).Milliseconds()
 			if n == 1 {
 				r.Fork1Ms = append(r.Fork1Ms, d)
+				if saved := lastLogInts(c.StateDir(), id, "saved for forks"); saved != nil {
+					forkSave = append(forkSave, saved["ms"])
+				}
+				if up := lastLogInts(c.StateDir(), f.Forks[0].WorkspaceID, "vm up"); up != nil {
+					forkBoot = append(forkBoot, up["boot_ms"])
+				}
 			} else {
 				r.Fork4Ms = append(r.Fork4Ms, d)
 			}
@@ -117,6 +131,8 @@ func PauseResume(ctx context.Context, c *pyro.Client, env string, memMiB, runs i
 		}
 	}
 	r.PauseMedianMs, r.ResumeExecMedianMs = Median(r.PauseMs), Median(r.ResumeExecMs)
+	r.Split = ResumeSplit{ResumeCallMs: Median(resumeCall), FirstExecMs: Median(firstExec), VMMStartMs: Median(vmmStart),
+		AgentMs: Median(agent), SyncMs: Median(sync), ForkSaveMs: Median(forkSave), ForkBootMs: Median(forkBoot)}
 	r.Fork1MedianMs, r.Fork4MedianMs = Median(r.Fork1Ms), Median(r.Fork4Ms)
 	if floorMs > 0 {
 		r.ResumeFloorRatio = float64(r.ResumeExecMedianMs) / float64(floorMs)

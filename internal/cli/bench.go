@@ -102,7 +102,11 @@ func (a *app) benchCommand() *cobra.Command {
 			if pr != nil {
 				fmt.Fprintf(a.stdout, "workspace pause:                median %d ms  %v  (state %s)\n", pr.PauseMedianMs, pr.PauseMs, humanBytes(pr.StateBytes))
 				fmt.Fprintf(a.stdout, "resume to first exec:           median %d ms  %v  (%.2f x floor; %d cold fallbacks)\n", pr.ResumeExecMedianMs, pr.ResumeExecMs, pr.ResumeFloorRatio, pr.ColdFallbacks)
+				sp := pr.Split
+				fmt.Fprintf(a.stdout, "  split: resume call %d ms (VMM start %d, agent %d, clock sync %d) + first exec %d ms\n",
+					sp.ResumeCallMs, sp.VMMStartMs, sp.AgentMs, sp.SyncMs, sp.FirstExecMs)
 				fmt.Fprintf(a.stdout, "fork of 1 (until it answers):   median %d ms  %v  (%.2f x floor)\n", pr.Fork1MedianMs, pr.Fork1Ms, pr.Fork1FloorRatio)
+				fmt.Fprintf(a.stdout, "  split: source saved (guest stopped) %d ms, fork restored %d ms\n", sp.ForkSaveMs, sp.ForkBootMs)
 				fmt.Fprintf(a.stdout, "fork of 4 (until all answer):   median %d ms  %v  (%.2f x floor)\n", pr.Fork4MedianMs, pr.Fork4Ms, pr.Fork4FloorRatio)
 				fmt.Fprintf(a.stdout, "host memory idle / paused:      %d MiB / %d MiB (supervisor + VMM RSS; idle: %d MiB anonymous, %d MiB PSS)\n",
 					pr.RunningIdleMemMiB, pr.PausedHostMemMiB, pr.RunningIdleAnonMiB, pr.RunningIdlePssMiB)

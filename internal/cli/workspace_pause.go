@@ -67,7 +67,7 @@ func (a *app) wsFork() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "fork ID [--count N] [--name PREFIX]",
-		Short: "Make N workspaces from this one's memory and disk at this instant; it runs on after a short pause",
+		Short: "Make N workspaces from this one's memory and disk at this instant; it runs on, stopped only for the save",
 		Long: "Make N workspaces from the workspace's memory and disk at this instant. Each fork has its own id,\n" +
 			"copy-on-write disk, network, published host ports and fresh entropy, and keeps the source's processes,\n" +
 			"services, baseline, snapshots, history, secrets and labels (plus forked_from). Deleting the source\n" +

@@ -51,7 +51,7 @@ func addWorkspaceFork(s *mcp.Server, d deps, name string) {
 	lo, hi := rng(1, pyro.MaxForkCount)
 	t := &mcp.Tool{Name: name,
 		Description: "Make count new workspaces from this workspace's memory and disk at this instant, e.g. to try several fixes in " +
-			"parallel from one prepared state; the source pauses briefly and runs on. Each fork has its own workspace_id, " +
+			"parallel from one prepared state; a running source is stopped only while its memory is saved (a fraction of a second) and runs on, its shells and calls included. Each fork has its own workspace_id, " +
 			"copy-on-write disk, network and fresh entropy, and keeps the source's running processes and services, baseline " +
 			"(workspace_diff shows the source's changes too), history, secrets and labels plus forked_from. Delete forks when done. " +
 			"Result: source and forks (workspaces: workspace_id, name, state, labels, ...) and fork_ms.",

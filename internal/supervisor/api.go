@@ -88,8 +88,9 @@ type NetworkRules struct {
 // shapes). A supervisor keeps running the pyro that started it, so after an
 // upgrade a workspace may still run under an older one: callers compare
 // Info.API first and refuse to talk past a difference (1 = before it was
-// recorded; 2 = exec requests carry the guest's agentproto.ExecRequest).
-const APIVersion = 2
+// recorded; 2 = exec requests carry the guest's agentproto.ExecRequest;
+// 3 = POST /v1/fork, and the agent session's handshake, protocol 12).
+const APIVersion = 3
 
 // Info describes a running supervisor; it is also the ready message.
 type Info struct {

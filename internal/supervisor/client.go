@@ -377,6 +377,14 @@ func (c *Client) Pause(ctx context.Context) (*Paused, error) {
 	return &p, c.do(ctx, http.MethodPost, "/v1/pause", nil, "", &p)
 }
 
+// ForkSave saves the running machine for forks (see ForkRequest); the
+// workspace goes on running.
+func (c *Client) ForkSave(ctx context.Context, req ForkRequest) (*Paused, error) {
+	b, _ := json.Marshal(req)
+	var p Paused
+	return &p, c.do(ctx, http.MethodPost, "/v1/fork", strings.NewReader(string(b)), "application/json", &p)
+}
+
 // SetIdle changes the idle time after which the workspace pauses itself (0: never).
 func (c *Client) SetIdle(ctx context.Context, seconds int) error {
 	b, _ := json.Marshal(IdleRequest{IdlePauseSeconds: seconds})

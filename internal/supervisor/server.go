@@ -73,10 +73,12 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(err)})
 	}
+	began := time.Now()
 	v, restoreErr, err := boot(bootCtx, backend, spec, broker, log)
 	if err != nil {
 		return sendReady(ready, Ready{Error: toWire(redact.Error(err))})
 	}
+	booted := time.Now()
 	// After every boot, cold or restored (the saved machine has none).
 	if err := installSecrets(bootCtx, v.Agent(), set.Installed()); err != nil {
 		v.Close()
@@ -104,6 +106,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 	if spec.Resume != nil && restoreErr == nil {
 		s.republish(bootCtx, spec.Resume.Ports)
 	}
+	// Where a boot or resume goes (supervisor.log).
+	log.Info("vm up", "restored", spec.RestoreStatePath != "" && restoreErr == nil, "boot_ms", booted.Sub(began).Milliseconds(),
+		"vmm_start_ms", v.Phases.VMMStart.Milliseconds(), "agent_ms", v.Phases.Agent.Milliseconds(), "sync_ms", v.Phases.Sync.Milliseconds(),
+		"setup_ms", time.Since(booted).Milliseconds())
 	defer s.cleanup()
 
 	_ = os.Remove(spec.Socket)
@@ -209,6 +215,7 @@ func boot(ctx context.Context, b vmm.Backend, spec Spec, broker *network.Broker,
 		Network: network.Policy(spec.NetworkPolicy), Egress: spec.Egress, Broker: broker, Pausable: true,
 	}
 	start := time.Now()
+	RemoveStaleTops(spec.OverlayPath)
 	if spec.RestoreStatePath != "" {
 		rs := vs
 		rs.Snapshot = &vmm.Restore{StatePath: spec.RestoreStatePath, DiskPath: spec.OverlayPath, Writable: true}
@@ -266,6 +273,7 @@ type server struct {
 	redact   *secrets.Redactor // the workspace's secret values; nil when none
 	commands *command.Manager
 	pauser   *pauser
+	forkMu   sync.Mutex // fork saves, one at a time
 
 	stdinMu sync.Mutex
 	stdins  map[string]*io.PipeWriter // command id -> its stdin, until fed
@@ -308,6 +316,7 @@ func (s *server) routes() http.Handler {
 	s.commandRoutes(mux)
 	s.serviceRoutes(mux)
 	mux.HandleFunc("POST /v1/pause", s.handlePause)
+	mux.HandleFunc("POST /v1/fork", s.handleFork)
 	mux.HandleFunc("PUT /v1/idle", func(w http.ResponseWriter, r *http.Request) {
 		var req IdleRequest
 		if !s.decode(w, r, &req) {

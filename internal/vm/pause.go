@@ -71,3 +71,22 @@ func (v *VM) detachAgent(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// ForkSave saves the running machine into statePath for forks and lets it
+// go on: its root disk is frozen as it is under newTop (a NewLayer over the
+// disk file, which swap puts in the disk file's place before the guest
+// runs again). The agent session stays open: a fork's guest drops it when
+// its own host's handshake arrives (agentproto.AcceptSession). The guest
+// is paused only for the save.
+func (v *VM) ForkSave(ctx context.Context, statePath, newTop string, swap func() error) error {
+	saver, ok := v.machine.(vmm.LiveSaver)
+	if !ok {
+		return vmm.Unsupported(v.backend, "saving a running machine for forks")
+	}
+	start := time.Now()
+	if err := saver.ForkState(ctx, statePath, newTop, swap); err != nil {
+		return err
+	}
+	v.log.Info("machine saved for forks", "save_ms", time.Since(start).Milliseconds())
+	return nil
+}

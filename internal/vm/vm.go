@@ -85,11 +85,20 @@ func (spec Spec) config(id, dir string) vmm.Config {
 	return cfg
 }
 
+// Phases of a boot or restore, in order.
+type Phases struct {
+	VMMStart time.Duration // the VMM started and connected the agent channel
+	Agent    time.Duration // the guest agent's first answer (a restore: the state loaded, the guest awake, the session's handshake)
+	Sync     time.Duration // the second hello: clock, entropy, network, machine id
+}
+
 // VM is a booted guest with a live agent.
 type VM struct {
-	ID      string
-	Dir     string
-	Hello   *agentproto.Hello
+	ID    string
+	Dir   string
+	Hello *agentproto.Hello
+	// Phases split BootDur: where a boot or restore spends its time.
+	Phases  Phases
 	BootDur time.Duration
 
 	machine vmm.Machine
@@ -173,7 +182,8 @@ func boot(ctx context.Context, b vmm.Backend, root string, spec Spec, saveable b
 	if err != nil {
 		return nil, err
 	}
-	v.log.Debug("vmm started", "pid", m.Pid(), "ms", time.Since(start).Milliseconds())
+	v.Phases.VMMStart = time.Since(start)
+	v.log.Debug("vmm started", "pid", m.Pid(), "ms", v.Phases.VMMStart.Milliseconds())
 	if err := updateOwnerVMM(dir, m.Pid()); err != nil {
 		conn.Close()
 		return nil, err
@@ -186,9 +196,11 @@ func boot(ctx context.Context, b vmm.Backend, root string, spec Spec, saveable b
 	if _, err = v.waitAgent(ctx, bootTimeout); err != nil {
 		return nil, err
 	}
+	v.Phases.Agent = time.Since(start) - v.Phases.VMMStart
 	if v.Hello, err = v.syncGuest(ctx); err != nil {
 		return nil, err
 	}
+	v.Phases.Sync = time.Since(start) - v.Phases.VMMStart - v.Phases.Agent
 	v.BootDur = time.Since(start)
 	v.log.Debug("booted", "boot_ms", v.BootDur.Milliseconds(), "kernel", v.Hello.KernelRelease, "restored", spec.Snapshot != nil)
 	return v, nil

@@ -110,6 +110,22 @@ type StateSaver interface {
 	SaveState(ctx context.Context, path string) error
 }
 
+// LiveSaver is a Machine that can save its state while it goes on running
+// (a fork of a running workspace). The machine must have been made with
+// Config.Saveable and a DiskOverlay root disk.
+type LiveSaver interface {
+	// ForkState pauses the guest, freezes its root disk as it is (the disk
+	// file becomes the read-only backing of newTop, an empty disk NewLayer
+	// made over it, where the machine writes from then on), writes the
+	// whole state to path, calls swap (which links newTop where the disk
+	// file was; newTop keeps its own name while the VMM runs) and lets the
+	// guest go on. The state file with the frozen
+	// disk is a machine that a Restore over a NewLayer of that disk brings
+	// back. Once the disk is frozen, swap is called and the guest goes on
+	// whatever else fails.
+	ForkState(ctx context.Context, path, newTop string, swap func() error) error
+}
+
 // AgentDetacher is a Machine that can tell when the guest agent has seen
 // its session end, so that a machine saved afterwards starts a fresh
 // session with its next host (callers without it wait a fixed time).

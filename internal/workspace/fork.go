@@ -64,10 +64,10 @@ func ForkNames(prefix string, count int) ([]string, error) {
 }
 
 // Fork makes count workspaces from the source's memory and disk at this
-// instant: the source is paused (its machine saved), its disk becomes a
-// shared read-only layer under a fresh overlay, each fork gets its own
-// overlay over that layer plus the saved machine, and all are resumed
-// (the source only if it was running). Forks keep the baseline, snapshots,
+// instant: a running source saves its machine while it goes on (forkLive),
+// a paused one is used as saved; its disk becomes a shared read-only layer
+// under a fresh top, each fork gets its own overlay over that layer plus
+// the saved machine, and the forks are resumed. Forks keep the baseline, snapshots,
 // history, labels (plus forked_from), secrets, network policy and services;
 // each has its own id, network stack, published host ports and entropy.
 // On error no fork is left and the source is as it was (running or paused),
@@ -95,21 +95,24 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 		wasRunning = true
 	}
 	start := time.Now()
-	rec, meta, err := m.pauseLocked(ctx, p, rec)
-	if err != nil {
-		return nil, nil, err
-	}
-	pausedAt := time.Now()
-	forks, ferr := m.makeForks(ctx, p, rec, meta, names)
-	made := time.Now()
-	// The source and the forks at once: each restore is mostly the guest
-	// waking up.
-	out := make([]*Record, len(forks))
-	errs := make([]error, len(forks)+1)
-	var wg sync.WaitGroup
+	var forks []fork
+	var ferr error
 	if wasRunning {
-		wg.Go(func() { _, _, errs[len(forks)] = m.resumeLocked(ctx, p, rec) })
+		// The source goes on running: it is stopped only while its
+		// machine is saved (forkLive).
+		forks, ferr = m.forkLive(ctx, p, rec, names)
+	} else {
+		var meta *supervisor.Paused
+		if rec, meta, err = m.pauseLocked(ctx, p, rec); err != nil {
+			return nil, nil, err
+		}
+		forks, ferr = m.makeForks(ctx, p, rec, meta, names)
 	}
+	made := time.Now()
+	// The forks at once: each restore is mostly the guest waking up.
+	out := make([]*Record, len(forks))
+	errs := make([]error, len(forks))
+	var wg sync.WaitGroup
 	if ferr == nil {
 		for i, f := range forks {
 			wg.Go(func() { out[i], errs[i] = m.finishFork(ctx, f) })
@@ -117,8 +120,8 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 	}
 	wg.Wait()
 	// Where a fork's time goes (PYRO_LOG=debug).
-	m.log.Debug("fork timing", "workspace", rec.ID, "forks", len(names), "pause_ms", pausedAt.Sub(start).Milliseconds(),
-		"make_ms", made.Sub(pausedAt).Milliseconds(), "resume_ms", time.Since(made).Milliseconds())
+	m.log.Debug("fork timing", "workspace", rec.ID, "forks", len(names), "live", wasRunning,
+		"save_ms", made.Sub(start).Milliseconds(), "resume_ms", time.Since(made).Milliseconds())
 	ferr = errors.Join(append(errs, ferr)...)
 	for _, f := range forks {
 		if ferr != nil {
@@ -128,6 +131,14 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 	}
 	if ferr != nil {
 		m.gcLayers(ctx)
+		if wasRunning && m.liveState(ctx, rec) == StateStopped {
+			// Its supervisor died in the save: the disk is whole (the old
+			// file, or the new top over the layer).
+			rec.State = StateStopped
+			ferr = errors.Join(ferr, writeRecord(p, rec))
+			return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed,
+				"forking workspace %s failed; no fork was kept and the workspace is stopped with its disk (run \"pyro workspace start %s\")", rec.ID, rec.ID)
+		}
 		return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed, "forking workspace %s failed; no fork was kept", rec.ID)
 	}
 	if rec, err = readRecord(p); err == nil {
@@ -137,9 +148,10 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 }
 
 type fork struct {
-	p      Paths
-	rec    *Record
-	unlock func()
+	p       Paths
+	rec     *Record
+	unlock  func()
+	destroy func()
 }
 
 // makeForks puts the paused source's disk under a shared layer and makes
@@ -166,19 +178,121 @@ func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *sup
 	if err := fsutil.WriteJSONAtomic(filepath.Join(p.PauseDir(), supervisor.PausedMetaFile), meta, 0o600); err != nil {
 		return nil, err
 	}
-	var forks []fork
-	for _, name := range names {
-		f, err := m.newFork(ctx, p, rec, meta, layer, name)
-		if err != nil {
-			for _, f := range forks {
-				m.destroy(f.p)
-				f.unlock()
-			}
-			return nil, err
+	forks, err := m.newForks(ctx, p, rec, layer, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range forks {
+		if err == nil {
+			err = placeState(f, filepath.Join(p.PauseDir(), supervisor.PausedStateFile), meta)
 		}
-		forks = append(forks, f)
+	}
+	if err != nil {
+		dropForks(forks)
+		return nil, err
 	}
 	return forks, nil
+}
+
+// forkLive forks the running workspace at p without ending its machine:
+// under the layers lock, its disk file is linked as a new layer, an empty
+// new top over it and the forks' dirs (their disks over the layer too) are
+// made at once, then the supervisor saves the machine into the first fork
+// (stop, freeze the disk under the new top, save, make the new top the
+// disk.qcow2 too, go on: vm.ForkSave); each fork gets the state and its
+// paused.json. At every instant the source's disk.qcow2 is a whole disk: the
+// old file until the rename, then the new top over the layer (the same
+// content). A crash of the supervisor in the save leaves the source stopped
+// with that disk; of this process, forks still marked Creating (Tidy).
+func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []string) ([]fork, error) {
+	if err := os.MkdirAll(m.layersDir(), 0o700); err != nil {
+		return nil, err
+	}
+	ll := m.layersLock()
+	if err := ll.Lock(); err != nil {
+		return nil, err
+	}
+	defer ll.Unlock()
+	layer := filepath.Join(m.layersDir(), vm.NewID()+m.layerExt())
+	if err := os.Link(p.Disk(), layer); err != nil {
+		return nil, err
+	}
+	newTop := filepath.Join(p.Dir, supervisor.TopPrefix(p.Disk())+vm.NewID())
+	var topErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { topErr = m.backend.NewLayer(ctx, newTop, layer) })
+	forks, err := m.newForks(ctx, p, rec, layer, names)
+	wg.Wait()
+	var meta *supervisor.Paused
+	if err == nil && topErr == nil {
+		state := filepath.Join(forks[0].p.PauseDir(), supervisor.PausedStateFile)
+		sc := supervisor.Dial(p.Socket())
+		meta, err = sc.ForkSave(ctx, supervisor.ForkRequest{StatePath: state, NewTop: newTop})
+		sc.Close()
+		for _, f := range forks {
+			if err == nil {
+				err = placeState(f, state, meta)
+			}
+		}
+	}
+	err = errors.Join(err, topErr)
+	// The supervisor made the new top the disk once the disk was frozen,
+	// even when the save failed then: from that moment the layer is the
+	// source's own backing file, for good (the new top keeps its own name
+	// while QEMU runs: supervisor.RemoveStaleTops).
+	if swapped(newTop, p.Disk()) {
+		_ = os.Chmod(layer, 0o400)
+	} else {
+		os.Remove(newTop)
+		os.Remove(layer) // a second name of the source's disk, never used
+	}
+	_ = fsutil.SyncDir(p.Dir)
+	_ = fsutil.SyncDir(m.layersDir())
+	if err != nil {
+		dropForks(forks)
+		return nil, err
+	}
+	return forks, nil
+}
+
+// swapped reports whether disk is now the file newTop.
+func swapped(newTop, disk string) bool {
+	a, err := os.Stat(newTop)
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(disk)
+	return err == nil && os.SameFile(a, b)
+}
+
+// newForks makes the forks' dirs at once (newFork); on error none is left.
+func (m *Manager) newForks(ctx context.Context, src Paths, srcRec *Record, layer string, names []string) ([]fork, error) {
+	forks := make([]fork, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { forks[i], errs[i] = m.newFork(ctx, src, srcRec, layer, name) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		var made []fork
+		for i, f := range forks {
+			if errs[i] == nil {
+				made = append(made, f)
+			}
+		}
+		dropForks(made)
+		return nil, err
+	}
+	return forks, nil
+}
+
+// dropForks removes forks that were made but not resumed.
+func dropForks(forks []fork) {
+	for _, f := range forks {
+		f.destroy()
+		f.unlock()
+	}
 }
 
 // rebaseOnLayer turns the workspace's disk into a read-only layer and
@@ -203,7 +317,7 @@ func (m *Manager) rebaseOnLayer(ctx context.Context, p Paths) (string, error) {
 // newFork makes one fork's dir: record (Creating, paused), files shared
 // with the source where they never change, its disk over layer, and the
 // source's saved machine.
-func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *supervisor.Paused, layer, name string) (f fork, err error) {
+func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, layer, name string) (f fork, err error) {
 	id := vm.NewID()
 	f.p = m.paths(id)
 	if err := os.Mkdir(f.p.Dir, 0o700); err != nil {
@@ -215,6 +329,7 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 		return f, err
 	}
 	f.unlock = func() { l.Unlock() }
+	f.destroy = func() { m.destroy(f.p) }
 	defer func() {
 		if err != nil {
 			m.destroy(f.p)
@@ -258,11 +373,18 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 	if err := m.backend.NewLayer(ctx, f.p.Disk(), layer); err != nil {
 		return f, err
 	}
-	if err := os.MkdirAll(f.p.PauseDir(), 0o700); err != nil {
-		return f, err
-	}
-	if err := os.Link(filepath.Join(src.PauseDir(), supervisor.PausedStateFile), filepath.Join(f.p.PauseDir(), supervisor.PausedStateFile)); err != nil {
-		return f, err
+	return f, os.MkdirAll(f.p.PauseDir(), 0o700)
+}
+
+// placeState gives fork f the saved machine at state (a hard link: QEMU
+// only reads it; state may already be f's own) and its paused.json, which
+// makes it a paused workspace.
+func placeState(f fork, state string, meta *supervisor.Paused) (err error) {
+	own := filepath.Join(f.p.PauseDir(), supervisor.PausedStateFile)
+	if state != own {
+		if err := os.Link(state, own); err != nil {
+			return err
+		}
 	}
 	fm := *meta
 	fm.Fork = true // its restore gives the guest its own machine id
@@ -276,9 +398,9 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, meta *
 		fm.Ports = append(fm.Ports, sp)
 	}
 	if fm.Disk, err = supervisor.DiskIDOf(f.p.Disk()); err != nil {
-		return f, err
+		return err
 	}
-	return f, fsutil.WriteJSONAtomic(filepath.Join(f.p.PauseDir(), supervisor.PausedMetaFile), &fm, 0o600)
+	return fsutil.WriteJSONAtomic(filepath.Join(f.p.PauseDir(), supervisor.PausedMetaFile), &fm, 0o600)
 }
 
 // finishFork resumes a fork (its hello gives it its own machine id: see

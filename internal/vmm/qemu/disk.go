@@ -2,10 +2,13 @@ package qemu
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
@@ -23,8 +26,16 @@ func NewLayer(ctx context.Context, path, base string) error {
 	if err != nil {
 		return err
 	}
+	// The size comes from base's header and -u keeps qemu-img from opening
+	// base: a running machine may hold it (a fork of a running workspace
+	// makes the new top over the disk QEMU still writes), and QEMU's lock
+	// would refuse the open.
+	size, err := qcow2Size(base)
+	if err != nil {
+		return errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeVMMFailed, "create a disk layer")
+	}
 	tmp := path + ".tmp"
-	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, tmp).CombinedOutput()
+	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, "-u", tmp, strconv.FormatUint(size, 10)).CombinedOutput()
 	if err == nil {
 		err = syncFile(tmp)
 	}
@@ -33,6 +44,24 @@ func NewLayer(ctx context.Context, path, base string) error {
 		return errdefs.Wrap(fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out))), errdefs.ErrInternal, errdefs.CodeVMMFailed, "create a disk layer")
 	}
 	return os.Rename(tmp, path)
+}
+
+// qcow2Size reads the virtual size from a qcow2 header: magic "QFI\xfb",
+// then the size as a big-endian uint64 at byte 24.
+func qcow2Size(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var h [32]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, fmt.Errorf("read the qcow2 header of %s: %w", path, err)
+	}
+	if string(h[:4]) != "QFI\xfb" {
+		return 0, fmt.Errorf("%s is not a qcow2 disk", path)
+	}
+	return binary.BigEndian.Uint64(h[24:32]), nil
 }
 
 // BackingFiles lists the files a qcow2 disk reads through (its backing
