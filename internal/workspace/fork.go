@@ -41,6 +41,18 @@ func (m *Manager) layersDir() string {
 // layerExt marks a layer file: the backend's disk file extension.
 func (m *Manager) layerExt() string { return filepath.Ext(m.backend.DiskFile()) }
 
+// lockLayers makes the layers dir if need be and takes its lock.
+func (m *Manager) lockLayers() (unlock func(), err error) {
+	if err := os.MkdirAll(m.layersDir(), 0o700); err != nil {
+		return nil, err
+	}
+	ll := m.layersLock()
+	if err := ll.Lock(); err != nil {
+		return nil, err
+	}
+	return func() { ll.Unlock() }, nil
+}
+
 func (m *Manager) layersLock() *flock.Flock {
 	return flock.New(filepath.Join(m.layersDir(), ".lock"))
 }
@@ -159,14 +171,11 @@ type fork struct {
 // source's (hard-linked: QEMU only reads it), still marked Creating and
 // locked, so that a crash leaves none behind.
 func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *supervisor.Paused, names []string) ([]fork, error) {
-	if err := os.MkdirAll(m.layersDir(), 0o700); err != nil {
+	unlock, err := m.lockLayers()
+	if err != nil {
 		return nil, err
 	}
-	ll := m.layersLock()
-	if err := ll.Lock(); err != nil {
-		return nil, err
-	}
-	defer ll.Unlock()
+	defer unlock()
 	layer, err := m.rebaseOnLayer(ctx, p)
 	if err != nil {
 		return nil, err
@@ -205,14 +214,11 @@ func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *sup
 // content). A crash of the supervisor in the save leaves the source stopped
 // with that disk; of this process, forks still marked Creating (Tidy).
 func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []string) ([]fork, error) {
-	if err := os.MkdirAll(m.layersDir(), 0o700); err != nil {
+	unlock, err := m.lockLayers()
+	if err != nil {
 		return nil, err
 	}
-	ll := m.layersLock()
-	if err := ll.Lock(); err != nil {
-		return nil, err
-	}
-	defer ll.Unlock()
+	defer unlock()
 	layer := filepath.Join(m.layersDir(), vm.NewID()+m.layerExt())
 	if err := os.Link(p.Disk(), layer); err != nil {
 		return nil, err

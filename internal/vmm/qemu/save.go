@@ -33,22 +33,13 @@ func (m *Machine) SaveState(ctx context.Context, path string) error {
 	if m.cmd == nil {
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s is not running", m.cfg.ID)
 	}
-	fail := func(err error) error {
-		return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "save the machine state: %s", m.vmmLogTail())
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	fail := m.saveFailure("save the machine state")
+	f, q, err := m.stopForSave(ctx, path)
 	if err != nil {
 		return fail(err)
 	}
 	defer f.Close()
-	q, err := dialQMP(ctx, filepath.Join(m.cfg.RuntimeDir, qmpSocket))
-	if err != nil {
-		return fail(err)
-	}
 	defer q.Close()
-	if err := q.execute("stop", nil, nil, nil); err != nil {
-		return fail(err)
-	}
 	if err := m.migrateTo(ctx, q, f, true); err != nil {
 		return fail(err)
 	}
@@ -88,22 +79,13 @@ func (m *Machine) ForkState(ctx context.Context, path, newTop string, swap func(
 	if m.cmd == nil {
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeInternal, "machine %s is not running", m.cfg.ID)
 	}
-	fail := func(err error) error {
-		return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "save the running machine: %s", m.vmmLogTail())
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	fail := m.saveFailure("save the running machine")
+	f, q, err := m.stopForSave(ctx, path)
 	if err != nil {
 		return fail(err)
 	}
 	defer f.Close()
-	q, err := dialQMP(ctx, filepath.Join(m.cfg.RuntimeDir, qmpSocket))
-	if err != nil {
-		return fail(err)
-	}
 	defer q.Close()
-	if err := q.execute("stop", nil, nil, nil); err != nil {
-		return fail(err)
-	}
 	// From here on the guest must run again, whatever fails.
 	frozen := false
 	defer func() {
@@ -129,6 +111,32 @@ func (m *Machine) ForkState(ctx context.Context, path, newTop string, swap func(
 		return fail(err)
 	}
 	return nil
+}
+
+func (m *Machine) saveFailure(what string) func(error) error {
+	return func(err error) error {
+		return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeVMMFailed, "%s: %s", what, m.vmmLogTail())
+	}
+}
+
+// stopForSave creates the state file at path, connects to QMP and stops
+// the guest's CPUs; the caller closes both.
+func (m *Machine) stopForSave(ctx context.Context, path string) (*os.File, *qmpClient, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := dialQMP(ctx, filepath.Join(m.cfg.RuntimeDir, qmpSocket))
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if err := q.execute("stop", nil, nil, nil); err != nil {
+		q.Close()
+		f.Close()
+		return nil, nil, err
+	}
+	return f, q, nil
 }
 
 // migrateTo writes the stopped machine's state into f (migrate fd:) and
