@@ -3,6 +3,7 @@ package workspace
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
@@ -58,4 +59,32 @@ func TestOtherBackendRefused(t *testing.T) {
 		t.Fatalf("a record without backend refused: %v", err)
 	}
 	unlock()
+}
+
+// A workspace whose image carries another guest agent protocol (one made
+// before an upgrade) is refused before anything boots, with the way to its
+// files; one of this protocol gets past the check.
+func TestOldAgentRefused(t *testing.T) {
+	m, p := stoppedWorkspace(t)
+	rec, err := readRecord(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, proto := range []int{0, agentproto.ProtocolVersion - 1} {
+		rec.AgentProtocol = proto
+		if err := writeRecord(p, rec); err != nil {
+			t.Fatal(err)
+		}
+		_, err := m.Start(t.Context(), rec.ID)
+		if code := errdefs.CodeOf(err); code != errdefs.CodeAgentProtocol || !strings.Contains(err.Error(), "pyro workspace disk export") {
+			t.Errorf("protocol %d: %v (code %q), want %s naming disk export", proto, err, code, errdefs.CodeAgentProtocol)
+		}
+		if _, err := os.Stat(p.SupervisorPid()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("protocol %d: a supervisor was launched: %v", proto, err)
+		}
+	}
+	rec.AgentProtocol = agentproto.ProtocolVersion
+	if err := agentCompatible(rec); err != nil {
+		t.Errorf("this protocol refused: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -166,7 +167,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	rec := &Record{
 		ID: id, Name: s.Name, Labels: s.Labels, Environment: s.Environment, EnvVersion: s.EnvVersion,
 		KernelPath: s.KernelPath, RootfsPath: s.RootfsPath, VCPUCount: s.VCPUCount, MemMiB: s.MemMiB,
-		Accel: s.Accel, Backend: m.backend.Name(), GuestTSCKHz: s.GuestTSCKHz, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
+		Accel: s.Accel, Backend: m.backend.Name(), AgentProtocol: agentproto.ProtocolVersion, GuestTSCKHz: s.GuestTSCKHz, TTLSeconds: s.TTLSeconds, State: StateStopped, CreatedAt: now, LastActivityAt: now,
 		Creating: true, NetworkPolicy: s.NetworkPolicy, Egress: s.Egress,
 		TTLAction: s.TTLAction, IdlePauseSeconds: s.IdlePauseSeconds,
 	}
@@ -283,6 +284,9 @@ func seedSource(ctx context.Context, src *hostpath.Source, w io.Writer) (archive
 // state at restoreState into the disk copy at p.Disk()) and waits until it
 // serves.
 func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState string, opts ...func(*supervisor.Spec)) (*supervisor.Info, error) {
+	if err := agentCompatible(rec); err != nil {
+		return nil, err
+	}
 	// Whatever a dead supervisor left (its VMM, runtime dirs) goes first.
 	if _, err := vm.ReapOrphans(p.RunDir()); err != nil {
 		m.log.Warn("reaping workspace VM", "workspace", rec.ID, "err", err)
@@ -435,6 +439,24 @@ func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor
 		return nil
 	})
 	return r, sc, nil
+}
+
+// agentCompatible refuses to boot a workspace whose image carries a guest
+// agent of another protocol: the agent lives in the image its disk reads
+// through, so it never changes, and an agent older than 12 would not even
+// answer the session handshake (the boot would wait out its deadline).
+func agentCompatible(r *Record) error {
+	if r.AgentProtocol == agentproto.ProtocolVersion {
+		return nil
+	}
+	made := fmt.Sprint(r.AgentProtocol)
+	if r.AgentProtocol == 0 {
+		made = "older than 12"
+	}
+	return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeAgentProtocol,
+		"workspace %s was made by a pyro whose guest agent speaks protocol %s and this pyro speaks %d: the agent is part of the image its disk reads through, so it cannot boot under this pyro; its files are intact",
+		r.ID, made, agentproto.ProtocolVersion).
+		WithNext(": %s copies them out without a VM (or use the pyro that made it), then create a new workspace", "pyro workspace disk export "+r.ID+" --output DISK.img", "workspace_disk_export")
 }
 
 // errOutdated refuses to talk to a supervisor of another API version: it

@@ -41,6 +41,11 @@ type Record struct {
 	// Backend names the VMM backend that made the disk and runs the VM
 	// (vmm.Backend.Name); "" in records older than it: vmm.FirstBackend.
 	Backend string `json:"backend,omitempty"`
+	// AgentProtocol is the guest agent protocol of the image the disk
+	// reads through (agentproto.ProtocolVersion when it was made: an image
+	// always carries the agent of the pyro that installed it); 0 in records
+	// older than it, all made before protocol 12.
+	AgentProtocol int `json:"agent_protocol,omitempty"`
 	// GuestTSCKHz: the host TSC frequency the guest was booted with (under
 	// TCG; 0: none, as in records older than it).
 	GuestTSCKHz int    `json:"guest_tsc_khz,omitempty"`
