@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,6 +118,38 @@ func TestWorkspaceAgentLoop(t *testing.T) {
 	if r := exec("./test.sh"); r.ExitCode != 0 || r.Stdout != "PASS\n" || r.Sequence != 3 {
 		t.Fatalf("second test run: %+v", r)
 	}
+	// Concurrent commands: each gets its own sequence (in the order they
+	// started), the log lists them by sequence though they ended in another
+	// order, and the count covers them all.
+	var wg sync.WaitGroup
+	seqs := make([]int, 6)
+	for i := range seqs {
+		wg.Go(func() {
+			r, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: "loop", Command: fmt.Sprintf("sleep 0.%d", 6-i)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seqs[i] = r.Sequence
+		})
+	}
+	wg.Wait()
+	slices.Sort(seqs)
+	if !slices.Equal(seqs, []int{4, 5, 6, 7, 8, 9}) {
+		t.Errorf("concurrent sequences %v, want 4..9 once each", seqs)
+	}
+	logs, err := c.WorkspaceLogs(ctx, "loop")
+	if err != nil || len(logs) != 9 {
+		t.Fatalf("logs: %d entries, %v", len(logs), err)
+	}
+	for i, e := range logs {
+		if e.Sequence != i+1 {
+			t.Errorf("log entry %d has sequence %d", i, e.Sequence)
+		}
+	}
+	if s, err := c.WorkspaceStatus(ctx, "loop"); err != nil || s.CommandCount != 9 {
+		t.Errorf("command count after the concurrent commands: %+v, %v", s, err)
+	}
 	if _, err := c.StopWorkspace(ctx, w.WorkspaceID); err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +165,8 @@ func TestWorkspaceAgentLoop(t *testing.T) {
 	if r := exec("./test.sh && cat src/calc.sh"); r.ExitCode != 0 || !strings.Contains(r.Stdout, "$1 + $2") {
 		t.Fatalf("after restart: %+v", r)
 	}
-	logs, err := c.WorkspaceLogs(ctx, w.WorkspaceID)
-	if err != nil || len(logs) != 4 || logs[0].ExitCode != 1 || logs[2].ExitCode != 0 {
+	logs, err = c.WorkspaceLogs(ctx, w.WorkspaceID)
+	if err != nil || len(logs) != 10 || logs[0].ExitCode != 1 || logs[2].ExitCode != 0 || logs[9].Sequence != 10 {
 		t.Fatalf("logs %v %+v", err, logs)
 	}
 	// Variables and a directory of one command.

@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -505,6 +507,26 @@ func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequ
 		return nil, nil, HistoryEntry{}, err
 	}
 	started := time.Now().UTC()
+	// The activity (the command count, which is this command's sequence,
+	// and the last activity, its start) is recorded while the command runs:
+	// a locked read and an fsynced replace of the record, ~1.5 ms that
+	// would otherwise come after the answer. Every path waits for it, so
+	// no process exits in the middle of the write.
+	type reservation struct {
+		seq int
+		err error
+	}
+	reserved := make(chan reservation, 1)
+	go func() {
+		seq, err := m.recordActivity(r.ID, func(rec *Record) (int, error) {
+			rec.Commands++
+			if started.After(rec.LastActivityAt) { // another call may have recorded a later one
+				rec.LastActivityAt = started
+			}
+			return rec.Commands, nil
+		})
+		reserved <- reservation{seq, err}
+	}()
 	// Tracked: its output stays readable by cursor for a while.
 	req := supervisor.ExecRequest{ExecRequest: ereq, Track: true}
 	exec := func(sc *supervisor.Client) (*supervisor.ExecResult, error) {
@@ -521,21 +543,18 @@ func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequ
 			res, err = exec(sc2)
 		}
 	}
+	rv := <-reserved
+	if err == nil {
+		err = rv.err
+	}
 	if err != nil {
 		return nil, nil, HistoryEntry{}, err
 	}
 	entry := HistoryEntry{
-		Command: red.String(req.Shell), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
+		Sequence: rv.seq, Command: red.String(req.Shell), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
 		DurationMs: res.DurationMs, StartedAt: started,
 	}
-	entry.Sequence, err = m.recordActivity(r.ID, func(rec *Record) (int, error) {
-		rec.Commands++
-		rec.LastActivityAt = time.Now().UTC()
-		e := entry
-		e.Sequence = rec.Commands
-		return rec.Commands, appendHistory(m.paths(r.ID), e)
-	})
-	return r, res, entry, err
+	return r, res, entry, appendHistory(m.paths(r.ID), entry)
 }
 
 // execEnv adds the variables of a secretEnv mapping to req.Env (refusing a
@@ -604,6 +623,9 @@ func (m *Manager) recordActivity(id string, update func(*Record) (int, error)) (
 	return n, fsutil.ReplaceJSON(p.Record(), rec, 0o600)
 }
 
+// appendHistory adds e as one line in one write: O_APPEND places each
+// write whole at the end, so concurrent execs need no lock for it (they
+// finish, and are appended, in any order; Logs sorts by sequence).
 func appendHistory(p Paths, e HistoryEntry) error {
 	f, err := os.OpenFile(p.History(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -632,6 +654,9 @@ func (m *Manager) Logs(ref string) (*Record, []HistoryEntry, error) {
 			out = append(out, e)
 		}
 	}
+	// Lines are in the order commands ended; the sequence is the order
+	// they started.
+	slices.SortStableFunc(out, func(a, b HistoryEntry) int { return cmp.Compare(a.Sequence, b.Sequence) })
 	return r, out, nil
 }
 

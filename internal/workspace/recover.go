@@ -47,6 +47,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 		}
 		p := m.paths(e.Name())
 		removeDeadOutputTemps(p)
+		removeStaleRecordTemps(p, now)
 		if m.recoverOne(ctx, p) {
 			recovered = append(recovered, e.Name())
 		}
@@ -200,4 +201,20 @@ func removeDeadSnapshotTemps(p Paths) (removed bool) {
 		}
 	}
 	return removed
+}
+
+// recordTempAge is how old a record's temporary must be to be a dead
+// writer's: a live one exists for the milliseconds of one write.
+const recordTempAge = time.Minute
+
+// removeStaleRecordTemps removes the temporaries of record writes whose
+// process died mid-write (fsutil.ReplaceJSON and WriteJSONAtomic write
+// ".workspace.json*" beside the record, then rename it over).
+func removeStaleRecordTemps(p Paths, now time.Time) {
+	temps, _ := filepath.Glob(filepath.Join(p.Dir, "."+filepath.Base(p.Record())+"*"))
+	for _, t := range temps {
+		if fi, err := os.Lstat(t); err == nil && now.Sub(fi.ModTime()) > recordTempAge {
+			_ = os.Remove(t)
+		}
+	}
 }

@@ -87,3 +87,31 @@ func writeInfo(t *testing.T, path string, pid int) {
 		t.Fatal(err)
 	}
 }
+
+// A record write's temporary left by a process killed mid-write goes with
+// the next tidy; a fresh one (a write under way) and the record stay.
+func TestTidyRemovesDeadRecordTemps(t *testing.T) {
+	m, p := stoppedWorkspace(t)
+	dead := filepath.Join(p.Dir, ".workspace.json123")
+	live := filepath.Join(p.Dir, ".workspace.json456")
+	for _, f := range []string{dead, live} {
+		if err := os.WriteFile(f, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * recordTempAge)
+	if err := os.Chtimes(dead, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.Tidy(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead writer's temporary kept: %v", err)
+	}
+	for _, f := range []string{live, p.Record()} {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("%s removed: %v", f, err)
+		}
+	}
+}
