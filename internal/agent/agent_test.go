@@ -269,7 +269,11 @@ func TestSessionBrokenByHail(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if !errors.Is(err, yamux.ErrInvalidVersion) {
+		// Usually yamux's version error (the agent then reopens at once);
+		// under load yamux sometimes reports its shutdown instead (seen once
+		// in CI), which costs only the 20 ms reopen delay. Never the host's
+		// EOF: the host is still there.
+		if !errors.Is(err, yamux.ErrInvalidVersion) && !errors.Is(err, yamux.ErrSessionShutdown) {
 			t.Fatalf("the old session ended with %v, want yamux's version error", err)
 		}
 	case <-time.After(5 * time.Second):
