@@ -517,8 +517,9 @@ func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequ
 		err error
 	}
 	reserved := make(chan reservation, 1)
+	id := r.ID // r is replaced below when a pause refused the call
 	go func() {
-		seq, err := m.recordActivity(r.ID, func(rec *Record) (int, error) {
+		seq, err := m.recordActivity(id, func(rec *Record) (int, error) {
 			rec.Commands++
 			if started.After(rec.LastActivityAt) { // another call may have recorded a later one
 				rec.LastActivityAt = started
