@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/netutil"
 )
 
 // A session on the agent channel starts with a handshake before yamux
@@ -62,7 +64,7 @@ func OpenSession(ctx context.Context, conn net.Conn) (net.Conn, error) {
 	if _, err := conn.Write(Begin); err != nil {
 		return nil, err
 	}
-	return &prefixConn{Conn: conn, prefix: rest}, nil
+	return &netutil.PrefixConn{Conn: conn, Prefix: rest}, nil
 }
 
 func hail(w io.Writer, stop <-chan struct{}) error {
@@ -188,18 +190,3 @@ func (rwcConn) RemoteAddr() net.Addr             { return nil }
 func (rwcConn) SetDeadline(time.Time) error      { return nil }
 func (rwcConn) SetReadDeadline(time.Time) error  { return nil }
 func (rwcConn) SetWriteDeadline(time.Time) error { return nil }
-
-// prefixConn is a net.Conn whose reads start with prefix.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/netutil"
 )
 
 // How the broker serves a connection to a bound host: the guest's TLS is
@@ -28,7 +30,7 @@ func (s *Stack) serveBrokerTLS(guest net.Conn, dst netip.AddrPort, sn sniffed) {
 		guest.Close()
 		return
 	}
-	tc := tls.Server(&prefixConn{Conn: guest, prefix: sn.data}, &tls.Config{
+	tc := tls.Server(&netutil.PrefixConn{Conn: guest, Prefix: sn.data}, &tls.Config{
 		Certificates: []tls.Certificate{*cert},
 		NextProtos:   []string{"http/1.1"}, // no HTTP/2: requests are read one by one
 		MinVersion:   tls.VersionTLS12,
@@ -176,21 +178,6 @@ func (s *Stack) notePlaceholders(dst netip.AddrPort, host string, h http.Header)
 	for _, name := range s.broker.fill(h.Clone(), host, false) {
 		s.refuse("tcp", dst, host, s.unboundReason(name, host, "", false))
 	}
-}
-
-// prefixConn is a connection whose first bytes were already read.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
 }
 
 // oneConnListener hands one connection to an http.Server, then blocks in

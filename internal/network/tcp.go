@@ -14,6 +14,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/pyrovm/pyro/internal/netutil"
 )
 
 // handleTCP gets every guest SYN to an address without a listener in the
@@ -115,7 +117,7 @@ func (s *Stack) handleNamedTCP(r *tcp.ForwarderRequest, dst netip.AddrPort, chec
 			s.serveBrokerTLS(guest, dst, sn)
 			return
 		case sniffHTTP:
-			s.serveBroker(&prefixConn{Conn: guest, prefix: sn.data}, dst, "")
+			s.serveBroker(&netutil.PrefixConn{Conn: guest, Prefix: sn.data}, dst, "")
 			return
 		}
 	}

@@ -380,9 +380,8 @@ func (c *Client) Pause(ctx context.Context) (*Paused, error) {
 // ForkSave saves the running machine for forks (see ForkRequest); the
 // workspace goes on running.
 func (c *Client) ForkSave(ctx context.Context, req ForkRequest) (*Paused, error) {
-	b, _ := json.Marshal(req)
 	var p Paused
-	return &p, c.do(ctx, http.MethodPost, "/v1/fork", strings.NewReader(string(b)), "application/json", &p)
+	return &p, c.post(ctx, "/v1/fork", req, &p)
 }
 
 // SetIdle changes the idle time after which the workspace pauses itself (0: never).

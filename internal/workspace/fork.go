@@ -160,10 +160,9 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 }
 
 type fork struct {
-	p       Paths
-	rec     *Record
-	unlock  func()
-	destroy func()
+	p      Paths
+	rec    *Record
+	unlock func()
 }
 
 // makeForks puts the paused source's disk under a shared layer and makes
@@ -197,7 +196,7 @@ func (m *Manager) makeForks(ctx context.Context, p Paths, rec *Record, meta *sup
 		}
 	}
 	if err != nil {
-		dropForks(forks)
+		m.dropForks(forks)
 		return nil, err
 	}
 	return forks, nil
@@ -255,7 +254,7 @@ func (m *Manager) forkLive(ctx context.Context, p Paths, rec *Record, names []st
 	_ = fsutil.SyncDir(p.Dir)
 	_ = fsutil.SyncDir(m.layersDir())
 	if err != nil {
-		dropForks(forks)
+		m.dropForks(forks)
 		return nil, err
 	}
 	return forks, nil
@@ -287,16 +286,16 @@ func (m *Manager) newForks(ctx context.Context, src Paths, srcRec *Record, layer
 				made = append(made, f)
 			}
 		}
-		dropForks(made)
+		m.dropForks(made)
 		return nil, err
 	}
 	return forks, nil
 }
 
 // dropForks removes forks that were made but not resumed.
-func dropForks(forks []fork) {
+func (m *Manager) dropForks(forks []fork) {
 	for _, f := range forks {
-		f.destroy()
+		m.destroy(f.p)
 		f.unlock()
 	}
 }
@@ -335,7 +334,6 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, layer,
 		return f, err
 	}
 	f.unlock = func() { l.Unlock() }
-	f.destroy = func() { m.destroy(f.p) }
 	defer func() {
 		if err != nil {
 			m.destroy(f.p)
