@@ -100,7 +100,7 @@ func (c *Client) PruneEnvironments(ctx context.Context) (PruneResult, error) {
 	inUse, rootfsInUse := map[string]bool{}, map[string]bool{}
 	for _, m := range []interface {
 		List(context.Context) ([]*workspace.Record, error)
-	}{c.workspaces(ctx), c.machines()} {
+	}{c.allWorkspaces(ctx), c.machines()} {
 		recs, err := m.List(ctx)
 		if err != nil {
 			return PruneResult{}, err

@@ -212,11 +212,23 @@ func toLogEntry(e workspace.HistoryEntry) WorkspaceLogEntry { return WorkspaceLo
 // workspace), else the pyro binary itself.
 func WithPyroBinary(path string) Option { return func(c *Client) { c.pyroBin = path } }
 
+// workspaces is the manager for a call that targets workspaces by id or
+// name. What dead pyro processes left half done, and expired workspaces, go
+// before anything else looks at them: every workspace when the last pass is
+// older than a couple of seconds, else the ones the call resolves.
 func (c *Client) workspaces(ctx context.Context) *workspace.Manager {
+	return c.tidied(ctx, (*workspace.Manager).TidyDue)
+}
+
+// allWorkspaces is the manager for a call that looks at every workspace:
+// it tidies them all first.
+func (c *Client) allWorkspaces(ctx context.Context) *workspace.Manager {
+	return c.tidied(ctx, (*workspace.Manager).Tidy)
+}
+
+func (c *Client) tidied(ctx context.Context, tidy func(*workspace.Manager, context.Context, time.Time) ([]string, []string, error)) *workspace.Manager {
 	m := workspace.NewManager(filepath.Join(c.stateDir, "workspaces"), c.supervisorBinary(), c.backend, c.log)
-	// What dead pyro processes left half done, and expired workspaces, go
-	// before anything else looks at them.
-	recovered, expired, err := m.Tidy(ctx, time.Now())
+	recovered, expired, err := tidy(m, ctx, time.Now())
 	if len(recovered) > 0 || len(expired) > 0 || err != nil {
 		c.log.Info("tidied workspaces", "recovered", recovered, "expired", expired, "err", err)
 	}
@@ -460,7 +472,7 @@ func (c *Client) readSecretFile(name, path string) (secrets.Secret, error) {
 
 // ListWorkspaces returns all workspaces, newest activity first.
 func (c *Client) ListWorkspaces(ctx context.Context) ([]Workspace, error) {
-	recs, err := c.workspaces(ctx).List(ctx)
+	recs, err := c.allWorkspaces(ctx).List(ctx)
 	if err != nil {
 		return nil, err
 	}

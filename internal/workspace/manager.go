@@ -48,6 +48,9 @@ type Manager struct {
 	supervisorBin string // the pyro binary, run as `pyro __supervise`
 	backend       vmm.Backend
 	log           *slog.Logger
+	// checkResolved: the pass over every workspace was skipped (TidyDue),
+	// so Resolve checks each workspace it returns.
+	checkResolved bool
 }
 
 // NewManager keeps workspaces under root, their VMs run by backend (its
@@ -191,6 +194,9 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
 	}
+	if rec.TTLSeconds > 0 {
+		m.tidyStale()
+	}
 	if !s.NoBoot {
 		if err := m.boot(ctx, p, rec, s.Restore); err != nil {
 			return nil, err
@@ -312,6 +318,14 @@ func (m *Manager) launch(ctx context.Context, p Paths, rec *Record, restoreState
 
 // Resolve finds a workspace by id or unique name.
 func (m *Manager) Resolve(ref string) (*Record, error) {
+	r, err := m.resolve(ref)
+	if err == nil && m.checkTarget(r) {
+		r, err = m.resolve(r.ID)
+	}
+	return r, err
+}
+
+func (m *Manager) resolve(ref string) (*Record, error) {
 	if vm.ValidID(ref) {
 		if r, err := readRecord(m.paths(ref)); err == nil {
 			return r, nil

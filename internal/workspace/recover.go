@@ -41,6 +41,8 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 	if err != nil {
 		return nil, nil, err
 	}
+	m.checkResolved = false
+	stamp := tidyStamp{At: now}
 	for _, e := range entries {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
@@ -56,6 +58,9 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 			continue
 		}
 		if exp := rec.ExpiresAt(); exp.IsZero() || now.Before(exp) {
+			if !exp.IsZero() && (stamp.Due.IsZero() || exp.Before(stamp.Due)) {
+				stamp.Due = exp
+			}
 			continue
 		}
 		if rec.TTLAction == TTLPause {
@@ -73,6 +78,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 		}
 		expired = append(expired, rec.ID)
 	}
+	m.writeTidyStamp(stamp)
 	return recovered, expired, nil
 }
 

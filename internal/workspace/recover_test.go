@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 )
@@ -113,5 +114,73 @@ func TestTidyRemovesDeadRecordTemps(t *testing.T) {
 		if _, err := os.Lstat(f); err != nil {
 			t.Errorf("%s removed: %v", f, err)
 		}
+	}
+}
+
+// A call that targets one workspace skips the pass over the others while
+// the last pass is fresh, but still tidies each workspace it resolves. A
+// stale pass, or a TTL that came due since, brings the full pass back.
+func TestTidyDue(t *testing.T) {
+	m, a := stoppedWorkspace(t)
+	b := m.paths("0123456789ac")
+	if err := os.MkdirAll(b.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, _, err := m.Tidy(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	// Both become creates whose process died (their locks are free): a
+	// pass undoes them.
+	for _, p := range []Paths{a, b} {
+		if err := writeRecord(p, &Record{ID: filepath.Base(p.Dir), State: StateStopped, Creating: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p.Lock(), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(p Paths) bool { _, err := os.Stat(p.Dir); return err == nil }
+
+	m = NewManager(m.root, "pyro", m.backend, m.log)
+	if rec, exp, err := m.TidyDue(t.Context(), now.Add(tidyEvery/2)); err != nil || len(rec)+len(exp) > 0 {
+		t.Fatalf("a fresh pass was repeated: %v %v %v", rec, exp, err)
+	}
+	if !exists(a) || !exists(b) {
+		t.Fatal("the skipped pass removed a workspace")
+	}
+	if _, err := m.Resolve("0123456789ab"); err == nil || !errdefs.IsNotFound(err) {
+		t.Fatalf("the resolved dead create was not undone: %v", err)
+	}
+	if exists(a) || !exists(b) {
+		t.Fatalf("resolving one workspace tidied: a %v, b %v", exists(a), exists(b))
+	}
+
+	m = NewManager(m.root, "pyro", m.backend, m.log)
+	if rec, _, err := m.TidyDue(t.Context(), now.Add(tidyEvery)); err != nil || len(rec) != 1 || exists(b) {
+		t.Fatalf("a stale pass was not repeated: %v %v, b kept %v", rec, err, exists(b))
+	}
+
+	// A TTL that comes due within tidyEvery of the last pass is acted on.
+	c := m.paths("0123456789ad")
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.Lock(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	at := now.Add(tidyEvery)
+	if err := writeRecord(c, &Record{ID: "0123456789ad", State: StateStopped, TTLSeconds: 1, LastActivityAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.Tidy(t.Context(), at); err != nil {
+		t.Fatal(err)
+	}
+	m = NewManager(m.root, "pyro", m.backend, m.log)
+	if _, exp, err := m.TidyDue(t.Context(), at.Add(500*time.Millisecond)); err != nil || len(exp) != 0 {
+		t.Fatalf("expired before its TTL: %v %v", exp, err)
+	}
+	if _, exp, err := m.TidyDue(t.Context(), at.Add(1100*time.Millisecond)); err != nil || len(exp) != 1 || exists(c) {
+		t.Fatalf("a TTL due since the last pass was not acted on: %v %v", exp, err)
 	}
 }

@@ -86,6 +86,7 @@ func (m *Manager) UpdateLifecycle(ctx context.Context, ref string, l Lifecycle) 
 	if l.TTLSeconds != nil {
 		rec.TTLSeconds = *l.TTLSeconds
 		rec.LastActivityAt = time.Now().UTC() // the TTL counts from here
+		m.tidyStale()
 	}
 	if l.TTLAction != nil {
 		rec.TTLAction = *l.TTLAction

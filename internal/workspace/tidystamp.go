@@ -1,0 +1,83 @@
+package workspace
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// tidyEvery is how stale the last pass over every workspace may be when a
+// call targets one workspace. The pass costs each workspace's lock, record
+// and supervisor check (about half a millisecond each here), which a
+// host with 50 workspaces would otherwise pay on every exec; the called
+// workspace itself is always checked (Resolve).
+const tidyEvery = 2 * time.Second
+
+// tidyStamp is workspaces/.tidied: when a pass over every workspace ran and
+// the earliest TTL it saw still ahead. It only saves work: a missing or
+// unreadable stamp means a full pass.
+type tidyStamp struct {
+	At  time.Time `json:"at"`
+	Due time.Time `json:"due,omitzero"` // zero: no TTL ahead
+}
+
+func (m *Manager) tidyStampPath() string { return filepath.Join(m.root, ".tidied") }
+
+// fresh reports a pass recent enough that no TTL has come due since.
+func (s tidyStamp) fresh(now time.Time) bool {
+	age := now.Sub(s.At)
+	return age >= 0 && age < tidyEvery && (s.Due.IsZero() || now.Before(s.Due))
+}
+
+func (m *Manager) readTidyStamp() (tidyStamp, bool) {
+	var s tidyStamp
+	b, err := os.ReadFile(m.tidyStampPath())
+	return s, err == nil && json.Unmarshal(b, &s) == nil
+}
+
+// writeTidyStamp records a finished pass. A cache, not state: no fsync; a
+// torn or lost stamp costs one extra pass.
+func (m *Manager) writeTidyStamp(s tidyStamp) {
+	b, _ := json.Marshal(s)
+	tmp, err := os.CreateTemp(m.root, ".tidied-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), m.tidyStampPath()) != nil {
+		os.Remove(tmp.Name())
+	}
+}
+
+// tidyStale makes the next call do a full pass: a TTL was set that the
+// stamp's Due may not cover.
+func (m *Manager) tidyStale() { _ = os.Remove(m.tidyStampPath()) }
+
+// TidyDue is what a call targeting one workspace does first: Tidy, unless a
+// pass ran less than tidyEvery ago and no TTL came due since. Then only
+// the workspaces the call resolves are checked, when it resolves them.
+func (m *Manager) TidyDue(ctx context.Context, now time.Time) (recovered, expired []string, err error) {
+	if s, ok := m.readTidyStamp(); ok && s.fresh(now) {
+		m.checkResolved = true
+		return nil, nil, nil
+	}
+	return m.Tidy(ctx, now)
+}
+
+// checkTarget does for one resolved workspace what a skipped pass would
+// have: finish what a dead process left half done, and act on a TTL that
+// passed. It reports whether the workspace may have changed (re-read it).
+func (m *Manager) checkTarget(r *Record) bool {
+	if !m.checkResolved {
+		return false
+	}
+	ctx := context.Background() // recovery must finish even if the call is canceled
+	changed := m.recoverOne(ctx, m.paths(r.ID))
+	if exp := r.ExpiresAt(); !exp.IsZero() && !time.Now().Before(exp) {
+		_, _, _ = m.Tidy(ctx, time.Now())
+		changed = true
+	}
+	return changed
+}
