@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,7 +51,7 @@ type Manager struct {
 	log           *slog.Logger
 	// checkResolved: the pass over every workspace was skipped (TidyDue),
 	// so Resolve checks each workspace it returns.
-	checkResolved bool
+	checkResolved atomic.Bool
 }
 
 // NewManager keeps workspaces under root, their VMs run by backend (its

@@ -41,7 +41,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 	if err != nil {
 		return nil, nil, err
 	}
-	m.checkResolved = false
+	m.checkResolved.Store(false)
 	stamp := tidyStamp{At: now}
 	for _, e := range entries {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {

@@ -60,7 +60,7 @@ func (m *Manager) tidyStale() { _ = os.Remove(m.tidyStampPath()) }
 // the workspaces the call resolves are checked, when it resolves them.
 func (m *Manager) TidyDue(ctx context.Context, now time.Time) (recovered, expired []string, err error) {
 	if s, ok := m.readTidyStamp(); ok && s.fresh(now) {
-		m.checkResolved = true
+		m.checkResolved.Store(true)
 		return nil, nil, nil
 	}
 	return m.Tidy(ctx, now)
@@ -70,7 +70,7 @@ func (m *Manager) TidyDue(ctx context.Context, now time.Time) (recovered, expire
 // have: finish what a dead process left half done, and act on a TTL that
 // passed. It reports whether the workspace may have changed (re-read it).
 func (m *Manager) checkTarget(r *Record) bool {
-	if !m.checkResolved {
+	if !m.checkResolved.Load() {
 		return false
 	}
 	ctx := context.Background() // recovery must finish even if the call is canceled
