@@ -37,18 +37,13 @@ func (m *Manager) readTidyStamp() (tidyStamp, bool) {
 	return s, err == nil && json.Unmarshal(b, &s) == nil
 }
 
-// writeTidyStamp records a finished pass. A cache, not state: no fsync; a
-// torn or lost stamp costs one extra pass.
+// writeTidyStamp records a finished pass. A cache, not state: written in
+// place, without a temporary that a killed process could leave behind or an
+// fsync; a torn, lost or interleaved stamp fails to parse and costs one
+// extra pass.
 func (m *Manager) writeTidyStamp(s tidyStamp) {
 	b, _ := json.Marshal(s)
-	tmp, err := os.CreateTemp(m.root, ".tidied-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), m.tidyStampPath()) != nil {
-		os.Remove(tmp.Name())
-	}
+	_ = os.WriteFile(m.tidyStampPath(), b, 0o600)
 }
 
 // tidyStale makes the next call do a full pass: a TTL was set that the
