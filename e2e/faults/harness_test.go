@@ -417,7 +417,7 @@ func (s *suite) leaked(running, known map[string]bool) []string {
 			parts := strings.Split(rel, string(filepath.Separator))
 			if root == s.state && len(parts) >= 2 && parts[0] == "workspaces" {
 				id := parts[1]
-				if len(parts) == 2 && d.IsDir() && !known[id] {
+				if len(parts) == 2 && !known[id] {
 					found = append(found, "dir of unknown workspace "+id)
 					return filepath.SkipDir
 				}

@@ -4,8 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
-	"time"
+		"time"
 )
 
 // tidyEvery is how stale the last pass over every workspace may be when a
@@ -15,7 +14,7 @@ import (
 // workspace itself is always checked (Resolve).
 const tidyEvery = 2 * time.Second
 
-// tidyStamp is workspaces/.tidied: when a pass over every workspace ran and
+// tidyStamp is $STATE/workspaces.tidied: when a pass over every workspace ran and
 // the earliest TTL it saw still ahead. It only saves work: a missing or
 // unreadable stamp means a full pass.
 type tidyStamp struct {
@@ -23,7 +22,8 @@ type tidyStamp struct {
 	Due time.Time `json:"due,omitzero"` // zero: no TTL ahead
 }
 
-func (m *Manager) tidyStampPath() string { return filepath.Join(m.root, ".tidied") }
+// tidyStampPath is beside the workspaces' dir, which holds only workspaces.
+func (m *Manager) tidyStampPath() string { return m.root + ".tidied" }
 
 // fresh reports a pass recent enough that no TTL has come due since.
 func (s tidyStamp) fresh(now time.Time) bool {
