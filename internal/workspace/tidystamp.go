@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-		"time"
+	"time"
 )
 
 // tidyEvery is how stale the last pass over every workspace may be when a
