@@ -45,9 +45,9 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	if err != nil {
 		return s.fsError("the staging directory "+s.stagingRoot(), err)
 	}
-	crashed := false // by a test hook: the staging stays for recovery
+	keep := false // stopped by a test hook: the staging stays for recovery
 	defer func() {
-		if !crashed {
+		if !keep {
 			st.discard()
 		}
 	}()
@@ -73,11 +73,11 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 		return err
 	}
 	if err = st.commit(&x.plan); err != nil {
-		crashed = errors.Is(err, errCrashed)
+		keep = errors.Is(err, errCrashed)
 		return stageError(err)
 	}
 	if err = applyPlan(ws, st.files, &x.plan); err != nil {
-		if crashed = errors.Is(err, errCrashed); crashed {
+		if keep = errors.Is(err, errCrashed); keep {
 			return err
 		}
 		st.abort(ws, &x.plan)
@@ -88,6 +88,8 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	if werr := fw.settle(); werr != nil {
 		return werr
 	}
+	keep = true // gone before the answer
+	st.discard()
 	return fw.json(agentproto.FrameResult, x.res)
 }
 
