@@ -255,7 +255,7 @@ func TestPutRefusesOtherMount(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	for _, tc := range []struct{ dest, name string }{{mnt, "x"}, {root, "mnt/x"}, {filepath.Join(mnt, "new"), "x"}} {
 		r := put(t, sess, tc.dest, 0, mkTar(t, tarFile("top", "t", 0o644), tarFile(tc.name, "x", 0o644)))
-		wantError(t, r, agentproto.ErrCodeUnsupported)
+		wantError(t, r, agentproto.ErrCodeBadRequest)
 		if got := listTree(t, root); !slices.Equal(got, []string{"mnt dtrwxrwxrwx 40"}) {
 			t.Errorf("put to %s %s left %v", tc.dest, tc.name, got)
 		}

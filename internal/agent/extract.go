@@ -115,7 +115,7 @@ func (x *extractor) checkMount(r *os.Root, dir, what string) error {
 		return destError(what, err)
 	}
 	if id != x.st.mnt {
-		return wireError(agentproto.ErrCodeUnsupported,
+		return wireError(agentproto.ErrCodeBadRequest,
 			"%s is on a filesystem mounted inside the guest, not on the workspace disk: file transfers write only to the workspace disk (copy it there with exec)", what)
 	}
 	x.mounts[dir] = true
