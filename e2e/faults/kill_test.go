@@ -279,6 +279,63 @@ func TestFaultsKill(t *testing.T) {
 			s.killDelete(t, c, k)
 		})
 	}
+	runRow(t, "kill -9 QEMU between a transfer's renames", "at start the committed transfer is finished, an uncommitted one dropped; no leak", func(t *testing.T, c *check) {
+		s.killCommitted(c, w)
+	})
+}
+
+// killCommitted: the guest agent's recovery at boot. A transfer's staging
+// is laid out by hand as a kill -9 between two renames leaves it (past its
+// commit point, first of two entries placed; a second transfer not
+// committed), then QEMU is killed: after start the first is wholly there
+// and the second absent, and the staging directory is empty.
+func (s *suite) killCommitted(c *check, w *ws) {
+	opSeq++
+	k := opSeq
+	script := fmt.Sprintf(`set -e
+S=%[1]s; C=$S/commit-fault%[2]d; P=$S/put-fault%[2]d
+mkdir -p $C/files/2/x $P/files
+printf 'old a\n' > rf%[2]d-a
+printf 'new a\n' > $C/files/1
+ia=$(stat -c %%i $C/files/1)
+mv rf%[2]d-a $C/files/old; mv $C/files/1 rf%[2]d-a; mv $C/files/old $C/files/1
+printf 'new b\n' > $C/files/2/x/b
+ib=$(stat -c %%i $C/files/2)
+printf '{"places":[{"staged":"1","path":"rf%[2]d-a","ino":%%s},{"staged":"2","path":"rf%[2]d-tree","ino":%%s,"dir":true}]}' $ia $ib > $C/plan.json
+printf 'never\n' > $P/files/1
+printf '{"places":[{"staged":"1","path":"rf%[2]d-never","ino":1}]}' > $P/plan.json
+sync`, stagingRoot, k)
+	if r, _, err := s.exec(context.Background(), w.id, script, 60); err != nil || r.ExitCode != 0 {
+		c.fail("laying out the staging: %v %+v", err, r)
+		return
+	}
+	pid := s.pidOf(w.id, "qemu-system", nil)
+	if pid <= 0 {
+		c.fail("no QEMU for %s", w.id)
+		return
+	}
+	kill9(pid)
+	if state := s.settle(c, w.id); state != "running" {
+		if _, err := s.c.StartWorkspace(context.Background(), w.id); err != nil {
+			c.fail("start: %v", err)
+			return
+		}
+	}
+	r, _, err := s.exec(context.Background(), w.id, fmt.Sprintf(
+		"cat rf%[1]d-a rf%[1]d-tree/x/b; ls rf%[1]d-never 2>&1 | grep -c 'No such'; ls -A %[2]s | wc -l", k, stagingRoot), 60)
+	if err != nil {
+		c.fail("checking: %v", err)
+		return
+	}
+	if want := "new a\nnew b\n1\n0\n"; r.Stdout != want {
+		c.fail("after the restart: %q, want %q (rf-a, rf-tree/x/b, rf-never absent, staging entries)", r.Stdout, want)
+		return
+	}
+	c.note("committed transfer finished at boot, uncommitted one dropped, staging empty")
+	w.want[fmt.Sprintf("rf%d-a", k)] = sum([]byte("new a\n"))
+	w.want[fmt.Sprintf("rf%d-tree/x/b", k)] = sum([]byte("new b\n"))
+	s.usable(c, w)
+	s.leaks(c)
 }
 
 // killDuring runs o on w and kills k after o.delay.
