@@ -255,7 +255,8 @@ func (s *suite) usable(c *check, w *ws) {
 
 // verify checks the ledger in the guest: every completed write is there
 // with its content, and no transfer is left in the agent's staging
-// directory (nor a `.pyro-undo-*` entry, as older agents made).
+// directory (the last one is removed just after its answer: a second
+// look after 1 s), nor a `.pyro-undo-*` entry, as older agents made.
 func (s *suite) verify(c *check, w *ws) {
 	paths := make([]string, 0, len(w.want))
 	for p := range w.want {
@@ -266,7 +267,7 @@ func (s *suite) verify(c *check, w *ws) {
 	for i, p := range paths {
 		quoted[i] = "'" + p + "'"
 	}
-	r, _, err := s.exec(context.Background(), w.id, "sha256sum -- "+strings.Join(quoted, " ")+"; find . -name '.pyro-undo-*'; find "+stagingRoot+" -mindepth 1 -maxdepth 1 2>/dev/null | sed 's/^/staged: /'", 120)
+	r, _, err := s.exec(context.Background(), w.id, "sha256sum -- "+strings.Join(quoted, " ")+"; find . -name '.pyro-undo-*'; l=$(ls -A "+stagingRoot+" 2>/dev/null); [ -z \"$l\" ] || sleep 1; ls -A "+stagingRoot+" 2>/dev/null | sed 's/^/staged: /'", 120)
 	if err != nil {
 		c.fail("checking the writes: %s: %v", pyro.ErrorCode(err), err)
 		return

@@ -294,15 +294,15 @@ func (s *suite) killCommitted(c *check, w *ws) {
 	k := opSeq
 	script := fmt.Sprintf(`set -e
 S=%[1]s; C=$S/commit-fault%[2]d; P=$S/put-fault%[2]d
-mkdir -p $C/files/2/x $P/files
+mkdir -p $C/2/x $P
 printf 'old a\n' > rf%[2]d-a
-printf 'new a\n' > $C/files/1
-ia=$(stat -c %%i $C/files/1)
-mv rf%[2]d-a $C/files/old; mv $C/files/1 rf%[2]d-a; mv $C/files/old $C/files/1
-printf 'new b\n' > $C/files/2/x/b
-ib=$(stat -c %%i $C/files/2)
+printf 'new a\n' > $C/1
+ia=$(stat -c %%i $C/1)
+mv rf%[2]d-a $C/old; mv $C/1 rf%[2]d-a; mv $C/old $C/1
+printf 'new b\n' > $C/2/x/b
+ib=$(stat -c %%i $C/2)
 printf '{"places":[{"staged":"1","path":"rf%[2]d-a","ino":%%s},{"staged":"2","path":"rf%[2]d-tree","ino":%%s,"dir":true}]}' $ia $ib > $C/plan.json
-printf 'never\n' > $P/files/1
+printf 'never\n' > $P/1
 printf '{"places":[{"staged":"1","path":"rf%[2]d-never","ino":1}]}' > $P/plan.json
 sync`, stagingRoot, k)
 	if r, _, err := s.exec(context.Background(), w.id, script, 60); err != nil || r.ExitCode != 0 {

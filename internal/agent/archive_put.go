@@ -88,8 +88,8 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	if werr := fw.settle(); werr != nil {
 		return werr
 	}
-	keep = true // gone before the answer
-	st.discard()
+	// The staging directory goes after the answer (deferred): that takes a
+	// few ms under emulation, and the next put waits for it (putMu).
 	return fw.json(agentproto.FrameResult, x.res)
 }
 

@@ -231,14 +231,14 @@ func TestPutArchiveCancel(t *testing.T) {
 	// Wait until the agent is into the file (in its staging directory),
 	// then go away.
 	deadline := time.Now().Add(5 * time.Second)
-	staged, _ := filepath.Glob(filepath.Join(filepath.Dir(root), "staging", "put-*", "files", "*"))
+	staged, _ := filepath.Glob(filepath.Join(filepath.Dir(root), "staging", "put-*", "[0-9]*"))
 	for {
 		if len(staged) == 1 {
 			if fi, err := os.Stat(staged[0]); err == nil && fi.Size() > 0 {
 				break
 			}
 		}
-		staged, _ = filepath.Glob(filepath.Join(filepath.Dir(root), "staging", "put-*", "files", "*"))
+		staged, _ = filepath.Glob(filepath.Join(filepath.Dir(root), "staging", "put-*", "[0-9]*"))
 		if time.Now().After(deadline) {
 			t.Fatal("the agent never started extracting")
 		}

@@ -126,7 +126,7 @@ func (x *extractor) checkMount(r *os.Root, dir, what string) error {
 // the workspace root) and returns its staged path.
 func (x *extractor) addTop(wsPath string, dir bool) string {
 	staged := x.st.newTop()
-	x.plan.Places = append(x.plan.Places, placeStep{Staged: path.Base(staged), Path: wsPath, Dir: dir})
+	x.plan.Places = append(x.plan.Places, placeStep{Staged: staged, Path: wsPath, Dir: dir})
 	return staged
 }
 
@@ -309,7 +309,7 @@ func (x *extractor) slot(name string, isDir bool) (staged string, exists bool, e
 	}
 	if i, ok := x.top[name]; ok { // placed by this archive into an existing directory
 		p := x.plan.Places[i]
-		staged = path.Join(filesName, p.Staged)
+		staged = p.Staged
 		switch {
 		case p.Dir && isDir:
 			return staged, true, nil
@@ -365,13 +365,13 @@ func (x *extractor) parent(name string) (string, error) {
 		if j, ok := x.top[q]; ok {
 			p := x.plan.Places[j]
 			if !p.Dir {
-				staged := path.Join(filesName, p.Staged)
+				staged := p.Staged
 				if target, err := x.st.put.Readlink(staged); err == nil {
 					return "", &beneathLink{target: target}
 				}
 				return "", &os.PathError{Op: "mkdir", Path: q, Err: syscall.ENOTDIR}
 			}
-			staged := path.Join(filesName, p.Staged, rest)
+			staged := path.Join(p.Staged, rest)
 			return staged, x.st.mkdirAll(staged)
 		}
 		fi, err := x.dest.Stat(q)

@@ -32,8 +32,9 @@ import (
 //  3. each staged entry is renamed into place (an entry it replaces is
 //     exchanged with it, RENAME_EXCHANGE, so it needs no space and can be put
 //     back), and the directories' modes and times are set;
-//  4. the call's flush (syncfs) runs, the commit-* directory is removed and
-//     the call answers.
+//  4. the call's flush (syncfs) runs, the call answers, and the directory
+//     is removed (a crash before that finishes it again at start: every
+//     step is found done).
 //
 // A new directory tree is staged whole and placed with one rename. ext4's
 // journal commits metadata operations in order, so a rename into the
@@ -52,11 +53,10 @@ const defaultStagingRoot = "/var/lib/pyro-agent/staging"
 
 // Names in the staging root and in one put's directory.
 const (
-	putPrefix    = "put-"    // being filled: removed at start
-	commitPrefix = "commit-" // plan on disk: finished at start
-	abortPrefix  = "abort-"  // failed after the commit point: undone at start
-	planName     = "plan.json"
-	filesName    = "files" // the staged entries, one per place step
+	putPrefix    = "put-"      // being filled: removed at start
+	commitPrefix = "commit-"   // plan on disk: finished at start
+	abortPrefix  = "abort-"    // failed after the commit point: undone at start
+	planName     = "plan.json" // beside the staged entries, which are named 1, 2, ...
 )
 
 // putPlan is what the commit record holds.
@@ -86,7 +86,7 @@ type staging struct {
 	root  *os.Root // the staging root
 	name  string   // the put's directory in root (put-*, then commit-*)
 	put   *os.Root // the put's directory
-	files *os.File // its files directory
+	files *os.File // the same, for renameat2
 	mnt   uint64   // mount of the staging root: places must not cross it
 	n     int      // staged entries so far
 }
@@ -109,10 +109,7 @@ func newStaging(dir string) (*staging, error) {
 		st.put, err = root.OpenRoot(st.name)
 	}
 	if err == nil {
-		err = st.put.Mkdir(filesName, 0o700)
-	}
-	if err == nil {
-		st.files, err = st.put.Open(filesName)
+		st.files, err = root.Open(st.name)
 	}
 	if err == nil {
 		st.mnt, err = mountID(st.files)
@@ -127,7 +124,7 @@ func newStaging(dir string) (*staging, error) {
 // newTop names the next staged entry (its path in the put's directory).
 func (st *staging) newTop() string {
 	st.n++
-	return path.Join(filesName, strconv.Itoa(st.n))
+	return strconv.Itoa(st.n)
 }
 
 // mkdirAll creates the missing directories of p (a path in the put's
@@ -169,7 +166,7 @@ func (st *staging) commit(plan *putPlan) error {
 		return errCrashed
 	}
 	for i := range plan.Places {
-		fi, err := st.put.Lstat(path.Join(filesName, plan.Places[i].Staged))
+		fi, err := st.put.Lstat(plan.Places[i].Staged)
 		if err != nil {
 			return err
 		}
@@ -357,7 +354,7 @@ func recoverPut(root, ws *os.Root, name string, forward bool) error {
 	if err := json.Unmarshal(b, &plan); err != nil {
 		return err
 	}
-	files, err := root.Open(path.Join(name, filesName))
+	files, err := root.Open(name)
 	if err != nil {
 		return err
 	}
