@@ -306,11 +306,11 @@ func rollBack(ws *os.Root, files *os.File, plan *putPlan) {
 // start, before the agent serves (no put can be running).
 func recoverPuts(stagingRoot, workspaceRoot string) {
 	entries, err := os.ReadDir(stagingRoot)
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+	if err != nil || len(entries) == 0 {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			log.Printf("put recovery: %v", err)
 		}
-		return
+		return // the usual boot: nothing to do, not even a flush
 	}
 	root, err := os.OpenRoot(stagingRoot)
 	if err != nil {
