@@ -47,9 +47,12 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	}
 	keep := false // stopped by a test hook: the staging stays for recovery
 	defer func() {
-		if !keep {
-			st.discard()
+		if keep {
+			st.close()
+			st.root.Close()
+			return
 		}
+		st.discard()
 	}()
 	x := newExtractor(st, archiveLimit(req))
 	defer x.close()

@@ -220,16 +220,21 @@ func (st *staging) abort(ws *os.Root, plan *putPlan) {
 // discard removes the put's directory. Only its name in the staging root
 // matters: a crash before the removal is done removes it again at start.
 func (st *staging) discard() {
+	st.close()
+	if err := st.root.RemoveAll(st.name); err != nil {
+		log.Printf("put: removing %s: %v", st.name, err)
+	}
+	st.root.Close()
+}
+
+// close closes the put's directory, leaving it as it is.
+func (st *staging) close() {
 	if st.files != nil {
 		st.files.Close()
 	}
 	if st.put != nil {
 		st.put.Close()
 	}
-	if err := st.root.RemoveAll(st.name); err != nil {
-		log.Printf("put: removing %s: %v", st.name, err)
-	}
-	st.root.Close()
 }
 
 // applyPlan does the plan's steps in order; a step already done is skipped.
