@@ -96,6 +96,7 @@ func (x *extractor) openDest(ws *os.Root, reqPath, rel string) error {
 		return destError(reqPath, err)
 	}
 	x.dest = dest
+	clear(x.mounts) // its names were relative to the workspace, later ones to dest
 	return nil
 }
 
