@@ -244,6 +244,7 @@ func TestPutArchiveCancel(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	emptyDir(t, root) // nothing shows in the workspace mid-transfer
 	stream.Close()
 	if kind, payload, err := agentproto.ReadFrame(stream); err == nil {
 		t.Fatalf("got frame %d %s after cancelling", kind, payload)
