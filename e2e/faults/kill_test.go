@@ -399,15 +399,17 @@ func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
 		o.after(c, s, w, ok, unknown)
 	}
 	if o.targets != nil {
-		s.targetCheck(c, w, o, ok)
+		s.targetCheck(c, w, o, ok, unknown)
 	}
 	s.usable(c, w)
 	s.leaks(c)
 }
 
 // targetCheck: an answered call's files must all be new; any other call's
-// files are all old or all new (and join the ledger when new).
-func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
+// files are all old or all new (and join the ledger when new). After a
+// kill of the CLI the call may still run (the supervisor already had the
+// whole archive): the check waits for the agent's puts to drain first.
+func (s *suite) targetCheck(c *check, w *ws, o op, ok, unknown bool) {
 	targets := o.targets(w)
 	if ok {
 		for _, t := range targets {
@@ -421,14 +423,45 @@ func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
 			return
 		}
 	}
+	olds, news, err := s.targetState(c, w, targets, unknown)
+	for deadline := time.Now().Add(30 * time.Second); err == nil && unknown && olds > 0 && news > 0 && time.Now().Before(deadline); {
+		// Still being placed by a put the dead CLI left running? Look
+		// again once it is through.
+		time.Sleep(time.Second)
+		olds, news, err = s.targetState(c, w, targets, unknown)
+		c.note("looked again")
+	}
+	switch {
+	case err != nil:
+		c.fail("checking the targets: %v", err)
+	case olds > 0 && news > 0:
+		c.fail("the transfer is half applied: %d of %d files new", news, len(targets))
+	case news == len(targets):
+		c.note("transfer complete (%d files)", news)
+		for _, t := range targets {
+			w.want[t.path] = t.new
+		}
+	case olds == len(targets):
+		c.note("transfer absent (%d files as before)", olds)
+	}
+}
+
+// targetState counts the targets as before and as after the call; one that
+// is neither fails the row. fence first sends a put of its own, which the
+// agent runs after any put in progress.
+func (s *suite) targetState(c *check, w *ws, targets []target, fence bool) (olds, news int, err error) {
+	if fence {
+		if _, err := s.c.WriteWorkspaceFile(context.Background(), pyro.WriteFileRequest{Workspace: w.id, Path: "fence", Content: []byte("fence\n")}); err != nil {
+			return 0, 0, fmt.Errorf("fence write: %w", err)
+		}
+	}
 	var script strings.Builder
 	for _, t := range targets {
 		fmt.Fprintf(&script, "if [ -e '%[1]s' ]; then sha256sum -- '%[1]s'; else echo absent '%[1]s'; fi; ", t.path)
 	}
 	r, _, err := s.exec(context.Background(), w.id, script.String(), 60)
 	if err != nil {
-		c.fail("checking the targets: %v", err)
-		return
+		return 0, 0, err
 	}
 	got := map[string]string{}
 	for _, line := range strings.Split(r.Stdout, "\n") {
@@ -436,7 +469,6 @@ func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
 			got[f[1]] = strings.TrimPrefix(f[0], "absent")
 		}
 	}
-	var olds, news int
 	for _, t := range targets {
 		switch h, seen := got[t.path]; {
 		case !seen:
@@ -449,17 +481,7 @@ func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
 			c.fail("target %s is partial or foreign: %s", t.path, h)
 		}
 	}
-	switch {
-	case olds > 0 && news > 0:
-		c.fail("the transfer is half applied: %d of %d files new", news, len(targets))
-	case news == len(targets):
-		c.note("transfer complete (%d files)", news)
-		for _, t := range targets {
-			w.want[t.path] = t.new
-		}
-	case olds == len(targets):
-		c.note("transfer absent (%d files as before)", olds)
-	}
+	return olds, news, nil
 }
 
 // sdkKilled runs call and kill -9s the process of id marked what after delay
