@@ -269,3 +269,32 @@ func show(m map[string]string) string {
 	}
 	return b.String()
 }
+
+// Recovery survives what it cannot read (a guest command may have written
+// into the staging root): it logs, removes it and goes on.
+func TestPutRecoveryOddEntries(t *testing.T) {
+	dir := t.TempDir()
+	root, staging := filepath.Join(dir, "workspace"), filepath.Join(dir, "staging")
+	for _, d := range []string{root, filepath.Join(staging, commitPrefix+"bad"), filepath.Join(staging, abortPrefix+"noplan")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, body := range map[string]string{
+		filepath.Join(staging, commitPrefix+"bad", planName): "{not json",
+		filepath.Join(staging, "stray"):                     "x",
+		filepath.Join(root, "kept"):                         "kept",
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recoverPuts(staging, root)
+	if left, _ := os.ReadDir(staging); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+	if got := listTree(t, root); !slices.Equal(got, []string{"kept -rw-r--r-- 4"}) {
+		t.Errorf("workspace: %v", got)
+	}
+	recoverPuts(filepath.Join(dir, "missing"), root) // no staging root: nothing to do
+}
