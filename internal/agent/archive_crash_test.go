@@ -282,8 +282,8 @@ func TestPutRecoveryOddEntries(t *testing.T) {
 	}
 	for name, body := range map[string]string{
 		filepath.Join(staging, commitPrefix+"bad", planName): "{not json",
-		filepath.Join(staging, "stray"):                     "x",
-		filepath.Join(root, "kept"):                         "kept",
+		filepath.Join(staging, "stray"):                      "x",
+		filepath.Join(root, "kept"):                          "kept",
 	} {
 		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
