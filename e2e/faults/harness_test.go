@@ -254,7 +254,9 @@ func (s *suite) usable(c *check, w *ws) {
 }
 
 // verify checks the ledger in the guest: every completed write is there
-// with its content, and no `.pyro-undo-*` entry is left.
+// with its content, and no transfer is left in the agent's staging
+// directory (the last one is removed just after its answer: a second
+// look after 1 s), nor a `.pyro-undo-*` entry, as older agents made.
 func (s *suite) verify(c *check, w *ws) {
 	paths := make([]string, 0, len(w.want))
 	for p := range w.want {
@@ -265,7 +267,7 @@ func (s *suite) verify(c *check, w *ws) {
 	for i, p := range paths {
 		quoted[i] = "'" + p + "'"
 	}
-	r, _, err := s.exec(context.Background(), w.id, "sha256sum -- "+strings.Join(quoted, " ")+"; find . -name '.pyro-undo-*'", 120)
+	r, _, err := s.exec(context.Background(), w.id, "sha256sum -- "+strings.Join(quoted, " ")+"; find . -name '.pyro-undo-*'; l=$(ls -A "+stagingRoot+" 2>/dev/null); [ -z \"$l\" ] || sleep 1; ls -A "+stagingRoot+" 2>/dev/null | sed 's/^/staged: /'", 120)
 	if err != nil {
 		c.fail("checking the writes: %s: %v", pyro.ErrorCode(err), err)
 		return
@@ -276,6 +278,8 @@ func (s *suite) verify(c *check, w *ws) {
 			got[f[1]] = f[0]
 		} else if strings.Contains(line, ".pyro-undo-") {
 			c.fail("undo entry left in the guest: %s", line)
+		} else if strings.HasPrefix(line, "staged: ") {
+			c.fail("transfer left in the guest's staging directory: %s", line)
 		}
 	}
 	lost := 0
@@ -287,6 +291,10 @@ func (s *suite) verify(c *check, w *ws) {
 	}
 	c.note("%d/%d completed writes intact", len(paths)-lost, len(paths))
 }
+
+// stagingRoot is where the guest agent stages transfers
+// (internal/agent.defaultStagingRoot).
+const stagingRoot = "/var/lib/pyro-agent/staging"
 
 var idInCmd = regexp.MustCompile(`workspaces/([0-9a-z]{12})`)
 

@@ -3,6 +3,7 @@
 package faults_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,26 +26,45 @@ type op struct {
 	// call runs the op through the SDK; cli is the same op as CLI args.
 	call func(ctx context.Context, s *suite, w *ws) error
 	cli  func(s *suite, w *ws) []string
-	// target is the file the op writes under /workspace and its sha256:
-	// after a fault it is complete or absent, never partial.
-	target func(w *ws) (string, string)
+	// targets are the files the op writes under /workspace: after a fault
+	// all of them are as before the call or all as after it, never partial
+	// and never some old and some new.
+	targets func(w *ws) []target
 	// after checks the op's own results; ok: the call answered success.
 	after func(c *check, s *suite, w *ws, ok, unknown bool)
 }
 
+// target is one file a call writes: the sha256 of its content before the
+// call ("" when absent) and after it.
+type target struct{ path, old, new string }
+
 var opSeq int
+
+// writeOld writes content at path before the call (a completed write: it
+// joins the ledger) and returns its sha256.
+func writeOld(s *suite, w *ws, path string, content []byte) (string, error) {
+	if _, err := s.c.WriteWorkspaceFile(context.Background(), pyro.WriteFileRequest{Workspace: w.id, Path: path, Content: content}); err != nil {
+		return "", fmt.Errorf("writing %s before the call: %w", path, err)
+	}
+	w.want[path] = sum(content)
+	return sum(content), nil
+}
 
 func ops(t *testing.T) []op {
 	n := func() int { opSeq++; return opSeq }
 	var k int
 	var content []byte
 	var hostFile, syncDir, snap, exp string
-	fileOp := func(name string) func(w *ws) (string, string) {
-		return func(*ws) (string, string) { return fmt.Sprintf("%s-%d", name, k), sum(content) }
-	}
+	var targets []target
+	current := func(*ws) []target { return targets }
 	return []op{
 		{name: "exec", bound: 30*time.Second + execGrace, delay: 700 * time.Millisecond,
-			prep: func(*suite, *ws) error { k = n(); content = []byte(fmt.Sprintf("exec %d\n", k)); return nil },
+			prep: func(*suite, *ws) error {
+				k = n()
+				content = []byte(fmt.Sprintf("exec %d\n", k))
+				targets = []target{{fmt.Sprintf("exec-%d", k), "", sum(content)}}
+				return nil
+			},
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				r, _, err := s.exec(ctx, w.id, fmt.Sprintf("sleep 1; printf 'exec %d\\n' > exec-%d", k, k), 30)
 				if err == nil && r.ExitCode != 0 {
@@ -55,12 +75,15 @@ func ops(t *testing.T) []op {
 			cli: func(_ *suite, w *ws) []string {
 				return []string{"workspace", "exec", w.id, "--timeout-seconds", "30", "--", fmt.Sprintf("sleep 1; printf 'exec %d\\n' > exec-%d", k, k)}
 			},
-			target: fileOp("exec")},
+			targets: current},
 		{name: "file write", bound: transferBound, delay: 300 * time.Millisecond,
-			prep: func(*suite, *ws) error {
+			// It replaces a file: old or new content after a fault.
+			prep: func(s *suite, w *ws) error {
 				k, content = n(), randomBytes(16<<20)
+				old, err := writeOld(s, w, fmt.Sprintf("fw-%d", k), []byte(fmt.Sprintf("old %d\n", k)))
+				targets = []target{{fmt.Sprintf("fw-%d", k), old, sum(content)}}
 				hostFile = filepath.Join(t.TempDir(), "content")
-				return os.WriteFile(hostFile, content, 0o644)
+				return cmp.Or(err, os.WriteFile(hostFile, content, 0o644))
 			},
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				_, err := s.c.WriteWorkspaceFile(ctx, pyro.WriteFileRequest{Workspace: w.id, Path: fmt.Sprintf("fw-%d", k), Content: content})
@@ -69,16 +92,28 @@ func ops(t *testing.T) []op {
 			cli: func(_ *suite, w *ws) []string {
 				return []string{"workspace", "file", "write", w.id, fmt.Sprintf("fw-%d", k), "--text-file", hostFile}
 			},
-			target: fileOp("fw")},
+			targets: current},
 		{name: "patch", bound: transferBound, delay: 150 * time.Millisecond,
-			prep: func(*suite, *ws) error {
+			// It changes three files and adds a large one: all four old
+			// (the new one absent) or all four new after a fault.
+			prep: func(s *suite, w *ws) error {
 				k = n()
 				var b strings.Builder
 				for i := range 20000 {
 					fmt.Fprintf(&b, "line %d of patch %d\n", i, k)
 				}
 				content = []byte(b.String())
+				targets = []target{{fmt.Sprintf("patch-%d", k), "", sum(content)}}
 				var p strings.Builder
+				for _, name := range []string{"a", "b", "c"} {
+					path := fmt.Sprintf("patch-%d-%s", k, name)
+					old, err := writeOld(s, w, path, []byte(fmt.Sprintf("old %s %d\n", name, k)))
+					if err != nil {
+						return err
+					}
+					targets = append(targets, target{path, old, sum([]byte(fmt.Sprintf("new %s %d\n", name, k)))})
+					fmt.Fprintf(&p, "--- a/%s\n+++ b/%s\n@@ -1 +1 @@\n-old %s %d\n+new %s %d\n", path, path, name, k, name, k)
+				}
 				fmt.Fprintf(&p, "--- /dev/null\n+++ b/patch-%d\n@@ -0,0 +1,20000 @@\n", k)
 				for _, l := range strings.SplitAfter(b.String(), "\n") {
 					if l != "" {
@@ -96,12 +131,26 @@ func ops(t *testing.T) []op {
 			cli: func(_ *suite, w *ws) []string {
 				return []string{"workspace", "patch", "apply", w.id, "--patch-file", hostFile}
 			},
-			target: fileOp("patch")},
+			targets: current},
 		{name: "sync push", bound: transferBound, delay: 300 * time.Millisecond,
-			prep: func(*suite, *ws) error {
+			// A tree: a large new file, a replaced one and a new one in a
+			// new directory, all old or all new after a fault.
+			prep: func(s *suite, w *ws) error {
 				k, content = n(), randomBytes(16<<20)
 				syncDir = t.TempDir()
-				return os.WriteFile(filepath.Join(syncDir, "big"), content, 0o644)
+				one, two := []byte(fmt.Sprintf("one %d\n", k)), []byte(fmt.Sprintf("two %d\n", k))
+				old, err := writeOld(s, w, fmt.Sprintf("sync-%d/a/one", k), []byte("old one\n"))
+				targets = []target{
+					{fmt.Sprintf("sync-%d/big", k), "", sum(content)},
+					{fmt.Sprintf("sync-%d/a/one", k), old, sum(one)},
+					{fmt.Sprintf("sync-%d/b/c/two", k), "", sum(two)},
+				}
+				return cmp.Or(err,
+					os.WriteFile(filepath.Join(syncDir, "big"), content, 0o644),
+					os.MkdirAll(filepath.Join(syncDir, "a"), 0o755),
+					os.MkdirAll(filepath.Join(syncDir, "b", "c"), 0o755),
+					os.WriteFile(filepath.Join(syncDir, "a", "one"), one, 0o644),
+					os.WriteFile(filepath.Join(syncDir, "b", "c", "two"), two, 0o644))
 			},
 			call: func(ctx context.Context, s *suite, w *ws) error {
 				_, err := s.c.SyncPush(ctx, pyro.SyncPushRequest{Workspace: w.id, Source: syncDir, Dest: fmt.Sprintf("sync-%d", k)})
@@ -110,7 +159,7 @@ func ops(t *testing.T) []op {
 			cli: func(_ *suite, w *ws) []string {
 				return []string{"workspace", "sync", "push", w.id, syncDir, "--dest", fmt.Sprintf("sync-%d", k)}
 			},
-			target: func(*ws) (string, string) { return fmt.Sprintf("sync-%d/big", k), sum(content) }},
+			targets: current},
 		{name: "snapshot", bound: transferBound, delay: 300 * time.Millisecond,
 			prep: func(*suite, *ws) error { snap = fmt.Sprintf("snap-%d", n()); return nil },
 			call: func(ctx context.Context, s *suite, w *ws) error {
@@ -230,6 +279,63 @@ func TestFaultsKill(t *testing.T) {
 			s.killDelete(t, c, k)
 		})
 	}
+	runRow(t, "kill -9 QEMU between a transfer's renames", "at start the committed transfer is finished, an uncommitted one dropped; no leak", func(t *testing.T, c *check) {
+		s.killCommitted(c, w)
+	})
+}
+
+// killCommitted: the guest agent's recovery at boot. A transfer's staging
+// is laid out by hand as a kill -9 between two renames leaves it (past its
+// commit point, first of two entries placed; a second transfer not
+// committed), then QEMU is killed: after start the first is wholly there
+// and the second absent, and the staging directory is empty.
+func (s *suite) killCommitted(c *check, w *ws) {
+	opSeq++
+	k := opSeq
+	script := fmt.Sprintf(`set -e
+S=%[1]s; C=$S/commit-fault%[2]d; P=$S/put-fault%[2]d
+mkdir -p $C/2/x $P
+printf 'old a\n' > rf%[2]d-a
+printf 'new a\n' > $C/1
+ia=$(stat -c %%i $C/1)
+mv rf%[2]d-a $C/old; mv $C/1 rf%[2]d-a; mv $C/old $C/1
+printf 'new b\n' > $C/2/x/b
+ib=$(stat -c %%i $C/2)
+printf '{"places":[{"staged":"1","path":"rf%[2]d-a","ino":%%s},{"staged":"2","path":"rf%[2]d-tree","ino":%%s,"dir":true}]}' $ia $ib > $C/plan.json
+printf 'never\n' > $P/1
+printf '{"places":[{"staged":"1","path":"rf%[2]d-never","ino":1}]}' > $P/plan.json
+sync`, stagingRoot, k)
+	if r, _, err := s.exec(context.Background(), w.id, script, 60); err != nil || r.ExitCode != 0 {
+		c.fail("laying out the staging: %v %+v", err, r)
+		return
+	}
+	pid := s.pidOf(w.id, "qemu-system", nil)
+	if pid <= 0 {
+		c.fail("no QEMU for %s", w.id)
+		return
+	}
+	kill9(pid)
+	if state := s.settle(c, w.id); state != "running" {
+		if _, err := s.c.StartWorkspace(context.Background(), w.id); err != nil {
+			c.fail("start: %v", err)
+			return
+		}
+	}
+	r, _, err := s.exec(context.Background(), w.id, fmt.Sprintf(
+		"cat rf%[1]d-a rf%[1]d-tree/x/b; ls rf%[1]d-never 2>&1 | grep -c 'No such'; ls -A %[2]s | wc -l", k, stagingRoot), 60)
+	if err != nil {
+		c.fail("checking: %v", err)
+		return
+	}
+	if want := "new a\nnew b\n1\n0\n"; r.Stdout != want {
+		c.fail("after the restart: %q, want %q (rf-a, rf-tree/x/b, rf-never absent, staging entries)", r.Stdout, want)
+		return
+	}
+	c.note("committed transfer finished at boot, uncommitted one dropped, staging empty")
+	w.want[fmt.Sprintf("rf%d-a", k)] = sum([]byte("new a\n"))
+	w.want[fmt.Sprintf("rf%d-tree/x/b", k)] = sum([]byte("new b\n"))
+	s.usable(c, w)
+	s.leaks(c)
 }
 
 // killDuring runs o on w and kills k after o.delay.
@@ -292,20 +398,24 @@ func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
 	if o.after != nil {
 		o.after(c, s, w, ok, unknown)
 	}
-	if o.target != nil {
-		s.targetCheck(c, w, o, ok)
+	if o.targets != nil {
+		s.targetCheck(c, w, o, ok, unknown)
 	}
 	s.usable(c, w)
 	s.leaks(c)
 }
 
-// targetCheck: an answered write must be there; any other is complete or
-// absent (and joins the ledger when complete).
-func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
-	path, want := o.target(w)
+// targetCheck: an answered call's files must all be new; any other call's
+// files are all old or all new (and join the ledger when new). After a
+// kill of the CLI the call may still run (the supervisor already had the
+// whole archive): the check waits for the agent's puts to drain first.
+func (s *suite) targetCheck(c *check, w *ws, o op, ok, unknown bool) {
+	targets := o.targets(w)
 	if ok {
-		w.want[path] = want
-		return // usable checks it
+		for _, t := range targets {
+			w.want[t.path] = t.new
+		}
+		return // usable checks them
 	}
 	if s.settle(c, w.id) != "running" {
 		if _, err := s.c.StartWorkspace(context.Background(), w.id); err != nil {
@@ -313,20 +423,65 @@ func (s *suite) targetCheck(c *check, w *ws, o op, ok bool) {
 			return
 		}
 	}
-	r, _, err := s.exec(context.Background(), w.id, "sha256sum -- '"+path+"' 2>/dev/null || echo absent", 60)
+	olds, news, err := s.targetState(c, w, targets, unknown)
+	for deadline := time.Now().Add(30 * time.Second); err == nil && unknown && olds > 0 && news > 0 && time.Now().Before(deadline); {
+		// Still being placed by a put the dead CLI left running? Look
+		// again once it is through.
+		time.Sleep(time.Second)
+		olds, news, err = s.targetState(c, w, targets, unknown)
+		c.note("looked again")
+	}
+	switch {
+	case err != nil:
+		c.fail("checking the targets: %v", err)
+	case olds > 0 && news > 0:
+		c.fail("the transfer is half applied: %d of %d files new", news, len(targets))
+	case news == len(targets):
+		c.note("transfer complete (%d files)", news)
+		for _, t := range targets {
+			w.want[t.path] = t.new
+		}
+	case olds == len(targets):
+		c.note("transfer absent (%d files as before)", olds)
+	}
+}
+
+// targetState counts the targets as before and as after the call; one that
+// is neither fails the row. fence first sends a put of its own, which the
+// agent runs after any put in progress.
+func (s *suite) targetState(c *check, w *ws, targets []target, fence bool) (olds, news int, err error) {
+	if fence {
+		if _, err := s.c.WriteWorkspaceFile(context.Background(), pyro.WriteFileRequest{Workspace: w.id, Path: "fence", Content: []byte("fence\n")}); err != nil {
+			return 0, 0, fmt.Errorf("fence write: %w", err)
+		}
+	}
+	var script strings.Builder
+	for _, t := range targets {
+		fmt.Fprintf(&script, "if [ -e '%[1]s' ]; then sha256sum -- '%[1]s'; else echo absent '%[1]s'; fi; ", t.path)
+	}
+	r, _, err := s.exec(context.Background(), w.id, script.String(), 60)
 	if err != nil {
-		c.fail("checking %s: %v", path, err)
-		return
+		return 0, 0, err
 	}
-	switch f := strings.Fields(r.Stdout); {
-	case len(f) == 1 && f[0] == "absent":
-		c.note("target absent")
-	case len(f) == 2 && f[0] == want:
-		c.note("target complete")
-		w.want[path] = want
-	default:
-		c.fail("target %s is partial: %q", path, r.Stdout)
+	got := map[string]string{}
+	for _, line := range strings.Split(r.Stdout, "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			got[f[1]] = strings.TrimPrefix(f[0], "absent")
+		}
 	}
+	for _, t := range targets {
+		switch h, seen := got[t.path]; {
+		case !seen:
+			c.fail("target %s not checked: %q", t.path, r.Stdout)
+		case h == t.new:
+			news++
+		case h == t.old:
+			olds++
+		default:
+			c.fail("target %s is partial or foreign: %s", t.path, h)
+		}
+	}
+	return olds, news, nil
 }
 
 // sdkKilled runs call and kill -9s the process of id marked what after delay

@@ -36,6 +36,9 @@ type Options struct {
 	// agentproto.ServicesRoot. Services outlive sessions: every Serve with the
 	// same root shares one registry.
 	ServicesRoot string
+	// StagingRoot holds the archive puts' staging directories; it must be on
+	// the filesystem of WorkspaceRoot. Empty means defaultStagingRoot.
+	StagingRoot string
 }
 
 // Serve runs a yamux server on conn and handles every stream as one call until
@@ -86,7 +89,6 @@ type server struct {
 	opts     Options
 	reaper   *reaper
 	services *serviceRegistry
-	puts     sync.Mutex // put_archive calls run one at a time (see putArchive)
 }
 
 // errCanceled ends a call whose host side went away: no frame is written.

@@ -26,13 +26,26 @@ func archiveAgent(t *testing.T) (sess *yamux.Session, root, outside string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return archiveAgentIn(t, dir)
+}
+
+// archiveAgentIn is archiveAgent in dir: workspace, outside and the staging
+// root ("staging", on the same filesystem) are made there.
+func archiveAgentIn(t *testing.T, dir string) (sess *yamux.Session, root, outside string) {
+	t.Helper()
 	root, outside = filepath.Join(dir, "workspace"), filepath.Join(dir, "outside")
 	for _, d := range []string{root, outside} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return startAgent(t, Options{WorkspaceRoot: root}), root, outside
+	staging := filepath.Join(dir, "staging")
+	t.Cleanup(func() { // every put cleans up after itself
+		if left, _ := os.ReadDir(staging); len(left) > 0 {
+			t.Errorf("left in the staging root: %v", left)
+		}
+	})
+	return startAgent(t, Options{WorkspaceRoot: root, StagingRoot: staging}), root, outside
 }
 
 var testTime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)

@@ -6,13 +6,11 @@ import (
 	"cmp"
 	"errors"
 	"io"
-	"io/fs"
 	"log"
 	"net"
 	"os"
 	"runtime/debug"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
@@ -26,36 +24,47 @@ const maxTrailer = 1 << 20
 var errStopped = errors.New("archive call finished")
 
 // putArchive extracts the tar stream the host sends in FrameData frames into
-// the directory req.Path under the workspace, creating it when missing. Puts
-// run one at a time, so that concurrent writers of one path are serialized
-// (the last one wins) instead of tripping over each other's half-made
-// entries, and each put is undone if it fails (see journal).
+// the directory req.Path under the workspace, creating it when missing. It
+// is all or nothing, also across a crash: the archive is staged outside the
+// workspace and moved into place only once all of it is on disk (stage.go).
+// Puts run one at a time, so that concurrent writers of one path are
+// serialized (the last one wins).
 func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.ArchiveRequest) error {
 	rel, err := s.workspaceRel(req)
 	if err != nil {
 		return err
 	}
-	s.puts.Lock()
-	defer s.puts.Unlock()
+	putMu.Lock()
+	defer putMu.Unlock()
 	ws, err := s.openWorkspace()
 	if err != nil {
 		return err
 	}
 	defer ws.Close()
-	made := journal{root: ws} // the destination's missing parents
-	dest, err := openDest(&made, req.Path, rel)
+	st, err := newStaging(s.stagingRoot())
 	if err != nil {
-		made.undo()
+		return s.fsError("the staging directory "+s.stagingRoot(), err)
+	}
+	keep := false // stopped by a test hook: the staging stays for recovery
+	defer func() {
+		if keep {
+			st.close()
+			st.root.Close()
+			return
+		}
+		st.discard()
+	}()
+	x := newExtractor(st, archiveLimit(req))
+	defer x.close()
+	if err = x.openDest(ws, req.Path, rel); err != nil {
 		return err
 	}
-	defer dest.Close()
 
 	pr, pw := io.Pipe()
 	rc := &receiver{stream: stream, pw: pw, stopping: make(chan struct{}), done: make(chan struct{})}
 	go rc.run()
 	defer rc.stop(pr) // also on a panic: the receiver must not outlive the call
 
-	x := newExtractor(dest, archiveLimit(req))
 	xerr := x.extract(pr)
 	if xerr == nil {
 		xerr = drainTrailer(pr)
@@ -63,13 +72,46 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	// The host's side of the story first: a cancel or a protocol error
 	// explains whatever the extractor ran into.
 	rerr := rc.stop(pr)
-	if err := cmp.Or(rerr, xerr); err != nil {
-		x.undo.undo()
-		made.undo()
+	if err = cmp.Or(rerr, xerr); err != nil {
 		return err
 	}
-	x.undo.commit()
+	if err = st.commit(&x.plan); err != nil {
+		keep = errors.Is(err, errCrashed)
+		return stageError(err)
+	}
+	if err = applyPlan(ws, st.files, &x.plan); err != nil {
+		if keep = errors.Is(err, errCrashed); keep {
+			return err
+		}
+		st.abort(ws, &x.plan)
+		return stageError(err)
+	}
+	// Flush before the commit directory goes: its removal then cannot
+	// reach the disk without the renames.
+	if werr := fw.settle(); werr != nil {
+		return werr
+	}
+	// The staging directory goes after the answer (deferred): that takes a
+	// few ms under emulation, and the next put waits for it (putMu).
 	return fw.json(agentproto.FrameResult, x.res)
+}
+
+// putMu serializes put_archive calls in the agent (every session).
+var putMu sync.Mutex
+
+// stageError maps a failure to commit or place the staged archive.
+func stageError(err error) error {
+	if errors.Is(err, errCrashed) {
+		return err
+	}
+	if isNoSpace(err) {
+		return noSpace("placing the transfer (nothing of it was kept)")
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return wireError(agentproto.ErrCodeInternal, "placing %s: %v (nothing of the transfer was kept)", pe.Path, pe.Err)
+	}
+	return wireError(agentproto.ErrCodeInternal, "placing the transfer: %v (nothing of it was kept)", err)
 }
 
 // openWorkspace opens the workspace root, creating it when missing.
@@ -83,23 +125,6 @@ func (s *server) openWorkspace() (*os.Root, error) {
 		return nil, s.fsError(root, err)
 	}
 	return ws, nil
-}
-
-// openDest creates the destination directory (through the workspace root, so
-// a symlink cannot lead it elsewhere; each directory made is recorded in
-// made) and opens it as a root.
-func openDest(made *journal, path, rel string) (*os.Root, error) {
-	if err := made.mkdirAll(rel, 0o755); err != nil {
-		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
-			return nil, wireError(agentproto.ErrCodeBadRequest, "%s is not a directory, or one of its parents is not", path)
-		}
-		return nil, destError(path, err)
-	}
-	dest, err := made.root.OpenRoot(rel)
-	if err != nil {
-		return nil, destError(path, err)
-	}
-	return dest, nil
 }
 
 // drainTrailer reads what follows the end of the archive up to FrameDataEnd.

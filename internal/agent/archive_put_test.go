@@ -228,17 +228,23 @@ func TestPutArchiveCancel(t *testing.T) {
 	if err := agentproto.WriteFrame(stream, agentproto.FrameData, data[:300<<10]); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the agent is into the file, then go away.
+	// Wait until the agent is into the file (in its staging directory),
+	// then go away.
 	deadline := time.Now().Add(5 * time.Second)
+	staged, _ := filepath.Glob(filepath.Join(filepath.Dir(root), "staging", "put-*", "[0-9]*"))
 	for {
-		if fi, err := os.Stat(filepath.Join(root, "big")); err == nil && fi.Size() > 0 {
-			break
+		if len(staged) == 1 {
+			if fi, err := os.Stat(staged[0]); err == nil && fi.Size() > 0 {
+				break
+			}
 		}
+		staged, _ = filepath.Glob(filepath.Join(filepath.Dir(root), "staging", "put-*", "[0-9]*"))
 		if time.Now().After(deadline) {
 			t.Fatal("the agent never started extracting")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	emptyDir(t, root) // nothing shows in the workspace mid-transfer
 	stream.Close()
 	if kind, payload, err := agentproto.ReadFrame(stream); err == nil {
 		t.Fatalf("got frame %d %s after cancelling", kind, payload)
@@ -246,6 +252,7 @@ func TestPutArchiveCancel(t *testing.T) {
 	if r := call(t, sess, agentproto.Request{Op: agentproto.OpHello}); r.err != nil {
 		t.Fatal(r.err)
 	}
+	emptyDir(t, root) // and archiveAgent's cleanup checks the staging root
 	// startAgent's cleanup fails the test if the call is still running.
 }
 

@@ -87,15 +87,14 @@ func TestPutArchiveNoSpace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounts a tmpfs: needs root")
 	}
-	sess, root, _ := archiveAgent(t)
-	small := filepath.Join(root, "small")
-	if err := os.Mkdir(small, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=64k"); err != nil {
+	// The staging root must be on the workspace's filesystem: the small
+	// tmpfs holds both.
+	disk := t.TempDir()
+	if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=128k"); err != nil {
 		t.Skipf("cannot mount a tmpfs here: %v", err)
 	}
-	t.Cleanup(func() { _ = syscall.Unmount(small, syscall.MNT_DETACH) })
+	t.Cleanup(func() { _ = syscall.Unmount(disk, syscall.MNT_DETACH) })
+	sess, small, _ := archiveAgentIn(t, disk)
 	r := put(t, sess, small, 0, mkTar(t,
 		tarFile("fits", "x", 0o644),
 		tarFile("big", strings.Repeat("y", 1<<20), 0o644)))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,29 +18,123 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
 
-// extractor unpacks a tar stream into a directory opened as an os.Root, which
-// refuses every path (symlinks included) that leads out of it. Allowed: regular
-// files, directories, symlinks (pointing anywhere: nothing is written through
-// one out of the root) and hard links to files extracted earlier. Existing
-// files are replaced; an existing directory is only ever merged into.
+// extractor unpacks a tar stream for one put_archive into its staging
+// directory (see stage.go) and builds the plan that moves it into place.
+// The destination is read through an os.Root, which refuses every path
+// (symlinks included) that leads out of it, and never written. Allowed:
+// regular files, directories, symlinks (pointing anywhere: nothing is
+// written through one) and hard links to files extracted earlier. Existing
+// files and symlinks are replaced; an existing directory is only ever merged
+// into. An entry beneath a symlink or file of the same archive is refused.
 type extractor struct {
-	root  *os.Root
-	undo  journal // what to revert if the archive fails part-way
-	limit int64   // file content bytes at most
-	res   agentproto.ArchiveResult
-	files map[string]bool // regular files extracted so far: hard link targets
-	dirs  []dirMeta       // mode and times are applied last
-	dirAt map[string]int  // index in dirs
+	st      *staging
+	dest    *os.Root // the destination when it exists; nil when this put creates it
+	base    string   // when dest is nil: the destination's staged path
+	destRel string   // the destination, relative to the workspace root
+	limit   int64    // file content bytes at most
+	res     agentproto.ArchiveResult
+	plan    putPlan
+	top     map[string]int    // entries placed into existing directories: name -> place step
+	files   map[string]string // regular files extracted so far (hard link targets): name -> staged path
+	dirs    []dirMeta         // mode and times are applied last
+	dirAt   map[string]int    // index in dirs
+	mounts  map[string]bool   // existing directories checked to be on the staging filesystem
 }
 
 type dirMeta struct {
 	name         string
+	staged       string // "" for an existing directory of the destination
 	mode         fs.FileMode
 	atime, mtime time.Time
 }
 
-func newExtractor(root *os.Root, limit int64) *extractor {
-	return &extractor{root: root, undo: journal{root: root}, limit: limit, files: map[string]bool{}, dirAt: map[string]int{}}
+func newExtractor(st *staging, limit int64) *extractor {
+	return &extractor{st: st, limit: limit, top: map[string]int{}, files: map[string]string{},
+		dirAt: map[string]int{}, mounts: map[string]bool{}}
+}
+
+// openDest resolves the destination (relative to the workspace root ws):
+// its existing part is followed as MkdirAll would, its missing part is
+// staged as one new directory tree.
+func (x *extractor) openDest(ws *os.Root, reqPath, rel string) error {
+	x.destRel = rel
+	notDir := func() error {
+		return wireError(agentproto.ErrCodeBadRequest, "%s is not a directory, or one of its parents is not", reqPath)
+	}
+	if rel != "." {
+		parts := strings.Split(rel, "/")
+		for i := range parts {
+			q := strings.Join(parts[:i+1], "/")
+			fi, err := ws.Stat(q)
+			switch {
+			case err == nil && fi.IsDir():
+				continue
+			case err == nil || errors.Is(err, syscall.ENOTDIR):
+				return notDir()
+			case !errors.Is(err, fs.ErrNotExist):
+				return destError(reqPath, err)
+			}
+			if err := x.checkMount(ws, path.Dir(q), reqPath); err != nil {
+				return err
+			}
+			top := x.addTop(q, true)
+			x.base = path.Join(top, strings.Join(parts[i+1:], "/"))
+			if err := x.st.put.Mkdir(top, 0o755); err != nil {
+				return destError(reqPath, err)
+			}
+			if err := x.st.mkdirAll(x.base); err != nil {
+				return destError(reqPath, err)
+			}
+			return nil
+		}
+	}
+	if err := x.checkMount(ws, rel, reqPath); err != nil {
+		return err
+	}
+	dest, err := ws.OpenRoot(rel)
+	if err != nil {
+		return destError(reqPath, err)
+	}
+	x.dest = dest
+	clear(x.mounts) // its names were relative to the workspace, later ones to dest
+	return nil
+}
+
+// checkMount refuses an existing directory on another filesystem than the
+// staging directory (one a guest command mounted): a rename cannot cross it.
+func (x *extractor) checkMount(r *os.Root, dir, what string) error {
+	if x.mounts[dir] {
+		return nil
+	}
+	f, err := r.Open(dir)
+	if err != nil {
+		return destError(what, err)
+	}
+	defer f.Close()
+	id, err := mountID(f)
+	if err != nil {
+		return destError(what, err)
+	}
+	if id != x.st.mnt {
+		return wireError(agentproto.ErrCodeBadRequest,
+			"%s is on a filesystem mounted inside the guest, not on the workspace disk: file transfers write only to the workspace disk (copy it there with exec)", what)
+	}
+	x.mounts[dir] = true
+	return nil
+}
+
+// addTop adds a place step for a new staged entry at wsPath (relative to
+// the workspace root) and returns its staged path.
+func (x *extractor) addTop(wsPath string, dir bool) string {
+	staged := x.st.newTop()
+	x.plan.Places = append(x.plan.Places, placeStep{Staged: staged, Path: wsPath, Dir: dir})
+	return staged
+}
+
+func (x *extractor) close() {
+	if x.dest != nil {
+		x.dest.Close()
+	}
 }
 
 func (x *extractor) extract(r io.Reader) error {
@@ -92,14 +187,14 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 	if hdr.Size > x.limit-x.res.Bytes {
 		return wireError(agentproto.ErrCodeTooLarge, "entry %q takes the archive's file content over the limit of %d bytes", hdr.Name, x.limit)
 	}
-	if err := x.prepare(name, false); err != nil {
+	staged, _, err := x.slot(name, false)
+	if err != nil {
 		return err
 	}
-	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := x.st.put.OpenFile(staged, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return x.fail(name, err)
 	}
-	x.undo.created(name)
 	src := &sourceReader{r: r}
 	n, err := io.Copy(f, src)
 	x.res.Bytes += n
@@ -113,29 +208,29 @@ func (x *extractor) file(name string, hdr *tar.Header, r io.Reader) error {
 		return readErr(src.err)
 	}
 	if err == nil {
-		err = x.root.Chtimes(name, accessTime(hdr), hdr.ModTime)
+		err = x.st.put.Chtimes(staged, accessTime(hdr), hdr.ModTime)
 	}
 	if err != nil {
 		return x.fail(name, err)
 	}
-	x.files[name] = true
+	x.files[name] = staged
 	x.res.Entries++
 	return nil
 }
 
 func (x *extractor) dir(name string, hdr *tar.Header) error {
-	if err := x.prepare(name, true); err != nil {
+	staged, exists, err := x.slot(name, true)
+	if err != nil {
 		return err
 	}
 	mode := headerMode(hdr)
-	// Writable and searchable until finishDirs sets the final mode.
-	switch err := x.root.Mkdir(name, mode.Perm()|0o700); {
-	case err == nil:
-		x.undo.created(name)
-	case !errors.Is(err, fs.ErrExist):
-		return x.fail(name, err)
+	if !exists {
+		// Writable and searchable until finishDirs sets the final mode.
+		if err := x.st.put.Mkdir(staged, mode.Perm()|0o700); err != nil {
+			return x.fail(name, err)
+		}
 	}
-	meta := dirMeta{name: name, mode: mode, atime: accessTime(hdr), mtime: hdr.ModTime}
+	meta := dirMeta{name: name, staged: staged, mode: mode, atime: accessTime(hdr), mtime: hdr.ModTime}
 	if i, ok := x.dirAt[name]; ok {
 		x.dirs[i] = meta
 		return nil
@@ -150,13 +245,13 @@ func (x *extractor) symlink(name string, hdr *tar.Header) error {
 	if hdr.Linkname == "" {
 		return badArchive("symlink %q has an empty target", hdr.Name)
 	}
-	if err := x.prepare(name, false); err != nil {
+	staged, _, err := x.slot(name, false)
+	if err != nil {
 		return err
 	}
-	if err := x.root.Symlink(hdr.Linkname, name); err != nil {
+	if err := x.st.put.Symlink(hdr.Linkname, staged); err != nil {
 		return x.fail(name, err)
 	}
-	x.undo.created(name)
 	x.res.Entries++
 	return nil
 }
@@ -166,60 +261,157 @@ func (x *extractor) link(name string, hdr *tar.Header) error {
 	if err != nil {
 		return wireError(agentproto.ErrCodeOutside, "hard link %q points to %q, outside the destination", hdr.Name, hdr.Linkname)
 	}
-	if !x.files[target] {
+	if _, ok := x.files[target]; !ok {
 		return badArchive("hard link %q points to %q, which is not a regular file earlier in the archive", hdr.Name, hdr.Linkname)
 	}
 	if target != name {
-		if err := x.prepare(name, false); err != nil {
+		staged, _, err := x.slot(name, false)
+		if err != nil {
 			return err
 		}
-		if err := x.root.Link(target, name); err != nil {
+		if err := x.st.put.Link(x.files[target], staged); err != nil {
 			return x.fail(name, err)
 		}
-		x.undo.created(name)
-		x.files[name] = true
+		x.files[name] = staged
 	}
 	x.res.Entries++
 	return nil
 }
 
-// prepare creates the parents of name and clears the way for the entry: a
-// file or symlink already there is moved aside (never written through; put
-// back if the archive fails), an existing directory is kept for a directory
-// entry and refused otherwise.
-func (x *extractor) prepare(name string, isDir bool) error {
-	if err := x.undo.mkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return x.fail(name, err)
-	}
-	fi, err := x.root.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+// slot finds where the entry name goes in staging and clears the way: an
+// entry of this archive already there is removed (the later one wins), an
+// existing file or symlink of the destination gets a place step that
+// replaces it, and an existing directory is kept for a directory entry
+// (exists) and refused otherwise. For an existing directory of the
+// destination staged is "".
+func (x *extractor) slot(name string, isDir bool) (staged string, exists bool, err error) {
+	parent, err := x.parent(name)
 	if err != nil {
-		return x.fail(name, err)
+		return "", false, x.fail(name, err)
 	}
-	if fi.IsDir() {
-		if isDir {
-			return nil
-		}
+	dirExists := func() error {
 		return badArchive("entry %q is not a directory but a directory exists at that path in the guest: remove it first", name)
 	}
-	if err := x.undo.moveAside(name); err != nil {
+	if parent != "" { // inside a staged tree
+		staged = path.Join(parent, path.Base(name))
+		fi, err := x.st.put.Lstat(staged)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return staged, false, nil
+		case err != nil:
+			return "", false, x.fail(name, err)
+		case fi.IsDir() && isDir:
+			return staged, true, nil
+		case fi.IsDir():
+			return "", false, dirExists()
+		}
+		delete(x.files, name)
+		return staged, false, x.replaceStaged(name, staged)
+	}
+	if i, ok := x.top[name]; ok { // placed by this archive into an existing directory
+		p := x.plan.Places[i]
+		staged = p.Staged
+		switch {
+		case p.Dir && isDir:
+			return staged, true, nil
+		case p.Dir:
+			return "", false, dirExists()
+		}
+		delete(x.files, name)
+		if isDir { // a directory replaces the archive's own file
+			x.plan.Places[i].Dir = true
+		}
+		return staged, false, x.replaceStaged(name, staged)
+	}
+	fi, err := x.dest.Lstat(name)
+	switch {
+	case err == nil && fi.IsDir() && isDir:
+		return "", true, nil
+	case err == nil && fi.IsDir():
+		return "", false, dirExists()
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", false, x.fail(name, err)
+	}
+	if err := x.checkMount(x.dest, path.Dir(name), name); err != nil {
+		return "", false, err
+	}
+	x.top[name] = len(x.plan.Places)
+	return x.addTop(path.Join(x.destRel, name), isDir), false, nil
+}
+
+func (x *extractor) replaceStaged(name, staged string) error {
+	if err := x.st.put.Remove(staged); err != nil {
 		return x.fail(name, err)
 	}
-	delete(x.files, name)
 	return nil
 }
 
+// parent returns the staged path of name's parent directory, creating the
+// missing ones, or "" when the parent is an existing directory of the
+// destination. Existing symlinks of the destination are followed (inside
+// it), as MkdirAll would; the archive's own are not.
+func (x *extractor) parent(name string) (string, error) {
+	dir := path.Dir(name)
+	if x.dest == nil {
+		p := path.Join(x.base, dir)
+		return p, x.st.mkdirAll(p)
+	}
+	if dir == "." {
+		return "", nil
+	}
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		q := strings.Join(parts[:i+1], "/")
+		rest := strings.Join(parts[i+1:], "/")
+		if j, ok := x.top[q]; ok {
+			p := x.plan.Places[j]
+			if !p.Dir {
+				staged := p.Staged
+				if target, err := x.st.put.Readlink(staged); err == nil {
+					return "", &beneathLink{target: target}
+				}
+				return "", &os.PathError{Op: "mkdir", Path: q, Err: syscall.ENOTDIR}
+			}
+			staged := path.Join(p.Staged, rest)
+			return staged, x.st.mkdirAll(staged)
+		}
+		fi, err := x.dest.Stat(q)
+		switch {
+		case err == nil && fi.IsDir():
+			continue
+		case err == nil:
+			return "", &os.PathError{Op: "mkdir", Path: q, Err: syscall.ENOTDIR}
+		case !errors.Is(err, fs.ErrNotExist):
+			return "", err
+		}
+		if err := x.checkMount(x.dest, path.Dir(q), q); err != nil {
+			return "", err
+		}
+		x.top[q] = len(x.plan.Places)
+		top := x.addTop(path.Join(x.destRel, q), true)
+		if err := x.st.put.Mkdir(top, 0o755); err != nil {
+			return "", err
+		}
+		staged := path.Join(top, rest)
+		return staged, x.st.mkdirAll(staged)
+	}
+	return "", nil
+}
+
 // finishDirs sets directory modes and times, deepest (latest) first, once
-// nothing more is written into them.
+// nothing more is written into them: staged ones now, existing ones of the
+// destination by the plan, after the places.
 func (x *extractor) finishDirs() error {
 	for i := len(x.dirs) - 1; i >= 0; i-- {
 		d := x.dirs[i]
-		if err := x.root.Chmod(d.name, d.mode); err != nil {
+		if d.staged == "" {
+			x.plan.Dirs = append(x.plan.Dirs, dirStep{Path: path.Join(x.destRel, d.name), Mode: d.mode, Atime: d.atime, Mtime: d.mtime})
+			continue
+		}
+		if err := x.st.put.Chmod(d.staged, d.mode); err != nil {
 			return x.fail(d.name, err)
 		}
-		if err := x.root.Chtimes(d.name, d.atime, d.mtime); err != nil {
+		if err := x.st.put.Chtimes(d.staged, d.atime, d.mtime); err != nil {
 			return x.fail(d.name, err)
 		}
 	}
@@ -227,7 +419,15 @@ func (x *extractor) finishDirs() error {
 }
 
 func (x *extractor) fail(name string, err error) error {
+	var werr *agentproto.Error
+	var link *beneathLink
 	switch {
+	case errors.As(err, &werr):
+		return werr
+	case errors.As(err, &link) && (path.IsAbs(link.target) || !filepath.IsLocal(link.target)):
+		return wireError(agentproto.ErrCodeOutside, "entry %q leads outside the destination through a symlink of the archive", name)
+	case errors.As(err, &link):
+		return badArchive("entry %q lies beneath a symlink of the archive, which is not followed", name)
 	case isEscape(err):
 		return wireError(agentproto.ErrCodeOutside, "entry %q leads outside the destination through a symlink", name)
 	case errors.Is(err, syscall.ENOTDIR):

@@ -32,6 +32,8 @@ func Run() {
 	if os.Getpid() == 1 {
 		initSystem()
 		opts.PowerOff = powerOff
+		// Before serving: finish or undo the file transfers a crash cut.
+		recoverPuts(defaultStagingRoot, agentproto.WorkspaceRoot)
 	}
 	// Reap orphans from the start, not only once the first command ran.
 	r := sharedReaper()

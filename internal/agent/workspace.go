@@ -98,3 +98,10 @@ func isNoSpace(err error) bool {
 func noSpace(format string, args ...any) *agentproto.Error {
 	return wireError(agentproto.ErrCodeNoSpace, "no space left on the workspace disk: "+format, args...)
 }
+
+func (s *server) stagingRoot() string {
+	if s.opts.StagingRoot != "" {
+		return filepath.Clean(s.opts.StagingRoot)
+	}
+	return defaultStagingRoot
+}

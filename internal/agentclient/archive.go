@@ -44,7 +44,7 @@ func tarAllowance(maxBytes int64) int64 {
 // archive early, PutArchive stops sending and returns the agent's error.
 // tarStream is never read after PutArchive returns, so a Read that blocks
 // delays the return. An error reading tarStream cancels the call (the agent
-// stops; what it already extracted stays) and is returned as is.
+// stops; nothing of the archive is kept) and is returned as is.
 func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reader) (*agentproto.ArchiveResult, error) {
 	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpPutArchive, Archive: &agentproto.ArchiveRequest{Path: dest}}, 0)
 	if err != nil {
