@@ -17,11 +17,27 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
 
+// crashCase is one put the crash tests stop at every step: the archive
+// alone, or the archive with removals.
+type crashCase struct {
+	name   string
+	remove []string
+}
+
+// The removals take a file, a file beneath a symlinked directory, a
+// symlink (not its target) and a file the archive puts a directory at.
+var crashCases = []crashCase{
+	{"places", nil},
+	{"removals", []string{"gone.txt", "ls/gone.txt", "lgone", "r"}},
+}
+
 // crashTree is the workspace before the crash tests' put: files it
-// replaces, a symlink it replaces, directories it merges into.
+// replaces, a symlink it replaces, directories it merges into, and what
+// the removals take.
 func crashTree(t *testing.T, root string) {
 	t.Helper()
-	for name, body := range map[string]string{"a.txt": "old a", "sub/b.txt": "old b", "d/keep": "keep"} {
+	for name, body := range map[string]string{"a.txt": "old a", "sub/b.txt": "old b", "d/keep": "keep",
+		"gone.txt": "gone", "sub/gone.txt": "gone too", "r": "file, then a directory"} {
 		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(name)), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -32,16 +48,19 @@ func crashTree(t *testing.T, root string) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Symlink("a.txt", filepath.Join(root, "l")); err != nil {
-		t.Fatal(err)
+	for name, target := range map[string]string{"l": "a.txt", "ls": "sub", "lgone": "d"} {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 // crashArchive touches every kind of place: replaced files, a replaced
 // symlink, a new file in an existing directory, a new directory tree under
-// a new destination parent, a hard link, a merged directory's mode.
-func crashArchive(t *testing.T) []byte {
-	return mkTar(t,
+// a new destination parent, a hard link, a merged directory's mode; with
+// removals also a new directory where a removed file was.
+func crashArchive(t *testing.T, c crashCase) []byte {
+	entries := []entry{
 		tarFile("a.txt", "new a", 0o600),
 		tarFile("sub/b.txt", "new b", 0o644),
 		tarFile("sub/new.txt", "new", 0o644),
@@ -50,7 +69,11 @@ func crashArchive(t *testing.T) []byte {
 		tarLink(tar.TypeSymlink, "l", "sub/b.txt"),
 		tarLink(tar.TypeLink, "h", "a.txt"),
 		tarFile("a.txt", "newer a", 0o640), // the later entry wins; h keeps the first
-	)
+	}
+	if c.remove != nil {
+		entries = append(entries, tarFile("r/x.txt", "x", 0o644))
+	}
+	return mkTar(t, entries...)
 }
 
 // treeState describes every entry under root: kind, mode, content or
@@ -87,30 +110,61 @@ func treeState(t *testing.T, root string) map[string]string {
 
 // wantedStates runs the put without a crash into a fresh tree and returns
 // the states before and after it.
-func wantedStates(t *testing.T) (before, after map[string]string) {
+func wantedStates(t *testing.T, c crashCase) (before, after map[string]string) {
 	sess, root, _ := archiveAgent(t)
 	crashTree(t, root)
 	before = treeState(t, root)
-	putOK(t, sess, root, crashArchive(t))
+	if r := putRemoving(t, sess, root, c.remove, crashArchive(t, c)); r.err != nil {
+		t.Fatal(r.err)
+	}
 	return before, treeState(t, root)
+}
+
+// The removals of the crash case leave what they should: the removed
+// entries gone, the symlinks' targets kept.
+func TestPutCrashCaseRemoves(t *testing.T) {
+	_, after := wantedStates(t, crashCases[1])
+	for _, gone := range []string{"gone.txt", "sub/gone.txt", "lgone"} {
+		if desc, ok := after[gone]; ok {
+			t.Errorf("%s is still there: %s", gone, desc)
+		}
+	}
+	for _, kept := range []string{"d/keep", "ls", "sub/b.txt"} {
+		if _, ok := after[kept]; !ok {
+			t.Errorf("%s was removed", kept)
+		}
+	}
+	if !strings.HasPrefix(after["r"], "d") || !strings.Contains(after["r/x.txt"], `"x"`) {
+		t.Errorf("r: %s, r/x.txt: %s", after["r"], after["r/x.txt"])
+	}
 }
 
 // A put stopped at any point by a crash is, after the recovery pass the
 // agent runs at start, either wholly there or wholly absent: absent when
 // the crash came before the commit point, there when after.
 func TestPutCrashRecovery(t *testing.T) {
-	before, after := wantedStates(t)
+	for _, c := range crashCases {
+		t.Run(c.name, func(t *testing.T) { crashRecovery(t, c) })
+	}
+}
+
+func crashRecovery(t *testing.T, c crashCase) {
+	before, after := wantedStates(t, c)
 	if maps.Equal(before, after) {
 		t.Fatal("the put changes nothing")
 	}
-	// Count the place steps.
-	places := 0
-	applyHook = func(i int) bool { places = max(places, i); return false }
+	// Count the steps (removals and places).
+	steps := 0
+	applyHook = func(i int) bool { steps = max(steps, i); return false }
 	sess, root, _ := archiveAgent(t)
-	putOK(t, sess, root, crashArchive(t))
+	crashTree(t, root)
+	r := putRemoving(t, sess, root, c.remove, crashArchive(t, c))
 	applyHook = nil
-	if places < 6 {
-		t.Fatalf("only %d place steps", places)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if steps < 6+len(c.remove) {
+		t.Fatalf("only %d steps", steps)
 	}
 
 	type point struct {
@@ -120,8 +174,8 @@ func TestPutCrashRecovery(t *testing.T) {
 		forward bool
 	}
 	points := []point{{"staged", "staged", 0, false}, {"synced", "synced", 0, false}}
-	for i := 0; i <= places; i++ {
-		points = append(points, point{fmt.Sprintf("place %d of %d", i, places), "", i, true})
+	for i := 0; i <= steps; i++ {
+		points = append(points, point{fmt.Sprintf("step %d of %d", i, steps), "", i, true})
 	}
 	for _, p := range points {
 		t.Run(p.name, func(t *testing.T) {
@@ -137,7 +191,7 @@ func TestPutCrashRecovery(t *testing.T) {
 			} else {
 				applyHook = func(i int) bool { return i == p.apply }
 			}
-			r := put(t, sess, root, 0, crashArchive(t))
+			r := putRemoving(t, sess, root, c.remove, crashArchive(t, c))
 			commitHook, applyHook = nil, nil
 			if r.err == nil {
 				t.Fatal("the put did not stop")
@@ -147,7 +201,7 @@ func TestPutCrashRecovery(t *testing.T) {
 				t.Fatalf("staging root after the crash: %v", left)
 			}
 			mid := treeState(t, root)
-			if p.forward && p.apply > 0 && p.apply < places && (maps.Equal(mid, before) || maps.Equal(mid, after)) {
+			if p.forward && p.apply > 0 && p.apply < steps && (maps.Equal(mid, before) || maps.Equal(mid, after)) {
 				t.Errorf("the crash at %s left no half-applied tree to recover", p.name)
 			}
 			recoverPuts(staging, root)
@@ -173,67 +227,78 @@ func TestPutCrashRecovery(t *testing.T) {
 // A crash while a failed put was being rolled back (abort-*) is rolled back
 // at start, from any point of the apply.
 func TestPutCrashAbortRecovery(t *testing.T) {
-	before, _ := wantedStates(t)
-	for _, step := range []int{1, 3, 6} {
-		t.Run(fmt.Sprint(step), func(t *testing.T) {
-			dir, _ := filepath.EvalSymlinks(t.TempDir())
-			root, staging := filepath.Join(dir, "workspace"), filepath.Join(dir, "staging")
-			if err := os.Mkdir(root, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			crashTree(t, root)
-			sess := startAgent(t, Options{WorkspaceRoot: root, StagingRoot: staging})
-			applyHook = func(i int) bool { return i == step }
-			r := put(t, sess, root, 0, crashArchive(t))
-			applyHook = nil
-			if r.err == nil {
-				t.Fatal("the put did not stop")
-			}
-			left, _ := filepath.Glob(filepath.Join(staging, commitPrefix+"*"))
-			if len(left) != 1 {
-				t.Fatalf("commit dirs: %v", left)
-			}
-			// What abort does first, then the crash.
-			if err := os.Rename(left[0], strings.Replace(left[0], commitPrefix, abortPrefix, 1)); err != nil {
-				t.Fatal(err)
-			}
-			recoverPuts(staging, root)
-			if got := treeState(t, root); !maps.Equal(got, before) {
-				t.Errorf("after recovery:\n%s\nwant\n%s", show(got), show(before))
-			}
-			if left, _ := os.ReadDir(staging); len(left) != 0 {
-				t.Errorf("staging root after recovery: %v", left)
-			}
-		})
+	for _, c := range crashCases {
+		before, _ := wantedStates(t, c)
+		steps := []int{1, 3, 6} // with removals: two of them, one place
+		if c.remove != nil {
+			steps = append(steps, 9)
+		}
+		for _, step := range steps {
+			t.Run(fmt.Sprint(c.name, step), func(t *testing.T) {
+				dir, _ := filepath.EvalSymlinks(t.TempDir())
+				root, staging := filepath.Join(dir, "workspace"), filepath.Join(dir, "staging")
+				if err := os.Mkdir(root, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				crashTree(t, root)
+				sess := startAgent(t, Options{WorkspaceRoot: root, StagingRoot: staging})
+				applyHook = func(i int) bool { return i == step }
+				r := putRemoving(t, sess, root, c.remove, crashArchive(t, c))
+				applyHook = nil
+				if r.err == nil {
+					t.Fatal("the put did not stop")
+				}
+				left, _ := filepath.Glob(filepath.Join(staging, commitPrefix+"*"))
+				if len(left) != 1 {
+					t.Fatalf("commit dirs: %v", left)
+				}
+				// What abort does first, then the crash.
+				if err := os.Rename(left[0], strings.Replace(left[0], commitPrefix, abortPrefix, 1)); err != nil {
+					t.Fatal(err)
+				}
+				recoverPuts(staging, root)
+				if got := treeState(t, root); !maps.Equal(got, before) {
+					t.Errorf("after recovery:\n%s\nwant\n%s", show(got), show(before))
+				}
+				if left, _ := os.ReadDir(staging); len(left) != 0 {
+					t.Errorf("staging root after recovery: %v", left)
+				}
+			})
+		}
 	}
 }
 
 // A put that fails after its commit point (here: a directory appears where
-// its new tree is to go, after three of its files are placed) is undone at
-// once and answers an error.
+// its new tree is to go, after the removals and three of its files are
+// placed) is undone at once and answers an error: the removed entries are
+// back too.
 func TestPutFailsAfterCommit(t *testing.T) {
-	before, _ := wantedStates(t)
-	sess, root, _ := archiveAgent(t)
-	crashTree(t, root)
-	applyHook = func(i int) bool {
-		if i == 3 { // a.txt, sub/b.txt, sub/new.txt are in place; n is next
-			_ = os.Mkdir(filepath.Join(root, "n"), 0o755)
-		}
-		return false
-	}
-	r := put(t, sess, root, 0, crashArchive(t))
-	applyHook = nil
-	wantError(t, r, agentproto.ErrCodeInternal)
-	if !strings.Contains(r.err.Message, "nothing of") {
-		t.Errorf("message: %q", r.err.Message)
-	}
-	got := treeState(t, root)
-	if !strings.HasPrefix(got["n"], "d") {
-		t.Errorf("n: %s", got["n"])
-	}
-	delete(got, "n")
-	if !maps.Equal(got, before) {
-		t.Errorf("after the failed put:\n%s\nwant\n%s", show(got), show(before))
+	for _, c := range crashCases {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := wantedStates(t, c)
+			sess, root, _ := archiveAgent(t)
+			crashTree(t, root)
+			applyHook = func(i int) bool {
+				if i == len(c.remove)+3 { // a.txt, sub/b.txt, sub/new.txt are in place; n is next
+					_ = os.Mkdir(filepath.Join(root, "n"), 0o755)
+				}
+				return false
+			}
+			r := putRemoving(t, sess, root, c.remove, crashArchive(t, c))
+			applyHook = nil
+			wantError(t, r, agentproto.ErrCodeInternal)
+			if !strings.Contains(r.err.Message, "nothing of") {
+				t.Errorf("message: %q", r.err.Message)
+			}
+			got := treeState(t, root)
+			if !strings.HasPrefix(got["n"], "d") {
+				t.Errorf("n: %s", got["n"])
+			}
+			delete(got, "n")
+			if !maps.Equal(got, before) {
+				t.Errorf("after the failed put:\n%s\nwant\n%s", show(got), show(before))
+			}
+		})
 	}
 }
 

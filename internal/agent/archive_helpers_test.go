@@ -87,7 +87,20 @@ func sendData(stream io.Writer, data []byte) {
 // like the real host does.
 func put(t *testing.T, sess *yamux.Session, path string, maxBytes int64, data []byte) reply {
 	t.Helper()
-	stream := send(t, sess, archiveReq(agentproto.OpPutArchive, path, maxBytes))
+	return putReq(t, sess, archiveReq(agentproto.OpPutArchive, path, maxBytes), data)
+}
+
+// putRemoving is put that also removes the entries named in remove.
+func putRemoving(t *testing.T, sess *yamux.Session, path string, remove []string, data []byte) reply {
+	t.Helper()
+	req := archiveReq(agentproto.OpPutArchive, path, 0)
+	req.Archive.Remove = remove
+	return putReq(t, sess, req, data)
+}
+
+func putReq(t *testing.T, sess *yamux.Session, req agentproto.Request, data []byte) reply {
+	t.Helper()
+	stream := send(t, sess, req)
 	defer stream.Close()
 	go sendData(stream, data)
 	return readReply(t, stream)

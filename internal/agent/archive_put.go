@@ -24,9 +24,11 @@ const maxTrailer = 1 << 20
 var errStopped = errors.New("archive call finished")
 
 // putArchive extracts the tar stream the host sends in FrameData frames into
-// the directory req.Path under the workspace, creating it when missing. It
-// is all or nothing, also across a crash: the archive is staged outside the
-// workspace and moved into place only once all of it is on disk (stage.go).
+// the directory req.Path under the workspace, creating it when missing, and
+// removes the entries req.Remove names. It is all or nothing, also across a
+// crash: the archive is staged outside the workspace and moved into place
+// (and the removed entries out of it) only once all of it is on disk
+// (stage.go).
 // Puts run one at a time, so that concurrent writers of one path are
 // serialized (the last one wins).
 func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.ArchiveRequest) error {
@@ -57,6 +59,9 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	x := newExtractor(st, archiveLimit(req))
 	defer x.close()
 	if err = x.openDest(ws, req.Path, rel); err != nil {
+		return err
+	}
+	if err = x.remove(req.Remove); err != nil {
 		return err
 	}
 

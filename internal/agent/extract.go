@@ -39,6 +39,7 @@ type extractor struct {
 	dirs    []dirMeta         // mode and times are applied last
 	dirAt   map[string]int    // index in dirs
 	mounts  map[string]bool   // existing directories checked to be on the staging filesystem
+	removed map[string]bool   // entries of the destination this put removes: absent for the archive
 }
 
 type dirMeta struct {
@@ -50,7 +51,78 @@ type dirMeta struct {
 
 func newExtractor(st *staging, limit int64) *extractor {
 	return &extractor{st: st, limit: limit, top: map[string]int{}, files: map[string]string{},
-		dirAt: map[string]int{}, mounts: map[string]bool{}}
+		dirAt: map[string]int{}, mounts: map[string]bool{}, removed: map[string]bool{}}
+}
+
+// remove checks the entries the put removes (names relative to the
+// destination) and adds their steps to the plan, before the archive is
+// read: each must be a file or symlink of the destination, reached without
+// leaving the workspace, on the staging filesystem; the last element of a
+// name is not followed (a symlink is removed, not its target).
+func (x *extractor) remove(names []string) error {
+	if agentproto.RemoveSize(names) > agentproto.MaxRemoveBytes {
+		return wireError(agentproto.ErrCodeBadRequest, "the names to remove take more than %d bytes: split the change", agentproto.MaxRemoveBytes)
+	}
+	for _, raw := range names {
+		name, err := removeName(raw)
+		if err != nil {
+			return err
+		}
+		if x.removed[name] {
+			return wireError(agentproto.ErrCodeBadRequest, "%q is named twice to remove", raw)
+		}
+		if x.dest == nil {
+			return wireError(agentproto.ErrCodeNotFound, "%q, which this put removes, does not exist (its destination does not)", raw)
+		}
+		fi, err := x.dest.Lstat(name)
+		switch {
+		case isEscape(err):
+			return wireError(agentproto.ErrCodeOutside, "%q, which this put removes, leads outside %s through a symlink", raw, agentproto.WorkspaceRoot)
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+			return wireError(agentproto.ErrCodeNotFound, "%q, which this put removes, does not exist (any more): nothing was changed", raw)
+		case err != nil:
+			return destError(raw, err)
+		case fi.IsDir():
+			return wireError(agentproto.ErrCodeBadRequest, "%q, which this put removes, is a directory: a put removes files and symlinks only", raw)
+		}
+		if err := x.checkMount(x.dest, path.Dir(name), raw); err != nil {
+			return err
+		}
+		x.removed[name] = true
+		x.plan.Removes = append(x.plan.Removes, removeStep{Staged: x.st.newTop(), Path: path.Join(x.destRel, name)})
+	}
+	return nil
+}
+
+// removeName validates and cleans a name to remove.
+func removeName(raw string) (string, error) {
+	if raw == "" || strings.HasPrefix(raw, "/") {
+		return "", wireError(agentproto.ErrCodeOutside, "%q to remove is not a path relative to the destination", raw)
+	}
+	name := filepath.Clean(raw)
+	switch {
+	case !filepath.IsLocal(name):
+		return "", wireError(agentproto.ErrCodeOutside, "%q to remove leads outside the destination", raw)
+	case name == ".":
+		return "", wireError(agentproto.ErrCodeBadRequest, "%q to remove names the destination itself", raw)
+	}
+	return name, nil
+}
+
+// lstatDest is dest.Lstat, but an entry this put removes is absent.
+func (x *extractor) lstatDest(name string) (fs.FileInfo, error) {
+	if x.removed[name] {
+		return nil, &os.PathError{Op: "lstat", Path: name, Err: fs.ErrNotExist}
+	}
+	return x.dest.Lstat(name)
+}
+
+// statDest is dest.Stat, but an entry this put removes is absent.
+func (x *extractor) statDest(name string) (fs.FileInfo, error) {
+	if x.removed[name] {
+		return nil, &os.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
+	}
+	return x.dest.Stat(name)
 }
 
 // openDest resolves the destination (relative to the workspace root ws):
@@ -323,7 +395,7 @@ func (x *extractor) slot(name string, isDir bool) (staged string, exists bool, e
 		}
 		return staged, false, x.replaceStaged(name, staged)
 	}
-	fi, err := x.dest.Lstat(name)
+	fi, err := x.lstatDest(name)
 	switch {
 	case err == nil && fi.IsDir() && isDir:
 		return "", true, nil
@@ -375,7 +447,7 @@ func (x *extractor) parent(name string) (string, error) {
 			staged := path.Join(p.Staged, rest)
 			return staged, x.st.mkdirAll(staged)
 		}
-		fi, err := x.dest.Stat(q)
+		fi, err := x.statDest(q)
 		switch {
 		case err == nil && fi.IsDir():
 			continue

@@ -29,23 +29,26 @@ import (
 //  1. the plan (which staged entry goes where) is written next to the staged
 //     entries and the filesystem is synced (syncfs): all of it is on disk;
 //  2. the put's directory is renamed from put-* to commit-*: the commit point;
-//  3. each staged entry is renamed into place (an entry it replaces is
-//     exchanged with it, RENAME_EXCHANGE, so it needs no space and can be put
-//     back), and the directories' modes and times are set;
+//  3. each entry the put removes is renamed out of the workspace into the
+//     put's directory (no space needed, and it can be put back); then each
+//     staged entry is renamed into place (an entry it replaces is exchanged
+//     with it, RENAME_EXCHANGE, likewise), and the directories' modes and
+//     times are set;
 //  4. the call's flush (syncfs) runs, the call answers, and the directory
-//     is removed (a crash before that finishes it again at start: every
-//     step is found done).
+//     is removed, the removed entries with it (a crash before that finishes
+//     it again at start: every step is found done).
 //
 // A new directory tree is staged whole and placed with one rename. ext4's
 // journal commits metadata operations in order, so a rename into the
 // workspace that survives a crash implies the commit rename survived too.
 // At start, before serving, the agent removes every put-* directory (roll
 // back: the workspace was never touched) and finishes every commit-* one
-// (roll forward: a step is done when the workspace's entry has the staged
-// entry's inode, so repeating the pass is harmless). A put that fails after
+// (roll forward: a place is done when the workspace's entry has the staged
+// entry's inode, a removal when the put's directory holds the removed
+// entry, so repeating the pass is harmless). A put that fails after
 // the commit point (e.g. ENOSPC on a rename) renames its directory to abort-*
-// and puts back what it placed; a crash meanwhile finishes the rollback at
-// start.
+// and puts back what it placed, then what it removed; a crash meanwhile
+// finishes the rollback at start.
 
 // defaultStagingRoot holds the puts' staging directories in the guest; it
 // must be on the filesystem of agentproto.WorkspaceRoot (the root disk).
@@ -59,10 +62,19 @@ const (
 	planName     = "plan.json" // beside the staged entries, which are named 1, 2, ...
 )
 
-// putPlan is what the commit record holds.
+// putPlan is what the commit record holds. Its steps run in this order:
+// removals, places, directories.
 type putPlan struct {
-	Places []placeStep `json:"places"`
-	Dirs   []dirStep   `json:"dirs,omitempty"` // existing directories the archive sets modes and times of, deepest first
+	Removes []removeStep `json:"removes,omitempty"`
+	Places  []placeStep  `json:"places"`
+	Dirs    []dirStep    `json:"dirs,omitempty"` // existing directories the archive sets modes and times of, deepest first
+}
+
+// removeStep moves one entry (a file or symlink) of the workspace out into
+// the put's directory, where it goes with the directory.
+type removeStep struct {
+	Staged string `json:"staged"` // its name in the put's directory once removed
+	Path   string `json:"path"`   // relative to the workspace root
 }
 
 // placeStep moves one staged entry (a file, a symlink or a whole new
@@ -241,8 +253,16 @@ func (st *staging) close() {
 func applyPlan(ws *os.Root, files *os.File, plan *putPlan) error {
 	dirs := parentDirs{ws: ws}
 	defer dirs.close()
-	for i, p := range plan.Places {
+	for i, r := range plan.Removes {
 		if applyHook != nil && applyHook(i) {
+			return errCrashed
+		}
+		if err := removeEntry(&dirs, files, r); err != nil {
+			return err
+		}
+	}
+	for i, p := range plan.Places {
+		if applyHook != nil && applyHook(len(plan.Removes)+i) {
 			return errCrashed
 		}
 		if ino, _, err := lstatAt(files, p.Staged); err != nil || ino != p.Ino {
@@ -267,7 +287,7 @@ func applyPlan(ws *os.Root, files *os.File, plan *putPlan) error {
 			return &os.PathError{Op: "rename", Path: p.Path, Err: err}
 		}
 	}
-	if applyHook != nil && applyHook(len(plan.Places)) {
+	if applyHook != nil && applyHook(len(plan.Removes)+len(plan.Places)) {
 		return errCrashed
 	}
 	for _, d := range plan.Dirs {
@@ -281,10 +301,64 @@ func applyPlan(ws *os.Root, files *os.File, plan *putPlan) error {
 	return nil
 }
 
+// removeEntry does one removal step unless it is done: the entry moves
+// into the put's directory under its staged name. An entry already gone
+// is as the step wants it; a directory is never removed (one may have
+// appeared since the put checked the path).
+func removeEntry(dirs *parentDirs, files *os.File, r removeStep) error {
+	if _, _, err := lstatAt(files, r.Staged); err == nil {
+		return nil // removed already
+	}
+	parent, err := dirs.open(path.Dir(r.Path))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil // gone with its parent
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path.Dir(r.Path), err)
+	}
+	base := path.Base(r.Path)
+	_, isDir, err := lstatAt(parent, base)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err == nil && isDir:
+		err = unix.EISDIR
+	case err == nil:
+		err = unix.Renameat2(int(parent.Fd()), base, int(files.Fd()), r.Staged, unix.RENAME_NOREPLACE)
+	}
+	if err != nil {
+		return &os.PathError{Op: "remove", Path: r.Path, Err: err}
+	}
+	return nil
+}
+
 // rollBack puts back what applyPlan placed, newest first: an entry of the
 // workspace that has a staged inode goes back to staging, and what it
-// replaced (kept under the staged name by the exchange) comes back.
+// replaced (kept under the staged name by the exchange) comes back. Then
+// the removed entries come back.
 func rollBack(ws *os.Root, files *os.File, plan *putPlan) {
+	unplace(ws, files, plan)
+	// Fresh parents: undoing the places may have put back a symlink that
+	// a removal's path leads through.
+	dirs := parentDirs{ws: ws}
+	defer dirs.close()
+	for i := len(plan.Removes) - 1; i >= 0; i-- {
+		r := plan.Removes[i]
+		if _, _, err := lstatAt(files, r.Staged); err != nil {
+			continue // not removed
+		}
+		parent, err := dirs.open(path.Dir(r.Path))
+		if err == nil {
+			err = unix.Renameat2(int(files.Fd()), r.Staged, int(parent.Fd()), path.Base(r.Path), unix.RENAME_NOREPLACE)
+		}
+		if err != nil {
+			log.Printf("put: putting back removed %s: %v", r.Path, err)
+		}
+	}
+}
+
+// unplace undoes the place steps of rollBack.
+func unplace(ws *os.Root, files *os.File, plan *putPlan) {
 	dirs := parentDirs{ws: ws}
 	defer dirs.close()
 	for i := len(plan.Places) - 1; i >= 0; i-- {
@@ -421,8 +495,9 @@ func mountID(f *os.File) (uint64, error) {
 }
 
 // Test hooks that stop a put as a crash would: commitHook once all is
-// staged ("staged") and after the first flush ("synced"), applyHook before place step i (i == len(places): before
-// the directories' modes). Returning true stops there; the put's directory
+// staged ("staged") and after the first flush ("synced"), applyHook before
+// step i of the removals and then the places (i == len(removes) +
+// len(places): before the directories' modes). Returning true stops there; the put's directory
 // and the workspace are left as the crash would leave them.
 var (
 	commitHook func(phase string) bool

@@ -46,7 +46,9 @@ import (
 // 12: a session starts with the Hail/Ack/Begin handshake before yamux
 // (session.go), so a guest restored in the middle of a session (a fork of
 // a running workspace) drops it and starts a fresh one.
-const ProtocolVersion = 12
+// 13: ArchiveRequest.Remove: a put_archive also removes entries, in the same
+// all-or-nothing step as its writes (a patch's deleted files).
+const ProtocolVersion = 13
 
 // ImageEnvPath is where an image environment's root filesystem carries its
 // image config Env, one KEY=VALUE per line. The agent starts every
@@ -236,6 +238,26 @@ type ServiceLogs struct {
 type ArchiveRequest struct {
 	Path     string `json:"path"`
 	MaxBytes int64  `json:"max_bytes,omitempty"`
+	// Remove (put only) names entries under Path, relative to it, that the
+	// put removes in the same all-or-nothing step as it writes the archive:
+	// files or symlinks (never directories) that must exist. The archive
+	// may write at a removed path or beneath it (a file replaced by a
+	// directory). At most MaxRemoveBytes in all (RemoveSize).
+	Remove []string `json:"remove,omitempty"`
+}
+
+// MaxRemoveBytes bounds RemoveSize(ArchiveRequest.Remove), so that the
+// request stays well within MaxFramePayload.
+const MaxRemoveBytes = 256 << 10
+
+// RemoveSize is what names take of MaxRemoveBytes: their lengths plus one
+// byte each (so that many empty or short names count too).
+func RemoveSize(names []string) int {
+	n := 0
+	for _, s := range names {
+		n += len(s) + 1
+	}
+	return n
 }
 
 // ArchiveResult is the result of OpPutArchive and OpGetArchive.
