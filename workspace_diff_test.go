@@ -94,6 +94,25 @@ func TestWorkspacePatchAndDiff(t *testing.T) {
 	if err != nil || s.Added != 2 || s.Deleted != 1 || len(s.LastCommands) == 0 {
 		t.Fatalf("summary %v %+v", err, s)
 	}
+	// Deletions are part of the patch's one all-or-nothing step: with a
+	// hunk that does not apply nothing is deleted; then the file goes and a
+	// directory of the same name comes in its place.
+	const delPatch = "--- a/added.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-new\n" +
+		"--- /dev/null\n+++ b/added.txt/inner.txt\n@@ -0,0 +1 @@\n+inner\n"
+	_, err = c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: delPatch + "--- a/src/calc.sh\n+++ b/src/calc.sh\n@@ -1 +1 @@\n-not there\n+x\n"})
+	if pyro.ErrorCode(err) != "patch_failed" {
+		t.Fatalf("deleting patch with a bad hunk: %v", err)
+	}
+	if r := run("cat added.txt"); r.Stdout != "new\n" {
+		t.Fatalf("a failed patch deleted added.txt: %+v", r)
+	}
+	p, err = c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: delPatch})
+	if err != nil || strings.Join(p.Changed, " ") != "added.txt added.txt/inner.txt" {
+		t.Fatalf("deleting patch: %v %+v", err, p)
+	}
+	if r := run("test -d added.txt && cat added.txt/inner.txt"); r.ExitCode != 0 || r.Stdout != "inner\n" {
+		t.Fatalf("after the deleting patch: %+v", r)
+	}
 	// Paths out of /workspace in a patch are refused.
 	if _, err := c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: "--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n"}); pyro.ErrorCode(err) != "path_outside_workspace" {
 		t.Errorf("escaping patch: %v", err)

@@ -79,7 +79,7 @@ func (x *extractor) remove(names []string) error {
 		case isEscape(err):
 			return wireError(agentproto.ErrCodeOutside, "%q, which this put removes, leads outside %s through a symlink", raw, agentproto.WorkspaceRoot)
 		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-			return wireError(agentproto.ErrCodeNotFound, "%q, which this put removes, does not exist (any more): nothing was changed", raw)
+			return wireError(agentproto.ErrCodeNotFound, "%q, which this put removes, does not exist", raw)
 		case err != nil:
 			return destError(raw, err)
 		case fi.IsDir():

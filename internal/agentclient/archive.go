@@ -39,14 +39,19 @@ func tarAllowance(maxBytes int64) int64 {
 }
 
 // PutArchive extracts a tar stream into the guest directory dest (absolute,
-// under agentproto.WorkspaceRoot; created when missing). Existing files are
-// replaced. The agent's answer is read while sending: when it refuses the
+// under agentproto.WorkspaceRoot; created when missing) and removes the
+// entries remove names (relative to dest; files or symlinks that must
+// exist), all or nothing. Existing files are replaced. The agent's answer is read while sending: when it refuses the
 // archive early, PutArchive stops sending and returns the agent's error.
 // tarStream is never read after PutArchive returns, so a Read that blocks
 // delays the return. An error reading tarStream cancels the call (the agent
 // stops; nothing of the archive is kept) and is returned as is.
-func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reader) (*agentproto.ArchiveResult, error) {
-	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpPutArchive, Archive: &agentproto.ArchiveRequest{Path: dest}}, 0)
+func (c *Client) PutArchive(ctx context.Context, dest string, remove []string, tarStream io.Reader) (*agentproto.ArchiveResult, error) {
+	if agentproto.RemoveSize(remove) > agentproto.MaxRemoveBytes {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge,
+			"%d paths to remove in one transfer take more than %d bytes: split the change", len(remove), agentproto.MaxRemoveBytes)
+	}
+	st, err := c.call(ctx, agentproto.Request{Op: agentproto.OpPutArchive, Archive: &agentproto.ArchiveRequest{Path: dest, Remove: remove}}, 0)
 	if err != nil {
 		return nil, err
 	}

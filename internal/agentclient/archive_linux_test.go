@@ -92,6 +92,42 @@ func untar(t *testing.T, data []byte) map[string]string {
 	}
 }
 
+// A put removes what it names in the same step; a removal the agent
+// refuses is a typed error and changes nothing; a list over the bound is
+// refused before anything is sent.
+func TestArchivePutRemoves(t *testing.T) {
+	c, root := realAgent(t)
+	if _, err := c.PutArchive(t.Context(), root, nil, bytes.NewReader(testTar(t, map[string]string{"a": "a", "d/b": "b"}))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.PutArchive(t.Context(), root, []string{"a", "missing"}, bytes.NewReader(testTar(t, map[string]string{"c": "c"})))
+	if errdefs.CodeOf(err) != CodeNotFound || !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("removing a missing file: %v", err)
+	}
+	_, err = c.PutArchive(t.Context(), root, []string{"../x"}, bytes.NewReader(testTar(t, nil)))
+	if errdefs.CodeOf(err) != CodePathOutsideWorkspace {
+		t.Errorf("removing outside: %v", err)
+	}
+	huge := make([]string, 5000)
+	for i := range huge {
+		huge[i] = strings.Repeat("n", 60)
+	}
+	if _, err = c.PutArchive(t.Context(), root, huge, bytes.NewReader(nil)); errdefs.CodeOf(err) != CodeTooLarge {
+		t.Errorf("too many removals: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "c")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused put wrote c: %v", err)
+	}
+	if _, err := c.PutArchive(t.Context(), root, []string{"a", "d/b"}, bytes.NewReader(testTar(t, map[string]string{"c": "c"}))); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"a": false, "d/b": false, "d": true, "c": true} {
+		if _, err := os.Lstat(filepath.Join(root, name)); (err == nil) != want {
+			t.Errorf("%s: %v, want present %v", name, err, want)
+		}
+	}
+}
+
 func TestArchiveRoundTrip(t *testing.T) {
 	c, root := realAgent(t)
 	files := map[string]string{
@@ -99,7 +135,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 		"sub/b.txt":   "beta",
 		"sub/big.bin": strings.Repeat("0123456789abcdef", 50_000), // several frames
 	}
-	res, err := c.PutArchive(t.Context(), root+"/dst", bytes.NewReader(testTar(t, files)))
+	res, err := c.PutArchive(t.Context(), root+"/dst", nil, bytes.NewReader(testTar(t, files)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +186,7 @@ func TestPutArchiveReturnsOnEarlyRefusal(t *testing.T) {
 		{root + "/x", io.MultiReader(bytes.NewReader(testTar(t, map[string]string{"f": "x"})[:1024]), endlessZeros{}), CodeBadArchive, ""},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		_, err := c.PutArchive(ctx, tc.dest, tc.stream)
+		_, err := c.PutArchive(ctx, tc.dest, nil, tc.stream)
 		cancel()
 		if errdefs.CodeOf(err) != tc.code || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.hint) {
 			t.Errorf("put to %s: %v, want %s", tc.dest, err, tc.code)
@@ -178,7 +214,7 @@ func TestPutArchiveSourceErrorCancels(t *testing.T) {
 	c, root := realAgent(t)
 	boom := errors.New("upload interrupted")
 	data := testTar(t, map[string]string{"f": strings.Repeat("x", 300_000)})
-	_, err := c.PutArchive(t.Context(), root, &failingReader{bytes.NewReader(data[:200_000]), boom})
+	_, err := c.PutArchive(t.Context(), root, nil, &failingReader{bytes.NewReader(data[:200_000]), boom})
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v", err)
 	}

@@ -58,7 +58,7 @@ func TestPutArchiveRefusesEarlyResult(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.PutArchive(t.Context(), "/workspace", endlessZeros{})
+		_, err := c.PutArchive(t.Context(), "/workspace", nil, endlessZeros{})
 		done <- err
 	}()
 	select {
@@ -93,7 +93,7 @@ func TestPutArchiveSendsFramesAndEnd(t *testing.T) {
 		}
 	})
 	data := bytes.Repeat([]byte("pyro"), 50_000)
-	res, err := c.PutArchive(t.Context(), "/workspace", bytes.NewReader(data))
+	res, err := c.PutArchive(t.Context(), "/workspace", nil, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,8 +89,9 @@ type NetworkRules struct {
 // upgrade a workspace may still run under an older one: callers compare
 // Info.API first and refuse to talk past a difference (1 = before it was
 // recorded; 2 = exec requests carry the guest's agentproto.ExecRequest;
-// 3 = POST /v1/fork, and the agent session's handshake, protocol 12).
-const APIVersion = 3
+// 3 = POST /v1/fork, and the agent session's handshake, protocol 12;
+// 4 = POST /v1/archive takes remove= paths, agent protocol 13).
+const APIVersion = 4
 
 // Info describes a running supervisor; it is also the ready message.
 type Info struct {

@@ -86,10 +86,15 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 	return &r, c.do(ctx, http.MethodPost, "/v1/exec", strings.NewReader(string(b)), "application/json", &r)
 }
 
-// PutArchive streams a tar into dest (a path under /workspace) in the guest.
-func (c *Client) PutArchive(ctx context.Context, dest string, tarStream io.Reader) (*ArchiveResult, error) {
+// PutArchive streams a tar into dest (a path under /workspace) in the guest
+// and removes the entries remove names (relative to dest), all or nothing.
+func (c *Client) PutArchive(ctx context.Context, dest string, remove []string, tarStream io.Reader) (*ArchiveResult, error) {
+	q := url.Values{"path": {dest}}
+	if len(remove) > 0 {
+		q["remove"] = remove
+	}
 	var r ArchiveResult
-	return &r, c.do(ctx, http.MethodPost, "/v1/archive?path="+url.QueryEscape(dest), tarStream, "application/x-tar", &r)
+	return &r, c.do(ctx, http.MethodPost, "/v1/archive?"+q.Encode(), tarStream, "application/x-tar", &r)
 }
 
 // GetArchive streams a tar of path (under /workspace) from the guest into w.

@@ -133,7 +133,9 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		v.Close()
 		return sendReady(ready, Ready{Error: s.wireErr(err)})
 	}
-	srv := &http.Server{Handler: s.pauser.track(s.routes(), s)}
+	// Room in the request line for a put's paths to remove (up to
+	// agentproto.MaxRemoveBytes, query-escaped).
+	srv := &http.Server{Handler: s.pauser.track(s.routes(), s), MaxHeaderBytes: 4 << 20}
 	go func() { _ = srv.Serve(ln) }()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -343,8 +345,8 @@ func (s *server) execUntracked(w http.ResponseWriter, r *http.Request, req ExecR
 }
 
 func (s *server) handlePutArchive(w http.ResponseWriter, r *http.Request) {
-	dest := r.URL.Query().Get("path")
-	res, err := s.vm.Agent().PutArchive(r.Context(), dest, r.Body)
+	q := r.URL.Query()
+	res, err := s.vm.Agent().PutArchive(r.Context(), q.Get("path"), q["remove"], r.Body)
 	if err != nil {
 		s.writeErr(w, err)
 		return

@@ -4,15 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
-	"path"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
-	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/wsdiff"
 )
@@ -152,11 +152,11 @@ func (m *Manager) readForPatch(ctx context.Context, sc *supervisor.Client, rel s
 	return fileState{content: b, mode: os.FileMode(h.Mode).Perm(), exists: true}, err
 }
 
-// writePlan writes every new file in one archive, then removes deleted ones.
+// writePlan writes every new file and removes the deleted ones in one put,
+// which the guest agent applies all or nothing, also across a crash.
 func (m *Manager) writePlan(ctx context.Context, sc *supervisor.Client, plan *wsdiff.PatchResult) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dirs := map[string]bool{}
 	var deletes []string
 	for _, f := range plan.Files {
 		rel := strings.TrimPrefix(f.Path, "/")
@@ -166,9 +166,6 @@ func (m *Manager) writePlan(ctx context.Context, sc *supervisor.Client, plan *ws
 		if f.Delete {
 			deletes = append(deletes, rel)
 			continue
-		}
-		for d := path.Dir(rel); d != "." && !dirs[d]; d = path.Dir(d) {
-			dirs[d] = true
 		}
 		mode := f.Mode.Perm()
 		if mode == 0 {
@@ -184,32 +181,21 @@ func (m *Manager) writePlan(ctx context.Context, sc *supervisor.Client, plan *ws
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if buf.Len() > 1024 {
-		if _, err := sc.PutArchive(ctx, Root, &buf); err != nil {
-			return err
-		}
-	}
-	if len(deletes) == 0 {
+	if len(plan.Files) == 0 {
 		return nil
 	}
-	quoted := make([]string, len(deletes))
-	for i, d := range deletes {
-		quoted[i] = shellQuote(d)
+	if agentproto.RemoveSize(deletes) > agentproto.MaxRemoveBytes {
+		return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodeTooLarge,
+			"the patch deletes %d files, more than one apply takes (their paths are over %d bytes): split it into several patches", len(deletes), agentproto.MaxRemoveBytes)
 	}
-	// Each path is checked in the guest too, so a symlinked parent cannot
-	// lead the removal out of /workspace.
-	script := `cd /workspace || exit 3
-for f in ` + strings.Join(quoted, " ") + `; do
-  p=$(realpath -m -- "$f"); case "$p" in /workspace/*) rm -f -- "$f" || exit 5;; *) exit 4;; esac
-done`
-	res, err := sc.Exec(ctx, supervisor.ExecRequest{ExecRequest: guestexec.Shell(script, nil, "", time.Minute, 64<<10)})
-	if err != nil {
-		return err
+	_, err := sc.PutArchive(ctx, Root, deletes, &buf)
+	var e *errdefs.Error
+	if errors.As(err, &e) && e.Code == errdefs.CodeNotFound && len(deletes) > 0 {
+		// A file the patch deletes went away since it was read.
+		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodePatchFailed,
+			"a file the patch deletes is gone since the patch was checked; nothing was changed: look at the workspace and apply the patch again (%s)", e.Message)
 	}
-	if res.ExitCode != 0 {
-		return errdefs.New(errdefs.ErrInternal, errdefs.CodePatchFailed, "removing deleted files failed (exit %d): %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-	}
-	return nil
+	return err
 }
 
 // Summary is a workspace at a glance.

@@ -71,7 +71,7 @@ func (m *Manager) SyncPush(ctx context.Context, ref string, src *hostpath.Source
 		stats, err = seedSource(ctx, src, pw)
 		pw.CloseWithError(err)
 	}()
-	_, err = sc.PutArchive(ctx, dst, pr)
+	_, err = sc.PutArchive(ctx, dst, nil, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // stop the packer if the put failed early
 	if err != nil {
 		return nil, stats, err
@@ -252,7 +252,7 @@ func (m *Manager) FileWrite(ctx context.Context, ref, guest string, content []by
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if _, err := sc.PutArchive(ctx, path.Dir(dst), &buf); err != nil {
+	if _, err := sc.PutArchive(ctx, path.Dir(dst), nil, &buf); err != nil {
 		return nil, err
 	}
 	return r, m.touch(r.ID)

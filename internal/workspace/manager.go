@@ -253,7 +253,7 @@ func (m *Manager) seed(ctx context.Context, p Paths, tarPath string, entries int
 	defer f.Close()
 	sc := supervisor.Dial(p.Socket())
 	defer sc.Close()
-	_, err = sc.PutArchive(ctx, Root, f)
+	_, err = sc.PutArchive(ctx, Root, nil, f)
 	return err
 }
 
