@@ -35,7 +35,8 @@ type op struct {
 }
 
 // target is one file a call writes: the sha256 of its content before the
-// call ("" when absent) and after it.
+// call and after it ("" when absent: a new file before, a deleted one
+// after; the ledger then checks that it stays absent).
 type target struct{ path, old, new string }
 
 var opSeq int
@@ -94,8 +95,9 @@ func ops(t *testing.T) []op {
 			},
 			targets: current},
 		{name: "patch", bound: transferBound, delay: 150 * time.Millisecond,
-			// It changes three files and adds a large one: all four old
-			// (the new one absent) or all four new after a fault.
+			// It changes three files, deletes one and adds a large one: all
+			// five old (the new one absent, the deleted one there) or all
+			// five new after a fault.
 			prep: func(s *suite, w *ws) error {
 				k = n()
 				var b strings.Builder
@@ -114,6 +116,13 @@ func ops(t *testing.T) []op {
 					targets = append(targets, target{path, old, sum([]byte(fmt.Sprintf("new %s %d\n", name, k)))})
 					fmt.Fprintf(&p, "--- a/%s\n+++ b/%s\n@@ -1 +1 @@\n-old %s %d\n+new %s %d\n", path, path, name, k, name, k)
 				}
+				gone := fmt.Sprintf("patch-%d-gone", k)
+				old, err := writeOld(s, w, gone, []byte(fmt.Sprintf("old gone %d\n", k)))
+				if err != nil {
+					return err
+				}
+				targets = append(targets, target{gone, old, ""})
+				fmt.Fprintf(&p, "--- a/%s\n+++ /dev/null\n@@ -1 +0,0 @@\n-old gone %d\n", gone, k)
 				fmt.Fprintf(&p, "--- /dev/null\n+++ b/patch-%d\n@@ -0,0 +1,20000 @@\n", k)
 				for _, l := range strings.SplitAfter(b.String(), "\n") {
 					if l != "" {
