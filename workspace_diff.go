@@ -79,7 +79,9 @@ type ApplyPatchRequest struct {
 
 // ApplyPatch applies a unified diff to /workspace, all or nothing: it is
 // checked against the current files on the host first, and if any hunk does
-// not apply nothing changes and the error (code patch_failed) names it.
+// not apply nothing changes and the error (code patch_failed) names it. The
+// new content and the deletions are then written in one step that a crash
+// cannot cut in half (after a restart all of the patch is there or none).
 func (c *Client) ApplyPatch(ctx context.Context, req ApplyPatchRequest) (*PatchResult, error) {
 	ref, patch := req.Workspace, req.Patch
 	if strings.TrimSpace(patch) == "" {

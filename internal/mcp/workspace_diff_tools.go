@@ -26,7 +26,7 @@ type patchInput struct {
 func addWorkspacePatchApply(s *mcp.Server, d deps, name string) {
 	c := d.c
 	t := &mcp.Tool{Name: name,
-		Description: "Apply a unified diff (git diff or diff -u with a/ b/ prefixes; paths relative to /workspace) to the workspace, all or nothing: if any hunk does not apply, nothing changes and the error (patch_failed) names the file and hunk. Result: changed (the paths written).",
+		Description: "Apply a unified diff (git diff or diff -u with a/ b/ prefixes; paths relative to /workspace) to the workspace, all or nothing: if any hunk does not apply, nothing changes and the error (patch_failed) names the file and hunk; new content and deleted files are written in one crash-safe step. Result: changed (the paths written or deleted).",
 		InputSchema: inputSchema[patchInput](map[string]prop{
 			"workspace_id": workspaceRefProps["workspace_id"],
 			"patch":        {desc: "The unified diff text.", required: true},
