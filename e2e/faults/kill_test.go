@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,11 @@ type op struct {
 	name  string
 	bound time.Duration
 	delay time.Duration // from the call's start to the kill
-	prep  func(s *suite, w *ws) error
+	// spread adds a random part up to it to delay, so that runs of the
+	// row land in different phases of a short call (every phase must
+	// pass the same checks).
+	spread time.Duration
+	prep   func(s *suite, w *ws) error
 	// call runs the op through the SDK; cli is the same op as CLI args.
 	call func(ctx context.Context, s *suite, w *ws) error
 	cli  func(s *suite, w *ws) []string
@@ -94,7 +99,7 @@ func ops(t *testing.T) []op {
 				return []string{"workspace", "file", "write", w.id, fmt.Sprintf("fw-%d", k), "--text-file", hostFile}
 			},
 			targets: current},
-		{name: "patch", bound: transferBound, delay: 150 * time.Millisecond,
+		{name: "patch", bound: transferBound, delay: 150 * time.Millisecond, spread: 400 * time.Millisecond,
 			// It changes three files, deletes one and adds a large one: all
 			// five old (the new one absent, the deleted one there) or all
 			// five new after a fault.
@@ -347,7 +352,7 @@ sync`, stagingRoot, k)
 	s.leaks(c)
 }
 
-// killDuring runs o on w and kills k after o.delay.
+// killDuring runs o on w and kills k after o.delay (plus up to o.spread).
 func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
 	// Writes answered just before the fault must survive it.
 	opSeq++
@@ -373,8 +378,13 @@ func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
 		killed  bool
 		unknown bool
 	)
+	delay := o.delay
+	if o.spread > 0 {
+		delay += rand.N(o.spread)
+		c.note("kill after %d ms", delay.Milliseconds())
+	}
 	if k.what == "" {
-		err, dur, killed = s.cliKilled(o.cli(s, w), o.delay)
+		err, dur, killed = s.cliKilled(o.cli(s, w), delay)
 		unknown = killed
 		if killed {
 			// The next call answers: it also reaps what the dead CLI left.
@@ -386,7 +396,7 @@ func (s *suite) killDuring(c *check, w *ws, k killer, o op) {
 			}
 		}
 	} else {
-		err, dur, killed = s.sdkKilled(w.id, k.what, o.call, o.delay)
+		err, dur, killed = s.sdkKilled(w.id, k.what, o.call, delay)
 	}
 	within(c, o.name, dur, o.bound)
 	switch {
