@@ -99,7 +99,7 @@ func ops(t *testing.T) []op {
 				return []string{"workspace", "file", "write", w.id, fmt.Sprintf("fw-%d", k), "--text-file", hostFile}
 			},
 			targets: current},
-		{name: "patch", bound: transferBound, delay: 150 * time.Millisecond, spread: 400 * time.Millisecond,
+		{name: "patch", bound: transferBound, delay: 100 * time.Millisecond, spread: 200 * time.Millisecond,
 			// It changes three files, deletes one and adds a large one: all
 			// five old (the new one absent, the deleted one there) or all
 			// five new after a fault.
@@ -298,11 +298,13 @@ func TestFaultsKill(t *testing.T) {
 	})
 }
 
-// killCommitted: the guest agent's recovery at boot. A transfer's staging
-// is laid out by hand as a kill -9 between two renames leaves it (past its
-// commit point, first of two entries placed; a second transfer not
-// committed), then QEMU is killed: after start the first is wholly there
-// and the second absent, and the staging directory is empty.
+// killCommitted: the guest agent's recovery at boot. Transfers' staging is
+// laid out by hand as a kill -9 between two renames leaves it: one past its
+// commit point with the first of two entries placed; one past its commit
+// point with the first of two removals done (a patch that deletes two
+// files and adds one); one not committed, which would have placed a file
+// and removed one. Then QEMU is killed: after start the first two are
+// wholly there, the third absent, and the staging directory is empty.
 func (s *suite) killCommitted(c *check, w *ws) {
 	opSeq++
 	k := opSeq
@@ -316,8 +318,14 @@ mv rf%[2]d-a $C/old; mv $C/1 rf%[2]d-a; mv $C/old $C/1
 printf 'new b\n' > $C/2/x/b
 ib=$(stat -c %%i $C/2)
 printf '{"places":[{"staged":"1","path":"rf%[2]d-a","ino":%%s},{"staged":"2","path":"rf%[2]d-tree","ino":%%s,"dir":true}]}' $ia $ib > $C/plan.json
+R=$S/commit-fault%[2]dr; mkdir -p $R
+printf 'gone\n' > rf%[2]d-gone1; printf 'gone\n' > rf%[2]d-gone2; printf 'kept\n' > rf%[2]d-kept
+mv rf%[2]d-gone1 $R/1
+printf 'new r\n' > $R/3
+ir=$(stat -c %%i $R/3)
+printf '{"removes":[{"staged":"1","path":"rf%[2]d-gone1"},{"staged":"2","path":"rf%[2]d-gone2"}],"places":[{"staged":"3","path":"rf%[2]d-r","ino":%%s}]}' $ir > $R/plan.json
 printf 'never\n' > $P/1
-printf '{"places":[{"staged":"1","path":"rf%[2]d-never","ino":1}]}' > $P/plan.json
+printf '{"removes":[{"staged":"2","path":"rf%[2]d-kept"}],"places":[{"staged":"1","path":"rf%[2]d-never","ino":1}]}' > $P/plan.json
 sync`, stagingRoot, k)
 	if r, _, err := s.exec(context.Background(), w.id, script, 60); err != nil || r.ExitCode != 0 {
 		c.fail("laying out the staging: %v %+v", err, r)
@@ -336,18 +344,21 @@ sync`, stagingRoot, k)
 		}
 	}
 	r, _, err := s.exec(context.Background(), w.id, fmt.Sprintf(
-		"cat rf%[1]d-a rf%[1]d-tree/x/b; ls rf%[1]d-never 2>&1 | grep -c 'No such'; ls -A %[2]s | wc -l", k, stagingRoot), 60)
+		"cat rf%[1]d-a rf%[1]d-tree/x/b rf%[1]d-r rf%[1]d-kept; ls rf%[1]d-never rf%[1]d-gone1 rf%[1]d-gone2 2>&1 | grep -c 'No such'; ls -A %[2]s | wc -l", k, stagingRoot), 60)
 	if err != nil {
 		c.fail("checking: %v", err)
 		return
 	}
-	if want := "new a\nnew b\n1\n0\n"; r.Stdout != want {
-		c.fail("after the restart: %q, want %q (rf-a, rf-tree/x/b, rf-never absent, staging entries)", r.Stdout, want)
+	if want := "new a\nnew b\nnew r\nkept\n3\n0\n"; r.Stdout != want {
+		c.fail("after the restart: %q, want %q (rf-a, rf-tree/x/b, rf-r, rf-kept; rf-never, rf-gone1, rf-gone2 absent; staging entries)", r.Stdout, want)
 		return
 	}
-	c.note("committed transfer finished at boot, uncommitted one dropped, staging empty")
+	c.note("committed transfers (places, removals) finished at boot, uncommitted one dropped, staging empty")
 	w.want[fmt.Sprintf("rf%d-a", k)] = sum([]byte("new a\n"))
 	w.want[fmt.Sprintf("rf%d-tree/x/b", k)] = sum([]byte("new b\n"))
+	w.want[fmt.Sprintf("rf%d-r", k)] = sum([]byte("new r\n"))
+	w.want[fmt.Sprintf("rf%d-kept", k)] = sum([]byte("kept\n"))
+	w.want[fmt.Sprintf("rf%d-gone1", k)], w.want[fmt.Sprintf("rf%d-gone2", k)] = "", ""
 	s.usable(c, w)
 	s.leaks(c)
 }
