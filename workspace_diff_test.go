@@ -113,6 +113,14 @@ func TestWorkspacePatchAndDiff(t *testing.T) {
 	if r := run("test -d added.txt && cat added.txt/inner.txt"); r.ExitCode != 0 || r.Stdout != "inner\n" {
 		t.Fatalf("after the deleting patch: %+v", r)
 	}
+	// A patch that only deletes.
+	p, err = c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: "--- a/added.txt/inner.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-inner\n"})
+	if err != nil || strings.Join(p.Changed, " ") != "added.txt/inner.txt" {
+		t.Fatalf("deletion-only patch: %v %+v", err, p)
+	}
+	if r := run("ls -A added.txt"); r.ExitCode != 0 || r.Stdout != "" {
+		t.Fatalf("after the deletion-only patch: %+v", r)
+	}
 	// Paths out of /workspace in a patch are refused.
 	if _, err := c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: id, Patch: "--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-x\n+y\n"}); pyro.ErrorCode(err) != "path_outside_workspace" {
 		t.Errorf("escaping patch: %v", err)
