@@ -43,7 +43,13 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 		return err
 	}
 	defer ws.Close()
-	st, err := newStaging(s.stagingRoot())
+	res := newReserve(s.stagingRoot())
+	defer res.restore() // after the staging directory went (deferred below)
+	var st *staging
+	err = res.retry(func() (err error) {
+		st, err = newStaging(s.stagingRoot())
+		return err
+	})
 	if err != nil {
 		return s.fsError("the staging directory "+s.stagingRoot(), err)
 	}
@@ -80,11 +86,12 @@ func (s *server) putArchive(stream net.Conn, fw *frameWriter, req *agentproto.Ar
 	if err = cmp.Or(rerr, xerr); err != nil {
 		return err
 	}
-	if err = st.commit(&x.plan); err != nil {
+	if err = res.retry(func() error { return st.commit(&x.plan) }); err != nil {
 		keep = errors.Is(err, errCrashed)
 		return stageError(err)
 	}
-	if err = applyPlan(ws, st.files, &x.plan); err != nil {
+	// A step done before running out of space is skipped the second time.
+	if err = res.retry(func() error { return applyPlan(ws, st.files, &x.plan) }); err != nil {
 		if keep = errors.Is(err, errCrashed); keep {
 			return err
 		}

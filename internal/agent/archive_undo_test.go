@@ -4,7 +4,9 @@ package agent
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
@@ -123,4 +126,75 @@ func listTree(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// A put that only removes works on a full disk: it gives up the agent's
+// space reserve for its plan; without the reserve it is no_space and
+// changes nothing.
+func TestPutArchiveRemovesOnFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	disk := t.TempDir()
+	if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=2m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(disk, syscall.MNT_DETACH) })
+	sess, root, _ := archiveAgentIn(t, disk)
+	for _, name := range []string{"a", "b", "c"} {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reserve := newReserve(filepath.Join(disk, "staging")).path
+	makeReserve(reserve)
+	if fi, err := os.Stat(reserve); err != nil || fi.Size() != reserveSize {
+		t.Fatalf("reserve: %v", err)
+	}
+	fillDisk(t, filepath.Join(disk, "fill"))
+	if r := putRemoving(t, sess, root, []string{"a"}, mkTar(t)); r.err != nil {
+		t.Fatalf("removing on a full disk: %v", r.err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "a")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a: %v", err)
+	}
+	// Its plan and directory go after the answer, then the reserve is
+	// back.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		fi, err := os.Stat(reserve)
+		if err == nil && fi.Size() == reserveSize {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reserve after the put: %v", err)
+		}
+	}
+	if r := putRemoving(t, sess, root, []string{"b"}, mkTar(t)); r.err != nil {
+		t.Fatalf("removing again on a full disk: %v", r.err)
+	}
+	// Without a reserve (a disk filled before the agent could make it) the
+	// put cannot commit: no_space, nothing changed.
+	if err := os.Remove(reserve); err != nil {
+		t.Fatal(err)
+	}
+	fillDisk(t, filepath.Join(disk, "fill2"))
+	r := putRemoving(t, sess, root, []string{"c"}, mkTar(t))
+	wantError(t, r, agentproto.ErrCodeNoSpace)
+	if _, err := os.Lstat(filepath.Join(root, "c")); err != nil {
+		t.Errorf("c after the refused removal: %v", err)
+	}
+}
+
+// fillDisk writes the file name until its filesystem is full.
+func fillDisk(t *testing.T, name string) {
+	t.Helper()
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write(make([]byte, 4<<20))
+	f.Close()
+	if !isNoSpace(err) {
+		t.Fatalf("filling the disk: %v", err)
+	}
 }

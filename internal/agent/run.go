@@ -34,6 +34,7 @@ func Run() {
 		opts.PowerOff = powerOff
 		// Before serving: finish or undo the file transfers a crash cut.
 		recoverPuts(defaultStagingRoot, agentproto.WorkspaceRoot)
+		makeReserve(newReserve(defaultStagingRoot).path)
 	}
 	// Reap orphans from the start, not only once the first command ran.
 	r := sharedReaper()

@@ -188,7 +188,7 @@ func (st *staging) commit(plan *putPlan) error {
 	if err != nil {
 		return err
 	}
-	f, err := st.put.OpenFile(planName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := st.put.OpenFile(planName, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600) // again after ENOSPC
 	if err != nil {
 		return err
 	}
