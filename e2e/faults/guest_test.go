@@ -101,8 +101,8 @@ func TestFaultsGuest(t *testing.T) {
 		after(c)
 	})
 
-	runRow(t, "guest disk full", "write and patch fail with no_space and change nothing; freeing space makes them work", func(t *testing.T, c *check) {
-		r, _, err := s.exec(ctx, w.id, `fallocate -l $(( $(df --output=avail -B1 /workspace | tail -1) )) fill; dd if=/dev/zero of=fill2 bs=64k 2>/dev/null; df -h /workspace | tail -1`, 120)
+	runRow(t, "guest disk full", "write and patch fail with no_space and change nothing; a patch that only deletes works; freeing space makes them work", func(t *testing.T, c *check) {
+		r, _, err := s.exec(ctx, w.id, `printf 'gone\n' > gone.txt; fallocate -l $(( $(df --output=avail -B1 /workspace | tail -1) )) fill; dd if=/dev/zero of=fill2 bs=64k 2>/dev/null; df -h /workspace | tail -1`, 120)
 		if err != nil {
 			c.fail("filling the disk: %v", err)
 			return
@@ -119,6 +119,14 @@ func TestFaultsGuest(t *testing.T) {
 			c.fail("patch on a full disk: %s %v", code, err)
 		} else {
 			c.note("patch: no_space")
+		}
+		// A patch that only deletes frees space: it works on the full disk.
+		if _, err := s.c.ApplyPatch(ctx, pyro.ApplyPatchRequest{Workspace: w.id, Patch: "--- a/gone.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-gone\n"}); err != nil {
+			c.fail("deleting patch on a full disk: %s %v", pyro.ErrorCode(err), err)
+		} else if r, _, _ := s.exec(ctx, w.id, "ls gone.txt 2>&1", 60); r == nil || !strings.Contains(r.Stdout, "No such file") {
+			c.fail("the deleting patch left gone.txt: %+v", r)
+		} else {
+			c.note("deleting patch: done")
 		}
 		if r, _, _ := s.exec(ctx, w.id, "ls big.bin new.txt 2>&1; rm -f fill fill2", 60); r == nil || !strings.Contains(r.Stdout, "No such file") || strings.Count(r.Stdout, "No such file") != 2 {
 			c.fail("a failed write left something: %+v", r)

@@ -67,7 +67,11 @@ func (r *reserve) restore() {
 // makeReserve creates the reserve file when it is missing and there is
 // room for it (a full disk gets it back after a later put).
 func makeReserve(path string) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	var f *os.File
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
+	if err == nil {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		return
 	}
