@@ -99,7 +99,7 @@ func ops(t *testing.T) []op {
 				return []string{"workspace", "file", "write", w.id, fmt.Sprintf("fw-%d", k), "--text-file", hostFile}
 			},
 			targets: current},
-		{name: "patch", bound: transferBound, delay: 100 * time.Millisecond, spread: 200 * time.Millisecond,
+		{name: "patch", bound: transferBound, delay: 50 * time.Millisecond, spread: 250 * time.Millisecond,
 			// It changes three files, deletes one and adds a large one: all
 			// five old (the new one absent, the deleted one there) or all
 			// five new after a fault.
