@@ -160,18 +160,24 @@ func TestPutArchiveRemovesOnFullDisk(t *testing.T) {
 	}
 	// Its plan and directory go after the answer, then the reserve is
 	// back.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		fi, err := os.Stat(reserve)
-		if err == nil && fi.Size() == reserveSize {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the reserve after the put: %v", err)
+	settled := func() {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			fi, err := os.Stat(reserve)
+			left, _ := os.ReadDir(filepath.Join(disk, "staging"))
+			if err == nil && fi.Size() == reserveSize && len(left) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after the put: reserve %v, staging %v", err, left)
+			}
 		}
 	}
+	settled()
 	if r := putRemoving(t, sess, root, []string{"b"}, mkTar(t)); r.err != nil {
 		t.Fatalf("removing again on a full disk: %v", r.err)
 	}
+	settled()
 	// Without a reserve (a disk filled before the agent could make it) the
 	// put cannot commit: no_space, nothing changed.
 	if err := os.Remove(reserve); err != nil {
