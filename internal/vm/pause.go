@@ -35,6 +35,10 @@ func (v *VM) Pause(ctx context.Context, statePath string) error {
 	detached := time.Since(begin)
 	start := time.Now()
 	if err := saver.SaveState(ctx, statePath); err != nil {
+		// The parked agent serves no calls on this session: end it, so that
+		// the caller's flush and power-off fail at once instead of waiting
+		// out their bounds.
+		v.agent.Close()
 		return err
 	}
 	v.log.Info("machine paused", "sync_ms", synced.Milliseconds(), "park_ms", detached.Milliseconds(), "save_ms", time.Since(start).Milliseconds())
