@@ -2,6 +2,7 @@ package pyro_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -100,6 +101,28 @@ func TestPauseResume(t *testing.T) {
 	}
 	if again, err := c.ResumeWorkspace(ctx, ws); err != nil || again.State != "running" || again.Restored {
 		t.Fatalf("resume of a running workspace: %v %+v", err, again)
+	}
+	// The new supervisor removes the used-up state after it answered; a
+	// pause at once after a resume waits for that and saves anew.
+	pauseDir := filepath.Join(c.StateDir(), "workspaces", ws, "paused")
+	for i := range 2 {
+		if p, err := c.PauseWorkspace(ctx, ws); err != nil || p.State != "paused" {
+			t.Fatalf("pause %d right after a resume: %v %+v", i, err, p)
+		}
+		if r, err := c.ResumeWorkspace(ctx, ws); err != nil || !r.Restored {
+			t.Fatalf("resume %d: %v %+v", i, err, r)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(pauseDir); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the resumed workspace's saved state is still there 10 s after the resume")
+		}
+	}
+	if got := mustExec(t, c, ws, "pgrep -x sleep").Stdout; got != bg {
+		t.Fatalf("after two more pauses: sleep pid %q, want %q", got, bg)
 	}
 }
 

@@ -56,7 +56,7 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, opts Options) error {
 		conn.Close()
 		return err
 	}
-	s := &server{opts: opts, reaper: sharedReaper(), services: registryFor(servicesRoot(opts))}
+	s := &server{opts: opts, reaper: sharedReaper(), services: registryFor(servicesRoot(opts)), end: func() { sess.Close() }}
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
 
@@ -89,6 +89,7 @@ type server struct {
 	opts     Options
 	reaper   *reaper
 	services *serviceRegistry
+	end      func() // ends the session (park)
 }
 
 // errCanceled ends a call whose host side went away: no frame is written.
@@ -149,6 +150,8 @@ func (s *server) call(stream net.Conn, fw *frameWriter) error {
 		return s.shutdown(stream, fw)
 	case agentproto.OpSync:
 		return s.sync(fw)
+	case agentproto.OpPark:
+		return s.park(fw)
 	case agentproto.OpPutArchive:
 		return s.putArchive(stream, fw, req.Archive)
 	case agentproto.OpGetArchive:
@@ -181,6 +184,17 @@ func hello() agentproto.Hello {
 		h.BootMs = ts.Nano() / int64(time.Millisecond)
 	}
 	return h
+}
+
+// park answers, then ends the session: the port stays open (see channel)
+// and the agent waits on it for the next host's Hail. The answer is on the
+// port when fw.json returns (yamux writes a frame before the call returns).
+func (s *server) park(fw *frameWriter) error {
+	if err := fw.json(agentproto.FrameResult, struct{}{}); err != nil {
+		return err
+	}
+	s.end()
+	return nil
 }
 
 // shutdown replies first: once PowerOff runs, the host gets nothing more.

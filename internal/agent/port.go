@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -14,13 +15,35 @@ import (
 // the /dev/virtio-ports/<name> symlinks do not exist: names come from sysfs.
 const virtioPortsDir = "/sys/class/virtio-ports"
 
+// foundPort is the device of the port last found (by name): a guest's
+// ports never change once probed (microvm has no hotplug), so a reopen
+// skips the scan of sysfs unless the device is gone.
+var foundPort struct {
+	sync.Mutex
+	name, dev string
+}
+
 // openPort opens the virtio-serial port called name, retrying discovery for
 // up to wait since the device may still be probing.
 func openPort(name string, wait time.Duration) (*os.File, error) {
+	foundPort.Lock()
+	dev := foundPort.dev
+	if foundPort.name != name {
+		dev = ""
+	}
+	foundPort.Unlock()
+	if dev != "" {
+		if f, err := os.OpenFile(filepath.Join("/dev", dev), os.O_RDWR, 0); err == nil {
+			return f, nil
+		}
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		dev, err := findPort(virtioPortsDir, name)
 		if err == nil {
+			foundPort.Lock()
+			foundPort.name, foundPort.dev = name, dev
+			foundPort.Unlock()
 			var f *os.File
 			if f, err = os.OpenFile(filepath.Join("/dev", dev), os.O_RDWR, 0); err == nil {
 				return f, nil

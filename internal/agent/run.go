@@ -4,13 +4,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"log"
 	"os"
 	"runtime/debug"
 	"time"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
@@ -49,9 +46,11 @@ func Run() {
 	}
 }
 
-// serveOnce runs one yamux session on the port. A session ends whenever the
-// host disconnects: a virtio console port reads EOF while no host is
-// attached, so the loop in Run keeps reopening it.
+// serveOnce serves sessions on the port until its host goes away. A
+// session ends whenever the host disconnects (a virtio console port reads
+// EOF while no host is attached: the port is closed and, after a short
+// delay, reopened by the loop in Run), or when a host's handshake or a park
+// ends it: the next session's handshake then reads the same open port.
 func serveOnce(opts Options) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -65,12 +64,23 @@ func serveOnce(opts Options) {
 		time.Sleep(noPortBackoff)
 		return
 	}
-	// The error is just how the session ended (usually host EOF); logging it
-	// would flood the console while no host is attached. A session the host
-	// broke off by a new handshake (a restored fork meets its own host's
-	// Hail) reopens at once: that host is waiting.
-	err = Serve(context.Background(), port, opts)
-	if !errors.Is(err, yamux.ErrInvalidVersion) {
+	ch := newChannel(port)
+	defer ch.release()
+	serveChannel(ch, opts)
+	if ch.failed() {
 		time.Sleep(reopenDelay)
+	}
+}
+
+// serveChannel serves one session after another on ch for as long as it
+// can be reused (see channel).
+func serveChannel(ch *channel, opts Options) {
+	for {
+		// The error is just how the session ended (usually host EOF);
+		// logging it would flood the console while no host is attached.
+		_ = Serve(context.Background(), ch, opts)
+		if !ch.next() {
+			return
+		}
 	}
 }

@@ -46,8 +46,11 @@ import (
 // 12: a session starts with the Hail/Ack/Begin handshake before yamux
 // (session.go), so a guest restored in the middle of a session (a fork of
 // a running workspace) drops it and starts a fresh one.
-// 13: ArchiveRequest.Remove: a put_archive also removes entries, in the same
-// all-or-nothing step as its writes (a patch's deleted files).
+// 13: OpPark; the agent keeps its port open from one session to the next
+// (a session that a Hail or a park ended), so a machine saved after a park
+// answers its restore's first Hail at once. ArchiveRequest.Remove: a
+// put_archive also removes entries, in the same all-or-nothing step as its
+// writes (a patch's deleted files).
 const ProtocolVersion = 13
 
 // ImageEnvPath is where an image environment's root filesystem carries its
@@ -103,6 +106,12 @@ const (
 	OpGetArchive = "get_archive"
 	// OpSync flushes the guest's filesystems (before a stop or a disk copy).
 	OpSync = "sync"
+	// OpPark: the agent answers, ends the session without closing its port
+	// and waits on that port for the next host's Hail. The host then saves
+	// the machine with its own end still connected (pause, fast-start
+	// snapshots): the restored guest answers its next host's first Hail from
+	// a read it was already blocked in, with no port to reopen or find.
+	OpPark = "park"
 
 	// OpShell starts a program on a new PTY and keeps the stream open for its
 	// whole life. Agent -> host: FrameStarted, then FrameStdout frames with the

@@ -36,7 +36,8 @@ import (
 
 // FormatVersion is bumped whenever what a snapshot holds, or how it is made,
 // changes (the save procedure, the guest's state at save time, file layout).
-const FormatVersion = 1
+// 2: the agent is parked (waiting in a read on its open port) when saved.
+const FormatVersion = 2
 
 // File names inside a snapshot dir (the disk's is the backend's: NewStore).
 const (

@@ -61,7 +61,8 @@ type Spec struct {
 	// Resume, when set with RestoreStatePath, restores a paused machine:
 	// OverlayPath is the very disk it was saved with, which a failed restore
 	// keeps (booting it cold) instead of removing it, and these ports are
-	// published again.
+	// published again. The supervisor removes PauseDir (the used-up saved
+	// machine) once it has answered ready.
 	Resume *ResumeSpec `json:"resume,omitempty"`
 }
 

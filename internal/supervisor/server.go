@@ -102,6 +102,10 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		stdins:   map[string]*io.PipeWriter{},
 		ports:    newPortTable(v.Network(), spec.NetworkPolicy),
 		pauser:   newPauser(spec.IdlePauseSeconds),
+		dropped:  make(chan struct{}),
+	}
+	if spec.Resume == nil {
+		close(s.dropped) // nothing restored from the pause dir
 	}
 	if spec.Resume != nil && restoreErr == nil {
 		s.republish(bootCtx, spec.Resume.Ports)
@@ -146,6 +150,9 @@ func Main(specPath string, ready *os.File, log *slog.Logger) error {
 		_ = srv.Close()
 		v.Close()
 		return fmt.Errorf("the launcher is gone, nobody will use this VM: %w", err)
+	}
+	if spec.Resume != nil {
+		go s.dropPausedState()
 	}
 
 	graceful := false
@@ -275,7 +282,8 @@ type server struct {
 	redact   *secrets.Redactor // the workspace's secret values; nil when none
 	commands *command.Manager
 	pauser   *pauser
-	forkMu   sync.Mutex // fork saves, one at a time
+	forkMu   sync.Mutex    // fork saves, one at a time
+	dropped  chan struct{} // closed once a resumed machine's pause dir is gone (see dropPausedState)
 
 	stdinMu sync.Mutex
 	stdins  map[string]*io.PipeWriter // command id -> its stdin, until fed

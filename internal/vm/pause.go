@@ -13,9 +13,9 @@ import (
 // completes) are the paused machine, which a Boot with Snapshot set to them
 // restores. The guest's filesystems are flushed first, so that a cold boot
 // of the disk alone (when the state cannot be restored) loses as little as
-// possible. The agent session is closed before the save, as Save does: a
-// restored guest then opens a fresh session with its next host. The VM must
-// have been booted with Spec.Pausable; Close it afterwards.
+// possible. The agent is parked before the save, as Save does: a restored
+// guest then opens a fresh session with its next host. The VM must have been
+// booted with Spec.Pausable; Close it afterwards.
 func (v *VM) Pause(ctx context.Context, statePath string) error {
 	saver, ok := v.machine.(vmm.StateSaver)
 	if !ok {
@@ -29,16 +29,44 @@ func (v *VM) Pause(ctx context.Context, statePath string) error {
 	cancel()
 	synced := time.Since(begin)
 	begin = time.Now()
-	if err := v.detachAgent(ctx); err != nil {
+	if err := v.parkAgent(ctx); err != nil {
 		return err
 	}
 	detached := time.Since(begin)
 	start := time.Now()
 	if err := saver.SaveState(ctx, statePath); err != nil {
+		// The parked agent serves no calls on this session: end it, so that
+		// the caller's flush and power-off fail at once instead of waiting
+		// out their bounds.
+		v.agent.Close()
 		return err
 	}
-	v.log.Info("machine paused", "sync_ms", synced.Milliseconds(), "detach_ms", detached.Milliseconds(), "save_ms", time.Since(start).Milliseconds())
+	v.log.Info("machine paused", "sync_ms", synced.Milliseconds(), "park_ms", detached.Milliseconds(), "save_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// parkWait bounds the park call: the agent answers it at once.
+const parkWait = 5 * time.Second
+
+// parkAgent ends the agent session before a save so that the restored
+// guest starts a fresh one with its next host. The agent parks (OpPark):
+// it leaves the session but keeps its port open and waits in a read for
+// the next Hail, which a restore then answers without running the code of
+// a reopen. The host's end stays connected until the machine is saved and
+// its VMM ends (a disconnect would send the guest back to reopening). An
+// agent that does not park is detached the old way.
+func (v *VM) parkAgent(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, parkWait)
+	err := v.agent.Park(pctx)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	v.log.Warn("the guest agent did not park: detaching it", "err", err)
+	return v.detachAgent(ctx)
 }
 
 // detachAgent closes the agent session and returns once the guest agent is

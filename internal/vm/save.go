@@ -26,8 +26,8 @@ func (spec Spec) Identity(ctx context.Context, b vmm.Backend, cacheDir string) (
 
 // Save boots spec cold under backend b with its root disk in the overlay diskPath
 // (created over spec.RootfsPath), waits for the agent, runs warm (a shell
-// command, may be empty) once so that what it reads sits in the guest's page cache, closes
-// the agent session, and saves the machine's state to statePath. The VMM
+// command, may be empty) once so that what it reads sits in the guest's page cache, parks
+// the agent (parkAgent), and saves the machine's state to statePath. The VMM
 // ends and the VM dir under root is removed; diskPath and statePath are the
 // snapshot: a Boot with the same spec and Snapshot set to them restores it.
 func Save(ctx context.Context, b vmm.Backend, root string, spec Spec, diskPath, statePath string, warm string, log *slog.Logger) error {
@@ -47,7 +47,7 @@ func Save(ctx context.Context, b vmm.Backend, root string, spec Spec, diskPath, 
 				"snapshot warm-up %q exited %d: %s", warm, r.ExitCode, r.Stderr)
 		}
 	}
-	if err := v.detachAgent(ctx); err != nil {
+	if err := v.parkAgent(ctx); err != nil {
 		return err
 	}
 	saver, ok := v.machine.(vmm.StateSaver)

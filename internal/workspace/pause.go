@@ -145,11 +145,13 @@ func (m *Manager) resumeLocked(ctx context.Context, p Paths, rec *Record) (*Reco
 	info, err := m.launch(ctx, p, rec, filepath.Join(p.PauseDir(), supervisor.PausedStateFile), func(s *supervisor.Spec) {
 		s.Resume = &supervisor.ResumeSpec{Ports: meta.Ports, NewMachineID: meta.Fork}
 	})
-	discardPause(p)
 	if err != nil {
+		discardPause(p)
 		rec.State = StateStopped
 		return nil, nil, errors.Join(err, writeRecord(p, rec))
 	}
+	// The new supervisor removes the used-up state once it has answered
+	// (supervisor.dropPausedState): off this call's path.
 	rec.State = StateRunning
 	rec.LastActivityAt = time.Now().UTC()
 	res := &Resumed{Restored: info.Restored, RestoreError: info.RestoreError, ResumeMs: info.BootMs}
