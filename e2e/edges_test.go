@@ -101,24 +101,39 @@ func TestCLIWorkspaceEdges(t *testing.T) {
 	})
 
 	t.Run("nospace", func(t *testing.T) {
-		exec("mkdir -p tiny && mount -t tmpfs -o size=64k tmpfs tiny")
+		exec("fallocate -l $(( $(df --output=avail -B1 /workspace | tail -1) )) fill; dd if=/dev/zero of=fill2 bs=64k 2>/dev/null; true")
 		big := filepath.Join(t.TempDir(), "big")
-		os.WriteFile(big, make([]byte, 1<<20), 0o644)
+		os.WriteFile(big, make([]byte, 4<<20), 0o644)
 		var e struct {
 			Error struct{ Code, Message string }
 		}
-		r := jsonOf(t, s, &e, "workspace", "file", "write", id, "tiny/big", "--text-file", big)
+		r := jsonOf(t, s, &e, "workspace", "file", "write", id, "big", "--text-file", big)
 		if r.code != 125 || e.Error.Code != "no_space" || !strings.Contains(e.Error.Message, "free space") {
 			t.Fatalf("write to a full disk: %+v", r)
 		}
 		// The same through MCP.
 		cs := mcpSession(t, s, "workspace-full")
 		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "workspace_file_write",
-			Arguments: map[string]any{"workspace_id": id, "path": "tiny/big", "text": strings.Repeat("x", 1<<20)}})
+			Arguments: map[string]any{"workspace_id": id, "path": "big", "text": strings.Repeat("x", 4<<20)}})
 		if err != nil || !res.IsError || !strings.HasPrefix(toolText(res), "no_space: ") {
 			t.Fatalf("MCP write to a full disk: %v %+v", err, res)
 		}
-		exec("test ! -e tiny/big && umount tiny && rmdir tiny")
+		exec("test ! -e big && rm fill fill2")
+	})
+
+	// Transfers write only to the workspace disk: a filesystem a command
+	// mounted inside /workspace is refused before anything is written,
+	// with what to do instead.
+	t.Run("othermount", func(t *testing.T) {
+		exec("mkdir -p tiny && mount -t tmpfs -o size=64k tmpfs tiny")
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		r := jsonOf(t, s, &e, "workspace", "file", "write", id, "tiny/f", "--text", "x")
+		if r.code == 0 || e.Error.Code != "invalid_argument" || !strings.Contains(e.Error.Message, "copy it there with exec") {
+			t.Fatalf("write into another mount: %+v", r)
+		}
+		exec("test ! -e tiny/f && umount tiny && rmdir tiny")
 	})
 
 	t.Run("special", func(t *testing.T) {
