@@ -33,8 +33,8 @@ const (
 	// the CPU whenever it wants it, which is seldom and briefly.
 	agentGroup     = cgroupRoot + "/pyro-agent"
 	agentCPUWeight = 10000
-	callPids      = 512
-	commandsPids  = 2048
+	callPids       = 512
+	commandsPids   = 2048
 	// memReserve is kept out of the commands' reach: at least this, or an
 	// eighth of the guest's memory when that is more.
 	memReserve = 64 << 20
