@@ -148,7 +148,7 @@ func sortedEnv(out string) string {
 }
 
 // Commands reuse the cgroup of an earlier command once it is empty (the
-// fast path), never one whose processes live on; a reused group keeps its
+// fast path; the agent's own group is another), never one whose processes live on; a reused group keeps its
 // pids limit. Under TCG commands run without address randomisation.
 func TestExecGroupsReused(t *testing.T) {
 	c, _ := newWorkspaceClient(t)
@@ -160,6 +160,10 @@ func TestExecGroupsReused(t *testing.T) {
 	first := group()
 	if !strings.HasPrefix(first, "0::/pyro-commands/c") {
 		t.Fatalf("command's cgroup: %q", first)
+	}
+	// The agent has a group of its own, the heaviest CPU peer.
+	if r := mustExec(t, c, id, "cat /proc/1/cgroup /sys/fs/cgroup/pyro-agent/cpu.weight").Stdout; r != "0::/pyro-agent\n10000\n" {
+		t.Errorf("the agent's cgroup and weight: %q", r)
 	}
 	if again := group(); again != first {
 		t.Errorf("an empty group was not reused: %q then %q", first, again)
