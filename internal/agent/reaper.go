@@ -8,8 +8,6 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // reaper owns wait4 for the whole process. As PID 1 the agent inherits every
@@ -60,19 +58,14 @@ func (r *reaper) reap() {
 		if err != nil || pid <= 0 {
 			return
 		}
-		r.deliver(pid, ws)
-	}
-}
-
-// deliver hands a reaped pid's status to its waiter; r.mu is held.
-func (r *reaper) deliver(pid int, ws syscall.WaitStatus) {
-	if r.groups != nil {
-		r.groups.reaped(pid)
-	}
-	// Pids nobody registered are orphans re-parented to us: dropped.
-	if ch, ok := r.waiters[pid]; ok {
-		delete(r.waiters, pid)
-		ch <- ws
+		if r.groups != nil {
+			r.groups.reaped(pid)
+		}
+		// Pids nobody registered are orphans re-parented to us: dropped.
+		if ch, ok := r.waiters[pid]; ok {
+			delete(r.waiters, pid)
+			ch <- ws
+		}
 	}
 }
 
@@ -91,12 +84,6 @@ func (r *reaper) tidyGroups() {
 func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var sys syscall.SysProcAttr // the caller's attr stays as it was
-	if attr.Sys != nil {
-		sys = *attr.Sys
-	}
-	pidfd := -1
-	sys.PidFD = &pidfd
 	var group *cgroup
 	if r.groups != nil {
 		g, err := r.groups.take()
@@ -106,12 +93,17 @@ func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int
 			log.Printf("command runs without its cgroup: %v", err)
 		} else {
 			group = g
+			var sys syscall.SysProcAttr // the caller's attr stays as it was
+			if attr.Sys != nil {
+				sys = *attr.Sys
+			}
 			sys.UseCgroupFD, sys.CgroupFD = true, g.fd
+			a := *attr
+			a.Sys = &sys
+			attr = &a
 		}
 	}
-	a := *attr
-	a.Sys = &sys
-	pid, err := syscall.ForkExec(argv0, argv, &a)
+	pid, err := syscall.ForkExec(argv0, argv, attr)
 	if err != nil {
 		if group != nil {
 			r.groups.giveBack(group)
@@ -123,53 +115,5 @@ func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int
 	}
 	ch := make(chan syscall.WaitStatus, 1)
 	r.waiters[pid] = ch
-	if pidfd >= 0 {
-		go r.watch(pid, pidfd)
-	}
 	return pid, ch, nil
-}
-
-// watch reaps pid as soon as its pidfd says it exited. SIGCHLD alone (the
-// signal, the runtime's signal goroutine, reap) took 2-4 ms after a
-// command's exit under emulation, against half a millisecond for a C
-// parent in waitpid; the pidfd wakes this goroutine through the runtime's
-// poller directly. Whichever of the two comes first reaps (under mu), the
-// other finds nothing.
-func (r *reaper) watch(pid, pidfd int) {
-	if err := syscall.SetNonblock(pidfd, true); err != nil {
-		syscall.Close(pidfd)
-		return
-	}
-	f := os.NewFile(uintptr(pidfd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Read(func(fd uintptr) bool { return exited(int(fd)) })
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.waiters[pid]; !ok {
-		return // reaped on SIGCHLD already
-	}
-	var ws syscall.WaitStatus
-	for {
-		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil || got != pid {
-			return // SIGCHLD's reap will have it
-		}
-		break
-	}
-	r.deliver(pid, ws)
-}
-
-// exited reports whether the process of pidfd has ended (its pidfd polls
-// readable), without waiting.
-func exited(pidfd int) bool {
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	return err != nil || (n > 0 && fds[0].Revents != 0)
 }
