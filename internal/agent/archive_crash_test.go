@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hashicorp/yamux"
 	"github.com/pyrovm/pyro/internal/agentproto"
 )
 
@@ -179,13 +180,7 @@ func crashRecovery(t *testing.T, c crashCase) {
 	}
 	for _, p := range points {
 		t.Run(p.name, func(t *testing.T) {
-			dir, _ := filepath.EvalSymlinks(t.TempDir())
-			root, staging := filepath.Join(dir, "workspace"), filepath.Join(dir, "staging")
-			if err := os.Mkdir(root, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			crashTree(t, root)
-			sess := startAgent(t, Options{WorkspaceRoot: root, StagingRoot: staging})
+			root, staging, sess := crashAgent(t)
 			if p.commit != "" {
 				commitHook = func(phase string) bool { return phase == p.commit }
 			} else {
@@ -224,6 +219,19 @@ func crashRecovery(t *testing.T, c crashCase) {
 	}
 }
 
+// crashAgent starts an agent over a fresh workspace holding crashTree, with
+// its staging root beside it.
+func crashAgent(t *testing.T) (root, staging string, sess *yamux.Session) {
+	t.Helper()
+	dir, _ := filepath.EvalSymlinks(t.TempDir())
+	root, staging = filepath.Join(dir, "workspace"), filepath.Join(dir, "staging")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	crashTree(t, root)
+	return root, staging, startAgent(t, Options{WorkspaceRoot: root, StagingRoot: staging})
+}
+
 // A crash while a failed put was being rolled back (abort-*) is rolled back
 // at start, from any point of the apply.
 func TestPutCrashAbortRecovery(t *testing.T) {
@@ -235,13 +243,7 @@ func TestPutCrashAbortRecovery(t *testing.T) {
 		}
 		for _, step := range steps {
 			t.Run(fmt.Sprint(c.name, step), func(t *testing.T) {
-				dir, _ := filepath.EvalSymlinks(t.TempDir())
-				root, staging := filepath.Join(dir, "workspace"), filepath.Join(dir, "staging")
-				if err := os.Mkdir(root, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				crashTree(t, root)
-				sess := startAgent(t, Options{WorkspaceRoot: root, StagingRoot: staging})
+				root, staging, sess := crashAgent(t)
 				applyHook = func(i int) bool { return i == step }
 				r := putRemoving(t, sess, root, c.remove, crashArchive(t, c))
 				applyHook = nil

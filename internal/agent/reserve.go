@@ -26,10 +26,7 @@ import (
 const reserveSize = 1 << 20
 
 // reserve is the reserve file of one staging root.
-type reserve struct {
-	path  string
-	freed bool // given up by this put: made again after it
-}
+type reserve struct{ path string }
 
 func newReserve(stagingRoot string) *reserve {
 	return &reserve{path: filepath.Join(filepath.Dir(stagingRoot), "reserve")}
@@ -53,16 +50,12 @@ func (r *reserve) free() bool {
 		}
 		return false
 	}
-	r.freed = true
 	return true
 }
 
-// restore makes the reserve again after a put that gave it up.
-func (r *reserve) restore() {
-	if r.freed {
-		makeReserve(r.path)
-	}
-}
+// restore makes the reserve again after a put when it is missing: given up
+// by this put, or by an earlier one on a disk that was still full then.
+func (r *reserve) restore() { makeReserve(r.path) }
 
 // makeReserve creates the reserve file when it is missing and there is
 // room for it (a full disk gets it back after a later put).

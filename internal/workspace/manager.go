@@ -52,6 +52,7 @@ type Manager struct {
 	// checkResolved: the pass over every workspace was skipped (TidyDue),
 	// so Resolve checks each workspace it returns.
 	checkResolved atomic.Bool
+	checked       sync.Map // workspace ids Resolve checked (checkTarget)
 }
 
 // NewManager keeps workspaces under root, their VMs run by backend (its

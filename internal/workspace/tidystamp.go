@@ -68,6 +68,9 @@ func (m *Manager) checkTarget(r *Record) bool {
 	if !m.checkResolved.Load() {
 		return false
 	}
+	if _, done := m.checked.LoadOrStore(r.ID, true); done {
+		return false // a call resolves its workspace several times: once is enough
+	}
 	ctx := context.Background() // recovery must finish even if the call is canceled
 	changed := m.recoverOne(ctx, m.paths(r.ID))
 	if exp := r.ExpiresAt(); !exp.IsZero() && !time.Now().Before(exp) {
