@@ -18,7 +18,7 @@ deps:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o $(BIN)/pyro-agent ./cmd/pyro-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro-supervisor ./cmd/pyro-supervisor
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro ./cmd/pyro
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro ./cmd/pyro
 
 # The main job on a fresh machine: install, build, run a real command in a microVM.
 demo: deps build
