@@ -1,6 +1,8 @@
 package network
 
 import (
+	"github.com/pyrovm/pyro/internal/network/egress"
+
 	"net/netip"
 	"strings"
 )
@@ -11,7 +13,7 @@ type allowlist struct {
 	rules    Rules               // normalized, as given (presets unexpanded)
 	exact    map[string]struct{} // "pypi.org"
 	suffixes []string            // ".githubusercontent.com" for "*.githubusercontent.com"
-	cidrs    []cidrRule
+	cidrs    []egress.CIDRRule
 }
 
 // compile validates r and builds its allowlist.
@@ -23,7 +25,7 @@ func compile(r Rules) (*allowlist, error) {
 	a := &allowlist{rules: r, exact: map[string]struct{}{}}
 	hosts := append([]string(nil), r.AllowHosts...)
 	for _, p := range r.AllowPresets {
-		hosts = append(hosts, Presets[p]...)
+		hosts = append(hosts, egress.Presets[p]...)
 	}
 	for _, h := range hosts {
 		if base, ok := strings.CutPrefix(h, "*."); ok {
@@ -33,7 +35,7 @@ func compile(r Rules) (*allowlist, error) {
 		}
 	}
 	for _, c := range r.AllowCIDRs {
-		cr, err := parseCIDRRule(c)
+		cr, err := egress.ParseCIDR(c)
 		if err != nil {
 			return nil, err // normalized above: cannot happen
 		}
@@ -46,7 +48,7 @@ func compile(r Rules) (*allowlist, error) {
 // matches a host rule. A wildcard matches names under it, not itself.
 func (a *allowlist) allowsName(name string) bool {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	if !validName(name) {
+	if !egress.ValidName(name) {
 		return false
 	}
 	if _, ok := a.exact[name]; ok {
@@ -64,7 +66,7 @@ func (a *allowlist) allowsName(name string) bool {
 func (a *allowlist) allowsCIDR(dst netip.AddrPort) bool {
 	dst = netip.AddrPortFrom(dst.Addr().Unmap().WithZone(""), dst.Port())
 	for _, c := range a.cidrs {
-		if c.matches(dst) {
+		if c.Matches(dst) {
 			return true
 		}
 	}

@@ -1,6 +1,8 @@
 package network
 
 import (
+	"github.com/pyrovm/pyro/internal/network/egress"
+
 	"strings"
 	"sync"
 	"time"
@@ -59,8 +61,8 @@ func (l *blockLog) snapshot() BlockedLog {
 // cleanName bounds a guest-chosen name (an HTTP Host may hold anything)
 // to printable ASCII of a DNS name's length.
 func cleanName(s string) string {
-	if len(s) > maxNameLength {
-		s = s[:maxNameLength]
+	if len(s) > egress.MaxNameLength {
+		s = s[:egress.MaxNameLength]
 	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x21 || r > 0x7e {

@@ -1,6 +1,8 @@
 package network
 
 import (
+	"github.com/pyrovm/pyro/internal/network/egress"
+
 	"compress/gzip"
 	"crypto/x509"
 	"encoding/base64"
@@ -77,7 +79,7 @@ func ValidateBrokerHosts(p Policy, name string, hosts []string) ([]string, error
 	if len(hosts) == 0 {
 		return nil, errdefs.InvalidArgument("broker_hosts", "secret %s is brokered but bound to no host: name the hosts that may receive it (--secret-broker %s=HOST[,HOST])", name, name)
 	}
-	out, err := normalizeAll("broker_hosts", hosts, NormalizeHost)
+	out, err := egress.NormalizeList("broker_hosts", hosts, egress.NormalizeHost)
 	if err != nil {
 		return nil, err
 	}
