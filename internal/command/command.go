@@ -16,9 +16,9 @@ import (
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/ident"
 	"github.com/pyrovm/pyro/internal/ringlog"
 	"github.com/pyrovm/pyro/internal/secrets"
-	"github.com/pyrovm/pyro/internal/vm"
 )
 
 // Bounds. Output past LogBytes per stream drops its oldest bytes (a read
@@ -126,7 +126,7 @@ const (
 func (m *Manager) Start(ctx context.Context, command string, background bool, stdin io.Reader, run Runner) (*Info, error) {
 	c := &cmd{
 		info: Info{
-			CommandID: vm.NewID(), Command: m.opts.Redact.String(command), Background: background,
+			CommandID: ident.NewID(), Command: m.opts.Redact.String(command), Background: background,
 			State: StateRunning, StartedAt: time.Now().UTC(),
 		},
 		done: make(chan struct{}), changed: make(chan struct{}), pinned: !background,

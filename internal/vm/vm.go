@@ -123,15 +123,6 @@ func NewMachineID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// NewID returns a short random id (not guessable, not a counter).
-func NewID() string {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand never fails on Linux
-	}
-	return hex.EncodeToString(b[:])
-}
-
 // Boot starts a VM of backend b under root (the state dir's vms/ directory)
 // and waits for its agent. On any error everything acquired so far is
 // released. ctx bounds the boot only; the VM lives until Close.
