@@ -6,12 +6,8 @@
 package supervisor
 
 import (
-	"time"
-
-	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/command"
-	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/network"
 )
 
@@ -85,73 +81,10 @@ type NetworkRules struct {
 	Rules *network.Rules `json:"rules"`
 }
 
-// APIVersion numbers the supervisor's HTTP API (its request and answer
-// shapes). A supervisor keeps running the pyro that started it, so after an
-// upgrade a workspace may still run under an older one: callers compare
-// Info.API first and refuse to talk past a difference (1 = before it was
-// recorded; 2 = exec requests carry the guest's agentproto.ExecRequest;
-// 3 = POST /v1/fork, and the agent session's handshake, protocol 12;
-// 4 = POST /v1/archive takes remove= paths, agent protocol 13).
-const APIVersion = 4
-
-// Info describes a running supervisor; it is also the ready message.
-type Info struct {
-	API           int       `json:"api,omitempty"` // APIVersion of the pyro that runs it; 0 = 1
-	Pid           int       `json:"pid"`
-	PidStart      uint64    `json:"pid_start"`
-	VMMPid        int       `json:"vmm_pid"`
-	VMID          string    `json:"vm_id"`
-	Socket        string    `json:"socket"`
-	BootMs        int64     `json:"boot_ms"` // restore or boot, up to the agent's answer
-	Restored      bool      `json:"restored,omitempty"`
-	RestoreError  string    `json:"restore_error,omitempty"` // why a restore failed (then it booted cold)
-	ExecutionMode string    `json:"execution_mode"`
-	GuestKernel   string    `json:"guest_kernel"`
-	StartedAt     time.Time `json:"started_at"`
-}
-
 // Ready is the one line a supervisor writes on its ready pipe.
 type Ready struct {
 	Info  *Info      `json:"info,omitempty"`
 	Error *WireError `json:"error,omitempty"`
-}
-
-// WireError carries a typed error across the API.
-type WireError struct {
-	Code    string `json:"code"`
-	Class   string `json:"class,omitempty"` // errdefs.ClassName
-	Message string `json:"message"`
-	// Next is the call past the error; each face renders it (Message
-	// holds the rest of the text).
-	Next *errdefs.Next `json:"next,omitempty"`
-}
-
-// ExecRequest is a command in the workspace: the guest request as
-// guestexec built it (the supervisor passes it to the agent as it is), and
-// how the supervisor keeps and answers it.
-type ExecRequest struct {
-	agentproto.ExecRequest
-	// Track keeps the command in the supervisor's command table while it
-	// runs and a while after (ExecResult.CommandID): its whole output (up to
-	// command.LogBytes per stream) can be read again by cursor.
-	Track bool `json:"track,omitempty"`
-	// Background answers at once with the command's Info; it runs on
-	// after the caller is gone. Implies Track.
-	Background bool `json:"background,omitempty"`
-	// Stream answers with ExecEvent lines (NDJSON) while the command runs:
-	// the command first, then its output as it comes, then the result.
-	// Implies Track. With StdinStream, the command's stdin comes from
-	// POST /v1/commands/{id}/stdin (its body, until EOF).
-	Stream bool `json:"stream,omitempty"`
-}
-
-// ExecEvent is one line of a streamed exec answer; exactly one field is set.
-type ExecEvent struct {
-	Command *command.Info `json:"command,omitempty"`
-	Stdout  []byte        `json:"stdout,omitempty"`
-	Stderr  []byte        `json:"stderr,omitempty"`
-	Result  *ExecResult   `json:"result,omitempty"`
-	Error   *WireError    `json:"error,omitempty"`
 }
 
 // CommandLogsRequest reads a command's output from cursors.
@@ -180,20 +113,6 @@ type LogChunk struct {
 // CommandWaitRequest waits for a command to end, at most TimeoutMs.
 type CommandWaitRequest struct {
 	TimeoutMs int64 `json:"timeout_ms"`
-}
-
-// ExecResult is a finished command: the agent client's result, redacted,
-// and where the supervisor keeps it.
-type ExecResult struct {
-	agentclient.ExecResult
-	CommandID string `json:"command_id,omitempty"` // when tracked
-	// AgentMs is how long the supervisor's call to the agent took (tracked
-	// commands; pyro bench splits the exec's time with it), AgentUs the
-	// same in microseconds, and Guest the agent's own split of it (the
-	// guest's word, bounded by AgentUs; shown, never relied on).
-	AgentMs int64                  `json:"agent_ms,omitempty"`
-	AgentUs int64                  `json:"agent_us,omitempty"`
-	Guest   *agentproto.ExecTiming `json:"guest_timing,omitempty"`
 }
 
 // ArchiveResult is the outcome of an archive transfer.

@@ -23,6 +23,7 @@ import (
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/shell"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
@@ -110,7 +111,7 @@ func (c *Client) GetArchive(ctx context.Context, path string, maxBytes int64, w 
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, decodeErr(resp)
+		return nil, wire.DecodeErr(resp)
 	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return nil, c.transportErr(ctx, err)
@@ -118,7 +119,7 @@ func (c *Client) GetArchive(ctx context.Context, path string, maxBytes int64, w 
 	if e := resp.Trailer.Get(errorTrailer); e != "" {
 		var we WireError
 		if json.Unmarshal([]byte(e), &we) == nil {
-			return nil, fromWire(&we)
+			return nil, wire.FromWire(&we)
 		}
 	}
 	var res ArchiveResult
@@ -137,16 +138,6 @@ func (c *Client) transportErr(ctx context.Context, err error) error {
 		return e
 	}
 	return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the workspace's supervisor does not answer")
-}
-
-func decodeErr(resp *http.Response) error {
-	var e struct {
-		Error *WireError `json:"error"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e); err != nil || e.Error == nil {
-		return errdefs.New(errdefs.ErrInternal, errdefs.CodeInternal, "supervisor answered %s", resp.Status)
-	}
-	return fromWire(e.Error)
 }
 
 func (c *Client) Sync(ctx context.Context) error {
@@ -172,7 +163,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return decodeErr(resp)
+		return wire.DecodeErr(resp)
 	}
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 64<<20))
 	if out == nil {
@@ -263,7 +254,7 @@ func Launch(ctx context.Context, bin, specPath, logPath, pidPath string, timeout
 			return nil, errdefs.Wrap(err, errdefs.ErrInternal, errdefs.CodeInternal, "bad ready line from supervisor")
 		}
 		if rd.Error != nil {
-			return nil, fromWire(rd.Error)
+			return nil, wire.FromWire(rd.Error)
 		}
 		if rd.Info == nil || rd.Info.API != APIVersion {
 			// A pyro-supervisor left from another pyro version beside a new

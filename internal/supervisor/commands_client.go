@@ -1,16 +1,14 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/command"
-	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 )
 
 // ExecStream runs a tracked command and passes its output to sink while it
@@ -18,52 +16,22 @@ import (
 // for a one-shot run); the answer is its result as Exec gives it.
 func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink agentclient.ExecStreams) (*ExecResult, error) {
 	req.Stream, req.StdinStream = true, sink.Stdin != nil
-	b, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://supervisor/v1/exec", strings.NewReader(string(b)))
-	if err != nil {
-		return nil, err
+	body, err := wire.PostExec(ctx, c.http, req)
+	var refused *wire.Refused
+	if errors.As(err, &refused) {
+		return nil, refused.Err
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return nil, c.transportErr(ctx, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, decodeErr(resp)
-	}
+	defer body.Close()
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
-	dec := json.NewDecoder(bufio.NewReader(resp.Body))
-	for {
-		var ev ExecEvent
-		if err := dec.Decode(&ev); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the command's output stream ended early")
+	return wire.ReadExec(ctx, body, sink, func(cmd *command.Info) {
+		if sink.Stdin != nil {
+			go c.feedStdin(feedCtx, cmd.CommandID, sink.Stdin)
 		}
-		switch {
-		case ev.Command != nil:
-			if sink.Stdin != nil {
-				go c.feedStdin(feedCtx, ev.Command.CommandID, sink.Stdin)
-			}
-		case ev.Stdout != nil:
-			write(sink.Stdout, ev.Stdout)
-		case ev.Stderr != nil:
-			write(sink.Stderr, ev.Stderr)
-		case ev.Result != nil:
-			return ev.Result, nil
-		case ev.Error != nil:
-			return nil, fromWire(ev.Error)
-		}
-	}
-}
-
-func write(w io.Writer, p []byte) {
-	if w != nil {
-		_, _ = w.Write(p)
-	}
+	})
 }
 
 // feedStdin sends r as the command's stdin; a command that ended first

@@ -21,6 +21,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/secrets"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 )
 
 const (
@@ -246,7 +247,7 @@ func TestInstallSecrets(t *testing.T) {
 		noValue(t, name, err.Error())
 		w := toWire(err)
 		noValue(t, name+" (wire)", w.Message)
-		if fromWire(&WireError{Code: w.Code, Message: w.Message}).(*errdefs.Error).Class != errdefs.ErrFailedPrecondition {
+		if wire.FromWire(&WireError{Code: w.Code, Message: w.Message}).(*errdefs.Error).Class != errdefs.ErrFailedPrecondition {
 			t.Fatalf("%s: class not derived from the code", name)
 		}
 		if !strings.Contains(err.Error(), "secrets") {
