@@ -8,6 +8,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // A workspace another VMM backend made is refused, with a code that says
@@ -15,12 +16,12 @@ import (
 // its record stays readable and updatable, and delete removes it.
 func TestOtherBackendRefused(t *testing.T) {
 	m, p := stoppedWorkspace(t)
-	rec, err := readRecord(p)
+	rec, err := store.ReadRecord(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.Backend = "firecracker"
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		t.Fatal(err)
 	}
 	ctx, id := t.Context(), rec.ID
@@ -51,7 +52,7 @@ func TestOtherBackendRefused(t *testing.T) {
 
 	// Records from before the field were all made by the first backend.
 	m, p = stoppedWorkspace(t)
-	if rec, _ := readRecord(p); rec.Backend != "" {
+	if rec, _ := store.ReadRecord(p); rec.Backend != "" {
 		t.Fatalf("fixture names a backend: %q", rec.Backend)
 	}
 	_, _, unlock, err := m.locked(rec.ID)
@@ -66,13 +67,13 @@ func TestOtherBackendRefused(t *testing.T) {
 // files; one of this protocol gets past the check.
 func TestOldAgentRefused(t *testing.T) {
 	m, p := stoppedWorkspace(t)
-	rec, err := readRecord(p)
+	rec, err := store.ReadRecord(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, proto := range []int{0, agentproto.ProtocolVersion - 1} {
 		rec.AgentProtocol = proto
-		if err := writeRecord(p, rec); err != nil {
+		if err := store.WriteRecord(p, rec); err != nil {
 			t.Fatal(err)
 		}
 		_, err := m.Start(t.Context(), rec.ID)

@@ -87,7 +87,7 @@ func (m *Manager) stoppedDisk(ctx context.Context, ref string, f func(p Paths, r
 		}
 	}
 	disk := p.Disk()
-	if p.resetInterrupted() {
+	if p.ResetInterrupted() {
 		disk = p.PreResetDisk() // an interrupted reset: the next start rolls back to this one
 	}
 	if _, err := os.Stat(disk); err != nil {

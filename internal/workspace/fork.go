@@ -17,6 +17,7 @@ import (
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // MaxForks bounds the forks of one call.
@@ -147,13 +148,13 @@ func (m *Manager) Fork(ctx context.Context, ref string, names []string) (*Record
 			// Its supervisor died in the save: the disk is whole (the old
 			// file, or the new top over the layer).
 			rec.State = StateStopped
-			ferr = errors.Join(ferr, writeRecord(p, rec))
+			ferr = errors.Join(ferr, store.WriteRecord(p, rec))
 			return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed,
 				"forking workspace %s failed; no fork was kept and the workspace is stopped with its disk (run \"pyro workspace start %s\")", rec.ID, rec.ID)
 		}
 		return nil, nil, errdefs.Wrap(ferr, errdefs.ErrUnavailable, errdefs.CodeForkFailed, "forking workspace %s failed; no fork was kept", rec.ID)
 	}
-	if rec, err = readRecord(p); err == nil {
+	if rec, err = store.ReadRecord(p); err == nil {
 		rec.State = m.liveState(ctx, rec)
 	}
 	return rec, out, err
@@ -350,7 +351,7 @@ func (m *Manager) newFork(ctx context.Context, src Paths, srcRec *Record, layer,
 	r.Labels[ForkedFromLabel] = srcRec.ID
 	r.State, r.Creating = StatePaused, true
 	f.rec = &r
-	if err := writeRecord(f.p, f.rec); err != nil {
+	if err := store.WriteRecord(f.p, f.rec); err != nil {
 		return f, err
 	}
 	// Never rewritten in place (replaced by rename, or removed): links are safe.
@@ -420,7 +421,7 @@ func (m *Manager) finishFork(ctx context.Context, f fork) (*Record, error) {
 	}
 	m.log.Debug("fork resumed", "workspace", rec.ID, "resume_ms", time.Since(start).Milliseconds())
 	rec.Creating = false
-	return rec, writeRecord(f.p, rec)
+	return rec, store.WriteRecord(f.p, rec)
 }
 
 func linkIfExists(src, dst string) error {
@@ -452,7 +453,7 @@ func (m *Manager) gcLayers(ctx context.Context) {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
 		}
-		disks, _ := filepath.Glob(m.paths(e.Name()).diskPattern())
+		disks, _ := filepath.Glob(m.paths(e.Name()).DiskPattern())
 		for _, d := range disks {
 			files, err := m.backend.BackingFiles(ctx, d)
 			if err != nil {

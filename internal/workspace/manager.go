@@ -32,10 +32,8 @@ import (
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
-
-// CodeNotFound is returned for an unknown or deleted workspace.
-const CodeNotFound = errdefs.CodeWorkspaceNotFound
 
 // Named timeouts.
 const (
@@ -193,7 +191,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 			return nil, err
 		}
 	}
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		return nil, err
 	}
 	if rec.TTLSeconds > 0 {
@@ -210,7 +208,7 @@ func (m *Manager) Create(ctx context.Context, s CreateSpec) (_ *Record, err erro
 	}
 	rec.Creating = false
 	rec.LastActivityAt = time.Now().UTC() // the TTL counts from the end of a create, however long it took
-	return rec, writeRecord(p, rec)
+	return rec, store.WriteRecord(p, rec)
 }
 
 // boot starts a fresh VM for the workspace on the disk at p.Disk() (created
@@ -329,7 +327,7 @@ func (m *Manager) Resolve(ref string) (*Record, error) {
 
 func (m *Manager) resolve(ref string) (*Record, error) {
 	if vm.ValidID(ref) {
-		if r, err := readRecord(m.paths(ref)); err == nil {
+		if r, err := store.ReadRecord(m.paths(ref)); err == nil {
 			return r, nil
 		}
 	}
@@ -339,7 +337,7 @@ func (m *Manager) resolve(ref string) (*Record, error) {
 			return r, nil
 		}
 	}
-	return nil, notFound(ref)
+	return nil, store.NotFound(ref)
 }
 
 func (m *Manager) scan() ([]*Record, error) {
@@ -355,7 +353,7 @@ func (m *Manager) scan() ([]*Record, error) {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
 		}
-		if r, err := readRecord(m.paths(e.Name())); err == nil {
+		if r, err := store.ReadRecord(m.paths(e.Name())); err == nil {
 			out = append(out, r)
 		}
 	}
@@ -491,16 +489,6 @@ func errStopped(r *Record) error {
 		WithNext(": %s first", "pyro workspace start "+r.ID, "workspace_start")
 }
 
-// HistoryEntry is one command in a workspace's log.
-type HistoryEntry struct {
-	Sequence   int       `json:"sequence"`
-	Command    string    `json:"command"`
-	ExitCode   int       `json:"exit_code"`
-	TimedOut   bool      `json:"timed_out"`
-	DurationMs int64     `json:"duration_ms"`
-	StartedAt  time.Time `json:"started_at"`
-}
-
 // Exec runs a command (req as guestexec.Shell built it; its cwd relative
 // to /workspace or absolute under it) and records it in the history (with
 // secret values redacted, as the returned entry). secretEnv maps secret
@@ -535,13 +523,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequ
 	reserved := make(chan reservation, 1)
 	id := r.ID // r is replaced below when a pause refused the call
 	go func() {
-		seq, err := m.recordActivity(id, func(rec *Record) (int, error) {
-			rec.Commands++
-			if started.After(rec.LastActivityAt) { // another call may have recorded a later one
-				rec.LastActivityAt = started
-			}
-			return rec.Commands, nil
-		})
+		seq, err := store.RecordExecStart(m.paths(id), started)
 		reserved <- reservation{seq, err}
 	}()
 	// Tracked: its output stays readable by cursor for a while.
@@ -571,7 +553,7 @@ func (m *Manager) Exec(ctx context.Context, ref string, ereq agentproto.ExecRequ
 		Sequence: rv.seq, Command: red.String(req.Shell), ExitCode: res.ExitCode, TimedOut: res.TimedOut,
 		DurationMs: res.DurationMs, StartedAt: started,
 	}
-	return r, res, entry, appendHistory(m.paths(r.ID), entry)
+	return r, res, entry, store.AppendHistory(m.paths(r.ID), entry)
 }
 
 // execEnv adds the variables of a secretEnv mapping to req.Env (refusing a
@@ -621,37 +603,7 @@ func (m *Manager) withSecretEnv(id string, env []string, mapping map[string]stri
 }
 
 func (m *Manager) recordActivity(id string, update func(*Record) (int, error)) (int, error) {
-	p := m.paths(id)
-	l, err := lock(p)
-	if err != nil {
-		return 0, err
-	}
-	defer l.Unlock()
-	rec, err := readRecord(p)
-	if err != nil {
-		return 0, err
-	}
-	n, err := update(rec)
-	if err != nil {
-		return 0, err
-	}
-	// Activity (the command count, the last activity) may be lost to a host
-	// crash but never torn: no fsync of the directory on every exec.
-	return n, fsutil.ReplaceJSON(p.Record(), rec, 0o600)
-}
-
-// appendHistory adds e as one line in one write: O_APPEND places each
-// write whole at the end, so concurrent execs need no lock for it (they
-// finish, and are appended, in any order; Logs sorts by sequence).
-func appendHistory(p Paths, e HistoryEntry) error {
-	f, err := os.OpenFile(p.History(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	b, _ := json.Marshal(e)
-	_, err = f.Write(append(b, '\n'))
-	return err
+	return store.RecordActivity(m.paths(id), update)
 }
 
 // Logs returns the command history, oldest first.
@@ -734,11 +686,11 @@ func (m *Manager) lockedRecord(ref string) (p Paths, rec *Record, unlock func(),
 		return Paths{}, nil, nil, err
 	}
 	p = m.paths(r.ID)
-	l, err := lock(p)
+	l, err := store.Lock(p)
 	if err != nil {
 		return Paths{}, nil, nil, err
 	}
-	if rec, err = readRecord(p); err != nil {
+	if rec, err = store.ReadRecord(p); err != nil {
 		l.Unlock()
 		return Paths{}, nil, nil, err
 	}
@@ -755,7 +707,7 @@ func (m *Manager) Stop(ctx context.Context, ref string) (*Record, error) {
 	m.stopSupervisor(ctx, p)
 	discardPause(p) // its disk was flushed when it paused
 	rec.State = StateStopped
-	return rec, writeRecord(p, rec)
+	return rec, store.WriteRecord(p, rec)
 }
 
 // stopSupervisor asks a live supervisor to power off gracefully, waits for
@@ -817,7 +769,7 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 	}
 	m.stopSupervisor(ctx, p) // leftovers of a crashed supervisor
 	discardPause(p)
-	if p.resetInterrupted() {
+	if p.ResetInterrupted() {
 		m.rollbackReset(p) // an interrupted reset: back to the disk from before it
 	}
 	// Always cold: the disk has moved on from any saved machine.
@@ -825,7 +777,7 @@ func (m *Manager) Start(ctx context.Context, ref string) (*Record, error) {
 		return nil, err
 	}
 	rec.State = StateRunning
-	return rec, writeRecord(p, rec)
+	return rec, store.WriteRecord(p, rec)
 }
 
 // Delete removes the workspace's VM and all its host state.

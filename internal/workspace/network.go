@@ -6,6 +6,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // SetEgress changes a workspace's egress rules: change gets the current
@@ -36,7 +37,7 @@ func (m *Manager) SetEgress(ctx context.Context, ref string, change func(*networ
 		}
 	}
 	rec.Egress = next
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		if sc != nil { // the record keeps the old rules: so must the VM
 			_, rerr := sc.SetNetworkRules(context.WithoutCancel(ctx), old)
 			err = errors.Join(err, rerr)

@@ -30,17 +30,15 @@ type outputTemp struct {
 	PidStart uint64 `json:"pid_start"`
 }
 
-func (p Paths) outputsDir() string { return filepath.Join(p.Dir, "outputs") }
-
 // trackOutputTemp records the temporary name of out's output, before the
 // temporary is made; the returned func forgets it (after the temporary was
 // published or removed: defer it before the removal, so it runs after).
 func trackOutputTemp(p Paths, out *hostpath.Target, name string) (forget func(), err error) {
 	rec := outputTemp{Dir: filepath.Dir(out.Path), Name: name, Pid: os.Getpid(), PidStart: vm.ProcStart(os.Getpid())}
-	if err := os.MkdirAll(p.outputsDir(), 0o700); err != nil {
+	if err := os.MkdirAll(p.OutputsDir(), 0o700); err != nil {
 		return nil, err
 	}
-	at := filepath.Join(p.outputsDir(), name+".json")
+	at := filepath.Join(p.OutputsDir(), name+".json")
 	if err := fsutil.WriteJSONAtomic(at, rec, 0o600); err != nil {
 		return nil, err
 	}
@@ -51,9 +49,9 @@ func trackOutputTemp(p Paths, out *hostpath.Target, name string) (forget func(),
 // died. Only names an export gives are removed, through the parent
 // directory's handle (a name swapped for a symlink is removed, never followed).
 func removeDeadOutputTemps(p Paths) {
-	entries, _ := os.ReadDir(p.outputsDir())
+	entries, _ := os.ReadDir(p.OutputsDir())
 	for _, e := range entries {
-		at := filepath.Join(p.outputsDir(), e.Name())
+		at := filepath.Join(p.OutputsDir(), e.Name())
 		b, err := os.ReadFile(at)
 		var rec outputTemp
 		if err != nil || json.Unmarshal(b, &rec) != nil || !strings.HasSuffix(e.Name(), ".json") {

@@ -19,7 +19,7 @@ func TestDeadOutputTemps(t *testing.T) {
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
 	}
-	os.MkdirAll(p.outputsDir(), 0o700)
+	os.MkdirAll(p.OutputsDir(), 0o700)
 	for name, owner := range map[string]int{
 		".pyro-export-0123456789abcdef":      dead.Process.Pid,
 		".pyro-disk-export-fedcba9876543210": os.Getpid(), // still running: kept
@@ -29,7 +29,7 @@ func TestDeadOutputTemps(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := outputTemp{Dir: out, Name: name, Pid: owner, PidStart: vm.ProcStart(owner)}
-		if err := fsutil.WriteJSONAtomic(filepath.Join(p.outputsDir(), name+".json"), rec, 0o600); err != nil {
+		if err := fsutil.WriteJSONAtomic(filepath.Join(p.OutputsDir(), name+".json"), rec, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -39,7 +39,7 @@ func TestDeadOutputTemps(t *testing.T) {
 			t.Errorf("%s: exists=%v, want %v", name, err == nil, want)
 		}
 	}
-	if left, _ := os.ReadDir(p.outputsDir()); len(left) != 1 {
+	if left, _ := os.ReadDir(p.OutputsDir()); len(left) != 1 {
 		t.Errorf("records left: %v (want only the live export's)", left)
 	}
 }

@@ -11,21 +11,8 @@ import (
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
-
-// StatePaused is a workspace whose machine (memory, devices) is saved in
-// its dir next to its disk: no host process runs for it.
-const StatePaused = "paused"
-
-// TTL actions: what happens to a workspace whose TTL has passed.
-const (
-	TTLDelete = "delete" // the default
-	TTLPause  = "pause"
-)
-
-// PauseDir holds the saved machine of a paused workspace
-// (supervisor.PausedStateFile, then supervisor.PausedMetaFile).
-func (p Paths) PauseDir() string { return filepath.Join(p.Dir, "paused") }
 
 // Resumed says how a paused workspace came back.
 type Resumed struct {
@@ -78,7 +65,7 @@ func (m *Manager) pauseLocked(ctx context.Context, p Paths, rec *Record) (*Recor
 	switch m.liveState(ctx, rec) {
 	case StatePaused:
 		rec.State = StatePaused
-		return rec, paused(p), writeRecord(p, rec)
+		return rec, paused(p), store.WriteRecord(p, rec)
 	case StateStopped:
 		return nil, nil, errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeWorkspaceStopped,
 			"workspace %s is stopped: there is no running machine to pause; run \"pyro workspace start %s\" first", rec.ID, rec.ID)
@@ -102,14 +89,14 @@ func (m *Manager) pauseLocked(ctx context.Context, p Paths, rec *Record) (*Recor
 	if err != nil {
 		discardPause(p)
 		rec.State = StateStopped
-		if werr := writeRecord(p, rec); werr != nil {
+		if werr := store.WriteRecord(p, rec); werr != nil {
 			err = errors.Join(err, werr)
 		}
 		return nil, nil, errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodePauseFailed,
 			"pausing workspace %s failed; it is stopped with its disk (run \"pyro workspace start %s\")", rec.ID, rec.ID)
 	}
 	rec.State = StatePaused
-	return rec, meta, writeRecord(p, rec)
+	return rec, meta, store.WriteRecord(p, rec)
 }
 
 // Resume restores a paused workspace's machine: its processes go on where
@@ -148,7 +135,7 @@ func (m *Manager) resumeLocked(ctx context.Context, p Paths, rec *Record) (*Reco
 	if err != nil {
 		discardPause(p)
 		rec.State = StateStopped
-		return nil, nil, errors.Join(err, writeRecord(p, rec))
+		return nil, nil, errors.Join(err, store.WriteRecord(p, rec))
 	}
 	// The new supervisor removes the used-up state once it has answered
 	// (supervisor.dropPausedState): off this call's path.
@@ -158,7 +145,7 @@ func (m *Manager) resumeLocked(ctx context.Context, p Paths, rec *Record) (*Reco
 	if !res.Restored {
 		m.log.Warn("the paused state did not restore: booted cold from the disk", "workspace", rec.ID, "err", info.RestoreError)
 	}
-	return rec, res, writeRecord(p, rec)
+	return rec, res, store.WriteRecord(p, rec)
 }
 
 // resumeForCall brings a paused workspace back for a call that needs its VM.

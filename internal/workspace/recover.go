@@ -11,6 +11,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // halfCreatedAge is how old a workspace dir without a record must be before
@@ -42,7 +43,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 		return nil, nil, err
 	}
 	m.checkResolved.Store(false)
-	stamp := tidyStamp{At: now}
+	stamp := store.TidyStamp{At: now}
 	for _, e := range entries {
 		if !e.IsDir() || !vm.ValidID(e.Name()) {
 			continue
@@ -53,7 +54,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 		if m.recoverOne(ctx, p) {
 			recovered = append(recovered, e.Name())
 		}
-		rec, err := readRecord(p)
+		rec, err := store.ReadRecord(p)
 		if err != nil || rec.Creating { // a live create; a dead one was undone above
 			continue
 		}
@@ -78,7 +79,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 		}
 		expired = append(expired, rec.ID)
 	}
-	m.writeTidyStamp(stamp)
+	store.WriteTidyStamp(m.root, stamp)
 	return recovered, expired, nil
 }
 
@@ -90,7 +91,7 @@ func (m *Manager) ReapExpired(ctx context.Context, now time.Time) ([]string, err
 }
 
 func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
-	l := existingLock(p)
+	l := store.ExistingLock(p)
 	got, err := l.TryLock()
 	if errors.Is(err, os.ErrNotExist) {
 		// No lock file: a create that died before taking it (or a delete
@@ -105,7 +106,7 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		return false // busy, or not ours to judge
 	}
 	defer l.Unlock()
-	rec, err := readRecord(p)
+	rec, err := store.ReadRecord(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if st, err := os.Stat(p.Dir); err == nil && time.Since(st.ModTime()) > halfCreatedAge {
@@ -121,12 +122,12 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		m.destroy(p)
 		return true
 	}
-	if p.resetInterrupted() {
+	if p.ResetInterrupted() {
 		m.log.Warn("rolling back a reset whose process died", "workspace", rec.ID)
 		m.stopSupervisor(ctx, p)
 		m.rollbackReset(p)
 		rec.State = StateStopped
-		if err := writeRecord(p, rec); err != nil {
+		if err := store.WriteRecord(p, rec); err != nil {
 			m.log.Warn("recording the rolled back reset", "workspace", rec.ID, "err", err)
 		}
 		return true
@@ -157,7 +158,7 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 		m.log.Warn("reaping the leftovers of a dead supervisor", "workspace", rec.ID)
 		m.stopSupervisor(ctx, p)
 		rec.State = pausedLive(p)
-		if err := writeRecord(p, rec); err != nil {
+		if err := store.WriteRecord(p, rec); err != nil {
 			m.log.Warn("recording the stopped workspace", "workspace", rec.ID, "err", err)
 		}
 		return true
@@ -187,20 +188,20 @@ func removeDeadSnapshotTemps(p Paths) (removed bool) {
 	for _, e := range ents {
 		name := filepath.Join(p.SnapshotDir(), e.Name())
 		switch {
-		case strings.HasSuffix(name, snapshotTmpSuffix):
+		case strings.HasSuffix(name, store.SnapshotTmpSuffix):
 			f, err := os.Open(name)
 			if err != nil {
 				continue
 			}
 			free := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 			if free { // held until the removal, so no new create takes it meanwhile
-				os.RemoveAll(name + extractDirSuffix)
+				os.RemoveAll(name + store.ExtractDirSuffix)
 				os.Remove(name)
 				removed = true
 			}
 			f.Close()
-		case strings.HasSuffix(name, snapshotTmpSuffix+extractDirSuffix):
-			if _, err := os.Stat(strings.TrimSuffix(name, extractDirSuffix)); errors.Is(err, os.ErrNotExist) {
+		case strings.HasSuffix(name, store.SnapshotTmpSuffix+store.ExtractDirSuffix):
+			if _, err := os.Stat(strings.TrimSuffix(name, store.ExtractDirSuffix)); errors.Is(err, os.ErrNotExist) {
 				os.RemoveAll(name)
 				removed = true
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/supervisor"
 	"github.com/pyrovm/pyro/internal/vm"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // A workspace recorded running whose supervisor is dead (killed, or powered
@@ -21,12 +22,12 @@ import (
 // supervisor lives is left alone.
 func TestTidyReapsDeadSupervisor(t *testing.T) {
 	m, p := stoppedWorkspace(t)
-	rec, err := readRecord(p)
+	rec, err := store.ReadRecord(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.State = StateRunning
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		t.Fatal(err)
 	}
 	dead := exec.Command("true")
@@ -60,20 +61,20 @@ func TestTidyReapsDeadSupervisor(t *testing.T) {
 			t.Errorf("%s left: %v", f, err)
 		}
 	}
-	if rec, err := readRecord(p); err != nil || rec.State != StateStopped {
+	if rec, err := store.ReadRecord(p); err != nil || rec.State != StateStopped {
 		t.Fatalf("record after tidy: %v %+v", err, rec)
 	}
 
 	// A live supervisor (this test process stands in for it) keeps it running.
 	rec.State = StateRunning
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		t.Fatal(err)
 	}
 	writeInfo(t, p.Supervisor(), os.Getpid())
 	if _, _, err := m.Tidy(t.Context(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := readRecord(p); rec.State != StateRunning {
+	if rec, _ := store.ReadRecord(p); rec.State != StateRunning {
 		t.Fatalf("a live supervisor's workspace was recorded %s", rec.State)
 	}
 	if _, err := os.Stat(p.Supervisor()); err != nil {
@@ -133,7 +134,7 @@ func TestTidyDue(t *testing.T) {
 	// Both become creates whose process died (their locks are free): a
 	// pass undoes them.
 	for _, p := range []Paths{a, b} {
-		if err := writeRecord(p, &Record{ID: filepath.Base(p.Dir), State: StateStopped, Creating: true}); err != nil {
+		if err := store.WriteRecord(p, &Record{ID: filepath.Base(p.Dir), State: StateStopped, Creating: true}); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(p.Lock(), nil, 0o600); err != nil {
@@ -143,7 +144,7 @@ func TestTidyDue(t *testing.T) {
 	exists := func(p Paths) bool { _, err := os.Stat(p.Dir); return err == nil }
 
 	m = NewManager(m.root, "pyro", m.backend, m.log)
-	if rec, exp, err := m.TidyDue(t.Context(), now.Add(tidyEvery/2)); err != nil || len(rec)+len(exp) > 0 {
+	if rec, exp, err := m.TidyDue(t.Context(), now.Add(store.TidyEvery/2)); err != nil || len(rec)+len(exp) > 0 {
 		t.Fatalf("a fresh pass was repeated: %v %v %v", rec, exp, err)
 	}
 	if !exists(a) || !exists(b) {
@@ -157,11 +158,11 @@ func TestTidyDue(t *testing.T) {
 	}
 
 	m = NewManager(m.root, "pyro", m.backend, m.log)
-	if rec, _, err := m.TidyDue(t.Context(), now.Add(tidyEvery)); err != nil || len(rec) != 1 || exists(b) {
+	if rec, _, err := m.TidyDue(t.Context(), now.Add(store.TidyEvery)); err != nil || len(rec) != 1 || exists(b) {
 		t.Fatalf("a stale pass was not repeated: %v %v, b kept %v", rec, err, exists(b))
 	}
 
-	// A TTL that comes due within tidyEvery of the last pass is acted on.
+	// A TTL that comes due within store.TidyEvery of the last pass is acted on.
 	c := m.paths("0123456789ad")
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -169,8 +170,8 @@ func TestTidyDue(t *testing.T) {
 	if err := os.WriteFile(c.Lock(), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	at := now.Add(tidyEvery)
-	if err := writeRecord(c, &Record{ID: "0123456789ad", State: StateStopped, TTLSeconds: 1, LastActivityAt: at}); err != nil {
+	at := now.Add(store.TidyEvery)
+	if err := store.WriteRecord(c, &Record{ID: "0123456789ad", State: StateStopped, TTLSeconds: 1, LastActivityAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := m.Tidy(t.Context(), at); err != nil {

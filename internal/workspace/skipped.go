@@ -7,14 +7,6 @@ import (
 	"github.com/pyrovm/pyro/internal/supervisor"
 )
 
-// Skipped tells which special files (fifos, sockets, device nodes) a
-// transfer out of the guest left out: a tar of a workspace never carries
-// them to the host. Files lists the first 100.
-type Skipped struct {
-	Count int               `json:"skipped,omitempty"`
-	Files []archive.Skipped `json:"skipped_files,omitempty"`
-}
-
 // skippedOf reads the guest's (already checked) list; names are redacted.
 func skippedOf(res *supervisor.ArchiveResult, red *secrets.Redactor) Skipped {
 	if res == nil || res.SkippedCount == 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // Snapshot error codes and the reserved source name.
@@ -24,16 +25,6 @@ const (
 	// snapshot may take the name.
 	Baseline = "baseline"
 )
-
-// SnapshotInfo is one named snapshot of /workspace: a normalized tar kept
-// on the host beside the baseline.
-type SnapshotInfo struct {
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-	Entries   int       `json:"entries"`
-	Bytes     int64     `json:"bytes"`
-	Skipped             // special files the guest left out
-}
 
 // snapshotLimits bound what a snapshot takes from the guest.
 var snapshotLimits = archive.Limits{}
@@ -93,7 +84,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 		if !committed {
 			// Under the lock, so that no other create opens the path
 			// between the removal and the flock's release.
-			l, lerr := lock(p)
+			l, lerr := store.Lock(p)
 			os.Remove(tmpFile.Name())
 			if lerr == nil {
 				l.Unlock()
@@ -109,7 +100,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := snapshotFromStream(ctx, pr, tmpFile.Name()+extractDirSuffix, tmpFile, snapshotLimits)
+		st, err := snapshotFromStream(ctx, pr, tmpFile.Name()+store.ExtractDirSuffix, tmpFile, snapshotLimits)
 		pr.CloseWithError(err)
 		if err == nil {
 			err = tmpFile.Sync()
@@ -131,12 +122,12 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 		return nil, nil, red.Error(firstTyped(gerr, res.err))
 	}
 
-	l, err := lock(p)
+	l, err := store.Lock(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer l.Unlock()
-	rec, err := readRecord(p)
+	rec, err := store.ReadRecord(p)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,7 +145,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 		Skipped: skippedOf(gres, red)}
 	rec.Snapshots = append(rec.Snapshots, info)
 	rec.LastActivityAt = info.CreatedAt
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		os.Remove(final)
 		return nil, nil, err
 	}
@@ -166,12 +157,12 @@ func (m *Manager) CreateSnapshot(ctx context.Context, ref, name string) (_ *Reco
 // reserveSnapshot checks under the workspace lock that name is free, and
 // opens and flocks its temp file.
 func (m *Manager) reserveSnapshot(p Paths, name string) (*os.File, error) {
-	l, err := lock(p)
+	l, err := store.Lock(p)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Unlock()
-	rec, err := readRecord(p)
+	rec, err := store.ReadRecord(p)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +172,7 @@ func (m *Manager) reserveSnapshot(p Paths, name string) (*os.File, error) {
 	if err := os.MkdirAll(p.SnapshotDir(), 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(p.snapshotTmp(name), os.O_CREATE|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(p.SnapshotTmp(name), os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +241,7 @@ func (m *Manager) DeleteSnapshot(ctx context.Context, ref, name string) (*Record
 	}
 	info := rec.Snapshots[i]
 	rec.Snapshots = slices.Delete(rec.Snapshots, i, i+1)
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		return nil, nil, err
 	}
 	if err := os.Remove(p.Snapshot(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -315,7 +306,7 @@ func (m *Manager) Reset(ctx context.Context, ref, source string, restore *Restor
 		return nil, "", err
 	}
 	rec.State = StateStopped
-	if err := writeRecord(p, rec); err != nil {
+	if err := store.WriteRecord(p, rec); err != nil {
 		m.rollbackReset(p)
 		return nil, "", err
 	}
@@ -337,14 +328,14 @@ func (m *Manager) Reset(ctx context.Context, ref, source string, restore *Restor
 	rec.Commands = 0
 	rec.State = StateRunning
 	rec.LastActivityAt = time.Now().UTC()
-	return rec, source, writeRecord(p, rec)
+	return rec, source, store.WriteRecord(p, rec)
 }
 
 // setAsideDisk moves the current disk to PreResetDisk. If one is there
 // already, an earlier reset was interrupted: that one is the disk from
 // before it, and the current one (half seeded) goes.
 func (m *Manager) setAsideDisk(p Paths) error {
-	if p.resetInterrupted() {
+	if p.ResetInterrupted() {
 		if err := os.Remove(p.Disk()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -360,7 +351,7 @@ func (m *Manager) setAsideDisk(p Paths) error {
 // must be stopped). Without one (a workspace created with no_boot), the new
 // disk is simply removed.
 func (m *Manager) rollbackReset(p Paths) {
-	if !p.resetInterrupted() {
+	if !p.ResetInterrupted() {
 		os.Remove(p.Disk())
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/testutil"
 	"github.com/pyrovm/pyro/internal/vmm/backends"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 type tarEntry = testutil.TarEntry
@@ -152,11 +153,11 @@ func TestTidyRemovesDeadSnapshotTemps(t *testing.T) {
 	}
 	defer live.Close()
 	for _, f := range []*os.File{dead, live} {
-		if err := os.MkdirAll(filepath.Join(f.Name()+extractDirSuffix, "src"), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Join(f.Name()+store.ExtractDirSuffix, "src"), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	orphan := filepath.Join(p.SnapshotDir(), ".gone"+snapshotTmpSuffix+extractDirSuffix)
+	orphan := filepath.Join(p.SnapshotDir(), ".gone"+store.SnapshotTmpSuffix+store.ExtractDirSuffix)
 	if err := os.Mkdir(orphan, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -165,12 +166,12 @@ func TestTidyRemovesDeadSnapshotTemps(t *testing.T) {
 	if _, _, err := m.Tidy(t.Context(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	for _, gone := range []string{dead.Name(), dead.Name() + extractDirSuffix, orphan} {
+	for _, gone := range []string{dead.Name(), dead.Name() + store.ExtractDirSuffix, orphan} {
 		if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left: %v", gone, err)
 		}
 	}
-	for _, kept := range []string{live.Name(), live.Name() + extractDirSuffix} {
+	for _, kept := range []string{live.Name(), live.Name() + store.ExtractDirSuffix} {
 		if _, err := os.Lstat(kept); err != nil {
 			t.Errorf("a live create lost %s: %v", kept, err)
 		}
@@ -185,7 +186,7 @@ func stoppedWorkspace(t *testing.T) (*Manager, Paths) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
+	if err := store.WriteRecord(p, &Record{ID: "0123456789ab", State: StateStopped}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p.Lock(), nil, 0o600); err != nil { // as Create makes it

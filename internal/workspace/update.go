@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // Update changes a workspace's name and labels. name nil keeps it; an empty
@@ -43,7 +44,7 @@ func (m *Manager) Update(ctx context.Context, ref string, name *string, set map[
 		delete(rec.Labels, k)
 	}
 	rec.State = m.liveState(ctx, rec)
-	return rec, writeRecord(p, rec)
+	return rec, store.WriteRecord(p, rec)
 }
 
 // Lifecycle is a change of a workspace's TTL and idle pause; nil fields
@@ -101,5 +102,5 @@ func (m *Manager) UpdateLifecycle(ctx context.Context, ref string, l Lifecycle) 
 		}
 	}
 	rec.State = m.liveState(ctx, rec)
-	return rec, writeRecord(p, rec)
+	return rec, store.WriteRecord(p, rec)
 }
