@@ -1,14 +1,9 @@
 package pyro
 
 import (
-	"strings"
-	"time"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/pyrovm/pyro/internal/agentclient"
-	"github.com/pyrovm/pyro/internal/agentproto"
-	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/guestexec"
 )
 
@@ -59,43 +54,5 @@ func outcome(exitCode int, signal string, timedOut bool) int {
 	return exitCode
 }
 
-// execLimits are the settings every exec shares: the shell command, its
-// timeout and its output cap. Zero values take the defaults.
-type execLimits struct {
-	Command        string
-	TimeoutSeconds int
-	MaxOutputBytes int64
-}
-
-// withDefaults fills zero values and checks ranges, naming the field at fault.
-func (l execLimits) withDefaults() (execLimits, error) {
-	if l.TimeoutSeconds == 0 {
-		l.TimeoutSeconds = DefaultTimeoutSeconds
-	}
-	if l.MaxOutputBytes == 0 {
-		l.MaxOutputBytes = DefaultMaxOutputBytes
-	}
-	switch {
-	case strings.TrimSpace(l.Command) == "":
-		return l, errdefs.InvalidArgument("command", "is empty; give the shell command to run in the guest")
-	case l.TimeoutSeconds < 1 || l.TimeoutSeconds > MaxTimeoutSeconds:
-		return l, errdefs.InvalidArgument("timeout_seconds", "%d is out of range [1, %d]", l.TimeoutSeconds, MaxTimeoutSeconds)
-	case l.MaxOutputBytes < 0 || l.MaxOutputBytes > MaxMaxOutputBytes:
-		return l, errdefs.InvalidArgument("max_output_bytes", "%d is out of range [0, %d]", l.MaxOutputBytes, MaxMaxOutputBytes)
-	}
-	return l, nil
-}
-
-// guestRequest checks l, fills its defaults and builds the guest request of
-// the command, with the caller's variables (env) in cwd ("" = /workspace).
-func (l execLimits) guestRequest(env map[string]string, cwd string) (agentproto.ExecRequest, error) {
-	l, err := l.withDefaults()
-	if err != nil {
-		return agentproto.ExecRequest{}, err
-	}
-	vars, err := guestexec.Env(env)
-	if err != nil {
-		return agentproto.ExecRequest{}, err
-	}
-	return guestexec.Shell(l.Command, vars, cwd, time.Duration(l.TimeoutSeconds)*time.Second, l.MaxOutputBytes), nil
-}
+// execLimits are the settings every exec shares (guestexec.Limits).
+type execLimits = guestexec.Limits

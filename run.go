@@ -9,6 +9,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/oneshot"
 	"github.com/pyrovm/pyro/internal/vm"
@@ -19,10 +20,10 @@ import (
 const (
 	DefaultVCPUCount      = 1
 	DefaultMemMiB         = 1024
-	DefaultTimeoutSeconds = 30
-	MaxTimeoutSeconds     = 3600
-	DefaultMaxOutputBytes = 1 << 20
-	MaxMaxOutputBytes     = 16 << 20
+	DefaultTimeoutSeconds = guestexec.DefaultTimeoutSeconds
+	MaxTimeoutSeconds     = guestexec.MaxTimeoutSeconds
+	DefaultMaxOutputBytes = guestexec.DefaultMaxOutputBytes
+	MaxMaxOutputBytes     = guestexec.MaxMaxOutputBytes
 	MinVCPUCount          = vmm.MinVCPUs
 	MaxVCPUCount          = vmm.MaxVCPUs
 	MinMemMiB             = vmm.MinMemMiB
@@ -80,7 +81,7 @@ func (r RunRequest) withDefaults() (RunRequest, error) {
 	if err != nil {
 		return r, err
 	}
-	l, err := r.limits().withDefaults()
+	l, err := r.limits().WithDefaults()
 	r.TimeoutSeconds, r.MaxOutputBytes = l.TimeoutSeconds, l.MaxOutputBytes
 	return r, err
 }
@@ -121,7 +122,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	ereq, err := req.limits().guestRequest(nil, "/")
+	ereq, err := req.limits().Request(nil, "/")
 	if err != nil {
 		return nil, err
 	}

@@ -161,7 +161,7 @@ func (c *Client) ListVMs(ctx context.Context) ([]VM, error) {
 // ExecVM runs one command in a running VM, then deletes the VM, whatever
 // the outcome.
 func (c *Client) ExecVM(ctx context.Context, req VMExecRequest) (*RunResult, error) {
-	ereq, err := execLimits{Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.guestRequest(nil, "")
+	ereq, err := execLimits{Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.Request(nil, "")
 	if err != nil {
 		return nil, err
 	}

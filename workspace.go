@@ -508,7 +508,7 @@ func (c *Client) addCommands(ctx context.Context, w *Workspace) {
 // ExecWorkspace runs a command in the workspace's /workspace (by /bin/sh -lc)
 // and records it in the workspace's history.
 func (c *Client) ExecWorkspace(ctx context.Context, req WorkspaceExecRequest) (*WorkspaceExecResult, error) {
-	ereq, err := execLimits{Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.guestRequest(req.Env, req.Cwd)
+	ereq, err := execLimits{Command: req.Command, TimeoutSeconds: req.TimeoutSeconds, MaxOutputBytes: req.MaxOutputBytes}.Request(req.Env, req.Cwd)
 	if err != nil {
 		return nil, err
 	}

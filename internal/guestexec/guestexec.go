@@ -9,6 +9,7 @@
 package guestexec
 
 import (
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,87 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/secrets"
 )
+
+// Defaults and limits of a command's timeout and output cap, on every face.
+const (
+	DefaultTimeoutSeconds = 30
+	MaxTimeoutSeconds     = 3600
+	DefaultMaxOutputBytes = 1 << 20
+	MaxMaxOutputBytes     = 16 << 20
+)
+
+// Limits are the settings every exec shares: the shell command, its
+// timeout and its output cap. Zero values take the defaults.
+type Limits struct {
+	Command        string
+	TimeoutSeconds int
+	MaxOutputBytes int64
+}
+
+// WithDefaults fills zero values and checks ranges, naming the field at fault.
+func (l Limits) WithDefaults() (Limits, error) {
+	if l.TimeoutSeconds == 0 {
+		l.TimeoutSeconds = DefaultTimeoutSeconds
+	}
+	if l.MaxOutputBytes == 0 {
+		l.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	switch {
+	case strings.TrimSpace(l.Command) == "":
+		return l, errdefs.InvalidArgument("command", "is empty; give the shell command to run in the guest")
+	case l.TimeoutSeconds < 1 || l.TimeoutSeconds > MaxTimeoutSeconds:
+		return l, errdefs.InvalidArgument("timeout_seconds", "%d is out of range [1, %d]", l.TimeoutSeconds, MaxTimeoutSeconds)
+	case l.MaxOutputBytes < 0 || l.MaxOutputBytes > MaxMaxOutputBytes:
+		return l, errdefs.InvalidArgument("max_output_bytes", "%d is out of range [0, %d]", l.MaxOutputBytes, MaxMaxOutputBytes)
+	}
+	return l, nil
+}
+
+// Request checks l, fills its defaults and builds the guest request of
+// the command, with the caller's variables (env) in cwd ("" = /workspace).
+func (l Limits) Request(env map[string]string, cwd string) (agentproto.ExecRequest, error) {
+	l, err := l.WithDefaults()
+	if err != nil {
+		return agentproto.ExecRequest{}, err
+	}
+	vars, err := Env(env)
+	if err != nil {
+		return agentproto.ExecRequest{}, err
+	}
+	return Shell(l.Command, vars, cwd, time.Duration(l.TimeoutSeconds)*time.Second, l.MaxOutputBytes), nil
+}
+
+// GuestPath turns a user path (relative to /workspace, or absolute under
+// it) into a clean absolute guest path, refusing anything that leaves it.
+// Symlinks are checked in the guest, where they live.
+func GuestPath(field, p string) (string, error) {
+	if strings.ContainsRune(p, 0) {
+		return "", errdefs.InvalidArgument(field, "contains a NUL byte")
+	}
+	if p == "" || p == "." {
+		return agentproto.WorkspaceRoot, nil
+	}
+	// Check before joining: path.Join would resolve the ".." away.
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return "", Outside(field, p)
+		}
+	}
+	if !path.IsAbs(p) {
+		p = path.Join(agentproto.WorkspaceRoot, p)
+	}
+	c := path.Clean(p)
+	if c != agentproto.WorkspaceRoot && !strings.HasPrefix(c, agentproto.WorkspaceRoot+"/") {
+		return "", Outside(field, p)
+	}
+	return c, nil
+}
+
+// Outside is the error of a path that leaves /workspace.
+func Outside(field, p string) error {
+	return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodePathOutsideWorkspace,
+		"%s: %q is outside /workspace: paths must be relative to /workspace or absolute under it", field, p)
+}
 
 // MaxEnvBytes bounds the variables one command sets.
 const MaxEnvBytes = 64 << 10

@@ -22,35 +22,8 @@ import (
 const Root = "/workspace"
 
 // GuestPath turns a user path (relative to /workspace, or absolute under
-// it) into a clean absolute guest path, refusing anything that leaves it.
-// Symlinks are checked in the guest, where they live.
-func GuestPath(field, p string) (string, error) {
-	if strings.ContainsRune(p, 0) {
-		return "", errdefs.InvalidArgument(field, "contains a NUL byte")
-	}
-	if p == "" || p == "." {
-		return Root, nil
-	}
-	// Check before joining: path.Join would resolve the ".." away.
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return "", outside(field, p)
-		}
-	}
-	if !path.IsAbs(p) {
-		p = path.Join(Root, p)
-	}
-	c := path.Clean(p)
-	if c != Root && !strings.HasPrefix(c, Root+"/") {
-		return "", outside(field, p)
-	}
-	return c, nil
-}
-
-func outside(field, p string) error {
-	return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodePathOutsideWorkspace,
-		"%s: %q is outside /workspace: paths must be relative to /workspace or absolute under it", field, p)
-}
+// it) into a clean absolute guest path (guestexec.GuestPath).
+var GuestPath = guestexec.GuestPath
 
 // SyncPush copies a host directory or archive into the running workspace
 // (default destination /workspace), overwriting files of the same name.
@@ -274,7 +247,7 @@ case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
 	case 3:
 		return nil, errdefs.New(errdefs.ErrNotFound, errdefs.CodeNotFound, "%s does not exist in the workspace", guestPath)
 	case 4:
-		return nil, outside("path", userPath)
+		return nil, guestexec.Outside("path", userPath)
 	}
 	return res, nil
 }
