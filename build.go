@@ -15,6 +15,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/env"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/vm"
 )
 
@@ -267,7 +268,7 @@ func (c *Client) runStep(ctx context.Context, v *vm.VM, from string, i, n int, s
 			"%s timed out after %d s (raise step_timeout_seconds / --step-timeout-seconds); nothing was saved%s", what, timeoutSec, outputTail(r.Stdout, r.Stderr))
 	case r.ExitCode != 0 || r.Signal != "":
 		return errdefs.New(errdefs.ErrFailedPrecondition, errdefs.CodeBuildStepFailed,
-			"%s exited with %d; nothing was saved%s", what, outcome(r.ExitCode, r.Signal, false), outputTail(r.Stdout, r.Stderr)).
+			"%s exited with %d; nothing was saved%s", what, guestexec.Outcome(r.ExitCode, r.Signal, false), outputTail(r.Stdout, r.Stderr)).
 			WithNext("\nfix the step and build again (try it out first: %s)", "pyro workspace create "+from, "workspace_create")
 	}
 	return nil

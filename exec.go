@@ -1,8 +1,6 @@
 package pyro
 
 import (
-	"golang.org/x/sys/unix"
-
 	"github.com/pyrovm/pyro/internal/agentclient"
 	"github.com/pyrovm/pyro/internal/guestexec"
 )
@@ -30,28 +28,16 @@ type ExecOutput struct {
 }
 
 // TimeoutExitCode is the exit code reported for a command that hit its timeout.
-const TimeoutExitCode = 124
+const TimeoutExitCode = guestexec.TimeoutExitCode
 
 // execOutput maps a finished guest command to what every face reports.
 func execOutput(r *agentclient.ExecResult) ExecOutput {
 	return ExecOutput{
-		ExitCode: outcome(r.ExitCode, r.Signal, r.TimedOut), Signal: r.Signal,
+		ExitCode: guestexec.Outcome(r.ExitCode, r.Signal, r.TimedOut), Signal: r.Signal,
 		Stdout: string(r.Stdout), Stderr: string(r.Stderr),
 		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
 		TimedOut: r.TimedOut, DurationMs: r.DurationMs,
 	}
-}
-
-// outcome is the exit code every face reports: the command's own, 128+N when
-// a signal killed it (as a shell reports it), 124 when it hit its timeout.
-func outcome(exitCode int, signal string, timedOut bool) int {
-	switch {
-	case timedOut:
-		return TimeoutExitCode
-	case signal != "" && exitCode < 0:
-		return 128 + int(unix.SignalNum("SIG"+signal))
-	}
-	return exitCode
 }
 
 // execLimits are the settings every exec shares (guestexec.Limits).

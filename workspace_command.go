@@ -6,6 +6,7 @@ import (
 
 	"github.com/pyrovm/pyro/internal/command"
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/guestexec"
 	"github.com/pyrovm/pyro/internal/supervisor"
 )
 
@@ -59,7 +60,7 @@ func toCommand(wsID string, i *command.Info) *WorkspaceCommand {
 		StdoutBytes: i.StdoutBytes, StderrBytes: i.StderrBytes,
 	}
 	if i.ExitCode != nil {
-		code := outcome(*i.ExitCode, i.Signal, i.State == command.StateTimedOut)
+		code := guestexec.Outcome(*i.ExitCode, i.Signal, i.State == command.StateTimedOut)
 		c.ExitCode = &code
 	}
 	return c

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/hostcfg"
 	pyromcp "github.com/pyrovm/pyro/internal/mcp"
@@ -200,7 +201,7 @@ func (a *app) checkServeArgs(args []string) error {
 func quoteAll(argv []string) []string {
 	out := make([]string, len(argv))
 	for i, s := range argv {
-		out[i] = shellQuote(s)
+		out[i] = cliexec.ShellQuote(s)
 	}
 	return out
 }

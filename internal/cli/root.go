@@ -17,15 +17,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
 // Exit codes shared by every command (CONTRACT.md).
 const (
-	ExitUsage       = 2
-	ExitTimeout     = pyro.TimeoutExitCode
-	ExitPyroFailure = 125
-	ExitInterrupted = 130
+	ExitUsage       = cliexec.ExitUsage
+	ExitTimeout     = cliexec.ExitTimeout
+	ExitPyroFailure = cliexec.ExitPyroFailure
+	ExitInterrupted = cliexec.ExitInterrupted
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
@@ -173,15 +174,10 @@ func logger(w io.Writer) *slog.Logger {
 // fail prints err as pyro's one clear line (or a JSON error object) and
 // returns the exit status for it.
 func (a *app) fail(ctx context.Context, err error, jsonOut bool) error {
-	code := ExitPyroFailure
-	if ctx.Err() != nil && errdefs.IsCanceled(err) {
-		code = ExitInterrupted
-	}
 	if jsonOut {
 		writeJSON(a.stdout, map[string]any{"error": map[string]string{
 			"code": errdefs.CodeOf(err), "message": err.Error(),
 		}})
 	}
-	fmt.Fprintf(a.stderr, "pyro: %s: %s\n", errdefs.CodeOf(err), err.Error())
-	return exitError{code}
+	return exitError{cliexec.PrintError(ctx, a.stderr, err)}
 }

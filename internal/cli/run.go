@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 func (a *app) runCommand() *cobra.Command {
@@ -34,7 +35,7 @@ func (a *app) runCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			req.Environment = args[0]
-			req.Command = shellCommand(args[1:])
+			req.Command = cliexec.ShellCommand(args[1:])
 			var err error
 			if req.Secrets, err = sec.secrets(); err != nil {
 				return err // usage error
@@ -105,17 +106,10 @@ func (a *app) commandResult(jsonOut bool, v any, stdout, stderr string, truncate
 	if jsonOut {
 		writeJSON(a.stdout, v)
 	} else {
-		fmt.Fprint(a.stdout, stdout)
-		fmt.Fprint(a.stderr, stderr)
-		if truncated {
-			fmt.Fprintln(a.stderr, "pyro: output was truncated at the output cap (--max-output-bytes)")
-		}
-		if timedOut {
-			fmt.Fprintln(a.stderr, "pyro: timeout: the command did not finish within --timeout-seconds and was killed")
-		}
+		cliexec.PrintOutput(a.stdout, a.stderr, stdout, stderr, truncated, timedOut)
 	}
-	if exitCode != 0 {
-		return exitError{exitCode & 0xff}
+	if code := cliexec.CommandExit(exitCode); code != 0 {
+		return exitError{code}
 	}
 	return nil
 }

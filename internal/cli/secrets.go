@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 // Help of the secret flags, shared by the commands that take them.
@@ -17,14 +18,13 @@ const (
 	secretFlagHelp = "secret NAME=VALUE for the workspace (repeatable); the value is visible in the host's " +
 		"process list while pyro runs, so prefer --secret-file"
 	secretFileFlagHelp = "secret NAME=PATH whose value is the host file's content, as is (repeatable)"
-	secretEnvFlagHelp  = "give this call secret NAME as $NAME, or NAME=ENV_VAR as $ENV_VAR (repeatable)"
 	secretBrokerHelp   = "broker secret NAME (given by --secret or --secret-file) instead of delivering it: the guest gets a " +
 		"placeholder, and the egress point puts the value into HTTP(S) request headers for these hosts only: NAME=HOST[,HOST] (repeatable; needs a network: --network-policy egress, or --network on run)"
 )
 
 // addSecretEnvFlag registers --secret-env on a command.
 func addSecretEnvFlag(cmd *cobra.Command, into *[]string) {
-	cmd.Flags().StringArrayVar(into, "secret-env", nil, secretEnvFlagHelp)
+	cmd.Flags().StringArrayVar(into, "secret-env", nil, cliexec.SecretEnvFlagHelp)
 }
 
 // parseSecrets turns --secret NAME=VALUE and --secret-file NAME=PATH into
@@ -76,48 +76,6 @@ func applySecretBrokers(sec []pyro.WorkspaceSecret, brokers []string) error {
 		}
 	}
 	return nil
-}
-
-// parseSecretEnv turns --secret-env NAME and NAME=ENV_VAR into the SDK's
-// secret name -> variable name map ("" = the secret's own name).
-func parseSecretEnv(args []string) (map[string]string, error) {
-	if len(args) == 0 {
-		return nil, nil
-	}
-	out := map[string]string{}
-	for _, arg := range args {
-		name, envName, hasEnv := strings.Cut(arg, "=")
-		if name == "" || hasEnv && envName == "" {
-			return nil, fmt.Errorf("--secret-env %q is malformed: expected NAME or NAME=ENV_VAR", arg)
-		}
-		if envName == name {
-			envName = ""
-		}
-		if prev, dup := out[name]; dup && prev != envName {
-			return nil, fmt.Errorf("--secret-env names secret %s twice: give each secret once", name)
-		}
-		out[name] = envName
-	}
-	return out, nil
-}
-
-// parseEnv turns repeated --env NAME=VALUE into a map.
-func parseEnv(args []string) (map[string]string, error) {
-	if len(args) == 0 {
-		return nil, nil
-	}
-	out := map[string]string{}
-	for _, arg := range args {
-		name, value, ok := strings.Cut(arg, "=")
-		if !ok || name == "" {
-			return nil, fmt.Errorf("--env %q is malformed: expected NAME=VALUE", arg)
-		}
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("--env sets %s twice: give each variable once", name)
-		}
-		out[name] = value
-	}
-	return out, nil
 }
 
 // brokerFlags are the secret flags of `run` and `vm create`, which take

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 func TestParseSecrets(t *testing.T) {
@@ -52,17 +53,17 @@ func TestApplySecretBrokers(t *testing.T) {
 }
 
 func TestParseSecretEnv(t *testing.T) {
-	got, err := parseSecretEnv([]string{"TOKEN", "KEY=SSH_KEY", "OTHER=OTHER", "TOKEN"})
+	got, err := cliexec.ParseSecretEnv([]string{"TOKEN", "KEY=SSH_KEY", "OTHER=OTHER", "TOKEN"})
 	want := map[string]string{"TOKEN": "", "KEY": "SSH_KEY", "OTHER": ""}
 	if err != nil || !maps.Equal(got, want) {
 		t.Fatalf("parseSecretEnv = %v, %v", got, err)
 	}
-	if m, err := parseSecretEnv(nil); m != nil || err != nil {
+	if m, err := cliexec.ParseSecretEnv(nil); m != nil || err != nil {
 		t.Errorf("no flags: %v, %v", m, err)
 	}
 	for _, bad := range [][]string{{""}, {"=X"}, {"TOKEN="}, {"TOKEN=A", "TOKEN=B"}} {
-		if _, err := parseSecretEnv(bad); err == nil {
-			t.Errorf("parseSecretEnv(%q) accepted", bad)
+		if _, err := cliexec.ParseSecretEnv(bad); err == nil {
+			t.Errorf("cliexec.ParseSecretEnv(%q) accepted", bad)
 		}
 	}
 }

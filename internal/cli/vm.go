@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 // vmList is `vm list --json`, the shape of MCP vm_list.
@@ -75,7 +76,7 @@ func (a *app) vmCommand() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			execReq.VMID, execReq.Command = args[0], shellCommand(args[1:])
+			execReq.VMID, execReq.Command = args[0], cliexec.ShellCommand(args[1:])
 			c, done, err := a.client(execJSON)
 			if err != nil {
 				return a.fail(ctx, err, execJSON)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 	"github.com/pyrovm/pyro/internal/errdefs"
 )
 
@@ -209,9 +210,7 @@ func (a *app) wsLogs() *cobra.Command {
 }
 
 func (a *app) wsExec() *cobra.Command {
-	var req pyro.WorkspaceExecRequest
-	var secretEnv, envVars []string
-	var jsonOut, interactive bool
+	var fl cliexec.Flags
 	cmd := &cobra.Command{
 		Use: "exec ID [flags] -- CMD...", Short: "Run a command in /workspace", Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
@@ -221,13 +220,15 @@ func (a *app) wsExec() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			req.Workspace, req.Command = args[0], shellCommand(args[1:])
-			env, err := parseSecretEnv(secretEnv)
+			req := pyro.WorkspaceExecRequest{Workspace: args[0], Command: cliexec.ShellCommand(args[1:]),
+				TimeoutSeconds: fl.TimeoutSeconds, MaxOutputBytes: fl.MaxOutputBytes, Cwd: fl.Workdir, Background: fl.Background}
+			jsonOut, interactive := fl.JSON, fl.Interactive
+			env, err := cliexec.ParseSecretEnv(fl.SecretEnv)
 			if err != nil {
 				return err // usage error
 			}
 			req.SecretEnv = env
-			if req.Env, err = parseEnv(envVars); err != nil {
+			if req.Env, err = cliexec.ParseEnv(fl.Env); err != nil {
 				return err // usage error
 			}
 			if req.Background && interactive {
@@ -254,15 +255,7 @@ func (a *app) wsExec() *cobra.Command {
 			return a.commandResult(jsonOut, res, live.left(res.Stdout), live.left(res.Stderr), !live.streamed() && (res.StdoutTruncated || res.StderrTruncated), res.TimedOut, res.ExitCode)
 		},
 	}
-	f := cmd.Flags()
-	f.IntVar(&req.TimeoutSeconds, "timeout-seconds", pyro.DefaultTimeoutSeconds, "command timeout")
-	f.Int64Var(&req.MaxOutputBytes, "max-output-bytes", pyro.DefaultMaxOutputBytes, "cap for stdout and for stderr, each")
-	f.StringArrayVar(&envVars, "env", nil, "set an environment variable of this command: NAME=VALUE (repeatable; use --secret-env for secrets)")
-	f.StringVar(&req.Cwd, "workdir", "", "run in this directory: relative to /workspace (default) or absolute under it")
-	f.BoolVar(&req.Background, "background", false, "start the command and print its command id at once; follow it with \"pyro workspace command\" (no timeout unless --timeout-seconds is given)")
-	f.BoolVarP(&interactive, "interactive", "i", false, "pass this terminal's stdin to the command (EOF closes it)")
-	addSecretEnvFlag(cmd, &secretEnv)
-	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
+	fl.Register(cmd.Flags())
 	return cmd
 }
 

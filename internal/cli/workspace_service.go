@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 func (a *app) wsService() *cobra.Command {
@@ -77,8 +78,8 @@ func (a *app) serviceStart() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req.Workspace, req.Name, req.Command = args[0], args[1], shellCommand(args[2:])
-			env, err := parseSecretEnv(secretEnv)
+			req.Workspace, req.Name, req.Command = args[0], args[1], cliexec.ShellCommand(args[2:])
+			env, err := cliexec.ParseSecretEnv(secretEnv)
 			if err != nil {
 				return err // usage error
 			}

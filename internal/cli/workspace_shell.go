@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 func (a *app) wsShell() *cobra.Command {
@@ -35,7 +36,7 @@ func (a *app) shellOpen() *cobra.Command {
 		Use: "open ID", Short: "Open a login shell on a PTY (default 120x30)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Workspace = args[0]
-			env, err := parseSecretEnv(secretEnv)
+			env, err := cliexec.ParseSecretEnv(secretEnv)
 			if err != nil {
 				return err // usage error
 			}

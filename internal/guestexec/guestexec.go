@@ -17,6 +17,7 @@ import (
 	"github.com/pyrovm/pyro/internal/agentproto"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/secrets"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults and limits of a command's timeout and output cap, on every face.
@@ -98,6 +99,21 @@ func GuestPath(field, p string) (string, error) {
 func Outside(field, p string) error {
 	return errdefs.New(errdefs.ErrInvalidArgument, errdefs.CodePathOutsideWorkspace,
 		"%s: %q is outside /workspace: paths must be relative to /workspace or absolute under it", field, p)
+}
+
+// TimeoutExitCode is the exit code reported for a command that hit its timeout.
+const TimeoutExitCode = 124
+
+// Outcome is the exit code every face reports: the command's own, 128+N when
+// a signal killed it (as a shell reports it), 124 when it hit its timeout.
+func Outcome(exitCode int, signal string, timedOut bool) int {
+	switch {
+	case timedOut:
+		return TimeoutExitCode
+	case signal != "" && exitCode < 0:
+		return 128 + int(unix.SignalNum("SIG"+signal))
+	}
+	return exitCode
 }
 
 // MaxEnvBytes bounds the variables one command sets.

@@ -1,23 +1,23 @@
-package cli
+package cliexec
 
 import "strings"
 
-// shellCommand turns the words after "--" into one shell string: a single
+// ShellCommand turns the words after "--" into one shell string: a single
 // word is taken as the shell string as is (so `-- 'echo $HOME | wc -c'` works);
 // several words are each quoted, then joined (so `-- sh -c 'exit 7'` works).
-func shellCommand(words []string) string {
+func ShellCommand(words []string) string {
 	if len(words) == 1 {
 		return words[0]
 	}
 	quoted := make([]string, len(words))
 	for i, w := range words {
-		quoted[i] = shellQuote(w)
+		quoted[i] = ShellQuote(w)
 	}
 	return strings.Join(quoted, " ")
 }
 
-// shellQuote quotes s for /bin/sh unless it is made of safe characters only.
-func shellQuote(s string) string {
+// ShellQuote quotes s for /bin/sh unless it is made of safe characters only.
+func ShellQuote(s string) string {
 	if s == "" {
 		return "''"
 	}

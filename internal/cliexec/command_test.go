@@ -1,4 +1,4 @@
-package cli
+package cliexec
 
 import "testing"
 
@@ -14,8 +14,8 @@ func TestShellCommand(t *testing.T) {
 		{[]string{"uname", "-r"}, "uname -r"},
 	}
 	for _, c := range cases {
-		if got := shellCommand(c.words); got != c.want {
-			t.Errorf("shellCommand(%q) = %q, want %q", c.words, got, c.want)
+		if got := ShellCommand(c.words); got != c.want {
+			t.Errorf("ShellCommand(%q) = %q, want %q", c.words, got, c.want)
 		}
 	}
 }
