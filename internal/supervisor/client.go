@@ -129,16 +129,7 @@ func (c *Client) GetArchive(ctx context.Context, path string, maxBytes int64, w 
 	return &res, nil
 }
 
-func (c *Client) transportErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var e *errdefs.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the workspace's supervisor does not answer")
-}
+func (c *Client) transportErr(ctx context.Context, err error) error { return wire.Unanswered(ctx, err) }
 
 func (c *Client) Sync(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/sync", nil, "", nil)

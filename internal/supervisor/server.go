@@ -23,6 +23,7 @@ import (
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/shell"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/vmm/backends"
@@ -297,7 +298,7 @@ func (s *server) cleanup() {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		info, err := readInfo(s.spec.InfoPath)
+		info, err := wire.ReadInfo(s.spec.InfoPath)
 		if err != nil {
 			s.writeErr(w, err)
 			return
@@ -451,13 +452,4 @@ func httpStatus(err error) int {
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
-}
-
-func readInfo(path string) (*Info, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var i Info
-	return &i, json.Unmarshal(b, &i)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/pyrovm/pyro/internal/network"
 	"github.com/pyrovm/pyro/internal/secrets"
 	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/workspace/store"
@@ -325,40 +326,9 @@ func (m *Manager) Resolve(ref string) (*Record, error) {
 	return r, err
 }
 
-func (m *Manager) resolve(ref string) (*Record, error) {
-	if vm.ValidID(ref) {
-		if r, err := store.ReadRecord(m.paths(ref)); err == nil {
-			return r, nil
-		}
-	}
-	recs, _ := m.scan()
-	for _, r := range recs {
-		if r.Name != "" && r.Name == ref {
-			return r, nil
-		}
-	}
-	return nil, store.NotFound(ref)
-}
+func (m *Manager) resolve(ref string) (*Record, error) { return store.Find(m.root, ref) }
 
-func (m *Manager) scan() ([]*Record, error) {
-	entries, err := os.ReadDir(m.root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []*Record
-	for _, e := range entries {
-		if !e.IsDir() || !vm.ValidID(e.Name()) {
-			continue
-		}
-		if r, err := store.ReadRecord(m.paths(e.Name())); err == nil {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
+func (m *Manager) scan() ([]*Record, error) { return store.Scan(m.root) }
 
 // List returns every workspace, newest activity first, with live state.
 func (m *Manager) List(ctx context.Context) ([]*Record, error) {
@@ -411,16 +381,7 @@ func (m *Manager) liveStateInfo(r *Record) (string, *supervisor.Info) {
 	return pausedLive(m.paths(r.ID)), nil
 }
 
-func readInfo(p Paths) (*supervisor.Info, error) { return readInfoAt(p.Supervisor()) }
-
-func readInfoAt(path string) (*supervisor.Info, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var i supervisor.Info
-	return &i, json.Unmarshal(b, &i)
-}
+func readInfo(p Paths) (*supervisor.Info, error) { return wire.ReadInfo(p.Supervisor()) }
 
 // running returns a client for a running workspace, or a typed error.
 func (m *Manager) running(ctx context.Context, ref string) (*Record, *supervisor.Client, error) {
@@ -652,10 +613,7 @@ func splitLines(b []byte) [][]byte {
 // its disk files go by another name. Its record (status, list, logs,
 // update) and delete stay open to any backend.
 func (m *Manager) ownBackend(r *Record) error {
-	made := r.Backend
-	if made == "" {
-		made = vmm.FirstBackend
-	}
+	made := r.MadeBy()
 	if made == m.backend.Name() {
 		return nil
 	}
@@ -726,7 +684,7 @@ func (m *Manager) stopSupervisor(ctx context.Context, p Paths) {
 			killSupervisor(info)
 		}
 	}
-	if booting, err := readInfoAt(p.SupervisorPid()); err == nil && vm.Alive(booting.Pid, booting.PidStart) {
+	if booting, err := wire.ReadInfo(p.SupervisorPid()); err == nil && vm.Alive(booting.Pid, booting.PidStart) {
 		killSupervisor(booting) // launched, never ready: nothing to flush
 	}
 	_, _ = vm.ReapOrphans(p.RunDir())
@@ -795,7 +753,7 @@ func (m *Manager) Delete(ctx context.Context, ref string) (*Record, error) {
 // destroy kills the supervisor (no flush: the disk goes too) and removes the dir.
 func (m *Manager) destroy(p Paths) {
 	for _, path := range []string{p.Supervisor(), p.SupervisorPid()} {
-		if info, err := readInfoAt(path); err == nil && vm.Alive(info.Pid, info.PidStart) {
+		if info, err := wire.ReadInfo(path); err == nil && vm.Alive(info.Pid, info.PidStart) {
 			killSupervisor(info)
 		}
 	}

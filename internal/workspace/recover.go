@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pyrovm/pyro/internal/errdefs"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/workspace/store"
 )
@@ -170,7 +171,7 @@ func (m *Manager) recoverOne(ctx context.Context, p Paths) bool {
 // still booting) is no longer alive.
 func supervisorGone(p Paths) bool {
 	for _, at := range []string{p.Supervisor(), p.SupervisorPid()} {
-		if info, err := readInfoAt(at); err == nil && vm.Alive(info.Pid, info.PidStart) {
+		if info, err := wire.ReadInfo(at); err == nil && vm.Alive(info.Pid, info.PidStart) {
 			return false
 		}
 	}

@@ -9,8 +9,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -197,4 +199,27 @@ func write(w io.Writer, p []byte) {
 	if w != nil {
 		_, _ = w.Write(p)
 	}
+}
+
+// ReadInfo reads a supervisor's Info file (supervisor.json).
+func ReadInfo(path string) (*Info, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var i Info
+	return &i, json.Unmarshal(b, &i)
+}
+
+// Unanswered is the error of a call its supervisor did not answer (a
+// transport failure; a typed error passes as it is).
+func Unanswered(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var e *errdefs.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the workspace's supervisor does not answer")
 }

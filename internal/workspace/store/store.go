@@ -19,8 +19,10 @@ import (
 	"github.com/pyrovm/pyro/internal/archive"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/ident"
 	"github.com/pyrovm/pyro/internal/network/egress"
 	"github.com/pyrovm/pyro/internal/secrets"
+	"github.com/pyrovm/pyro/internal/vmm"
 )
 
 // States of a workspace.
@@ -278,4 +280,52 @@ func RecordExecStart(p Paths, started time.Time) (int, error) {
 		}
 		return rec.Commands, nil
 	})
+}
+
+// MadeBy names the VMM backend that made the workspace's disk and runs its
+// VM (records older than the field: the first backend).
+func (r *Record) MadeBy() string {
+	if r.Backend == "" {
+		return vmm.FirstBackend
+	}
+	return r.Backend
+}
+
+// Find reads the record of the workspace ref names: its id, else its name,
+// under root (the workspaces' dir).
+func Find(root, ref string) (*Record, error) {
+	if ident.ValidID(ref) {
+		if r, err := ReadRecord(Paths{Dir: filepath.Join(root, ref)}); err == nil {
+			return r, nil
+		}
+	}
+	recs, _ := Scan(root)
+	for _, r := range recs {
+		if r.Name != "" && r.Name == ref {
+			return r, nil
+		}
+	}
+	return nil, NotFound(ref)
+}
+
+// Scan reads every workspace's record under root (unreadable ones are
+// left out).
+func Scan(root string) ([]*Record, error) {
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, e := range entries {
+		if !e.IsDir() || !ident.ValidID(e.Name()) {
+			continue
+		}
+		if r, err := ReadRecord(Paths{Dir: filepath.Join(root, e.Name())}); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
