@@ -12,13 +12,15 @@ all: build
 deps:
 	./scripts/install-host-deps.sh
 
-# pyro, its workspace supervisor and the static guest agent side by side: pyro
-# finds pyro-agent and pyro-supervisor next to itself. The supervisor is static
-# (no libc mapped: less host memory per running workspace).
+# pyro (the CLI's fast front), pyro-full (the complete CLI it hands every other
+# call to), the workspace supervisor and the guest agent side by side: each
+# finds the others next to itself. All static: no ld.so or libc at each start,
+# and less host memory per running workspace's supervisor.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o $(BIN)/pyro-agent ./cmd/pyro-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro-supervisor ./cmd/pyro-supervisor
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro ./cmd/pyro
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro-full ./cmd/pyro-full
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro ./cmd/pyro
 
 # The main job on a fresh machine: install, build, run a real command in a microVM.
 demo: deps build

@@ -22,6 +22,7 @@ import (
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/vmm"
 	"github.com/pyrovm/pyro/internal/vmm/backends"
+	"github.com/pyrovm/pyro/internal/workspace/store"
 )
 
 // Client runs pyro's operations. It is safe for concurrent use.
@@ -133,7 +134,7 @@ func New(opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.stateDir == "" {
-		c.stateDir = defaultStateDir()
+		c.stateDir = store.DefaultStateDir()
 	}
 	if c.cacheDir == "" {
 		dir, err := env.DefaultCacheDir()
@@ -260,16 +261,6 @@ func (c *Client) accelFor(ctx context.Context, kernelPath string) vmm.AccelVerdi
 		}
 	})
 	return c.verdict
-}
-
-func defaultStateDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "pyro")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "state", "pyro")
-	}
-	return filepath.Join(os.TempDir(), "pyro-state")
 }
 
 func defaultAgentPath() string {

@@ -130,10 +130,31 @@ func TestLayout(t *testing.T) {
 		}
 	}
 
+	// The pyro binary is the CLI's fast front (internal/fastexec): it runs a
+	// ready workspace's exec through the SDK's light layers (store, wire,
+	// guestexec, cliexec) and hands everything else to pyro-full. Linking
+	// any of the rest would bring back the start it exists to save.
+	front := module + "/cmd/pyro"
+	if got := pkgs[front].Imports; !slices.Contains(got, module+"/internal/fastexec") {
+		t.Errorf("%s does not import internal/fastexec: %v", front, got)
+	}
+	for _, dep := range pkgs[front].Deps {
+		for _, banned := range []string{module, module + "/internal/cli", module + "/internal/mcp", module + "/internal/env",
+			module + "/internal/workspace", module + "/internal/supervisor", module + "/internal/network", module + "/internal/vm",
+			module + "/internal/oneshot", "github.com/spf13/cobra", "gvisor.dev", "github.com/google/go-containerregistry",
+			"github.com/modelcontextprotocol", "github.com/klauspost"} {
+			light := slices.Contains([]string{module + "/internal/workspace/store", module + "/internal/supervisor/wire",
+				module + "/internal/network/egress"}, dep)
+			if !light && (dep == banned || strings.HasPrefix(dep, banned+"/") && banned != module) {
+				t.Errorf("%s links %s", front, dep)
+			}
+		}
+	}
+
 	// The faces (CLI, MCP, the tools package) are thin over the SDK: they
 	// never reach the runtime's internals themselves.
 	faces := map[string][]string{
-		module + "/internal/cli": {"errdefs", "hostcfg", "mcp", "bench", "supervisor"}, // supervisor: the hidden `__supervise` entry
+		module + "/internal/cli": {"errdefs", "hostcfg", "mcp", "bench", "supervisor", "cliexec"}, // supervisor: the hidden `__supervise` entry
 		module + "/internal/mcp": {"errdefs", "fsutil"},
 		module + "/tools":        {"errdefs", "mcp"},
 	}

@@ -20,10 +20,14 @@ import (
 // microseconds: the parts are a few milliseconds each.
 type ExecReport struct {
 	Runs int `json:"runs"`
-	// CLIUs is the whole CLI exec; CLIStartUs a CLI process that does
-	// nothing (`pyro --version`): process start and Go runtime.
-	CLIUs      int64 `json:"cli_exec_us"`
-	CLIStartUs int64 `json:"cli_start_us"`
+	// CLIUs is the whole CLI exec (pyro runs a ready workspace's exec
+	// itself); FrontUs its own part, the median of each round's CLI exec
+	// less its supervisor exec: the pyro process, its flags, the record and
+	// the history. FullStartUs is the complete CLI doing nothing
+	// (`pyro-full --version`): what the hand-off adds to every other call.
+	CLIUs       int64 `json:"cli_exec_us"`
+	FrontUs     int64 `json:"cli_front_us"`
+	FullStartUs int64 `json:"full_cli_start_us"`
 	// SDKUs is Client.ExecWorkspace in this process: record, secrets,
 	// supervisor call, history. SupervisorUs is the supervisor's exec API
 	// called directly; AgentUs the supervisor's call to the guest agent
@@ -58,16 +62,13 @@ type Part struct {
 	Us   int64  `json:"us"`
 }
 
-// parts names the stages of r: CLI process start, the rest of the CLI,
-// the SDK's own work (tidying the workspaces, the record, the history),
-// the supervisor's API, the channel, the agent before
+// parts names the stages of r: the CLI's own part (process, flags,
+// record, history), the supervisor's API, the channel, the agent before
 // and after the command, the command's own life in the guest, and the
 // durability flush.
 func (r *ExecReport) parts() []Part {
 	return []Part{
-		{"cli process start", r.CLIStartUs},
-		{"cli (flags, client, output)", max(0, r.CLIUs-r.CLIStartUs-r.SDKUs)},
-		{"sdk (tidy, record, history)", max(0, r.SDKUs-r.SupervisorUs)},
+		{"cli (process, flags, record)", r.FrontUs},
 		{"supervisor (connect, api)", r.SupervisorAPIUs},
 		{"channel (serial, yamux)", r.ChannelUs},
 		{"agent: plan (cwd, login env)", r.GuestPlanUs},
@@ -78,10 +79,12 @@ func (r *ExecReport) parts() []Part {
 	}
 }
 
-// Exec measures the breakdown on a running workspace ws of c.
+// Exec measures the breakdown on a running workspace ws of c; pyroBin is
+// the pyro CLI (pyro-full beside it is timed too).
 func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, floorMs int64) (*ExecReport, error) {
 	sock := workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket()
-	var cli, start, sdk, sup, agent, api, channel []int64
+	fullBin := filepath.Join(filepath.Dir(pyroBin), "pyro-full")
+	var cli, front, start, sdk, sup, agent, api, channel []int64
 	var gPlan, gStart, gRun, gOut, gSync, gTotal []int64
 	timed := func(f func() error) (int64, error) {
 		t := time.Now()
@@ -95,7 +98,7 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 			return nil, err
 		}
 		cli = append(cli, us)
-		if us, err = timed(func() error { return command(ctx, pyroBin, env, "--version") }); err != nil {
+		if us, err = timed(func() error { return command(ctx, fullBin, env, "--version") }); err != nil {
 			return nil, err
 		}
 		start = append(start, us)
@@ -119,6 +122,7 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 			return nil, err
 		}
 		sup, agent = append(sup, us), append(agent, res.AgentUs)
+		front = append(front, max(0, cli[i]-us))
 		api = append(api, max(0, us-res.AgentUs))
 		if g := res.Guest; g != nil {
 			gPlan, gStart, gRun, gOut = append(gPlan, g.PlanUs), append(gStart, g.StartUs), append(gRun, g.RunUs), append(gOut, g.OutputUs)
@@ -126,7 +130,7 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 			channel = append(channel, max(0, res.AgentUs-g.TotalUs))
 		}
 	}
-	r := &ExecReport{Runs: runs, CLIUs: Median(cli), CLIStartUs: Median(start), SDKUs: Median(sdk),
+	r := &ExecReport{Runs: runs, CLIUs: Median(cli), FrontUs: Median(front), FullStartUs: Median(start), SDKUs: Median(sdk),
 		SupervisorUs: Median(sup), AgentUs: Median(agent), SupervisorAPIUs: Median(api), ChannelUs: Median(channel),
 		GuestPlanUs: Median(gPlan), GuestStartUs: Median(gStart), GuestRunUs: Median(gRun), GuestOutputUs: Median(gOut),
 		GuestSyncUs: Median(gSync), GuestTotalUs: Median(gTotal)}

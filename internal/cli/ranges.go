@@ -3,21 +3,21 @@ package cli
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 )
 
 // flagRanges are the numeric flags whose range the CLI checks itself, so
 // that an out-of-range value is a usage error (exit 2) before anything runs.
 var flagRanges = map[string][2]int64{
-	"timeout-seconds":       {1, pyro.MaxTimeoutSeconds},
+	"timeout-seconds":       cliexec.FlagRanges["timeout-seconds"],
 	"vcpu-count":            {pyro.MinVCPUCount, pyro.MaxVCPUCount},
 	"mem-mib":               {pyro.MinMemMiB, pyro.MaxMemMiB},
-	"max-output-bytes":      {0, pyro.MaxMaxOutputBytes},
+	"max-output-bytes":      cliexec.FlagRanges["max-output-bytes"],
 	"max-bytes":             {1, pyro.MaxFileReadMaxBytes},
 	"ttl-seconds":           {0, 30 * 24 * 3600},
 	"ready-timeout-seconds": {1, pyro.MaxTimeoutSeconds},
@@ -36,18 +36,5 @@ func checkFlagValues(cmd *cobra.Command) error {
 		}
 		return fmt.Errorf("--%s %q is not one of %s", name, f.Value.String(), strings.Join(values, ", "))
 	}
-	for name, r := range flagRanges {
-		f := cmd.Flags().Lookup(name)
-		if f == nil || !f.Changed {
-			continue
-		}
-		v, err := strconv.ParseInt(f.Value.String(), 10, 64)
-		if err != nil {
-			continue // cobra reports a non-number itself
-		}
-		if v < r[0] || v > r[1] {
-			return fmt.Errorf("--%s %d is out of range [%d, %d]", name, v, r[0], r[1])
-		}
-	}
-	return nil
+	return cliexec.CheckRanges(cmd.Flags(), flagRanges)
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/spf13/pflag"
 
@@ -71,4 +72,29 @@ func PrintError(ctx context.Context, stderr io.Writer, err error) int {
 		return ExitInterrupted
 	}
 	return ExitPyroFailure
+}
+
+// FlagRanges are the ranges of exec's numeric flags: a value outside is a
+// usage error (exit 2) before anything runs.
+var FlagRanges = map[string][2]int64{
+	"timeout-seconds":  {1, guestexec.MaxTimeoutSeconds},
+	"max-output-bytes": {0, guestexec.MaxMaxOutputBytes},
+}
+
+// CheckRanges refuses a given value of fs outside its flag's range.
+func CheckRanges(fs *pflag.FlagSet, ranges map[string][2]int64) error {
+	for name, r := range ranges {
+		f := fs.Lookup(name)
+		if f == nil || !f.Changed {
+			continue
+		}
+		v, err := strconv.ParseInt(f.Value.String(), 10, 64)
+		if err != nil {
+			continue // the flag set reports a non-number itself
+		}
+		if v < r[0] || v > r[1] {
+			return fmt.Errorf("--%s %d is out of range [%d, %d]", name, v, r[0], r[1])
+		}
+	}
+	return nil
 }

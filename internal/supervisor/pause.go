@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -14,6 +13,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/network"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 )
 
 // Pause bounds.
@@ -27,12 +27,11 @@ const (
 	idleTick     = time.Second
 )
 
-// Files of a paused machine, in Spec.PauseDir. PausedMeta is written last
-// (atomically): a pause dir without it is a pause that never finished, and
-// its state is worthless.
+// Files of a paused machine, in Spec.PauseDir (wire.PausedMetaFile is
+// written last, atomically).
 const (
-	PausedStateFile = "state"
-	PausedMetaFile  = "paused.json"
+	PausedStateFile = wire.PausedStateFile
+	PausedMetaFile  = wire.PausedMetaFile
 	pausedStateTmp  = "state.tmp"
 )
 
@@ -64,22 +63,11 @@ type ServicePorts struct {
 	Ports    []network.Published `json:"ports"`
 }
 
-// DiskID identifies a disk file's content as of a moment: a file that was
-// replaced or written since has another.
-type DiskID struct {
-	Inode   uint64 `json:"inode"`
-	Size    int64  `json:"size"`
-	MtimeNs int64  `json:"mtime_ns"`
-}
+// DiskID identifies a disk file's content as of a moment (wire.DiskID).
+type DiskID = wire.DiskID
 
 // DiskIDOf reads path's identity.
-func DiskIDOf(path string) (DiskID, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return DiskID{}, err
-	}
-	return DiskID{Inode: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
-}
+var DiskIDOf = wire.DiskIDOf
 
 // pauser tracks the calls in flight and the last call, for pause and for
 // the idle auto-pause.

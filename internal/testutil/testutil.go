@@ -29,8 +29,8 @@ var (
 	buildErr  error
 )
 
-// Binaries returns a directory holding freshly built pyro, pyro-supervisor
-// and pyro-agent.
+// Binaries returns a directory holding freshly built pyro, pyro-full,
+// pyro-supervisor and pyro-agent.
 // PYRO_BIN_DIR (set by `make test`) is used as is when given.
 func Binaries(t testing.TB) string {
 	t.Helper()
@@ -55,11 +55,13 @@ func Binaries(t testing.TB) string {
 			buildErr = &buildError{"pyro-agent", string(out), err}
 			return
 		}
-		cli := exec.Command("go", "build", "-o", filepath.Join(dir, "pyro"), "./cmd/pyro")
-		cli.Dir = root
-		if out, err := cli.CombinedOutput(); err != nil {
-			buildErr = &buildError{"pyro", string(out), err}
-			return
+		for _, name := range []string{"pyro", "pyro-full"} {
+			cli := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+			cli.Dir = root
+			if out, err := cli.CombinedOutput(); err != nil {
+				buildErr = &buildError{name, string(out), err}
+				return
+			}
 		}
 		sup := exec.Command("go", "build", "-o", filepath.Join(dir, "pyro-supervisor"), "./cmd/pyro-supervisor")
 		sup.Dir, sup.Env = root, append(os.Environ(), "CGO_ENABLED=0")

@@ -10,6 +10,7 @@ import (
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/supervisor"
+	"github.com/pyrovm/pyro/internal/supervisor/wire"
 	"github.com/pyrovm/pyro/internal/vm"
 	"github.com/pyrovm/pyro/internal/workspace/store"
 )
@@ -28,15 +29,11 @@ type Resumed struct {
 // paused returns the saved machine of p when it is complete and still
 // matches the disk exactly (nothing wrote to it since the pause), else nil.
 func paused(p Paths) *supervisor.Paused {
+	if !wire.PausedValid(p.PauseDir(), p.Disk()) {
+		return nil
+	}
 	meta, err := supervisor.ReadPaused(p.PauseDir())
 	if err != nil {
-		return nil
-	}
-	st, err := os.Stat(filepath.Join(p.PauseDir(), supervisor.PausedStateFile))
-	if err != nil || st.Size() != meta.StateBytes {
-		return nil
-	}
-	if id, err := supervisor.DiskIDOf(p.Disk()); err != nil || id != meta.Disk {
 		return nil
 	}
 	return meta

@@ -50,6 +50,10 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 			continue
 		}
 		p := m.paths(e.Name())
+		if rec, quiet := store.Quiet(p, now); quiet {
+			stamp.Include(rec)
+			continue
+		}
 		removeDeadOutputTemps(p)
 		removeStaleRecordTemps(p, now)
 		if m.recoverOne(ctx, p) {
@@ -60,9 +64,7 @@ func (m *Manager) Tidy(ctx context.Context, now time.Time) (recovered, expired [
 			continue
 		}
 		if exp := rec.ExpiresAt(); exp.IsZero() || now.Before(exp) {
-			if !exp.IsZero() && (stamp.Due.IsZero() || exp.Before(stamp.Due)) {
-				stamp.Due = exp
-			}
+			stamp.Include(rec)
 			continue
 		}
 		if rec.TTLAction == TTLPause {

@@ -13,7 +13,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pyrovm/pyro/internal/agentclient"
@@ -222,4 +224,52 @@ func Unanswered(ctx context.Context, err error) error {
 		return e
 	}
 	return errdefs.Wrap(err, errdefs.ErrUnavailable, errdefs.CodeSupervisorUnavailable, "the workspace's supervisor does not answer")
+}
+
+// Files of a paused machine, in its pause dir. PausedMetaFile (the
+// supervisor's Paused) is written last, atomically: a pause dir without it
+// is a pause that never finished, and its state is worthless.
+const (
+	PausedStateFile = "state"
+	PausedMetaFile  = "paused.json"
+)
+
+// DiskID identifies a disk file's content as of a moment: a file that was
+// replaced or written since has another.
+type DiskID struct {
+	Inode   uint64 `json:"inode"`
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+}
+
+// DiskIDOf reads path's identity.
+func DiskIDOf(path string) (DiskID, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return DiskID{}, err
+	}
+	return DiskID{Inode: st.Ino, Size: st.Size, MtimeNs: st.Mtim.Nano()}, nil
+}
+
+// PausedValid reports whether dir holds a complete saved machine of the
+// disk at diskPath as that disk is now: its description, a state file of the
+// size it gives, and the disk unchanged since the save.
+func PausedValid(dir, diskPath string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, PausedMetaFile))
+	if err != nil {
+		return false
+	}
+	var meta struct { // the fields of the supervisor's Paused this needs
+		StateBytes int64  `json:"state_bytes"`
+		Disk       DiskID `json:"disk"`
+	}
+	if json.Unmarshal(b, &meta) != nil {
+		return false
+	}
+	st, err := os.Stat(filepath.Join(dir, PausedStateFile))
+	if err != nil || st.Size() != meta.StateBytes {
+		return false
+	}
+	id, err := DiskIDOf(diskPath)
+	return err == nil && id == meta.Disk
 }

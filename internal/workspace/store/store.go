@@ -329,3 +329,16 @@ func Scan(root string) ([]*Record, error) {
 	}
 	return out, nil
 }
+
+// DefaultStateDir is where pyro keeps its state when PYRO_STATE_DIR (or the
+// SDK's WithStateDir) names no other place: $XDG_STATE_HOME/pyro, else
+// ~/.local/state/pyro.
+func DefaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "pyro")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "pyro")
+	}
+	return filepath.Join(os.TempDir(), "pyro-state")
+}

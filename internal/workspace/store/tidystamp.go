@@ -2,8 +2,12 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/pyrovm/pyro/internal/ident"
 )
 
 // TidyEvery is how stale the last pass over every workspace may be when a
@@ -44,4 +48,34 @@ func ReadTidyStamp(root string) (TidyStamp, bool) {
 func WriteTidyStamp(root string, s TidyStamp) {
 	b, _ := json.Marshal(s)
 	_ = os.WriteFile(TidyStampPath(root), b, 0o600)
+}
+
+// Include notes r's TTL in the stamp's Due (the earliest still ahead).
+func (s *TidyStamp) Include(r *Record) {
+	if exp := r.ExpiresAt(); !exp.IsZero() && (s.Due.IsZero() || exp.Before(s.Due)) {
+		s.Due = exp
+	}
+}
+
+// QuietPass is a pass over every workspace under root (their disks named
+// diskFile, the backend's) that finds nothing to do, each one Quiet: its
+// stamp, ok true. A workspace that is not quiet fails it, for package
+// workspace's Tidy to handle.
+func QuietPass(root, diskFile string, now time.Time) (TidyStamp, bool) {
+	entries, err := os.ReadDir(root)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return TidyStamp{}, false
+	}
+	stamp := TidyStamp{At: now}
+	for _, e := range entries {
+		if !e.IsDir() || !ident.ValidID(e.Name()) {
+			continue
+		}
+		r, quiet := Quiet(Paths{Dir: filepath.Join(root, e.Name()), DiskFile: diskFile}, now)
+		if !quiet {
+			return TidyStamp{}, false
+		}
+		stamp.Include(r)
+	}
+	return stamp, true
 }
