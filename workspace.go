@@ -291,8 +291,8 @@ func (c *Client) pyroBinary() string {
 	if p := os.Getenv("PYRO_BIN"); p != "" {
 		return p
 	}
-	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "pyro" {
-		return exe
+	if exe, err := os.Executable(); err == nil && (filepath.Base(exe) == "pyro" || filepath.Base(exe) == "pyro-full") {
+		return exe // pyro-full: the complete CLI pyro hands its calls to
 	}
 	if c.agentPath != "" {
 		if p := filepath.Join(filepath.Dir(c.agentPath), "pyro"); fileExists(p) {

@@ -33,7 +33,8 @@ func supervisorExe(t *testing.T, state, id string) string {
 }
 
 // Workspaces run under pyro-supervisor when it sits beside pyro, under
-// `pyro __supervise` when it does not (a lone go install .../cmd/pyro), and a
+// `pyro __supervise` when it does not (which pyro hands to pyro-full, the
+// complete CLI: the supervisor runs as pyro-full), and a
 // pyro-supervisor of another API version is refused at launch, leaving
 // nothing behind.
 func TestSupervisorBin(t *testing.T) {
@@ -56,7 +57,7 @@ func TestSupervisorBin(t *testing.T) {
 		}
 		c, state := clientWithPyro(t, filepath.Join(lone, "pyro"))
 		w := createWorkspace(t, c, "debian:12")
-		if got, want := supervisorExe(t, state, w.WorkspaceID), filepath.Join(bin, "pyro"); got != want {
+		if got, want := supervisorExe(t, state, w.WorkspaceID), filepath.Join(bin, "pyro-full"); got != want {
 			t.Fatalf("supervisor runs %s, want %s", got, want)
 		}
 		mustExec(t, c, w.WorkspaceID, "true")
@@ -65,7 +66,7 @@ func TestSupervisorBin(t *testing.T) {
 			t.Fatal(err)
 		}
 		mustExec(t, c, w.WorkspaceID, "true")
-		if got := supervisorExe(t, state, w.WorkspaceID); got != filepath.Join(bin, "pyro") {
+		if got := supervisorExe(t, state, w.WorkspaceID); got != filepath.Join(bin, "pyro-full") {
 			t.Fatalf("resumed supervisor runs %s", got)
 		}
 	})

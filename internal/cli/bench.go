@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -140,20 +138,4 @@ func (a *app) benchExec(cmd *cobra.Command, c *pyro.Client, env, self string, ru
 	}
 	defer c.DeleteWorkspace(context.WithoutCancel(ctx), w.WorkspaceID)
 	return bench.Exec(ctx, c, self, w.WorkspaceID, runs, floorMs)
-}
-
-// cliBinary is the pyro CLI users run: the pyro beside this pyro-full (the
-// bench times what a user's call costs, hand-off included), else this
-// binary.
-func cliBinary() (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	if p := filepath.Join(filepath.Dir(self), "pyro"); p != self {
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	return self, nil
 }

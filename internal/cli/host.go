@@ -31,7 +31,7 @@ func (a *app) hostCommand() *cobra.Command {
 				return hostcfg.Server{}, errdefs.InvalidArgument("http", "%q is not the http://HOST:PORT/mcp address `pyro mcp serve --http` printed", httpURL)
 			}
 		}
-		self, err := os.Executable()
+		self, err := cliBinary()
 		return hostcfg.Server{Command: self, Profile: profile, Mode: mode, URL: httpURL}, err
 	}
 	connect := &cobra.Command{
@@ -142,7 +142,7 @@ func (a *app) hostDoctorCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "doctor", Short: "Check pyro's entry in every host's config: present, its pyro binary there, its arguments valid", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			self, _ := os.Executable()
+			self, _ := cliBinary()
 			opts := hostcfg.CheckOptions{Self: self, ServeArgs: a.checkServeArgs}
 			findings := []hostcfg.Finding{}
 			broken := false

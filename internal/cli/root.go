@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -180,4 +181,20 @@ func (a *app) fail(ctx context.Context, err error, jsonOut bool) error {
 		}})
 	}
 	return exitError{cliexec.PrintError(ctx, a.stderr, err)}
+}
+
+// cliBinary is the pyro CLI users run: the pyro beside this pyro-full
+// (what host configs name, and what the bench times: a user's call,
+// hand-off included), else this binary.
+func cliBinary() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if p := filepath.Join(filepath.Dir(self), "pyro"); p != self {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return self, nil
 }
