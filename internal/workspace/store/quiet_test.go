@@ -10,12 +10,14 @@ import (
 	"github.com/pyrovm/pyro/internal/fsutil"
 	"github.com/pyrovm/pyro/internal/ident"
 	"github.com/pyrovm/pyro/internal/supervisor/wire"
+	"github.com/pyrovm/pyro/internal/vmm/backends"
 )
 
 // Quiet says "nothing to do" only for a workspace plainly at rest: every
 // leftover Tidy would act on makes it false, and a pass over quiet
 // workspaces records the earliest TTL ahead.
 func TestQuiet(t *testing.T) {
+	disk := backends.Default().DiskFile()
 	now := time.Now()
 	live := wire.Info{API: wire.APIVersion, Pid: os.Getpid(), PidStart: ident.ProcStart(os.Getpid())}
 	dead := wire.Info{API: wire.APIVersion, Pid: 1 << 22, PidStart: 1}
@@ -46,7 +48,7 @@ func TestQuiet(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
 			c.rec.ID = ident.NewID()
-			p := Paths{Dir: filepath.Join(root, c.rec.ID), DiskFile: "disk.qcow2"}
+			p := Paths{Dir: filepath.Join(root, c.rec.ID), DiskFile: disk}
 			if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +64,7 @@ func TestQuiet(t *testing.T) {
 			if _, quiet := Quiet(p, now); quiet != c.quiet {
 				t.Errorf("Quiet = %v, want %v", quiet, c.quiet)
 			}
-			stamp, ok := QuietPass(root, "disk.qcow2", now)
+			stamp, ok := QuietPass(root, disk, now)
 			if ok != c.quiet {
 				t.Errorf("QuietPass = %v, want %v", ok, c.quiet)
 			}
