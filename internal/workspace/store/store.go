@@ -25,10 +25,12 @@ import (
 	"github.com/pyrovm/pyro/internal/vmm"
 )
 
-// States of a workspace.
+// States of a workspace. A paused one has its machine (memory, devices)
+// saved in its dir next to its disk: no host process runs for it.
 const (
 	StateRunning = "running"
 	StateStopped = "stopped"
+	StatePaused  = "paused"
 )
 
 // Record is the persisted state of one workspace, written atomically.
@@ -181,14 +183,11 @@ func ExistingLock(p Paths) *flock.Flock {
 	return flock.New(p.Lock(), flock.SetFlag(os.O_RDONLY))
 }
 
+// NotFound is the error for a workspace ref names none.
 func NotFound(ref string) error {
 	return errdefs.New(errdefs.ErrNotFound, CodeNotFound, "no workspace %q", ref).
 		WithNext(": %s to see the workspaces", "pyro workspace list", "workspace_list")
 }
-
-// StatePaused is a workspace whose machine (memory, devices) is saved in
-// its dir next to its disk: no host process runs for it.
-const StatePaused = "paused"
 
 // TTL actions: what happens to a workspace whose TTL has passed.
 const (
