@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/pyrovm/pyro/internal/cli.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/pyrovm/pyro/internal/cliexec.Version=$(VERSION)
 
 .PHONY: all build deps test test-short faults bench demo clean fmt vet
 
@@ -20,7 +20,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '-s -w' -o $(BIN)/pyro-agent ./cmd/pyro-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro-supervisor ./cmd/pyro-supervisor
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro-full ./cmd/pyro-full
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/pyro ./cmd/pyro
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pyro ./cmd/pyro
 
 # The main job on a fresh machine: install, build, run a real command in a microVM.
 demo: deps build

@@ -199,7 +199,7 @@ func TestBenchExecSplit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.CLIUs <= r.FrontUs || r.FrontUs <= 0 || r.FullStartUs <= 0 || r.SDKUs <= 0 || r.SupervisorUs < r.AgentUs ||
+	if r.CLIUs <= r.FrontUs || r.FrontUs <= 0 || r.CLIStartUs <= 0 || r.FullStartUs <= 0 || r.SDKUs <= 0 || r.SupervisorUs < r.AgentUs ||
 		r.GuestTotalUs <= 0 || r.GuestTotalUs > r.AgentUs || r.GuestSyncUs > r.GuestTotalUs || r.FloorRatio <= 0 {
 		t.Errorf("report %+v", r)
 	}
@@ -210,7 +210,7 @@ func TestBenchExecSplit(t *testing.T) {
 			t.Errorf("part %q: %d us", p.Name, p.Us)
 		}
 	}
-	if len(names) != 8 || names[0] != "cli (process, flags, record)" || names[7] != "durability sync (syncfs)" {
+	if len(names) != 9 || names[0] != "cli process start" || names[8] != "durability sync (syncfs)" {
 		t.Errorf("parts %q", names)
 	}
 }

@@ -114,13 +114,17 @@ func TestCLIFastExec(t *testing.T) {
 		t.Errorf("secret command recorded as %+v by pyro and %+v by pyro-full", fast, slow)
 	}
 
-	// What the front does not take goes to pyro-full: other commands and
-	// flags, and a workspace that needs more than the command.
+	// The front answers --version as pyro-full does. What it does not take
+	// goes to pyro-full: other commands and flags, and a workspace that
+	// needs more than the command.
 	handedOff(t, runBin(t, lone, s, "workspace", "exec", id, "--json", "--", "true"))
 	handedOff(t, runBin(t, lone, s, "workspace", "exec", id, "-i", "--", "true"))
 	handedOff(t, runBin(t, lone, s, "workspace", "exec", id, "--timeout-seconds", "0", "--", "true"))
 	handedOff(t, runBin(t, lone, s, "workspace", "exec", "nosuch", "--", "true"))
-	handedOff(t, runBin(t, lone, s, "--version"))
+	if fast, slow := runBin(t, lone, s, "--version"), runBin(t, full, s, "--version"); fast != slow || fast.code != 0 || !strings.HasPrefix(fast.stdout, "pyro version ") {
+		t.Errorf("--version: pyro %+v, pyro-full %+v", fast, slow)
+	}
+	handedOff(t, runBin(t, lone, s, "--help"))
 	// A pass over every workspace is owed after 2 s: with every workspace
 	// quiet, the front records it itself; a dead write's temporary is for
 	// the full CLI to look at.

@@ -21,11 +21,14 @@ import (
 type ExecReport struct {
 	Runs int `json:"runs"`
 	// CLIUs is the whole CLI exec (pyro runs a ready workspace's exec
-	// itself); FrontUs its own part, the median of each round's CLI exec
-	// less its supervisor exec: the pyro process, its flags, the record and
-	// the history. FullStartUs is the complete CLI doing nothing
-	// (`pyro-full --version`): what the hand-off adds to every other call.
+	// itself); CLIStartUs the pyro process doing nothing (`pyro
+	// --version`): process start and Go runtime; FrontUs the CLI's own
+	// part, the median of each round's CLI exec less its supervisor exec:
+	// the process, its flags, the record and the history. FullStartUs is
+	// the complete CLI doing nothing (`pyro-full --version`): what the
+	// hand-off adds to every other command.
 	CLIUs       int64 `json:"cli_exec_us"`
+	CLIStartUs  int64 `json:"cli_start_us"`
 	FrontUs     int64 `json:"cli_front_us"`
 	FullStartUs int64 `json:"full_cli_start_us"`
 	// SDKUs is Client.ExecWorkspace in this process: record, secrets,
@@ -62,13 +65,14 @@ type Part struct {
 	Us   int64  `json:"us"`
 }
 
-// parts names the stages of r: the CLI's own part (process, flags,
-// record, history), the supervisor's API, the channel, the agent before
+// parts names the stages of r: CLI process start, the rest of the CLI's
+// own part (flags, record, history, output), the supervisor's API, the channel, the agent before
 // and after the command, the command's own life in the guest, and the
 // durability flush.
 func (r *ExecReport) parts() []Part {
 	return []Part{
-		{"cli (process, flags, record)", r.FrontUs},
+		{"cli process start", r.CLIStartUs},
+		{"cli (flags, record, output)", max(0, r.FrontUs-r.CLIStartUs)},
 		{"supervisor (connect, api)", r.SupervisorAPIUs},
 		{"channel (serial, yamux)", r.ChannelUs},
 		{"agent: plan (cwd, login env)", r.GuestPlanUs},
@@ -84,7 +88,7 @@ func (r *ExecReport) parts() []Part {
 func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, floorMs int64) (*ExecReport, error) {
 	sock := workspace.Paths{Dir: filepath.Join(c.StateDir(), "workspaces", ws)}.Socket()
 	fullBin := filepath.Join(filepath.Dir(pyroBin), "pyro-full")
-	var cli, front, start, sdk, sup, agent, api, channel []int64
+	var cli, front, start, fullStart, sdk, sup, agent, api, channel []int64
 	var gPlan, gStart, gRun, gOut, gSync, gTotal []int64
 	timed := func(f func() error) (int64, error) {
 		t := time.Now()
@@ -98,10 +102,14 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 			return nil, err
 		}
 		cli = append(cli, us)
-		if us, err = timed(func() error { return command(ctx, fullBin, env, "--version") }); err != nil {
+		if us, err = timed(func() error { return command(ctx, pyroBin, env, "--version") }); err != nil {
 			return nil, err
 		}
 		start = append(start, us)
+		if us, err = timed(func() error { return command(ctx, fullBin, env, "--version") }); err != nil {
+			return nil, err
+		}
+		fullStart = append(fullStart, us)
 		// Streamed, as the CLI asks for it (live output).
 		if us, err = timed(func() error {
 			_, err := c.ExecWorkspace(ctx, pyro.WorkspaceExecRequest{Workspace: ws, Command: "true", Stdout: io.Discard, Stderr: io.Discard})
@@ -130,7 +138,7 @@ func Exec(ctx context.Context, c *pyro.Client, pyroBin, ws string, runs int, flo
 			channel = append(channel, max(0, res.AgentUs-g.TotalUs))
 		}
 	}
-	r := &ExecReport{Runs: runs, CLIUs: Median(cli), FrontUs: Median(front), FullStartUs: Median(start), SDKUs: Median(sdk),
+	r := &ExecReport{Runs: runs, CLIUs: Median(cli), CLIStartUs: Median(start), FrontUs: Median(front), FullStartUs: Median(fullStart), SDKUs: Median(sdk),
 		SupervisorUs: Median(sup), AgentUs: Median(agent), SupervisorAPIUs: Median(api), ChannelUs: Median(channel),
 		GuestPlanUs: Median(gPlan), GuestStartUs: Median(gStart), GuestRunUs: Median(gRun), GuestOutputUs: Median(gOut),
 		GuestSyncUs: Median(gSync), GuestTotalUs: Median(gTotal)}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyrovm/pyro"
+	"github.com/pyrovm/pyro/internal/cliexec"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	pyromcp "github.com/pyrovm/pyro/internal/mcp"
 )
@@ -57,7 +58,7 @@ func (a *app) mcpCommand() *cobra.Command {
 			if ttlSeconds < 0 {
 				return a.fail(cmd.Context(), errdefs.InvalidArgument("workspace-ttl-seconds", "%d is negative; use 0 for workspaces that never expire", ttlSeconds), false)
 			}
-			cfg := pyromcp.Config{Profile: p, Mode: m, Version: Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds,
+			cfg := pyromcp.Config{Profile: p, Mode: m, Version: cliexec.Version, ProjectPath: projectPath, NoNetwork: noNetwork, WorkspaceTTLSeconds: ttlSeconds,
 				AllowNetworkChanges: allowNetworkChanges, AllowBuild: allowBuild}
 			switch {
 			case noProjectSource && (projectPath != "" || repoURL != ""):

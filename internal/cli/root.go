@@ -30,9 +30,6 @@ const (
 	ExitInterrupted = cliexec.ExitInterrupted
 )
 
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
-var Version = "dev"
-
 // exitError carries an exit status out of a command without printing more.
 type exitError struct{ code int }
 
@@ -84,12 +81,13 @@ func (a *app) commandFor(args []string) *cobra.Command {
 		Long:          "pyro runs commands inside disposable Linux microVMs: one-shot runs and persistent workspaces,\nthrough this CLI, a Go SDK and an MCP server.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       Version,
+		Version:       cliexec.Version,
 		// Out-of-range numbers and unknown enum values are usage errors (exit 2), caught before any work.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return checkFlagValues(cmd) },
 	}
 	root.PersistentFlags().StringArrayVar(&a.insecure, "insecure-registry", nil,
 		"registry HOST[:PORT] that may be reached over plain HTTP when pulling or pushing (repeatable; also PYRO_INSECURE_REGISTRIES)")
+	root.SetVersionTemplate(cliexec.VersionLine())
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	addChildren(root, args, []child{{"run", leaf(a.runCommand)}, {"env", leaf(a.envCommand)},

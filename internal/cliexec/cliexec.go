@@ -16,6 +16,13 @@ import (
 	"github.com/pyrovm/pyro/internal/guestexec"
 )
 
+// Version is set at build time, in both pyro and pyro-full, with
+// -ldflags "-X .../internal/cliexec.Version=...".
+var Version = "dev"
+
+// VersionLine is what `pyro --version` prints.
+func VersionLine() string { return "pyro version " + Version + "\n" }
+
 // Exit codes shared by every command (CONTRACT.md).
 const (
 	ExitUsage       = 2

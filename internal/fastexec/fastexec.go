@@ -4,7 +4,8 @@
 // registries, the network stack, the VMM code: ~5 ms of process start and
 // as much again of cold code per call). It reads, records and prints
 // through the same packages as the full CLI (store, wire, guestexec,
-// cliexec). Whatever it does not take (other commands and flags, --json,
+// cliexec), and it answers `pyro --version`. Whatever it does not take
+// (other commands and flags, --json,
 // -i, --background, a workspace to recover, resume or refuse, a due tidy
 // pass, a refused or undeliverable call) it hands back untouched, and
 // cmd/pyro runs the full CLI (pyro-full) with the same arguments.
@@ -49,6 +50,10 @@ type call struct {
 // happened (nothing printed, nothing recorded, nothing run): the caller
 // runs the full CLI with the same args.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int, handled bool) {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
+		io.WriteString(stdout, cliexec.VersionLine())
+		return 0, true
+	}
 	c, ok := take(args, time.Now())
 	if !ok {
 		return 0, false
