@@ -165,6 +165,11 @@ func TestExecGroupsReused(t *testing.T) {
 	if r := mustExec(t, c, id, "cat /proc/1/cgroup /sys/fs/cgroup/pyro-agent/cpu.weight").Stdout; r != "0::/pyro-agent\n10000\n" {
 		t.Errorf("the agent's cgroup and weight: %q", r)
 	}
+	// The agent's threads run SCHED_BATCH (3), commands SCHED_OTHER (0) as
+	// always: field 41 of stat.
+	if r := mustExec(t, c, id, "cut -d' ' -f41 /proc/self/stat; cut -d' ' -f41 /proc/1/task/*/stat | sort -u").Stdout; r != "0\n3\n" {
+		t.Errorf("policies of a command, then of the agent's threads: %q", r)
+	}
 	if again := group(); again != first {
 		t.Errorf("an empty group was not reused: %q then %q", first, again)
 	}

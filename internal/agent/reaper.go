@@ -103,7 +103,7 @@ func (r *reaper) start(argv0 string, argv []string, attr *syscall.ProcAttr) (int
 			attr = &a
 		}
 	}
-	pid, err := syscall.ForkExec(argv0, argv, attr)
+	pid, err := forkChild(func() (int, error) { return syscall.ForkExec(argv0, argv, attr) })
 	if err != nil {
 		if group != nil {
 			r.groups.giveBack(group)

@@ -40,6 +40,9 @@ func Run() {
 		r.mu.Lock()
 		r.groups = groups
 		r.mu.Unlock()
+		if err := batchThreads(); err != nil {
+			log.Printf("scheduling policy: %v (the agent's threads stay SCHED_OTHER)", err)
+		}
 	}
 	for {
 		serveOnce(opts)
