@@ -29,12 +29,14 @@ func main() {
 		os.Exit(code)
 	}
 	full, err := fullBinary()
-	if err == nil {
-		err = syscall.Exec(full, os.Args, os.Environ())
+	if err != nil {
+		os.Exit(cliexec.PrintError(context.Background(), os.Stderr, errdefs.Wrap(err, errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
+			"this command runs in %s, the complete pyro CLI, which is not installed beside this pyro or on PATH: "+
+				"install both from one build (make build, or go install github.com/pyrovm/pyro/cmd/...@VERSION)", fullName)))
 	}
+	err = syscall.Exec(full, os.Args, os.Environ())
 	os.Exit(cliexec.PrintError(context.Background(), os.Stderr, errdefs.Wrap(err, errdefs.ErrFailedPrecondition, errdefs.CodeHostToolMissing,
-		"this command runs in %s, the complete pyro CLI, which is not installed beside this pyro or on PATH: "+
-			"install both from one build (make build, or go install github.com/pyrovm/pyro/cmd/...@VERSION)", fullName)))
+		"this command runs in %s, the complete pyro CLI, and %s does not run: reinstall pyro (make build, or go install github.com/pyrovm/pyro/cmd/...@VERSION)", fullName, full)))
 }
 
 // fullBinary is pyro-full beside this executable, else on PATH.
