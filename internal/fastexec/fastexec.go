@@ -144,7 +144,7 @@ func ready(ref string, now time.Time) (store.Paths, bool) {
 		return store.Paths{}, false
 	}
 	p := store.Paths{Dir: filepath.Join(root, r.ID), DiskFile: backend.DiskFile()}
-	if r, quiet := store.Quiet(p, now); !quiet || r.State != store.StateRunning {
+	if r.State != store.StateRunning || !store.QuietAs(p, r, now) {
 		return store.Paths{}, false
 	}
 	info, err := wire.ReadInfo(p.Supervisor())

@@ -19,29 +19,34 @@ import (
 // is for Tidy to look at. Tidy skips what is quiet, and a pass that finds
 // every workspace quiet may be recorded without it (the CLI's fast path).
 func Quiet(p Paths, now time.Time) (*Record, bool) {
-	if _, err := os.Stat(p.Lock()); err != nil {
+	r, err := ReadRecord(p)
+	if err != nil {
 		return nil, false
 	}
-	r, err := ReadRecord(p)
-	if err != nil || r.Creating || p.ResetInterrupted() {
-		return nil, false
+	return r, QuietAs(p, r, now)
+}
+
+// QuietAs is Quiet for r, the record just read from p.
+func QuietAs(p Paths, r *Record, now time.Time) bool {
+	if _, err := os.Stat(p.Lock()); err != nil || r.Creating || p.ResetInterrupted() {
+		return false
 	}
 	if exp := r.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
-		return nil, false
+		return false
 	}
 	if hasEntries(p.OutputsDir(), nil) || hasEntries(p.SnapshotDir(), isSnapshotTemp) || hasEntries(p.Dir, isRecordTemp) {
-		return nil, false
+		return false
 	}
 	supervised := supervisorAlive(p.Supervisor())
 	switch r.State {
 	case StateRunning:
-		return r, supervised
+		return supervised
 	case StateStopped:
-		return r, !supervised && !exists(p.PauseDir())
+		return !supervised && !exists(p.PauseDir())
 	case StatePaused:
-		return r, !supervised && (!exists(p.PauseDir()) || wire.PausedValid(p.PauseDir(), p.Disk()))
+		return !supervised && (!exists(p.PauseDir()) || wire.PausedValid(p.PauseDir(), p.Disk()))
 	}
-	return nil, false
+	return false
 }
 
 func supervisorAlive(infoPath string) bool {
