@@ -1,6 +1,10 @@
 package cliexec
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/pyrovm/pyro/internal/guestexec"
+)
 
 // ShellCommand turns the words after "--" into one shell string: a single
 // word is taken as the shell string as is (so `-- 'echo $HOME | wc -c'` works);
@@ -31,5 +35,5 @@ func ShellQuote(s string) string {
 	if safe {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return guestexec.Quote(s)
 }

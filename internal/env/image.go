@@ -21,6 +21,7 @@ import (
 	"github.com/pyrovm/pyro/internal/env/oci"
 	"github.com/pyrovm/pyro/internal/errdefs"
 	"github.com/pyrovm/pyro/internal/fsutil"
+	"github.com/pyrovm/pyro/internal/guestexec"
 )
 
 // OCI image environments live beside the catalog's:
@@ -425,13 +426,11 @@ func writeImageEnv(root *os.Root, envv []string) error {
 		return err
 	}
 	if st, err := root.Stat("etc/profile.d"); path != "" && err == nil && st.IsDir() {
-		script := "# pyro: the image's PATH, which /etc/profile may have reset\nPATH=" + shellQuote(path) + "\nexport PATH\n"
+		script := "# pyro: the image's PATH, which /etc/profile may have reset\nPATH=" + guestexec.Quote(path) + "\nexport PATH\n"
 		return replaceFile(root, "etc/profile.d/zz-pyro-image-path.sh", strings.NewReader(script), 0o644)
 	}
 	return nil
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // convertImage builds and installs a new version of image im. Caller holds
 // the image lock.

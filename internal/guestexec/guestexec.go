@@ -116,6 +116,9 @@ func Outcome(exitCode int, signal string, timedOut bool) int {
 	return exitCode
 }
 
+// Quote quotes s as one word for /bin/sh, whatever it holds.
+func Quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
 // MaxEnvBytes bounds the variables one command sets.
 const MaxEnvBytes = 64 << 10
 

@@ -235,7 +235,7 @@ func (m *Manager) FileWrite(ctx context.Context, ref, guest string, content []by
 // that it exists (exit 3) and resolves inside /workspace (exit 4), so a
 // symlink cannot lead it out.
 func guestScript(ctx context.Context, sc *supervisor.Client, guestPath, userPath, body string) (*supervisor.ExecResult, error) {
-	script := "set -- " + shellQuote(guestPath) + `
+	script := "set -- " + guestexec.Quote(guestPath) + `
 p=$(realpath -e -- "$1") || exit 3
 case "$p" in /workspace|/workspace/*) ;; *) exit 4;; esac
 ` + body
@@ -318,5 +318,3 @@ func fileType(t string) string {
 	}
 	return "other"
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
