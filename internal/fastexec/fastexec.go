@@ -111,7 +111,7 @@ func take(args []string, now time.Time) (*call, bool) {
 	if err != nil || guestexec.AddSecretEnv(&ereq, extra) != nil {
 		return nil, false
 	}
-	return &call{paths: paths, request: wire.ExecRequest{ExecRequest: ereq, Track: true, Stream: true}, redact: set.Redactor()}, true
+	return &call{paths: paths, request: wire.ExecRequest{ExecRequest: ereq, Track: true}, redact: set.Redactor()}, true
 }
 
 // ready finds the workspace ref names and reports whether it needs nothing

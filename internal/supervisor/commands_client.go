@@ -15,7 +15,7 @@ import (
 // runs (and sink.Stdin, when set, to its stdin, as the agent client does
 // for a one-shot run); the answer is its result as Exec gives it.
 func (c *Client) ExecStream(ctx context.Context, req ExecRequest, sink agentclient.ExecStreams) (*ExecResult, error) {
-	req.Stream, req.StdinStream = true, sink.Stdin != nil
+	req.StdinStream = sink.Stdin != nil
 	body, err := wire.PostExec(ctx, c.http, req)
 	var refused *wire.Refused
 	if errors.As(err, &refused) {

@@ -144,6 +144,7 @@ func DecodeErr(resp *http.Response) error {
 // as it is, for the caller to explain; a refusal (any status but 200: the
 // command did not start) as the supervisor's typed error.
 func PostExec(ctx context.Context, c *http.Client, req ExecRequest) (io.ReadCloser, error) {
+	req.Stream = true
 	b, _ := json.Marshal(req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://supervisor/v1/exec", strings.NewReader(string(b)))
 	if err != nil {
