@@ -31,7 +31,12 @@ type result struct {
 
 func runPyro(t *testing.T, state string, args ...string) result {
 	t.Helper()
-	cmd := pyroCmd(t, state, args...)
+	return runCmd(t, pyroCmd(t, state, args...))
+}
+
+// runCmd runs cmd and returns its output and exit code.
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -25,16 +25,7 @@ func TestCLIHostRepair(t *testing.T) {
 		cmd := pyroCmd(t, s, args...)
 		cmd.Dir = project
 		cmd.Env = append(cmd.Env, "HOME="+home, "XDG_CONFIG_HOME=", "CODEX_HOME=")
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return result{out.String(), errb.String(), code}
+		return runCmd(t, cmd)
 	}
 	if r := run("host", "doctor"); r.code != 0 || strings.Contains(r.stdout, " ok ") || !strings.Contains(r.stdout, "absent") {
 		t.Fatalf("host doctor on an empty home: %+v", r)

@@ -7,6 +7,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -146,7 +146,7 @@ func DecodeErr(resp *http.Response) error {
 func PostExec(ctx context.Context, c *http.Client, req ExecRequest) (io.ReadCloser, error) {
 	req.Stream = true
 	b, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://supervisor/v1/exec", strings.NewReader(string(b)))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://supervisor/v1/exec", bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
